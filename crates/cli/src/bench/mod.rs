@@ -1,0 +1,26 @@
+//! `agentic bench …`: every bench prints JSON with a top-level `ratio` against a baseline
+//! measured in the same run.
+
+pub mod ledger;
+pub mod matmul;
+pub mod model;
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// Signed and apply-only transfer throughput vs raw ed25519 batch verification.
+    Ledger(ledger::Args),
+    /// Deterministic matmul vs the `matrixmultiply` crate's sgemm.
+    Matmul(matmul::Args),
+    /// MiniLM embeddings vs candle's BERT, and decoder tokens per second.
+    Model(model::Args),
+}
+
+pub fn run(bench: Bench) -> anyhow::Result<()> {
+    match bench {
+        Bench::Ledger(args) => ledger::run(&args),
+        Bench::Matmul(args) => matmul::run(&args),
+        Bench::Model(args) => model::run(&args),
+    }
+}

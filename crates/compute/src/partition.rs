@@ -1,0 +1,1 @@
+//! Placeholder: the partitioner (written by the partitioner work).
