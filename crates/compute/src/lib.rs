@@ -6,6 +6,7 @@ pub mod error;
 pub mod kernels;
 pub mod partition;
 pub mod tensor;
+pub mod train;
 
 pub use error::ComputeError;
 pub use tensor::Tensor;
