@@ -1,1 +1,564 @@
-//! Placeholder: written by the protocol pure-modules work.
+//! The bisection dispute game: narrow two conflicting traces down to one layer.
+//!
+//! A trace of a computation with `n - 1` layers has `n` leaves:
+//!
+//! ```text
+//!   leaf:    0          1          2                n-1
+//!            input ─L0─▶ out(L0) ─L1─▶ out(L1) ··· ─▶ out(L[n-2])
+//! ```
+//!
+//! Leaf 0 is the hash of the input, leaf `i` the hash of layer `i - 1`'s
+//! output. Both parties committed a Merkle root over their trace (see
+//! [`crate::merkle`]). They **agree** on leaf 0 (the job input, which the
+//! caller checks against the job) and **disagree** on the last leaf (that is
+//! why there is a dispute). The game keeps an interval `[lo, hi]` with the
+//! invariant
+//!
+//! ```text
+//!   agree(lo)  and  disagree(hi)
+//! ```
+//!
+//! and halves it each round:
+//!
+//! 1. `mid = lo + (hi - lo) / 2` ([`Bisection::midpoint`]);
+//! 2. both parties reveal their leaf `mid` with a Merkle proof (the caller
+//!    verifies the proofs against each party's root and compares the leaves);
+//! 3. equal leaves → `lo = mid`, different → `hi = mid` ([`Bisection::record`]).
+//!
+//! When `hi == lo + 1` the parties agree on the input of layer `lo` and
+//! disagree on its output: [`Bisection::disputed_layer`] returns `lo`
+//! (= `hi - 1`), and the referee re-executes that single layer from the
+//! agreed leaf `lo`. Whoever's leaf `hi` differs from the re-execution loses.
+//!
+//! **Bound.** The interval length `hi - lo` starts at `n - 1` and becomes at
+//! most `ceil(len / 2)` each round, so the game ends after exactly
+//! `ceil(log2(n - 1))` rounds at most ([`max_rounds`]; tested exhaustively
+//! for every `n` in `2..=1000` and every disagreement position, and the bound
+//! is attained). A party that misses its move loses by timeout (the caller's
+//! rule), so a dispute always terminates.
+//!
+//! # Two-level game (training jobs)
+//!
+//! A training job of `S` steps has an outer trace of `S + 1` leaves (leaf 0
+//! = the initial state, leaf `s` = the state after step `s`), and each step
+//! has its own inner trace over its layers (forward, backward, update) of
+//! `m` leaves. [`TwoLevel`] plays the outer game first; when it ends at step
+//! `t` (parties agree on the state before step `t` and disagree after it),
+//! each party names its inner trace root for step `t`, and the caller must
+//! check, with Merkle proofs against that inner root, that
+//!
+//! - the party's inner leaf 0 equals the agreed outer leaf `t` (the state
+//!   both agree on), and
+//! - the party's inner last leaf equals *its own* outer leaf `t + 1`.
+//!
+//! A party that cannot show this loses at once. Then both inner traces start
+//! from the same leaf and end at different leaves, which is exactly the
+//! precondition of the single-level game, and the inner game finds the layer.
+//! Rounds: `max_rounds(S + 1) + max_rounds(m)`.
+
+use bytes::BufMut;
+use commonware_codec::{Buf, Error as CodecError, FixedSize, Read, ReadExt, Write};
+
+/// Number of rounds that always suffices for a trace of `leaves` leaves:
+/// `ceil(log2(leaves - 1))`, and 0 when there are fewer than 3 leaves.
+pub const fn max_rounds(leaves: u32) -> u32 {
+    let len = leaves.saturating_sub(1);
+    if len <= 1 {
+        0
+    } else {
+        u32::BITS - (len - 1).leading_zeros()
+    }
+}
+
+/// Why a bisection move or setup is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BisectionError {
+    /// A trace needs at least two leaves (an input and one output).
+    #[error("a trace needs at least 2 leaves, got {0}")]
+    TooFewLeaves(u32),
+    /// The game has already narrowed to one layer.
+    #[error("the game is already finished")]
+    Finished,
+    /// The move names a leaf other than the current midpoint.
+    #[error("expected a move at leaf {expected}, got {got}")]
+    WrongLeaf {
+        /// The current midpoint.
+        expected: u32,
+        /// The leaf the move named.
+        got: u32,
+    },
+    /// The move is for the other level of a two-level game.
+    #[error("the move is for the {got:?} level, the game is at the {expected:?} level")]
+    WrongLevel {
+        /// The level being played.
+        expected: Level,
+        /// The level the move named.
+        got: Level,
+    },
+}
+
+/// State of one bisection game (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Bisection {
+    leaves: u32,
+    lo: u32,
+    hi: u32,
+    round: u32,
+}
+
+impl Bisection {
+    /// Starts a game over traces of `leaves` leaves: agree at 0, disagree at `leaves - 1`.
+    pub fn new(leaves: u32) -> Result<Self, BisectionError> {
+        if leaves < 2 {
+            return Err(BisectionError::TooFewLeaves(leaves));
+        }
+        Ok(Self {
+            leaves,
+            lo: 0,
+            hi: leaves - 1,
+            round: 0,
+        })
+    }
+
+    /// Number of leaves of each trace.
+    pub fn leaves(&self) -> u32 {
+        self.leaves
+    }
+
+    /// Highest leaf both parties agree on.
+    pub fn lo(&self) -> u32 {
+        self.lo
+    }
+
+    /// Lowest leaf known to differ.
+    pub fn hi(&self) -> u32 {
+        self.hi
+    }
+
+    /// Rounds played so far.
+    pub fn round(&self) -> u32 {
+        self.round
+    }
+
+    /// Whether the interval is down to one layer.
+    pub fn is_finished(&self) -> bool {
+        self.hi <= self.lo.saturating_add(1)
+    }
+
+    /// The leaf both parties must reveal next, or `None` when finished.
+    pub fn midpoint(&self) -> Option<u32> {
+        if self.is_finished() {
+            None
+        } else {
+            Some(self.lo + (self.hi - self.lo) / 2)
+        }
+    }
+
+    /// Records the outcome of the round at leaf `mid`: `agree` is whether both
+    /// parties revealed the same leaf there.
+    pub fn record(&mut self, mid: u32, agree: bool) -> Result<(), BisectionError> {
+        let expected = self.midpoint().ok_or(BisectionError::Finished)?;
+        if mid != expected {
+            return Err(BisectionError::WrongLeaf { expected, got: mid });
+        }
+        if agree {
+            self.lo = mid;
+        } else {
+            self.hi = mid;
+        }
+        self.round = self.round.saturating_add(1);
+        Ok(())
+    }
+
+    /// The layer to re-execute once finished (`hi - 1 = lo`), from leaf `lo`.
+    pub fn disputed_layer(&self) -> Option<u32> {
+        if self.is_finished() {
+            Some(self.lo)
+        } else {
+            None
+        }
+    }
+
+    /// Rounds still needed at most.
+    pub fn rounds_left(&self) -> u32 {
+        max_rounds(self.hi - self.lo + 1)
+    }
+}
+
+impl Write for Bisection {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.leaves.write(buf);
+        self.lo.write(buf);
+        self.hi.write(buf);
+        self.round.write(buf);
+    }
+}
+
+impl Read for Bisection {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let leaves = u32::read(buf)?;
+        let lo = u32::read(buf)?;
+        let hi = u32::read(buf)?;
+        let round = u32::read(buf)?;
+        if leaves < 2 || lo >= hi || hi >= leaves || round > max_rounds(leaves) {
+            return Err(CodecError::Invalid("Bisection", "inconsistent interval"));
+        }
+        Ok(Self {
+            leaves,
+            lo,
+            hi,
+            round,
+        })
+    }
+}
+
+impl FixedSize for Bisection {
+    const SIZE: usize = 4 * u32::SIZE;
+}
+
+/// Which game of a [`TwoLevel`] dispute a move belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Level {
+    /// Over training steps (outer trace).
+    Step,
+    /// Over the layers of the disputed step (inner trace).
+    Layer,
+}
+
+/// A leaf both parties must reveal next in a [`TwoLevel`] game.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Probe {
+    /// Which trace.
+    pub level: Level,
+    /// Leaf index in that trace.
+    pub leaf: u32,
+}
+
+/// Where a finished [`TwoLevel`] game points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DisputedStep {
+    /// The training step (0-based) whose execution differs.
+    pub step: u32,
+    /// The layer within that step to re-execute.
+    pub layer: u32,
+}
+
+/// The two-level dispute game for training jobs (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TwoLevel {
+    outer: Bisection,
+    inner_leaves: u32,
+    inner: Option<Bisection>,
+}
+
+impl TwoLevel {
+    /// Starts a game over `step_leaves` outer leaves (steps + 1) and
+    /// `layer_leaves` inner leaves per step.
+    pub fn new(step_leaves: u32, layer_leaves: u32) -> Result<Self, BisectionError> {
+        let outer = Bisection::new(step_leaves)?;
+        Bisection::new(layer_leaves)?;
+        let mut game = Self {
+            outer,
+            inner_leaves: layer_leaves,
+            inner: None,
+        };
+        game.enter_inner();
+        Ok(game)
+    }
+
+    /// Starts the inner game once the outer one has finished.
+    fn enter_inner(&mut self) {
+        if self.inner.is_none() && self.outer.is_finished() {
+            self.inner = Bisection::new(self.inner_leaves).ok();
+        }
+    }
+
+    /// The level being played (the inner level once the outer game finished).
+    pub fn level(&self) -> Level {
+        if self.inner.is_some() {
+            Level::Layer
+        } else {
+            Level::Step
+        }
+    }
+
+    /// The outer game.
+    pub fn outer(&self) -> &Bisection {
+        &self.outer
+    }
+
+    /// The inner game, once started.
+    pub fn inner(&self) -> Option<&Bisection> {
+        self.inner.as_ref()
+    }
+
+    /// The leaf both parties must reveal next, or `None` when finished.
+    pub fn midpoint(&self) -> Option<Probe> {
+        match &self.inner {
+            Some(inner) => inner.midpoint().map(|leaf| Probe {
+                level: Level::Layer,
+                leaf,
+            }),
+            None => self.outer.midpoint().map(|leaf| Probe {
+                level: Level::Step,
+                leaf,
+            }),
+        }
+    }
+
+    /// Records the outcome of the round at `probe`.
+    pub fn record(&mut self, probe: Probe, agree: bool) -> Result<(), BisectionError> {
+        let expected = self.level();
+        if probe.level != expected {
+            return Err(BisectionError::WrongLevel {
+                expected,
+                got: probe.level,
+            });
+        }
+        match &mut self.inner {
+            Some(inner) => inner.record(probe.leaf, agree),
+            None => {
+                self.outer.record(probe.leaf, agree)?;
+                self.enter_inner();
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether both games are finished.
+    pub fn is_finished(&self) -> bool {
+        self.inner.is_some_and(|inner| inner.is_finished())
+    }
+
+    /// The disputed step and layer, once finished.
+    pub fn disputed(&self) -> Option<DisputedStep> {
+        let step = self.outer.disputed_layer()?;
+        let layer = self.inner.as_ref()?.disputed_layer()?;
+        Some(DisputedStep { step, layer })
+    }
+
+    /// Rounds a two-level game over these sizes needs at most.
+    pub const fn max_rounds(step_leaves: u32, layer_leaves: u32) -> u32 {
+        max_rounds(step_leaves).saturating_add(max_rounds(layer_leaves))
+    }
+}
+
+impl Write for TwoLevel {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.outer.write(buf);
+        self.inner_leaves.write(buf);
+        self.inner.write(buf);
+    }
+}
+
+impl commonware_codec::EncodeSize for TwoLevel {
+    fn encode_size(&self) -> usize {
+        Bisection::SIZE + u32::SIZE + self.inner.encode_size()
+    }
+}
+
+impl Read for TwoLevel {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let outer = Bisection::read(buf)?;
+        let inner_leaves = u32::read(buf)?;
+        let inner = Option::<Bisection>::read(buf)?;
+        if inner_leaves < 2 {
+            return Err(CodecError::Invalid("TwoLevel", "too few inner leaves"));
+        }
+        let consistent = match &inner {
+            Some(inner) => outer.is_finished() && inner.leaves() == inner_leaves,
+            None => !outer.is_finished(),
+        };
+        if !consistent {
+            return Err(CodecError::Invalid("TwoLevel", "inconsistent levels"));
+        }
+        Ok(Self {
+            outer,
+            inner_leaves,
+            inner,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_codec::{DecodeExt, Encode};
+    use proptest::prelude::*;
+
+    /// Plays a game where the traces agree exactly on leaves `< first_diff`.
+    fn play(leaves: u32, first_diff: u32) -> Bisection {
+        let mut g = Bisection::new(leaves).unwrap();
+        while let Some(mid) = g.midpoint() {
+            g.record(mid, mid < first_diff).unwrap();
+            assert!(g.lo() < g.hi());
+        }
+        g
+    }
+
+    #[test]
+    fn max_rounds_values() {
+        assert_eq!(max_rounds(0), 0);
+        assert_eq!(max_rounds(1), 0);
+        assert_eq!(max_rounds(2), 0);
+        assert_eq!(max_rounds(3), 1);
+        assert_eq!(max_rounds(4), 2);
+        assert_eq!(max_rounds(5), 2);
+        assert_eq!(max_rounds(6), 3);
+        assert_eq!(max_rounds(9), 3);
+        assert_eq!(max_rounds(10), 4);
+        assert_eq!(max_rounds(1025), 10);
+        assert_eq!(max_rounds(1026), 11);
+        assert_eq!(max_rounds(u32::MAX), 32);
+    }
+
+    /// For every trace size 2..=1000 and every first-disagreement position,
+    /// the game ends within `max_rounds` and finds exactly that layer; the
+    /// bound is attained for some position (so it is exact).
+    #[test]
+    fn exhaustive_bound_and_correctness() {
+        for n in 2..=1000u32 {
+            let bound = max_rounds(n);
+            let mut worst = 0;
+            for d in 1..n {
+                let g = play(n, d);
+                assert!(g.round() <= bound, "n={n} d={d}");
+                assert_eq!(g.disputed_layer(), Some(d - 1), "n={n} d={d}");
+                assert_eq!((g.lo(), g.hi()), (d - 1, d));
+                worst = worst.max(g.round());
+            }
+            assert_eq!(worst, bound, "bound not tight for n={n}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_moves() {
+        assert_eq!(Bisection::new(1), Err(BisectionError::TooFewLeaves(1)));
+        let mut g = Bisection::new(9).unwrap();
+        assert_eq!(g.midpoint(), Some(4));
+        assert_eq!(
+            g.record(3, true),
+            Err(BisectionError::WrongLeaf {
+                expected: 4,
+                got: 3
+            })
+        );
+        assert_eq!(g.round(), 0);
+        g.record(4, false).unwrap();
+        assert_eq!((g.lo(), g.hi()), (0, 4));
+        let mut two = Bisection::new(2).unwrap();
+        assert!(two.is_finished());
+        assert_eq!(two.disputed_layer(), Some(0));
+        assert_eq!(two.record(0, true), Err(BisectionError::Finished));
+    }
+
+    #[test]
+    fn codec_roundtrip_and_validation() {
+        let mut g = Bisection::new(100).unwrap();
+        g.record(g.midpoint().unwrap(), true).unwrap();
+        assert_eq!(g.encode().len(), Bisection::SIZE);
+        assert_eq!(Bisection::decode(g.encode()).unwrap(), g);
+        // lo >= hi is rejected.
+        let mut bad = Vec::new();
+        for v in [10u32, 5, 5, 0] {
+            v.write(&mut bad);
+        }
+        assert!(Bisection::decode(bad).is_err());
+        // hi beyond the trace is rejected.
+        let mut bad = Vec::new();
+        for v in [10u32, 0, 10, 0] {
+            v.write(&mut bad);
+        }
+        assert!(Bisection::decode(bad).is_err());
+    }
+
+    #[test]
+    fn two_level_finds_step_and_layer() {
+        let (steps, layers) = (17u32, 9u32);
+        for bad_step in 1..steps {
+            for bad_layer in 1..layers {
+                let mut g = TwoLevel::new(steps, layers).unwrap();
+                let mut rounds = 0;
+                while let Some(p) = g.midpoint() {
+                    let agree = match p.level {
+                        Level::Step => p.leaf < bad_step,
+                        Level::Layer => p.leaf < bad_layer,
+                    };
+                    g.record(p, agree).unwrap();
+                    rounds += 1;
+                    assert_eq!(TwoLevel::decode(g.encode()).unwrap(), g);
+                }
+                assert!(g.is_finished());
+                assert!(rounds <= TwoLevel::max_rounds(steps, layers));
+                assert_eq!(
+                    g.disputed(),
+                    Some(DisputedStep {
+                        step: bad_step - 1,
+                        layer: bad_layer - 1
+                    })
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn two_level_rejects_wrong_level() {
+        let mut g = TwoLevel::new(5, 5).unwrap();
+        assert_eq!(g.level(), Level::Step);
+        let err = g.record(
+            Probe {
+                level: Level::Layer,
+                leaf: 2,
+            },
+            true,
+        );
+        assert_eq!(
+            err,
+            Err(BisectionError::WrongLevel {
+                expected: Level::Step,
+                got: Level::Layer
+            })
+        );
+        // A single step goes straight to the layer game.
+        let g = TwoLevel::new(2, 5).unwrap();
+        assert_eq!(g.level(), Level::Layer);
+        assert_eq!(g.outer().disputed_layer(), Some(0));
+        assert!(TwoLevel::new(5, 1).is_err());
+    }
+
+    proptest! {
+        /// With an arbitrary agreement pattern (agree at 0, disagree at the
+        /// end, anything between), the game still ends within the bound at a
+        /// real agree→disagree transition.
+        #[test]
+        fn arbitrary_patterns_end_at_a_transition(
+            pattern in proptest::collection::vec(any::<bool>(), 0..300)
+        ) {
+            let mut agree = vec![true];
+            agree.extend(pattern);
+            agree.push(false);
+            let n = agree.len() as u32;
+            let mut g = Bisection::new(n).unwrap();
+            while let Some(mid) = g.midpoint() {
+                g.record(mid, agree[mid as usize]).unwrap();
+            }
+            prop_assert!(g.round() <= max_rounds(n));
+            let layer = g.disputed_layer().unwrap() as usize;
+            prop_assert!(agree[layer]);
+            prop_assert!(!agree[layer + 1]);
+        }
+
+        /// Decoding arbitrary bytes never panics, and whatever decodes re-encodes identically.
+        #[test]
+        fn decode_arbitrary(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            if let Ok(g) = TwoLevel::decode(bytes.clone()) {
+                prop_assert_eq!(&g.encode()[..], &bytes[..]);
+            }
+            if let Ok(g) = Bisection::decode(bytes.clone()) {
+                prop_assert_eq!(&g.encode()[..], &bytes[..]);
+            }
+        }
+    }
+}
