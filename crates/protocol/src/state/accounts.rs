@@ -1,0 +1,244 @@
+//! Accounts and staking: Transfer, Bond, Unbond, Withdraw; release of
+//! unbonded stake and issuance.
+//!
+//! ```text
+//!   balance ──Bond──▶ bonded ──Unbond──▶ unbonding queue ──(delay)──▶ withdrawable ──Withdraw──▶ balance
+//!                        │
+//!                        └── slashed (dispute lost, deadline missed)
+//! ```
+//!
+//! A registered provider must keep `min_provider_stake` bonded; only the
+//! excess can be unbonded until it retires.
+
+use super::{AccountSlot, BlockCtx, State, StateKey};
+use crate::error::TxError;
+use crate::event::Event;
+use crate::types::{Address, Amount, Height};
+
+impl State {
+    /// The transfer fast path: nonce, fee and amount checked and applied
+    /// with one map lookup per side.
+    pub(crate) fn transfer(
+        &mut self,
+        from: Address,
+        nonce: u64,
+        fee: Amount,
+        to: Address,
+        amount: Amount,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let epoch = self.meta.height.0;
+        let slot = self.accounts.get_mut(&from).ok_or(TxError::BadNonce {
+            expected: 0,
+            got: nonce,
+        });
+        let slot = match slot {
+            Ok(s) => s,
+            // A never-seen account has nonce 0 and no balance.
+            Err(_) if nonce != 0 => return Err(TxError::BadNonce { expected: 0, got: nonce }),
+            Err(_) => {
+                let need = fee.checked_add(amount).ok_or(TxError::Overflow)?;
+                return Err(TxError::InsufficientBalance {
+                    need,
+                    have: Amount::ZERO,
+                });
+            }
+        };
+        if slot.acct.nonce != nonce {
+            return Err(TxError::BadNonce {
+                expected: slot.acct.nonce,
+                got: nonce,
+            });
+        }
+        let need = fee.checked_add(amount).ok_or(TxError::Overflow)?;
+        if slot.acct.balance < need {
+            return Err(TxError::InsufficientBalance {
+                need,
+                have: slot.acct.balance,
+            });
+        }
+        if amount.0 == 0 {
+            return Err(TxError::ZeroAmount);
+        }
+        // Validation done: mutate.
+        self.commit.touch_account(from, slot, epoch);
+        slot.acct.nonce += 1;
+        slot.acct.balance = Amount(slot.acct.balance.0 - need.0);
+        self.meta.burned = Amount(self.meta.burned.0.saturating_add(fee.0));
+        let commit = &mut self.commit;
+        let dest = self.accounts.entry(to).or_insert_with(|| {
+            commit.new_account(to);
+            AccountSlot {
+                acct: Default::default(),
+                touched: epoch,
+            }
+        });
+        commit.touch_account(to, dest, epoch);
+        // Cannot overflow: total supply fits in u128.
+        dest.acct.balance = Amount(dest.acct.balance.0.saturating_add(amount.0));
+        ctx.emit(Event::Transferred { from, to, amount });
+        Ok(())
+    }
+
+    pub(crate) fn bond(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        avail: Amount,
+        amount: Amount,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        if amount.0 == 0 {
+            return Err(TxError::ZeroAmount);
+        }
+        if avail < amount {
+            return Err(TxError::InsufficientBalance {
+                need: amount.checked_add(fee).ok_or(TxError::Overflow)?,
+                have: avail.checked_add(fee).ok_or(TxError::Overflow)?,
+            });
+        }
+        self.charge(who, fee);
+        self.do_bond(who, amount);
+        ctx.emit(Event::Bonded { who, amount });
+        Ok(())
+    }
+
+    /// Moves `amount` from balance to bonded (caller checked the balance).
+    pub(crate) fn do_bond(&mut self, who: Address, amount: Amount) {
+        let a = self.account_mut(who);
+        a.balance = a.balance.saturating_sub(amount);
+        a.bonded = Amount(a.bonded.0.saturating_add(amount.0));
+        self.meta.total_bonded = Amount(self.meta.total_bonded.0.saturating_add(amount.0));
+    }
+
+    pub(crate) fn unbond(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        amount: Amount,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        if amount.0 == 0 {
+            return Err(TxError::ZeroAmount);
+        }
+        let acct = self.account(&who);
+        if acct.bonded < amount {
+            return Err(TxError::InsufficientStake {
+                need: amount,
+                have: acct.bonded,
+            });
+        }
+        // An active provider keeps the minimum stake bonded.
+        if let Some(p) = self.providers.get(&who) {
+            if !p.retired {
+                let min = self.params.min_provider_stake;
+                let left = acct.bonded.saturating_sub(amount);
+                if left < min {
+                    return Err(TxError::InsufficientStake {
+                        need: min.checked_add(amount).ok_or(TxError::Overflow)?,
+                        have: acct.bonded,
+                    });
+                }
+            }
+        }
+        let release = self.meta.height.plus(self.params.unbonding_delay);
+        let key = (release, who);
+        let queued = self.unbonding.get(&key).copied().unwrap_or_default();
+        let queued_after = queued.checked_add(amount).ok_or(TxError::Overflow)?;
+        self.charge(who, fee);
+        let a = self.account_mut(who);
+        a.bonded = a.bonded.saturating_sub(amount);
+        self.meta.total_bonded = self.meta.total_bonded.saturating_sub(amount);
+        self.commit.touch(
+            StateKey::Unbonding(release, who),
+            self.unbonding.get(&key),
+        );
+        self.unbonding.insert(key, queued_after);
+        ctx.emit(Event::UnbondStarted {
+            who,
+            amount,
+            release,
+        });
+        Ok(())
+    }
+
+    pub(crate) fn withdraw(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        amount: Amount,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        if amount.0 == 0 {
+            return Err(TxError::ZeroAmount);
+        }
+        let acct = self.account(&who);
+        if acct.withdrawable < amount {
+            return Err(TxError::InsufficientWithdrawable {
+                need: amount,
+                have: acct.withdrawable,
+            });
+        }
+        self.charge(who, fee);
+        let a = self.account_mut(who);
+        a.withdrawable = a.withdrawable.saturating_sub(amount);
+        a.balance = Amount(a.balance.0.saturating_add(amount.0));
+        ctx.emit(Event::Withdrawn { who, amount });
+        Ok(())
+    }
+
+    /// Per-block: unbonding entries whose release height has come become
+    /// withdrawable.
+    pub(crate) fn release_unbonded(&mut self, ctx: &mut BlockCtx) {
+        let h = self.meta.height;
+        while let Some((&(release, who), &amount)) = self.unbonding.first_key_value() {
+            if release > h {
+                break;
+            }
+            self.commit
+                .touch(StateKey::Unbonding(release, who), Some(&amount));
+            self.unbonding.remove(&(release, who));
+            let a = self.account_mut(who);
+            a.withdrawable = Amount(a.withdrawable.0.saturating_add(amount.0));
+            ctx.emit(Event::UnbondReleased { who, amount });
+        }
+    }
+
+    /// Per-block: mint the governed issuance to the treasury.
+    pub(crate) fn issue(&mut self, ctx: &mut BlockCtx) {
+        let amount = self.params.issuance_per_block;
+        if amount.0 == 0 {
+            return;
+        }
+        let Some(issued) = self.meta.issued.checked_add(amount) else {
+            return;
+        };
+        let total = self.meta.genesis_supply.checked_add(issued);
+        if total.is_none() {
+            return;
+        }
+        self.meta.issued = issued;
+        let to = self.meta.treasury;
+        self.credit(to, amount);
+        ctx.emit(Event::Issued { to, amount });
+    }
+
+    /// Slashes `ppm` of `who`'s bonded stake; returns the amount taken (the
+    /// caller distributes it).
+    pub(crate) fn take_stake(&mut self, who: Address, ppm: u32) -> Amount {
+        let bonded = self.account(&who).bonded;
+        let amount = bonded.mul_ppm(ppm);
+        if amount.0 == 0 {
+            return amount;
+        }
+        let a = self.account_mut(who);
+        a.bonded = a.bonded.saturating_sub(amount);
+        self.meta.total_bonded = self.meta.total_bonded.saturating_sub(amount);
+        amount
+    }
+
+    /// Height helper for handlers.
+    pub(crate) fn now(&self) -> Height {
+        self.meta.height
+    }
+}

@@ -1,0 +1,544 @@
+//! Audits, challenges and the dispute game.
+//!
+//! ```text
+//!   opened (replica / auditor / outside challenger with bond)
+//!     │  lo = 0 (the stage input, agreed), hi = layers (the outputs, disputed)
+//!     ▼
+//!   ┌─ round: both parties post their trace leaf at mid = ⌊(lo+hi)/2⌋ with a
+//!   │  Merkle proof against their committed trace root (Bisect tx)
+//!   │     equal leaves  → lo = mid        different → hi = mid
+//!   └─ until hi = lo + 1   (⌈log2 layers⌉ rounds; a silent party loses)
+//!     ▼
+//!   referee re-executes layer (first_layer + lo) on the agreed input
+//!     ├─ matches the defendant  → challenger loses (bond forfeited / stake slashed)
+//!     ├─ matches the challenger → defendant slashed, job fails, payer refunded
+//!     ├─ matches neither        → both lose, winner shares burned
+//!     ├─ input unavailable      → the defendant loses
+//!     └─ model unavailable      → annulled, nobody punished
+//! ```
+//!
+//! A slash takes `slash_ppm` of the loser's bonded stake and splits it:
+//! `slash_winner_ppm` to the winner, `slash_requester_ppm` to the job's
+//! payer, the rest burned. A forfeited challenge bond is split the same way.
+
+use super::{
+    BlockCtx, Dispute, DisputeKind, DisputePhase, JobStatus, StagePhase, State, StateKey, Timer,
+};
+use crate::error::TxError;
+use crate::event::{Event, Resolution};
+use crate::referee::{Referee, RefereeError};
+use crate::tx::StageResult;
+use crate::types::{Address, Amount, DisputeId, Hash, JobId};
+
+/// How a dispute ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    DefendantWins,
+    ChallengerWins,
+    BothLose,
+    Annulled,
+}
+
+impl State {
+    /// Opens a dispute over a stage between its defendant and a challenger.
+    pub(crate) fn open_dispute(
+        &mut self,
+        job: JobId,
+        stage: u32,
+        kind: DisputeKind,
+        defendant: (Address, StageResult),
+        challenger: (Address, StageResult),
+        challenger_price: Amount,
+        ctx: &mut BlockCtx,
+    ) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        let layers = j.spec.stages[stage as usize].layers;
+        let id = self.meta.next_dispute;
+        self.meta.next_dispute = DisputeId(id.0 + 1);
+        let deadline = self.now().plus(self.params.dispute_timeout);
+        let Ok(game) = crate::bisection::Bisection::new(layers.saturating_add(1)) else {
+            return;
+        };
+        let phase = if game.is_finished() {
+            DisputePhase::AwaitingReferee
+        } else {
+            DisputePhase::Bisecting
+        };
+        let d = Dispute {
+            job,
+            stage,
+            kind,
+            defendant: defendant.0,
+            defendant_root: defendant.1.trace_root,
+            challenger: challenger.0,
+            challenger_root: challenger.1.trace_root,
+            challenger_price,
+            game,
+            agreed: defendant.1.input,
+            defendant_hi: defendant.1.output,
+            challenger_hi: challenger.1.output,
+            defendant_move: None,
+            challenger_move: None,
+            deadline,
+            phase,
+        };
+        self.commit.touch::<Dispute>(StateKey::Dispute(id), None);
+        self.disputes.insert(id, d);
+        if phase == DisputePhase::AwaitingReferee {
+            self.referee_queue.insert(id);
+        } else {
+            self.schedule(deadline.plus(1), Timer::Dispute(id));
+        }
+        if let Some(j) = self.job_mut(job) {
+            let st = &mut j.stages[stage as usize];
+            st.phase = StagePhase::Disputed { dispute: id };
+            if st.result.is_none() {
+                st.result = Some(defendant.1);
+            }
+        }
+        ctx.emit(Event::DisputeOpened {
+            dispute: id,
+            job,
+            stage,
+            defendant: defendant.0,
+            challenger: challenger.0,
+        });
+    }
+
+    /// The provider whose result a stage's disputes defend (replica 0).
+    fn defendant_of(&self, job: JobId, stage: u32) -> Option<(Address, StageResult)> {
+        let st = self.jobs.get(&job)?.stages.get(stage as usize)?;
+        let a = st.slots.first()?.assignment.as_ref()?;
+        Some((a.provider, a.result?))
+    }
+
+    pub(crate) fn audit_report(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        job: JobId,
+        stage: u32,
+        result: &StageResult,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let now = self.now();
+        let j = self.jobs.get(&job).ok_or(TxError::UnknownJob(job))?;
+        let st = j
+            .stages
+            .get(stage as usize)
+            .ok_or(TxError::UnknownStage { job, stage })?;
+        let StagePhase::Auditing {
+            auditor,
+            price,
+            deadline,
+        } = st.phase
+        else {
+            return Err(TxError::WrongPhase("auditing"));
+        };
+        if auditor != who {
+            return Err(TxError::NotAuditor);
+        }
+        if now > deadline {
+            return Err(TxError::DeadlinePassed(deadline));
+        }
+        let agreed = st.result.ok_or(TxError::WrongPhase("auditing"))?;
+        if result.input != agreed.input {
+            return Err(TxError::InputMismatch);
+        }
+        let ops = j.spec.stages[stage as usize].ops;
+        let defendant = self
+            .defendant_of(job, stage)
+            .ok_or(TxError::WrongPhase("auditing"))?;
+        self.charge(who, fee);
+        if let Some(p) = self.provider_mut(who) {
+            p.active = p.active.saturating_sub(1);
+        }
+        if result.output == agreed.output {
+            let fee_due = Amount::cost(ops, price).unwrap_or_default();
+            let paid = self.pay_from_escrow(job, who, fee_due);
+            let rp = self.reputation_params();
+            if let Some(p) = self.provider_mut(who) {
+                p.open = p.open.saturating_sub(1);
+                p.reputation.record_success(paid.0, now.0, &rp);
+            }
+            ctx.emit(Event::AuditAgreed {
+                job,
+                stage,
+                auditor: who,
+                fee: paid,
+            });
+            self.open_window(job, stage, ctx);
+        } else {
+            self.open_dispute(
+                job,
+                stage,
+                DisputeKind::Audit,
+                defendant,
+                (who, *result),
+                price,
+                ctx,
+            );
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn challenge(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        avail: Amount,
+        job: JobId,
+        stage: u32,
+        result: &StageResult,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let now = self.now();
+        let j = self.jobs.get(&job).ok_or(TxError::UnknownJob(job))?;
+        let st = j
+            .stages
+            .get(stage as usize)
+            .ok_or(TxError::UnknownStage { job, stage })?;
+        let StagePhase::Challengeable { until } = st.phase else {
+            return Err(TxError::WrongPhase("challengeable"));
+        };
+        if now > until {
+            return Err(TxError::ChallengeWindowClosed);
+        }
+        if st
+            .slots
+            .iter()
+            .any(|s| s.assignment.as_ref().is_some_and(|a| a.provider == who))
+        {
+            return Err(TxError::SelfChallenge);
+        }
+        let agreed = st.result.ok_or(TxError::WrongPhase("challengeable"))?;
+        if result.input != agreed.input {
+            return Err(TxError::InputMismatch);
+        }
+        if result.output == agreed.output {
+            return Err(TxError::ChallengeAgrees);
+        }
+        let bond = self.params.challenge_bond;
+        if avail < bond {
+            return Err(TxError::InsufficientBalance {
+                need: bond.checked_add(fee).ok_or(TxError::Overflow)?,
+                have: avail.checked_add(fee).ok_or(TxError::Overflow)?,
+            });
+        }
+        let defendant = self
+            .defendant_of(job, stage)
+            .ok_or(TxError::WrongPhase("challengeable"))?;
+        self.charge(who, fee);
+        let a = self.account_mut(who);
+        a.balance = a.balance.saturating_sub(bond);
+        self.open_dispute(
+            job,
+            stage,
+            DisputeKind::External { bond },
+            defendant,
+            (who, *result),
+            Amount::ZERO,
+            ctx,
+        );
+        Ok(())
+    }
+
+    pub(crate) fn bisect(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        id: DisputeId,
+        leaf: Hash,
+        proof: &[Hash],
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let now = self.now();
+        let d = self.disputes.get(&id).ok_or(TxError::UnknownDispute(id))?;
+        if d.phase != DisputePhase::Bisecting {
+            return Err(TxError::DisputeNotOpen);
+        }
+        if now > d.deadline {
+            return Err(TxError::DeadlinePassed(d.deadline));
+        }
+        let is_defendant = if who == d.defendant {
+            true
+        } else if who == d.challenger {
+            false
+        } else {
+            return Err(TxError::NotParty);
+        };
+        let (moved, root) = if is_defendant {
+            (d.defendant_move.is_some(), d.defendant_root)
+        } else {
+            (d.challenger_move.is_some(), d.challenger_root)
+        };
+        if moved {
+            return Err(TxError::AlreadyMoved);
+        }
+        let mid = d.game.midpoint().ok_or(TxError::DisputeNotOpen)?;
+        let leaves = d.game.leaves();
+        let siblings: Vec<[u8; 32]> = proof.iter().map(|h| h.0).collect();
+        if !crate::merkle::verify(&root.0, mid as u64, leaves as u64, &leaf.0, &siblings) {
+            return Err(TxError::BadProof { index: mid });
+        }
+        self.charge(who, fee);
+        let timeout = self.params.dispute_timeout;
+        let mut narrowed = None;
+        let mut ready = false;
+        let mut reschedule = None;
+        if let Some(d) = self.dispute_mut(id) {
+            if is_defendant {
+                d.defendant_move = Some(leaf);
+            } else {
+                d.challenger_move = Some(leaf);
+            }
+            if let (Some(dl), Some(cl)) = (d.defendant_move, d.challenger_move) {
+                // `mid` is the game's midpoint, checked above.
+                let _ = d.game.record(mid, dl == cl);
+                if dl == cl {
+                    d.agreed = dl;
+                } else {
+                    d.defendant_hi = dl;
+                    d.challenger_hi = cl;
+                }
+                d.defendant_move = None;
+                d.challenger_move = None;
+                d.deadline = now.plus(timeout);
+                narrowed = Some((d.game.lo(), d.game.hi()));
+                if d.game.is_finished() {
+                    d.phase = DisputePhase::AwaitingReferee;
+                    ready = true;
+                } else {
+                    reschedule = Some(d.deadline);
+                }
+            }
+        }
+        if let Some((lo, hi)) = narrowed {
+            ctx.emit(Event::BisectionNarrowed { dispute: id, lo, hi });
+        }
+        if ready {
+            self.referee_queue.insert(id);
+        }
+        if let Some(dl) = reschedule {
+            self.schedule(dl.plus(1), Timer::Dispute(id));
+        }
+        Ok(())
+    }
+
+    /// Per-block: a party that did not move before the round's deadline
+    /// loses; if neither moved, the challenger (who carries the burden of
+    /// proof) loses.
+    pub(crate) fn check_dispute_timeout(&mut self, id: DisputeId, ctx: &mut BlockCtx) {
+        let now = self.now();
+        let Some(d) = self.disputes.get(&id) else { return };
+        if d.phase != DisputePhase::Bisecting || d.deadline >= now {
+            return;
+        }
+        let outcome = match (d.defendant_move.is_some(), d.challenger_move.is_some()) {
+            (false, true) => Outcome::ChallengerWins,
+            _ => Outcome::DefendantWins,
+        };
+        self.resolve(id, outcome, Resolution::Timeout, ctx);
+    }
+
+    /// Per-block: every dispute down to one layer is judged by the referee.
+    pub(crate) fn run_referee(&mut self, referee: &dyn Referee, ctx: &mut BlockCtx) {
+        while let Some(id) = self.referee_queue.pop_first() {
+            let Some(d) = self.disputes.get(&id) else { continue };
+            if d.phase != DisputePhase::AwaitingReferee {
+                continue;
+            }
+            let Some(j) = self.jobs.get(&d.job) else { continue };
+            let Some(spec) = j.spec.stages.get(d.stage as usize) else { continue };
+            let layer = spec.first_layer.saturating_add(d.game.lo());
+            let (outcome, resolution) =
+                match referee.execute_layer(&j.spec.model, layer, &d.agreed) {
+                    Ok(out) if out == d.defendant_hi => {
+                        (Outcome::DefendantWins, Resolution::Refereed { layer })
+                    }
+                    Ok(out) if out == d.challenger_hi => {
+                        (Outcome::ChallengerWins, Resolution::Refereed { layer })
+                    }
+                    Ok(_) => (Outcome::BothLose, Resolution::Refereed { layer }),
+                    Err(RefereeError::InputUnavailable) => {
+                        (Outcome::ChallengerWins, Resolution::InputUnavailable)
+                    }
+                    Err(_) => (Outcome::Annulled, Resolution::Annulled),
+                };
+            self.resolve(id, outcome, resolution, ctx);
+        }
+    }
+
+    /// Slashes a loser's stake and splits it; returns the amount slashed.
+    fn slash(
+        &mut self,
+        loser: Address,
+        winner: Option<Address>,
+        payer: Address,
+        ctx: &mut BlockCtx,
+    ) -> Amount {
+        let amount = self.take_stake(loser, self.params.slash_ppm);
+        let (to_winner, to_requester, burned) = self.split(amount, winner, payer);
+        let rp = self.reputation_params();
+        let now = self.now().0;
+        if let Some(p) = self.provider_mut(loser) {
+            p.reputation.record_slash(amount.0, now, &rp);
+        }
+        ctx.emit(Event::Slashed {
+            who: loser,
+            amount,
+            to_winner,
+            to_requester,
+            burned,
+        });
+        amount
+    }
+
+    /// Splits a forfeited amount between winner, payer and burn.
+    fn split(
+        &mut self,
+        amount: Amount,
+        winner: Option<Address>,
+        payer: Address,
+    ) -> (Amount, Amount, Amount) {
+        let to_winner = match winner {
+            Some(_) => amount.mul_ppm(self.params.slash_winner_ppm),
+            None => Amount::ZERO,
+        };
+        let to_requester = amount.mul_ppm(self.params.slash_requester_ppm);
+        let burned = amount.saturating_sub(to_winner).saturating_sub(to_requester);
+        if let Some(w) = winner {
+            self.credit(w, to_winner);
+        }
+        self.credit(payer, to_requester);
+        self.burn(burned);
+        (to_winner, to_requester, burned)
+    }
+
+    /// Punishes a losing challenger: forfeits an outside bond, slashes a
+    /// provider challenger's stake.
+    fn punish_challenger(
+        &mut self,
+        d: &Dispute,
+        winner: Option<Address>,
+        payer: Address,
+        ctx: &mut BlockCtx,
+    ) {
+        match d.kind {
+            DisputeKind::External { bond } => {
+                let (to_winner, to_requester, burned) = self.split(bond, winner, payer);
+                ctx.emit(Event::BondForfeited {
+                    who: d.challenger,
+                    amount: bond,
+                    to_winner,
+                    to_requester,
+                    burned,
+                });
+            }
+            DisputeKind::Audit | DisputeKind::Replica => {
+                self.slash(d.challenger, winner, payer, ctx);
+            }
+        }
+    }
+
+    fn resolve(&mut self, id: DisputeId, outcome: Outcome, resolution: Resolution, ctx: &mut BlockCtx) {
+        let Some(d) = self.disputes.get(&id).cloned() else { return };
+        let Some(j) = self.jobs.get(&d.job) else { return };
+        let payer = j.payer;
+        let stage_ops = j.spec.stages[d.stage as usize].ops;
+        let job_active = j.status == JobStatus::Active;
+        if let Some(dm) = self.dispute_mut(id) {
+            dm.phase = DisputePhase::Resolved;
+        }
+        let now = self.now();
+        let rp = self.reputation_params();
+        let winner = match outcome {
+            Outcome::DefendantWins => Some(d.defendant),
+            Outcome::ChallengerWins => Some(d.challenger),
+            Outcome::BothLose | Outcome::Annulled => None,
+        };
+        match outcome {
+            Outcome::DefendantWins => {
+                self.punish_challenger(&d, Some(d.defendant), payer, ctx);
+            }
+            Outcome::ChallengerWins | Outcome::BothLose => {
+                self.slash(d.defendant, winner, payer, ctx);
+                if outcome == Outcome::BothLose {
+                    self.punish_challenger(&d, None, payer, ctx);
+                } else {
+                    match d.kind {
+                        DisputeKind::External { bond } => {
+                            self.credit(d.challenger, bond);
+                            ctx.emit(Event::BondReturned {
+                                who: d.challenger,
+                                amount: bond,
+                            });
+                        }
+                        DisputeKind::Audit => {
+                            // The auditor did the work and was right: it earns its fee.
+                            let fee =
+                                Amount::cost(stage_ops, d.challenger_price).unwrap_or_default();
+                            let paid = self.pay_from_escrow(d.job, d.challenger, fee);
+                            if let Some(p) = self.provider_mut(d.challenger) {
+                                p.reputation.record_success(paid.0, now.0, &rp);
+                            }
+                        }
+                        DisputeKind::Replica => {
+                            let bill =
+                                Amount::cost(stage_ops, d.challenger_price).unwrap_or_default();
+                            let paid = self.pay_from_escrow(d.job, d.challenger, bill);
+                            if let Some(p) = self.provider_mut(d.challenger) {
+                                p.reputation.record_success(paid.0, now.0, &rp);
+                            }
+                            ctx.emit(Event::StagePaid {
+                                job: d.job,
+                                stage: d.stage,
+                                provider: d.challenger,
+                                amount: paid,
+                            });
+                        }
+                    }
+                }
+                if let Some(jm) = self.job_mut(d.job) {
+                    if !jm.excluded.contains(&d.defendant) {
+                        jm.excluded.push(d.defendant);
+                    }
+                }
+            }
+            Outcome::Annulled => {
+                if let DisputeKind::External { bond } = d.kind {
+                    self.credit(d.challenger, bond);
+                    ctx.emit(Event::BondReturned {
+                        who: d.challenger,
+                        amount: bond,
+                    });
+                }
+            }
+        }
+        // The auditor's assignment ends with its dispute.
+        if d.kind == DisputeKind::Audit {
+            if let Some(p) = self.provider_mut(d.challenger) {
+                p.open = p.open.saturating_sub(1);
+            }
+        }
+        ctx.emit(Event::DisputeResolved {
+            dispute: id,
+            winner,
+            resolution,
+        });
+        // What happens to the stage.
+        let still_disputed = self
+            .jobs
+            .get(&d.job)
+            .and_then(|j| j.stages.get(d.stage as usize))
+            .is_some_and(|s| s.phase == StagePhase::Disputed { dispute: id });
+        if !job_active || !still_disputed {
+            return;
+        }
+        match outcome {
+            Outcome::DefendantWins | Outcome::Annulled => self.open_window(d.job, d.stage, ctx),
+            Outcome::ChallengerWins | Outcome::BothLose => self.fail_job(d.job, ctx),
+        }
+    }
+}

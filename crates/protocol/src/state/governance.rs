@@ -1,0 +1,170 @@
+//! Governance: Propose, Vote; tallies and activation.
+//!
+//! ```text
+//!   Propose (bonded ≥ proposal_min_stake; change valid now)
+//!     │ voting open for `voting_period` blocks; quorum base = total bonded now
+//!     ▼
+//!   Vote: weight = the voter's bonded stake when it votes (one vote each)
+//!     │ after voting_ends:
+//!     ▼
+//!   passed ⇔ yes + no ≥ quorum_ppm × bonded_snapshot  and  yes > threshold_ppm × (yes + no)
+//!     │ takes effect in the per-block step of height voting_ends + activation_delay
+//!     ▼
+//!   Enacted (or Voided if, by then, other changes made it invalid)
+//! ```
+//!
+//! Snapshot rule: a vote's weight is fixed when cast. Stake cannot vote
+//! twice by moving, because moving bonded stake takes an unbonding delay at
+//! least as long as a voting period (a parameter rule).
+
+use super::{BlockCtx, Proposal, ProposalStatus, State, StateKey, Timer, VoteRecord};
+use crate::error::TxError;
+use crate::event::Event;
+use crate::params::ParamChange;
+use crate::types::{Address, Amount, ProposalId};
+
+impl State {
+    pub(crate) fn propose(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        change: ParamChange,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let bonded = self.account(&who).bonded;
+        if bonded < self.params.proposal_min_stake {
+            return Err(TxError::InsufficientStake {
+                need: self.params.proposal_min_stake,
+                have: bonded,
+            });
+        }
+        self.params.with_change(change)?;
+        self.charge(who, fee);
+        let id = self.meta.next_proposal;
+        self.meta.next_proposal = ProposalId(id.0 + 1);
+        let voting_ends = self.now().plus(self.params.voting_period);
+        self.commit.touch::<Proposal>(StateKey::Proposal(id), None);
+        self.proposals.insert(
+            id,
+            Proposal {
+                proposer: who,
+                change,
+                voting_ends,
+                bonded_snapshot: self.meta.total_bonded,
+                yes: Amount::ZERO,
+                no: Amount::ZERO,
+                status: ProposalStatus::Voting,
+            },
+        );
+        self.schedule(voting_ends.plus(1), Timer::Tally(id));
+        ctx.emit(Event::ProposalSubmitted {
+            proposal: id,
+            change,
+            voting_ends,
+        });
+        Ok(())
+    }
+
+    pub(crate) fn vote(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        id: ProposalId,
+        approve: bool,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let p = self.proposals.get(&id).ok_or(TxError::UnknownProposal(id))?;
+        if p.status != ProposalStatus::Voting || self.now() > p.voting_ends {
+            return Err(TxError::VotingClosed);
+        }
+        if self.votes.contains_key(&(id, who)) {
+            return Err(TxError::AlreadyVoted);
+        }
+        let weight = self.account(&who).bonded;
+        if weight.0 == 0 {
+            return Err(TxError::InsufficientStake {
+                need: Amount(1),
+                have: weight,
+            });
+        }
+        let (yes, no) = if approve {
+            (p.yes.checked_add(weight).ok_or(TxError::Overflow)?, p.no)
+        } else {
+            (p.yes, p.no.checked_add(weight).ok_or(TxError::Overflow)?)
+        };
+        self.charge(who, fee);
+        if let Some(p) = self.proposal_mut(id) {
+            p.yes = yes;
+            p.no = no;
+        }
+        self.commit
+            .touch::<VoteRecord>(StateKey::Vote(id, who), None);
+        self.votes.insert((id, who), VoteRecord { approve, weight });
+        ctx.emit(Event::Voted {
+            proposal: id,
+            voter: who,
+            approve,
+            weight,
+        });
+        Ok(())
+    }
+
+    /// Per-block: count a proposal whose voting period ended.
+    pub(crate) fn tally_proposal(&mut self, id: ProposalId, ctx: &mut BlockCtx) {
+        let Some(p) = self.proposals.get(&id) else { return };
+        if p.status != ProposalStatus::Voting || p.voting_ends >= self.now() {
+            return;
+        }
+        let cast = Amount(p.yes.0.saturating_add(p.no.0));
+        let quorum = cast >= p.bonded_snapshot.mul_ppm(self.params.quorum_ppm) && cast.0 > 0;
+        let threshold = p.yes > cast.mul_ppm(self.params.threshold_ppm);
+        let activates = p.voting_ends.plus(self.params.activation_delay);
+        let passed = quorum && threshold;
+        if let Some(p) = self.proposal_mut(id) {
+            p.status = if passed {
+                ProposalStatus::Passed { activates }
+            } else {
+                ProposalStatus::Rejected
+            };
+        }
+        if passed {
+            self.schedule(activates, Timer::Activate(id));
+            ctx.emit(Event::ProposalPassed {
+                proposal: id,
+                activates,
+            });
+        } else {
+            ctx.emit(Event::ProposalRejected { proposal: id });
+        }
+    }
+
+    /// Per-block: a passed change takes effect at its activation height.
+    pub(crate) fn activate_proposal(&mut self, id: ProposalId, ctx: &mut BlockCtx) {
+        let Some(p) = self.proposals.get(&id) else { return };
+        let ProposalStatus::Passed { activates } = p.status else {
+            return;
+        };
+        if activates > self.now() {
+            return;
+        }
+        let change = p.change;
+        match self.params.with_change(change) {
+            Ok(next) => {
+                self.params = next;
+                if let Some(p) = self.proposal_mut(id) {
+                    p.status = ProposalStatus::Enacted;
+                }
+                ctx.emit(Event::ParamChanged {
+                    proposal: id,
+                    change,
+                });
+            }
+            Err(_) => {
+                if let Some(p) = self.proposal_mut(id) {
+                    p.status = ProposalStatus::Voided;
+                }
+                ctx.emit(Event::ProposalVoided { proposal: id });
+            }
+        }
+    }
+}

@@ -1,0 +1,985 @@
+//! Mandates and the job lifecycle up to payout.
+//!
+//! ```text
+//!  SubmitJob ─▶ Matching ──(per-block match)──▶ Running ──all commit──▶ reveal window ──all reveal──┐
+//!                  ▲  │                            │                                                │
+//!                  │  └─ no provider before        └─ a replica misses its deadline:                │
+//!                  │     match_timeout: Cancelled     penalized, excluded, slot re-matched ─────────┤
+//!                  └──────────────────────────────────────────────────────────────────────────────┘ │
+//!            ┌──────────────────────────────────────────────────────────────────────────────────────┘
+//!            ▼
+//!   replicas disagree? ──yes──▶ Disputed (replica vs replica)
+//!            │ no
+//!   beacon draws an audit? ──yes──▶ Auditing ──agree──┐   (disagree ─▶ Disputed)
+//!            │ no                                     │
+//!            ▼                                        ▼
+//!      Challengeable (challenge window; a Challenge ─▶ Disputed)
+//!            │ window closes
+//!            ▼
+//!        Finalized: each replica paid ops × its price; when every stage is
+//!        final the job completes and the unused escrow goes back to the payer.
+//! ```
+//!
+//! Escrow is `Σ_stages ops × max_price × (replicas + a)` where `a = 1` when
+//! the job can be audited (verification above `Optimistic`): one auditor's
+//! fee per stage is reserved. Under a mandate the escrow comes from the
+//! principal's balance and counts against the mandate's caps; every refund
+//! goes back to the principal and gives the mandate that much room again.
+
+use super::{
+    Assignment, BlockCtx, Job, JobStatus, Mandate, Slot, Stage, StagePhase, State, StateKey, Timer,
+};
+use crate::error::TxError;
+use crate::event::Event;
+use crate::matching::{self, Candidate, Requirement};
+use crate::tx::{JobSpec, MandateTerms, StageResult};
+use crate::types::{limits, Address, Amount, Hash, JobId, MandateId, VerificationLevel, PPM};
+
+impl State {
+    // ------------------------------------------------------------------
+    // Mandates
+    // ------------------------------------------------------------------
+
+    pub(crate) fn grant_mandate(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        terms: &MandateTerms,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        if terms.agent == who {
+            return Err(TxError::InvalidMandate("agent must differ from principal"));
+        }
+        if terms.per_job_cap > terms.total_cap {
+            return Err(TxError::InvalidMandate("per-job cap exceeds total cap"));
+        }
+        if terms.total_cap.0 == 0 || terms.max_unit_price.0 == 0 {
+            return Err(TxError::InvalidMandate("caps must be positive"));
+        }
+        if terms.expiry <= self.now() {
+            return Err(TxError::InvalidMandate("expiry is in the past"));
+        }
+        self.charge(who, fee);
+        let id = self.meta.next_mandate;
+        self.meta.next_mandate = MandateId(id.0 + 1);
+        self.commit.touch::<Mandate>(StateKey::Mandate(id), None);
+        self.mandates.insert(
+            id,
+            Mandate {
+                principal: who,
+                terms: terms.clone(),
+                spent: Amount::ZERO,
+                revoked: false,
+            },
+        );
+        ctx.emit(Event::MandateGranted {
+            mandate: id,
+            principal: who,
+            agent: terms.agent,
+        });
+        Ok(())
+    }
+
+    pub(crate) fn revoke_mandate(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        id: MandateId,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let m = self.mandates.get(&id).ok_or(TxError::UnknownMandate(id))?;
+        if m.principal != who {
+            return Err(TxError::NotPrincipal);
+        }
+        if m.revoked {
+            return Err(TxError::MandateRevoked(id));
+        }
+        self.charge(who, fee);
+        if let Some(m) = self.mandate_mut(id) {
+            m.revoked = true;
+        }
+        ctx.emit(Event::MandateRevoked { mandate: id });
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------
+    // SubmitJob
+    // ------------------------------------------------------------------
+
+    /// The escrow a job locks (see the module docs); `None` on overflow.
+    pub fn escrow_for(spec: &JobSpec) -> Option<Amount> {
+        let copies = spec.requirements.replicas as u128
+            + u128::from(spec.requirements.verification != VerificationLevel::Optimistic);
+        let mut total: u128 = 0;
+        for s in &spec.stages {
+            let c = Amount::cost(s.ops, spec.max_price)?;
+            total = total.checked_add(c.0.checked_mul(copies)?)?;
+        }
+        Some(Amount(total))
+    }
+
+    fn check_spec(&self, spec: &JobSpec) -> Result<Amount, TxError> {
+        if spec.stages.is_empty() || spec.stages.len() > limits::MAX_STAGES {
+            return Err(TxError::InvalidJob("stage count"));
+        }
+        let mut next_layer: Option<u32> = None;
+        for s in &spec.stages {
+            if s.layers == 0 || s.layers > limits::MAX_LAYERS {
+                return Err(TxError::InvalidJob("stage layer count"));
+            }
+            if s.ops == 0 {
+                return Err(TxError::InvalidJob("stage ops must be positive"));
+            }
+            if let Some(n) = next_layer {
+                if s.first_layer != n {
+                    return Err(TxError::InvalidJob("stages must be contiguous"));
+                }
+            }
+            next_layer = Some(
+                s.first_layer
+                    .checked_add(s.layers)
+                    .ok_or(TxError::InvalidJob("layer range overflows"))?,
+            );
+        }
+        let r = spec.requirements.replicas as usize;
+        if r == 0 || r > limits::MAX_REPLICAS {
+            return Err(TxError::InvalidJob("replicas"));
+        }
+        if spec.deadline == 0 || spec.deadline > self.params.max_deadline {
+            return Err(TxError::InvalidJob("deadline"));
+        }
+        if spec.max_price.0 == 0 {
+            return Err(TxError::InvalidJob("max price must be positive"));
+        }
+        if spec.requirements.min_reputation_ppm > PPM {
+            return Err(TxError::InvalidJob("min reputation above 1,000,000 ppm"));
+        }
+        if !spec.placement.is_empty() {
+            if spec.placement.len() != spec.stages.len() {
+                return Err(TxError::InvalidJob("placement must name one provider per stage"));
+            }
+            for (i, a) in spec.placement.iter().enumerate() {
+                if spec.placement[..i].contains(a) {
+                    return Err(TxError::InvalidJob("placement names a provider twice"));
+                }
+            }
+        }
+        let escrow = State::escrow_for(spec).ok_or(TxError::Overflow)?;
+        if escrow.0 == 0 {
+            return Err(TxError::InvalidJob("escrow rounds to zero"));
+        }
+        Ok(escrow)
+    }
+
+    pub(crate) fn submit_job(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        avail: Amount,
+        spec: &JobSpec,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let escrow = self.check_spec(spec)?;
+        let now = self.now();
+        // Who pays, and within which limits.
+        let payer = match spec.mandate {
+            None => {
+                if avail < escrow {
+                    return Err(TxError::InsufficientBalance {
+                        need: escrow.checked_add(fee).ok_or(TxError::Overflow)?,
+                        have: avail.checked_add(fee).ok_or(TxError::Overflow)?,
+                    });
+                }
+                who
+            }
+            Some(id) => {
+                let m = self.mandates.get(&id).ok_or(TxError::UnknownMandate(id))?;
+                if m.terms.agent != who {
+                    return Err(TxError::NotAgent);
+                }
+                if m.revoked {
+                    return Err(TxError::MandateRevoked(id));
+                }
+                if now >= m.terms.expiry {
+                    return Err(TxError::MandateExpired(m.terms.expiry));
+                }
+                if spec.max_price > m.terms.max_unit_price {
+                    return Err(TxError::MandateUnitPriceExceeded {
+                        price: spec.max_price,
+                        cap: m.terms.max_unit_price,
+                    });
+                }
+                if spec.requirements.verification < m.terms.min_verification {
+                    return Err(TxError::MandateVerificationTooWeak);
+                }
+                if escrow > m.terms.per_job_cap {
+                    return Err(TxError::MandatePerJobCapExceeded {
+                        escrow,
+                        cap: m.terms.per_job_cap,
+                    });
+                }
+                let after = m.spent.checked_add(escrow).ok_or(TxError::Overflow)?;
+                if after > m.terms.total_cap {
+                    return Err(TxError::MandateTotalCapExceeded {
+                        spent: m.spent,
+                        escrow,
+                        cap: m.terms.total_cap,
+                    });
+                }
+                let principal = m.principal;
+                // The agent pays the fee; the principal pays the escrow.
+                let have = if principal == who {
+                    avail
+                } else {
+                    self.balance(&principal)
+                };
+                if have < escrow {
+                    return Err(TxError::InsufficientBalance { need: escrow, have });
+                }
+                principal
+            }
+        };
+        let id = self.meta.next_job;
+        let mut job = Job {
+            requester: who,
+            payer,
+            spec: spec.clone(),
+            submitted_at: now,
+            escrow,
+            status: JobStatus::Active,
+            stages: spec
+                .stages
+                .iter()
+                .map(|_| Stage {
+                    phase: StagePhase::Matching { since: now },
+                    slots: vec![Slot { assignment: None }; spec.requirements.replicas as usize],
+                    result: None,
+                })
+                .collect(),
+            excluded: Vec::new(),
+        };
+        // A named placement must qualify now (it is re-checked at matching).
+        for (i, a) in spec.placement.iter().enumerate() {
+            if self.qualify(&job, a, &[]).is_none() {
+                return Err(TxError::PlacementUnqualified {
+                    stage: i as u32,
+                    provider: *a,
+                });
+            }
+        }
+        // Validation done: mutate.
+        self.charge(who, fee);
+        let p = self.account_mut(payer);
+        p.balance = p.balance.saturating_sub(escrow);
+        if let Some(mid) = spec.mandate {
+            if let Some(m) = self.mandate_mut(mid) {
+                m.spent = Amount(m.spent.0.saturating_add(escrow.0));
+            }
+        }
+        job.excluded.clear();
+        self.meta.next_job = JobId(id.0 + 1);
+        self.commit.touch::<Job>(StateKey::Job(id), None);
+        self.jobs.insert(id, job);
+        self.matching.insert(id);
+        ctx.emit(Event::JobSubmitted {
+            job: id,
+            payer,
+            escrow,
+        });
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------
+    // Matching
+    // ------------------------------------------------------------------
+
+    /// Whether provider `a` may take a slot of `job` now (requirements,
+    /// price, stake, reputation, free capacity, not excluded); returns the
+    /// matching candidate.
+    pub(crate) fn qualify(&self, job: &Job, a: &Address, exclude: &[Address]) -> Option<Candidate<Address>> {
+        if exclude.contains(a) || job.excluded.contains(a) {
+            return None;
+        }
+        let p = self.providers.get(a)?;
+        let c = self.candidate(a, p)?;
+        let req = self.requirement(job);
+        matching::qualifies(&c, &req).then_some(c)
+    }
+
+    fn candidate(&self, a: &Address, p: &super::Provider) -> Option<Candidate<Address>> {
+        if p.retired {
+            return None;
+        }
+        let stake = self.account(a).bonded;
+        if stake < self.params.min_provider_stake {
+            return None;
+        }
+        Some(Candidate {
+            id: *a,
+            price: p.offer.price.0,
+            reputation_ppm: self.score(p, a),
+            coord: p.offer.coord,
+            stake: stake.0,
+            free_capacity: p.offer.capacity.saturating_sub(p.active),
+            region: p.offer.region.0,
+            capabilities: p.offer.capabilities.0,
+        })
+    }
+
+    fn requirement(&self, job: &Job) -> Requirement {
+        let r = &job.spec.requirements;
+        Requirement {
+            max_price: job.spec.max_price.0,
+            min_reputation_ppm: r.min_reputation_ppm,
+            min_stake: r.min_stake.0,
+            regions: r.regions.iter().map(|x| x.0).collect(),
+            capabilities: r.capabilities.0,
+            requester: job.spec.coord,
+        }
+    }
+
+    /// The best qualified provider for a slot of `job`, not in `exclude`.
+    pub(crate) fn select(&self, job: &Job, exclude: &[Address]) -> Option<(Address, Amount)> {
+        let candidates: Vec<Candidate<Address>> = self
+            .providers
+            .iter()
+            .filter(|(a, _)| !exclude.contains(a) && !job.excluded.contains(a))
+            .filter_map(|(a, p)| self.candidate(a, p))
+            .collect();
+        let req = self.requirement(job);
+        let best = matching::best(&candidates, &req, &[])?;
+        let price = self.providers.get(&best)?.offer.price;
+        Some((best, price))
+    }
+
+    /// Providers currently holding a slot of `job` (any stage) — a job never
+    /// gets the same provider twice, so replicas and auditors are independent.
+    fn job_providers(job: &Job) -> Vec<Address> {
+        let mut out = Vec::new();
+        for s in &job.stages {
+            if matches!(s.phase, StagePhase::Cancelled) {
+                continue;
+            }
+            for slot in &s.slots {
+                if let Some(a) = &slot.assignment {
+                    out.push(a.provider);
+                }
+            }
+            if let StagePhase::Auditing { auditor, .. } = s.phase {
+                out.push(auditor);
+            }
+        }
+        out
+    }
+
+    /// Per-block: fill empty slots of waiting jobs, in job-id order.
+    pub(crate) fn match_jobs(&mut self, ctx: &mut BlockCtx) {
+        let queue: Vec<JobId> = self.matching.iter().copied().collect();
+        let now = self.now();
+        for id in queue {
+            let Some(job) = self.jobs.get(&id) else {
+                self.matching.remove(&id);
+                continue;
+            };
+            if job.status != JobStatus::Active {
+                self.matching.remove(&id);
+                continue;
+            }
+            let mut waiting = false;
+            let mut cancel = false;
+            let mut assigned: Vec<(usize, usize, Address, Amount)> = Vec::new();
+            let mut used = State::job_providers(job);
+            for (s, stage) in job.stages.iter().enumerate() {
+                let StagePhase::Matching { since } = stage.phase else {
+                    continue;
+                };
+                let mut filled = true;
+                for (r, slot) in stage.slots.iter().enumerate() {
+                    if slot.assignment.is_some() {
+                        continue;
+                    }
+                    let named = job
+                        .spec
+                        .placement
+                        .get(s)
+                        .filter(|_| r == 0)
+                        .and_then(|a| self.qualify(job, a, &used).map(|c| (c.id, Amount(c.price))));
+                    match named.or_else(|| self.select(job, &used)) {
+                        Some((p, price)) => {
+                            // Capacity is consumed by earlier picks in this loop.
+                            let taken = assigned.iter().filter(|x| x.2 == p).count() as u32;
+                            let prov = self.providers.get(&p);
+                            let free = prov
+                                .map(|pp| pp.offer.capacity.saturating_sub(pp.active))
+                                .unwrap_or(0);
+                            if taken >= free {
+                                filled = false;
+                                continue;
+                            }
+                            used.push(p);
+                            assigned.push((s, r, p, price));
+                        }
+                        None => filled = false,
+                    }
+                }
+                if !filled {
+                    waiting = true;
+                    if now.0 > since.0.saturating_add(self.params.match_timeout) {
+                        cancel = true;
+                    }
+                }
+            }
+            if cancel {
+                // Give back nothing assigned this round: the job is cancelled.
+                self.cancel_job(id, ctx);
+                self.matching.remove(&id);
+                continue;
+            }
+            let deadline = now.plus(job.spec.deadline);
+            for &(s, r, p, price) in &assigned {
+                if let Some(prov) = self.provider_mut(p) {
+                    prov.active += 1;
+                    prov.open += 1;
+                }
+                if let Some(job) = self.job_mut(id) {
+                    if let Some(slot) = job.stages.get_mut(s).and_then(|st| st.slots.get_mut(r)) {
+                        slot.assignment = Some(Assignment {
+                            provider: p,
+                            price,
+                            deadline,
+                            commitment: None,
+                            result: None,
+                        });
+                    }
+                }
+                ctx.emit(Event::StageAssigned {
+                    job: id,
+                    stage: s as u32,
+                    replica: r as u8,
+                    provider: p,
+                    price,
+                    deadline,
+                });
+            }
+            let mut timers = Vec::new();
+            if let Some(job) = self.job_mut(id) {
+                for (s, stage) in job.stages.iter_mut().enumerate() {
+                    if matches!(stage.phase, StagePhase::Matching { .. })
+                        && stage.slots.iter().all(|x| x.assignment.is_some())
+                    {
+                        stage.phase = StagePhase::Running {
+                            reveal_deadline: None,
+                        };
+                        timers.push(s as u32);
+                    }
+                }
+            }
+            for s in timers {
+                self.schedule(deadline.plus(1), Timer::Stage(id, s));
+            }
+            if !waiting {
+                self.matching.remove(&id);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Commit, reveal
+    // ------------------------------------------------------------------
+
+    fn stage_ref(&self, job: JobId, stage: u32) -> Result<(&Job, &Stage), TxError> {
+        let j = self.jobs.get(&job).ok_or(TxError::UnknownJob(job))?;
+        let s = j
+            .stages
+            .get(stage as usize)
+            .ok_or(TxError::UnknownStage { job, stage })?;
+        Ok((j, s))
+    }
+
+    pub(crate) fn commit_result(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        job: JobId,
+        stage: u32,
+        commitment: Hash,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let now = self.now();
+        let (_, st) = self.stage_ref(job, stage)?;
+        if !matches!(st.phase, StagePhase::Running { .. }) {
+            return Err(TxError::WrongPhase("running"));
+        }
+        let r = st
+            .slots
+            .iter()
+            .position(|s| s.assignment.as_ref().is_some_and(|a| a.provider == who))
+            .ok_or(TxError::NotAssigned)?;
+        let a = st.slots[r].assignment.as_ref().ok_or(TxError::NotAssigned)?;
+        if a.commitment.is_some() {
+            return Err(TxError::AlreadyCommitted);
+        }
+        if now > a.deadline {
+            return Err(TxError::DeadlinePassed(a.deadline));
+        }
+        self.charge(who, fee);
+        let reveal_window = self.params.reveal_window;
+        let mut schedule = None;
+        if let Some(j) = self.job_mut(job) {
+            let st = &mut j.stages[stage as usize];
+            if let Some(a) = st.slots[r].assignment.as_mut() {
+                a.commitment = Some(commitment);
+            }
+            let all = st
+                .slots
+                .iter()
+                .all(|s| s.assignment.as_ref().is_some_and(|a| a.commitment.is_some()));
+            if all {
+                let rd = now.plus(reveal_window);
+                st.phase = StagePhase::Running {
+                    reveal_deadline: Some(rd),
+                };
+                schedule = Some(rd);
+            }
+        }
+        if let Some(rd) = schedule {
+            self.schedule(rd.plus(1), Timer::Stage(job, stage));
+        }
+        ctx.emit(Event::ResultCommitted {
+            job,
+            stage,
+            provider: who,
+        });
+        Ok(())
+    }
+
+    /// The input a stage must start from: the job input, or the previous
+    /// stage's agreed output.
+    fn expected_input(j: &Job, stage: u32) -> Result<Hash, TxError> {
+        if stage == 0 {
+            return Ok(j.spec.input);
+        }
+        j.stages
+            .get(stage as usize - 1)
+            .and_then(|p| p.result)
+            .map(|r| r.output)
+            .ok_or(TxError::PreviousStageUnrevealed)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn reveal_result(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        job: JobId,
+        stage: u32,
+        result: &StageResult,
+        salt: &Hash,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let now = self.now();
+        let (j, st) = self.stage_ref(job, stage)?;
+        let rd = match st.phase {
+            StagePhase::Running {
+                reveal_deadline: Some(rd),
+            } => rd,
+            StagePhase::Running {
+                reveal_deadline: None,
+            } => return Err(TxError::RevealTooEarly),
+            _ => return Err(TxError::WrongPhase("running")),
+        };
+        let r = st
+            .slots
+            .iter()
+            .position(|s| s.assignment.as_ref().is_some_and(|a| a.provider == who))
+            .ok_or(TxError::NotAssigned)?;
+        let a = st.slots[r].assignment.as_ref().ok_or(TxError::NotAssigned)?;
+        if a.result.is_some() {
+            return Err(TxError::AlreadyRevealed);
+        }
+        if now > rd {
+            return Err(TxError::DeadlinePassed(rd));
+        }
+        let c = a.commitment.ok_or(TxError::RevealTooEarly)?;
+        if result.commitment(job, stage, salt, &who) != c {
+            return Err(TxError::CommitmentMismatch);
+        }
+        if result.input != State::expected_input(j, stage)? {
+            return Err(TxError::InputMismatch);
+        }
+        self.charge(who, fee);
+        if let Some(p) = self.provider_mut(who) {
+            p.active = p.active.saturating_sub(1);
+        }
+        let mut all = false;
+        if let Some(j) = self.job_mut(job) {
+            let st = &mut j.stages[stage as usize];
+            if let Some(a) = st.slots[r].assignment.as_mut() {
+                a.result = Some(*result);
+            }
+            all = st
+                .slots
+                .iter()
+                .all(|s| s.assignment.as_ref().is_some_and(|a| a.result.is_some()));
+        }
+        ctx.emit(Event::ResultRevealed {
+            job,
+            stage,
+            provider: who,
+            output: result.output,
+        });
+        if all {
+            self.on_stage_revealed(job, stage, ctx);
+        }
+        Ok(())
+    }
+
+    /// Every replica revealed: compare, then audit or open the challenge window.
+    fn on_stage_revealed(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        let st = &j.stages[stage as usize];
+        let results: Vec<(Address, StageResult)> = st
+            .slots
+            .iter()
+            .filter_map(|s| s.assignment.as_ref())
+            .filter_map(|a| a.result.map(|r| (a.provider, r)))
+            .collect();
+        let Some(&(first, r0)) = results.first() else { return };
+        if let Some(&(other, r1)) = results.iter().find(|(_, r)| r.output != r0.output) {
+            let price = st
+                .slots
+                .iter()
+                .filter_map(|s| s.assignment.as_ref())
+                .find(|a| a.provider == other)
+                .map(|a| a.price)
+                .unwrap_or_default();
+            self.open_dispute(
+                job,
+                stage,
+                super::DisputeKind::Replica,
+                (first, r0),
+                (other, r1),
+                price,
+                ctx,
+            );
+            return;
+        }
+        // Agreement: decide on an audit from the beacon.
+        let level = j.spec.requirements.verification;
+        let audited = match level {
+            VerificationLevel::Optimistic => false,
+            VerificationLevel::Audited => true,
+            VerificationLevel::Sampled => {
+                let score = results
+                    .iter()
+                    .filter_map(|(a, _)| self.providers.get(a).map(|p| self.score(p, a)))
+                    .min()
+                    .unwrap_or(0);
+                let draw = audit_draw(&ctx.beacon, job, stage);
+                draw < self.audit_probability(score)
+            }
+        };
+        let auditor = if audited {
+            let used = State::job_providers(j);
+            self.select(j, &used)
+        } else {
+            None
+        };
+        let now = self.now();
+        if let Some(jm) = self.job_mut(job) {
+            jm.stages[stage as usize].result = Some(r0);
+        }
+        match auditor {
+            Some((auditor, price)) => {
+                let deadline = now.plus(self.params.audit_window);
+                if let Some(p) = self.provider_mut(auditor) {
+                    p.active += 1;
+                    p.open += 1;
+                }
+                if let Some(jm) = self.job_mut(job) {
+                    jm.stages[stage as usize].phase = StagePhase::Auditing {
+                        auditor,
+                        price,
+                        deadline,
+                    };
+                }
+                self.schedule(deadline.plus(1), Timer::Audit(job, stage));
+                ctx.emit(Event::AuditAssigned {
+                    job,
+                    stage,
+                    auditor,
+                    deadline,
+                });
+            }
+            None => self.open_window(job, stage, ctx),
+        }
+    }
+
+    /// Audit probability (ppm) for a stage whose providers' lowest score is
+    /// `score`: from `audit_ppm` down to `audit_min_ppm` as reputation grows.
+    pub fn audit_probability_for(params: &crate::params::Params, score: u32) -> u32 {
+        let base = params.audit_ppm as u64;
+        let floor = (params.audit_min_ppm as u64).min(base);
+        let discount = (base - floor) * score.min(PPM) as u64 / PPM as u64;
+        (base - discount) as u32
+    }
+
+    fn audit_probability(&self, score: u32) -> u32 {
+        State::audit_probability_for(&self.params, score)
+    }
+
+    /// Starts (or restarts) a stage's challenge window.
+    pub(crate) fn open_window(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
+        let until = self.now().plus(self.params.challenge_window);
+        if let Some(j) = self.job_mut(job) {
+            j.stages[stage as usize].phase = StagePhase::Challengeable { until };
+        }
+        self.schedule(until.plus(1), Timer::Window(job, stage));
+        ctx.emit(Event::ChallengeWindowOpened { job, stage, until });
+    }
+
+    // ------------------------------------------------------------------
+    // Deadlines
+    // ------------------------------------------------------------------
+
+    /// Per-block: replicas that missed their commit or reveal deadline are
+    /// penalized, excluded from the job, and their slot goes back to matching.
+    pub(crate) fn check_stage_deadlines(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
+        let now = self.now();
+        let Some(j) = self.jobs.get(&job) else { return };
+        let Some(st) = j.stages.get(stage as usize) else { return };
+        let StagePhase::Running { reveal_deadline } = st.phase else {
+            return;
+        };
+        let ops = j.spec.stages[stage as usize].ops;
+        let missed: Vec<(usize, Address, Amount)> = st
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(r, s)| {
+                let a = s.assignment.as_ref()?;
+                let late_commit = a.commitment.is_none() && a.deadline < now;
+                let late_reveal =
+                    a.result.is_none() && reveal_deadline.is_some_and(|rd| rd < now);
+                (late_commit || late_reveal).then_some((r, a.provider, a.price))
+            })
+            .collect();
+        if missed.is_empty() {
+            return;
+        }
+        let payer = j.payer;
+        for (r, provider, price) in missed {
+            let value = Amount::cost(ops, price).unwrap_or(Amount::ZERO);
+            let penalty = self.penalize_miss(provider, payer, value);
+            if let Some(p) = self.provider_mut(provider) {
+                p.active = p.active.saturating_sub(1);
+                p.open = p.open.saturating_sub(1);
+            }
+            if let Some(j) = self.job_mut(job) {
+                j.stages[stage as usize].slots[r].assignment = None;
+                if !j.excluded.contains(&provider) && j.excluded.len() < limits::MAX_EXCLUDED {
+                    j.excluded.push(provider);
+                }
+            }
+            ctx.emit(Event::DeadlineMissed {
+                job,
+                stage,
+                provider,
+                penalty,
+            });
+        }
+        if let Some(j) = self.job_mut(job) {
+            j.stages[stage as usize].phase = StagePhase::Matching { since: now };
+        }
+        self.matching.insert(job);
+    }
+
+    /// Slashes `miss_penalty_ppm` of a provider's stake (the payer gets the
+    /// requester share, the rest is burned) and records a failure.
+    pub(crate) fn penalize_miss(&mut self, provider: Address, payer: Address, value: Amount) -> Amount {
+        let penalty = self.take_stake(provider, self.params.miss_penalty_ppm);
+        let to_payer = penalty.mul_ppm(self.params.slash_requester_ppm);
+        self.credit(payer, to_payer);
+        self.burn(penalty.saturating_sub(to_payer));
+        let rp = self.reputation_params();
+        let now = self.now().0;
+        if let Some(p) = self.provider_mut(provider) {
+            p.reputation.record_failure(value.0, now, &rp);
+        }
+        penalty
+    }
+
+    /// Per-block: an auditor that did not report in time is penalized and
+    /// the stage goes on to its challenge window unaudited.
+    pub(crate) fn check_audit_deadline(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
+        let now = self.now();
+        let Some(j) = self.jobs.get(&job) else { return };
+        let Some(st) = j.stages.get(stage as usize) else { return };
+        let StagePhase::Auditing {
+            auditor,
+            price,
+            deadline,
+        } = st.phase
+        else {
+            return;
+        };
+        if deadline >= now {
+            return;
+        }
+        let value = Amount::cost(j.spec.stages[stage as usize].ops, price).unwrap_or_default();
+        let payer = j.payer;
+        self.penalize_miss(auditor, payer, value);
+        if let Some(p) = self.provider_mut(auditor) {
+            p.active = p.active.saturating_sub(1);
+            p.open = p.open.saturating_sub(1);
+        }
+        ctx.emit(Event::AuditMissed {
+            job,
+            stage,
+            auditor,
+        });
+        self.open_window(job, stage, ctx);
+    }
+
+    // ------------------------------------------------------------------
+    // Payout
+    // ------------------------------------------------------------------
+
+    /// Pays `amount` (capped by what is left) from a job's escrow to `to`.
+    pub(crate) fn pay_from_escrow(&mut self, job: JobId, to: Address, amount: Amount) -> Amount {
+        let Some(j) = self.job_mut(job) else {
+            return Amount::ZERO;
+        };
+        let paid = if amount < j.escrow { amount } else { j.escrow };
+        j.escrow = j.escrow.saturating_sub(paid);
+        self.credit(to, paid);
+        paid
+    }
+
+    /// Per-block: a challenge window closed without a challenge; pay out.
+    pub(crate) fn close_challenge_window(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
+        let now = self.now();
+        let Some(j) = self.jobs.get(&job) else { return };
+        let Some(st) = j.stages.get(stage as usize) else { return };
+        let StagePhase::Challengeable { until } = st.phase else {
+            return;
+        };
+        if until >= now {
+            return;
+        }
+        let Some(agreed) = st.result else { return };
+        let ops = j.spec.stages[stage as usize].ops;
+        let slots: Vec<Assignment> = st.slots.iter().filter_map(|s| s.assignment.clone()).collect();
+        let rp = self.reputation_params();
+        for a in slots {
+            if a.result.is_some_and(|r| r.output == agreed.output) {
+                let bill = Amount::cost(ops, a.price).unwrap_or_default();
+                let paid = self.pay_from_escrow(job, a.provider, bill);
+                if let Some(p) = self.provider_mut(a.provider) {
+                    p.reputation.record_success(paid.0, now.0, &rp);
+                }
+                ctx.emit(Event::StagePaid {
+                    job,
+                    stage,
+                    provider: a.provider,
+                    amount: paid,
+                });
+            }
+            if let Some(p) = self.provider_mut(a.provider) {
+                p.open = p.open.saturating_sub(1);
+            }
+        }
+        let mut complete = false;
+        if let Some(j) = self.job_mut(job) {
+            j.stages[stage as usize].phase = StagePhase::Finalized;
+            complete = j.stages.iter().all(|s| s.phase == StagePhase::Finalized);
+        }
+        ctx.emit(Event::StageFinalized { job, stage });
+        if complete {
+            let refund = self.refund_escrow(job, JobStatus::Completed);
+            ctx.emit(Event::JobCompleted { job, refund });
+        }
+    }
+
+    /// Returns the unused escrow to the payer (giving the mandate room back)
+    /// and sets the job's final status.
+    fn refund_escrow(&mut self, job: JobId, status: JobStatus) -> Amount {
+        let Some(j) = self.job_mut(job) else {
+            return Amount::ZERO;
+        };
+        let refund = j.escrow;
+        j.escrow = Amount::ZERO;
+        j.status = status;
+        let payer = j.payer;
+        let mandate = j.spec.mandate;
+        self.credit(payer, refund);
+        if let Some(mid) = mandate {
+            if let Some(m) = self.mandate_mut(mid) {
+                m.spent = m.spent.saturating_sub(refund);
+            }
+        }
+        refund
+    }
+
+    /// Releases every provider still holding part of a stopped job and
+    /// marks its unfinished stages cancelled.
+    fn stop_stages(&mut self, job: JobId) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        let mut release: Vec<(Address, bool)> = Vec::new();
+        for st in &j.stages {
+            if matches!(st.phase, StagePhase::Finalized | StagePhase::Cancelled) {
+                continue;
+            }
+            for a in st.slots.iter().filter_map(|s| s.assignment.as_ref()) {
+                release.push((a.provider, a.result.is_none()));
+            }
+            if let StagePhase::Auditing { auditor, .. } = st.phase {
+                release.push((auditor, true));
+            }
+        }
+        for (p, active) in release {
+            if let Some(p) = self.provider_mut(p) {
+                if active {
+                    p.active = p.active.saturating_sub(1);
+                }
+                p.open = p.open.saturating_sub(1);
+            }
+        }
+        if let Some(j) = self.job_mut(job) {
+            for st in j.stages.iter_mut() {
+                if !matches!(st.phase, StagePhase::Finalized) {
+                    st.phase = StagePhase::Cancelled;
+                }
+            }
+        }
+        self.matching.remove(&job);
+    }
+
+    /// No provider qualified in time: release, refund, cancel.
+    pub(crate) fn cancel_job(&mut self, job: JobId, ctx: &mut BlockCtx) {
+        self.stop_stages(job);
+        let refund = self.refund_escrow(job, JobStatus::Cancelled);
+        ctx.emit(Event::JobCancelled { job, refund });
+    }
+
+    /// A stage lost a dispute: release, refund, fail.
+    pub(crate) fn fail_job(&mut self, job: JobId, ctx: &mut BlockCtx) {
+        if self.jobs.get(&job).map(|j| j.status) != Some(JobStatus::Active) {
+            return;
+        }
+        self.stop_stages(job);
+        let refund = self.refund_escrow(job, JobStatus::Failed);
+        ctx.emit(Event::JobFailed { job, refund });
+    }
+}
+
+/// The beacon's audit draw for a stage, uniform in `0..1_000_000`.
+pub fn audit_draw(beacon: &[u8; 32], job: JobId, stage: u32) -> u32 {
+    let h = Hash::digest(
+        "agentic audit draw v1",
+        &[beacon, &job.0.to_be_bytes(), &stage.to_be_bytes()],
+    );
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.0[..8]);
+    (u64::from_le_bytes(b) % PPM as u64) as u32
+}

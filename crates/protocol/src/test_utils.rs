@@ -1,0 +1,389 @@
+//! Test helpers shared by this crate's tests, the CLI demo and the ledger
+//! bench (feature `test-utils`).
+//!
+//! - [`key`] / [`address_of`]: deterministic ed25519 keys from seeds.
+//! - [`GenesisBuilder`]: a genesis with funded and bonded accounts.
+//! - [`TestReferee`]: a deterministic stand-in for the compute runtime in
+//!   which layer `l` maps input `x` to `blake3(model, l, x)`; it can be told
+//!   that some inputs or the model are unavailable.
+//! - [`Trace`]: honest and cheating traces over that referee's layers, with
+//!   Merkle roots and proofs from [`crate::merkle`].
+//! - [`TestChain`]: signs transactions with automatic nonces, produces
+//!   blocks, and drives stages and dispute games.
+
+use crate::error::TxError;
+use crate::merkle;
+use crate::params::Params;
+use crate::referee::{Referee, RefereeError};
+use crate::state::{Block, BlockOutcome, Genesis, GenesisAccount, State};
+use crate::coord::Coord;
+use crate::tx::{JobSpec, Offer, Requirements, SignedTx, StageResult, StageSpec, Tx, TxBody};
+use crate::types::{
+    Address, Amount, Capabilities, ChainId, DisputeId, Hash, Height, JobId, Region,
+    VerificationLevel,
+};
+use commonware_cryptography::{ed25519::PrivateKey, Signer};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A deterministic private key from a seed (tests and demos only).
+pub fn key(seed: u64) -> PrivateKey {
+    PrivateKey::from_seed(seed)
+}
+
+/// The address of a private key.
+pub fn address_of(key: &PrivateKey) -> Address {
+    Address::from(&key.public_key())
+}
+
+/// Parameters with short windows, so tests and demos run in few blocks.
+pub fn fast_params() -> Params {
+    Params {
+        min_fee: Amount(1),
+        unbonding_delay: 10,
+        min_provider_stake: Amount(10_000),
+        audit_window: 3,
+        reveal_window: 5,
+        challenge_window: 3,
+        challenge_bond: Amount(500),
+        dispute_timeout: 3,
+        match_timeout: 5,
+        voting_period: 5,
+        activation_delay: 3,
+        ..Params::default()
+    }
+}
+
+/// A CPU offer in region 1 at the origin coordinate.
+pub fn offer(price: u128, capacity: u32) -> Offer {
+    Offer {
+        capabilities: Capabilities::CPU,
+        price: Amount(price),
+        region: Region(1),
+        coord: Coord::default(),
+        capacity,
+    }
+}
+
+/// A job over `stages` = `(layers, ops)` pairs laid end to end from layer 0.
+pub fn job_spec(
+    model: Hash,
+    input: Hash,
+    stages: &[(u32, u64)],
+    max_price: u128,
+    verification: VerificationLevel,
+) -> JobSpec {
+    let mut first = 0;
+    let stages = stages
+        .iter()
+        .map(|&(layers, ops)| {
+            let s = StageSpec {
+                first_layer: first,
+                layers,
+                ops,
+            };
+            first += layers;
+            s
+        })
+        .collect();
+    JobSpec {
+        mandate: None,
+        model,
+        input,
+        stages,
+        max_price: Amount(max_price),
+        deadline: 10,
+        requirements: Requirements {
+            replicas: 1,
+            verification,
+            ..Requirements::default()
+        },
+        coord: Coord::default(),
+        placement: Vec::new(),
+    }
+}
+
+/// Builds a [`Genesis`].
+#[derive(Clone, Debug)]
+pub struct GenesisBuilder {
+    genesis: Genesis,
+}
+
+impl GenesisBuilder {
+    /// An empty genesis for `chain_id` with default parameters.
+    pub fn new(chain_id: u64) -> Self {
+        GenesisBuilder {
+            genesis: Genesis {
+                chain_id: ChainId(chain_id),
+                params: Params::default(),
+                accounts: Vec::new(),
+                treasury: Address([0xee; 32]),
+            },
+        }
+    }
+    /// Sets the parameters.
+    pub fn params(mut self, params: Params) -> Self {
+        self.genesis.params = params;
+        self
+    }
+    /// Gives `who` a balance and bonded stake.
+    pub fn account(mut self, who: Address, balance: u128, bonded: u128) -> Self {
+        self.genesis.accounts.push(GenesisAccount {
+            address: who,
+            balance: Amount(balance),
+            bonded: Amount(bonded),
+        });
+        self
+    }
+    /// Sets the treasury.
+    pub fn treasury(mut self, who: Address) -> Self {
+        self.genesis.treasury = who;
+        self
+    }
+    /// The genesis.
+    pub fn build(self) -> Genesis {
+        self.genesis
+    }
+}
+
+/// The test model's layer function: `blake3(model, layer, input)`.
+pub fn layer_output(model: &Hash, layer: u32, input: &Hash) -> Hash {
+    Hash::digest(
+        "agentic test layer v1",
+        &[&model.0, &layer.to_be_bytes(), &input.0],
+    )
+}
+
+/// A deterministic referee over [`layer_output`].
+#[derive(Clone, Debug, Default)]
+pub struct TestReferee {
+    /// Inputs the referee cannot fetch.
+    pub unavailable_inputs: BTreeSet<Hash>,
+    /// Whether the model's weights are missing.
+    pub model_missing: bool,
+}
+
+impl Referee for TestReferee {
+    fn execute_layer(&self, model: &Hash, layer: u32, input: &Hash) -> Result<Hash, RefereeError> {
+        if self.model_missing {
+            return Err(RefereeError::ModelUnavailable);
+        }
+        if self.unavailable_inputs.contains(input) {
+            return Err(RefereeError::InputUnavailable);
+        }
+        Ok(layer_output(model, layer, input))
+    }
+}
+
+/// A stage's execution trace: leaf 0 is the input, leaf `i` the output of
+/// the stage's layer `i - 1`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trace {
+    /// The leaves.
+    pub leaves: Vec<Hash>,
+}
+
+impl Trace {
+    /// The honest trace of layers `first..first + layers` from `input`.
+    pub fn honest(model: &Hash, first: u32, layers: u32, input: Hash) -> Trace {
+        Trace::cheating(model, first, layers, input, u32::MAX)
+    }
+
+    /// A trace that is honest up to stage-relative layer `bad` and then
+    /// corrupts that layer's output (and everything computed from it).
+    pub fn cheating(model: &Hash, first: u32, layers: u32, input: Hash, bad: u32) -> Trace {
+        let mut leaves = Vec::with_capacity(layers as usize + 1);
+        leaves.push(input);
+        let mut x = input;
+        for i in 0..layers {
+            x = layer_output(model, first + i, &x);
+            if i == bad {
+                x = Hash::digest("agentic test corruption", &[&x.0]);
+            }
+            leaves.push(x);
+        }
+        Trace { leaves }
+    }
+
+    fn raw(&self) -> Vec<[u8; 32]> {
+        self.leaves.iter().map(|h| h.0).collect()
+    }
+
+    /// The claimed result (input, output, Merkle root).
+    pub fn result(&self) -> StageResult {
+        StageResult {
+            input: self.leaves[0],
+            output: *self.leaves.last().unwrap_or(&self.leaves[0]),
+            trace_root: Hash(merkle::root(&self.raw())),
+        }
+    }
+
+    /// Leaf `i` and its Merkle proof.
+    pub fn open(&self, i: u32) -> (Hash, Vec<Hash>) {
+        let proof = merkle::proof(&self.raw(), i as usize)
+            .unwrap_or_default()
+            .into_iter()
+            .map(Hash)
+            .collect();
+        (self.leaves[i as usize], proof)
+    }
+}
+
+/// The salt a test provider uses for its commitment.
+pub fn salt_for(provider: &Address, job: JobId, stage: u32) -> Hash {
+    Hash::digest(
+        "agentic test salt",
+        &[&provider.0, &job.0.to_be_bytes(), &stage.to_be_bytes()],
+    )
+}
+
+/// A chain driver for tests, demos and benches.
+pub struct TestChain {
+    /// The ledger.
+    pub state: State,
+    /// The referee used for every block.
+    pub referee: TestReferee,
+    /// Transactions for the next block.
+    pub pending: Vec<SignedTx>,
+    /// The beacon of the next block (default: a hash of its height).
+    pub next_beacon: Option<[u8; 32]>,
+    nonces: BTreeMap<Address, u64>,
+}
+
+impl TestChain {
+    /// A chain at genesis.
+    pub fn new(genesis: &Genesis) -> TestChain {
+        TestChain {
+            state: State::new(genesis).expect("test genesis is valid"),
+            referee: TestReferee::default(),
+            pending: Vec::new(),
+            next_beacon: None,
+            nonces: BTreeMap::new(),
+        }
+    }
+
+    /// Signs `body` from `key` with the next nonce and the minimum fee.
+    pub fn sign(&mut self, key: &PrivateKey, body: TxBody) -> SignedTx {
+        let who = address_of(key);
+        let nonce = *self
+            .nonces
+            .entry(who)
+            .or_insert_with(|| self.state.nonce(&who));
+        self.nonces.insert(who, nonce + 1);
+        SignedTx::sign(
+            key,
+            Tx {
+                chain_id: self.state.chain_id(),
+                nonce,
+                fee: self.state.params().min_fee,
+                body,
+            },
+        )
+    }
+
+    /// Queues a transaction for the next block.
+    pub fn push(&mut self, key: &PrivateKey, body: TxBody) {
+        let tx = self.sign(key, body);
+        self.pending.push(tx);
+    }
+
+    /// Applies a block with the queued transactions.
+    pub fn produce(&mut self) -> BlockOutcome {
+        let height = self.state.height().plus(1);
+        let beacon = self
+            .next_beacon
+            .take()
+            .unwrap_or_else(|| Hash::digest("agentic test beacon", &[&height.0.to_be_bytes()]).0);
+        let block = Block {
+            height,
+            beacon,
+            txs: std::mem::take(&mut self.pending),
+        };
+        let out = self
+            .state
+            .apply_block(&block, &self.referee)
+            .expect("test block has the next height");
+        // Nonces of rejected transactions were not used.
+        self.nonces.clear();
+        out
+    }
+
+    /// Applies one transaction in its own block and returns its receipt.
+    pub fn step(&mut self, key: &PrivateKey, body: TxBody) -> Result<(), TxError> {
+        self.push(key, body);
+        let out = self.produce();
+        out.receipts.into_iter().next().unwrap_or(Ok(()))
+    }
+
+    /// Produces `n` empty blocks.
+    pub fn advance(&mut self, n: u64) -> Vec<BlockOutcome> {
+        (0..n).map(|_| self.produce()).collect()
+    }
+
+    /// Produces empty blocks until the chain is at `h`.
+    pub fn advance_to(&mut self, h: Height) -> Vec<BlockOutcome> {
+        let mut out = Vec::new();
+        while self.state.height() < h {
+            out.push(self.produce());
+        }
+        out
+    }
+
+    /// Commits then reveals `trace` for a stage from `key` (two blocks).
+    pub fn deliver(&mut self, key: &PrivateKey, job: JobId, stage: u32, trace: &Trace) -> Result<(), TxError> {
+        let who = address_of(key);
+        let result = trace.result();
+        let salt = salt_for(&who, job, stage);
+        self.step(
+            key,
+            TxBody::CommitResult {
+                job,
+                stage,
+                commitment: result.commitment(job, stage, &salt, &who),
+            },
+        )?;
+        self.step(
+            key,
+            TxBody::RevealResult {
+                job,
+                stage,
+                result,
+                salt,
+            },
+        )
+    }
+
+    /// Plays a dispute to its end: each round both parties open their
+    /// trace at the midpoint. Returns the receipts of any failed move.
+    pub fn play_dispute(
+        &mut self,
+        id: DisputeId,
+        defendant: (&PrivateKey, &Trace),
+        challenger: (&PrivateKey, &Trace),
+    ) -> Vec<TxError> {
+        let mut errors = Vec::new();
+        loop {
+            let Some(d) = self.state.dispute(id) else { break };
+            if d.phase != crate::state::DisputePhase::Bisecting {
+                break;
+            }
+            let Some(mid) = d.game.midpoint() else { break };
+            for (k, t) in [defendant, challenger] {
+                let (leaf, proof) = t.open(mid);
+                self.push(
+                    k,
+                    TxBody::Bisect {
+                        dispute: id,
+                        leaf,
+                        proof,
+                    },
+                );
+            }
+            let out = self.produce();
+            errors.extend(out.receipts.into_iter().filter_map(Result::err));
+            if !errors.is_empty() {
+                break;
+            }
+        }
+        errors
+    }
+}

@@ -1,0 +1,381 @@
+//! Domain types of the ledger: amounts, heights, identifiers, hashes and
+//! the small enums that jobs, providers and mandates are made of.
+//!
+//! Every type here has a canonical binary encoding (commonware-codec): fixed
+//! width big-endian integers, a one-byte tag for enums, and a bounded length
+//! prefix for every list (the bound is a constant in [`limits`]), so decoding
+//! untrusted bytes can neither panic nor allocate without bound.
+//!
+//! No floating point: prices are base units per mega-op and fractions are
+//! parts per million ([`PPM`]).
+
+use bytes::{Buf as _, BufMut};
+use commonware_codec::{Buf, EncodeSize, Error as CodecError, FixedSize, Read, ReadExt, Write};
+use commonware_cryptography::ed25519;
+use core::fmt;
+
+/// One whole, in parts per million.
+pub const PPM: u32 = 1_000_000;
+
+/// Decoding bounds for every variable-length field.
+pub mod limits {
+    /// Most pipeline stages in one job.
+    pub const MAX_STAGES: usize = 64;
+    /// Most replicas per stage.
+    pub const MAX_REPLICAS: usize = 8;
+    /// Most regions a job may accept.
+    pub const MAX_REGIONS: usize = 32;
+    /// Most layers in one stage (the bisection game is over `layers + 1` leaves).
+    pub const MAX_LAYERS: u32 = 1 << 20;
+    /// Longest Merkle proof (siblings) accepted in a `Bisect` step.
+    pub const MAX_PROOF: usize = 32;
+    /// Most transactions in one block.
+    pub const MAX_BLOCK_TXS: usize = 1 << 20;
+    /// Most providers excluded from one job (those that missed deadlines or lost disputes).
+    pub const MAX_EXCLUDED: usize = 1024;
+}
+
+/// Implements the codec for a newtype over one fixed-width integer.
+macro_rules! int_newtype {
+    ($(#[$m:meta])* $name:ident($inner:ty)) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        pub struct $name(pub $inner);
+
+        impl Write for $name {
+            #[inline]
+            fn write(&self, buf: &mut impl BufMut) {
+                self.0.write(buf);
+            }
+        }
+        impl FixedSize for $name {
+            const SIZE: usize = <$inner as FixedSize>::SIZE;
+        }
+        impl Read for $name {
+            type Cfg = ();
+            #[inline]
+            fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+                Ok(Self(<$inner>::read(buf)?))
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+
+int_newtype!(
+    /// A token amount in base units.
+    Amount(u128)
+);
+int_newtype!(
+    /// A block height.
+    Height(u64)
+);
+int_newtype!(
+    /// The chain a transaction is meant for (replay protection across chains).
+    ChainId(u64)
+);
+int_newtype!(
+    /// A job, numbered in submission order.
+    JobId(u64)
+);
+int_newtype!(
+    /// A mandate, numbered in grant order.
+    MandateId(u64)
+);
+int_newtype!(
+    /// A governance proposal, numbered in submission order.
+    ProposalId(u64)
+);
+int_newtype!(
+    /// A dispute, numbered in opening order.
+    DisputeId(u64)
+);
+int_newtype!(
+    /// A network region code (e.g. an ISO 3166 numeric country code).
+    Region(u16)
+);
+int_newtype!(
+    /// Hardware capabilities as a bit set (see the associated constants).
+    Capabilities(u64)
+);
+
+impl Amount {
+    /// Zero tokens.
+    pub const ZERO: Amount = Amount(0);
+
+    /// Checked addition.
+    #[inline]
+    pub fn checked_add(self, o: Amount) -> Option<Amount> {
+        self.0.checked_add(o.0).map(Amount)
+    }
+    /// Checked subtraction.
+    #[inline]
+    pub fn checked_sub(self, o: Amount) -> Option<Amount> {
+        self.0.checked_sub(o.0).map(Amount)
+    }
+    /// Saturating subtraction.
+    #[inline]
+    pub fn saturating_sub(self, o: Amount) -> Amount {
+        Amount(self.0.saturating_sub(o.0))
+    }
+    /// `self × ppm / 1_000_000`, rounded down (never overflows for ppm ≤ 10^6).
+    #[inline]
+    pub fn mul_ppm(self, ppm: u32) -> Amount {
+        let ppm = ppm.min(PPM) as u128;
+        // Split to avoid overflow: (q·10^6 + r)·ppm / 10^6 = q·ppm + r·ppm/10^6.
+        let q = self.0 / PPM as u128;
+        let r = self.0 % PPM as u128;
+        Amount(q * ppm + r * ppm / PPM as u128)
+    }
+    /// The exact bill for `ops` operations at `price` base units per mega-op:
+    /// `ops × price / 10^6`, rounded down. `None` on overflow.
+    #[inline]
+    pub fn cost(ops: u64, price: Amount) -> Option<Amount> {
+        (ops as u128)
+            .checked_mul(price.0)
+            .map(|v| Amount(v / 1_000_000))
+    }
+}
+
+impl Height {
+    /// `self + d`, saturating.
+    #[inline]
+    pub fn plus(self, d: u64) -> Height {
+        Height(self.0.saturating_add(d))
+    }
+}
+
+impl Capabilities {
+    /// Can run CPU workloads.
+    pub const CPU: Capabilities = Capabilities(1);
+    /// Has a GPU.
+    pub const GPU: Capabilities = Capabilities(1 << 1);
+    /// Supports training steps (not only inference).
+    pub const TRAINING: Capabilities = Capabilities(1 << 2);
+    /// Holds large memory (≥ 64 GiB).
+    pub const LARGE_MEMORY: Capabilities = Capabilities(1 << 3);
+
+    /// Whether every bit of `required` is set in `self`.
+    #[inline]
+    pub fn contains(self, required: Capabilities) -> bool {
+        self.0 & required.0 == required.0
+    }
+}
+
+impl core::ops::BitOr for Capabilities {
+    type Output = Capabilities;
+    fn bitor(self, o: Capabilities) -> Capabilities {
+        Capabilities(self.0 | o.0)
+    }
+}
+
+/// Implements the codec for a newtype over `[u8; 32]`.
+macro_rules! bytes32_newtype {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub [u8; 32]);
+
+        impl Write for $name {
+            #[inline]
+            fn write(&self, buf: &mut impl BufMut) {
+                buf.put_slice(&self.0);
+            }
+        }
+        impl FixedSize for $name {
+            const SIZE: usize = 32;
+        }
+        impl Read for $name {
+            type Cfg = ();
+            #[inline]
+            fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+                if buf.remaining() < 32 {
+                    return Err(CodecError::EndOfBuffer);
+                }
+                let mut out = [0u8; 32];
+                buf.copy_to_slice(&mut out);
+                Ok(Self(out))
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for b in &self.0[..6] {
+                    write!(f, "{b:02x}")?;
+                }
+                write!(f, "…")
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for b in &self.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+        impl AsRef<[u8]> for $name {
+            fn as_ref(&self) -> &[u8] {
+                &self.0
+            }
+        }
+    };
+}
+
+bytes32_newtype!(
+    /// An account address: the bytes of its ed25519 public key.
+    Address
+);
+bytes32_newtype!(
+    /// A 32-byte blake3 digest (model, input, output, trace root, commitment).
+    Hash
+);
+
+impl From<&ed25519::PublicKey> for Address {
+    fn from(pk: &ed25519::PublicKey) -> Self {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(pk.as_ref());
+        Address(out)
+    }
+}
+
+impl Hash {
+    /// blake3 of the concatenation of `parts`, under a domain tag.
+    pub fn digest(domain: &str, parts: &[&[u8]]) -> Hash {
+        let mut h = blake3::Hasher::new_derive_key(domain);
+        for p in parts {
+            h.update(p);
+        }
+        Hash(*h.finalize().as_bytes())
+    }
+}
+
+/// How a job's results are checked before payout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum VerificationLevel {
+    /// Only the challenge window protects the requester (anyone may challenge).
+    #[default]
+    Optimistic,
+    /// The block beacon samples stages for audit with the governed probability.
+    Sampled,
+    /// Every stage is audited by an independent provider.
+    Audited,
+}
+
+impl VerificationLevel {
+    fn tag(self) -> u8 {
+        match self {
+            VerificationLevel::Optimistic => 0,
+            VerificationLevel::Sampled => 1,
+            VerificationLevel::Audited => 2,
+        }
+    }
+}
+
+impl Write for VerificationLevel {
+    fn write(&self, buf: &mut impl BufMut) {
+        buf.put_u8(self.tag());
+    }
+}
+impl FixedSize for VerificationLevel {
+    const SIZE: usize = 1;
+}
+impl Read for VerificationLevel {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        match u8::read(buf)? {
+            0 => Ok(VerificationLevel::Optimistic),
+            1 => Ok(VerificationLevel::Sampled),
+            2 => Ok(VerificationLevel::Audited),
+            t => Err(CodecError::InvalidEnum(t)),
+        }
+    }
+}
+
+/// Writes a list with a `u32` length prefix (no other framing).
+pub(crate) fn write_list<T: Write>(items: &[T], buf: &mut impl BufMut) {
+    (items.len() as u32).write(buf);
+    for it in items {
+        it.write(buf);
+    }
+}
+
+/// Size of a list written by [`write_list`].
+pub(crate) fn list_size<T: EncodeSize>(items: &[T]) -> usize {
+    4 + items.iter().map(EncodeSize::encode_size).sum::<usize>()
+}
+
+/// Reads a list written by [`write_list`], rejecting more than `max` items
+/// before allocating.
+pub(crate) fn read_list<T: Read<Cfg = ()>>(
+    buf: &mut impl Buf,
+    max: usize,
+) -> Result<Vec<T>, CodecError> {
+    let len = u32::read(buf)? as usize;
+    if len > max {
+        return Err(CodecError::InvalidLength(len));
+    }
+    // Never pre-allocate more than the bytes left could possibly hold.
+    let mut out = Vec::with_capacity(len.min(buf.remaining()));
+    for _ in 0..len {
+        out.push(T::read(buf)?);
+    }
+    Ok(out)
+}
+
+/// Implements `Write`, `EncodeSize` and `Read` (with `Cfg = ()`) for a struct
+/// whose fields are written in order. A field tagged `[list MAX]` is a `Vec`
+/// written with [`write_list`] and bounded by `MAX` on read.
+macro_rules! codec_struct {
+    ($name:ident { $($field:ident $([list $max:expr])?),* $(,)? }) => {
+        impl commonware_codec::Write for $name {
+            fn write(&self, buf: &mut impl bytes::BufMut) {
+                $( codec_struct!(@write self.$field, buf $(, $max)?); )*
+            }
+        }
+        impl commonware_codec::EncodeSize for $name {
+            fn encode_size(&self) -> usize {
+                0 $( + codec_struct!(@size self.$field $(, $max)?) )*
+            }
+        }
+        impl commonware_codec::Read for $name {
+            type Cfg = ();
+            fn read_cfg(
+                buf: &mut impl commonware_codec::Buf,
+                _: &(),
+            ) -> Result<Self, commonware_codec::Error> {
+                Ok(Self { $( $field: codec_struct!(@read buf $(, $max)?), )* })
+            }
+        }
+    };
+    (@write $v:expr, $buf:ident) => { commonware_codec::Write::write(&$v, $buf) };
+    (@write $v:expr, $buf:ident, $max:expr) => { $crate::types::write_list(&$v, $buf) };
+    (@size $v:expr) => { commonware_codec::EncodeSize::encode_size(&$v) };
+    (@size $v:expr, $max:expr) => { $crate::types::list_size(&$v) };
+    (@read $buf:ident) => { commonware_codec::ReadExt::read($buf)? };
+    (@read $buf:ident, $max:expr) => { $crate::types::read_list($buf, $max)? };
+}
+pub(crate) use codec_struct;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mul_ppm_rounds_down_and_never_overflows() {
+        assert_eq!(Amount(1_000).mul_ppm(500_000), Amount(500));
+        assert_eq!(Amount(3).mul_ppm(333_333), Amount(0));
+        assert_eq!(Amount(u128::MAX).mul_ppm(PPM), Amount(u128::MAX));
+        assert_eq!(Amount(u128::MAX).mul_ppm(0), Amount(0));
+    }
+
+    #[test]
+    fn cost_is_ops_times_price_per_megaop() {
+        assert_eq!(Amount::cost(2_000_000, Amount(7)), Some(Amount(14)));
+        assert_eq!(Amount::cost(1_500_000, Amount(3)), Some(Amount(4)));
+        assert_eq!(Amount::cost(u64::MAX, Amount(u128::MAX)), None);
+    }
+}
