@@ -1,0 +1,198 @@
+//! Metered kernel calls: every kernel a model runs goes through here, which charges the
+//! [`OpCounter`] from the call's shape arguments (the op model of [`crate::metering`])
+//! and then calls [`crate::kernels`]. `Model::meter` charges the same formulas from the
+//! configuration alone; tests check that the two agree.
+//!
+//! Also the few model-level helpers the kernel set does not have: ReLU, and the
+//! row-wise causal attention the GPT decoder shares between its full pass and its
+//! KV-cached incremental step (so both produce the same bits, see `gpt.rs`).
+
+use super::refk as kernels;
+use crate::metering::{cost, OpCounter};
+
+/// A dense layer's weights in one of the two checkpoint layouts.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// The weights: `[n × k]` for `OutIn` (HF `Linear`), `[k × n]` for `InOut` (Conv1D).
+    pub w: Vec<f32>,
+    /// Optional bias `[n]`.
+    pub b: Option<Vec<f32>>,
+    /// Input width.
+    pub k: usize,
+    /// Output width.
+    pub n: usize,
+    /// Weight layout.
+    pub layout: Layout,
+}
+
+/// Weight layout of a [`Linear`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// `[out, in]`: PyTorch/Hugging Face `nn.Linear`.
+    OutIn,
+    /// `[in, out]`: GPT-2 `Conv1D`, and the MLP format.
+    InOut,
+}
+
+impl Linear {
+    /// `out[m×n] = x[m×k] · W (+ b)`, metered.
+    pub fn forward(&self, x: &[f32], out: &mut [f32], m: usize, ops: &OpCounter) {
+        ops.add(cost::linear(m, self.k, self.n, self.b.is_some()));
+        match self.layout {
+            Layout::OutIn => kernels::linear(x, &self.w, self.b.as_deref(), out, m, self.k, self.n),
+            Layout::InOut => {
+                kernels::linear_kn(x, &self.w, self.b.as_deref(), out, m, self.k, self.n)
+            }
+        }
+    }
+
+    /// Allocating variant of [`Linear::forward`].
+    pub fn apply(&self, x: &[f32], m: usize, ops: &OpCounter) -> Vec<f32> {
+        let mut out = vec![0.0; m * self.n];
+        self.forward(x, &mut out, m, ops);
+        out
+    }
+}
+
+/// Layer-norm parameters.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    /// Normalizes `rows` rows of `x` into `out`, metered.
+    pub fn forward(&self, x: &[f32], out: &mut [f32], rows: usize, ops: &OpCounter) {
+        let cols = self.gamma.len();
+        ops.add(cost::layer_norm(rows, cols));
+        kernels::layer_norm(x, &self.gamma, &self.beta, out, rows, cols, self.eps);
+    }
+
+    /// Allocating variant.
+    pub fn apply(&self, x: &[f32], rows: usize, ops: &OpCounter) -> Vec<f32> {
+        let mut out = vec![0.0; x.len()];
+        self.forward(x, &mut out, rows, ops);
+        out
+    }
+}
+
+/// `a += b`, metered.
+pub fn add_inplace(a: &mut [f32], b: &[f32], ops: &OpCounter) {
+    ops.add(cost::elementwise(a.len()));
+    kernels::add_inplace(a, b);
+}
+
+/// GELU (erf form), in place, metered.
+pub fn gelu_erf(x: &mut [f32], ops: &OpCounter) {
+    ops.add(cost::gelu_erf(x.len()));
+    kernels::gelu_erf(x);
+}
+
+/// GELU (tanh form), in place, metered.
+pub fn gelu_tanh(x: &mut [f32], ops: &OpCounter) {
+    ops.add(cost::gelu_tanh(x.len()));
+    kernels::gelu_tanh(x);
+}
+
+/// tanh, in place, metered.
+pub fn tanh(x: &mut [f32], ops: &OpCounter) {
+    ops.add(cost::tanh(x.len()));
+    kernels::tanh_inplace(x);
+}
+
+/// ReLU, in place, metered (`x > 0 ? x : 0`; NaN maps to 0).
+pub fn relu(x: &mut [f32], ops: &OpCounter) {
+    ops.add(cost::relu(x.len()));
+    for v in x.iter_mut() {
+        *v = if *v > 0.0 { *v } else { 0.0 };
+    }
+}
+
+/// Bidirectional multi-head attention over one sequence of `seq` tokens
+/// (`q`, `k`, `v`, `out`: `[seq, heads·head_dim]`), metered.
+pub fn attention_full(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    seq: usize,
+    heads: usize,
+    head_dim: usize,
+    ops: &OpCounter,
+) {
+    ops.add(cost::attention(
+        cost::attention_pairs(seq, false),
+        heads,
+        head_dim,
+    ));
+    kernels::attention(q, k, v, out, seq, heads, head_dim, None, false);
+}
+
+/// Causal multi-head attention for `n_q` query rows at positions
+/// `first_pos..first_pos + n_q` over keys/values `[0, first_pos + n_q)` of one sequence
+/// (all `[rows, heads·head_dim]`), metered.
+///
+/// Each output row is computed by the same scalar sequence whatever `n_q` and
+/// `first_pos` are — the full pass (`first_pos = 0`, `n_q = seq`) and one incremental
+/// step (`n_q = 1`) agree bit for bit:
+///
+/// ```text
+/// s_j = (Σ_e q_e·k_je, e ascending) · (1/√d)        j = 0..=pos
+/// m = max_j s_j;  e_j = exp(s_j − m);  Σ = Σ_j e_j (j ascending)
+/// out_e = Σ_j (e_j / Σ) · v_je (j ascending)
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn attention_causal_rows(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    first_pos: usize,
+    n_q: usize,
+    heads: usize,
+    head_dim: usize,
+    ops: &OpCounter,
+) {
+    let d = heads * head_dim;
+    let pairs = (0..n_q).map(|r| first_pos + r + 1).sum::<usize>();
+    ops.add(cost::attention(pairs, heads, head_dim));
+    let scale = 1.0f32 / libm::sqrtf(head_dim as f32);
+    let mut scores = vec![0.0f32; first_pos + n_q];
+    for r in 0..n_q {
+        let pos = first_pos + r;
+        let n_keys = pos + 1;
+        let qrow = &q[r * d..(r + 1) * d];
+        let orow = &mut out[r * d..(r + 1) * d];
+        for h in 0..heads {
+            let qh = &qrow[h * head_dim..(h + 1) * head_dim];
+            let mut max = f32::NEG_INFINITY;
+            for (j, s) in scores[..n_keys].iter_mut().enumerate() {
+                let kh = &k[j * d + h * head_dim..j * d + (h + 1) * head_dim];
+                let mut acc = 0.0f32;
+                for e in 0..head_dim {
+                    acc += qh[e] * kh[e];
+                }
+                *s = acc * scale;
+                if *s > max {
+                    max = *s;
+                }
+            }
+            let mut sum = 0.0f32;
+            for s in scores[..n_keys].iter_mut() {
+                *s = libm::expf(*s - max);
+                sum += *s;
+            }
+            let oh = &mut orow[h * head_dim..(h + 1) * head_dim];
+            oh.iter_mut().for_each(|x| *x = 0.0);
+            for (j, s) in scores[..n_keys].iter().enumerate() {
+                let p = *s / sum;
+                let vh = &v[j * d + h * head_dim..j * d + (h + 1) * head_dim];
+                for e in 0..head_dim {
+                    oh[e] += p * vh[e];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Traces: the commitment to an execution, and single-layer re-execution.
+//!
+//! ```text
+//!   input ──L0──► a1 ──L1──► a2 ── … ──L(n-1)──► an
+//!     │            │          │                  │
+//!   h_in         h_1        h_2      …          h_n        h = blake3(canonical bytes)
+//!     └────────────┴──────────┴───── merkle ─────┘──► root
+//! ```
+//!
+//! * `input_hash` is the hash of the activation the (stage's) first layer reads;
+//!   `layer_hashes[j]` the hash of the output of layer `first_layer + j`.
+//! * `root = agentic_protocol::merkle::root([input_hash, layer_hashes…])` — the same
+//!   Merkle construction the ledger uses, so a trace root can be committed on chain and
+//!   a dispute bisects over its leaves.
+//! * Pipelines: stage `s` runs layers `a..b`; its `input_hash` equals stage `s-1`'s last
+//!   layer hash, so the concatenation of the stages' leaves is the single-job trace.
+//! * Referee: given the agreed input activation of layer `i` (fetched by hash from the
+//!   blob store), [`reexecute_layer`] recomputes the layer's output hash; bitwise
+//!   determinism makes the result the same on every validator.
+//! * A trace is just "a list of step hashes": training reuses it with one leaf per
+//!   optimizer step via [`Trace::from_hashes`].
+
+use std::fmt;
+use std::ops::Range;
+
+use crate::activation::Activation;
+use crate::models::Model;
+use crate::ComputeError;
+
+/// A 32-byte blake3 digest (activation hashes, trace roots).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// Lower-case hex.
+    pub fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        if b.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            let hi = (b[2 * i] as char).to_digit(16)?;
+            let lo = (b[2 * i + 1] as char).to_digit(16)?;
+            *o = (hi * 16 + lo) as u8;
+        }
+        Some(Digest(out))
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// The commitment to one execution (a whole model or one pipeline stage).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trace {
+    /// Index of the layer whose input `input_hash` commits to (0 for a whole model).
+    pub first_layer: usize,
+    /// Hash of the input activation.
+    pub input_hash: Digest,
+    /// Hash of each layer's output, in order.
+    pub layer_hashes: Vec<Digest>,
+    /// Merkle root over `[input_hash, layer_hashes…]`.
+    pub root: Digest,
+}
+
+impl Trace {
+    /// A trace from its leaves; computes the root.
+    pub fn from_hashes(first_layer: usize, input_hash: Digest, layer_hashes: Vec<Digest>) -> Self {
+        let root = merkle_root(input_hash, &layer_hashes);
+        Trace {
+            first_layer,
+            input_hash,
+            layer_hashes,
+            root,
+        }
+    }
+
+    /// The leaves in Merkle order: `[input_hash, layer_hashes…]`.
+    pub fn leaves(&self) -> Vec<Digest> {
+        let mut v = Vec::with_capacity(1 + self.layer_hashes.len());
+        v.push(self.input_hash);
+        v.extend_from_slice(&self.layer_hashes);
+        v
+    }
+
+    /// Hash of the final output (the input hash for a trace of zero layers).
+    pub fn output_hash(&self) -> Digest {
+        self.layer_hashes.last().copied().unwrap_or(self.input_hash)
+    }
+
+    /// Joins consecutive pipeline stages into the whole-run trace; errors when a stage's
+    /// input is not the previous stage's output or the layers are not contiguous.
+    pub fn concat(stages: &[Trace]) -> Result<Trace, ComputeError> {
+        let first = stages
+            .first()
+            .ok_or_else(|| ComputeError::EmptyInput("no stage trace".into()))?;
+        let mut hashes = first.layer_hashes.clone();
+        let mut next_layer = first.first_layer + first.layer_hashes.len();
+        let mut prev_out = first.output_hash();
+        for s in &stages[1..] {
+            if s.input_hash != prev_out || s.first_layer != next_layer {
+                return Err(ComputeError::BadActivation {
+                    layer: s.first_layer,
+                    detail: "stage input does not continue the previous stage".into(),
+                });
+            }
+            hashes.extend_from_slice(&s.layer_hashes);
+            next_layer += s.layer_hashes.len();
+            prev_out = s.output_hash();
+        }
+        Ok(Trace::from_hashes(
+            first.first_layer,
+            first.input_hash,
+            hashes,
+        ))
+    }
+}
+
+/// The ledger's Merkle root over `[input_hash, layer_hashes…]`
+/// ([`agentic_protocol::merkle::root`]).
+pub fn merkle_root(input_hash: Digest, layer_hashes: &[Digest]) -> Digest {
+    let mut leaves = Vec::with_capacity(1 + layer_hashes.len());
+    leaves.push(input_hash.0);
+    leaves.extend(layer_hashes.iter().map(|d| d.0));
+    Digest(agentic_protocol::merkle::root(&leaves))
+}
+
+/// The referee's operation: re-executes layer `layer` of `model` on the committed input
+/// and returns the output's hash, to compare with the disputed `layer_hashes` entry.
+pub fn reexecute_layer(
+    model: &Model,
+    layer: usize,
+    input: &Activation,
+) -> Result<Digest, ComputeError> {
+    Ok(model.run_layer(layer, input)?.hash())
+}
+
+/// Checks a stage's trace by re-running `layers` from `input` (an auditor's operation).
+pub fn verify_stage(
+    model: &Model,
+    layers: Range<usize>,
+    input: Activation,
+    claimed: &Trace,
+) -> Result<bool, ComputeError> {
+    let out = model.run_range(layers, input)?;
+    Ok(out.trace == *claimed)
+}
