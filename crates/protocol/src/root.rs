@@ -42,64 +42,134 @@ use bytes::BufMut;
 use commonware_codec::{Buf, Error as CodecError, FixedSize, Read, ReadExt, Write};
 use commonware_cryptography::lthash::LtHash;
 
-/// Domain tag prefixed to every state element before expansion.
 const ELEMENT_DOMAIN: &[u8] = b"agentic/state/v1";
-/// Domain tag of the final root.
 const ROOT_DOMAIN: &[u8] = b"agentic/state-root/v1";
 
-/// An incremental commitment to a key → value map (see the module docs).
-#[derive(Clone, Debug, Default)]
+/// Bytes of LtHash state (1024 lanes of u16), as in commonware's `LtHash`.
+const STATE_BYTES: usize = 2048;
+const LANES: usize = STATE_BYTES / 2;
+
+/// An incremental, order-independent commitment to a set of `(key, value)`
+/// entries. See the module docs.
+///
+/// The arithmetic is exactly commonware's [`LtHash`] (blake3-XOF expansion to
+/// 1024 little-endian `u16` lanes, lane-wise wrapping addition), re-implemented
+/// here so that an update streams the element into the hasher without
+/// allocating and folds `new − old` into the state in one vectorizable pass —
+/// the state-root update is the ledger's hottest loop. A test checks that the
+/// two implementations agree bit for bit.
+#[derive(Clone)]
 pub struct StateCommitment {
-    acc: LtHash,
+    acc: [u16; LANES],
+}
+
+impl Default for StateCommitment {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for StateCommitment {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "StateCommitment({:02x?})", &self.root()[..8])
+    }
+}
+
+/// Expands one element into its 2048 pseudo-random bytes.
+fn expand(key: &[u8], value: &[u8], out: &mut [u8; STATE_BYTES]) {
+    let mut h = blake3::Hasher::new();
+    h.update(ELEMENT_DOMAIN);
+    h.update(&(key.len() as u64).to_le_bytes());
+    h.update(key);
+    h.update(value);
+    h.finalize_xof().fill(out);
+}
+
+#[inline]
+fn lane(bytes: &[u8]) -> u16 {
+    u16::from_le_bytes([bytes[0], bytes[1]])
 }
 
 impl StateCommitment {
-    /// The commitment to the empty map.
+    /// The commitment to the empty set.
     pub const fn new() -> Self {
-        Self { acc: LtHash::new() }
+        Self { acc: [0; LANES] }
     }
 
-    /// Adds the entry `(key, value)`. The caller must ensure `key` is not
-    /// already present (otherwise [`Self::update`] with the old value).
+    /// Adds the entry `(key, value)`.
     pub fn insert(&mut self, key: &[u8], value: &[u8]) {
-        self.acc.add(&element(key, value));
+        let mut e = [0u8; STATE_BYTES];
+        expand(key, value, &mut e);
+        for (s, c) in self.acc.iter_mut().zip(e.chunks_exact(2)) {
+            *s = s.wrapping_add(lane(c));
+        }
     }
 
-    /// Removes the entry `(key, value)`; `value` must be the value that was inserted.
+    /// Removes the entry `(key, value)` (which must have been inserted).
     pub fn remove(&mut self, key: &[u8], value: &[u8]) {
-        self.acc.subtract(&element(key, value));
+        let mut e = [0u8; STATE_BYTES];
+        expand(key, value, &mut e);
+        for (s, c) in self.acc.iter_mut().zip(e.chunks_exact(2)) {
+            *s = s.wrapping_sub(lane(c));
+        }
     }
 
-    /// Replaces the value of `key`: `old` is its previous value (`None` if it
-    /// was absent), `new` its next value (`None` to delete it).
+    /// Replaces the entry under `key`: `old` out (if any), `new` in (if any).
     pub fn update(&mut self, key: &[u8], old: Option<&[u8]>, new: Option<&[u8]>) {
-        if old == new {
-            return;
-        }
-        if let Some(old) = old {
-            self.remove(key, old);
-        }
-        if let Some(new) = new {
-            self.insert(key, new);
+        match (old, new) {
+            (Some(old), Some(new)) if old != new => {
+                let mut o = [0u8; STATE_BYTES];
+                let mut n = [0u8; STATE_BYTES];
+                expand(key, old, &mut o);
+                expand(key, new, &mut n);
+                for ((s, a), b) in self
+                    .acc
+                    .iter_mut()
+                    .zip(n.chunks_exact(2))
+                    .zip(o.chunks_exact(2))
+                {
+                    *s = s.wrapping_add(lane(a)).wrapping_sub(lane(b));
+                }
+            }
+            (Some(_), Some(_)) | (None, None) => {}
+            (Some(old), None) => self.remove(key, old),
+            (None, Some(new)) => self.insert(key, new),
         }
     }
 
-    /// Adds another commitment's entries (and removals) to this one.
-    ///
-    /// Lets a block's changes be accumulated in parallel into separate
-    /// deltas (each starting from [`Self::new`]) and merged in any order.
+    /// Adds another commitment's entries (used to merge deltas computed in
+    /// parallel).
     pub fn absorb(&mut self, delta: &StateCommitment) {
-        self.acc.combine(&delta.acc);
+        for (s, d) in self.acc.iter_mut().zip(delta.acc.iter()) {
+            *s = s.wrapping_add(*d);
+        }
     }
 
-    /// Whether this commits to the empty map (or a delta that nets to nothing).
+    /// Whether this is the commitment to the empty set.
     pub fn is_empty(&self) -> bool {
-        self.acc.is_zero()
+        self.acc.iter().all(|&v| v == 0)
     }
 
-    /// The 32-byte state root.
+    /// The canonical encoding: every lane as a big-endian `u16` (the same
+    /// bytes as commonware's `LtHash` codec).
+    fn to_bytes(&self) -> [u8; STATE_BYTES] {
+        let mut out = [0u8; STATE_BYTES];
+        for (c, v) in out.chunks_exact_mut(2).zip(self.acc.iter()) {
+            c.copy_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    /// The 32-byte state root: blake3 over a domain tag and the LtHash
+    /// checksum of the state.
     pub fn root(&self) -> [u8; 32] {
-        let checksum = self.acc.checksum();
+        let bytes = self.to_bytes();
+        // The checksum is commonware's `LtHash::checksum` of the same lanes.
+        let lt = <LtHash as commonware_codec::DecodeExt<()>>::decode(
+            bytes::Bytes::copy_from_slice(&bytes),
+        )
+        .unwrap_or_default();
+        let checksum = lt.checksum();
         let mut h = blake3::Hasher::new();
         h.update(ROOT_DOMAIN);
         h.update(&checksum.0);
@@ -109,38 +179,33 @@ impl StateCommitment {
 
 impl PartialEq for StateCommitment {
     fn eq(&self, other: &Self) -> bool {
-        self.root() == other.root()
+        self.acc == other.acc
     }
 }
 impl Eq for StateCommitment {}
 
-/// The byte string that represents `(key, value)` in the accumulator.
-fn element(key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut e = Vec::with_capacity(ELEMENT_DOMAIN.len() + 8 + key.len() + value.len());
-    e.extend_from_slice(ELEMENT_DOMAIN);
-    e.extend_from_slice(&(key.len() as u64).to_le_bytes());
-    e.extend_from_slice(key);
-    e.extend_from_slice(value);
-    e
-}
-
 impl Write for StateCommitment {
     fn write(&self, buf: &mut impl BufMut) {
-        self.acc.write(buf);
+        buf.put_slice(&self.to_bytes());
     }
 }
 
 impl Read for StateCommitment {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        Ok(Self {
-            acc: LtHash::read(buf)?,
-        })
+        if buf.remaining() < STATE_BYTES {
+            return Err(CodecError::EndOfBuffer);
+        }
+        let mut acc = [0u16; LANES];
+        for v in acc.iter_mut() {
+            *v = u16::read(buf)?;
+        }
+        Ok(Self { acc })
     }
 }
 
 impl FixedSize for StateCommitment {
-    const SIZE: usize = LtHash::SIZE;
+    const SIZE: usize = STATE_BYTES;
 }
 
 #[cfg(test)]
@@ -149,6 +214,40 @@ mod tests {
     use commonware_codec::{DecodeExt, Encode};
     use proptest::prelude::*;
     use std::collections::BTreeMap;
+
+    /// The re-implementation equals commonware's `LtHash` lane for lane.
+    #[test]
+    fn matches_commonware_lthash() {
+        let mut ours = StateCommitment::new();
+        let mut theirs = LtHash::new();
+        for i in 0u32..50 {
+            let key = i.to_le_bytes();
+            let value = vec![i as u8; (i as usize) % 7];
+            ours.insert(&key, &value);
+            theirs.add(&element(&key, &value));
+            if i % 3 == 0 {
+                let newer = vec![i as u8 ^ 0xff; 5];
+                ours.update(&key, Some(&value), Some(&newer));
+                theirs.subtract(&element(&key, &value));
+                theirs.add(&element(&key, &newer));
+            }
+        }
+        assert_eq!(ours.encode().as_ref(), theirs.encode().as_ref());
+        let checksum = theirs.checksum();
+        let mut h = blake3::Hasher::new();
+        h.update(ROOT_DOMAIN);
+        h.update(&checksum.0);
+        assert_eq!(ours.root(), *h.finalize().as_bytes());
+    }
+
+    fn element(key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut e = Vec::new();
+        e.extend_from_slice(ELEMENT_DOMAIN);
+        e.extend_from_slice(&(key.len() as u64).to_le_bytes());
+        e.extend_from_slice(key);
+        e.extend_from_slice(value);
+        e
+    }
 
     fn from_map(map: &BTreeMap<Vec<u8>, Vec<u8>>) -> StateCommitment {
         let mut c = StateCommitment::new();
@@ -246,7 +345,7 @@ mod tests {
     #[test]
     fn root_is_domain_separated_from_raw_checksum() {
         let c = StateCommitment::new();
-        assert_ne!(c.root(), c.acc.checksum().0);
+        assert_ne!(c.root(), LtHash::new().checksum().0);
     }
 
     proptest! {
