@@ -31,7 +31,10 @@ fn setup() -> (State, Block) {
                     chain_id: ChainId(1),
                     nonce,
                     fee: Amount(1),
-                    body: TxBody::Transfer { to, amount: Amount(1) },
+                    body: TxBody::Transfer {
+                        to,
+                        amount: Amount(1),
+                    },
                 },
             )
         })
@@ -56,7 +59,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("apply_only_transfers", |b| {
         b.iter_batched(
             || state.clone(),
-            |mut s| s.apply_block_preverified(&block, &ok, &referee).expect("applies"),
+            |mut s| {
+                s.apply_block_preverified(&block, &ok, &referee)
+                    .expect("applies")
+            },
             BatchSize::LargeInput,
         )
     });

@@ -25,11 +25,19 @@ pub enum Resolution {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// Tokens moved between accounts.
-    Transferred { from: Address, to: Address, amount: Amount },
+    Transferred {
+        from: Address,
+        to: Address,
+        amount: Amount,
+    },
     /// Balance was bonded.
     Bonded { who: Address, amount: Amount },
     /// Stake started unbonding.
-    UnbondStarted { who: Address, amount: Amount, release: Height },
+    UnbondStarted {
+        who: Address,
+        amount: Amount,
+        release: Height,
+    },
     /// Unbonding stake became withdrawable.
     UnbondReleased { who: Address, amount: Amount },
     /// Released stake was withdrawn to the balance.
@@ -43,29 +51,81 @@ pub enum Event {
     /// A provider retired.
     ProviderRetired { provider: Address },
     /// A mandate was granted.
-    MandateGranted { mandate: MandateId, principal: Address, agent: Address },
+    MandateGranted {
+        mandate: MandateId,
+        principal: Address,
+        agent: Address,
+    },
     /// A mandate was revoked.
     MandateRevoked { mandate: MandateId },
     /// A job was posted and its escrow locked.
-    JobSubmitted { job: JobId, payer: Address, escrow: Amount },
+    JobSubmitted {
+        job: JobId,
+        payer: Address,
+        escrow: Amount,
+    },
     /// A provider was assigned a stage replica.
-    StageAssigned { job: JobId, stage: u32, replica: u8, provider: Address, price: Amount, deadline: Height },
+    StageAssigned {
+        job: JobId,
+        stage: u32,
+        replica: u8,
+        provider: Address,
+        price: Amount,
+        deadline: Height,
+    },
     /// A provider committed to a result.
-    ResultCommitted { job: JobId, stage: u32, provider: Address },
+    ResultCommitted {
+        job: JobId,
+        stage: u32,
+        provider: Address,
+    },
     /// A provider revealed its result.
-    ResultRevealed { job: JobId, stage: u32, provider: Address, output: Hash },
+    ResultRevealed {
+        job: JobId,
+        stage: u32,
+        provider: Address,
+        output: Hash,
+    },
     /// An auditor was drawn for a stage.
-    AuditAssigned { job: JobId, stage: u32, auditor: Address, deadline: Height },
+    AuditAssigned {
+        job: JobId,
+        stage: u32,
+        auditor: Address,
+        deadline: Height,
+    },
     /// The auditor agreed and was paid its fee.
-    AuditAgreed { job: JobId, stage: u32, auditor: Address, fee: Amount },
+    AuditAgreed {
+        job: JobId,
+        stage: u32,
+        auditor: Address,
+        fee: Amount,
+    },
     /// An auditor did not report in time.
-    AuditMissed { job: JobId, stage: u32, auditor: Address },
+    AuditMissed {
+        job: JobId,
+        stage: u32,
+        auditor: Address,
+    },
     /// A stage's result is verified and may be challenged until `until`.
-    ChallengeWindowOpened { job: JobId, stage: u32, until: Height },
+    ChallengeWindowOpened {
+        job: JobId,
+        stage: u32,
+        until: Height,
+    },
     /// A dispute started.
-    DisputeOpened { dispute: DisputeId, job: JobId, stage: u32, defendant: Address, challenger: Address },
+    DisputeOpened {
+        dispute: DisputeId,
+        job: JobId,
+        stage: u32,
+        defendant: Address,
+        challenger: Address,
+    },
     /// A bisection round ended; the parties now disagree within leaves `lo..=hi`.
-    BisectionNarrowed { dispute: DisputeId, lo: u32, hi: u32 },
+    BisectionNarrowed {
+        dispute: DisputeId,
+        lo: u32,
+        hi: u32,
+    },
     /// A dispute ended.
     DisputeResolved {
         dispute: DisputeId,
@@ -75,15 +135,37 @@ pub enum Event {
         resolution: Resolution,
     },
     /// Bonded stake was slashed.
-    Slashed { who: Address, amount: Amount, to_winner: Amount, to_requester: Amount, burned: Amount },
+    Slashed {
+        who: Address,
+        amount: Amount,
+        to_winner: Amount,
+        to_requester: Amount,
+        burned: Amount,
+    },
     /// A challenger's bond was forfeited.
-    BondForfeited { who: Address, amount: Amount, to_winner: Amount, to_requester: Amount, burned: Amount },
+    BondForfeited {
+        who: Address,
+        amount: Amount,
+        to_winner: Amount,
+        to_requester: Amount,
+        burned: Amount,
+    },
     /// A challenger's bond was returned.
     BondReturned { who: Address, amount: Amount },
     /// A provider missed a deadline and was penalized; the stage is re-routed.
-    DeadlineMissed { job: JobId, stage: u32, provider: Address, penalty: Amount },
+    DeadlineMissed {
+        job: JobId,
+        stage: u32,
+        provider: Address,
+        penalty: Amount,
+    },
     /// A provider was paid for a stage (ops × its price).
-    StagePaid { job: JobId, stage: u32, provider: Address, amount: Amount },
+    StagePaid {
+        job: JobId,
+        stage: u32,
+        provider: Address,
+        amount: Amount,
+    },
     /// A stage is final.
     StageFinalized { job: JobId, stage: u32 },
     /// Every stage is final; the unused escrow was refunded.
@@ -93,15 +175,30 @@ pub enum Event {
     /// No provider qualified in time; the escrow was refunded.
     JobCancelled { job: JobId, refund: Amount },
     /// A proposal was submitted.
-    ProposalSubmitted { proposal: ProposalId, change: ParamChange, voting_ends: Height },
+    ProposalSubmitted {
+        proposal: ProposalId,
+        change: ParamChange,
+        voting_ends: Height,
+    },
     /// A vote was cast.
-    Voted { proposal: ProposalId, voter: Address, approve: bool, weight: Amount },
+    Voted {
+        proposal: ProposalId,
+        voter: Address,
+        approve: bool,
+        weight: Amount,
+    },
     /// A proposal passed and will take effect at `activates`.
-    ProposalPassed { proposal: ProposalId, activates: Height },
+    ProposalPassed {
+        proposal: ProposalId,
+        activates: Height,
+    },
     /// A proposal failed (quorum or threshold not met).
     ProposalRejected { proposal: ProposalId },
     /// A passed change took effect.
-    ParamChanged { proposal: ProposalId, change: ParamChange },
+    ParamChanged {
+        proposal: ProposalId,
+        change: ParamChange,
+    },
     /// A passed change could no longer be applied (other changes made it invalid).
     ProposalVoided { proposal: ProposalId },
 }

@@ -257,19 +257,31 @@ mod tests {
     fn out_of_range_and_cross_rules_are_refused() {
         let p = Params::default();
         assert!(matches!(
-            p.with_change(ParamChange { key: ParamKey::AuditPpm, value: 2_000_000 }),
+            p.with_change(ParamChange {
+                key: ParamKey::AuditPpm,
+                value: 2_000_000
+            }),
             Err(ParamError::OutOfRange { .. })
         ));
         assert_eq!(
-            p.with_change(ParamChange { key: ParamKey::SlashWinnerPpm, value: 800_000 }),
+            p.with_change(ParamChange {
+                key: ParamKey::SlashWinnerPpm,
+                value: 800_000
+            }),
             Err(ParamError::SlashSharesExceedWhole)
         );
         assert_eq!(
-            p.with_change(ParamChange { key: ParamKey::VotingPeriod, value: 1_000 }),
+            p.with_change(ParamChange {
+                key: ParamKey::VotingPeriod,
+                value: 1_000
+            }),
             Err(ParamError::VotingOutlastsUnbonding)
         );
         let next = p
-            .with_change(ParamChange { key: ParamKey::ChallengeWindow, value: 7 })
+            .with_change(ParamChange {
+                key: ParamKey::ChallengeWindow,
+                value: 7,
+            })
             .unwrap();
         assert_eq!(next.challenge_window, 7);
     }

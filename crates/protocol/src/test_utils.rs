@@ -11,12 +11,12 @@
 //! - [`TestChain`]: signs transactions with automatic nonces, produces
 //!   blocks, and drives stages and dispute games.
 
+use crate::coord::Coord;
 use crate::error::TxError;
 use crate::merkle;
 use crate::params::Params;
 use crate::referee::{Referee, RefereeError};
 use crate::state::{Block, BlockOutcome, Genesis, GenesisAccount, State};
-use crate::coord::Coord;
 use crate::tx::{JobSpec, Offer, Requirements, SignedTx, StageResult, StageSpec, Tx, TxBody};
 use crate::types::{
     Address, Amount, Capabilities, ChainId, DisputeId, Hash, Height, JobId, Region,
@@ -329,7 +329,13 @@ impl TestChain {
     }
 
     /// Commits then reveals `trace` for a stage from `key` (two blocks).
-    pub fn deliver(&mut self, key: &PrivateKey, job: JobId, stage: u32, trace: &Trace) -> Result<(), TxError> {
+    pub fn deliver(
+        &mut self,
+        key: &PrivateKey,
+        job: JobId,
+        stage: u32,
+        trace: &Trace,
+    ) -> Result<(), TxError> {
         let who = address_of(key);
         let result = trace.result();
         let salt = salt_for(&who, job, stage);
@@ -361,8 +367,7 @@ impl TestChain {
         challenger: (&PrivateKey, &Trace),
     ) -> Vec<TxError> {
         let mut errors = Vec::new();
-        loop {
-            let Some(d) = self.state.dispute(id) else { break };
+        while let Some(d) = self.state.dispute(id) {
             if d.phase != crate::state::DisputePhase::Bisecting {
                 break;
             }

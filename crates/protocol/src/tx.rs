@@ -60,7 +60,13 @@ pub struct Offer {
     /// How many stage assignments the provider takes at once.
     pub capacity: u32,
 }
-codec_struct!(Offer { capabilities, price, region, coord, capacity });
+codec_struct!(Offer {
+    capabilities,
+    price,
+    region,
+    coord,
+    capacity
+});
 
 /// Terms of a spending mandate a principal grants an agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +84,14 @@ pub struct MandateTerms {
     /// Weakest verification level a job may ask for.
     pub min_verification: VerificationLevel,
 }
-codec_struct!(MandateTerms { agent, total_cap, per_job_cap, max_unit_price, expiry, min_verification });
+codec_struct!(MandateTerms {
+    agent,
+    total_cap,
+    per_job_cap,
+    max_unit_price,
+    expiry,
+    min_verification
+});
 
 /// One stage of a job: a contiguous range of layers and its metered cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +103,11 @@ pub struct StageSpec {
     /// Operations the compute runtime meters for this stage.
     pub ops: u64,
 }
-codec_struct!(StageSpec { first_layer, layers, ops });
+codec_struct!(StageSpec {
+    first_layer,
+    layers,
+    ops
+});
 
 /// What a provider must satisfy to take a job.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -161,7 +178,11 @@ pub struct StageResult {
     /// Merkle root over the trace leaves (see [`crate::merkle`]).
     pub trace_root: Hash,
 }
-codec_struct!(StageResult { input, output, trace_root });
+codec_struct!(StageResult {
+    input,
+    output,
+    trace_root
+});
 
 impl StageResult {
     /// The commitment a provider posts before revealing: binds the job, the
@@ -386,7 +407,8 @@ impl Write for TxBody {
                 result.write(buf);
                 salt.write(buf);
             }
-            TxBody::AuditReport { job, stage, result } | TxBody::Challenge { job, stage, result } => {
+            TxBody::AuditReport { job, stage, result }
+            | TxBody::Challenge { job, stage, result } => {
                 job.write(buf);
                 stage.write(buf);
                 result.write(buf);
@@ -521,7 +543,12 @@ pub struct Tx {
     /// What the transaction does.
     pub body: TxBody,
 }
-codec_struct!(Tx { chain_id, nonce, fee, body });
+codec_struct!(Tx {
+    chain_id,
+    nonce,
+    fee,
+    body
+});
 
 /// A transaction with its signer and signature.
 ///

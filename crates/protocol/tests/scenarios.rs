@@ -56,7 +56,11 @@ fn network() -> TestChain {
 
 fn produce(chain: &mut TestChain) -> agentic_protocol::BlockOutcome {
     let out = chain.produce();
-    assert!(chain.state.total_supply_check(), "supply broken at {}", chain.state.height());
+    assert!(
+        chain.state.total_supply_check(),
+        "supply broken at {}",
+        chain.state.height()
+    );
     out
 }
 
@@ -99,7 +103,13 @@ fn honest_job_pays_exact_amounts() {
     let fee = chain.state.params().min_fee.0;
     let before = chain.state.balance(&r);
     // One stage, 4 layers, 10 mega-ops at max price 10: escrow 100.
-    let spec = job_spec(model(), input(), &[(4, 10_000_000)], 10, VerificationLevel::Optimistic);
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(4, 10_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
     let job = submit(&mut chain, &req, spec);
     assert_eq!(chain.state.job(job).unwrap().escrow, Amount(100));
     assert_eq!(chain.state.balance(&r).0, before.0 - fee - 100);
@@ -194,7 +204,13 @@ fn pipeline_stages_get_distinct_providers_and_chain_inputs() {
 fn named_placement_is_used_when_it_qualifies() {
     let mut chain = network();
     let req = key(REQUESTER);
-    let mut spec = job_spec(model(), input(), &[(2, 1_000_000)], 10, VerificationLevel::Optimistic);
+    let mut spec = job_spec(
+        model(),
+        input(),
+        &[(2, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
     spec.placement = vec![address_of(&key(P3))];
     let job = submit(&mut chain, &req, spec.clone());
     assert_eq!(assigned(&chain, job, 0), address_of(&key(P3)));
@@ -211,7 +227,13 @@ fn named_placement_is_used_when_it_qualifies() {
 fn cheating_job_under_audit() -> (TestChain, JobId, DisputeId) {
     let mut chain = network();
     let req = key(REQUESTER);
-    let spec = job_spec(model(), input(), &[(8, 10_000_000)], 10, VerificationLevel::Audited);
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(8, 10_000_000)],
+        10,
+        VerificationLevel::Audited,
+    );
     let job = submit(&mut chain, &req, spec);
     assert_eq!(assigned(&chain, job, 0), address_of(&key(P1)));
     let bad = Trace::cheating(&model(), 0, 8, input(), 2);
@@ -334,7 +356,13 @@ fn unavailable_input_makes_the_defendant_lose() {
 fn bad_merkle_proof_is_rejected() {
     let (mut chain, _job, dispute) = cheating_job_under_audit();
     let honest = Trace::honest(&model(), 0, 8, input());
-    let mid = chain.state.dispute(dispute).unwrap().game.midpoint().unwrap();
+    let mid = chain
+        .state
+        .dispute(dispute)
+        .unwrap()
+        .game
+        .midpoint()
+        .unwrap();
     let (_, proof) = honest.open(mid);
     let root = chain.state.root();
     assert_eq!(
@@ -350,11 +378,23 @@ fn bad_merkle_proof_is_rejected() {
     );
     // Only the height and the block counters moved; the dispute is untouched.
     assert_ne!(root, chain.state.root());
-    assert!(chain.state.dispute(dispute).unwrap().challenger_move.is_none());
+    assert!(chain
+        .state
+        .dispute(dispute)
+        .unwrap()
+        .challenger_move
+        .is_none());
     // Outsiders cannot move.
     let (leaf, proof) = honest.open(mid);
     assert_eq!(
-        chain.step(&key(P3), TxBody::Bisect { dispute, leaf, proof }),
+        chain.step(
+            &key(P3),
+            TxBody::Bisect {
+                dispute,
+                leaf,
+                proof
+            }
+        ),
         Err(TxError::NotParty)
     );
 }
@@ -364,7 +404,13 @@ fn frivolous_challenger_loses_its_bond() {
     let mut chain = network();
     let params = chain.state.params().clone();
     let req = key(REQUESTER);
-    let spec = job_spec(model(), input(), &[(4, 10_000_000)], 10, VerificationLevel::Optimistic);
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(4, 10_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
     let job = submit(&mut chain, &req, spec);
     let honest = Trace::honest(&model(), 0, 4, input());
     chain.deliver(&key(P1), job, 0, &honest).unwrap();
@@ -373,7 +419,11 @@ fn frivolous_challenger_loses_its_bond() {
     let p1 = address_of(&key(P1));
     let r = address_of(&req);
     let bogus = Trace::cheating(&model(), 0, 4, input(), 1);
-    let (o0, p0, r0) = (chain.state.balance(&o), chain.state.balance(&p1), chain.state.balance(&r));
+    let (o0, p0, r0) = (
+        chain.state.balance(&o),
+        chain.state.balance(&p1),
+        chain.state.balance(&r),
+    );
     let dispute = chain.state.meta().next_dispute;
     chain
         .step(
@@ -411,7 +461,13 @@ fn frivolous_challenger_loses_its_bond() {
 fn challenge_rules() {
     let mut chain = network();
     let req = key(REQUESTER);
-    let spec = job_spec(model(), input(), &[(4, 1_000_000)], 10, VerificationLevel::Optimistic);
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(4, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
     let job = submit(&mut chain, &req, spec);
     let honest = Trace::honest(&model(), 0, 4, input());
     let body = |t: &Trace| TxBody::Challenge {
@@ -425,11 +481,20 @@ fn challenge_rules() {
         Err(TxError::WrongPhase("challengeable"))
     );
     chain.deliver(&key(P1), job, 0, &honest).unwrap();
-    assert_eq!(chain.step(&key(OUTSIDER), body(&honest)), Err(TxError::ChallengeAgrees));
+    assert_eq!(
+        chain.step(&key(OUTSIDER), body(&honest)),
+        Err(TxError::ChallengeAgrees)
+    );
     let bogus = Trace::cheating(&model(), 0, 4, input(), 0);
-    assert_eq!(chain.step(&key(P1), body(&bogus)), Err(TxError::SelfChallenge));
+    assert_eq!(
+        chain.step(&key(P1), body(&bogus)),
+        Err(TxError::SelfChallenge)
+    );
     let other_input = Trace::honest(&model(), 0, 4, Hash([1; 32]));
-    assert_eq!(chain.step(&key(OUTSIDER), body(&other_input)), Err(TxError::InputMismatch));
+    assert_eq!(
+        chain.step(&key(OUTSIDER), body(&other_input)),
+        Err(TxError::InputMismatch)
+    );
     advance(&mut chain, 5);
     assert_eq!(
         chain.step(&key(OUTSIDER), body(&bogus)),
@@ -444,7 +509,13 @@ fn missed_deadline_reroutes_and_requester_pays_once() {
     let req = key(REQUESTER);
     let r = address_of(&req);
     let before = chain.state.balance(&r);
-    let spec = job_spec(model(), input(), &[(4, 10_000_000)], 10, VerificationLevel::Optimistic);
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(4, 10_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
     let deadline_blocks = spec.deadline;
     let job = submit(&mut chain, &req, spec);
     let p1 = address_of(&key(P1));
@@ -484,7 +555,13 @@ fn unmatched_job_is_cancelled_and_refunded() {
     let r = address_of(&req);
     let before = chain.state.balance(&r);
     // Nobody is this cheap.
-    let spec = job_spec(model(), input(), &[(4, 10_000_000)], 4, VerificationLevel::Optimistic);
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(4, 10_000_000)],
+        4,
+        VerificationLevel::Optimistic,
+    );
     let job = submit(&mut chain, &req, spec);
     let wait = chain.state.params().match_timeout + 2;
     advance(&mut chain, wait);
@@ -496,7 +573,13 @@ fn unmatched_job_is_cancelled_and_refunded() {
 fn replicas_that_disagree_open_a_dispute() {
     let mut chain = network();
     let req = key(REQUESTER);
-    let mut spec = job_spec(model(), input(), &[(4, 10_000_000)], 10, VerificationLevel::Optimistic);
+    let mut spec = job_spec(
+        model(),
+        input(),
+        &[(4, 10_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
     spec.requirements.replicas = 2;
     let job = submit(&mut chain, &req, spec);
     let st = &chain.state.job(job).unwrap().stages[0];
@@ -574,24 +657,47 @@ fn mandate_caps_and_expiry_are_enforced() {
         min_verification: VerificationLevel::Optimistic,
     };
     chain
-        .step(&principal, TxBody::GrantMandate { terms: terms.clone() })
+        .step(
+            &principal,
+            TxBody::GrantMandate {
+                terms: terms.clone(),
+            },
+        )
         .unwrap();
     let m = agentic_protocol::MandateId(0);
     let spec = |ops: u64, price: u128| {
-        let mut s = job_spec(model(), input(), &[(4, ops)], price, VerificationLevel::Optimistic);
+        let mut s = job_spec(
+            model(),
+            input(),
+            &[(4, ops)],
+            price,
+            VerificationLevel::Optimistic,
+        );
         s.mandate = Some(m);
         s
     };
     let p_before = chain.state.balance(&pa);
     let a_before = chain.state.balance(&aa);
     // 100 of escrow from the principal; the agent pays only the fee.
-    chain.step(&agent, TxBody::SubmitJob { spec: spec(10_000_000, 10) }).unwrap();
+    chain
+        .step(
+            &agent,
+            TxBody::SubmitJob {
+                spec: spec(10_000_000, 10),
+            },
+        )
+        .unwrap();
     assert_eq!(chain.state.balance(&pa).0, p_before.0 - 100);
     assert_eq!(chain.state.balance(&aa).0, a_before.0 - 1);
     assert_eq!(chain.state.mandate(m).unwrap().spent, Amount(100));
     // Per-job cap.
     assert_eq!(
-        chain.step(&agent, TxBody::SubmitJob { spec: spec(16_000_000, 10) }),
+        chain.step(
+            &agent,
+            TxBody::SubmitJob {
+                spec: spec(16_000_000, 10)
+            }
+        ),
         Err(TxError::MandatePerJobCapExceeded {
             escrow: Amount(160),
             cap: Amount(150)
@@ -599,18 +705,40 @@ fn mandate_caps_and_expiry_are_enforced() {
     );
     // Unit price.
     assert!(matches!(
-        chain.step(&agent, TxBody::SubmitJob { spec: spec(1_000_000, 11) }),
+        chain.step(
+            &agent,
+            TxBody::SubmitJob {
+                spec: spec(1_000_000, 11)
+            }
+        ),
         Err(TxError::MandateUnitPriceExceeded { .. })
     ));
     // Total cap: 100 + 100 ok, then 100 more is over 250.
-    chain.step(&agent, TxBody::SubmitJob { spec: spec(10_000_000, 10) }).unwrap();
+    chain
+        .step(
+            &agent,
+            TxBody::SubmitJob {
+                spec: spec(10_000_000, 10),
+            },
+        )
+        .unwrap();
     assert!(matches!(
-        chain.step(&agent, TxBody::SubmitJob { spec: spec(10_000_000, 10) }),
+        chain.step(
+            &agent,
+            TxBody::SubmitJob {
+                spec: spec(10_000_000, 10)
+            }
+        ),
         Err(TxError::MandateTotalCapExceeded { .. })
     ));
     // Only the agent may use it.
     assert_eq!(
-        chain.step(&key(P3), TxBody::SubmitJob { spec: spec(1_000_000, 10) }),
+        chain.step(
+            &key(P3),
+            TxBody::SubmitJob {
+                spec: spec(1_000_000, 10)
+            }
+        ),
         Err(TxError::NotAgent)
     );
     // Refunds restore room: finish the first job (billed 50 of 100).
@@ -619,13 +747,24 @@ fn mandate_caps_and_expiry_are_enforced() {
         .deliver(&p1, JobId(0), 0, &Trace::honest(&model(), 0, 4, input()))
         .unwrap();
     advance(&mut chain, 5);
-    assert_eq!(chain.state.job(JobId(0)).unwrap().status, JobStatus::Completed);
+    assert_eq!(
+        chain.state.job(JobId(0)).unwrap().status,
+        JobStatus::Completed
+    );
     let spent = chain.state.mandate(m).unwrap().spent;
-    assert_eq!(spent, Amount(200 - (100 - Amount::cost(10_000_000, Amount(5)).unwrap().0)));
+    assert_eq!(
+        spent,
+        Amount(200 - (100 - Amount::cost(10_000_000, Amount(5)).unwrap().0))
+    );
     // Expiry.
     chain.advance_to(expiry);
     assert_eq!(
-        chain.step(&agent, TxBody::SubmitJob { spec: spec(1_000_000, 10) }),
+        chain.step(
+            &agent,
+            TxBody::SubmitJob {
+                spec: spec(1_000_000, 10)
+            }
+        ),
         Err(TxError::MandateExpired(expiry))
     );
 }
@@ -643,9 +782,17 @@ fn revoked_mandate_stops_new_jobs() {
         expiry: Height(1_000),
         min_verification: VerificationLevel::Sampled,
     };
-    chain.step(&principal, TxBody::GrantMandate { terms }).unwrap();
+    chain
+        .step(&principal, TxBody::GrantMandate { terms })
+        .unwrap();
     let m = agentic_protocol::MandateId(0);
-    let mut spec = job_spec(model(), input(), &[(4, 1_000_000)], 10, VerificationLevel::Optimistic);
+    let mut spec = job_spec(
+        model(),
+        input(),
+        &[(4, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
     spec.mandate = Some(m);
     assert_eq!(
         chain.step(&agent, TxBody::SubmitJob { spec: spec.clone() }),
@@ -655,7 +802,9 @@ fn revoked_mandate_stops_new_jobs() {
         chain.step(&agent, TxBody::RevokeMandate { mandate: m }),
         Err(TxError::NotPrincipal)
     );
-    chain.step(&principal, TxBody::RevokeMandate { mandate: m }).unwrap();
+    chain
+        .step(&principal, TxBody::RevokeMandate { mandate: m })
+        .unwrap();
     spec.requirements.verification = VerificationLevel::Sampled;
     assert_eq!(
         chain.step(&agent, TxBody::SubmitJob { spec }),
@@ -684,16 +833,40 @@ fn passed_proposal_changes_the_parameter_at_its_height() {
     let id = agentic_protocol::ProposalId(0);
     let ends = chain.state.proposal(id).unwrap().voting_ends;
     for seed in 30..33u64 {
-        chain.push(&key(seed), TxBody::Vote { proposal: id, approve: true });
+        chain.push(
+            &key(seed),
+            TxBody::Vote {
+                proposal: id,
+                approve: true,
+            },
+        );
     }
-    chain.push(&key(33), TxBody::Vote { proposal: id, approve: false });
+    chain.push(
+        &key(33),
+        TxBody::Vote {
+            proposal: id,
+            approve: false,
+        },
+    );
     produce(&mut chain);
     assert_eq!(
-        chain.step(&key(30), TxBody::Vote { proposal: id, approve: true }),
+        chain.step(
+            &key(30),
+            TxBody::Vote {
+                proposal: id,
+                approve: true
+            }
+        ),
         Err(TxError::AlreadyVoted)
     );
     assert!(matches!(
-        chain.step(&key(40), TxBody::Vote { proposal: id, approve: true }),
+        chain.step(
+            &key(40),
+            TxBody::Vote {
+                proposal: id,
+                approve: true
+            }
+        ),
         Err(TxError::InsufficientStake { .. })
     ));
     let activates = ends.plus(chain.state.params().activation_delay);
@@ -705,7 +878,10 @@ fn passed_proposal_changes_the_parameter_at_its_height() {
     assert_eq!(chain.state.params().challenge_window, old);
     produce(&mut chain);
     assert_eq!(chain.state.params().challenge_window, 9);
-    assert_eq!(chain.state.proposal(id).unwrap().status, ProposalStatus::Enacted);
+    assert_eq!(
+        chain.state.proposal(id).unwrap().status,
+        ProposalStatus::Enacted
+    );
 }
 
 #[test]
@@ -717,20 +893,52 @@ fn failed_proposal_changes_nothing() {
     };
     chain.step(&key(30), TxBody::Propose { change }).unwrap();
     let id = agentic_protocol::ProposalId(0);
-    chain.push(&key(30), TxBody::Vote { proposal: id, approve: true });
-    chain.push(&key(31), TxBody::Vote { proposal: id, approve: false });
-    chain.push(&key(32), TxBody::Vote { proposal: id, approve: false });
+    chain.push(
+        &key(30),
+        TxBody::Vote {
+            proposal: id,
+            approve: true,
+        },
+    );
+    chain.push(
+        &key(31),
+        TxBody::Vote {
+            proposal: id,
+            approve: false,
+        },
+    );
+    chain.push(
+        &key(32),
+        TxBody::Vote {
+            proposal: id,
+            approve: false,
+        },
+    );
     produce(&mut chain);
     let before = chain.state.params().clone();
     advance(&mut chain, 12);
-    assert_eq!(chain.state.proposal(id).unwrap().status, ProposalStatus::Rejected);
+    assert_eq!(
+        chain.state.proposal(id).unwrap().status,
+        ProposalStatus::Rejected
+    );
     assert_eq!(chain.state.params(), &before);
     // Without quorum nothing passes either.
     chain.step(&key(30), TxBody::Propose { change }).unwrap();
     let id = agentic_protocol::ProposalId(1);
-    chain.step(&key(30), TxBody::Vote { proposal: id, approve: true }).unwrap();
+    chain
+        .step(
+            &key(30),
+            TxBody::Vote {
+                proposal: id,
+                approve: true,
+            },
+        )
+        .unwrap();
     advance(&mut chain, 12);
-    assert_eq!(chain.state.proposal(id).unwrap().status, ProposalStatus::Rejected);
+    assert_eq!(
+        chain.state.proposal(id).unwrap().status,
+        ProposalStatus::Rejected
+    );
     // Invalid changes and non-stakers are refused up front.
     assert!(matches!(
         chain.step(
@@ -758,7 +966,13 @@ fn replayed_and_cross_chain_transactions_are_rejected() {
         .build();
     let mut chain = TestChain::new(&g);
     let to = address_of(&key(2));
-    let tx = chain.sign(&key(1), TxBody::Transfer { to, amount: Amount(10) });
+    let tx = chain.sign(
+        &key(1),
+        TxBody::Transfer {
+            to,
+            amount: Amount(10),
+        },
+    );
     chain.pending.push(tx.clone());
     let out = produce(&mut chain);
     assert_eq!(out.receipts, vec![Ok(())]);
@@ -782,7 +996,10 @@ fn replayed_and_cross_chain_transactions_are_rejected() {
             chain_id: ChainId(8),
             nonce: 1,
             fee: Amount(1),
-            body: TxBody::Transfer { to, amount: Amount(10) },
+            body: TxBody::Transfer {
+                to,
+                amount: Amount(10),
+            },
         },
     );
     chain.pending.push(other);
@@ -801,7 +1018,10 @@ fn replayed_and_cross_chain_transactions_are_rejected() {
             chain_id: ChainId(7),
             nonce: 1,
             fee: Amount(1),
-            body: TxBody::Transfer { to, amount: Amount(900) },
+            body: TxBody::Transfer {
+                to,
+                amount: Amount(900),
+            },
         },
         tx.signature().clone(),
     );
@@ -816,5 +1036,8 @@ fn state_root_is_incremental_and_matches_a_full_rebuild() {
     let (chain, _, _) = cheating_job_under_audit();
     assert_eq!(chain.state.root(), chain.state.full_root());
     let _: &State = &chain.state;
-    assert_eq!(layer_output(&model(), 0, &input()), Trace::honest(&model(), 0, 1, input()).leaves[1]);
+    assert_eq!(
+        layer_output(&model(), 0, &input()),
+        Trace::honest(&model(), 0, 1, input()).leaves[1]
+    );
 }

@@ -35,7 +35,12 @@ impl State {
         let slot = match slot {
             Ok(s) => s,
             // A never-seen account has nonce 0 and no balance.
-            Err(_) if nonce != 0 => return Err(TxError::BadNonce { expected: 0, got: nonce }),
+            Err(_) if nonce != 0 => {
+                return Err(TxError::BadNonce {
+                    expected: 0,
+                    got: nonce,
+                })
+            }
             Err(_) => {
                 let need = fee.checked_add(amount).ok_or(TxError::Overflow)?;
                 return Err(TxError::InsufficientBalance {
@@ -149,10 +154,8 @@ impl State {
         let a = self.account_mut(who);
         a.bonded = a.bonded.saturating_sub(amount);
         self.meta.total_bonded = self.meta.total_bonded.saturating_sub(amount);
-        self.commit.touch(
-            StateKey::Unbonding(release, who),
-            self.unbonding.get(&key),
-        );
+        self.commit
+            .touch(StateKey::Unbonding(release, who), self.unbonding.get(&key));
         self.unbonding.insert(key, queued_after);
         ctx.emit(Event::UnbondStarted {
             who,

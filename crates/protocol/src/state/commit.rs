@@ -123,6 +123,9 @@ fn encode<T: Encode>(v: &T) -> Vec<u8> {
 /// One entry change: key, old value (if it existed), new value (if it exists).
 type Change = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
 
+/// An account change with its fixed-size encodings on the stack.
+type AccountChange = ([u8; 33], Option<[u8; 56]>, Option<[u8; 56]>);
+
 /// The root accumulator plus what the current block has touched.
 #[derive(Clone, Default)]
 pub(crate) struct Commitment {
@@ -191,7 +194,7 @@ impl State {
         let mut commit = std::mem::take(&mut self.commit);
         // Accounts: fixed-size encodings on the stack.
         let accounts = std::mem::take(&mut commit.accounts);
-        let account_changes: Vec<([u8; 33], Option<[u8; 56]>, Option<[u8; 56]>)> = accounts
+        let account_changes: Vec<AccountChange> = accounts
             .iter()
             .filter_map(|(a, old)| {
                 let new = self.accounts.get(a).map(|s| s.acct);
@@ -234,13 +237,21 @@ impl State {
         let delta = account_changes
             .par_iter()
             .fold(StateCommitment::new, |mut acc, (k, old, new)| {
-                acc.update(k, old.as_ref().map(|v| &v[..]), new.as_ref().map(|v| &v[..]));
+                acc.update(
+                    k,
+                    old.as_ref().map(|v| &v[..]),
+                    new.as_ref().map(|v| &v[..]),
+                );
                 acc
             })
-            .chain(changes.par_iter().fold(StateCommitment::new, |mut acc, (k, old, new)| {
-                acc.update(k, old.as_deref(), new.as_deref());
-                acc
-            }))
+            .chain(
+                changes
+                    .par_iter()
+                    .fold(StateCommitment::new, |mut acc, (k, old, new)| {
+                        acc.update(k, old.as_deref(), new.as_deref());
+                        acc
+                    }),
+            )
             .reduce(StateCommitment::new, |mut a, b| {
                 a.absorb(&b);
                 a

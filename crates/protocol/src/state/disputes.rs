@@ -41,6 +41,7 @@ enum Outcome {
 
 impl State {
     /// Opens a dispute over a stage between its defendant and a challenger.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open_dispute(
         &mut self,
         job: JobId,
@@ -315,7 +316,11 @@ impl State {
             }
         }
         if let Some((lo, hi)) = narrowed {
-            ctx.emit(Event::BisectionNarrowed { dispute: id, lo, hi });
+            ctx.emit(Event::BisectionNarrowed {
+                dispute: id,
+                lo,
+                hi,
+            });
         }
         if ready {
             self.referee_queue.insert(id);
@@ -331,7 +336,9 @@ impl State {
     /// proof) loses.
     pub(crate) fn check_dispute_timeout(&mut self, id: DisputeId, ctx: &mut BlockCtx) {
         let now = self.now();
-        let Some(d) = self.disputes.get(&id) else { return };
+        let Some(d) = self.disputes.get(&id) else {
+            return;
+        };
         if d.phase != DisputePhase::Bisecting || d.deadline >= now {
             return;
         }
@@ -345,27 +352,33 @@ impl State {
     /// Per-block: every dispute down to one layer is judged by the referee.
     pub(crate) fn run_referee(&mut self, referee: &dyn Referee, ctx: &mut BlockCtx) {
         while let Some(id) = self.referee_queue.pop_first() {
-            let Some(d) = self.disputes.get(&id) else { continue };
+            let Some(d) = self.disputes.get(&id) else {
+                continue;
+            };
             if d.phase != DisputePhase::AwaitingReferee {
                 continue;
             }
-            let Some(j) = self.jobs.get(&d.job) else { continue };
-            let Some(spec) = j.spec.stages.get(d.stage as usize) else { continue };
+            let Some(j) = self.jobs.get(&d.job) else {
+                continue;
+            };
+            let Some(spec) = j.spec.stages.get(d.stage as usize) else {
+                continue;
+            };
             let layer = spec.first_layer.saturating_add(d.game.lo());
-            let (outcome, resolution) =
-                match referee.execute_layer(&j.spec.model, layer, &d.agreed) {
-                    Ok(out) if out == d.defendant_hi => {
-                        (Outcome::DefendantWins, Resolution::Refereed { layer })
-                    }
-                    Ok(out) if out == d.challenger_hi => {
-                        (Outcome::ChallengerWins, Resolution::Refereed { layer })
-                    }
-                    Ok(_) => (Outcome::BothLose, Resolution::Refereed { layer }),
-                    Err(RefereeError::InputUnavailable) => {
-                        (Outcome::ChallengerWins, Resolution::InputUnavailable)
-                    }
-                    Err(_) => (Outcome::Annulled, Resolution::Annulled),
-                };
+            let (outcome, resolution) = match referee.execute_layer(&j.spec.model, layer, &d.agreed)
+            {
+                Ok(out) if out == d.defendant_hi => {
+                    (Outcome::DefendantWins, Resolution::Refereed { layer })
+                }
+                Ok(out) if out == d.challenger_hi => {
+                    (Outcome::ChallengerWins, Resolution::Refereed { layer })
+                }
+                Ok(_) => (Outcome::BothLose, Resolution::Refereed { layer }),
+                Err(RefereeError::InputUnavailable) => {
+                    (Outcome::ChallengerWins, Resolution::InputUnavailable)
+                }
+                Err(_) => (Outcome::Annulled, Resolution::Annulled),
+            };
             self.resolve(id, outcome, resolution, ctx);
         }
     }
@@ -407,7 +420,9 @@ impl State {
             None => Amount::ZERO,
         };
         let to_requester = amount.mul_ppm(self.params.slash_requester_ppm);
-        let burned = amount.saturating_sub(to_winner).saturating_sub(to_requester);
+        let burned = amount
+            .saturating_sub(to_winner)
+            .saturating_sub(to_requester);
         if let Some(w) = winner {
             self.credit(w, to_winner);
         }
@@ -442,9 +457,19 @@ impl State {
         }
     }
 
-    fn resolve(&mut self, id: DisputeId, outcome: Outcome, resolution: Resolution, ctx: &mut BlockCtx) {
-        let Some(d) = self.disputes.get(&id).cloned() else { return };
-        let Some(j) = self.jobs.get(&d.job) else { return };
+    fn resolve(
+        &mut self,
+        id: DisputeId,
+        outcome: Outcome,
+        resolution: Resolution,
+        ctx: &mut BlockCtx,
+    ) {
+        let Some(d) = self.disputes.get(&id).cloned() else {
+            return;
+        };
+        let Some(j) = self.jobs.get(&d.job) else {
+            return;
+        };
         let payer = j.payer;
         let stage_ops = j.spec.stages[d.stage as usize].ops;
         let job_active = j.status == JobStatus::Active;

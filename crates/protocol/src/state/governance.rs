@@ -73,7 +73,10 @@ impl State {
         approve: bool,
         ctx: &mut BlockCtx,
     ) -> Result<(), TxError> {
-        let p = self.proposals.get(&id).ok_or(TxError::UnknownProposal(id))?;
+        let p = self
+            .proposals
+            .get(&id)
+            .ok_or(TxError::UnknownProposal(id))?;
         if p.status != ProposalStatus::Voting || self.now() > p.voting_ends {
             return Err(TxError::VotingClosed);
         }
@@ -111,7 +114,9 @@ impl State {
 
     /// Per-block: count a proposal whose voting period ended.
     pub(crate) fn tally_proposal(&mut self, id: ProposalId, ctx: &mut BlockCtx) {
-        let Some(p) = self.proposals.get(&id) else { return };
+        let Some(p) = self.proposals.get(&id) else {
+            return;
+        };
         if p.status != ProposalStatus::Voting || p.voting_ends >= self.now() {
             return;
         }
@@ -140,7 +145,9 @@ impl State {
 
     /// Per-block: a passed change takes effect at its activation height.
     pub(crate) fn activate_proposal(&mut self, id: ProposalId, ctx: &mut BlockCtx) {
-        let Some(p) = self.proposals.get(&id) else { return };
+        let Some(p) = self.proposals.get(&id) else {
+            return;
+        };
         let ProposalStatus::Passed { activates } = p.status else {
             return;
         };

@@ -156,7 +156,9 @@ impl State {
         }
         if !spec.placement.is_empty() {
             if spec.placement.len() != spec.stages.len() {
-                return Err(TxError::InvalidJob("placement must name one provider per stage"));
+                return Err(TxError::InvalidJob(
+                    "placement must name one provider per stage",
+                ));
             }
             for (i, a) in spec.placement.iter().enumerate() {
                 if spec.placement[..i].contains(a) {
@@ -296,7 +298,12 @@ impl State {
     /// Whether provider `a` may take a slot of `job` now (requirements,
     /// price, stake, reputation, free capacity, not excluded); returns the
     /// matching candidate.
-    pub(crate) fn qualify(&self, job: &Job, a: &Address, exclude: &[Address]) -> Option<Candidate<Address>> {
+    pub(crate) fn qualify(
+        &self,
+        job: &Job,
+        a: &Address,
+        exclude: &[Address],
+    ) -> Option<Candidate<Address>> {
         if exclude.contains(a) || job.excluded.contains(a) {
             return None;
         }
@@ -398,12 +405,10 @@ impl State {
                     if slot.assignment.is_some() {
                         continue;
                     }
-                    let named = job
-                        .spec
-                        .placement
-                        .get(s)
-                        .filter(|_| r == 0)
-                        .and_then(|a| self.qualify(job, a, &used).map(|c| (c.id, Amount(c.price))));
+                    let named =
+                        job.spec.placement.get(s).filter(|_| r == 0).and_then(|a| {
+                            self.qualify(job, a, &used).map(|c| (c.id, Amount(c.price)))
+                        });
                     match named.or_else(|| self.select(job, &used)) {
                         Some((p, price)) => {
                             // Capacity is consumed by earlier picks in this loop.
@@ -515,7 +520,10 @@ impl State {
             .iter()
             .position(|s| s.assignment.as_ref().is_some_and(|a| a.provider == who))
             .ok_or(TxError::NotAssigned)?;
-        let a = st.slots[r].assignment.as_ref().ok_or(TxError::NotAssigned)?;
+        let a = st.slots[r]
+            .assignment
+            .as_ref()
+            .ok_or(TxError::NotAssigned)?;
         if a.commitment.is_some() {
             return Err(TxError::AlreadyCommitted);
         }
@@ -530,10 +538,11 @@ impl State {
             if let Some(a) = st.slots[r].assignment.as_mut() {
                 a.commitment = Some(commitment);
             }
-            let all = st
-                .slots
-                .iter()
-                .all(|s| s.assignment.as_ref().is_some_and(|a| a.commitment.is_some()));
+            let all = st.slots.iter().all(|s| {
+                s.assignment
+                    .as_ref()
+                    .is_some_and(|a| a.commitment.is_some())
+            });
             if all {
                 let rd = now.plus(reveal_window);
                 st.phase = StagePhase::Running {
@@ -593,7 +602,10 @@ impl State {
             .iter()
             .position(|s| s.assignment.as_ref().is_some_and(|a| a.provider == who))
             .ok_or(TxError::NotAssigned)?;
-        let a = st.slots[r].assignment.as_ref().ok_or(TxError::NotAssigned)?;
+        let a = st.slots[r]
+            .assignment
+            .as_ref()
+            .ok_or(TxError::NotAssigned)?;
         if a.result.is_some() {
             return Err(TxError::AlreadyRevealed);
         }
@@ -644,7 +656,9 @@ impl State {
             .filter_map(|s| s.assignment.as_ref())
             .filter_map(|a| a.result.map(|r| (a.provider, r)))
             .collect();
-        let Some(&(first, r0)) = results.first() else { return };
+        let Some(&(first, r0)) = results.first() else {
+            return;
+        };
         if let Some(&(other, r1)) = results.iter().find(|(_, r)| r.output != r0.output) {
             let price = st
                 .slots
@@ -747,7 +761,9 @@ impl State {
     pub(crate) fn check_stage_deadlines(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
         let now = self.now();
         let Some(j) = self.jobs.get(&job) else { return };
-        let Some(st) = j.stages.get(stage as usize) else { return };
+        let Some(st) = j.stages.get(stage as usize) else {
+            return;
+        };
         let StagePhase::Running { reveal_deadline } = st.phase else {
             return;
         };
@@ -759,8 +775,7 @@ impl State {
             .filter_map(|(r, s)| {
                 let a = s.assignment.as_ref()?;
                 let late_commit = a.commitment.is_none() && a.deadline < now;
-                let late_reveal =
-                    a.result.is_none() && reveal_deadline.is_some_and(|rd| rd < now);
+                let late_reveal = a.result.is_none() && reveal_deadline.is_some_and(|rd| rd < now);
                 (late_commit || late_reveal).then_some((r, a.provider, a.price))
             })
             .collect();
@@ -796,7 +811,12 @@ impl State {
 
     /// Slashes `miss_penalty_ppm` of a provider's stake (the payer gets the
     /// requester share, the rest is burned) and records a failure.
-    pub(crate) fn penalize_miss(&mut self, provider: Address, payer: Address, value: Amount) -> Amount {
+    pub(crate) fn penalize_miss(
+        &mut self,
+        provider: Address,
+        payer: Address,
+        value: Amount,
+    ) -> Amount {
         let penalty = self.take_stake(provider, self.params.miss_penalty_ppm);
         let to_payer = penalty.mul_ppm(self.params.slash_requester_ppm);
         self.credit(payer, to_payer);
@@ -814,7 +834,9 @@ impl State {
     pub(crate) fn check_audit_deadline(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
         let now = self.now();
         let Some(j) = self.jobs.get(&job) else { return };
-        let Some(st) = j.stages.get(stage as usize) else { return };
+        let Some(st) = j.stages.get(stage as usize) else {
+            return;
+        };
         let StagePhase::Auditing {
             auditor,
             price,
@@ -860,7 +882,9 @@ impl State {
     pub(crate) fn close_challenge_window(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
         let now = self.now();
         let Some(j) = self.jobs.get(&job) else { return };
-        let Some(st) = j.stages.get(stage as usize) else { return };
+        let Some(st) = j.stages.get(stage as usize) else {
+            return;
+        };
         let StagePhase::Challengeable { until } = st.phase else {
             return;
         };
@@ -869,7 +893,11 @@ impl State {
         }
         let Some(agreed) = st.result else { return };
         let ops = j.spec.stages[stage as usize].ops;
-        let slots: Vec<Assignment> = st.slots.iter().filter_map(|s| s.assignment.clone()).collect();
+        let slots: Vec<Assignment> = st
+            .slots
+            .iter()
+            .filter_map(|s| s.assignment.clone())
+            .collect();
         let rp = self.reputation_params();
         for a in slots {
             if a.result.is_some_and(|r| r.output == agreed.output) {

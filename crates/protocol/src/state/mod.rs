@@ -52,7 +52,12 @@ pub struct Account {
     /// Unbonded stake released and ready for `Withdraw`.
     pub withdrawable: Amount,
 }
-codec_struct!(Account { balance, nonce, bonded, withdrawable });
+codec_struct!(Account {
+    balance,
+    nonce,
+    bonded,
+    withdrawable
+});
 
 /// A registered provider. Its stake is its account's bonded amount.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,7 +75,14 @@ pub struct Provider {
     /// Value-weighted track record.
     pub reputation: Reputation,
 }
-codec_struct!(Provider { offer, registered_at, active, open, retired, reputation });
+codec_struct!(Provider {
+    offer,
+    registered_at,
+    active,
+    open,
+    retired,
+    reputation
+});
 
 /// A mandate: an agent may spend from the principal's balance within caps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,7 +96,12 @@ pub struct Mandate {
     /// Whether the principal revoked it.
     pub revoked: bool,
 }
-codec_struct!(Mandate { principal, terms, spent, revoked });
+codec_struct!(Mandate {
+    principal,
+    terms,
+    spent,
+    revoked
+});
 
 /// One replica's assignment of a stage.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,7 +117,13 @@ pub struct Assignment {
     /// Phase-2 revealed result.
     pub result: Option<StageResult>,
 }
-codec_struct!(Assignment { provider, price, deadline, commitment, result });
+codec_struct!(Assignment {
+    provider,
+    price,
+    deadline,
+    commitment,
+    result
+});
 
 /// Where a stage is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -521,7 +544,15 @@ pub struct Proposal {
     /// Status.
     pub status: ProposalStatus,
 }
-codec_struct!(Proposal { proposer, change, voting_ends, bonded_snapshot, yes, no, status });
+codec_struct!(Proposal {
+    proposer,
+    change,
+    voting_ends,
+    bonded_snapshot,
+    yes,
+    no,
+    status
+});
 
 /// One recorded vote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -59,7 +59,7 @@ impl State {
         }
         let now = self.now();
         let (reputation, open, active) = match self.providers.get(&who) {
-            Some(p) => (p.reputation.clone(), p.open, p.active),
+            Some(p) => (p.reputation, p.open, p.active),
             None => (Reputation::new(now.0), 0, 0),
         };
         self.commit

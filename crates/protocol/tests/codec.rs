@@ -1,0 +1,170 @@
+//! The transaction decoder never panics on arbitrary bytes, rejects
+//! trailing data, and round-trips every transaction kind.
+
+use agentic_protocol::params::{ParamChange, ParamKey};
+use agentic_protocol::test_utils::{address_of, job_spec, key, offer, Trace};
+use agentic_protocol::tx::{MandateTerms, SignedTx, Tx, TxBody};
+use agentic_protocol::types::{
+    Amount, ChainId, DisputeId, Hash, Height, JobId, MandateId, ProposalId, VerificationLevel,
+};
+use proptest::prelude::*;
+
+fn samples() -> Vec<TxBody> {
+    let t = Trace::honest(&Hash([1; 32]), 0, 6, Hash([2; 32]));
+    let (leaf, proof) = t.open(3);
+    let mut spec = job_spec(
+        Hash([1; 32]),
+        Hash([2; 32]),
+        &[(3, 10), (3, 20)],
+        7,
+        VerificationLevel::Sampled,
+    );
+    spec.mandate = Some(MandateId(3));
+    spec.placement = vec![address_of(&key(1)), address_of(&key(2))];
+    spec.requirements.regions = vec![agentic_protocol::types::Region(4)];
+    vec![
+        TxBody::Transfer {
+            to: address_of(&key(9)),
+            amount: Amount(5),
+        },
+        TxBody::Bond { amount: Amount(1) },
+        TxBody::Unbond { amount: Amount(2) },
+        TxBody::Withdraw { amount: Amount(3) },
+        TxBody::RegisterProvider {
+            offer: offer(4, 2),
+            stake: Amount(9),
+        },
+        TxBody::UpdateProvider { offer: offer(5, 3) },
+        TxBody::Retire,
+        TxBody::GrantMandate {
+            terms: MandateTerms {
+                agent: address_of(&key(3)),
+                total_cap: Amount(10),
+                per_job_cap: Amount(5),
+                max_unit_price: Amount(2),
+                expiry: Height(100),
+                min_verification: VerificationLevel::Audited,
+            },
+        },
+        TxBody::RevokeMandate {
+            mandate: MandateId(1),
+        },
+        TxBody::SubmitJob { spec },
+        TxBody::CommitResult {
+            job: JobId(1),
+            stage: 2,
+            commitment: Hash([7; 32]),
+        },
+        TxBody::RevealResult {
+            job: JobId(1),
+            stage: 0,
+            result: t.result(),
+            salt: Hash([8; 32]),
+        },
+        TxBody::AuditReport {
+            job: JobId(2),
+            stage: 1,
+            result: t.result(),
+        },
+        TxBody::Challenge {
+            job: JobId(3),
+            stage: 0,
+            result: t.result(),
+        },
+        TxBody::Bisect {
+            dispute: DisputeId(4),
+            leaf,
+            proof,
+        },
+        TxBody::Propose {
+            change: ParamChange {
+                key: ParamKey::QuorumPpm,
+                value: 400_000,
+            },
+        },
+        TxBody::Vote {
+            proposal: ProposalId(5),
+            approve: true,
+        },
+    ]
+}
+
+fn signed(body: TxBody) -> SignedTx {
+    SignedTx::sign(
+        &key(1),
+        Tx {
+            chain_id: ChainId(1),
+            nonce: 7,
+            fee: Amount(2),
+            body,
+        },
+    )
+}
+
+#[test]
+fn every_kind_round_trips_and_verifies() {
+    for body in samples() {
+        let tx = signed(body);
+        let bytes = tx.to_bytes();
+        let back = SignedTx::from_bytes(&bytes).expect("decodes");
+        assert_eq!(back, tx);
+        assert_eq!(back.tx(), tx.tx());
+        assert!(back.verify());
+        // Trailing bytes and truncation are errors.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(SignedTx::from_bytes(&longer).is_err());
+        assert!(SignedTx::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+    }
+    let all: Vec<_> = samples().into_iter().map(signed).collect();
+    assert!(agentic_protocol::verify_batch(&all).iter().all(|ok| *ok));
+}
+
+#[test]
+fn batch_verification_finds_the_bad_signature() {
+    let mut txs: Vec<_> = (0..300u64)
+        .map(|i| {
+            SignedTx::sign(
+                &key(i),
+                Tx {
+                    chain_id: ChainId(1),
+                    nonce: i,
+                    fee: Amount(1),
+                    body: TxBody::Retire,
+                },
+            )
+        })
+        .collect();
+    let t = &txs[200];
+    txs[200] = SignedTx::from_parts(
+        t.signer().clone(),
+        Tx {
+            chain_id: ChainId(1),
+            nonce: 0,
+            fee: Amount(1),
+            body: TxBody::Retire,
+        },
+        t.signature().clone(),
+    );
+    let ok = agentic_protocol::verify_batch(&txs);
+    assert_eq!(ok.iter().filter(|x| !**x).count(), 1);
+    assert!(!ok[200]);
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = SignedTx::from_bytes(&bytes);
+    }
+
+    #[test]
+    fn mutated_encodings_never_panic(i in 0usize..17, pos in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
+        let body = samples().swap_remove(i);
+        let mut bytes = signed(body).to_bytes();
+        let p = pos.index(bytes.len());
+        bytes[p] = byte;
+        let _ = SignedTx::from_bytes(&bytes);
+        let c = cut.index(bytes.len());
+        let _ = SignedTx::from_bytes(&bytes[..c]);
+    }
+}
