@@ -3,6 +3,7 @@
 //! parameter hash), and the shipped decoder trained for 200 steps on one and
 //! two threads with identical per-step trace roots.
 
+use agentic_compute::train::shipped::{self, Recipe};
 use agentic_compute::train::{
     self, optimizer_for, train_step, AdamConfig, ClassBatch, GptConfig, GptParams, MlpParams,
     OptimizerConfig, RunTrace, Trainable,
@@ -224,4 +225,119 @@ fn bad_batches_are_rejected_without_changing_state() {
         tokens: vec![0, 11, 1],
     };
     assert!(train_step(&mut gpt, &mut gopt, &bad_token).is_err());
+}
+
+/// 200 steps of the shipped decoder's architecture from its fixed init (small
+/// batches to keep the test quick), on one and on two threads.
+#[test]
+fn shipped_decoder_200_steps_identical_across_thread_counts() {
+    let recipe = Recipe {
+        steps: 200,
+        batch: 4,
+        seq: 32,
+        warmup: 20,
+        ..Recipe::shipped()
+    };
+    let corpus = shipped::CORPUS.as_bytes();
+    let run = |threads| {
+        on_threads(threads, || {
+            let mut model = GptParams::<f32>::init(recipe.config, recipe.init_seed).expect("init");
+            let trace = shipped::train(&recipe, corpus, &mut model, |_| {}).expect("train");
+            (model.params.root(), trace)
+        })
+    };
+    let (root1, trace1) = run(1);
+    let (root2, trace2) = run(2);
+    assert_eq!(
+        trace1.step_roots(),
+        trace2.step_roots(),
+        "a step trace depends on the thread count"
+    );
+    assert_eq!(trace1.root(), trace2.root());
+    assert_eq!(root1, root2, "final parameters depend on the thread count");
+    assert_eq!(trace1.steps.len(), 200);
+    let mean = |s: &[train::StepTrace]| s.iter().map(|t| t.loss).sum::<f64>() / s.len() as f64;
+    let first = mean(&trace1.steps[..10]);
+    let last = mean(&trace1.steps[190..]);
+    eprintln!(
+        "shipped decoder, 200 steps: loss {first:.3} -> {last:.3}, run root {}",
+        trace1.root()
+    );
+    assert!(last < first - 1.0, "loss {first} -> {last}");
+}
+
+/// A referee re-executes one disputed step from the committed state before it
+/// and reproduces the committed step root; a provider that perturbs one weight
+/// is caught at exactly that step.
+#[test]
+fn one_step_re_executes_and_divergence_is_located() {
+    let cfg = tiny_gpt_config();
+    let opt_cfg = OptimizerConfig::Adam(AdamConfig {
+        lr: 1e-2,
+        ..AdamConfig::default()
+    });
+    let batches: Vec<train::TokenBatch> = (0..6u32)
+        .map(|s| train::TokenBatch {
+            batch: 2,
+            seq: 5,
+            tokens: (0..12u32).map(|i| (i * 7 + s * 3) % 11).collect(),
+        })
+        .collect();
+    let mut honest = GptParams::<f32>::init(cfg, 9).expect("init");
+    let mut opt = optimizer_for(&honest, opt_cfg);
+    let mut trace = RunTrace::default();
+    let mut before_step_4 = None;
+    for (i, b) in batches.iter().enumerate() {
+        if i == 3 {
+            before_step_4 = Some((honest.clone(), opt.clone()));
+        }
+        trace.push(train_step(&mut honest, &mut opt, b).expect("step"));
+    }
+    // The referee: from the committed state after step 3, run step 4 alone.
+    let (mut m, mut o) = before_step_4.expect("saved");
+    let replay = train_step(&mut m, &mut o, &batches[3]).expect("replay");
+    assert_eq!(replay.root, trace.steps[3].root);
+
+    // A cheater nudges one weight by one ulp before step 5.
+    let mut cheat = GptParams::<f32>::init(cfg, 9).expect("init");
+    let mut copt = optimizer_for(&cheat, opt_cfg);
+    let mut ctrace = RunTrace::default();
+    for (i, b) in batches.iter().enumerate() {
+        if i == 4 {
+            let x = &mut cheat.params.tensors[5].data[0];
+            *x = f32::from_bits(x.to_bits() + 1);
+        }
+        ctrace.push(train_step(&mut cheat, &mut copt, b).expect("step"));
+    }
+    assert_ne!(trace.root(), ctrace.root());
+    assert_eq!(trace.first_divergence(&ctrace), Some(4));
+    // Within the step, the leaves that differ are parameters and optimizer
+    // state, never the batch.
+    let (a, b) = (trace.steps[4].leaves(), ctrace.steps[4].leaves());
+    assert_eq!(a[0], b[0], "same batch");
+    assert!(a.iter().zip(&b).any(|(x, y)| x != y));
+}
+
+/// The committed asset loads, matches its recorded hash, and models the corpus
+/// far better than byte frequencies alone.
+#[test]
+fn shipped_model_asset_is_intact_and_trained() {
+    let dir = shipped::assets_dir();
+    let bytes = std::fs::read(dir.join("model.safetensors")).expect("asset present");
+    assert_eq!(
+        train::Hash::of(&bytes).to_hex(),
+        shipped::SHIPPED_MODEL_BLAKE3
+    );
+    let model = shipped::load_assets(dir).expect("load");
+    assert_eq!(model.config, Recipe::shipped().config);
+    assert_eq!(
+        model.to_safetensors().expect("serialize"),
+        bytes,
+        "save(load(x)) must be x"
+    );
+    let corpus = shipped::CORPUS.as_bytes();
+    // Evaluate on the first 2 KB to keep the test quick.
+    let eval = shipped::eval_loss(&model, &corpus[..2048], 64).expect("eval");
+    let unigram = shipped::unigram_entropy(corpus);
+    assert!(eval < unigram - 1.0, "eval {eval} vs unigram {unigram}");
 }

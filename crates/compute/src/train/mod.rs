@@ -35,7 +35,7 @@ pub mod optim;
 pub mod params;
 pub mod real;
 pub mod rng;
-// pub mod shipped;
+pub mod shipped;
 pub mod trace;
 
 pub use gpt::{GptConfig, GptParams, TokenBatch};
