@@ -1,46 +1,306 @@
-//! Deterministic kernels.
+//! Deterministic kernels: the arithmetic every model runs.
 //!
-//! REFERENCE IMPLEMENTATIONS: these naive versions define the exact arithmetic
-//! (operation order, no FMA) that the optimized kernels must reproduce bit for bit.
-//! The kernels work replaces the bodies with blocked/SIMD/rayon versions that keep
-//! these signatures and these results.
+//! # The determinism contract
 //!
-//! Rules every kernel follows:
-//! - each output element is reduced in one fixed order: `acc = 0.0; for p in 0..k { acc = acc + a*b }`
-//!   (separate multiply then add, never fused);
-//! - vectorization and threads split independent outputs only;
-//! - transcendentals come from `libm`.
+//! Every kernel produces the *same bits* on every x86-64 and ARM CPU, at every thread
+//! count and every SIMD width. [`reference`] states each kernel's arithmetic as the
+//! plainest loop; the functions re-exported here are the fast versions and equal the
+//! reference bit for bit (the tests compare them on many shapes, SIMD against forced
+//! scalar, and 1, 2 and 3 threads).
+//!
+//! The rules that make this possible:
+//! 1. **One order per output.** Each output element is reduced in one fixed order:
+//!    `acc = +0.0; for p in 0..k { acc = acc + a·b }` — products rounded, then added.
+//! 2. **Vectorize across outputs, never across a reduction.** A SIMD lane holds one
+//!    output element (e.g. 16 adjacent columns `j` of `c` share one `p` loop); no
+//!    horizontal sums, no split accumulators.
+//! 3. **No fused multiply-add.** FMA rounds once where mul+add rounds twice; using it on
+//!    some CPUs and not others would fork the results. We use it nowhere
+//!    (`_mm512_mul_ps` then `_mm512_add_ps`; `vmulq_f32` then `vaddq_f32`), and Rust
+//!    never contracts `a * b + c` on its own.
+//! 4. **Threads split independent outputs.** rayon hands out disjoint blocks of `c`;
+//!    each block runs the full `k` loop itself, so thread count cannot change a result.
+//! 5. **Transcendentals from `libm`**, a portable software implementation, never the
+//!    platform's `expf`.
+//!
+//! # Layout
+//!
+//! ```text
+//!   kernels/
+//!   ├── mod.rs        this contract, dispatch switch, elementwise & row kernels
+//!   ├── reference.rs  the naive specification of every kernel
+//!   ├── gemm.rs       packed, cache-blocked, register-tiled matmul (+ PackedWeights)
+//!   └── attention.rs  multi-head attention with padding/causal masks
+//! ```
+//!
+//! Shapes: kernels take row-major slices with explicit dimensions and one sequence at
+//! a time. Validating shapes from untrusted checkpoints is the model loader's job;
+//! kernels check lengths with `debug_assert!` (the matmul entry points, which run
+//! `unsafe` SIMD code, check with `assert!` so a programming error can never read out
+//! of bounds).
+#![allow(clippy::too_many_arguments)]
 
-/// `c[m×n] = a[m×k] · b[k×n]` (all row-major). Each `c[i][j]` is
-/// `((0 + a[i,0]*b[0,j]) + a[i,1]*b[1,j]) + …` in increasing `p`, multiply then add.
-pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    assert_eq!(a.len(), m * k);
-    assert_eq!(b.len(), k * n);
-    assert_eq!(c.len(), m * n);
-    for i in 0..m {
-        for j in 0..n {
-            let mut acc = 0.0f32;
-            for p in 0..k {
-                acc += a[i * k + p] * b[p * n + j];
-            }
-            c[i * n + j] = acc;
+mod gemm;
+pub mod reference;
+
+pub use gemm::{active_simd, detected_simd, PackedWeights, SimdPath, PANEL};
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::ComputeError;
+
+// ----------------------------------------------------------------------------------------
+// The scalar switch
+// ----------------------------------------------------------------------------------------
+
+/// 0 = not read yet, 1 = SIMD allowed, 2 = scalar forced.
+static FORCE_SCALAR: AtomicU8 = AtomicU8::new(0);
+
+/// Forces every kernel onto its portable scalar path (`true`) or lets it use the best
+/// SIMD path the CPU has (`false`). Results are identical either way; tests use this to
+/// prove it. Overrides the `AGENTIC_FORCE_SCALAR` environment variable.
+pub fn set_force_scalar(force: bool) {
+    FORCE_SCALAR.store(if force { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+/// Whether the scalar path is forced: by [`set_force_scalar`], else by the environment
+/// variable `AGENTIC_FORCE_SCALAR=1` (read once).
+pub fn force_scalar() -> bool {
+    match FORCE_SCALAR.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let forced = std::env::var("AGENTIC_FORCE_SCALAR").is_ok_and(|v| v == "1");
+            // Only the first reader initializes; a concurrent `set_force_scalar` wins.
+            let _ = FORCE_SCALAR.compare_exchange(
+                0,
+                if forced { 2 } else { 1 },
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            FORCE_SCALAR.load(Ordering::Relaxed) == 2
         }
     }
 }
 
-/// `c[m×n] = a[m×k] · w[n×k]ᵀ` — the layout of Hugging Face `Linear` weights (`[out, in]`).
-/// Same per-output order as [`matmul`]: `p` increasing from 0, multiply then add.
+// ----------------------------------------------------------------------------------------
+// Matmul family
+// ----------------------------------------------------------------------------------------
+
+/// `c[m×n] = a[m×k] · b[k×n]` (row-major). Each `c[i][j]` is
+/// `((0 + a[i,0]·b[0,j]) + a[i,1]·b[1,j]) + …` in increasing `p`, multiply then add.
+pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+    gemm::matmul(a, b, c, m, k, n)
+}
+
+/// `c[m×n] = a[m×k] · w[n×k]ᵀ` — Hugging Face `Linear` weight layout (`[out, in]`).
+/// Same per-output order as [`matmul`].
 pub fn matmul_bt(a: &[f32], w: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    assert_eq!(a.len(), m * k);
-    assert_eq!(w.len(), n * k);
-    assert_eq!(c.len(), m * n);
-    for i in 0..m {
-        for j in 0..n {
-            let mut acc = 0.0f32;
-            for p in 0..k {
-                acc += a[i * k + p] * w[j * k + p];
-            }
-            c[i * n + j] = acc;
-        }
+    gemm::matmul_bt(a, w, c, m, k, n)
+}
+
+/// `out[m×n] = x[m×k] · w[n×k]ᵀ`, then `+ bias[j]` once after the full reduction.
+pub fn linear(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    gemm::matmul_bt(x, w, out, m, k, n);
+    if let Some(b) = bias {
+        add_bias_rows(out, b, n);
     }
+}
+
+/// `out[m×n] = x[m×k] · w[k×n]` (GPT-2 `Conv1D` layout), then `+ bias[j]`.
+pub fn linear_kn(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    gemm::matmul(x, w, out, m, k, n);
+    if let Some(b) = bias {
+        add_bias_rows(out, b, n);
+    }
+}
+
+/// `c[m×n] = a[m×k] · W` for packed weights (`W` as `k×n`); bits equal [`matmul_bt`] on
+/// the original `[n×k]` weights.
+pub fn matmul_packed(a: &[f32], w: &PackedWeights, c: &mut [f32], m: usize) {
+    gemm::matmul_packed(a, w, c, m)
+}
+
+/// [`matmul_packed`] then `+ bias[j]`; bits equal [`linear`] / [`linear_kn`].
+pub fn linear_packed(
+    x: &[f32],
+    w: &PackedWeights,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    m: usize,
+) {
+    gemm::matmul_packed(x, w, out, m);
+    if let Some(b) = bias {
+        add_bias_rows(out, b, w.n());
+    }
+}
+
+/// `out[i, j] += bias[j]` for every row.
+fn add_bias_rows(out: &mut [f32], bias: &[f32], n: usize) {
+    debug_assert_eq!(bias.len(), n);
+    if n == 0 {
+        return;
+    }
+    for row in out.chunks_exact_mut(n) {
+        add_inplace(row, bias);
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Elementwise and row kernels
+// ----------------------------------------------------------------------------------------
+
+/// `out[i] = a[i] + b[i]`.
+pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
+    reference::add(a, b, out)
+}
+
+/// `acc[i] = acc[i] + b[i]` (residual connections).
+pub fn add_inplace(acc: &mut [f32], b: &[f32]) {
+    reference::add_inplace(acc, b)
+}
+
+/// `out[i] = a[i] · b[i]`.
+pub fn mul(a: &[f32], b: &[f32], out: &mut [f32]) {
+    reference::mul(a, b, out)
+}
+
+/// `x[i] = x[i] · s`.
+pub fn scale_inplace(x: &mut [f32], s: f32) {
+    reference::scale_inplace(x, s)
+}
+
+/// Row-wise layer normalization; see [`reference::layer_norm`] for the exact order:
+/// `mean = (Σ x)/cols`, `var = (Σ (x−mean)²)/cols`, `inv = 1/sqrtf(var+eps)`,
+/// `y = ((x−mean)·inv)·gamma + beta`.
+pub fn layer_norm(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    out: &mut [f32],
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) {
+    reference::layer_norm(x, gamma, beta, out, rows, cols, eps)
+}
+
+/// Row-wise softmax in place (max-subtracted, `libm::expf`, sum in order, divide).
+pub fn softmax_rows(x: &mut [f32], rows: usize, cols: usize) {
+    reference::softmax_rows(x, rows, cols)
+}
+
+/// Row-wise log-softmax in place: `(x − max) − logf(Σ expf(x − max))`.
+pub fn log_softmax_rows(x: &mut [f32], rows: usize, cols: usize) {
+    reference::log_softmax_rows(x, rows, cols)
+}
+
+/// Exact (erf) GELU in place: `(0.5·x)·(1 + erff(x/√2))`.
+pub fn gelu_erf(x: &mut [f32]) {
+    reference::gelu_erf(x)
+}
+
+/// GPT-2 `gelu_new` in place: `(0.5·u)·(1 + tanhf(√(2/π)·(u + ((0.044715·u)·u)·u)))`.
+pub fn gelu_tanh(x: &mut [f32]) {
+    reference::gelu_tanh(x)
+}
+
+/// `x = tanhf(x)` in place.
+pub fn tanh_inplace(x: &mut [f32]) {
+    reference::tanh_inplace(x)
+}
+
+/// Gathers rows of `table[vocab×dim]` for `ids` into `out[ids.len()×dim]`.
+/// Errors: an id `≥ vocab` → [`ComputeError::TokenOutOfRange`]; inconsistent lengths →
+/// [`ComputeError::ShapeMismatch`]. Never panics.
+pub fn embedding(
+    table: &[f32],
+    vocab: usize,
+    dim: usize,
+    ids: &[u32],
+    out: &mut [f32],
+) -> Result<(), ComputeError> {
+    reference::embedding(table, vocab, dim, ids, out)
+}
+
+pub(crate) fn check_embedding(
+    table: &[f32],
+    vocab: usize,
+    dim: usize,
+    ids: &[u32],
+    out: &mut [f32],
+) -> Result<(), ComputeError> {
+    if vocab.checked_mul(dim) != Some(table.len()) {
+        return Err(ComputeError::ShapeMismatch {
+            op: "embedding",
+            detail: format!(
+                "table has {} values, expected vocab {vocab} × dim {dim}",
+                table.len()
+            ),
+        });
+    }
+    if ids.len().checked_mul(dim) != Some(out.len()) {
+        return Err(ComputeError::ShapeMismatch {
+            op: "embedding",
+            detail: format!(
+                "out has {} values, expected {} ids × dim {dim}",
+                out.len(),
+                ids.len()
+            ),
+        });
+    }
+    if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+        return Err(ComputeError::TokenOutOfRange { id, vocab });
+    }
+    Ok(())
+}
+
+/// Multi-head attention over one sequence; `q`, `k`, `v`, `out` are
+/// `[seq × heads·head_dim]`. `key_mask[j] == false` excludes key `j` (padding);
+/// `causal` excludes keys after the query. A query with no allowed key outputs zeros.
+/// The exact arithmetic is [`reference::attention`].
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    seq: usize,
+    heads: usize,
+    head_dim: usize,
+    key_mask: Option<&[bool]>,
+    causal: bool,
+) {
+    reference::attention(q, k, v, out, seq, heads, head_dim, key_mask, causal)
+}
+
+/// Masked mean over `seq` rows of width `dim` (rows added in increasing order, divided
+/// by their count; no unmasked row → zeros).
+pub fn mean_pool(x: &[f32], mask: &[bool], seq: usize, dim: usize, out: &mut [f32]) {
+    reference::mean_pool(x, mask, seq, dim, out)
+}
+
+/// `x = x / max(‖x‖₂, 1e-12)`, the sum of squares in order.
+pub fn l2_normalize(x: &mut [f32]) {
+    reference::l2_normalize(x)
+}
+
+/// Index of the largest element (first wins ties; `0` when empty).
+pub fn argmax(x: &[f32]) -> usize {
+    reference::argmax(x)
 }
