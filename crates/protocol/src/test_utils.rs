@@ -314,6 +314,36 @@ impl TestChain {
         out.receipts.into_iter().next().unwrap_or(Ok(()))
     }
 
+    /// Applies `body` from `key` in its own block, expects it to be
+    /// rejected, and checks the rejection changed nothing: the root equals
+    /// that of an empty block applied to a copy of the state. Returns the error.
+    pub fn reject(&mut self, key: &PrivateKey, body: TxBody) -> TxError {
+        let mut copy = self.state.clone();
+        let height = self.state.height().plus(1);
+        let beacon = Hash::digest("agentic test beacon", &[&height.0.to_be_bytes()]).0;
+        self.next_beacon = Some(beacon);
+        let empty = copy
+            .apply_block(
+                &Block {
+                    height,
+                    beacon,
+                    txs: Vec::new(),
+                },
+                &self.referee,
+            )
+            .expect("next height");
+        let err = match self.step(key, body) {
+            Ok(()) => panic!("transaction was accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(
+            self.state.root(),
+            empty.root,
+            "rejected {err:?} changed the state"
+        );
+        err
+    }
+
     /// Produces `n` empty blocks.
     pub fn advance(&mut self, n: u64) -> Vec<BlockOutcome> {
         (0..n).map(|_| self.produce()).collect()

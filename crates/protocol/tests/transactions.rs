@@ -1,0 +1,865 @@
+//! One test per transaction kind: the effect when it applies, and every
+//! rejection path — each checked to leave the state root exactly as an
+//! empty block would (`TestChain::reject`).
+
+use agentic_protocol::params::{ParamChange, ParamKey};
+use agentic_protocol::state::{DisputePhase, StagePhase};
+use agentic_protocol::test_utils::{
+    address_of, fast_params, job_spec, key, offer, salt_for, GenesisBuilder, TestChain, Trace,
+};
+use agentic_protocol::tx::{MandateTerms, SignedTx, Tx, TxBody};
+use agentic_protocol::types::{
+    Amount, ChainId, DisputeId, Hash, Height, JobId, MandateId, ProposalId, VerificationLevel,
+};
+use agentic_protocol::TxError;
+
+const A: u64 = 1;
+const B: u64 = 2;
+const P1: u64 = 11;
+const P2: u64 = 12;
+
+fn model() -> Hash {
+    Hash([5; 32])
+}
+fn input() -> Hash {
+    Hash([6; 32])
+}
+
+fn chain() -> TestChain {
+    let g = GenesisBuilder::new(3)
+        .params(agentic_protocol::params::Params {
+            dispute_timeout: 10,
+            ..fast_params()
+        })
+        .account(address_of(&key(A)), 100_000, 0)
+        .account(address_of(&key(B)), 1_000, 0)
+        .account(address_of(&key(P1)), 50_000, 20_000)
+        .account(address_of(&key(P2)), 50_000, 20_000)
+        .build();
+    TestChain::new(&g)
+}
+
+fn with_providers() -> TestChain {
+    let mut c = chain();
+    c.step(
+        &key(P1),
+        TxBody::RegisterProvider {
+            offer: offer(5, 2),
+            stake: Amount::ZERO,
+        },
+    )
+    .unwrap();
+    c.step(
+        &key(P2),
+        TxBody::RegisterProvider {
+            offer: offer(6, 2),
+            stake: Amount::ZERO,
+        },
+    )
+    .unwrap();
+    c
+}
+
+#[test]
+fn transfer() {
+    let mut c = chain();
+    let (a, b) = (address_of(&key(A)), address_of(&key(B)));
+    c.step(
+        &key(A),
+        TxBody::Transfer {
+            to: b,
+            amount: Amount(300),
+        },
+    )
+    .unwrap();
+    assert_eq!(c.state.balance(&b), Amount(1_300));
+    assert_eq!(c.state.balance(&a), Amount(100_000 - 301));
+    assert_eq!(c.state.nonce(&a), 1);
+    assert_eq!(
+        c.reject(
+            &key(A),
+            TxBody::Transfer {
+                to: b,
+                amount: Amount(100_000)
+            }
+        ),
+        TxError::InsufficientBalance {
+            need: Amount(100_001),
+            have: Amount(99_699)
+        }
+    );
+    assert_eq!(
+        c.reject(
+            &key(A),
+            TxBody::Transfer {
+                to: b,
+                amount: Amount(0)
+            }
+        ),
+        TxError::ZeroAmount
+    );
+    assert_eq!(
+        c.reject(
+            &key(A),
+            TxBody::Transfer {
+                to: b,
+                amount: Amount(u128::MAX)
+            }
+        ),
+        TxError::Overflow
+    );
+    // An account that never received anything cannot pay a fee.
+    assert!(matches!(
+        c.reject(
+            &key(99),
+            TxBody::Transfer {
+                to: a,
+                amount: Amount(1)
+            }
+        ),
+        TxError::InsufficientBalance { .. }
+    ));
+    // Self-transfer costs only the fee.
+    c.step(
+        &key(B),
+        TxBody::Transfer {
+            to: b,
+            amount: Amount(100),
+        },
+    )
+    .unwrap();
+    assert_eq!(c.state.balance(&b), Amount(1_299));
+}
+
+#[test]
+fn envelope_rules() {
+    let mut c = chain();
+    let b = address_of(&key(B));
+    let tx = |nonce: u64, fee: u128, chain: u64| {
+        SignedTx::sign(
+            &key(A),
+            Tx {
+                chain_id: ChainId(chain),
+                nonce,
+                fee: Amount(fee),
+                body: TxBody::Transfer {
+                    to: b,
+                    amount: Amount(1),
+                },
+            },
+        )
+    };
+    for (t, err) in [
+        (
+            tx(0, 0, 3),
+            TxError::FeeTooLow {
+                fee: Amount(0),
+                min: Amount(1),
+            },
+        ),
+        (
+            tx(1, 1, 3),
+            TxError::BadNonce {
+                expected: 0,
+                got: 1,
+            },
+        ),
+        (
+            tx(0, 1, 4),
+            TxError::WrongChain {
+                expected: ChainId(3),
+                got: ChainId(4),
+            },
+        ),
+    ] {
+        let root = c.state.root();
+        let mut copy = c.state.clone();
+        c.pending.push(t);
+        let out = c.produce();
+        assert_eq!(out.receipts, vec![Err(err)]);
+        copy.apply_block(
+            &agentic_protocol::Block {
+                height: out.height,
+                beacon: agentic_protocol::Hash::digest(
+                    "agentic test beacon",
+                    &[&out.height.0.to_be_bytes()],
+                )
+                .0,
+                txs: vec![],
+            },
+            &c.referee,
+        )
+        .unwrap();
+        assert_eq!(copy.root(), c.state.root());
+        assert_ne!(root, c.state.root());
+    }
+}
+
+#[test]
+fn bond_unbond_withdraw() {
+    let mut c = chain();
+    let a = address_of(&key(A));
+    c.step(
+        &key(A),
+        TxBody::Bond {
+            amount: Amount(5_000),
+        },
+    )
+    .unwrap();
+    assert_eq!(c.state.account(&a).bonded, Amount(5_000));
+    assert_eq!(c.state.meta().total_bonded, Amount(45_000));
+    assert_eq!(
+        c.reject(&key(A), TxBody::Bond { amount: Amount(0) }),
+        TxError::ZeroAmount
+    );
+    assert!(matches!(
+        c.reject(
+            &key(A),
+            TxBody::Bond {
+                amount: Amount(1_000_000)
+            }
+        ),
+        TxError::InsufficientBalance { .. }
+    ));
+    c.step(
+        &key(A),
+        TxBody::Unbond {
+            amount: Amount(2_000),
+        },
+    )
+    .unwrap();
+    let release = c.state.height().plus(c.state.params().unbonding_delay);
+    assert_eq!(c.state.account(&a).bonded, Amount(3_000));
+    assert_eq!(
+        c.state.unbonding().next(),
+        Some((&(release, a), &Amount(2_000)))
+    );
+    assert!(matches!(
+        c.reject(
+            &key(A),
+            TxBody::Unbond {
+                amount: Amount(3_001)
+            }
+        ),
+        TxError::InsufficientStake { .. }
+    ));
+    // Not withdrawable before the delay.
+    assert_eq!(
+        c.reject(&key(A), TxBody::Withdraw { amount: Amount(1) }),
+        TxError::InsufficientWithdrawable {
+            need: Amount(1),
+            have: Amount(0)
+        }
+    );
+    c.advance_to(release);
+    assert_eq!(c.state.account(&a).withdrawable, Amount(2_000));
+    let bal = c.state.balance(&a);
+    c.step(
+        &key(A),
+        TxBody::Withdraw {
+            amount: Amount(2_000),
+        },
+    )
+    .unwrap();
+    assert_eq!(c.state.balance(&a).0, bal.0 + 2_000 - 1);
+    assert_eq!(
+        c.reject(&key(A), TxBody::Withdraw { amount: Amount(0) }),
+        TxError::ZeroAmount
+    );
+    assert!(c.state.total_supply_check());
+}
+
+#[test]
+fn register_update_retire() {
+    let mut c = chain();
+    let p = address_of(&key(P1));
+    assert_eq!(
+        c.reject(
+            &key(P1),
+            TxBody::RegisterProvider {
+                offer: offer(0, 1),
+                stake: Amount::ZERO
+            }
+        ),
+        TxError::InvalidOffer("price must be positive")
+    );
+    assert_eq!(
+        c.reject(
+            &key(P1),
+            TxBody::RegisterProvider {
+                offer: offer(1, 0),
+                stake: Amount::ZERO
+            }
+        ),
+        TxError::InvalidOffer("capacity must be positive")
+    );
+    // A needs 10,000 bonded: bonding 5,000 is not enough.
+    assert!(matches!(
+        c.reject(
+            &key(A),
+            TxBody::RegisterProvider {
+                offer: offer(1, 1),
+                stake: Amount(5_000)
+            }
+        ),
+        TxError::InsufficientStake { .. }
+    ));
+    c.step(
+        &key(A),
+        TxBody::RegisterProvider {
+            offer: offer(1, 1),
+            stake: Amount(10_000),
+        },
+    )
+    .unwrap();
+    assert_eq!(c.state.account(&address_of(&key(A))).bonded, Amount(10_000));
+    c.step(
+        &key(P1),
+        TxBody::RegisterProvider {
+            offer: offer(5, 2),
+            stake: Amount::ZERO,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        c.reject(
+            &key(P1),
+            TxBody::RegisterProvider {
+                offer: offer(5, 2),
+                stake: Amount::ZERO
+            }
+        ),
+        TxError::AlreadyRegistered
+    );
+    c.step(&key(P1), TxBody::UpdateProvider { offer: offer(9, 3) })
+        .unwrap();
+    assert_eq!(c.state.provider(&p).unwrap().offer.price, Amount(9));
+    assert_eq!(
+        c.reject(&key(B), TxBody::UpdateProvider { offer: offer(9, 3) }),
+        TxError::NotProvider(address_of(&key(B)))
+    );
+    // A registered provider keeps the minimum stake bonded.
+    assert!(matches!(
+        c.reject(
+            &key(P1),
+            TxBody::Unbond {
+                amount: Amount(15_000)
+            }
+        ),
+        TxError::InsufficientStake { .. }
+    ));
+    c.step(
+        &key(P1),
+        TxBody::Unbond {
+            amount: Amount(10_000),
+        },
+    )
+    .unwrap();
+    // Open work blocks retirement.
+    c.step(&key(A), TxBody::Retire).unwrap();
+    let job_spec = job_spec(
+        model(),
+        input(),
+        &[(2, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    c.step(&key(B), TxBody::Retire).unwrap_err();
+    c.step(&key(A), TxBody::SubmitJob { spec: job_spec })
+        .unwrap();
+    assert_eq!(
+        c.reject(&key(P1), TxBody::Retire),
+        TxError::OpenAssignments(1)
+    );
+    assert_eq!(
+        c.reject(&key(B), TxBody::Retire),
+        TxError::NotProvider(address_of(&key(B)))
+    );
+    // A retired provider may register again and keeps its record.
+    c.step(
+        &key(A),
+        TxBody::RegisterProvider {
+            offer: offer(2, 1),
+            stake: Amount::ZERO,
+        },
+    )
+    .unwrap();
+    assert!(!c.state.provider(&address_of(&key(A))).unwrap().retired);
+}
+
+#[test]
+fn grant_and_revoke_mandate() {
+    let mut c = chain();
+    let terms = |agent, total: u128, per: u128, expiry: u64| MandateTerms {
+        agent,
+        total_cap: Amount(total),
+        per_job_cap: Amount(per),
+        max_unit_price: Amount(10),
+        expiry: Height(expiry),
+        min_verification: VerificationLevel::Optimistic,
+    };
+    let a = address_of(&key(A));
+    let b = address_of(&key(B));
+    for (t, err) in [
+        (
+            terms(a, 10, 5, 50),
+            TxError::InvalidMandate("agent must differ from principal"),
+        ),
+        (
+            terms(b, 10, 20, 50),
+            TxError::InvalidMandate("per-job cap exceeds total cap"),
+        ),
+        (
+            terms(b, 0, 0, 50),
+            TxError::InvalidMandate("caps must be positive"),
+        ),
+        (
+            terms(b, 10, 5, 0),
+            TxError::InvalidMandate("expiry is in the past"),
+        ),
+    ] {
+        assert_eq!(c.reject(&key(A), TxBody::GrantMandate { terms: t }), err);
+    }
+    c.step(
+        &key(A),
+        TxBody::GrantMandate {
+            terms: terms(b, 10, 5, 50),
+        },
+    )
+    .unwrap();
+    let m = c.state.mandate(MandateId(0)).unwrap();
+    assert_eq!((m.principal, m.spent, m.revoked), (a, Amount::ZERO, false));
+    assert_eq!(
+        c.reject(
+            &key(A),
+            TxBody::RevokeMandate {
+                mandate: MandateId(7)
+            }
+        ),
+        TxError::UnknownMandate(MandateId(7))
+    );
+    c.step(
+        &key(A),
+        TxBody::RevokeMandate {
+            mandate: MandateId(0),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        c.reject(
+            &key(A),
+            TxBody::RevokeMandate {
+                mandate: MandateId(0)
+            }
+        ),
+        TxError::MandateRevoked(MandateId(0))
+    );
+}
+
+#[test]
+fn submit_job_validation() {
+    let mut c = with_providers();
+    let base = || {
+        job_spec(
+            model(),
+            input(),
+            &[(2, 1_000_000), (2, 1_000_000)],
+            10,
+            VerificationLevel::Optimistic,
+        )
+    };
+    let cases: Vec<(Box<dyn Fn(&mut agentic_protocol::tx::JobSpec)>, TxError)> = vec![
+        (
+            Box::new(|s| s.stages.clear()),
+            TxError::InvalidJob("stage count"),
+        ),
+        (
+            Box::new(|s| s.stages[0].layers = 0),
+            TxError::InvalidJob("stage layer count"),
+        ),
+        (
+            Box::new(|s| s.stages[1].ops = 0),
+            TxError::InvalidJob("stage ops must be positive"),
+        ),
+        (
+            Box::new(|s| s.stages[1].first_layer = 3),
+            TxError::InvalidJob("stages must be contiguous"),
+        ),
+        (
+            Box::new(|s| s.requirements.replicas = 0),
+            TxError::InvalidJob("replicas"),
+        ),
+        (
+            Box::new(|s| s.deadline = 0),
+            TxError::InvalidJob("deadline"),
+        ),
+        (
+            Box::new(|s| s.max_price = Amount(0)),
+            TxError::InvalidJob("max price must be positive"),
+        ),
+        (
+            Box::new(|s| s.requirements.min_reputation_ppm = 2_000_000),
+            TxError::InvalidJob("min reputation above 1,000,000 ppm"),
+        ),
+        (
+            Box::new(|s| s.placement = vec![address_of(&key(P1))]),
+            TxError::InvalidJob("placement must name one provider per stage"),
+        ),
+        (
+            Box::new(|s| s.placement = vec![address_of(&key(P1)); 2]),
+            TxError::InvalidJob("placement names a provider twice"),
+        ),
+        (
+            Box::new(|s| s.stages.iter_mut().for_each(|x| x.ops = 1)),
+            TxError::InvalidJob("escrow rounds to zero"),
+        ),
+        (
+            Box::new(|s| s.mandate = Some(MandateId(4))),
+            TxError::UnknownMandate(MandateId(4)),
+        ),
+        (
+            Box::new(|s| s.placement = vec![address_of(&key(P1)), address_of(&key(B))]),
+            TxError::PlacementUnqualified {
+                stage: 1,
+                provider: address_of(&key(B)),
+            },
+        ),
+    ];
+    for (edit, err) in cases {
+        let mut s = base();
+        edit(&mut s);
+        assert_eq!(c.reject(&key(A), TxBody::SubmitJob { spec: s }), err);
+    }
+    let mut big = base();
+    big.stages[0].ops = 1_000_000_000_000;
+    assert!(matches!(
+        c.reject(&key(A), TxBody::SubmitJob { spec: big }),
+        TxError::InsufficientBalance { .. }
+    ));
+    c.step(&key(A), TxBody::SubmitJob { spec: base() }).unwrap();
+    let j = c.state.job(JobId(0)).unwrap();
+    assert_eq!(j.escrow, Amount(20));
+    assert!(j
+        .stages
+        .iter()
+        .all(|s| matches!(s.phase, StagePhase::Running { .. })));
+}
+
+#[test]
+fn commit_and_reveal_rules() {
+    let mut c = with_providers();
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(3, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    c.step(&key(A), TxBody::SubmitJob { spec }).unwrap();
+    let job = JobId(0);
+    let p1 = address_of(&key(P1));
+    let t = Trace::honest(&model(), 0, 3, input());
+    let salt = salt_for(&p1, job, 0);
+    let commitment = t.result().commitment(job, 0, &salt, &p1);
+    let commit = TxBody::CommitResult {
+        job,
+        stage: 0,
+        commitment,
+    };
+    let reveal = |r, salt| TxBody::RevealResult {
+        job,
+        stage: 0,
+        result: r,
+        salt,
+    };
+    assert_eq!(c.reject(&key(P2), commit.clone()), TxError::NotAssigned);
+    assert_eq!(
+        c.reject(
+            &key(P1),
+            TxBody::CommitResult {
+                job: JobId(9),
+                stage: 0,
+                commitment
+            }
+        ),
+        TxError::UnknownJob(JobId(9))
+    );
+    assert_eq!(
+        c.reject(
+            &key(P1),
+            TxBody::CommitResult {
+                job,
+                stage: 3,
+                commitment
+            }
+        ),
+        TxError::UnknownStage { job, stage: 3 }
+    );
+    c.step(&key(P1), commit.clone()).unwrap();
+    assert_eq!(c.reject(&key(P1), commit), TxError::AlreadyCommitted);
+    assert_eq!(
+        c.reject(&key(P1), reveal(t.result(), Hash([0; 32]))),
+        TxError::CommitmentMismatch
+    );
+    let wrong = Trace::honest(&model(), 0, 3, Hash([1; 32]));
+    let wsalt = salt;
+    let mut c2 = with_providers();
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(3, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    c2.step(&key(A), TxBody::SubmitJob { spec }).unwrap();
+    c2.step(
+        &key(P1),
+        TxBody::CommitResult {
+            job,
+            stage: 0,
+            commitment: wrong.result().commitment(job, 0, &wsalt, &p1),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        c2.reject(&key(P1), reveal(wrong.result(), wsalt)),
+        TxError::InputMismatch
+    );
+    c.step(&key(P1), reveal(t.result(), salt)).unwrap();
+    assert_eq!(
+        c.reject(&key(P1), reveal(t.result(), salt)),
+        TxError::WrongPhase("running")
+    );
+    // Deadlines: a late commit is refused.
+    let mut c3 = with_providers();
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(3, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    c3.step(&key(A), TxBody::SubmitJob { spec }).unwrap();
+    let deadline = c3.state.job(job).unwrap().stages[0].slots[0]
+        .assignment
+        .as_ref()
+        .unwrap()
+        .deadline;
+    c3.advance_to(deadline);
+    let late = TxBody::CommitResult {
+        job,
+        stage: 0,
+        commitment,
+    };
+    // Transactions of the block after the deadline come before its re-route step.
+    assert_eq!(
+        c3.reject(&key(P1), late.clone()),
+        TxError::DeadlinePassed(deadline)
+    );
+    // After that step the slot belongs to someone else.
+    assert_eq!(c3.reject(&key(P1), late), TxError::NotAssigned);
+}
+
+#[test]
+fn reveal_waits_for_every_replica() {
+    let mut c = with_providers();
+    let mut spec = job_spec(
+        model(),
+        input(),
+        &[(3, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    spec.requirements.replicas = 2;
+    c.step(&key(A), TxBody::SubmitJob { spec }).unwrap();
+    let job = JobId(0);
+    let p1 = address_of(&key(P1));
+    let t = Trace::honest(&model(), 0, 3, input());
+    let salt = salt_for(&p1, job, 0);
+    c.step(
+        &key(P1),
+        TxBody::CommitResult {
+            job,
+            stage: 0,
+            commitment: t.result().commitment(job, 0, &salt, &p1),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        c.reject(
+            &key(P1),
+            TxBody::RevealResult {
+                job,
+                stage: 0,
+                result: t.result(),
+                salt
+            }
+        ),
+        TxError::RevealTooEarly
+    );
+}
+
+#[test]
+fn audit_report_rules() {
+    let mut c = with_providers();
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(3, 1_000_000)],
+        10,
+        VerificationLevel::Audited,
+    );
+    c.step(&key(A), TxBody::SubmitJob { spec }).unwrap();
+    let job = JobId(0);
+    let t = Trace::honest(&model(), 0, 3, input());
+    let report = |t: &Trace| TxBody::AuditReport {
+        job,
+        stage: 0,
+        result: t.result(),
+    };
+    assert_eq!(
+        c.reject(&key(P2), report(&t)),
+        TxError::WrongPhase("auditing")
+    );
+    c.deliver(&key(P1), job, 0, &t).unwrap();
+    assert!(matches!(
+        c.state.job(job).unwrap().stages[0].phase,
+        StagePhase::Auditing { .. }
+    ));
+    assert_eq!(c.reject(&key(P1), report(&t)), TxError::NotAuditor);
+    let other = Trace::honest(&model(), 0, 3, Hash([9; 32]));
+    assert_eq!(c.reject(&key(P2), report(&other)), TxError::InputMismatch);
+    let before = c.state.balance(&address_of(&key(P2)));
+    c.step(&key(P2), report(&t)).unwrap();
+    // Agreement pays the audit fee: 1 mega-op × 6.
+    assert_eq!(c.state.balance(&address_of(&key(P2))).0, before.0 + 6 - 1);
+    assert!(matches!(
+        c.state.job(job).unwrap().stages[0].phase,
+        StagePhase::Challengeable { .. }
+    ));
+}
+
+#[test]
+fn bisect_rules() {
+    let mut c = with_providers();
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(6, 1_000_000)],
+        10,
+        VerificationLevel::Audited,
+    );
+    c.step(&key(A), TxBody::SubmitJob { spec }).unwrap();
+    let job = JobId(0);
+    let honest = Trace::honest(&model(), 0, 6, input());
+    let bad = Trace::cheating(&model(), 0, 6, input(), 4);
+    c.deliver(&key(P1), job, 0, &bad).unwrap();
+    c.step(
+        &key(P2),
+        TxBody::AuditReport {
+            job,
+            stage: 0,
+            result: honest.result(),
+        },
+    )
+    .unwrap();
+    let d = DisputeId(0);
+    let mid = c.state.dispute(d).unwrap().game.midpoint().unwrap();
+    let (leaf, proof) = honest.open(mid);
+    let mv = |leaf, proof| TxBody::Bisect {
+        dispute: d,
+        leaf,
+        proof,
+    };
+    assert_eq!(
+        c.reject(
+            &key(P2),
+            TxBody::Bisect {
+                dispute: DisputeId(5),
+                leaf,
+                proof: proof.clone()
+            }
+        ),
+        TxError::UnknownDispute(DisputeId(5))
+    );
+    c.step(&key(P2), mv(leaf, proof.clone())).unwrap();
+    assert_eq!(c.reject(&key(P2), mv(leaf, proof)), TxError::AlreadyMoved);
+    // The defendant's leaf must open against its own root.
+    let (bl, bp) = bad.open(mid);
+    assert_eq!(
+        c.reject(&key(P1), mv(Hash([9; 32]), bp.clone())),
+        TxError::BadProof { index: mid }
+    );
+    c.step(&key(P1), mv(bl, bp)).unwrap();
+    let dd = c.state.dispute(d).unwrap().clone();
+    assert_eq!(dd.game.round(), 1);
+    let errs = c.play_dispute(d, (&key(P1), &bad), (&key(P2), &honest));
+    assert!(errs.is_empty(), "{errs:?}");
+    assert_eq!(c.state.dispute(d).unwrap().phase, DisputePhase::Resolved);
+    let (leaf, proof) = honest.open(1);
+    assert_eq!(c.reject(&key(P2), mv(leaf, proof)), TxError::DisputeNotOpen);
+}
+
+#[test]
+fn propose_and_vote_rules() {
+    let mut c = chain();
+    let change = ParamChange {
+        key: ParamKey::ChallengeBond,
+        value: 7,
+    };
+    assert!(matches!(
+        c.reject(&key(A), TxBody::Propose { change }),
+        TxError::InsufficientStake { .. }
+    ));
+    assert_eq!(
+        c.reject(
+            &key(P1),
+            TxBody::Propose {
+                change: ParamChange {
+                    key: ParamKey::UnbondingDelay,
+                    value: 1
+                }
+            }
+        ),
+        TxError::InvalidParam(agentic_protocol::params::ParamError::VotingOutlastsUnbonding)
+    );
+    c.step(&key(P1), TxBody::Propose { change }).unwrap();
+    let p = ProposalId(0);
+    assert_eq!(
+        c.reject(
+            &key(P1),
+            TxBody::Vote {
+                proposal: ProposalId(3),
+                approve: true
+            }
+        ),
+        TxError::UnknownProposal(ProposalId(3))
+    );
+    c.step(
+        &key(P1),
+        TxBody::Vote {
+            proposal: p,
+            approve: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        c.state
+            .vote_record(p, &address_of(&key(P1)))
+            .unwrap()
+            .weight,
+        Amount(20_000)
+    );
+    let ends = c.state.proposal(p).unwrap().voting_ends;
+    c.advance_to(ends);
+    assert_eq!(
+        c.reject(
+            &key(P2),
+            TxBody::Vote {
+                proposal: p,
+                approve: false
+            }
+        ),
+        TxError::VotingClosed
+    );
+}
