@@ -468,7 +468,8 @@ fn submit_job_validation() {
             VerificationLevel::Optimistic,
         )
     };
-    let cases: Vec<(Box<dyn Fn(&mut agentic_protocol::tx::JobSpec)>, TxError)> = vec![
+    type Edit = Box<dyn Fn(&mut agentic_protocol::tx::JobSpec)>;
+    let cases: Vec<(Edit, TxError)> = vec![
         (
             Box::new(|s| s.stages.clear()),
             TxError::InvalidJob("stage count"),
