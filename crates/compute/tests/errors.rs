@@ -10,7 +10,7 @@ use agentic_compute::{Activation, ComputeError, InputShape, Model};
 use common::{bert_weights, gpt_weights, small_bert, small_gpt, BERT_CONFIG, GPT_CONFIG};
 
 fn err(r: Result<registry::LoadedModel, ComputeError>) -> ComputeError {
-    r.err().expect("expected an error")
+    r.expect_err("expected an error")
 }
 
 #[test]

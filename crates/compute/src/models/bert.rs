@@ -20,9 +20,9 @@
 use rayon::prelude::*;
 
 use super::ops::{self, LayerNorm, Layout, Linear};
-use super::refk as kernels;
 use super::{check_hidden, check_tokens, token_lens};
 use crate::activation::{Activation, ActivationKind};
+use crate::kernels;
 use crate::loader::{cfg_f32_or, cfg_usize, Checkpoint};
 use crate::metering::{cost, InputShape, OpCounter};
 use crate::ComputeError;
@@ -94,7 +94,7 @@ impl BertConfig {
                 "hidden_size not divisible by num_attention_heads",
             ));
         }
-        if !(c.layer_norm_eps > 0.0) {
+        if c.layer_norm_eps.is_nan() || c.layer_norm_eps <= 0.0 {
             return Err(ComputeError::config("layer_norm_eps must be > 0"));
         }
         Ok(())
@@ -155,13 +155,9 @@ impl Bert {
         for i in 0..c.num_hidden_layers {
             let p = format!("encoder.layer.{i}.");
             let mut lin = |name: &str, k: usize, n: usize| -> Result<Linear, ComputeError> {
-                Ok(Linear {
-                    w: take(&format!("{p}{name}.weight"), &[n, k])?,
-                    b: Some(take(&format!("{p}{name}.bias"), &[n])?),
-                    k,
-                    n,
-                    layout: Layout::OutIn,
-                })
+                let w = take(&format!("{p}{name}.weight"), &[n, k])?;
+                let b = take(&format!("{p}{name}.bias"), &[n])?;
+                Ok(Linear::new(&w, Some(b), k, n, Layout::OutIn))
             };
             let q = lin("attention.self.query", d, d)?;
             let k = lin("attention.self.key", d, d)?;

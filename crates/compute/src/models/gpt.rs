@@ -39,7 +39,6 @@
 use rayon::prelude::*;
 
 use super::ops::{self, LayerNorm, Layout, Linear};
-use super::refk as kernels;
 use super::{check_hidden, check_tokens, token_lens, RunOutput};
 use crate::activation::{Activation, ActivationKind};
 use crate::loader::{cfg_f32_or, cfg_usize, Checkpoint};
@@ -88,7 +87,7 @@ impl GptConfig {
         if c.n_embd % c.n_head != 0 {
             return Err(ComputeError::config("n_embd not divisible by n_head"));
         }
-        if !(c.layer_norm_epsilon > 0.0) {
+        if c.layer_norm_epsilon.is_nan() || c.layer_norm_epsilon <= 0.0 {
             return Err(ComputeError::config("layer_norm_epsilon must be > 0"));
         }
         Ok(())
@@ -114,6 +113,8 @@ struct DecoderBlock {
 pub struct Gpt {
     config: GptConfig,
     wte: Vec<f32>,
+    /// The LM head: `wte` packed as a bias-free `[vocab, d]` linear layer.
+    lm_head: Linear,
     wpe: Vec<f32>,
     blocks: Vec<DecoderBlock>,
     ln_f: LayerNorm,
@@ -202,13 +203,9 @@ impl Gpt {
         for i in 0..c.n_layer {
             let p = format!("h.{i}.");
             let mut lin = |name: &str, k: usize, n: usize| -> Result<Linear, ComputeError> {
-                Ok(Linear {
-                    w: take(&format!("{p}{name}.weight"), &[k, n])?,
-                    b: Some(take(&format!("{p}{name}.bias"), &[n])?),
-                    k,
-                    n,
-                    layout: Layout::InOut,
-                })
+                let w = take(&format!("{p}{name}.weight"), &[k, n])?;
+                let b = take(&format!("{p}{name}.bias"), &[n])?;
+                Ok(Linear::new(&w, Some(b), k, n, Layout::InOut))
             };
             let c_attn = lin("attn.c_attn", d, 3 * d)?;
             let c_proj = lin("attn.c_proj", d, d)?;
@@ -237,9 +234,11 @@ impl Gpt {
             beta: take("ln_f.bias", &[d])?,
             eps,
         };
+        let lm_head = Linear::new(&wte, None, d, c.vocab_size, Layout::OutIn);
         Ok(Gpt {
             config,
             wte,
+            lm_head,
             wpe,
             blocks,
             ln_f,
@@ -399,20 +398,8 @@ impl Gpt {
 
     /// `ln_f(x) · wteᵀ` for `rows` rows.
     fn head(&self, x: &[f32], rows: usize, ops: &OpCounter) -> Vec<f32> {
-        let c = &self.config;
         let h = self.ln_f.apply(x, rows, ops);
-        let mut logits = vec![0.0f32; rows * c.vocab_size];
-        ops.add(cost::linear(rows, c.n_embd, c.vocab_size, false));
-        kernels::linear(
-            &h,
-            &self.wte,
-            None,
-            &mut logits,
-            rows,
-            c.n_embd,
-            c.vocab_size,
-        );
-        logits
+        self.lm_head.apply(&h, rows, ops)
     }
 
     /// Operations per layer for a batch of sequences of these lengths.
@@ -494,7 +481,7 @@ impl Gpt {
             temperature, top_k, ..
         } = cfg.sampling
         {
-            if !(temperature > 0.0) || !temperature.is_finite() {
+            if temperature.is_nan() || temperature <= 0.0 || !temperature.is_finite() {
                 return Err(ComputeError::config(
                     "temperature must be a positive finite number",
                 ));

@@ -228,7 +228,7 @@ impl LinearRef<'_> {
     fn apply(&self, x: &[f32], rows: usize, ops: &OpCounter) -> Vec<f32> {
         let mut out = vec![0.0f32; rows * self.d.n_out];
         ops.add(cost::linear(rows, self.d.n_in, self.d.n_out, true));
-        super::refk::linear_kn(
+        crate::kernels::linear_kn(
             x,
             &self.d.w,
             Some(&self.d.b),

@@ -24,7 +24,6 @@ pub mod bert;
 pub mod gpt;
 pub mod mlp;
 pub mod ops;
-mod refk;
 
 use std::ops::Range;
 

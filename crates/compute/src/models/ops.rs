@@ -7,25 +7,19 @@
 //! row-wise causal attention the GPT decoder shares between its full pass and its
 //! KV-cached incremental step (so both produce the same bits, see `gpt.rs`).
 
-use super::refk as kernels;
+use crate::kernels::{self, PackedWeights};
 use crate::metering::{cost, OpCounter};
 
-/// A dense layer's weights in one of the two checkpoint layouts.
+/// A dense layer: weights packed once at load time into the GEMM's panel layout, and an
+/// optional bias. Packing only moves values, so results equal `kernels::linear` /
+/// `kernels::linear_kn` on the original layout bit for bit.
 #[derive(Clone, Debug)]
 pub struct Linear {
-    /// The weights: `[n × k]` for `OutIn` (HF `Linear`), `[k × n]` for `InOut` (Conv1D).
-    pub w: Vec<f32>,
-    /// Optional bias `[n]`.
-    pub b: Option<Vec<f32>>,
-    /// Input width.
-    pub k: usize,
-    /// Output width.
-    pub n: usize,
-    /// Weight layout.
-    pub layout: Layout,
+    w: PackedWeights,
+    b: Option<Vec<f32>>,
 }
 
-/// Weight layout of a [`Linear`].
+/// Weight layout of a checkpoint tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
     /// `[out, in]`: PyTorch/Hugging Face `nn.Linear`.
@@ -35,20 +29,35 @@ pub enum Layout {
 }
 
 impl Linear {
+    /// Packs `w` (`[n × k]` for `OutIn`, `[k × n]` for `InOut`). The caller has checked
+    /// `w.len() == k·n` and `b.len() == n` (the loader validates shapes).
+    pub fn new(w: &[f32], b: Option<Vec<f32>>, k: usize, n: usize, layout: Layout) -> Self {
+        let w = match layout {
+            Layout::OutIn => PackedWeights::new(w, n, k),
+            Layout::InOut => PackedWeights::from_kn(w, k, n),
+        };
+        Linear { w, b }
+    }
+
+    /// Input width.
+    pub fn k(&self) -> usize {
+        self.w.k()
+    }
+
+    /// Output width.
+    pub fn n(&self) -> usize {
+        self.w.n()
+    }
+
     /// `out[m×n] = x[m×k] · W (+ b)`, metered.
     pub fn forward(&self, x: &[f32], out: &mut [f32], m: usize, ops: &OpCounter) {
-        ops.add(cost::linear(m, self.k, self.n, self.b.is_some()));
-        match self.layout {
-            Layout::OutIn => kernels::linear(x, &self.w, self.b.as_deref(), out, m, self.k, self.n),
-            Layout::InOut => {
-                kernels::linear_kn(x, &self.w, self.b.as_deref(), out, m, self.k, self.n)
-            }
-        }
+        ops.add(cost::linear(m, self.k(), self.n(), self.b.is_some()));
+        kernels::linear_packed(x, &self.w, self.b.as_deref(), out, m);
     }
 
     /// Allocating variant of [`Linear::forward`].
     pub fn apply(&self, x: &[f32], m: usize, ops: &OpCounter) -> Vec<f32> {
-        let mut out = vec![0.0; m * self.n];
+        let mut out = vec![0.0; m * self.n()];
         self.forward(x, &mut out, m, ops);
         out
     }
@@ -110,6 +119,7 @@ pub fn relu(x: &mut [f32], ops: &OpCounter) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Bidirectional multi-head attention over one sequence of `seq` tokens
 /// (`q`, `k`, `v`, `out`: `[seq, heads·head_dim]`), metered.
 pub fn attention_full(
