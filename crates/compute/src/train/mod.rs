@@ -43,7 +43,7 @@ pub use mlp::{ClassBatch, MlpParams};
 pub use optim::{AdamConfig, OptState, OptimizerConfig};
 pub use params::{Param, ParamSet};
 pub use real::Real;
-pub use trace::{Hash, RunTrace, StepTrace};
+pub use trace::{hash_bytes, Hash, RunTrace, StepTrace};
 
 /// What can go wrong in a training step (all from untrusted batches or files).
 #[derive(Debug, thiserror::Error)]
@@ -105,8 +105,8 @@ pub fn train_step<T: Real, M: Trainable<T>>(
     Ok(StepTrace::new(
         opt.step,
         loss.to_f64(),
-        Hash::of(&M::batch_bytes(batch)),
-        Hash::of(&loss_bytes),
+        hash_bytes(&M::batch_bytes(batch)),
+        hash_bytes(&loss_bytes),
         model.params().hashes(),
         opt.leaf_hashes(),
     ))

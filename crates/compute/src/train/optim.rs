@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::params::ParamSet;
 use super::real::Real;
-use super::trace::Hash;
+use super::trace::{hash_bytes, Hash};
 
 /// Adam hyper-parameters (the committed values are these `f32`s).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -227,12 +227,12 @@ impl<T: Real> OptState<T> {
         }
         header.extend_from_slice(&self.step.to_le_bytes());
         T::extend_le_bytes(&[self.beta1_pow, self.beta2_pow], &mut header);
-        let mut leaves = vec![Hash::of(&header)];
+        let mut leaves = vec![hash_bytes(&header)];
         for (m, v) in self.m.iter().zip(&self.v) {
             let mut bytes = Vec::with_capacity((m.len() + v.len()) * T::BYTES);
             T::extend_le_bytes(m, &mut bytes);
             T::extend_le_bytes(v, &mut bytes);
-            leaves.push(Hash::of(&bytes));
+            leaves.push(hash_bytes(&bytes));
         }
         leaves
     }

@@ -6,7 +6,7 @@
 //! iteration order involved.
 
 use super::real::Real;
-use super::trace::Hash;
+use super::trace::{hash_bytes, Hash};
 
 /// One named parameter tensor (row-major).
 #[derive(Clone, Debug, PartialEq)]
@@ -39,7 +39,7 @@ impl<T: Real> Param<T> {
 
     /// blake3 over [`Param::le_bytes`] — the leaf a trace commits to.
     pub fn hash(&self) -> Hash {
-        Hash::of(&self.le_bytes())
+        hash_bytes(&self.le_bytes())
     }
 }
 

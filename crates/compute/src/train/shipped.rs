@@ -23,7 +23,7 @@ use std::path::Path;
 use super::gpt::{GptConfig, GptParams, TokenBatch};
 use super::optim::{AdamConfig, OptState, OptimizerConfig};
 use super::rng::SplitMix64;
-use super::trace::{Hash, RunTrace, StepTrace};
+use super::trace::{hash_bytes, Hash, RunTrace, StepTrace};
 use super::{train_step, TrainError, Trainable};
 
 /// The training text: fables of Aesop (public domain), ASCII.
@@ -258,7 +258,7 @@ pub fn write_assets(model: &GptParams<f32>, dir: &Path) -> Result<Hash, TrainErr
     let bytes = model.to_safetensors()?;
     std::fs::write(dir.join("model.safetensors"), &bytes).map_err(io)?;
     std::fs::write(dir.join("config.json"), config_json(&model.config)).map_err(io)?;
-    Ok(Hash::of(&bytes))
+    Ok(hash_bytes(&bytes))
 }
 
 /// Loads a model written by [`write_assets`] from `dir`.

@@ -18,140 +18,40 @@
 //! agreeing on step t−1's parameter and optimizer leaves fixes step t's input,
 //! so a referee re-executes one step from committed tensors and compares.
 //!
-//! The tree: leaves are hashed as `blake3(0x00 ‖ leaf)`, inner nodes as
-//! `blake3(0x01 ‖ left ‖ right)`, and a list of `n > 1` leaves splits at the
-//! largest power of two below `n` (RFC 6962's shape, so proofs are
-//! `⌈log₂ n⌉` long and the tree never duplicates a node). The empty list's
-//! root is `blake3("")`. (A local implementation; it moves to the protocol
-//! crate's shared Merkle module when that lands, keeping these rules.)
+//! The tree is the protocol's ([`agentic_protocol::merkle`]): leaves hashed
+//! `blake3(0x00 ‖ leaf)`, inner nodes `blake3(0x01 ‖ left ‖ right)`, odd nodes
+//! promoted, and the root binding the leaf count — the same function the
+//! ledger checks inference traces with.
 
-use core::fmt;
+use agentic_protocol::merkle;
 
-/// A 32-byte blake3 digest.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Hash(pub [u8; 32]);
+/// A 32-byte blake3 digest — the runtime's [`crate::trace::Digest`].
+pub type Hash = crate::trace::Digest;
 
-impl Hash {
-    /// blake3 of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        Self(*blake3::hash(bytes).as_bytes())
-    }
-
-    /// Lower-case hex.
-    pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s
-    }
+/// blake3 of `bytes`.
+pub fn hash_bytes(bytes: &[u8]) -> Hash {
+    crate::trace::Digest(*blake3::hash(bytes).as_bytes())
 }
 
-impl fmt::Debug for Hash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Hash({})", self.to_hex())
-    }
+fn raw(leaves: &[Hash]) -> Vec<[u8; 32]> {
+    leaves.iter().map(|h| h.0).collect()
 }
 
-impl fmt::Display for Hash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-fn leaf_node(h: &Hash) -> Hash {
-    let mut x = blake3::Hasher::new();
-    x.update(&[0x00]);
-    x.update(&h.0);
-    Hash(*x.finalize().as_bytes())
-}
-
-fn inner_node(l: &Hash, r: &Hash) -> Hash {
-    let mut x = blake3::Hasher::new();
-    x.update(&[0x01]);
-    x.update(&l.0);
-    x.update(&r.0);
-    Hash(*x.finalize().as_bytes())
-}
-
-fn split_point(n: usize) -> usize {
-    // Largest power of two strictly below n (n ≥ 2).
-    let mut k = 1;
-    while k * 2 < n {
-        k *= 2;
-    }
-    k
-}
-
-/// Merkle root of `leaves` (see the module docs for the exact shape).
+/// Merkle root of `leaves` ([`agentic_protocol::merkle::root`]).
 pub fn merkle_root(leaves: &[Hash]) -> Hash {
-    match leaves.len() {
-        0 => Hash::of(&[]),
-        1 => leaf_node(&leaves[0]),
-        n => {
-            let k = split_point(n);
-            inner_node(&merkle_root(&leaves[..k]), &merkle_root(&leaves[k..]))
-        }
-    }
+    crate::trace::Digest(merkle::root(&raw(leaves)))
 }
 
-/// The sibling hashes from leaf `index` up to the root (bottom first), or
-/// `None` if `index` is out of range.
+/// The sibling hashes from leaf `index` up to the root, or `None` if `index`
+/// is out of range ([`agentic_protocol::merkle::proof`]).
 pub fn merkle_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
-    if index >= leaves.len() {
-        return None;
-    }
-    let mut path = Vec::new();
-    let (mut lo, mut hi, mut idx) = (0usize, leaves.len(), index);
-    let mut stack = Vec::new();
-    while hi - lo > 1 {
-        let k = split_point(hi - lo);
-        if idx - lo < k {
-            stack.push(merkle_root(&leaves[lo + k..hi]));
-            hi = lo + k;
-        } else {
-            stack.push(merkle_root(&leaves[lo..lo + k]));
-            lo += k;
-        }
-    }
-    idx -= lo;
-    debug_assert_eq!(idx, 0);
-    while let Some(h) = stack.pop() {
-        path.push(h);
-    }
-    Some(path)
+    merkle::proof(&raw(leaves), index).map(|p| p.into_iter().map(crate::trace::Digest).collect())
 }
 
-/// Checks that `leaf` sits at `index` of a `len`-leaf tree with root `root`.
+/// Checks that `leaf` sits at `index` of a `len`-leaf tree with root `root`
+/// ([`agentic_protocol::merkle::verify`]).
 pub fn merkle_verify(root: &Hash, leaf: &Hash, index: usize, len: usize, proof: &[Hash]) -> bool {
-    if index >= len {
-        return false;
-    }
-    // Rebuild the left/right decisions top-down, then fold bottom-up.
-    let mut sides = Vec::new();
-    let (mut lo, mut hi) = (0usize, len);
-    while hi - lo > 1 {
-        let k = split_point(hi - lo);
-        if index - lo < k {
-            sides.push(false); // leaf on the left, sibling right
-            hi = lo + k;
-        } else {
-            sides.push(true);
-            lo += k;
-        }
-    }
-    if sides.len() != proof.len() {
-        return false;
-    }
-    let mut acc = leaf_node(leaf);
-    for (sib, on_right) in proof.iter().zip(sides.iter().rev()) {
-        acc = if *on_right {
-            inner_node(sib, &acc)
-        } else {
-            inner_node(&acc, sib)
-        };
-    }
-    acc == *root
+    merkle::verify(&root.0, index as u64, len as u64, &leaf.0, &raw(proof))
 }
 
 /// The commitment of one training step.
@@ -245,7 +145,7 @@ mod tests {
 
     fn leaves(n: usize) -> Vec<Hash> {
         (0..n)
-            .map(|i| Hash::of(&(i as u64).to_le_bytes()))
+            .map(|i| hash_bytes(&(i as u64).to_le_bytes()))
             .collect()
     }
 
@@ -257,7 +157,7 @@ mod tests {
             for i in 0..n {
                 let proof = merkle_proof(&ls, i).expect("in range");
                 assert!(merkle_verify(&root, &ls[i], i, n, &proof), "n={n} i={i}");
-                let wrong = Hash::of(b"forged");
+                let wrong = hash_bytes(b"forged");
                 assert!(!merkle_verify(&root, &wrong, i, n, &proof));
             }
             assert!(merkle_proof(&ls, n).is_none());
@@ -265,12 +165,29 @@ mod tests {
     }
 
     #[test]
-    fn leaf_and_inner_domains_differ() {
-        // A two-leaf root must not equal the one-leaf root of its concatenation's hash.
-        let ls = leaves(2);
-        let mut cat = ls[0].0.to_vec();
-        cat.extend_from_slice(&ls[1].0);
-        assert_ne!(merkle_root(&ls), merkle_root(&[Hash::of(&cat)]));
-        assert_ne!(merkle_root(&ls[..1]), ls[0]);
+    fn run_root_binds_every_step() {
+        let mut a = RunTrace::default();
+        for i in 0..3u8 {
+            a.push(StepTrace::new(
+                u64::from(i) + 1,
+                1.0,
+                hash_bytes(&[i]),
+                hash_bytes(&[]),
+                vec![],
+                vec![],
+            ));
+        }
+        let mut b = a.clone();
+        b.steps[1] = StepTrace::new(
+            2,
+            1.0,
+            hash_bytes(b"other batch"),
+            hash_bytes(&[]),
+            vec![],
+            vec![],
+        );
+        assert_ne!(a.root(), b.root());
+        assert_eq!(a.first_divergence(&b), Some(1));
+        assert_eq!(a.first_divergence(&a.clone()), None);
     }
 }
