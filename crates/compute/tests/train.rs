@@ -341,3 +341,25 @@ fn shipped_model_asset_is_intact_and_trained() {
     let unigram = shipped::unigram_entropy(corpus);
     assert!(eval < unigram - 1.0, "eval {eval} vs unigram {unigram}");
 }
+
+/// The inference runtime (`models::Gpt`, loaded through the registry) and the
+/// training forward agree on the shipped model: the same greedy continuation.
+#[test]
+fn inference_runtime_and_training_forward_agree_on_shipped_model() {
+    let loaded = agentic_compute::registry::load("tiny-gpt").expect("registry loads tiny-gpt");
+    let agentic_compute::Model::Gpt(gpt) = &loaded.model else {
+        panic!("tiny-gpt is not a GPT");
+    };
+    let prompt = b"THE LION AND THE ";
+    let ids: Vec<u32> = prompt.iter().map(|&b| u32::from(b)).collect();
+    let cfg = agentic_compute::models::GenerateConfig {
+        max_tokens: 24,
+        sampling: agentic_compute::models::Sampling::Greedy,
+        stop_token: None,
+    };
+    let inference = gpt.generate(&ids, &cfg).expect("generate").tokens;
+    let trained = shipped::load_assets(shipped::assets_dir()).expect("load");
+    let ours = shipped::generate(&trained, prompt, 24, 0.0, 0).expect("generate");
+    let ours: Vec<u32> = ours[prompt.len()..].iter().map(|&b| u32::from(b)).collect();
+    assert_eq!(inference, ours);
+}
