@@ -3,9 +3,10 @@
 
 use agentic_protocol::state::Block;
 use agentic_protocol::test_utils::{address_of, key, GenesisBuilder, TestReferee};
-use agentic_protocol::tx::{verify_batch, SignedTx, Tx, TxBody};
+use agentic_protocol::tx::{verify_batch, SignedTx, Tx, TxBody, TX_NAMESPACE};
 use agentic_protocol::types::{Amount, ChainId, Height};
 use agentic_protocol::State;
+use commonware_cryptography::{ed25519::PublicKey, BatchEntry, BatchVerifier};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const ACCOUNTS: u64 = 1_000;
@@ -67,6 +68,27 @@ fn bench(c: &mut Criterion) {
         )
     });
     g.bench_function("verify_batch", |b| b.iter(|| verify_batch(&block.txs)));
+    // Reference: commonware's own ed25519 batch verification of the whole
+    // block as one call on all rayon threads (no per-transaction results).
+    let strategy = commonware_parallel::Rayon::new(
+        std::num::NonZeroUsize::new(rayon::current_num_threads()).expect("threads"),
+    )
+    .expect("pool");
+    g.bench_function("raw_ed25519_batch", |b| {
+        b.iter(|| {
+            assert!(PublicKey::verify_batch(
+                &mut commonware_utils::test_rng(),
+                &block.txs,
+                |_, t| BatchEntry {
+                    namespace: TX_NAMESPACE,
+                    message: t.payload(),
+                    public_key: t.signer(),
+                    signature: t.signature(),
+                },
+                &strategy,
+            ))
+        })
+    });
     g.bench_function("signed_path", |b| {
         b.iter_batched(
             || state.clone(),
