@@ -7,6 +7,8 @@
 //! row-wise causal attention the GPT decoder shares between its full pass and its
 //! KV-cached incremental step (so both produce the same bits, see `gpt.rs`).
 
+use rayon::prelude::*;
+
 use crate::kernels::{self, PackedWeights};
 use crate::metering::{cost, OpCounter};
 
@@ -76,7 +78,14 @@ impl LayerNorm {
     pub fn forward(&self, x: &[f32], out: &mut [f32], rows: usize, ops: &OpCounter) {
         let cols = self.gamma.len();
         ops.add(cost::layer_norm(rows, cols));
-        kernels::layer_norm(x, &self.gamma, &self.beta, out, rows, cols, self.eps);
+        // Rows are independent: split them across threads (same bits at any count).
+        let block = PAR_CHUNK.div_ceil(cols.max(1)).max(1) * cols.max(1);
+        x.par_chunks(block)
+            .zip(out.par_chunks_mut(block))
+            .for_each(|(xi, oi)| {
+                let r = xi.len() / cols.max(1);
+                kernels::layer_norm(xi, &self.gamma, &self.beta, oi, r, cols, self.eps);
+            });
     }
 
     /// Allocating variant.
@@ -87,28 +96,47 @@ impl LayerNorm {
     }
 }
 
+/// Elements per parallel task for elementwise and row kernels: below it, one thread.
+const PAR_CHUNK: usize = 1 << 14;
+
+/// Applies an elementwise kernel to chunks of `x` in parallel. Each element's result
+/// depends on that element alone, so the split never changes a bit.
+fn par_elementwise(x: &mut [f32], f: impl Fn(&mut [f32]) + Sync) {
+    if x.len() <= PAR_CHUNK {
+        f(x);
+    } else {
+        x.par_chunks_mut(PAR_CHUNK).for_each(&f);
+    }
+}
+
 /// `a += b`, metered.
 pub fn add_inplace(a: &mut [f32], b: &[f32], ops: &OpCounter) {
     ops.add(cost::elementwise(a.len()));
-    kernels::add_inplace(a, b);
+    if a.len() <= PAR_CHUNK {
+        kernels::add_inplace(a, b);
+    } else {
+        a.par_chunks_mut(PAR_CHUNK)
+            .zip(b.par_chunks(PAR_CHUNK))
+            .for_each(|(ai, bi)| kernels::add_inplace(ai, bi));
+    }
 }
 
 /// GELU (erf form), in place, metered.
 pub fn gelu_erf(x: &mut [f32], ops: &OpCounter) {
     ops.add(cost::gelu_erf(x.len()));
-    kernels::gelu_erf(x);
+    par_elementwise(x, kernels::gelu_erf);
 }
 
 /// GELU (tanh form), in place, metered.
 pub fn gelu_tanh(x: &mut [f32], ops: &OpCounter) {
     ops.add(cost::gelu_tanh(x.len()));
-    kernels::gelu_tanh(x);
+    par_elementwise(x, kernels::gelu_tanh);
 }
 
 /// tanh, in place, metered.
 pub fn tanh(x: &mut [f32], ops: &OpCounter) {
     ops.add(cost::tanh(x.len()));
-    kernels::tanh_inplace(x);
+    par_elementwise(x, kernels::tanh_inplace);
 }
 
 /// ReLU, in place, metered (`x > 0 ? x : 0`; NaN maps to 0).
