@@ -393,3 +393,57 @@ fn golden_hashes() {
 
 const GOLDEN_MATMUL: &str = "483e5b970febb4f880b2bfac82948b414da77590a1b4848ada95b2705955821e";
 const GOLDEN_ATTENTION: &str = "031afcb742b1046aeb6c4c2dc97232eb8309acc580370b0f170f460a34020643";
+
+#[test]
+fn attention_and_activations_equal_reference_at_any_thread_count() {
+    let (seq, heads, hd) = (77, 6, 24);
+    let d = heads * hd;
+    let mut g = Lcg(31);
+    let (q, k, v) = (g.vec(seq * d), g.vec(seq * d), g.vec(seq * d));
+    let mask: Vec<bool> = (0..seq).map(|j| j % 5 != 3 && j < 70).collect();
+    let x: Vec<f32> = g.vec(70_001).iter().map(|v| v * 6.0).collect();
+    for (key_mask, causal) in [
+        (None, false),
+        (Some(&mask[..]), false),
+        (None, true),
+        (Some(&mask[..]), true),
+    ] {
+        let mut want = vec![0.0; seq * d];
+        reference::attention(&q, &k, &v, &mut want, seq, heads, hd, key_mask, causal);
+        for threads in [1, 2, 3] {
+            let got = in_pool(threads, || {
+                let mut got = vec![f32::NAN; seq * d];
+                kernels::attention(&q, &k, &v, &mut got, seq, heads, hd, key_mask, causal);
+                got
+            });
+            assert_same_bits(
+                &got,
+                &want,
+                &format!(
+                    "attention mask={} causal={causal} threads={threads}",
+                    key_mask.is_some()
+                ),
+            );
+        }
+    }
+    for (name, r, f) in [
+        (
+            "gelu_erf",
+            reference::gelu_erf as fn(&mut [f32]),
+            kernels::gelu_erf as fn(&mut [f32]),
+        ),
+        ("gelu_tanh", reference::gelu_tanh, kernels::gelu_tanh),
+        ("tanh", reference::tanh_inplace, kernels::tanh_inplace),
+    ] {
+        let mut want = x.clone();
+        r(&mut want);
+        for threads in [1, 3] {
+            let got = in_pool(threads, || {
+                let mut got = x.clone();
+                f(&mut got);
+                got
+            });
+            assert_same_bits(&got, &want, name);
+        }
+    }
+}

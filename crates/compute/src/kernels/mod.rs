@@ -40,6 +40,7 @@
 //! of bounds).
 #![allow(clippy::too_many_arguments)]
 
+mod attention;
 mod gemm;
 pub mod reference;
 
@@ -80,6 +81,35 @@ pub fn force_scalar() -> bool {
             );
             FORCE_SCALAR.load(Ordering::Relaxed) == 2
         }
+    }
+}
+
+/// Whether loops written as plain Rust may run their AVX2-compiled copy (x86-64 with
+/// AVX2, scalar not forced). The copies compute the same operations in the same order;
+/// only the vector width LLVM picks differs.
+pub(crate) fn use_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        !force_scalar() && std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Elements per rayon task for the elementwise transcendental kernels.
+const MAP_CHUNK: usize = 1 << 14;
+
+/// Applies `f` to every element, in parallel chunks when `x` is large (each element is
+/// independent, so the split cannot change a bit).
+fn map_inplace(x: &mut [f32], f: fn(f32) -> f32) {
+    use rayon::prelude::*;
+    if x.len() >= 2 * MAP_CHUNK {
+        x.par_chunks_mut(MAP_CHUNK)
+            .for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
+    } else {
+        x.iter_mut().for_each(|v| *v = f(*v));
     }
 }
 
@@ -213,17 +243,22 @@ pub fn log_softmax_rows(x: &mut [f32], rows: usize, cols: usize) {
 
 /// Exact (erf) GELU in place: `(0.5·x)·(1 + erff(x/√2))`.
 pub fn gelu_erf(x: &mut [f32]) {
-    reference::gelu_erf(x)
+    map_inplace(x, |u| {
+        0.5 * u * (1.0 + libm::erff(u / core::f32::consts::SQRT_2))
+    })
 }
 
 /// GPT-2 `gelu_new` in place: `(0.5·u)·(1 + tanhf(√(2/π)·(u + ((0.044715·u)·u)·u)))`.
 pub fn gelu_tanh(x: &mut [f32]) {
-    reference::gelu_tanh(x)
+    map_inplace(x, |u| {
+        let t = libm::tanhf(reference::SQRT_2_OVER_PI * (u + 0.044715 * u * u * u));
+        0.5 * u * (1.0 + t)
+    })
 }
 
 /// `x = tanhf(x)` in place.
 pub fn tanh_inplace(x: &mut [f32]) {
-    reference::tanh_inplace(x)
+    map_inplace(x, libm::tanhf)
 }
 
 /// Gathers rows of `table[vocab×dim]` for `ids` into `out[ids.len()×dim]`.
@@ -286,7 +321,7 @@ pub fn attention(
     key_mask: Option<&[bool]>,
     causal: bool,
 ) {
-    reference::attention(q, k, v, out, seq, heads, head_dim, key_mask, causal)
+    attention::attention(q, k, v, out, seq, heads, head_dim, key_mask, causal)
 }
 
 /// Masked mean over `seq` rows of width `dim` (rows added in increasing order, divided
