@@ -105,12 +105,14 @@ fn matmul_equals_reference_on_odd_shapes() {
 #[test]
 fn matmul_equals_reference_across_k_blocks_and_threads() {
     // k > one k-block (partial sums re-loaded from c), n over several panels, m over
-    // several row blocks: big enough to take the parallel path.
+    // several row blocks, n over more than one 2048-column block.
     for &(m, k, n) in &[
         (200, 300, 161),
         (97, 513, 70),
         (257, 129, 300),
         (1, 700, 33),
+        (3, 40, 2100),
+        (300, 400, 290), // ≥ 2^25 multiply-adds: the parallel path
     ] {
         for threads in [1, 2, 3] {
             in_pool(threads, || check_matmul_shape(m, k, n, (m * k * n) as u64));
