@@ -16,7 +16,10 @@ impl Tensor {
         if n != data.len() {
             return Err(ComputeError::ShapeMismatch {
                 op: "Tensor::new",
-                detail: format!("shape {shape:?} holds {n} elements, data has {}", data.len()),
+                detail: format!(
+                    "shape {shape:?} holds {n} elements, data has {}",
+                    data.len()
+                ),
             });
         }
         Ok(Self { shape, data })
@@ -25,7 +28,10 @@ impl Tensor {
     /// A zero-filled tensor.
     pub fn zeros(shape: Vec<usize>) -> Self {
         let n = shape.iter().product();
-        Self { shape, data: vec![0.0; n] }
+        Self {
+            shape,
+            data: vec![0.0; n],
+        }
     }
 
     pub fn shape(&self) -> &[usize] {
