@@ -123,6 +123,30 @@ fn encode<T: Encode>(v: &T) -> Vec<u8> {
 /// One entry change: key, old value (if it existed), new value (if it exists).
 type Change = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
 
+/// Transactions applied between two hand-offs of old account values to the
+/// eager remover (see `State::apply_block_preverified`).
+pub(crate) const EAGER_CHUNK: usize = 1024;
+
+/// Removes the given pre-block account entries from a partial root and adds
+/// it into `into`. Runs on another rayon thread while the block's remaining
+/// transactions apply, so the second core computes half of the root update
+/// in the time the first spends applying.
+pub(crate) fn remove_old_accounts(
+    olds: &[(Address, Account)],
+    into: &std::sync::Mutex<StateCommitment>,
+) {
+    if olds.is_empty() {
+        return;
+    }
+    let mut delta = StateCommitment::new();
+    for (a, old) in olds {
+        delta.remove(&account_key(a), &account_value(old));
+    }
+    into.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .absorb(&delta);
+}
+
 /// An account change with its fixed-size encodings on the stack.
 type AccountChange = ([u8; 33], Option<[u8; 56]>, Option<[u8; 56]>);
 
@@ -165,6 +189,22 @@ impl Commitment {
 
     /// Records an item's encoding before its first change this block
     /// (`None` if the item is being created).
+    /// How many accounts this block has touched so far.
+    pub(crate) fn touched_accounts(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// The pre-block values of the accounts first touched at positions
+    /// `from..` of this block's touch list (new accounts have none).
+    pub(crate) fn old_accounts_since(&self, from: usize) -> Vec<(Address, Account)> {
+        self.accounts
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(a, old)| old.map(|o| (*a, o)))
+            .collect()
+    }
+
     pub(crate) fn touch<T: Encode>(&mut self, key: StateKey, current: Option<&T>) {
         self.others
             .entry(key)
@@ -190,14 +230,23 @@ impl State {
     }
 
     /// Folds every change of the block into the root and returns it.
-    pub(crate) fn commit_block(&mut self) -> Hash {
+    ///
+    /// `eager` already holds the removal of the old values of the first
+    /// `eager_upto` touched accounts; only their new values remain to add.
+    pub(crate) fn commit_block(&mut self, eager: StateCommitment, eager_upto: usize) -> Hash {
         let mut commit = std::mem::take(&mut self.commit);
+        commit.acc.absorb(&eager);
         // Accounts: fixed-size encodings on the stack.
         let accounts = std::mem::take(&mut commit.accounts);
         let account_changes: Vec<AccountChange> = accounts
             .iter()
-            .filter_map(|(a, old)| {
+            .enumerate()
+            .filter_map(|(i, (a, old))| {
                 let new = self.accounts.get(a).map(|s| s.acct);
+                if i < eager_upto {
+                    // Old value already removed: add the new one back even if unchanged.
+                    return new.map(|n| (account_key(a), None, Some(account_value(&n))));
+                }
                 if *old == new {
                     return None;
                 }

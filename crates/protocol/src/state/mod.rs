@@ -953,18 +953,36 @@ impl State {
             beacon: block.beacon,
         };
         let mut receipts = Vec::with_capacity(block.txs.len());
-        for (i, (stx, ok)) in block.txs.iter().zip(sig_ok).enumerate() {
-            ctx.tx = Some(i as u32);
-            let r = if *ok {
-                self.apply_tx(stx, &mut ctx)
-            } else {
-                Err(TxError::BadSignature)
-            };
-            receipts.push(r);
-        }
+        // Transactions apply in order on this thread. Every `EAGER_CHUNK`
+        // transactions, the old values of the accounts first touched since the
+        // last chunk are handed to another rayon thread, which removes them
+        // from a partial root while application goes on (see
+        // `commit::remove_old_accounts`). The root is a commutative sum, so
+        // this overlap cannot change it.
+        let eager = std::sync::Mutex::new(crate::root::StateCommitment::new());
+        let mut eager_upto = 0;
+        rayon::scope(|scope| {
+            for (c, chunk) in block.txs.chunks(commit::EAGER_CHUNK).enumerate() {
+                for (j, stx) in chunk.iter().enumerate() {
+                    let i = c * commit::EAGER_CHUNK + j;
+                    ctx.tx = Some(i as u32);
+                    let r = if sig_ok[i] {
+                        self.apply_tx(stx, &mut ctx)
+                    } else {
+                        Err(TxError::BadSignature)
+                    };
+                    receipts.push(r);
+                }
+                let olds = self.commit.old_accounts_since(eager_upto);
+                eager_upto = self.commit.touched_accounts();
+                let eager = &eager;
+                scope.spawn(move |_| commit::remove_old_accounts(&olds, eager));
+            }
+        });
         ctx.tx = None;
         self.end_block(referee, &mut ctx);
-        let root = self.commit_block();
+        let eager = eager.into_inner().unwrap_or_else(|e| e.into_inner());
+        let root = self.commit_block(eager, eager_upto);
         Ok(BlockOutcome {
             height: block.height,
             receipts,
