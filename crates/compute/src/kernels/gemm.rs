@@ -536,10 +536,8 @@ unsafe fn portable(
     }
 }
 
-// AVX-512 intrinsics are stable since Rust 1.89; the workspace's `rust-version` (1.85)
-// predates them, so building this crate needs 1.89 or newer.
+// AVX-512 intrinsics are stable since Rust 1.89, the workspace's `rust-version`.
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::incompatible_msrv)]
 mod x86 {
     //! AVX-512F and AVX2 micro-kernels: `mul` then `add`, never `fmadd`.
     use std::arch::x86_64::*;
