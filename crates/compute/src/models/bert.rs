@@ -89,7 +89,7 @@ impl BertConfig {
         {
             return Err(ComputeError::config(format!("zero dimension in {c:?}")));
         }
-        if c.hidden_size % c.num_attention_heads != 0 {
+        if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(ComputeError::config(
                 "hidden_size not divisible by num_attention_heads",
             ));

@@ -84,7 +84,7 @@ impl GptConfig {
         if [c.n_layer, c.n_head, c.n_embd, c.vocab_size, c.n_positions].contains(&0) {
             return Err(ComputeError::config(format!("zero dimension in {c:?}")));
         }
-        if c.n_embd % c.n_head != 0 {
+        if !c.n_embd.is_multiple_of(c.n_head) {
             return Err(ComputeError::config("n_embd not divisible by n_head"));
         }
         if c.layer_norm_epsilon.is_nan() || c.layer_norm_epsilon <= 0.0 {

@@ -56,7 +56,7 @@ impl GptConfig {
         {
             return Err(TrainError::BadConfig(format!("zero dimension in {c:?}")));
         }
-        if c.n_embd % c.n_head != 0 {
+        if !c.n_embd.is_multiple_of(c.n_head) {
             return Err(TrainError::BadConfig(format!(
                 "n_embd {} not divisible by n_head {}",
                 c.n_embd, c.n_head
