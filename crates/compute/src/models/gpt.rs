@@ -45,8 +45,9 @@ use crate::loader::{cfg_f32_or, cfg_usize, Checkpoint};
 use crate::metering::{cost, InputShape, OpCounter};
 use crate::ComputeError;
 
-/// The decoder's shape (fields of a GPT-2 `config.json`).
-#[derive(Clone, Debug, PartialEq)]
+/// The decoder's shape (fields of a GPT-2 `config.json`). Shared by inference
+/// and by training (`crate::train::gpt`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GptConfig {
     pub n_layer: usize,
     pub n_head: usize,

@@ -19,57 +19,24 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
 use super::ops::{self, AttnShape, LayerNormCache};
 use super::params::{Param, ParamSet};
 use super::real::Real;
 use super::rng::SplitMix64;
 use super::{TrainError, Trainable};
 
-/// The decoder's shape (the fields of a GPT-2 `config.json`).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GptConfig {
-    /// Transformer blocks.
-    pub n_layer: usize,
-    /// Attention heads per block.
-    pub n_head: usize,
-    /// Model width.
-    pub n_embd: usize,
-    /// Vocabulary size (256 for the byte tokenizer).
-    pub vocab_size: usize,
-    /// Maximum sequence length (rows of `wpe`).
-    pub n_positions: usize,
-    /// Layer-norm epsilon.
-    pub layer_norm_epsilon: f32,
+pub use crate::models::GptConfig;
+
+/// The model's shape rules ([`GptConfig::validate`]) as a training error.
+fn validate(config: &GptConfig) -> Result<(), TrainError> {
+    config.validate().map_err(|e| match e {
+        crate::ComputeError::InvalidConfig(detail) => TrainError::BadConfig(detail),
+        other => TrainError::BadConfig(other.to_string()),
+    })
 }
 
+/// Training-side views of the shape.
 impl GptConfig {
-    /// Checks that the shape is usable.
-    pub fn validate(&self) -> Result<(), TrainError> {
-        let c = self;
-        if c.n_layer == 0
-            || c.n_head == 0
-            || c.n_embd == 0
-            || c.vocab_size == 0
-            || c.n_positions == 0
-        {
-            return Err(TrainError::BadConfig(format!("zero dimension in {c:?}")));
-        }
-        if !c.n_embd.is_multiple_of(c.n_head) {
-            return Err(TrainError::BadConfig(format!(
-                "n_embd {} not divisible by n_head {}",
-                c.n_embd, c.n_head
-            )));
-        }
-        if c.layer_norm_epsilon.is_nan() || c.layer_norm_epsilon <= 0.0 {
-            return Err(TrainError::BadConfig(
-                "layer_norm_epsilon must be > 0".into(),
-            ));
-        }
-        Ok(())
-    }
-
     /// The canonical tensor names and shapes, in trace order.
     pub fn tensor_layout(&self) -> Vec<(String, Vec<usize>)> {
         let (d, v, p) = (self.n_embd, self.vocab_size, self.n_positions);
@@ -178,7 +145,7 @@ impl<T: Real> GptParams<T> {
     /// residual projections scaled by `1/√(2·n_layer)`, biases 0, LN γ=1 β=0.
     /// Normals are drawn in canonical tensor order from one SplitMix64 stream.
     pub fn init(config: GptConfig, seed: u64) -> Result<Self, TrainError> {
-        config.validate()?;
+        validate(&config)?;
         let mut rng = SplitMix64::new(seed);
         let resid = 0.02 / libm::sqrt(2.0 * config.n_layer as f64);
         let tensors = config
@@ -536,7 +503,7 @@ impl GptParams<f32> {
     /// checkpoint of this shape with F32 tensors). Every tensor is checked
     /// against the config's layout; extra tensors are ignored.
     pub fn from_safetensors(config: GptConfig, bytes: &[u8]) -> Result<Self, TrainError> {
-        config.validate()?;
+        validate(&config)?;
         let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         let mut by_name: HashMap<String, safetensors::tensor::TensorView<'_>> =
