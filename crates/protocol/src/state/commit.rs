@@ -155,6 +155,8 @@ type AccountChange = ([u8; 33], Option<[u8; 56]>, Option<[u8; 56]>);
 pub(crate) struct Commitment {
     acc: StateCommitment,
     accounts: Vec<(Address, Option<Account>)>,
+    /// `accounts[..eager_upto]` had their old values removed eagerly.
+    eager_upto: usize,
     others: BTreeMap<StateKey, Option<Vec<u8>>>,
     params_before: Vec<u8>,
     meta_before: Vec<u8>,
@@ -167,6 +169,7 @@ impl Commitment {
 
     pub(crate) fn begin_block(&mut self, params: &Params, meta: &Meta) {
         self.accounts.clear();
+        self.eager_upto = 0;
         self.others.clear();
         self.params_before = encode(params);
         self.meta_before = encode(meta);
@@ -189,14 +192,12 @@ impl Commitment {
 
     /// Records an item's encoding before its first change this block
     /// (`None` if the item is being created).
-    /// How many accounts this block has touched so far.
-    pub(crate) fn touched_accounts(&self) -> usize {
-        self.accounts.len()
-    }
-
-    /// The pre-block values of the accounts first touched at positions
-    /// `from..` of this block's touch list (new accounts have none).
-    pub(crate) fn old_accounts_since(&self, from: usize) -> Vec<(Address, Account)> {
+    /// The pre-block values of the accounts first touched since the last
+    /// call (new accounts have none), marking them as handed to the eager
+    /// remover: `commit_block` then only adds their new values.
+    pub(crate) fn take_old_accounts(&mut self) -> Vec<(Address, Account)> {
+        let from = self.eager_upto;
+        self.eager_upto = self.accounts.len();
         self.accounts
             .get(from..)
             .unwrap_or_default()
@@ -231,11 +232,13 @@ impl State {
 
     /// Folds every change of the block into the root and returns it.
     ///
-    /// `eager` already holds the removal of the old values of the first
-    /// `eager_upto` touched accounts; only their new values remain to add.
-    pub(crate) fn commit_block(&mut self, eager: StateCommitment, eager_upto: usize) -> Hash {
+    /// `eager` already holds the removal of the old values of the accounts
+    /// handed out by [`Commitment::take_old_accounts`]; only their new values
+    /// remain to add.
+    pub(crate) fn commit_block(&mut self, eager: StateCommitment) -> Hash {
         let mut commit = std::mem::take(&mut self.commit);
         commit.acc.absorb(&eager);
+        let eager_upto = commit.eager_upto;
         // Accounts: fixed-size encodings on the stack.
         let accounts = std::mem::take(&mut commit.accounts);
         let account_changes: Vec<AccountChange> = accounts

@@ -960,7 +960,6 @@ impl State {
         // `commit::remove_old_accounts`). The root is a commutative sum, so
         // this overlap cannot change it.
         let eager = std::sync::Mutex::new(crate::root::StateCommitment::new());
-        let mut eager_upto = 0;
         rayon::scope(|scope| {
             for (c, chunk) in block.txs.chunks(commit::EAGER_CHUNK).enumerate() {
                 for (j, stx) in chunk.iter().enumerate() {
@@ -973,8 +972,7 @@ impl State {
                     };
                     receipts.push(r);
                 }
-                let olds = self.commit.old_accounts_since(eager_upto);
-                eager_upto = self.commit.touched_accounts();
+                let olds = self.commit.take_old_accounts();
                 let eager = &eager;
                 scope.spawn(move |_| commit::remove_old_accounts(&olds, eager));
             }
@@ -982,7 +980,7 @@ impl State {
         ctx.tx = None;
         self.end_block(referee, &mut ctx);
         let eager = eager.into_inner().unwrap_or_else(|e| e.into_inner());
-        let root = self.commit_block(eager, eager_upto);
+        let root = self.commit_block(eager);
         Ok(BlockOutcome {
             height: block.height,
             receipts,
