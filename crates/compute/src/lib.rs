@@ -15,8 +15,9 @@
 //!
 //! # Determinism rules
 //!
-//! 1. Every output element is reduced in one fixed order (multiply, then add; never a
-//!    fused multiply-add); SIMD lanes and threads split *independent* outputs only
+//! 1. Every output element is reduced in one fixed order, each step `acc = fma(a, b,
+//!    acc)` (one fused multiply-add, rounded once, on every CPU: hardware or `libm::fmaf`);
+//!    SIMD lanes and threads split *independent* outputs only
 //!    ([`kernels`]). Batching sentences, splitting rows across threads and the KV cache
 //!    therefore never change a bit: each row is computed by the same scalar sequence.
 //! 2. Transcendentals (`exp`, `erf`, `tanh`, `sqrt`) come from `libm`, never the

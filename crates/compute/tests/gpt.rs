@@ -157,6 +157,6 @@ fn gpt_golden_roots_any_thread_count() {
     );
 }
 
-const GPT_FORWARD_GOLDEN: &str = "3f4d814987a03f67235418ee6457580ea6c28323901b8bc57536215c7845232c";
+const GPT_FORWARD_GOLDEN: &str = "50f4df3c5babd1646c6eedc3429414e32e9d1ccc7443609f1d13bd57c6badc1a";
 const GPT_GENERATE_GOLDEN: &str =
-    "0f49dea9f479eafce3364507856b4db06b118591adf096317fc443c03cbe03dd";
+    "b39113da7411405aac83828779d6f10faa442ef253519feccc18c64c889904c1";

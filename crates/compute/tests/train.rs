@@ -170,7 +170,7 @@ fn mlp_sgd_learns_deterministically() {
             lr: 0.1,
             momentum: 0.9,
         },
-        "e15a6766ed29bfb2c04b59a5d549ccdbd8f2346733c230c1b4e1e3ca380632aa",
+        "39aceed14939cfbdd42e76c74f18a9830f0413f39df7054b5b0eabbed877eddb",
     );
 }
 
@@ -181,7 +181,7 @@ fn mlp_adam_learns_deterministically() {
             lr: 3e-3,
             ..AdamConfig::default()
         }),
-        "f75d3759b164cd0e5fef00c78c3c13f039255d92c96ceab2c3774078b95f7472",
+        "1b7d8dcaf16f766df724f90059fb52ddd8c874d200240bab1a639587a34eeaf2",
     );
 }
 

@@ -16,9 +16,10 @@
 //! order, the softmax runs over allowed keys in increasing `j`, and the output sums over
 //! allowed keys in increasing `j` — the compact lists only drop the keys the reference
 //! skips. SIMD lanes hold different keys (scores) or different `e` (outputs), never
-//! parts of one sum. The loops are plain Rust compiled a second time with AVX2 enabled
-//! (no FMA: Rust does not contract `a * b + c`); heads run in parallel with rayon, each
-//! writing its own buffer.
+//! parts of one sum. Every accumulation is a fused multiply-add. The loops are plain
+//! Rust, generic over how the FMA is done, compiled again with AVX2+FMA (and with FMA
+//! alone) for CPUs that have them; heads run in parallel with rayon, each writing its
+//! own buffer.
 
 use rayon::prelude::*;
 
@@ -68,14 +69,30 @@ pub fn attention(
             causal,
         };
         #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: `use_avx2` checked that the CPU has AVX2.
-            unsafe { head_avx2(&args, &mut o) };
+        {
+            if avx2 {
+                // SAFETY: `use_avx2` checked that the CPU has AVX2 and FMA.
+                unsafe { head_avx2(&args, &mut o) };
+                return o;
+            }
+            if super::has_hw_fma() {
+                // SAFETY: the CPU has FMA.
+                unsafe { head_fma(&args, &mut o) };
+                return o;
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            let _ = avx2;
+            head::<super::HwFma>(&args, &mut o);
             return o;
         }
-        let _ = avx2;
-        head(&args, &mut o);
-        o
+        #[allow(unreachable_code)]
+        {
+            let _ = avx2;
+            head::<super::SoftFma>(&args, &mut o);
+            o
+        }
     };
     let per_head: Vec<Vec<f32>> = if seq * seq * d >= PAR_THRESHOLD && heads > 1 {
         (0..heads).into_par_iter().map(run).collect()
@@ -103,14 +120,20 @@ struct Head<'a> {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 fn head_avx2(h: &Head<'_>, o: &mut [f32]) {
-    head(h, o)
+    head::<super::HwFma>(h, o)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+fn head_fma(h: &Head<'_>, o: &mut [f32]) {
+    head::<super::HwFma>(h, o)
 }
 
 /// One head into `o[seq × head_dim]`.
 #[inline(always)]
-fn head(h: &Head<'_>, o: &mut [f32]) {
+fn head<F: super::Fma>(h: &Head<'_>, o: &mut [f32]) {
     let (seq, d, hd, off) = (h.seq, h.d, h.head_dim, h.off);
     let nk = h.keys.len();
     let scale = 1.0 / libm::sqrtf(hd as f32);
@@ -146,7 +169,7 @@ fn head(h: &Head<'_>, o: &mut [f32]) {
         for (e, &qe) in qrow.iter().enumerate() {
             let kr = &kt[e * nk..e * nk + len];
             for (sj, &kj) in s.iter_mut().zip(kr) {
-                *sj += qe * kj;
+                *sj = F::fma(qe, kj, *sj);
             }
         }
         let mut mx = f32::NEG_INFINITY;
@@ -168,7 +191,7 @@ fn head(h: &Head<'_>, o: &mut [f32]) {
         for (jj, &p) in s.iter().enumerate() {
             let vr = &vc[jj * hd..(jj + 1) * hd];
             for (oe, &ve) in orow.iter_mut().zip(vr) {
-                *oe += p * ve;
+                *oe = F::fma(p, ve, *oe);
             }
         }
     }

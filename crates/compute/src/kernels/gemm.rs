@@ -3,14 +3,15 @@
 //!
 //! # Why the bits cannot change
 //!
-//! Every `c[i][j]` is the left-to-right sum `((0 + a[i,0]·b[0,j]) + a[i,1]·b[1,j]) + …`.
+//! Every `c[i][j]` is the chain `acc = fma(a[i,p], b[p,j], acc)` for `p = 0, 1, …` from
+//! `acc = +0.0`.
 //! The blocked kernel keeps exactly that order:
 //! - a SIMD lane is one output column `j`; a register row is one output row `i`;
 //!   lanes never talk to each other (no horizontal sums);
 //! - `k` is cut into blocks of `KC` visited in increasing order; the first block starts
 //!   the accumulators at `+0.0`, later blocks re-load the partial sums from `c` (an
 //!   f32 store/load is exact) and continue adding in order;
-//! - products are rounded, then added: `mul` then `add`, never FMA;
+//! - every step is one fused multiply-add, rounded once, in every micro-kernel;
 //! - rayon splits `c` into disjoint tiles; each tile runs the same `k` loop.
 //!
 //! Zero-padded rows and columns of the packed panels only feed outputs that are never
@@ -99,7 +100,9 @@ pub fn detected_simd() -> SimdPath {
         if std::arch::is_x86_feature_detected!("avx512f") {
             return SimdPath::Avx512;
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
             return SimdPath::Avx2;
         }
     }
@@ -489,12 +492,57 @@ unsafe fn micro(
     }
 }
 
-/// Portable micro-kernel: up to 4 rows × 16 columns, one sliver of height `h`.
+/// Portable micro-kernel: up to 4 rows × 16 columns, one sliver of height `h`. On x86-64
+/// with FMA it runs a copy compiled with the `fma` feature (one instruction per step);
+/// elsewhere [`super::fmadd`] (same bits).
 ///
 /// # Safety
 /// As [`micro`], with `ncols ≤ 16`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn portable(
+    h: usize,
+    kc: usize,
+    a: &[f32],
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    ncols: usize,
+    acc: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_hw_fma() {
+        // SAFETY: the CPU has FMA; the rest is forwarded from the caller.
+        unsafe { portable_fma(h, kc, a, b, c, ldc, ncols, acc) };
+        return;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { portable_with::<super::SoftFma>(h, kc, a, b, c, ldc, ncols, acc) }
+}
+
+/// # Safety
+/// The CPU has FMA; otherwise as [`portable`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn portable_fma(
+    h: usize,
+    kc: usize,
+    a: &[f32],
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    ncols: usize,
+    acc: bool,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { portable_with::<super::HwFma>(h, kc, a, b, c, ldc, ncols, acc) }
+}
+
+/// # Safety
+/// As [`portable`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn portable_with<F: super::Fma>(
     h: usize,
     kc: usize,
     a: &[f32],
@@ -521,8 +569,7 @@ unsafe fn portable(
             for (r, tr) in t.iter_mut().enumerate().take(rows) {
                 let av = a[p * h + r0 + r];
                 for j in 0..16 {
-                    let prod = av * brow[j];
-                    tr[j] += prod;
+                    tr[j] = F::fma(av, brow[j], tr[j]);
                 }
             }
         }
@@ -539,7 +586,7 @@ unsafe fn portable(
 // AVX-512 intrinsics are stable since Rust 1.89, the workspace's `rust-version`.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! AVX-512F and AVX2 micro-kernels: `mul` then `add`, never `fmadd`.
+    //! AVX-512F and AVX2+FMA micro-kernels: one `fmadd` per step.
     use std::arch::x86_64::*;
 
     use super::PANEL;
@@ -622,8 +669,8 @@ mod x86 {
                 let b1 = _mm512_loadu_ps(bp.add(16));
                 for r in 0..MR {
                     let av = _mm512_set1_ps(*ap.add(r));
-                    t0[r] = _mm512_add_ps(t0[r], _mm512_mul_ps(av, b0));
-                    t1[r] = _mm512_add_ps(t1[r], _mm512_mul_ps(av, b1));
+                    t0[r] = _mm512_fmadd_ps(av, b0, t0[r]);
+                    t1[r] = _mm512_fmadd_ps(av, b1, t1[r]);
                 }
                 ap = ap.add(MR);
                 bp = bp.add(PANEL);
@@ -636,7 +683,7 @@ mod x86 {
     }
 
     /// # Safety
-    /// AVX2 available; pointers as in `super::micro`, `h ≤ 6`, `ncols ≤ 16`.
+    /// AVX2 and FMA available; pointers as in `super::micro`, `h ≤ 6`, `ncols ≤ 16`.
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn dispatch_avx2(
         h: usize,
@@ -674,9 +721,9 @@ mod x86 {
     /// `MR` rows × 16 columns. `a[p·MR + r]`, `b[p·32 + j]`.
     ///
     /// # Safety
-    /// AVX2 available; `a` has `MR·kc`, `b` `32·kc` floats; `c` has `MR` rows of
+    /// AVX2 and FMA available; `a` has `MR·kc`, `b` `32·kc` floats; `c` has `MR` rows of
     /// `ncols ≤ 16` writable floats at stride `ldc`.
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2<const MR: usize>(
         kc: usize,
         a: *const f32,
@@ -705,8 +752,8 @@ mod x86 {
                 let b1 = _mm256_loadu_ps(bp.add(8));
                 for r in 0..MR {
                     let av = _mm256_set1_ps(*ap.add(r));
-                    t0[r] = _mm256_add_ps(t0[r], _mm256_mul_ps(av, b0));
-                    t1[r] = _mm256_add_ps(t1[r], _mm256_mul_ps(av, b1));
+                    t0[r] = _mm256_fmadd_ps(av, b0, t0[r]);
+                    t1[r] = _mm256_fmadd_ps(av, b1, t1[r]);
                 }
                 ap = ap.add(MR);
                 bp = bp.add(PANEL);
@@ -721,7 +768,8 @@ mod x86 {
 
 #[cfg(target_arch = "aarch64")]
 mod neon {
-    //! NEON micro-kernel: `vmulq_f32` then `vaddq_f32`, never `vfmaq_f32`/`vmlaq_f32`.
+    //! NEON micro-kernel: one `vfmaq_f32` (fused) per step — never `vmlaq_f32`, which
+    //! rounds the product first.
     use std::arch::aarch64::*;
 
     use super::PANEL;
@@ -799,7 +847,7 @@ mod neon {
                 for r in 0..MR {
                     let av = vdupq_n_f32(*ap.add(r));
                     for q in 0..4 {
-                        t[r][q] = vaddq_f32(t[r][q], vmulq_f32(av, bv[q]));
+                        t[r][q] = vfmaq_f32(t[r][q], av, bv[q]);
                     }
                 }
                 ap = ap.add(MR);

@@ -10,14 +10,19 @@
 //!
 //! The rules that make this possible:
 //! 1. **One order per output.** Each output element is reduced in one fixed order:
-//!    `acc = +0.0; for p in 0..k { acc = acc + a·b }` — products rounded, then added.
+//!    `acc = +0.0; for p in 0..k { acc = fma(a, b, acc) }`.
 //! 2. **Vectorize across outputs, never across a reduction.** A SIMD lane holds one
 //!    output element (e.g. 16 adjacent columns `j` of `c` share one `p` loop); no
 //!    horizontal sums, no split accumulators.
-//! 3. **No fused multiply-add.** FMA rounds once where mul+add rounds twice; using it on
-//!    some CPUs and not others would fork the results. We use it nowhere
-//!    (`_mm512_mul_ps` then `_mm512_add_ps`; `vmulq_f32` then `vaddq_f32`), and Rust
-//!    never contracts `a * b + c` on its own.
+//! 3. **Fused multiply-add everywhere.** Every `c + a·b` (every step of a dot product,
+//!    matmul, attention, norm, and every affine `x·γ + β`) is one IEEE 754
+//!    fusedMultiplyAdd, rounded once, on *every* path: `_mm512_fmadd_ps`,
+//!    `_mm256_fmadd_ps`, `vfmaq_f32`, and [`fmadd`] in scalar code (the CPU's FMA
+//!    instruction where it has one, `libm::fmaf` in software where it does not). FMA is
+//!    correctly rounded by definition, so hardware and software give the same bits; a
+//!    mix of fused and unfused steps would not, which is why no kernel ever writes a
+//!    bare `acc += a * b` (Rust never contracts one on its own). Fused is also the fast
+//!    choice: one instruction per step instead of two.
 //! 4. **Threads split independent outputs.** rayon hands out disjoint blocks of `c`;
 //!    each block runs the full `k` loop itself, so thread count cannot change a result.
 //! 5. **Transcendentals from `libm`**, a portable software implementation, never the
@@ -84,17 +89,115 @@ pub fn force_scalar() -> bool {
     }
 }
 
-/// Whether loops written as plain Rust may run their AVX2-compiled copy (x86-64 with
-/// AVX2, scalar not forced). The copies compute the same operations in the same order;
-/// only the vector width LLVM picks differs.
+/// Whether loops written as plain Rust may run their AVX2+FMA-compiled copy (x86-64
+/// with AVX2 and FMA, scalar not forced). The copies compute the same operations in the
+/// same order; only the vector width LLVM picks differs.
 pub(crate) fn use_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        !force_scalar() && std::arch::is_x86_feature_detected!("avx2")
+        !force_scalar()
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
+    }
+}
+
+/// Whether this CPU has a hardware FMA instruction that scalar code compiled with the
+/// `fma` feature may use (always on aarch64). Independent of the scalar switch: a
+/// scalar FMA instruction and `libm::fmaf` give the same bits.
+#[allow(dead_code)]
+pub(crate) fn has_hw_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Fused multiply-add
+// ----------------------------------------------------------------------------------------
+
+/// `fma_dispatch!(pub fn name => generic(a: A, b: B))` defines `name(a, b)`, which runs
+/// `generic::<HwFma>(a, b)` inside a copy compiled with the `fma` feature when the CPU has
+/// FMA (always on aarch64) and `generic::<SoftFma>(a, b)` otherwise. `generic` should be
+/// `#[inline(always)]` so its body is compiled inside that copy.
+macro_rules! fma_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident => $generic:ident ($($arg:ident : $ty:ty),* $(,)?)) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn hw($($arg: $ty),*) {
+                    $generic::<$crate::kernels::HwFma>($($arg),*)
+                }
+                if $crate::kernels::has_hw_fma() {
+                    // SAFETY: the CPU has FMA.
+                    unsafe { hw($($arg),*) };
+                    return;
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            {
+                return $generic::<$crate::kernels::HwFma>($($arg),*);
+            }
+            #[allow(unreachable_code)]
+            $generic::<$crate::kernels::SoftFma>($($arg),*)
+        }
+    };
+}
+pub(crate) use fma_dispatch;
+
+/// `a·b + c` rounded once (IEEE 754 fusedMultiplyAdd): the one multiply-accumulate every
+/// kernel uses. The hardware instruction when this build targets a CPU that has it
+/// (aarch64, or x86-64 built with `+fma`), otherwise `libm::fmaf`, a correctly rounded
+/// software implementation — the same bits either way.
+#[inline(always)]
+pub fn fmadd(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(any(target_feature = "fma", target_arch = "aarch64"))]
+    {
+        a.mul_add(b, c)
+    }
+    #[cfg(not(any(target_feature = "fma", target_arch = "aarch64")))]
+    {
+        libm::fmaf(a, b, c)
+    }
+}
+
+/// How a scalar loop performs its fused multiply-adds; hot loops are generic over it so
+/// the same source runs with the instruction (inside a `#[target_feature(enable =
+/// "fma")]` copy) or with [`fmadd`].
+pub(crate) trait Fma {
+    fn fma(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// [`fmadd`]: correct on any CPU.
+pub(crate) struct SoftFma;
+
+impl Fma for SoftFma {
+    #[inline(always)]
+    fn fma(a: f32, b: f32, c: f32) -> f32 {
+        fmadd(a, b, c)
+    }
+}
+
+/// `f32::mul_add`: a single instruction in code compiled with the `fma` feature (the
+/// only place it is used on x86-64); still correctly rounded anywhere else.
+#[allow(dead_code)]
+pub(crate) struct HwFma;
+
+impl Fma for HwFma {
+    #[inline(always)]
+    fn fma(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
     }
 }
 
@@ -118,7 +221,8 @@ fn map_inplace(x: &mut [f32], f: fn(f32) -> f32) {
 // ----------------------------------------------------------------------------------------
 
 /// `c[m×n] = a[m×k] · b[k×n]` (row-major). Each `c[i][j]` is
-/// `((0 + a[i,0]·b[0,j]) + a[i,1]·b[1,j]) + …` in increasing `p`, multiply then add.
+/// `fma(a[i,k−1], b[k−1,j], … fma(a[i,1], b[1,j], fma(a[i,0], b[0,j], +0.0)))`: `p`
+/// increasing, each step one fused multiply-add.
 pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
     gemm::matmul(a, b, c, m, k, n)
 }
@@ -216,10 +320,24 @@ pub fn scale_inplace(x: &mut [f32], s: f32) {
     reference::scale_inplace(x, s)
 }
 
-/// Row-wise layer normalization; see [`reference::layer_norm`] for the exact order:
-/// `mean = (Σ x)/cols`, `var = (Σ (x−mean)²)/cols`, `inv = 1/sqrtf(var+eps)`,
-/// `y = ((x−mean)·inv)·gamma + beta`.
-pub fn layer_norm(
+fma_dispatch! {
+    /// Row-wise layer normalization; see [`reference::layer_norm`] for the exact order:
+    /// `mean = (Σ x)/cols`, `var = (Σ (x−mean)²)/cols` (fused), `inv = 1/sqrtf(var+eps)`,
+    /// `y = fma((x−mean)·inv, gamma, beta)`.
+    pub fn layer_norm => layer_norm_with(
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        out: &mut [f32],
+        rows: usize,
+        cols: usize,
+        eps: f32,
+    )
+}
+
+/// [`reference::layer_norm`], generic over how the FMA runs.
+#[inline(always)]
+fn layer_norm_with<F: Fma>(
     x: &[f32],
     gamma: &[f32],
     beta: &[f32],
@@ -228,7 +346,25 @@ pub fn layer_norm(
     cols: usize,
     eps: f32,
 ) {
-    reference::layer_norm(x, gamma, beta, out, rows, cols, eps)
+    debug_assert!(x.len() == rows * cols && out.len() == rows * cols);
+    debug_assert!(gamma.len() == cols && beta.len() == cols);
+    for (xr, or) in x.chunks_exact(cols.max(1)).zip(out.chunks_exact_mut(cols.max(1))).take(rows) {
+        let mut s = 0.0f32;
+        for v in xr {
+            s += *v;
+        }
+        let mean = s / cols as f32;
+        let mut var = 0.0f32;
+        for v in xr {
+            let d = *v - mean;
+            var = F::fma(d, d, var);
+        }
+        var /= cols as f32;
+        let inv = 1.0 / libm::sqrtf(var + eps);
+        for ((o, &xv), (&g, &b)) in or.iter_mut().zip(xr).zip(gamma.iter().zip(beta)) {
+            *o = F::fma((xv - mean) * inv, g, b);
+        }
+    }
 }
 
 /// Row-wise softmax in place (max-subtracted, `libm::expf`, sum in order, divide).
@@ -248,12 +384,27 @@ pub fn gelu_erf(x: &mut [f32]) {
     })
 }
 
-/// GPT-2 `gelu_new` in place: `(0.5·u)·(1 + tanhf(√(2/π)·(u + ((0.044715·u)·u)·u)))`.
+/// GPT-2 `gelu_new` in place: `(0.5·u)·(1 + tanhf(√(2/π)·fma((0.044715·u)·u, u, u)))`.
 pub fn gelu_tanh(x: &mut [f32]) {
-    map_inplace(x, |u| {
-        let t = libm::tanhf(reference::SQRT_2_OVER_PI * (u + 0.044715 * u * u * u));
-        0.5 * u * (1.0 + t)
-    })
+    use rayon::prelude::*;
+    if x.len() >= 2 * MAP_CHUNK {
+        x.par_chunks_mut(MAP_CHUNK).for_each(gelu_tanh_chunk);
+    } else {
+        gelu_tanh_chunk(x);
+    }
+}
+
+fma_dispatch! {
+    fn gelu_tanh_chunk => gelu_tanh_with(x: &mut [f32])
+}
+
+#[inline(always)]
+fn gelu_tanh_with<F: Fma>(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        let u = *v;
+        let t = libm::tanhf(reference::SQRT_2_OVER_PI * F::fma(0.044715 * u * u, u, u));
+        *v = 0.5 * u * (1.0 + t);
+    }
 }
 
 /// `x = tanhf(x)` in place.

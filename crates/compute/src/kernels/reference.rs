@@ -6,17 +6,20 @@
 //! two ever disagree, this file is right.
 //!
 //! Conventions shared by every function:
-//! - sums start from `+0.0` and add terms in increasing index order, each product
-//!   rounded before it is added (multiply, then add — never a fused multiply-add);
+//! - sums start from `+0.0` and add terms in increasing index order; a product that is
+//!   accumulated is one fused multiply-add ([`fmadd`], rounded once), never a rounded
+//!   product followed by a rounded add;
 //! - transcendentals (`expf`, `logf`, `erff`, `tanhf`, `sqrtf`) come from `libm`;
 //! - all tensors are row-major slices with explicit dimensions. Lengths are the
 //!   caller's responsibility (the model loader validates checkpoint shapes); they are
 //!   checked with `debug_assert!` here.
 #![allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 
+use super::fmadd;
 use crate::ComputeError;
 
-/// `c[m×n] = a[m×k] · b[k×n]`: `c[i][j] = (((0 + a[i,0]·b[0,j]) + a[i,1]·b[1,j]) + …)`.
+/// `c[m×n] = a[m×k] · b[k×n]`: `acc = +0.0`, then `acc = fma(a[i,p], b[p,j], acc)` for
+/// `p = 0, 1, …`; `c[i][j] = acc`.
 pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
     assert_eq!(a.len(), m * k);
     assert_eq!(b.len(), k * n);
@@ -25,7 +28,7 @@ pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize)
         for j in 0..n {
             let mut acc = 0.0f32;
             for p in 0..k {
-                acc += a[i * k + p] * b[p * n + j];
+                acc = fmadd(a[i * k + p], b[p * n + j], acc);
             }
             c[i * n + j] = acc;
         }
@@ -41,7 +44,7 @@ pub fn matmul_bt(a: &[f32], w: &[f32], c: &mut [f32], m: usize, k: usize, n: usi
         for j in 0..n {
             let mut acc = 0.0f32;
             for p in 0..k {
-                acc += a[i * k + p] * w[j * k + p];
+                acc = fmadd(a[i * k + p], w[j * k + p], acc);
             }
             c[i * n + j] = acc;
         }
@@ -122,7 +125,8 @@ pub fn scale_inplace(x: &mut [f32], s: f32) {
 
 /// Row-wise layer normalization. Per row:
 /// `mean = (Σ x)/cols`, `var = (Σ (x−mean)²)/cols` (sums in column order from `+0.0`),
-/// `inv = 1 / sqrtf(var + eps)`, `y = ((x − mean)·inv)·gamma + beta`.
+/// `var` accumulating `fma(d, d, var)`, `inv = 1 / sqrtf(var + eps)`,
+/// `y = fma((x − mean)·inv, gamma, beta)`.
 pub fn layer_norm(
     x: &[f32],
     gamma: &[f32],
@@ -144,12 +148,12 @@ pub fn layer_norm(
         let mut var = 0.0f32;
         for v in xr {
             let d = *v - mean;
-            var += d * d;
+            var = fmadd(d, d, var);
         }
         var /= cols as f32;
         let inv = 1.0 / libm::sqrtf(var + eps);
         for c in 0..cols {
-            out[r * cols + c] = (xr[c] - mean) * inv * gamma[c] + beta[c];
+            out[r * cols + c] = fmadd((xr[c] - mean) * inv, gamma[c], beta[c]);
         }
     }
 }
@@ -211,13 +215,18 @@ pub fn gelu_erf(x: &mut [f32]) {
 /// The constant `√(2/π)` of GPT-2's `gelu_new`, rounded to f32.
 pub const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 
-/// GPT-2's `gelu_new`: `t = tanhf(√(2/π)·(u + ((0.044715·u)·u)·u))`, `x = (0.5·u)·(1 + t)`.
+/// GPT-2's `gelu_new`: `t = tanhf(√(2/π)·fma((0.044715·u)·u, u, u))`, `x = (0.5·u)·(1 + t)`.
 pub fn gelu_tanh(x: &mut [f32]) {
     for v in x.iter_mut() {
-        let u = *v;
-        let t = libm::tanhf(SQRT_2_OVER_PI * (u + 0.044715 * u * u * u));
-        *v = 0.5 * u * (1.0 + t);
+        *v = gelu_tanh_one(*v);
     }
+}
+
+/// [`gelu_tanh`] of one value.
+#[inline]
+pub fn gelu_tanh_one(u: f32) -> f32 {
+    let t = libm::tanhf(SQRT_2_OVER_PI * fmadd(0.044715 * u * u, u, u));
+    0.5 * u * (1.0 + t)
 }
 
 /// `x = tanhf(x)`.
@@ -250,11 +259,12 @@ pub fn embedding(
 /// `q`, `k`, `v`, `out` are `[seq × heads·head_dim]`, head `h` in columns
 /// `h·head_dim..(h+1)·head_dim`. For query `i` and head `h`, key `j` is *allowed* when
 /// `key_mask[j]` is true (or there is no mask) and, if `causal`, `j ≤ i`. Then:
-/// - `s_j = (Σ_e q[i,h,e]·k[j,h,e]) · scale` for allowed `j`, the sum in `e` order from
+/// - `s_j = (Σ_e q[i,h,e]·k[j,h,e]) · scale` (fused steps) for allowed `j`, the sum in `e` order from
 ///   `+0.0`, `scale = 1 / sqrtf(head_dim)`;
 /// - `mx = max s_j` (with `>` from `−∞`), `x_j = expf(s_j − mx)`, `sum = Σ x_j` in `j` order;
 /// - `p_j = x_j / sum`;
-/// - `out[i,h,e] = Σ_j p_j·v[j,h,e]` over allowed `j` in increasing order, from `+0.0`.
+/// - `out[i,h,e] = Σ_j p_j·v[j,h,e]` over allowed `j` in increasing order, from `+0.0`
+///   (fused steps).
 ///
 /// Disallowed keys take no part at all (their values cannot leak into the output). A
 /// query with no allowed key outputs zeros.
@@ -288,7 +298,7 @@ pub fn attention(
                 any = true;
                 let mut acc = 0.0f32;
                 for e in 0..head_dim {
-                    acc += q[i * d + o + e] * k[j * d + o + e];
+                    acc = fmadd(q[i * d + o + e], k[j * d + o + e], acc);
                 }
                 s[j] = acc * scale;
                 if s[j] > mx {
@@ -315,7 +325,7 @@ pub fn attention(
                 let mut acc = 0.0f32;
                 for j in 0..seq {
                     if allowed(i, j) {
-                        acc += s[j] * v[j * d + o + e];
+                        acc = fmadd(s[j], v[j * d + o + e], acc);
                     }
                 }
                 out[i * d + o + e] = acc;
@@ -350,7 +360,7 @@ pub fn mean_pool(x: &[f32], mask: &[bool], seq: usize, dim: usize, out: &mut [f3
 pub fn l2_normalize(x: &mut [f32]) {
     let mut s = 0.0f32;
     for v in x.iter() {
-        s += *v * *v;
+        s = fmadd(*v, *v, s);
     }
     let n = libm::sqrtf(s).max(1e-12);
     for v in x.iter_mut() {

@@ -181,6 +181,8 @@ pub fn attention_full(
 /// m = max_j s_j;  e_j = exp(s_j − m);  Σ = Σ_j e_j (j ascending)
 /// out_e = Σ_j (e_j / Σ) · v_je (j ascending)
 /// ```
+///
+/// (every accumulation one fused multiply-add).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_causal_rows(
     q: &[f32],
@@ -193,9 +195,38 @@ pub fn attention_causal_rows(
     head_dim: usize,
     ops: &OpCounter,
 ) {
-    let d = heads * head_dim;
     let pairs = (0..n_q).map(|r| first_pos + r + 1).sum::<usize>();
     ops.add(cost::attention(pairs, heads, head_dim));
+    causal_rows(q, k, v, out, first_pos, n_q, heads, head_dim);
+}
+
+kernels::fma_dispatch! {
+    #[allow(clippy::too_many_arguments)]
+    fn causal_rows => causal_rows_with(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        out: &mut [f32],
+        first_pos: usize,
+        n_q: usize,
+        heads: usize,
+        head_dim: usize,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn causal_rows_with<F: kernels::Fma>(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    first_pos: usize,
+    n_q: usize,
+    heads: usize,
+    head_dim: usize,
+) {
+    let d = heads * head_dim;
     let scale = 1.0f32 / libm::sqrtf(head_dim as f32);
     let mut scores = vec![0.0f32; first_pos + n_q];
     for r in 0..n_q {
@@ -210,7 +241,7 @@ pub fn attention_causal_rows(
                 let kh = &k[j * d + h * head_dim..j * d + (h + 1) * head_dim];
                 let mut acc = 0.0f32;
                 for e in 0..head_dim {
-                    acc += qh[e] * kh[e];
+                    acc = F::fma(qh[e], kh[e], acc);
                 }
                 *s = acc * scale;
                 if *s > max {
@@ -228,7 +259,7 @@ pub fn attention_causal_rows(
                 let p = *s / sum;
                 let vh = &v[j * d + h * head_dim..j * d + (h + 1) * head_dim];
                 for e in 0..head_dim {
-                    oh[e] += p * vh[e];
+                    oh[e] = F::fma(p, vh[e], oh[e]);
                 }
             }
         }

@@ -15,8 +15,9 @@
 //!    threads over independent outputs only; weight gradients `Xᵀ·dY` are
 //!    matmuls whose reduction runs over batch rows in order, so "gradient
 //!    accumulation over the batch" has one order by construction.
-//! 2. No fused multiply-add (Rust never contracts `a*b + c`), transcendentals
-//!    from `libm`, square roots IEEE-exact.
+//! 2. Every `c + a·b` is one fused multiply-add ([`real::Real::fma`], the same
+//!    operation as the inference kernels; Rust never contracts a bare `a*b + c`),
+//!    transcendentals from `libm`, square roots IEEE-exact.
 //! 3. Initialization and batch order come from a seeded integer PRNG
 //!    ([`rng::SplitMix64`]); nothing reads a clock or the OS.
 //!

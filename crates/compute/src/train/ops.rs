@@ -3,7 +3,8 @@
 //! The rules are those of the inference kernels (`crate::kernels`):
 //!
 //! - every output element is a reduction in **one fixed order** (index
-//!   increasing, starting from `0.0`, multiply then add, never fused);
+//!   increasing, starting from `0.0`, every `c + a·b` one fused multiply-add,
+//!   [`Real::fma`]);
 //! - threads (rayon) split **independent outputs only** — rows of a product,
 //!   `(batch, head)` pairs of attention — never a reduction, so the bits do not
 //!   depend on the thread count;
@@ -31,11 +32,17 @@ use super::real::Real;
 /// Rows of output handed to one rayon task in [`matmul`].
 const ROWS_PER_TASK: usize = 8;
 
-/// `c[m×n] = a[m×k] · b[k×n]`, row-major. Each `c[i][j]` is
-/// `((0 + a[i,0]·b[0,j]) + a[i,1]·b[1,j]) + …` with `p` increasing — the order
-/// of `crate::kernels::matmul`, so both give identical bits. The loop runs
-/// `i, p, j` so the inner loop vectorizes across independent outputs `j`.
+/// `c[m×n] = a[m×k] · b[k×n]`, row-major, through [`Real::matmul`]: the inference
+/// kernel for `f32`, [`matmul_generic`] for `f64` — the same order either way.
 pub fn matmul<T: Real>(a: &[T], b: &[T], c: &mut [T], m: usize, k: usize, n: usize) {
+    T::matmul(a, b, c, m, k, n)
+}
+
+/// `c[m×n] = a[m×k] · b[k×n]`, row-major. Each `c[i][j]` is `acc = fma(a[i,p],
+/// b[p,j], acc)` over `p` increasing from `acc = 0` — the order of
+/// `crate::kernels::matmul`, so both give identical bits. The loop runs `i, p, j`
+/// so the inner loop runs across independent outputs `j`.
+pub fn matmul_generic<T: Real>(a: &[T], b: &[T], c: &mut [T], m: usize, k: usize, n: usize) {
     assert_eq!(a.len(), m * k, "matmul: a is not m×k");
     assert_eq!(b.len(), k * n, "matmul: b is not k×n");
     assert_eq!(c.len(), m * n, "matmul: c is not m×n");
@@ -64,10 +71,10 @@ pub fn matmul<T: Real>(a: &[T], b: &[T], c: &mut [T], m: usize, k: usize, n: usi
                     let (x0, x1, x2, x3) = (a0[p], a1[p], a2[p], a3[p]);
                     for j in 0..n {
                         let bj = brow[j];
-                        c0[j] += x0 * bj;
-                        c1[j] += x1 * bj;
-                        c2[j] += x2 * bj;
-                        c3[j] += x3 * bj;
+                        c0[j] = x0.fma(bj, c0[j]);
+                        c1[j] = x1.fma(bj, c1[j]);
+                        c2[j] = x2.fma(bj, c2[j]);
+                        c3[j] = x3.fma(bj, c3[j]);
                     }
                 }
                 r += 4;
@@ -78,7 +85,7 @@ pub fn matmul<T: Real>(a: &[T], b: &[T], c: &mut [T], m: usize, k: usize, n: usi
                 for (p, &x) in arow.iter().enumerate() {
                     let brow = &b[p * n..(p + 1) * n];
                     for (cj, &bj) in crow.iter_mut().zip(brow) {
-                        *cj += x * bj;
+                        *cj = x.fma(bj, *cj);
                     }
                 }
                 r += 1;
@@ -171,7 +178,7 @@ pub struct LayerNormCache<T> {
 }
 
 /// Layer norm over the last dimension: `mean = Σx/d`, `var = Σ(x−mean)²/d`
-/// (both summed in column order), `y = (x−mean)·rstd·γ + β`.
+/// (both summed in column order, the squares fused), `y = fma((x−mean)·rstd, γ, β)`.
 pub fn layer_norm_forward<T: Real>(
     x: &[T],
     gamma: &[T],
@@ -204,14 +211,14 @@ pub fn layer_norm_forward<T: Real>(
             let mut var = T::ZERO;
             for &v in xrow {
                 let c = v - mean;
-                var += c * c;
+                var = c.fma(c, var);
             }
             let rs = T::ONE / (var / d + eps).sqrt();
             *r = rs;
             for j in 0..cols {
                 let h = (xrow[j] - mean) * rs;
                 hrow[j] = h;
-                yrow[j] = h * gamma[j] + beta[j];
+                yrow[j] = h.fma(gamma[j], beta[j]);
             }
         });
     (y, LayerNormCache { xhat, rstd })
@@ -239,7 +246,7 @@ pub fn layer_norm_backward<T: Real>(
         let dyr = &dy[i * cols..(i + 1) * cols];
         let hr = &cache.xhat[i * cols..(i + 1) * cols];
         for j in 0..cols {
-            dgamma[j] += dyr[j] * hr[j];
+            dgamma[j] = dyr[j].fma(hr[j], dgamma[j]);
             dbeta[j] += dyr[j];
         }
     }
@@ -255,14 +262,14 @@ pub fn layer_norm_backward<T: Real>(
         for j in 0..cols {
             let g = dyr[j] * gamma[j];
             s1 += g;
-            s2 += g * hr[j];
+            s2 = g.fma(hr[j], s2);
         }
         let m1 = s1 / d;
         let m2 = s2 / d;
         let rs = cache.rstd[i];
         for j in 0..cols {
             let g = dyr[j] * gamma[j];
-            dxr[j] += rs * (g - m1 - hr[j] * m2);
+            dxr[j] = rs.fma((-hr[j]).fma(m2, g - m1), dxr[j]);
         }
     });
 }
@@ -280,7 +287,7 @@ pub fn gelu_tanh_forward<T: Real>(x: &[T]) -> Vec<T> {
         .zip(x.par_chunks(4096))
         .for_each(|(yc, xc)| {
             for (o, &v) in yc.iter_mut().zip(xc) {
-                let t = (c * (v + a * v * v * v)).tanh();
+                let t = (c * (a * v * v).fma(v, v)).tanh();
                 *o = half * v * (T::ONE + t);
             }
         });
@@ -299,9 +306,9 @@ pub fn gelu_tanh_backward<T: Real>(x: &[T], dy: &[T]) -> Vec<T> {
         .zip(x.par_chunks(4096).zip(dy.par_chunks(4096)))
         .for_each(|(dc, (xc, gc))| {
             for ((o, &v), &g) in dc.iter_mut().zip(xc).zip(gc) {
-                let t = (c * (v + a * v * v * v)).tanh();
-                let dudx = c * (T::ONE + a3 * v * v);
-                let d = half * (T::ONE + t) + half * v * (T::ONE - t * t) * dudx;
+                let t = (c * (a * v * v).fma(v, v)).tanh();
+                let dudx = c * (a3 * v).fma(v, T::ONE);
+                let d = (half * v * (-t).fma(t, T::ONE)).fma(dudx, half * (T::ONE + t));
                 *o = g * d;
             }
         });
@@ -408,7 +415,7 @@ pub fn attention_forward<T: Real>(qkv: &[T], s: AttnShape) -> (Vec<T>, Vec<T>) {
                         let k = row(j, 1);
                         let mut dot = T::ZERO;
                         for c in 0..hd {
-                            dot += q[c] * k[c];
+                            dot = q[c].fma(k[c], dot);
                         }
                         let sc = dot * scale;
                         prow[j] = sc;
@@ -429,7 +436,7 @@ pub fn attention_forward<T: Real>(qkv: &[T], s: AttnShape) -> (Vec<T>, Vec<T>) {
                     for (j, &pj) in prow[..=i].iter().enumerate() {
                         let v = row(j, 2);
                         for c in 0..hd {
-                            orow[c] += pj * v[c];
+                            orow[c] = pj.fma(v[c], orow[c]);
                         }
                     }
                 }
@@ -493,10 +500,10 @@ pub fn attention_backward<T: Real>(qkv: &[T], probs: &[T], d_out: &[T], s: AttnS
                     let v = row(j, 2);
                     let mut dp = T::ZERO;
                     for c in 0..hd {
-                        dp += dor[c] * v[c];
+                        dp = dor[c].fma(v[c], dp);
                     }
                     ds[j] = dp;
-                    dsum += prow[j] * dp;
+                    dsum = prow[j].fma(dp, dsum);
                 }
                 for j in 0..=i {
                     ds[j] = prow[j] * (ds[j] - dsum) * scale;
@@ -509,15 +516,15 @@ pub fn attention_backward<T: Real>(qkv: &[T], probs: &[T], d_out: &[T], s: AttnS
                     let dsj = ds[j];
                     let pj = prow[j];
                     for c in 0..hd {
-                        dqr[c] += dsj * k[c];
+                        dqr[c] = dsj.fma(k[c], dqr[c]);
                     }
                     let dkr = &mut dk[j * hd..(j + 1) * hd];
                     for c in 0..hd {
-                        dkr[c] += dsj * q[c];
+                        dkr[c] = dsj.fma(q[c], dkr[c]);
                     }
                     let dvr = &mut dv[j * hd..(j + 1) * hd];
                     for c in 0..hd {
-                        dvr[c] += pj * dor[c];
+                        dvr[c] = pj.fma(dor[c], dvr[c]);
                     }
                 }
             }
@@ -553,7 +560,7 @@ mod tests {
             .collect();
         let mut c1 = vec![0.0f32; m * n];
         let mut c2 = vec![0.0f32; m * n];
-        matmul(&a, &b, &mut c1, m, k, n);
+        matmul_generic(&a, &b, &mut c1, m, k, n);
         crate::kernels::matmul(&a, &b, &mut c2, m, k, n);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&c1), bits(&c2));

@@ -152,7 +152,7 @@ impl<T: Real> OptState<T> {
                             .zip(g.par_chunks(CHUNK))
                             .for_each(|(pc, gc)| {
                                 for (x, &d) in pc.iter_mut().zip(gc) {
-                                    *x -= lr * d;
+                                    *x = (-lr).fma(d, *x);
                                 }
                             });
                     } else {
@@ -160,8 +160,8 @@ impl<T: Real> OptState<T> {
                             .zip(g.par_chunks(CHUNK).zip(m.par_chunks_mut(CHUNK)))
                             .for_each(|(pc, (gc, mc))| {
                                 for ((x, &d), b) in pc.iter_mut().zip(gc).zip(mc.iter_mut()) {
-                                    *b = mu * *b + d;
-                                    *x -= lr * *b;
+                                    *b = mu.fma(*b, d);
+                                    *x = (-lr).fma(*b, *x);
                                 }
                             });
                     }
@@ -193,13 +193,13 @@ impl<T: Real> OptState<T> {
                                 pc.iter_mut().zip(gc).zip(mc.iter_mut()).zip(vc.iter_mut())
                             {
                                 if decay {
-                                    *x -= lr_wd * *x;
+                                    *x = (-lr_wd).fma(*x, *x);
                                 }
-                                *mm = b1 * *mm + ob1 * d;
-                                *vv = b2 * *vv + ob2 * (d * d);
+                                *mm = b1.fma(*mm, ob1 * d);
+                                *vv = b2.fma(*vv, ob2 * (d * d));
                                 let mhat = *mm / c1;
                                 let vhat = *vv / c2;
-                                *x -= lr * (mhat / (vhat.sqrt() + eps));
+                                *x = (-lr).fma(mhat / (vhat.sqrt() + eps), *x);
                             }
                         });
                 }

@@ -48,6 +48,12 @@ pub trait Real:
     fn tanh(self) -> Self;
     /// Appends the little-endian bytes of every element of `xs` to `out`.
     fn extend_le_bytes(xs: &[Self], out: &mut Vec<u8>);
+    /// `self·b + c` rounded once (IEEE fused multiply-add; exact on every CPU).
+    fn fma(self, b: Self, c: Self) -> Self;
+    /// `c[m×n] = a[m×k]·b[k×n]` in the order of [`super::ops::matmul_generic`]:
+    /// `f32` runs the inference kernel (`crate::kernels::matmul`, same bits, SIMD),
+    /// `f64` the generic loop.
+    fn matmul(a: &[Self], b: &[Self], c: &mut [Self], m: usize, k: usize, n: usize);
 }
 
 impl Real for f32 {
@@ -71,6 +77,12 @@ impl Real for f32 {
     }
     fn tanh(self) -> Self {
         libm::tanhf(self)
+    }
+    fn fma(self, b: Self, c: Self) -> Self {
+        crate::kernels::fmadd(self, b, c)
+    }
+    fn matmul(a: &[Self], b: &[Self], c: &mut [Self], m: usize, k: usize, n: usize) {
+        crate::kernels::matmul(a, b, c, m, k, n)
     }
     fn extend_le_bytes(xs: &[Self], out: &mut Vec<u8>) {
         out.reserve(xs.len() * 4);
@@ -101,6 +113,12 @@ impl Real for f64 {
     }
     fn tanh(self) -> Self {
         libm::tanh(self)
+    }
+    fn fma(self, b: Self, c: Self) -> Self {
+        libm::fma(self, b, c)
+    }
+    fn matmul(a: &[Self], b: &[Self], c: &mut [Self], m: usize, k: usize, n: usize) {
+        super::ops::matmul_generic(a, b, c, m, k, n)
     }
     fn extend_le_bytes(xs: &[Self], out: &mut Vec<u8>) {
         out.reserve(xs.len() * 8);
