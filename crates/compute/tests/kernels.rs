@@ -470,7 +470,11 @@ fn fused_multiply_add_is_the_same_in_software_and_hardware() {
         1.0 - f32::EPSILON / 2.0,
     ];
     let same = |a: f32, b: f32, c: f32| {
-        let (soft, hard, ours) = (libm::fmaf(a, b, c), a.mul_add(b, c), kernels::fmadd(a, b, c));
+        let (soft, hard, ours) = (
+            libm::fmaf(a, b, c),
+            a.mul_add(b, c),
+            kernels::fmadd(a, b, c),
+        );
         if soft.is_nan() {
             assert!(hard.is_nan() && ours.is_nan(), "fma({a}, {b}, {c})");
         } else {

@@ -116,6 +116,6 @@ pub use error::{BlockError, TxError};
 pub use event::{Event, EventRecord, Resolution};
 pub use params::{ParamChange, ParamKey, Params};
 pub use referee::{Referee, RefereeError};
-pub use state::{Block, BlockOutcome, Genesis, GenesisAccount, Receipt, State};
+pub use state::{Block, BlockOutcome, Genesis, GenesisAccount, GenesisError, Receipt, State};
 pub use tx::{verify_batch, SignedTx, Tx, TxBody};
 pub use types::{Address, Amount, ChainId, DisputeId, Hash, Height, JobId, MandateId, ProposalId};

@@ -100,8 +100,7 @@ pub fn detected_simd() -> SimdPath {
         if std::arch::is_x86_feature_detected!("avx512f") {
             return SimdPath::Avx512;
         }
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             return SimdPath::Avx2;
         }

@@ -348,7 +348,11 @@ fn layer_norm_with<F: Fma>(
 ) {
     debug_assert!(x.len() == rows * cols && out.len() == rows * cols);
     debug_assert!(gamma.len() == cols && beta.len() == cols);
-    for (xr, or) in x.chunks_exact(cols.max(1)).zip(out.chunks_exact_mut(cols.max(1))).take(rows) {
+    for (xr, or) in x
+        .chunks_exact(cols.max(1))
+        .zip(out.chunks_exact_mut(cols.max(1)))
+        .take(rows)
+    {
         let mut s = 0.0f32;
         for v in xr {
             s += *v;

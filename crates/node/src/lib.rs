@@ -1,0 +1,21 @@
+//! Agentic's node: validators run commonware simplex consensus with a BLS12-381
+//! threshold-VRF beacon over commonware authenticated p2p; finalized blocks are
+//! executed by the `agentic-protocol` ledger; blocks and consensus state persist in
+//! commonware storage; a JSON HTTP API and a content-addressed blob store serve
+//! clients and providers.
+//!
+//! ```text
+//!   api (axum) ──submit──▶ mempool ──gossip──▶ peers
+//!        │                    │ select
+//!        │ query              ▼
+//!        └──────────▶ chain ◀── consensus (simplex + marshal) ◀──▶ p2p
+//!                     (State, blocks, receipts, event feed)
+//! ```
+//!
+//! See `README.md` in this crate for the decisions.
+
+pub mod chain;
+pub mod mempool;
+
+pub use chain::{BlockRecord, Chain, ChainEvent, FinalizedBlock, SharedChain, TxReceipt};
+pub use mempool::{AdmitError, Mempool, MempoolLimits};

@@ -1,0 +1,298 @@
+//! The mempool: signed transactions waiting for a block.
+//!
+//! A transaction is admitted only if it could apply on top of the finalized state
+//! plus the transactions already pooled for its sender: a valid signature, this
+//! chain's id, at least the minimum fee, a nonce that is neither stale nor too far
+//! ahead, and a balance that covers the fee. The ledger charges nothing for a
+//! rejected transaction, so the mempool is what keeps free garbage out of blocks;
+//! only admitted transactions are gossiped.
+//!
+//! Block building ([`Mempool::select`]) takes, per sender, the run of consecutive
+//! nonces that starts at the sender's next nonce (counting transactions in blocks
+//! that are proposed but not yet finalized), senders visited in address order,
+//! until the block's transaction or byte budget is full. After each finalized
+//! block, [`Mempool::prune`] drops what became stale.
+
+use std::collections::{BTreeMap, HashMap};
+
+use agentic_protocol::{Address, Amount, ChainId, Hash, SignedTx, State};
+
+/// Bounds on what the mempool holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MempoolLimits {
+    /// Most transactions held in total.
+    pub max_txs: usize,
+    /// Most encoded bytes held in total.
+    pub max_bytes: usize,
+    /// Most transactions held per sender (nonces `next..next + max_per_sender`).
+    pub max_per_sender: u64,
+    /// Largest encoded transaction admitted.
+    pub max_tx_bytes: usize,
+}
+
+impl Default for MempoolLimits {
+    fn default() -> Self {
+        MempoolLimits {
+            max_txs: 200_000,
+            max_bytes: 256 << 20,
+            max_per_sender: 1024,
+            max_tx_bytes: 64 << 10,
+        }
+    }
+}
+
+/// Why a transaction was not admitted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// The transaction names another chain.
+    #[error("wrong chain id: this chain is {expected}, the transaction says {got}")]
+    WrongChain {
+        /// This chain.
+        expected: ChainId,
+        /// The transaction's.
+        got: ChainId,
+    },
+    /// The fee is below the governed minimum.
+    #[error("fee {fee} is below the minimum {min}")]
+    FeeTooLow {
+        /// Offered.
+        fee: Amount,
+        /// Required.
+        min: Amount,
+    },
+    /// The nonce was already used.
+    #[error("stale nonce {got}: the sender's next nonce is {next}")]
+    StaleNonce {
+        /// The sender's next nonce.
+        next: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// The nonce is too far ahead of the sender's next nonce.
+    #[error("nonce {got} is too far ahead: the sender's next nonce is {next}, at most {max_ahead} may be pending")]
+    NonceTooFarAhead {
+        /// The sender's next nonce.
+        next: u64,
+        /// The transaction's.
+        got: u64,
+        /// How many may be pending.
+        max_ahead: u64,
+    },
+    /// The balance does not cover the fee.
+    #[error("balance {have} cannot pay the fee {fee}")]
+    CannotPayFee {
+        /// The fee.
+        fee: Amount,
+        /// The balance.
+        have: Amount,
+    },
+    /// The same transaction is already pooled.
+    #[error("already in the mempool")]
+    Duplicate,
+    /// Another transaction with the same sender and nonce is pooled.
+    #[error("another transaction with nonce {0} from this sender is pending")]
+    NonceTaken(u64),
+    /// The transaction's encoding is too large.
+    #[error("transaction is {size} bytes, the limit is {max}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The mempool is full.
+    #[error("mempool is full")]
+    Full,
+}
+
+struct Entry {
+    tx: SignedTx,
+    size: usize,
+}
+
+/// Pending transactions, indexed by id and by `(sender, nonce)`.
+pub struct Mempool {
+    limits: MempoolLimits,
+    by_id: HashMap<Hash, (Address, u64)>,
+    by_sender: BTreeMap<Address, BTreeMap<u64, Entry>>,
+    bytes: usize,
+}
+
+impl Mempool {
+    /// An empty mempool.
+    pub fn new(limits: MempoolLimits) -> Mempool {
+        Mempool {
+            limits,
+            by_id: HashMap::new(),
+            by_sender: BTreeMap::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Number of pooled transactions.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether nothing is pooled.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Encoded bytes pooled.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether a transaction with this id is pooled.
+    pub fn contains(&self, id: &Hash) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Checks `tx` against the finalized `state` (see the module docs) and pools it.
+    /// Returns its id. Changes nothing on error.
+    pub fn admit(&mut self, tx: SignedTx, state: &State) -> Result<Hash, AdmitError> {
+        let size = tx.to_bytes().len();
+        if size > self.limits.max_tx_bytes {
+            return Err(AdmitError::TooLarge {
+                size,
+                max: self.limits.max_tx_bytes,
+            });
+        }
+        let id = tx.id();
+        if self.by_id.contains_key(&id) {
+            return Err(AdmitError::Duplicate);
+        }
+        let body = tx.tx();
+        if body.chain_id != state.chain_id() {
+            return Err(AdmitError::WrongChain {
+                expected: state.chain_id(),
+                got: body.chain_id,
+            });
+        }
+        let min = state.params().min_fee;
+        if body.fee < min {
+            return Err(AdmitError::FeeTooLow { fee: body.fee, min });
+        }
+        let sender = tx.sender();
+        let next = state.nonce(&sender);
+        if body.nonce < next {
+            return Err(AdmitError::StaleNonce {
+                next,
+                got: body.nonce,
+            });
+        }
+        if body.nonce - next >= self.limits.max_per_sender {
+            return Err(AdmitError::NonceTooFarAhead {
+                next,
+                got: body.nonce,
+                max_ahead: self.limits.max_per_sender,
+            });
+        }
+        if let Some(q) = self.by_sender.get(&sender) {
+            if q.contains_key(&body.nonce) {
+                return Err(AdmitError::NonceTaken(body.nonce));
+            }
+        }
+        let have = state.balance(&sender);
+        if have < body.fee {
+            return Err(AdmitError::CannotPayFee {
+                fee: body.fee,
+                have,
+            });
+        }
+        if self.by_id.len() >= self.limits.max_txs || self.bytes + size > self.limits.max_bytes {
+            return Err(AdmitError::Full);
+        }
+        // The signature last: it is the expensive check.
+        if !tx.verify() {
+            return Err(AdmitError::BadSignature);
+        }
+        let nonce = body.nonce;
+        self.by_id.insert(id, (sender, nonce));
+        self.by_sender
+            .entry(sender)
+            .or_default()
+            .insert(nonce, Entry { tx, size });
+        self.bytes += size;
+        Ok(id)
+    }
+
+    /// Transactions for the next block: per sender, consecutive nonces from the
+    /// sender's next nonce after `state` and `in_flight` (transactions in proposed,
+    /// not yet finalized ancestors); senders in address order; at most `max_txs`
+    /// transactions and `max_bytes` encoded bytes.
+    pub fn select(
+        &self,
+        state: &State,
+        in_flight: &[SignedTx],
+        max_txs: usize,
+        max_bytes: usize,
+    ) -> Vec<SignedTx> {
+        let mut next_after_flight: BTreeMap<Address, u64> = BTreeMap::new();
+        let mut flight_ids = std::collections::HashSet::new();
+        for tx in in_flight {
+            flight_ids.insert(tx.id());
+            let s = tx.sender();
+            let n = next_after_flight
+                .entry(s)
+                .or_insert_with(|| state.nonce(&s));
+            if tx.tx().nonce == *n {
+                *n += 1;
+            }
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        'senders: for (sender, queue) in &self.by_sender {
+            let mut want = next_after_flight
+                .get(sender)
+                .copied()
+                .unwrap_or_else(|| state.nonce(sender));
+            for (nonce, e) in queue.range(want..) {
+                if *nonce != want {
+                    break;
+                }
+                if out.len() >= max_txs {
+                    break 'senders;
+                }
+                if bytes + e.size > max_bytes {
+                    continue 'senders;
+                }
+                if !flight_ids.contains(&e.tx.id()) {
+                    bytes += e.size;
+                    out.push(e.tx.clone());
+                }
+                want += 1;
+            }
+        }
+        out
+    }
+
+    /// Drops every transaction whose nonce the finalized `state` has used (included,
+    /// or replaced by another with the same nonce). Returns how many were dropped.
+    pub fn prune(&mut self, state: &State) -> usize {
+        let mut dropped = 0;
+        let mut empty = Vec::new();
+        for (sender, queue) in self.by_sender.iter_mut() {
+            let next = state.nonce(sender);
+            let stale: Vec<u64> = queue.range(..next).map(|(n, _)| *n).collect();
+            for n in stale {
+                if let Some(e) = queue.remove(&n) {
+                    self.by_id.remove(&e.tx.id());
+                    self.bytes -= e.size;
+                    dropped += 1;
+                }
+            }
+            if queue.is_empty() {
+                empty.push(*sender);
+            }
+        }
+        for s in empty {
+            self.by_sender.remove(&s);
+        }
+        dropped
+    }
+}
