@@ -18,4 +18,4 @@ pub mod chain;
 pub mod mempool;
 
 pub use chain::{BlockRecord, Chain, ChainEvent, FinalizedBlock, SharedChain, TxReceipt};
-pub use mempool::{AdmitError, Mempool, MempoolLimits};
+pub use mempool::{AdmitError, Mempool, MempoolLimits, SharedMempool, Submit};

@@ -296,3 +296,13 @@ impl Mempool {
         dropped
     }
 }
+
+/// The mempool shared between the API, gossip and block building.
+pub type SharedMempool = std::sync::Arc<std::sync::Mutex<Mempool>>;
+
+/// Where the API sends a client's transaction: admit it to the local mempool
+/// (checked against the finalized state) and, if admitted, gossip it to peers.
+pub trait Submit: Send + Sync + 'static {
+    /// Admits `tx`; returns its id, or why it was refused (nothing changes then).
+    fn submit(&self, tx: SignedTx) -> Result<Hash, AdmitError>;
+}
