@@ -71,7 +71,7 @@ pub const fn max_rounds(leaves: u32) -> u32 {
 }
 
 /// Why a bisection move or setup is refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 pub enum BisectionError {
     /// A trace needs at least two leaves (an input and one output).
     #[error("a trace needs at least 2 leaves, got {0}")]
@@ -98,7 +98,7 @@ pub enum BisectionError {
 }
 
 /// State of one bisection game (see the module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Bisection {
     leaves: u32,
     lo: u32,
@@ -218,7 +218,7 @@ impl FixedSize for Bisection {
 }
 
 /// Which game of a [`TwoLevel`] dispute a move belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Level {
     /// Over training steps (outer trace).
     Step,
@@ -227,7 +227,7 @@ pub enum Level {
 }
 
 /// A leaf both parties must reveal next in a [`TwoLevel`] game.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Probe {
     /// Which trace.
     pub level: Level,
@@ -236,7 +236,7 @@ pub struct Probe {
 }
 
 /// Where a finished [`TwoLevel`] game points.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct DisputedStep {
     /// The training step (0-based) whose execution differs.
     pub step: u32,
@@ -245,7 +245,7 @@ pub struct DisputedStep {
 }
 
 /// The two-level dispute game for training jobs (see the module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct TwoLevel {
     outer: Bisection,
     inner_leaves: u32,

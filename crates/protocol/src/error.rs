@@ -8,7 +8,7 @@ use crate::params::ParamError;
 use crate::types::{Address, Amount, ChainId, DisputeId, Height, JobId, MandateId, ProposalId};
 
 /// Why a transaction was rejected.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 pub enum TxError {
     // ---- envelope ----
     /// The signature does not verify.
@@ -233,7 +233,7 @@ pub enum TxError {
 }
 
 /// Why a whole block was refused (its transactions are not applied).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 pub enum BlockError {
     /// The block is not the next height.
     #[error("wrong height: expected {expected}, got {got}")]

@@ -6,7 +6,7 @@ use crate::params::ParamChange;
 use crate::types::{Address, Amount, DisputeId, Hash, Height, JobId, MandateId, ProposalId};
 
 /// Why a dispute ended the way it did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Resolution {
     /// The referee re-executed the disputed layer.
     Refereed {
@@ -22,7 +22,7 @@ pub enum Resolution {
 }
 
 /// Something that happened while applying a block.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Event {
     /// Tokens moved between accounts.
     Transferred {
@@ -205,7 +205,7 @@ pub enum Event {
 
 /// An event with the index of the transaction that caused it (`None` for the
 /// per-block steps).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct EventRecord {
     /// Index in the block's transaction list, or `None`.
     pub tx: Option<u32>,

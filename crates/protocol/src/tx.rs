@@ -51,7 +51,7 @@ pub const TX_NAMESPACE: &[u8] = b"agentic-tx";
 pub const BATCH_CHUNK: usize = 64;
 
 /// A provider's standing offer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Offer {
     /// What the hardware can do.
     pub capabilities: Capabilities,
@@ -73,7 +73,7 @@ codec_struct!(Offer {
 });
 
 /// Terms of a spending mandate a principal grants an agent.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct MandateTerms {
     /// The agent allowed to submit jobs paid by the principal.
     pub agent: Address,
@@ -98,7 +98,7 @@ codec_struct!(MandateTerms {
 });
 
 /// One stage of a job: a contiguous range of layers and its metered cost.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct StageSpec {
     /// Index of the stage's first layer in the model.
     pub first_layer: u32,
@@ -114,7 +114,7 @@ codec_struct!(StageSpec {
 });
 
 /// What a provider must satisfy to take a job.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Requirements {
     /// Minimum reputation score (ppm).
     pub min_reputation_ppm: u32,
@@ -139,7 +139,7 @@ codec_struct!(Requirements {
 });
 
 /// A job as submitted.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct JobSpec {
     /// Spend under this mandate (the signer must be its agent); `None`: the signer pays.
     pub mandate: Option<MandateId>,
@@ -173,7 +173,7 @@ codec_struct!(JobSpec {
 });
 
 /// A stage's result as claimed by whoever computed it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct StageResult {
     /// Hash of the stage's input (trace leaf 0).
     pub input: Hash,
@@ -209,7 +209,7 @@ impl StageResult {
 }
 
 /// What a transaction does.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum TxBody {
     /// Move tokens to another account.
     Transfer {
@@ -536,7 +536,7 @@ impl Read for TxBody {
 }
 
 /// The signed part of a transaction.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Tx {
     /// The chain this transaction is for.
     pub chain_id: ChainId,

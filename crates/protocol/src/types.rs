@@ -180,6 +180,18 @@ macro_rules! bytes32_newtype {
         #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(pub [u8; 32]);
 
+        /// Serialized as 64 lowercase hex digits.
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut out = String::with_capacity(64);
+                for b in self.0 {
+                    out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+                    out.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
+                }
+                s.serialize_str(&out)
+            }
+        }
+
         impl Write for $name {
             #[inline]
             fn write(&self, buf: &mut impl BufMut) {
@@ -254,7 +266,7 @@ impl Hash {
 }
 
 /// How a job's results are checked before payout.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub enum VerificationLevel {
     /// Only the challenge window protects the requester (anyone may challenge).
     #[default]

@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 /// Identifies one committed state item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum StateKey {
     /// An account.
     Account(Address),
