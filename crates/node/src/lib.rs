@@ -14,7 +14,10 @@
 //!
 //! See `README.md` in this crate for the decisions.
 
+pub mod blobs;
 pub mod chain;
+pub mod genesis;
+pub mod keystore;
 pub mod mempool;
 
 pub use chain::{BlockRecord, Chain, ChainEvent, FinalizedBlock, SharedChain, TxReceipt};
