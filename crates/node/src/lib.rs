@@ -14,6 +14,7 @@
 //!
 //! See `README.md` in this crate for the decisions.
 
+pub mod api;
 pub mod blobs;
 pub mod chain;
 pub mod genesis;

@@ -36,11 +36,40 @@ pub mod limits {
 }
 
 /// Implements the codec for a newtype over one fixed-width integer.
+/// How an integer newtype appears in JSON: `u128` amounts as decimal strings (JSON
+/// numbers lose precision beyond 2^53 in most clients), smaller integers as numbers.
+trait JsonInt {
+    fn serialize_json<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error>;
+}
+
+impl JsonInt for u128 {
+    fn serialize_json<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+macro_rules! json_number {
+    ($($t:ty),*) => {$(
+        impl JsonInt for $t {
+            fn serialize_json<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                serde::Serialize::serialize(self, s)
+            }
+        }
+    )*};
+}
+json_number!(u64, u32, u16);
+
 macro_rules! int_newtype {
     ($(#[$m:meta])* $name:ident($inner:ty)) => {
         $(#[$m])*
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(pub $inner);
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.0.serialize_json(s)
+            }
+        }
 
         impl Write for $name {
             #[inline]

@@ -1,0 +1,419 @@
+//! The HTTP API over a real TCP socket: submission and admission errors, receipts,
+//! queries, blocks, server-sent events, blobs and the OpenAPI document.
+//!
+//! Blocks are finalized here by calling `Chain::apply` with the mempool's selection
+//! (what consensus does once a block is finalized); the consensus path itself is
+//! tested in `tests/consensus.rs`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use agentic_node::api::{self, ApiConfig, ApiState};
+use agentic_node::blobs::BlobStore;
+use agentic_node::genesis::hex;
+use agentic_node::{
+    AdmitError, Chain, FinalizedBlock, Mempool, MempoolLimits, SharedChain, SharedMempool, Submit,
+};
+use agentic_protocol::test_utils::{address_of, key, GenesisBuilder, TestReferee};
+use agentic_protocol::{Amount, ChainId, Hash, Height, SignedTx, Tx, TxBody};
+use serde_json::{json, Value};
+
+const CHAIN: u64 = 77;
+
+/// Admits into the local mempool only (no peers in this test).
+struct LocalSubmit {
+    chain: SharedChain,
+    mempool: SharedMempool,
+}
+
+impl Submit for LocalSubmit {
+    fn submit(&self, tx: SignedTx) -> Result<Hash, AdmitError> {
+        let chain = self.chain.read().unwrap();
+        self.mempool.lock().unwrap().admit(tx, chain.state())
+    }
+}
+
+struct Node {
+    base: String,
+    chain: SharedChain,
+    mempool: SharedMempool,
+    http: reqwest::Client,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("agentic-api-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+async fn start(name: &str) -> Node {
+    let genesis = GenesisBuilder::new(CHAIN)
+        .account(address_of(&key(1)), 1_000_000, 0)
+        .account(address_of(&key(2)), 500, 0)
+        .build();
+    let chain: SharedChain = Arc::new(RwLock::new(Chain::new(&genesis).unwrap()));
+    let mempool: SharedMempool = Arc::new(Mutex::new(Mempool::new(MempoolLimits::default())));
+    let state = ApiState {
+        chain: chain.clone(),
+        mempool: mempool.clone(),
+        submit: Arc::new(LocalSubmit {
+            chain: chain.clone(),
+            mempool: mempool.clone(),
+        }),
+        blobs: Arc::new(BlobStore::open(tmpdir(name), 4096).unwrap()),
+        config: ApiConfig {
+            max_json_body: 8 << 10,
+            ..ApiConfig::default()
+        },
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(api::serve(listener, state, async {
+        let _ = rx.await;
+    }));
+    Node {
+        base,
+        chain,
+        mempool,
+        http: reqwest::Client::new(),
+        _shutdown: tx,
+    }
+}
+
+impl Node {
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn submit(&self, tx: &SignedTx) -> (u16, Value) {
+        self.post_raw("/v1/txs", json!({"tx": hex(&tx.to_bytes())}).to_string())
+            .await
+    }
+
+    /// Finalizes one block with what the mempool would propose.
+    fn finalize(&self) -> Height {
+        let mut chain = self.chain.write().unwrap();
+        let txs = self
+            .mempool
+            .lock()
+            .unwrap()
+            .select(chain.state(), &[], 1000, 1 << 20);
+        let h = chain.height().plus(1);
+        let block = FinalizedBlock {
+            height: h,
+            digest: [h.0 as u8; 32],
+            view: h.0,
+            timestamp_ms: 1_700_000_000_000 + h.0,
+            beacon: [7; 32],
+            txs,
+        };
+        chain.apply(&block, &TestReferee::default()).unwrap();
+        self.mempool.lock().unwrap().prune(chain.state());
+        h
+    }
+}
+
+fn transfer(from: u64, nonce: u64, to: u64, amount: u128) -> SignedTx {
+    SignedTx::sign(
+        &key(from),
+        Tx {
+            chain_id: ChainId(CHAIN),
+            nonce,
+            fee: Amount(1),
+            body: TxBody::Transfer {
+                to: address_of(&key(to)),
+                amount: Amount(amount),
+            },
+        },
+    )
+}
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+#[tokio::test]
+async fn submit_finalize_query() {
+    let n = start("submit").await;
+    let tx = transfer(1, 0, 2, 250);
+    let (status, body) = n.submit(&tx).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    assert_eq!(n.get(&format!("/v1/txs/{id}")).await.1["status"], "pending");
+    assert_eq!(n.get("/v1/status").await.1["mempool"]["txs"], 1);
+
+    let h = n.finalize();
+    assert_eq!(h, Height(1));
+    let (status, r) = n.get(&format!("/v1/txs/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(r["status"], "finalized");
+    assert_eq!(r["height"], 1);
+    assert_eq!(r["result"]["ok"], true, "{r}");
+    assert!(!r["events"].as_array().unwrap().is_empty());
+
+    let to = hex(&address_of(&key(2)).0);
+    let (_, acct) = n.get(&format!("/v1/accounts/{to}")).await;
+    assert_eq!(
+        acct["balance"], "750",
+        "amounts are decimal strings: {acct}"
+    );
+    let from = hex(&address_of(&key(1)).0);
+    let (_, acct) = n.get(&format!("/v1/accounts/{from}")).await;
+    assert_eq!(acct["nonce"], 1);
+    assert_eq!(acct["balance"], "999749");
+
+    let (_, st) = n.get("/v1/status").await;
+    assert_eq!(st["height"], 1);
+    assert_eq!(st["chain_id"], CHAIN);
+    assert_eq!(st["mempool"]["txs"], 0, "pruned after finalization");
+    let root = st["state_root"].as_str().unwrap().to_string();
+    let (_, b) = n.get("/v1/blocks/latest").await;
+    assert_eq!(b["state_root"], root.as_str());
+    assert_eq!(b["txs"][0], id.as_str());
+    assert_eq!(n.get("/v1/blocks/1").await.1, b);
+    assert_eq!(n.get("/v1/blocks?from=1&limit=5").await.1["blocks"][0], b);
+    assert_eq!(n.get("/v1/blocks/2").await.0, 404);
+
+    let (_, p) = n.get("/v1/params").await;
+    assert!(p["params"]["min_fee"].is_string());
+    assert_eq!(n.get("/v1/providers").await.1["providers"], json!([]));
+    assert_eq!(n.get("/v1/offers").await.1["offers"], json!([]));
+    assert_eq!(n.get("/v1/jobs?limit=3").await.1["jobs"], json!([]));
+    assert_eq!(n.get("/v1/jobs/5").await.0, 404);
+    assert_eq!(n.get("/v1/disputes").await.0, 200);
+    assert_eq!(n.get("/v1/proposals").await.0, 200);
+    assert_eq!(n.get("/v1/mandates/1").await.0, 404);
+    let metrics = reqwest::get(format!("{}/metrics", n.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("agentic_finalized_height{chain_id=\"77\"} 1"));
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
+    let n = start("bad").await;
+    let cases: Vec<(reqwest::Body, u16, &str)> = vec![
+        ("{not json".into(), 400, "malformed_json"),
+        (
+            json!({"transaction": "00"}).to_string().into(),
+            400,
+            "malformed_json",
+        ),
+        (json!({"tx": "xyz"}).to_string().into(), 400, "bad_hex"),
+        (
+            json!({"tx": "00ff"}).to_string().into(),
+            400,
+            "bad_tx_encoding",
+        ),
+        (vec![b'x'; 64 << 10].into(), 413, "body_too_large"),
+    ];
+    for (body, status, code) in cases {
+        let (s, v) = n.post_raw("/v1/txs", body).await;
+        assert_eq!((s, error_code(&v)), (status, code), "{v}");
+    }
+    // Bad signature: flip one byte of the signature (the last 64 bytes).
+    let good = transfer(1, 0, 2, 5);
+    let mut bytes = good.to_bytes();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let (s, v) = n
+        .post_raw("/v1/txs", json!({"tx": hex(&bytes)}).to_string())
+        .await;
+    assert_eq!((s, error_code(&v)), (422, "bad_signature"), "{v}");
+    // Wrong chain id.
+    let other_chain = SignedTx::sign(
+        &key(1),
+        Tx {
+            chain_id: ChainId(CHAIN + 1),
+            nonce: 0,
+            fee: Amount(1),
+            body: TxBody::Transfer {
+                to: address_of(&key(2)),
+                amount: Amount(1),
+            },
+        },
+    );
+    let (s, v) = n.submit(&other_chain).await;
+    assert_eq!((s, error_code(&v)), (422, "wrong_chain"), "{v}");
+    // Accepted once, then a duplicate, then stale after finalization.
+    assert_eq!(n.submit(&good).await.0, 202);
+    let (s, v) = n.submit(&good).await;
+    assert_eq!((s, error_code(&v)), (409, "duplicate"), "{v}");
+    n.finalize();
+    let (s, v) = n.submit(&transfer(1, 0, 2, 6)).await;
+    assert_eq!((s, error_code(&v)), (422, "stale_nonce"), "{v}");
+    // An account that cannot pay the fee.
+    let (s, v) = n.submit(&transfer(9, 0, 2, 1)).await;
+    assert_eq!((s, error_code(&v)), (422, "cannot_pay_fee"), "{v}");
+    // Bad path parameters.
+    assert_eq!(error_code(&n.get("/v1/accounts/zz").await.1), "bad_address");
+    assert_eq!(error_code(&n.get("/v1/txs/00").await.1), "bad_hash");
+    assert_eq!(error_code(&n.get("/v1/jobs/-1").await.1), "bad_id");
+    assert_eq!(
+        error_code(&n.get("/v1/blocks?limit=x").await.1),
+        "bad_query"
+    );
+    assert_eq!(error_code(&n.get("/v1/nope").await.1), "not_found");
+    // Still serving, and nothing but the one good transfer changed the state.
+    let (s, st) = n.get("/v1/status").await;
+    assert_eq!(s, 200);
+    assert_eq!(st["height"], 1);
+    let from = hex(&address_of(&key(1)).0);
+    assert_eq!(n.get(&format!("/v1/accounts/{from}")).await.1["nonce"], 1);
+}
+
+#[tokio::test]
+async fn blobs_are_content_addressed_and_limited() {
+    let n = start("blobs").await;
+    let data = b"the weights of a very small model".to_vec();
+    let h = hex(blake3::hash(&data).as_bytes());
+    let url = format!("{}/v1/blobs/{h}", n.base);
+    let put = |body: Vec<u8>, url: String| {
+        let http = n.http.clone();
+        async move {
+            let r = http.put(url).body(body).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (s, v) = put(data.clone(), url.clone()).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["size"], data.len());
+    assert_eq!(put(data.clone(), url.clone()).await.0, 200, "idempotent");
+    let got = n
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), data.as_slice());
+    let head = n.http.head(&url).send().await.unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    // Wrong hash: refused, nothing stored under that name.
+    let wrong = hex(&[5; 32]);
+    let (s, v) = put(data.clone(), format!("{}/v1/blobs/{wrong}", n.base)).await;
+    assert_eq!((s, error_code(&v)), (422, "hash_mismatch"), "{v}");
+    assert_eq!(n.get(&format!("/v1/blobs/{wrong}")).await.0, 404);
+    // Too large (the store allows 4096 bytes here).
+    let big = vec![1u8; 5000];
+    let hb = hex(blake3::hash(&big).as_bytes());
+    let (s, v) = put(big, format!("{}/v1/blobs/{hb}", n.base)).await;
+    assert_eq!((s, error_code(&v)), (413, "blob_too_large"), "{v}");
+    // Not a hash.
+    let (s, v) = put(vec![1], format!("{}/v1/blobs/abc", n.base)).await;
+    assert_eq!((s, error_code(&v)), (400, "bad_hash"), "{v}");
+}
+
+#[tokio::test]
+async fn events_stream_blocks_and_ledger_events() {
+    use futures::StreamExt;
+    let n = start("events").await;
+    let resp = n
+        .http
+        .get(format!("{}/v1/events", n.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut stream = resp.bytes_stream();
+    assert_eq!(n.submit(&transfer(1, 0, 2, 3)).await.0, 202);
+    n.finalize();
+    let mut seen = String::new();
+    while !(seen.contains("event: block") && seen.contains("event: ledger")) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next())
+            .await
+            .expect("an event within 20 s")
+            .expect("stream open")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("\"height\":1"), "{seen}");
+    assert!(seen.contains("Transferred"), "{seen}");
+}
+
+#[tokio::test]
+async fn openapi_describes_every_route() {
+    let n = start("openapi").await;
+    let (s, doc) = n.get("/openapi.json").await;
+    assert_eq!(s, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for p in [
+        "/v1/status",
+        "/v1/txs",
+        "/v1/txs/{id}",
+        "/v1/accounts/{address}",
+        "/v1/providers",
+        "/v1/providers/{address}",
+        "/v1/offers",
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/disputes",
+        "/v1/disputes/{id}",
+        "/v1/proposals",
+        "/v1/proposals/{id}",
+        "/v1/mandates/{id}",
+        "/v1/params",
+        "/v1/blocks",
+        "/v1/blocks/latest",
+        "/v1/blocks/{height}",
+        "/v1/events",
+        "/v1/blobs/{hash}",
+        "/openapi.json",
+        "/metrics",
+    ] {
+        assert!(paths.contains(&p), "{p} is not described");
+    }
+    // Every described path is served (a parameterless GET never hits the fallback).
+    for p in paths {
+        if p.contains('{') || p == "/v1/events" || p == "/v1/txs" {
+            continue;
+        }
+        let r = n.http.get(format!("{}{p}", n.base)).send().await.unwrap();
+        let code = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_ne!(
+            error_code(&body),
+            "not_found",
+            "{p} answered {code}: {body}"
+        );
+    }
+}
