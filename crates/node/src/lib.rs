@@ -17,6 +17,7 @@
 pub mod api;
 pub mod blobs;
 pub mod chain;
+pub mod client;
 pub mod genesis;
 pub mod keystore;
 pub mod mempool;
