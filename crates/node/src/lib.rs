@@ -17,6 +17,7 @@
 pub mod api;
 pub mod blobs;
 pub mod chain;
+pub mod consensus;
 pub mod client;
 pub mod genesis;
 pub mod keystore;
@@ -24,3 +25,4 @@ pub mod mempool;
 
 pub use chain::{BlockRecord, Chain, ChainEvent, FinalizedBlock, SharedChain, TxReceipt};
 pub use mempool::{AdmitError, Mempool, MempoolLimits, SharedMempool, Submit};
+pub use consensus::{Engine, Submitter, UnavailableReferee};

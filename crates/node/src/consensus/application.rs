@@ -1,0 +1,255 @@
+//! The application: builds and verifies blocks (rules 1 and 2 of [`crate::consensus`]).
+//!
+//! Marshal's `Deferred` wrapper calls it with the consensus context and a stream of the
+//! block's ancestry (newest first). It reads the chain and the mempool but never writes them:
+//! execution happens only at finalization, in the executor.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use agentic_protocol::{verify_batch, SignedTx};
+use commonware_consensus::{
+    marshal::ancestry::Ancestry,
+    simplex::scheme::bls12381_threshold::vrf::Seed,
+    types::{Round, View},
+    Heightable,
+};
+use commonware_cryptography::{Digested, Digestible};
+use commonware_parallel::Sequential;
+use commonware_runtime::{Clock, Metrics, Spawner};
+use commonware_utils::SystemTimeExt;
+use futures::StreamExt;
+use tracing::{debug, warn};
+
+use super::{seeds::Seeds, Block, BlockLimits, Context, Scheme, SeedSignature, Variant};
+use crate::{SharedChain, SharedMempool};
+
+/// How often a proposer waiting for its parent's seed looks again.
+const SEED_POLL: Duration = Duration::from_millis(20);
+
+/// Builds blocks from the mempool and checks others' blocks.
+#[derive(Clone)]
+pub struct Application {
+    chain: SharedChain,
+    mempool: SharedMempool,
+    seeds: Seeds,
+    scheme: Scheme,
+    limits: BlockLimits,
+    max_future_ms: u64,
+}
+
+/// Why a block is invalid (logged; consensus only sees `false`).
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidBlock {
+    /// The ancestry stream ended early.
+    #[error("missing block or parent")]
+    Missing,
+    /// Height or parent digest do not follow the parent.
+    #[error("does not extend its parent")]
+    NotChild,
+    /// Timestamp not above the parent's.
+    #[error("timestamp {got} is not above the parent's {parent}")]
+    Timestamp {
+        /// The block's.
+        got: u64,
+        /// The parent's.
+        parent: u64,
+    },
+    /// Too many transactions or bytes.
+    #[error("{txs} transactions / {bytes} bytes exceed the block limits")]
+    TooLarge {
+        /// Transactions.
+        txs: usize,
+        /// Bytes.
+        bytes: usize,
+    },
+    /// A transaction's signature does not verify.
+    #[error("transaction {0} has a bad signature")]
+    BadSignature(usize),
+    /// The same transaction twice.
+    #[error("transaction {0} appears twice")]
+    Duplicate(usize),
+    /// The parent seed is missing or does not verify.
+    #[error("bad parent seed")]
+    BadSeed,
+}
+
+impl Application {
+    pub(crate) fn new(
+        chain: SharedChain,
+        mempool: SharedMempool,
+        seeds: Seeds,
+        scheme: Scheme,
+        limits: BlockLimits,
+        max_future_ms: u64,
+    ) -> Application {
+        Application {
+            chain,
+            mempool,
+            seeds,
+            scheme,
+            limits,
+            max_future_ms,
+        }
+    }
+
+    /// The transactions of ancestors not yet applied to the chain, oldest first. `first` is
+    /// the newest ancestor; `ancestry` yields the older ones.
+    async fn in_flight(
+        &self,
+        first: &Digested<Block>,
+        ancestry: &mut (impl Ancestry<Block> + Unpin),
+    ) -> Option<Vec<SignedTx>> {
+        let applied = self.applied_height();
+        let mut pending = Vec::new();
+        let mut current = first.clone();
+        while current.height().get() > applied {
+            pending.push(current.inner_shared());
+            current = ancestry.next().await?;
+        }
+        Some(
+            pending
+                .iter()
+                .rev()
+                .flat_map(|b| b.txs.iter().cloned())
+                .collect(),
+        )
+    }
+
+    fn applied_height(&self) -> u64 {
+        self.chain.read().map(|c| c.height().0).unwrap_or(0)
+    }
+
+    /// The seed signature the block at `context` must carry: the seed of the parent's round
+    /// (none when the parent is genesis, at view 0).
+    fn parent_round(context: &Context) -> Option<Round> {
+        let parent_view = context.parent.0;
+        (parent_view != View::zero()).then(|| Round::new(context.round.epoch(), parent_view))
+    }
+
+    fn check_seed(&self, context: &Context, seed: Option<SeedSignature>) -> bool {
+        match (Self::parent_round(context), seed) {
+            (None, None) => true,
+            (Some(round), Some(signature)) => Seed::<Variant>::new(round, signature).verify(&self.scheme),
+            _ => false,
+        }
+    }
+
+    /// Rules of rule 2 that need no clock.
+    fn check(&self, block: &Block, parent: &Block, parent_digest: &super::Digest) -> Result<(), InvalidBlock> {
+        if block.height != parent.height.next() || block.parent != *parent_digest {
+            return Err(InvalidBlock::NotChild);
+        }
+        if block.timestamp_ms <= parent.timestamp_ms {
+            return Err(InvalidBlock::Timestamp {
+                got: block.timestamp_ms,
+                parent: parent.timestamp_ms,
+            });
+        }
+        let bytes = block.tx_bytes();
+        if block.txs.len() > self.limits.max_txs || bytes > self.limits.max_bytes {
+            return Err(InvalidBlock::TooLarge {
+                txs: block.txs.len(),
+                bytes,
+            });
+        }
+        let mut seen = BTreeSet::new();
+        for (i, tx) in block.txs.iter().enumerate() {
+            if !seen.insert(tx.id()) {
+                return Err(InvalidBlock::Duplicate(i));
+            }
+        }
+        if let Some(i) = verify_batch(&block.txs).iter().position(|ok| !ok) {
+            return Err(InvalidBlock::BadSignature(i));
+        }
+        if !self.check_seed(&block.context, block.parent_seed) {
+            return Err(InvalidBlock::BadSeed);
+        }
+        Ok(())
+    }
+}
+
+impl<E> commonware_consensus::Application<E> for Application
+where
+    E: Clock + Spawner + Metrics,
+{
+    type SigningScheme = Scheme;
+    type Context = Context;
+    type Block = Block;
+    type Input = ();
+
+    async fn propose(
+        &mut self,
+        (runtime, context): (E, Context),
+        mut ancestry: impl Ancestry<Block>,
+        _input: (),
+    ) -> Option<Digested<Block>> {
+        let parent = ancestry.next().await?;
+        let in_flight = self.in_flight(&parent, &mut ancestry).await?;
+
+        // The parent's seed: the certificate that let us build on the parent carries it.
+        let parent_seed = match Self::parent_round(&context) {
+            None => None,
+            Some(round) => loop {
+                if let Some(seed) = self.seeds.get(round.view()) {
+                    break Some(seed);
+                }
+                runtime.sleep(SEED_POLL).await;
+            },
+        };
+
+        let txs = {
+            let chain = self.chain.read().ok()?;
+            let mempool = self.mempool.lock().ok()?;
+            mempool.select(
+                chain.state(),
+                &in_flight,
+                self.limits.max_txs,
+                self.limits.max_bytes,
+            )
+        };
+        let timestamp_ms = runtime
+            .current()
+            .epoch_millis()
+            .max(parent.inner().timestamp_ms + 1);
+        let block = Block::new(
+            context,
+            parent.digest(),
+            parent.height().next(),
+            timestamp_ms,
+            parent_seed,
+            txs,
+        );
+        debug!(height = %block.height, txs = block.txs.len(), "proposing");
+        Some(Digested::compute(block, &Sequential).await)
+    }
+
+    async fn verify(
+        &mut self,
+        (runtime, _context): (E, Context),
+        mut ancestry: impl Ancestry<Block>,
+    ) -> bool {
+        let Some(block) = ancestry.next().await else {
+            return false;
+        };
+        let Some(parent) = ancestry.next().await else {
+            return false;
+        };
+        if let Err(e) = self.check(block.inner(), parent.inner(), &parent.digest()) {
+            warn!(height = %block.height(), error = %e, "invalid block");
+            return false;
+        }
+        // A block from the future is not invalid yet: wait until it is within the bound
+        // (consensus drops this future if the view moves on first).
+        let ts = block.inner().timestamp_ms;
+        loop {
+            let now = runtime.current().epoch_millis();
+            if ts <= now.saturating_add(self.max_future_ms) {
+                return true;
+            }
+            runtime
+                .sleep(Duration::from_millis(ts - now - self.max_future_ms))
+                .await;
+        }
+    }
+}

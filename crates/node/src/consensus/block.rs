@@ -1,0 +1,210 @@
+//! The consensus block: what validators order.
+//!
+//! ```text
+//! Block
+//! ├── context       simplex context it was proposed in: round, leader, (parent view, parent digest)
+//! ├── parent        digest of the parent block
+//! ├── height        parent height + 1 (the genesis block is height 0)
+//! ├── timestamp_ms  proposer clock, strictly above the parent's
+//! ├── parent_seed   threshold-VRF seed signature of the parent's round (absent only on genesis' child)
+//! └── txs           ledger transactions, in order
+//! digest = sha256(canonical encoding)
+//! ```
+//!
+//! The digest is sha256 over the whole canonical encoding (as in alto), so it commits to the
+//! embedded consensus context, which [`CertifiableBlock`] requires. Decoding is bounded by
+//! [`BlockLimits`]: the transaction count is checked before anything is allocated and the
+//! transactions' encoded bytes are summed as they are read, so a hostile peer cannot make a
+//! validator allocate more than `max_txs` transactions or read more than `max_bytes` of them.
+
+use agentic_protocol::SignedTx;
+use bytes::BufMut;
+use commonware_codec::{
+    varint::UInt, Buf, EncodeSize, Error as CodecError, FixedSize, MaxEncodeSize, Read, ReadExt, Write,
+};
+use commonware_consensus::{types::Height, BoundedBlock, CertifiableBlock, Heightable};
+use commonware_cryptography::{sha256::Sha256, Digestible, Hasher};
+
+use super::{Context, Digest, SeedSignature};
+
+/// Limits on a block's transactions: enforced when decoding, when verifying and when building.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockLimits {
+    /// Most transactions in a block.
+    pub max_txs: usize,
+    /// Most encoded transaction bytes in a block (the sum of each transaction's encoding).
+    pub max_bytes: usize,
+}
+
+impl Default for BlockLimits {
+    fn default() -> Self {
+        BlockLimits {
+            max_txs: 10_000,
+            max_bytes: 4 << 20,
+        }
+    }
+}
+
+/// A block ordered by consensus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// The consensus context the block was proposed in.
+    pub context: Context,
+    /// The parent block's digest.
+    pub parent: Digest,
+    /// The block's height (genesis is 0).
+    pub height: Height,
+    /// The proposer's clock when it built the block, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The threshold-VRF seed signature of the parent's round (`None` only when the parent is
+    /// the genesis block, whose view 0 has no seed). Lets every node learn the seed of a round
+    /// whose block was finalized only through a descendant (see `executor`).
+    pub parent_seed: Option<SeedSignature>,
+    /// The ledger transactions, in order.
+    pub txs: Vec<SignedTx>,
+    digest: Digest,
+}
+
+impl Block {
+    /// Assembles a block and computes its digest.
+    pub fn new(
+        context: Context,
+        parent: Digest,
+        height: Height,
+        timestamp_ms: u64,
+        parent_seed: Option<SeedSignature>,
+        txs: Vec<SignedTx>,
+    ) -> Block {
+        let mut block = Block {
+            context,
+            parent,
+            height,
+            timestamp_ms,
+            parent_seed,
+            txs,
+            digest: commonware_cryptography::sha256::Digest([0u8; 32]),
+        };
+        block.digest = block.compute_digest();
+        block
+    }
+
+    fn compute_digest(&self) -> Digest {
+        let mut buf = Vec::with_capacity(self.encode_size());
+        self.write(&mut buf);
+        Sha256::hash(&[&buf])
+    }
+
+    /// The sum of the transactions' encoded sizes (what [`BlockLimits::max_bytes`] bounds).
+    pub fn tx_bytes(&self) -> usize {
+        self.txs.iter().map(EncodeSize::encode_size).sum()
+    }
+
+    /// The digest as plain bytes (what [`crate::FinalizedBlock::digest`] holds).
+    pub fn digest_bytes(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.digest.as_ref());
+        out
+    }
+}
+
+impl Write for Block {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.context.write(buf);
+        self.parent.write(buf);
+        self.height.write(buf);
+        UInt(self.timestamp_ms).write(buf);
+        self.parent_seed.write(buf);
+        UInt(self.txs.len() as u32).write(buf);
+        for tx in &self.txs {
+            tx.write(buf);
+        }
+    }
+}
+
+impl EncodeSize for Block {
+    fn encode_size(&self) -> usize {
+        self.context.encode_size()
+            + self.parent.encode_size()
+            + self.height.encode_size()
+            + UInt(self.timestamp_ms).encode_size()
+            + self.parent_seed.encode_size()
+            + UInt(self.txs.len() as u32).encode_size()
+            + self.tx_bytes()
+    }
+}
+
+impl Read for Block {
+    type Cfg = BlockLimits;
+
+    fn read_cfg(buf: &mut impl Buf, limits: &BlockLimits) -> Result<Self, CodecError> {
+        let context = Context::read(buf)?;
+        let parent = Digest::read(buf)?;
+        let height = Height::read(buf)?;
+        let timestamp_ms = UInt::<u64>::read(buf)?.0;
+        let parent_seed = Option::<SeedSignature>::read(buf)?;
+        let count = UInt::<u32>::read(buf)?.0 as usize;
+        if count > limits.max_txs {
+            return Err(CodecError::Invalid("Block", "too many transactions"));
+        }
+        let mut txs = Vec::with_capacity(count);
+        let mut bytes = 0usize;
+        for _ in 0..count {
+            let before = buf.remaining();
+            let tx = SignedTx::read(buf)?;
+            bytes += before - buf.remaining();
+            if bytes > limits.max_bytes {
+                return Err(CodecError::Invalid("Block", "transactions exceed the byte limit"));
+            }
+            txs.push(tx);
+        }
+        Ok(Block::new(
+            context,
+            parent,
+            height,
+            timestamp_ms,
+            parent_seed,
+            txs,
+        ))
+    }
+}
+
+impl Digestible for Block {
+    type Digest = Digest;
+
+    fn digest(&self) -> Digest {
+        self.digest
+    }
+}
+
+impl Heightable for Block {
+    fn height(&self) -> Height {
+        self.height
+    }
+}
+
+impl commonware_consensus::Block for Block {
+    fn parent(&self) -> Digest {
+        self.parent
+    }
+}
+
+impl CertifiableBlock for Block {
+    type Context = Context;
+
+    fn context(&self) -> Context {
+        self.context.clone()
+    }
+}
+
+impl BoundedBlock for Block {
+    fn max_encode_size(limits: &BlockLimits) -> usize {
+        Context::MAX_ENCODE_SIZE
+            + Digest::SIZE
+            + Height::MAX_ENCODE_SIZE
+            + UInt::<u64>::MAX_ENCODE_SIZE
+            + 1
+            + SeedSignature::SIZE
+            + UInt::<u32>::MAX_ENCODE_SIZE
+            + limits.max_bytes
+    }
+}
