@@ -130,13 +130,20 @@ impl Application {
     fn check_seed(&self, context: &Context, seed: Option<SeedSignature>) -> bool {
         match (Self::parent_round(context), seed) {
             (None, None) => true,
-            (Some(round), Some(signature)) => Seed::<Variant>::new(round, signature).verify(&self.scheme),
+            (Some(round), Some(signature)) => {
+                Seed::<Variant>::new(round, signature).verify(&self.scheme)
+            }
             _ => false,
         }
     }
 
     /// Rules of rule 2 that need no clock.
-    fn check(&self, block: &Block, parent: &Block, parent_digest: &super::Digest) -> Result<(), InvalidBlock> {
+    fn check(
+        &self,
+        block: &Block,
+        parent: &Block,
+        parent_digest: &super::Digest,
+    ) -> Result<(), InvalidBlock> {
         if block.height != parent.height.next() || block.parent != *parent_digest {
             return Err(InvalidBlock::NotChild);
         }

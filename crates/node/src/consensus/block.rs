@@ -20,7 +20,8 @@
 use agentic_protocol::SignedTx;
 use bytes::BufMut;
 use commonware_codec::{
-    varint::UInt, Buf, EncodeSize, Error as CodecError, FixedSize, MaxEncodeSize, Read, ReadExt, Write,
+    varint::UInt, Buf, EncodeSize, Error as CodecError, FixedSize, MaxEncodeSize, Read, ReadExt,
+    Write,
 };
 use commonware_consensus::{types::Height, BoundedBlock, CertifiableBlock, Heightable};
 use commonware_cryptography::{sha256::Sha256, Digestible, Hasher};
@@ -153,7 +154,10 @@ impl Read for Block {
             let tx = SignedTx::read(buf)?;
             bytes += before - buf.remaining();
             if bytes > limits.max_bytes {
-                return Err(CodecError::Invalid("Block", "transactions exceed the byte limit"));
+                return Err(CodecError::Invalid(
+                    "Block",
+                    "transactions exceed the byte limit",
+                ));
             }
             txs.push(tx);
         }

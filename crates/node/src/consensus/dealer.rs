@@ -65,7 +65,10 @@ pub fn polynomial_to_hex(polynomial: &Sharing) -> String {
 pub fn polynomial_from_hex(s: &str, max_participants: u32) -> Result<Sharing, KeyError> {
     let bytes = from_hex(s)?;
     let max = NonZeroU32::new(max_participants).ok_or(KeyError::NoValidators)?;
-    Ok(Sharing::decode_cfg(Copying(bytes.as_slice()), &(max, ModeVersion::v0()))?)
+    Ok(Sharing::decode_cfg(
+        Copying(bytes.as_slice()),
+        &(max, ModeVersion::v0()),
+    )?)
 }
 
 /// A secret share as hex (keep it secret: it is a signing key).

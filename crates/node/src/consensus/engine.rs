@@ -222,7 +222,10 @@ where
         }
         let n = participants.len();
         if cfg.polynomial.total().get() as usize != n
-            || cfg.polynomial.required() != commonware_utils::ordered::Quorum::quorum::<commonware_utils::N3f1>(&participants)
+            || cfg.polynomial.required()
+                != commonware_utils::ordered::Quorum::quorum::<commonware_utils::N3f1>(
+                    &participants,
+                )
         {
             return Err(EngineError::Polynomial {
                 total: cfg.polynomial.total().get(),
@@ -316,8 +319,7 @@ where
                 value_write_buffer: buffer,
                 block_codec_config: cfg.block_limits,
                 max_repair: NonZeroUsize::new(MAX_REPAIR).unwrap_or(NonZeroUsize::MIN),
-                max_pending_acks: NonZeroUsize::new(MAX_PENDING_ACKS)
-                    .unwrap_or(NonZeroUsize::MIN),
+                max_pending_acks: NonZeroUsize::new(MAX_PENDING_ACKS).unwrap_or(NonZeroUsize::MIN),
                 strategy: Sequential,
             },
         )

@@ -19,7 +19,7 @@ use commonware_consensus::{
     Heightable, Reporter,
 };
 use commonware_cryptography::{Digested, Digestible};
-use commonware_runtime::{Clock, ContextCell, Handle, Metrics, Spawner, spawn_cell};
+use commonware_runtime::{spawn_cell, Clock, ContextCell, Handle, Metrics, Spawner};
 use commonware_utils::{
     channel::{mpsc, oneshot},
     Acknowledgement,
@@ -146,7 +146,11 @@ impl<E: Clock + Spawner + Metrics> Executor<E> {
         self.chain.read().map(|c| c.height().0).unwrap_or(0)
     }
 
-    async fn execute(&mut self, marshal: &Marshal, block: &Digested<Block>) -> Result<(), ExecutorError> {
+    async fn execute(
+        &mut self,
+        marshal: &Marshal,
+        block: &Digested<Block>,
+    ) -> Result<(), ExecutorError> {
         let height = block.height().get();
         if height <= self.applied() {
             return Ok(()); // redelivery after a restart
@@ -189,7 +193,9 @@ impl<E: Clock + Spawner + Metrics> Executor<E> {
         let height = block.height();
         let round = block.inner().context.round;
         if let Some(finalization) = marshal.get_finalization(height).await {
-            if finalization.proposal.payload == block.digest() && finalization.proposal.round == round {
+            if finalization.proposal.payload == block.digest()
+                && finalization.proposal.round == round
+            {
                 if let Some(signature) = finalization.certificate.get() {
                     return signature.seed_signature;
                 }
@@ -201,6 +207,7 @@ impl<E: Clock + Spawner + Metrics> Executor<E> {
             if let Some(child) = marshal.get_block(Identifier::Height(height.next())).await {
                 if child.inner().parent == block.digest() {
                     if let Some(seed) = child.inner().parent_seed {
+                        debug!(%height, "finalized through a descendant: seed from the child");
                         return seed;
                     }
                 }

@@ -9,7 +9,7 @@
 use agentic_protocol::{Hash, SignedTx};
 use commonware_macros::select;
 use commonware_p2p::{Receiver, Recipients, Sender};
-use commonware_runtime::{ContextCell, Handle, Spawner, spawn_cell};
+use commonware_runtime::{spawn_cell, ContextCell, Handle, Spawner};
 use commonware_utils::channel::mpsc;
 use tracing::{debug, trace};
 

@@ -85,8 +85,8 @@ pub use dealer::{
 pub use engine::{Engine, EngineError};
 pub use gossip::Submitter;
 pub use network::{
-    register_simulated, Channels, NetworkError, CHANNEL_BACKFILL,
-    CHANNEL_BLOCKS, CHANNEL_CERTIFICATES, CHANNEL_RESOLVER, CHANNEL_TXS, CHANNEL_VOTES,
+    register_simulated, Channels, NetworkError, CHANNEL_BACKFILL, CHANNEL_BLOCKS,
+    CHANNEL_CERTIFICATES, CHANNEL_RESOLVER, CHANNEL_TXS, CHANNEL_VOTES,
 };
 pub use referee::UnavailableReferee;
 
@@ -107,7 +107,8 @@ pub type Finalization = types::Finalization<Scheme, Digest>;
 /// What simplex reports.
 pub type Activity = types::Activity<Scheme, Digest>;
 /// The signature type of a round's seed.
-pub type SeedSignature = <MinSig as commonware_cryptography::bls12381::primitives::variant::Variant>::Signature;
+pub type SeedSignature =
+    <MinSig as commonware_cryptography::bls12381::primitives::variant::Variant>::Signature;
 /// The validators' public polynomial (group key and partial-signature keys).
 pub type Sharing = sharing::Sharing<MinSig>;
 /// One validator's secret share of the group key.

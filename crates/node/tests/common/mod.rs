@@ -77,7 +77,11 @@ impl Validator {
     }
     /// Whether `id` is in a finalized block, and whether it succeeded.
     pub fn receipt(&self, id: &Hash) -> Option<bool> {
-        self.chain.read().unwrap().receipt(id).map(|r| r.result.is_ok())
+        self.chain
+            .read()
+            .unwrap()
+            .receipt(id)
+            .map(|r| r.result.is_ok())
     }
     /// Balance after the last applied block.
     pub fn balance(&self, who: &Address) -> Amount {
@@ -233,16 +237,14 @@ impl Net {
                     let fake = Sha256::hash(&[b"equivocation", &counter.to_be_bytes()]);
                     let conflicting: Vec<Vote<Scheme, Digest>> = match vote {
                         Vote::Notarize(n) => {
-                            let other =
-                                Proposal::new(n.proposal.round, n.proposal.parent, fake);
+                            let other = Proposal::new(n.proposal.round, n.proposal.parent, fake);
                             vec![
                                 Vote::Notarize(Notarize::sign(&scheme, other).unwrap()),
                                 Vote::Notarize(Notarize::sign(&scheme, n.proposal).unwrap()),
                             ]
                         }
                         Vote::Finalize(f) => {
-                            let other =
-                                Proposal::new(f.proposal.round, f.proposal.parent, fake);
+                            let other = Proposal::new(f.proposal.round, f.proposal.parent, fake);
                             vec![
                                 Vote::Finalize(Finalize::sign(&scheme, other).unwrap()),
                                 Vote::Finalize(Finalize::sign(&scheme, f.proposal).unwrap()),
@@ -316,11 +318,17 @@ pub fn sink(i: u8) -> Address {
 }
 
 /// A deterministic runtime with `seed` and a virtual-time limit.
+/// Logs go to the test output when `RUST_LOG` is set.
 pub fn runner(seed: u64) -> deterministic::Runner {
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
     deterministic::Runner::new(
         deterministic::Config::new()
             .with_seed(seed)
             .with_timeout(Some(Duration::from_secs(600))),
     )
 }
-
