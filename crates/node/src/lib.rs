@@ -17,12 +17,12 @@
 pub mod api;
 pub mod blobs;
 pub mod chain;
-pub mod consensus;
 pub mod client;
+pub mod consensus;
 pub mod genesis;
 pub mod keystore;
 pub mod mempool;
 
 pub use chain::{BlockRecord, Chain, ChainEvent, FinalizedBlock, SharedChain, TxReceipt};
-pub use mempool::{AdmitError, Mempool, MempoolLimits, SharedMempool, Submit};
 pub use consensus::{Engine, Submitter, UnavailableReferee};
+pub use mempool::{AdmitError, Mempool, MempoolLimits, SharedMempool, Submit};
