@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod model;
+mod node_cmds;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,13 @@ enum Command {
     /// Run models locally with the deterministic runtime.
     #[command(subcommand)]
     Model(model::Model),
+    /// Create and inspect key files (ed25519 identities).
+    #[command(subcommand)]
+    Keys(node_cmds::keys::Keys),
+    /// Sign a transaction with a key file, submit it to a node, wait for its receipt.
+    Tx(node_cmds::tx::TxArgs),
+    /// Read a node's finalized chain, follow its events, move blobs.
+    Query(node_cmds::query::QueryArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +47,8 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::Bench(bench) => bench::run(bench),
         Command::Model(model) => model::run(model),
+        Command::Keys(keys) => node_cmds::keys::run(keys),
+        Command::Tx(args) => node_cmds::tx::run(args),
+        Command::Query(args) => node_cmds::query::run(args),
     }
 }
