@@ -62,7 +62,7 @@ pub struct TxArgs {
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
-    kind: Kind,
+    kind: Box<Kind>,
 }
 
 /// A provider's standing offer.
