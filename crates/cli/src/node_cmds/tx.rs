@@ -43,7 +43,8 @@ pub struct TxArgs {
     /// Fee in base units (burned) [default: the chain's `min_fee`].
     #[arg(long, global = true, value_parser = super::amount)]
     fee: Option<Amount>,
-    /// The signer's nonce [default: the account's next nonce on the node].
+    /// The signer's nonce [default: the account's next nonce on the node, which does not
+    /// count pending transactions: pass it to send again before the last is finalized].
     #[arg(long, global = true)]
     nonce: Option<u64>,
     /// The chain id [default: the node's, from /v1/status].
