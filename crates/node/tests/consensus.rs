@@ -231,3 +231,74 @@ fn restarted_validator_recovers_its_state_and_catches_up() {
         assert!(assert_agree(&refs) >= target);
     });
 }
+
+/// The production wiring: four validators on loopback over commonware's authenticated p2p
+/// and the tokio runtime (real time, real sockets, storage in a temporary directory). Ignored
+/// by default because it binds fixed ports and takes seconds of wall time; run it with
+/// `cargo test -p agentic-node --test consensus -- --ignored tokio`.
+#[test]
+#[ignore]
+fn tokio_loopback_network_finalizes() {
+    use agentic_node::consensus::{start_authenticated, NetworkConfig, Peer};
+    use agentic_node::{Chain, Mempool, MempoolLimits, Submit};
+    use commonware_runtime::{tokio, Clock, Supervisor};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    let dir = std::env::temp_dir().join(format!("agentic-consensus-{}", std::process::id()));
+    let executor = tokio::Runner::new(tokio::Config::new().with_storage_directory(&dir));
+    executor.start(|context| async move {
+        let net = common::Keys::new(4);
+        let peers: Vec<Peer> = net
+            .participants
+            .iter()
+            .enumerate()
+            .map(|(i, pk)| Peer {
+                public_key: pk.clone(),
+                address: format!("127.0.0.1:{}", 38_400 + i).parse().unwrap(),
+            })
+            .collect();
+        let mut validators = Vec::new();
+        for i in 0..4 {
+            let chain = Chain::new(&net.genesis).unwrap().shared();
+            let mempool = Arc::new(Mutex::new(Mempool::new(MempoolLimits::default())));
+            let (handle, submitter) = start_authenticated(
+                context.child("validator").with_attribute("index", i),
+                net.config(i),
+                NetworkConfig {
+                    listen: peers[i].address,
+                    peers: peers.clone(),
+                    local: true,
+                },
+                chain.clone(),
+                mempool,
+            )
+            .await
+            .unwrap();
+            validators.push((chain, submitter, handle));
+        }
+        let id = validators[0].1.submit(transfer(0, 0, sink(9), 3)).unwrap();
+        loop {
+            let done = validators.iter().all(|(c, _, _)| {
+                let c = c.read().unwrap();
+                c.height().0 >= 5 && c.receipt(&id).is_some()
+            });
+            if done {
+                break;
+            }
+            context.sleep(Duration::from_millis(200)).await;
+        }
+        let root_at_5: Vec<_> = validators
+            .iter()
+            .map(|(c, _, _)| {
+                c.read()
+                    .unwrap()
+                    .block(agentic_protocol::Height(5))
+                    .unwrap()
+                    .state_root
+            })
+            .collect();
+        assert!(root_at_5.windows(2).all(|w| w[0] == w[1]));
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -98,7 +98,7 @@ impl Application {
     async fn in_flight(
         &self,
         first: &Digested<Block>,
-        ancestry: &mut (impl Ancestry<Block> + Unpin),
+        ancestry: &mut impl Ancestry<Block>,
     ) -> Option<Vec<SignedTx>> {
         let applied = self.applied_height();
         let mut pending = Vec::new();

@@ -100,6 +100,17 @@ pub enum EngineError {
 
 type Marshaled<E> = Deferred<E, Scheme, Application, Block, FixedEpocher>;
 type ConsensusReporter<E> = Reporters<Marshaled<E>, Seeds>;
+type Consensus<E, B> = simplex::Engine<
+    E,
+    Scheme,
+    Random,
+    B,
+    Digest,
+    Marshaled<E>,
+    Marshaled<E>,
+    ConsensusReporter<E>,
+    Sequential,
+>;
 type BlockArchive<E> = immutable::Archive<E, Digest, Arc<Block>>;
 type FinalizationArchive<E> = immutable::Archive<E, Digest, Finalization>;
 type Marshal<E> = MarshalActor<
@@ -164,17 +175,7 @@ where
     executor: Executor<E>,
     executor_mailbox: executor::Mailbox,
     gossip: Gossip<E>,
-    consensus: simplex::Engine<
-        E,
-        Scheme,
-        Random,
-        B,
-        Digest,
-        Marshaled<E>,
-        Marshaled<E>,
-        ConsensusReporter<E>,
-        Sequential,
-    >,
+    consensus: Consensus<E, B>,
 }
 
 /// The block at height 0, identical on every validator of the chain: it commits to the
@@ -279,13 +280,15 @@ where
         );
 
         // Archives of finalizations and finalized blocks, by height.
+        // The certificate codec needs no configuration (fixed-size threshold signatures).
+        let certificate_codec = ();
         let finalizations: FinalizationArchive<E> = immutable::Archive::init(
             context.child("finalizations_by_height"),
             archive_config(
                 &prefix,
                 "finalizations-by-height",
                 &page_cache,
-                <Scheme as commonware_cryptography::certificate::Verifier>::certificate_codec_config_unbounded(),
+                certificate_codec,
             ),
         )
         .await?;

@@ -9,10 +9,22 @@
 //! | [`CHANNEL_BACKFILL`] | marshal's block and finalization fetches |
 //! | [`CHANNEL_TXS`] | gossiped transactions |
 
-use commonware_p2p::{simulated, Channel, Receiver, Sender};
-use commonware_runtime::{Clock, Quota};
+use std::{net::SocketAddr, num::NonZeroU32, num::NonZeroUsize, time::Duration};
 
-use super::PublicKey;
+use commonware_consensus::marshal::{self, standard::Standard};
+use commonware_cryptography::ChaCha20Poly1305;
+use commonware_p2p::{
+    authenticated::lookup, simulated, Address, AddressableManager, Channel, Receiver, Sender,
+};
+use commonware_runtime::{
+    Clock, Handle, Metrics, Network as RuntimeNetwork, Quota, Resolver, Spawner, Storage,
+};
+use commonware_stream::{cups, sake};
+use commonware_utils::ordered::Map;
+use rand_core::CryptoRng;
+
+use super::{Block, Config, Digest, Engine, EngineError, PublicKey, Scheme, Submitter};
+use crate::{SharedChain, SharedMempool};
 
 /// Simplex votes.
 pub const CHANNEL_VOTES: Channel = 0;
@@ -49,6 +61,122 @@ pub enum NetworkError {
     /// The simulated network refused a registration.
     #[error("simulated network: {0}")]
     Simulated(#[from] simulated::Error),
+    /// Two peers with the same key.
+    #[error("duplicate peer")]
+    DuplicatePeer,
+    /// The consensus engine could not be built.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Another validator: its identity and where to dial it.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// Its ed25519 public key (must be one of [`Config::participants`]).
+    pub public_key: PublicKey,
+    /// Its p2p address.
+    pub address: SocketAddr,
+}
+
+/// How a production validator's p2p network is set up.
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Every validator's address, this one's included.
+    pub peers: Vec<Peer>,
+    /// Loopback/private addresses allowed and fast redials (devnets on one machine).
+    pub local: bool,
+}
+
+/// The largest message any consensus channel carries for `participants` validators.
+pub fn max_message_size(config: &Config) -> u32 {
+    let n = config.participants.len() as u32;
+    let marshal = marshal::max_payload_size::<Standard<Block>, Scheme>(n, &config.block_limits);
+    let simplex = commonware_consensus::simplex::max_payload_size::<Scheme, Digest>(n);
+    let largest = marshal.max(simplex).max(config.max_tx_bytes) + 1024;
+    u32::try_from(largest).unwrap_or(u32::MAX)
+}
+
+/// Builds the authenticated p2p network (commonware `lookup`: peers are known by key and
+/// address), registers the consensus channels, and starts the network and the engine. This is
+/// what `agentic node run` calls under the tokio runtime. Returns the engine's handle and the
+/// submit handle for the API.
+pub async fn start_authenticated<E>(
+    context: E,
+    config: Config,
+    network: NetworkConfig,
+    chain: SharedChain,
+    mempool: SharedMempool,
+) -> Result<(Handle<()>, Submitter), NetworkError>
+where
+    E: Spawner + Clock + CryptoRng + RuntimeNetwork + Resolver + Metrics + Storage,
+{
+    let handshake = cups::Cups::<_, ChaCha20Poly1305>::new(
+        sake::Sake {
+            signer: config.signer.clone(),
+            synchrony_bound: Duration::from_secs(5),
+            max_handshake_age: Duration::from_secs(10),
+            version: sake::Version::V1,
+        },
+        cups::Version::V1,
+    );
+    let max_peers = NonZeroUsize::new(network.peers.len().max(1)).unwrap_or(NonZeroUsize::MIN);
+    let mailbox = NonZeroUsize::new(config.mailbox_size.max(1)).unwrap_or(NonZeroUsize::MIN);
+    let max_size = max_message_size(&config);
+    let p2p_config = if network.local {
+        lookup::Config::local(
+            handshake,
+            &config.namespace,
+            network.listen,
+            max_peers,
+            max_size,
+            mailbox,
+        )
+    } else {
+        lookup::Config::recommended(
+            handshake,
+            &config.namespace,
+            network.listen,
+            max_peers,
+            max_size,
+            mailbox,
+        )
+    };
+    let (mut p2p, mut oracle) = lookup::Network::new(context.child("p2p"), p2p_config);
+    let peers: Map<PublicKey, Address> = Map::try_from(
+        network
+            .peers
+            .iter()
+            .map(|p| (p.public_key.clone(), Address::Symmetric(p.address)))
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|_| NetworkError::DuplicatePeer)?;
+    let _ = oracle.track(0, peers);
+
+    let quota = Quota::per_second(
+        NonZeroU32::new(config.rate_per_second.max(1)).unwrap_or(NonZeroU32::MIN),
+    );
+    let channels = Channels {
+        votes: p2p.register(CHANNEL_VOTES, quota),
+        certificates: p2p.register(CHANNEL_CERTIFICATES, quota),
+        resolver: p2p.register(CHANNEL_RESOLVER, quota),
+        blocks: p2p.register(CHANNEL_BLOCKS, quota),
+        backfill: p2p.register(CHANNEL_BACKFILL, quota),
+        txs: p2p.register(CHANNEL_TXS, quota),
+    };
+    let _network = p2p.start();
+
+    let (engine, submitter) = Engine::new(
+        context.child("engine"),
+        config,
+        oracle.clone(),
+        oracle,
+        chain,
+        mempool,
+    )
+    .await?;
+    Ok((engine.start(channels), submitter))
 }
 
 /// Registers every consensus channel for one peer of a simulated network (tests).

@@ -38,16 +38,63 @@ pub const LINK: Link = Link {
     success_rate: probability!(98, 100),
 };
 
-/// The test network: keys, genesis and the simulated p2p oracle.
-pub struct Net {
-    pub context: deterministic::Context,
-    pub oracle: Oracle<PublicKey, deterministic::Context>,
+/// Validator keys (threshold shares dealt from a seed) and the genesis.
+pub struct Keys {
     /// Validator keys, sorted by public key (so `shares[i]` belongs to `signers[i]`).
     pub signers: Vec<PrivateKey>,
     pub participants: Vec<PublicKey>,
     pub polynomial: Sharing,
     pub shares: Vec<Share>,
     pub genesis: Genesis,
+}
+
+impl Keys {
+    /// Keys for `n` validators and a genesis funding [`USERS`] users.
+    pub fn new(n: usize) -> Keys {
+        let mut signers: Vec<PrivateKey> = (0..n as u64)
+            .map(|i| PrivateKey::from_seed(1_000 + i))
+            .collect();
+        signers.sort_by_key(|k| k.public_key());
+        let participants: Vec<PublicKey> = signers.iter().map(|k| k.public_key()).collect();
+        let (polynomial, shares) = deal(n as u32, 42).unwrap();
+        let mut genesis = GenesisBuilder::new(CHAIN_ID).params(fast_params());
+        for u in 0..USERS {
+            genesis = genesis.account(address_of(&key(USER_SEED + u)), 1_000_000, 0);
+        }
+        Keys {
+            signers,
+            participants,
+            polynomial,
+            shares,
+            genesis: genesis.build(),
+        }
+    }
+
+    /// The consensus configuration of validator `i`.
+    pub fn config(&self, i: usize) -> Config {
+        Config::new(
+            self.signers[i].clone(),
+            self.participants.clone(),
+            self.polynomial.clone(),
+            self.shares[i].clone(),
+            Config::namespace_for(ChainId(CHAIN_ID)),
+            format!("validator-{i}"),
+        )
+    }
+}
+
+/// The test network: keys, genesis and the simulated p2p oracle.
+pub struct Net {
+    pub context: deterministic::Context,
+    pub oracle: Oracle<PublicKey, deterministic::Context>,
+    pub keys: Keys,
+}
+
+impl std::ops::Deref for Net {
+    type Target = Keys;
+    fn deref(&self) -> &Keys {
+        &self.keys
+    }
 }
 
 /// A running validator.
@@ -97,17 +144,8 @@ impl Validator {
 impl Net {
     /// `n` validators with dealt threshold keys, every pair linked with [`LINK`].
     pub async fn new(context: deterministic::Context, n: usize) -> Net {
-        let mut signers: Vec<PrivateKey> = (0..n as u64)
-            .map(|i| PrivateKey::from_seed(1_000 + i))
-            .collect();
-        signers.sort_by_key(|k| k.public_key());
-        let participants: Vec<PublicKey> = signers.iter().map(|k| k.public_key()).collect();
-        let (polynomial, shares) = deal(n as u32, 42).unwrap();
-
-        let mut genesis = GenesisBuilder::new(CHAIN_ID).params(fast_params());
-        for u in 0..USERS {
-            genesis = genesis.account(address_of(&key(USER_SEED + u)), 1_000_000, 0);
-        }
+        let keys = Keys::new(n);
+        let participants = keys.participants.clone();
         let (network, oracle) = Network::new_with_peers(
             context.child("network"),
             simulated::Config {
@@ -123,11 +161,7 @@ impl Net {
         let net = Net {
             context,
             oracle,
-            signers,
-            participants,
-            polynomial,
-            shares,
-            genesis: genesis.build(),
+            keys,
         };
         net.link_all(LINK).await;
         net
@@ -160,18 +194,6 @@ impl Net {
                 }
             }
         }
-    }
-
-    /// The consensus configuration of validator `i`.
-    pub fn config(&self, i: usize) -> Config {
-        Config::new(
-            self.signers[i].clone(),
-            self.participants.clone(),
-            self.polynomial.clone(),
-            self.shares[i].clone(),
-            Config::namespace_for(ChainId(CHAIN_ID)),
-            format!("validator-{i}"),
-        )
     }
 
     /// Starts validator `i` from its storage (empty the first time) and a chain at genesis.
