@@ -212,3 +212,97 @@ impl BoundedBlock for Block {
             + limits.max_bytes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentic_protocol::test_utils::key;
+    use agentic_protocol::{Address, Amount, ChainId, Tx, TxBody};
+    use commonware_codec::{Copying, Decode, Encode};
+    use commonware_consensus::types::{Epoch, Round, View};
+    use commonware_cryptography::Signer;
+
+    fn block(txs: usize) -> Block {
+        let context = Context {
+            round: Round::new(Epoch::zero(), View::new(3)),
+            leader: commonware_cryptography::ed25519::PrivateKey::from_seed(1).public_key(),
+            parent: (View::new(2), Sha256::hash(&[b"parent"])),
+        };
+        let txs = (0..txs as u64)
+            .map(|n| {
+                SignedTx::sign(
+                    &key(9),
+                    Tx {
+                        chain_id: ChainId(1),
+                        nonce: n,
+                        fee: Amount(1),
+                        body: TxBody::Transfer {
+                            to: Address([1; 32]),
+                            amount: Amount(5),
+                        },
+                    },
+                )
+            })
+            .collect();
+        Block::new(
+            context,
+            Sha256::hash(&[b"parent"]),
+            Height::new(7),
+            1_000,
+            None,
+            txs,
+        )
+    }
+
+    #[test]
+    fn round_trips_and_digest_commits_to_everything() {
+        let b = block(3);
+        let bytes = b.encode();
+        assert_eq!(bytes.len(), b.encode_size());
+        assert!(bytes.len() <= Block::max_encode_size(&BlockLimits::default()));
+        let back = Block::decode_cfg(bytes.clone(), &BlockLimits::default()).unwrap();
+        assert_eq!(back, b);
+        assert_eq!(back.digest(), b.digest());
+        let mut other = b.clone();
+        other.timestamp_ms += 1;
+        let other = Block::new(
+            other.context,
+            other.parent,
+            other.height,
+            other.timestamp_ms,
+            other.parent_seed,
+            other.txs,
+        );
+        assert_ne!(other.digest(), b.digest());
+    }
+
+    #[test]
+    fn decoding_is_bounded_and_never_panics() {
+        let b = block(4);
+        let bytes = b.encode();
+        let few = BlockLimits {
+            max_txs: 3,
+            max_bytes: 1 << 20,
+        };
+        assert!(Block::decode_cfg(bytes.clone(), &few).is_err());
+        let small = BlockLimits {
+            max_txs: 100,
+            max_bytes: b.tx_bytes() - 1,
+        };
+        assert!(Block::decode_cfg(bytes.clone(), &small).is_err());
+        // Every truncation and a byte flip at every position: an error or a different block,
+        // never a panic.
+        for cut in 0..bytes.len() {
+            assert!(Block::decode_cfg(Copying(&bytes[..cut]), &BlockLimits::default()).is_err());
+        }
+        for i in 0..bytes.len() {
+            let mut corrupt = bytes.to_vec();
+            corrupt[i] ^= 0x5a;
+            if let Ok(decoded) =
+                Block::decode_cfg(Copying(corrupt.as_slice()), &BlockLimits::default())
+            {
+                assert_ne!(decoded.digest(), b.digest());
+            }
+        }
+    }
+}
