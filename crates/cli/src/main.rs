@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod model;
+mod network;
 mod node_cmds;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,11 @@ enum Command {
     Tx(node_cmds::tx::TxArgs),
     /// Read a node's finalized chain, follow its events, move blobs.
     Query(node_cmds::query::QueryArgs),
+    /// Create a network (genesis + keys) or run one validator of it.
+    #[command(subcommand)]
+    Node(network::Node),
+    /// A whole network of validators in one process on loopback, with funded keys.
+    Devnet(network::DevnetArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +56,8 @@ fn main() -> anyhow::Result<()> {
         Command::Keys(keys) => node_cmds::keys::run(keys),
         Command::Tx(args) => node_cmds::tx::run(args),
         Command::Query(args) => node_cmds::query::run(args),
+        Command::Node(network::Node::Init(args)) => network::init(&args),
+        Command::Node(network::Node::Run(args)) => network::run(&args),
+        Command::Devnet(args) => network::devnet(&args),
     }
 }

@@ -49,10 +49,8 @@ struct TestNode {
     _rt: tokio::runtime::Runtime,
 }
 
-/// Finalizes what the mempool would propose, as consensus would (the node's executor
-/// also prunes by nonce only, so a transaction the ledger rejected, which leaves the
-/// nonce unused, stays pooled and blocks its sender's nonce: the tests use a fresh
-/// signer after a rejection).
+/// Finalizes what the mempool would propose, as consensus's executor does (including
+/// dropping the block's transactions the ledger rejected).
 fn finalize(chain: &SharedChain, mempool: &SharedMempool) {
     let mut chain = chain.write().unwrap();
     let txs = mempool
@@ -72,7 +70,10 @@ fn finalize(chain: &SharedChain, mempool: &SharedMempool) {
         txs,
     };
     chain.apply(&block, &TestReferee::default()).unwrap();
-    mempool.lock().unwrap().prune(chain.state());
+    mempool
+        .lock()
+        .unwrap()
+        .remove_finalized(&block.txs, chain.state());
 }
 
 fn start(name: &str) -> TestNode {

@@ -215,7 +215,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Decodes an even-length hex string.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     b.chunks(2)

@@ -22,6 +22,7 @@ pub mod consensus;
 pub mod genesis;
 pub mod keystore;
 pub mod mempool;
+pub mod service;
 
 pub use chain::{BlockRecord, Chain, ChainEvent, FinalizedBlock, SharedChain, TxReceipt};
 pub use consensus::{Engine, Submitter, UnavailableReferee};

@@ -271,6 +271,28 @@ impl Mempool {
         out
     }
 
+    /// Drops the transactions of a finalized block — including those the ledger
+    /// rejected, which keep their nonce unused but must not be proposed again — and
+    /// then everything [`Mempool::prune`] drops. Returns how many were dropped.
+    pub fn remove_finalized(&mut self, included: &[SignedTx], state: &State) -> usize {
+        let mut dropped = 0;
+        for tx in included {
+            let id = tx.id();
+            if let Some((sender, nonce)) = self.by_id.remove(&id) {
+                if let Some(queue) = self.by_sender.get_mut(&sender) {
+                    if let Some(e) = queue.remove(&nonce) {
+                        self.bytes -= e.size;
+                    }
+                    if queue.is_empty() {
+                        self.by_sender.remove(&sender);
+                    }
+                }
+                dropped += 1;
+            }
+        }
+        dropped + self.prune(state)
+    }
+
     /// Drops every transaction whose nonce the finalized `state` has used (included,
     /// or replaced by another with the same nonce). Returns how many were dropped.
     pub fn prune(&mut self, state: &State) -> usize {

@@ -130,7 +130,10 @@ impl Node {
             txs,
         };
         chain.apply(&block, &TestReferee::default()).unwrap();
-        self.mempool.lock().unwrap().prune(chain.state());
+        self.mempool
+            .lock()
+            .unwrap()
+            .remove_finalized(&block.txs, chain.state());
         h
     }
 }

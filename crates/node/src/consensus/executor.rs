@@ -173,7 +173,7 @@ impl<E: Clock + Spawner + Metrics> Executor<E> {
             .mempool
             .lock()
             .map_err(|_| ExecutorError::Poisoned)?
-            .prune(chain.state());
+            .remove_finalized(&finalized.txs, chain.state());
         if let Some(record) = record {
             info!(
                 height,
