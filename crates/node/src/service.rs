@@ -85,6 +85,9 @@ pub struct Running {
     pub chain: SharedChain,
     /// The mempool.
     pub mempool: SharedMempool,
+    /// Admission + gossip, what the API submits through (in-process clients may use it
+    /// directly).
+    pub submit: Arc<dyn crate::mempool::Submit>,
     /// Resolves when consensus stops.
     pub engine: Handle<()>,
 }
@@ -167,10 +170,11 @@ where
         mempool.clone(),
     )
     .await?;
+    let submit: Arc<dyn crate::mempool::Submit> = Arc::new(submitter);
     let state = ApiState {
         chain: chain.clone(),
         mempool: mempool.clone(),
-        submit: Arc::new(submitter),
+        submit: submit.clone(),
         blobs,
         config: ApiConfig::default(),
     };
@@ -185,6 +189,7 @@ where
         p2p,
         chain,
         mempool,
+        submit,
         engine,
     })
 }
