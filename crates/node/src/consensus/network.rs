@@ -100,8 +100,8 @@ pub fn max_message_size(config: &Config) -> u32 {
 
 /// Builds the authenticated p2p network (commonware `lookup`: peers are known by key and
 /// address), registers the consensus channels, and starts the network and the engine. This is
-/// what `agentic node run` calls under the tokio runtime. Returns the engine's handle and the
-/// submit handle for the API.
+/// what `agentic node run` calls under the tokio runtime. Returns a handle that resolves when
+/// the network or the engine stops, and the submit handle for the API.
 pub async fn start_authenticated<E>(
     context: E,
     config: Config,
@@ -165,7 +165,7 @@ where
         backfill: p2p.register(CHANNEL_BACKFILL, quota),
         txs: p2p.register(CHANNEL_TXS, quota),
     };
-    let _network = p2p.start();
+    let network_handle = p2p.start();
 
     let (engine, submitter) = Engine::new(
         context.child("engine"),
@@ -176,7 +176,12 @@ where
         mempool,
     )
     .await?;
-    Ok((engine.start(channels), submitter))
+    let engine_handle = engine.start(channels);
+    // One handle for both: it resolves when either the network or the engine stops.
+    let handle = context.child("validator").spawn(move |_| async move {
+        futures::future::select(network_handle, engine_handle).await;
+    });
+    Ok((handle, submitter))
 }
 
 /// Registers every consensus channel for one peer of a simulated network (tests).

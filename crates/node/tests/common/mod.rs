@@ -339,9 +339,15 @@ pub fn sink(i: u8) -> Address {
     Address([i; 32])
 }
 
-/// A deterministic runtime with `seed` and a virtual-time limit.
-/// Logs go to the test output when `RUST_LOG` is set.
+/// A deterministic runtime with `seed` (plus `CONSENSUS_SEED_OFFSET` from the environment,
+/// to explore other schedules) and a virtual-time limit. Logs go to the test output when
+/// `RUST_LOG` is set.
 pub fn runner(seed: u64) -> deterministic::Runner {
+    let seed = seed
+        + std::env::var("CONSENSUS_SEED_OFFSET")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
     if let Ok(filter) = std::env::var("RUST_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
