@@ -10,7 +10,7 @@
 //!            agentic_node::client::Client ──HTTP/JSON──▶ node API (`/v1/...`)
 //! ```
 //!
-//! The node is `--node URL`, else `$AGENTIC_NODE`, else `http://127.0.0.1:8001`.
+//! The node is `--node URL`, else `$AGENTIC_NODE`, else `http://127.0.0.1:8000`.
 //! Every command prints readable text by default and the API's JSON with `--json`.
 //! Failures (unreadable key file, unreachable node, the API's refusal with its
 //! `code`, the ledger's rejection in a receipt) exit non-zero with the reason.
@@ -32,12 +32,12 @@ use agentic_protocol::{Address, Amount, Hash, ParamKey};
 use serde_json::Value;
 
 /// The node API a command talks to.
-pub const DEFAULT_NODE: &str = "http://127.0.0.1:8001";
+pub const DEFAULT_NODE: &str = "http://127.0.0.1:8000";
 
 /// Where the node is (shared by `tx` and `query`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct NodeArgs {
-    /// The node's API URL [env: AGENTIC_NODE] [default: http://127.0.0.1:8001].
+    /// The node's API URL [env: AGENTIC_NODE] [default: http://127.0.0.1:8000].
     #[arg(long, global = true, value_name = "URL")]
     pub node: Option<String>,
 }
