@@ -398,9 +398,14 @@ pub fn devnet(args: &DevnetArgs) -> anyhow::Result<()> {
             println!("  funded keys: {}  {}", alice.display(), bob.display());
             println!("send a first transaction:");
             println!(
-                "  agentic tx --node http://{} --key {} transfer --to $(agentic keys show {} --json | jq -r .address) --amount 1000",
+                "  agentic tx --node http://{} --key {} transfer --to {} --amount 1000",
                 running[0].api,
                 alice.display(),
+                bob.display()
+            );
+            println!(
+                "  agentic query --node http://{} account {}",
+                running[running.len() - 1].api,
                 bob.display()
             );
             println!("Ctrl-C stops the devnet; running it again resumes from its storage.");
