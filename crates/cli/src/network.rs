@@ -15,7 +15,7 @@ use commonware_runtime::{Runner as _, Supervisor as _};
 use serde_json::json;
 
 /// Balance every generated account starts with (base units).
-const FUNDING: u128 = 1_000_000_000_000;
+pub(crate) const FUNDING: u128 = 1_000_000_000_000;
 
 /// `agentic node …`.
 #[derive(Subcommand)]
@@ -113,10 +113,39 @@ pub struct DevnetArgs {
 }
 
 /// The files of a new network.
-struct NetworkFiles {
-    genesis: GenesisFile,
-    validators: Vec<(PathBuf, KeyFile)>,
-    accounts: Vec<(PathBuf, KeyFile)>,
+pub(crate) struct NetworkFiles {
+    pub genesis: GenesisFile,
+    pub validators: Vec<(PathBuf, KeyFile)>,
+    pub accounts: Vec<(PathBuf, KeyFile)>,
+}
+
+/// What a new network is made of.
+pub(crate) struct NetworkSpec<'a> {
+    /// Chain id.
+    pub chain_id: u64,
+    /// Each validator's p2p and API address; their number is the number of validators.
+    pub addresses: Vec<(SocketAddr, SocketAddr)>,
+    /// Funded user accounts to create key files for (NAME.json).
+    pub users: &'a [String],
+    /// Further genesis accounts with no key file (benches that sign with their own keys).
+    pub funded: Vec<AccountEntry>,
+}
+
+/// Addresses `host:p2p_base + i` and `host:api_base + i` for validators `0..n`.
+fn consecutive(
+    n: u32,
+    host: IpAddr,
+    p2p_base: u16,
+    api_base: u16,
+) -> anyhow::Result<Vec<(SocketAddr, SocketAddr)>> {
+    (0..n)
+        .map(|i| {
+            Ok((
+                SocketAddr::new(host, port(p2p_base, i)?),
+                SocketAddr::new(host, port(api_base, i)?),
+            ))
+        })
+        .collect()
 }
 
 fn port(base: u16, i: u32) -> anyhow::Result<u16> {
@@ -124,16 +153,8 @@ fn port(base: u16, i: u32) -> anyhow::Result<u16> {
 }
 
 /// Creates and writes genesis.json, validator-i.json and NAME.json in `dir`.
-#[allow(clippy::too_many_arguments)]
-fn create_network(
-    dir: &Path,
-    n: u32,
-    chain_id: u64,
-    host: IpAddr,
-    p2p_base: u16,
-    api_base: u16,
-    accounts: &[String],
-) -> anyhow::Result<NetworkFiles> {
+pub(crate) fn create_network(dir: &Path, spec: NetworkSpec<'_>) -> anyhow::Result<NetworkFiles> {
+    let n = u32::try_from(spec.addresses.len()).context("too many validators")?;
     if n == 0 {
         bail!("a network needs at least one validator");
     }
@@ -166,10 +187,11 @@ fn create_network(
             .get(i as usize)
             .context("dealer returned too few shares")?;
         key.bls_share = Some(consensus::share_to_hex(share));
+        let (p2p, api) = spec.addresses[i as usize];
         entries.push(ValidatorEntry {
             public_key: hex(key.public_key().as_ref()),
-            p2p: SocketAddr::new(host, port(p2p_base, i)?),
-            api: SocketAddr::new(host, port(api_base, i)?),
+            p2p,
+            api,
         });
         funded.push(AccountEntry {
             address: hex(&key.address().0),
@@ -179,7 +201,7 @@ fn create_network(
         validators.push((dir.join(format!("validator-{i}.json")), key));
     }
     let mut users = Vec::new();
-    for name in accounts {
+    for name in spec.users {
         if name.is_empty()
             || !name
                 .chars()
@@ -195,9 +217,10 @@ fn create_network(
         });
         users.push((dir.join(format!("{name}.json")), key));
     }
+    funded.extend(spec.funded);
     let treasury = hex(&validators[0].1.address().0);
     let genesis = GenesisFile {
-        chain_id,
+        chain_id: spec.chain_id,
         treasury,
         params: Default::default(),
         accounts: funded,
@@ -222,12 +245,12 @@ fn create_network(
 pub fn init(args: &InitArgs) -> anyhow::Result<()> {
     let files = create_network(
         &args.out,
-        args.validators,
-        args.chain_id,
-        args.host,
-        args.p2p_base,
-        args.api_base,
-        &args.accounts,
+        NetworkSpec {
+            chain_id: args.chain_id,
+            addresses: consecutive(args.validators, args.host, args.p2p_base, args.api_base)?,
+            users: &args.accounts,
+            funded: Vec::new(),
+        },
     )?;
     println!(
         "network {} with {} validators written to {}",
@@ -260,7 +283,7 @@ pub fn init(args: &InitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn runtime(storage: &Path, threads: usize) -> commonware_runtime::tokio::Runner {
+pub(crate) fn runtime(storage: &Path, threads: usize) -> commonware_runtime::tokio::Runner {
     let cfg = commonware_runtime::tokio::Config::new()
         .with_storage_directory(storage)
         .with_worker_threads(threads.max(1))
@@ -322,12 +345,17 @@ pub fn devnet(args: &DevnetArgs) -> anyhow::Result<()> {
     } else {
         let files = create_network(
             &args.dir,
-            args.validators,
-            args.chain_id,
-            IpAddr::from([127, 0, 0, 1]),
-            args.p2p_base,
-            args.api_base,
-            &["alice".to_string(), "bob".to_string()],
+            NetworkSpec {
+                chain_id: args.chain_id,
+                addresses: consecutive(
+                    args.validators,
+                    IpAddr::from([127, 0, 0, 1]),
+                    args.p2p_base,
+                    args.api_base,
+                )?,
+                users: &["alice".to_string(), "bob".to_string()],
+                funded: Vec::new(),
+            },
         )?;
         (files.genesis, files.validators, files.accounts)
     };
@@ -427,7 +455,10 @@ pub fn devnet(args: &DevnetArgs) -> anyhow::Result<()> {
                     if roots.iter().any(|x| *x != roots[0]) {
                         bail!("validators disagree on the state root at height {h}: {roots:?}");
                     }
-                    eprintln!("every validator finalized height {h} with state root {}", roots[0]);
+                    eprintln!(
+                        "every validator finalized height {h} with state root {}",
+                        roots[0]
+                    );
                     return Ok(());
                 }
             }
@@ -441,10 +472,7 @@ pub fn devnet(args: &DevnetArgs) -> anyhow::Result<()> {
                         hex(&c.root().0),
                     )
                 };
-                eprintln!(
-                    "heights {heights:?}  root {}…  mempool {txs}",
-                    &root[..12]
-                );
+                eprintln!("heights {heights:?}  root {}…  mempool {txs}", &root[..12]);
             }
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {

@@ -64,7 +64,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "signing {} transfers from {} accounts",
         args.txs, args.accounts
     ));
-    let (genesis_state, blocks) = workload(args)?;
+    let (genesis_state, blocks) = workload(&Workload {
+        txs: args.txs,
+        accounts: args.accounts,
+        block: args.block,
+    })?;
     progress.inc(1);
 
     // The baseline is raw ed25519 batch verification of the same blocks, in the
@@ -102,16 +106,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
     let referee = TestReferee::default();
     progress.set_message("signed path: verify + apply");
-    let signed = best_with_state(args.reps, &genesis_state, |state| {
-        for block in &blocks {
-            let out = state.apply_block(block, &referee)?;
-            ensure!(
-                out.receipts.iter().all(|r| r.is_ok()),
-                "a transfer was rejected"
-            );
-        }
-        Ok(())
-    })?;
+    let signed = signed_time(args.reps, &genesis_state, &blocks)?;
     progress.inc(1);
 
     progress.set_message("apply only");
@@ -175,8 +170,47 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The shape of a signed-transfer workload.
+#[derive(Clone, Copy, Debug)]
+pub struct Workload {
+    /// Signed transfers.
+    pub txs: usize,
+    /// Distinct sending accounts (each signs txs/accounts transfers, in nonce order).
+    pub accounts: usize,
+    /// Transfers per block.
+    pub block: usize,
+}
+
+/// The ledger's signed transfer rate (transfers per second, best of `reps`): batch-verify
+/// every signature, then apply — the "signed" figure of `agentic bench ledger`, for other
+/// benches to compare against.
+pub fn signed_transfers_per_sec(shape: &Workload, reps: usize) -> anyhow::Result<f64> {
+    ensure!(
+        shape.txs > 0 && shape.accounts > 0 && shape.block > 0 && reps > 0,
+        "all sizes must be positive"
+    );
+    let (genesis_state, blocks) = workload(shape)?;
+    let signed = signed_time(reps, &genesis_state, &blocks)?;
+    Ok(shape.txs as f64 / signed.as_secs_f64())
+}
+
+/// Best time of `reps` runs of `State::apply_block` over `blocks` from `genesis`.
+fn signed_time(reps: usize, genesis: &State, blocks: &[Block]) -> anyhow::Result<Duration> {
+    let referee = TestReferee::default();
+    best_with_state(reps, genesis, |state| {
+        for block in blocks {
+            let out = state.apply_block(block, &referee)?;
+            ensure!(
+                out.receipts.iter().all(|r| r.is_ok()),
+                "a transfer was rejected"
+            );
+        }
+        Ok(())
+    })
+}
+
 /// The genesis state and the blocks of signed transfers.
-fn workload(args: &Args) -> anyhow::Result<(State, Vec<Block>)> {
+fn workload(args: &Workload) -> anyhow::Result<(State, Vec<Block>)> {
     let keys: Vec<_> = (0..args.accounts as u64)
         .into_par_iter()
         .map(|i| key(i + 1))

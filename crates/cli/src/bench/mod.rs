@@ -1,6 +1,7 @@
 //! `agentic bench …`: every bench prints JSON with a top-level `ratio` against a baseline
 //! measured in the same run.
 
+pub mod consensus;
 pub mod ledger;
 pub mod matmul;
 pub mod model;
@@ -9,6 +10,9 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum Bench {
+    /// Finalization latency and committed transfers per second of validators on loopback,
+    /// vs the ledger's signed apply rate.
+    Consensus(consensus::Args),
     /// Signed and apply-only transfer throughput vs raw ed25519 batch verification.
     Ledger(ledger::Args),
     /// Deterministic matmul vs the `matrixmultiply` crate's sgemm.
@@ -19,6 +23,7 @@ pub enum Bench {
 
 pub fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
+        Bench::Consensus(args) => consensus::run(&args),
         Bench::Ledger(args) => ledger::run(&args),
         Bench::Matmul(args) => matmul::run(&args),
         Bench::Model(args) => model::run(&args),
