@@ -141,6 +141,27 @@ impl Chain {
         block: &FinalizedBlock,
         referee: &dyn Referee,
     ) -> Result<Option<Arc<BlockRecord>>, BlockError> {
+        self.apply_inner(block, referee, false)
+    }
+
+    /// [`Chain::apply`] for a block whose signatures are known to be valid: consensus
+    /// finalizes only blocks that a quorum certified after verifying every
+    /// transaction's signature (at least f + 1 of them honest), so re-verifying at
+    /// execution would only repeat that work.
+    pub fn apply_verified(
+        &mut self,
+        block: &FinalizedBlock,
+        referee: &dyn Referee,
+    ) -> Result<Option<Arc<BlockRecord>>, BlockError> {
+        self.apply_inner(block, referee, true)
+    }
+
+    fn apply_inner(
+        &mut self,
+        block: &FinalizedBlock,
+        referee: &dyn Referee,
+        verified: bool,
+    ) -> Result<Option<Arc<BlockRecord>>, BlockError> {
         if block.height <= self.state.height() {
             return Ok(None);
         }
@@ -149,7 +170,13 @@ impl Chain {
             beacon: block.beacon,
             txs: block.txs.clone(),
         };
-        let outcome = self.state.apply_block(&ledger_block, referee)?;
+        let outcome = if verified {
+            let mask = vec![true; ledger_block.txs.len()];
+            self.state
+                .apply_block_preverified(&ledger_block, &mask, referee)?
+        } else {
+            self.state.apply_block(&ledger_block, referee)?
+        };
         let tx_ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
         let mut per_tx: Vec<Vec<EventRecord>> = vec![Vec::new(); block.txs.len()];
         for record in &outcome.events {

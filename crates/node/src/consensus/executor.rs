@@ -167,7 +167,7 @@ impl<E: Clock + Spawner + Metrics> Executor<E> {
         };
         let mut chain = self.chain.write().map_err(|_| ExecutorError::Poisoned)?;
         let record = chain
-            .apply(&finalized, &UnavailableReferee)
+            .apply_verified(&finalized, &UnavailableReferee)
             .map_err(|source| ExecutorError::Ledger { height, source })?;
         let pruned = self
             .mempool
