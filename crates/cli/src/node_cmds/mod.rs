@@ -214,7 +214,10 @@ fn render_into(out: &mut String, v: &Value, indent: usize) {
     let pad = " ".repeat(indent);
     match v {
         Value::Object(m) => {
-            for (k, val) in m {
+            // Sorted by key, whatever serde_json's map order is in this build.
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (k, val) in entries {
                 if is_leaf(val) {
                     out.push_str(&format!("{pad}{k}: {}\n", leaf(val)));
                 } else {
@@ -246,8 +249,12 @@ pub fn event_line(event: &Value) -> String {
             };
             match fields {
                 Value::Object(f) => {
+                    // Sorted by name: serde_json's map order depends on whether some
+                    // crate in the build enables its `preserve_order` feature.
+                    let mut fields: Vec<(&String, &Value)> = f.iter().collect();
+                    fields.sort_by(|a, b| a.0.cmp(b.0));
                     let mut line = name.clone();
-                    for (k, v) in f {
+                    for (k, v) in fields {
                         line.push_str(&format!(" {k}={}", scalar(v)));
                     }
                     line
@@ -325,7 +332,7 @@ mod tests {
     fn readable_forms() {
         assert_eq!(
             event_line(&json!({"Transferred": {"from": "aa", "amount": "5"}})),
-            "Transferred from=aa amount=5"
+            "Transferred amount=5 from=aa"
         );
         let r = render(&json!({"a": 1, "b": {"c": [1, 2]}, "d": [{"e": null}]}));
         assert_eq!(r, "a: 1\nb:\n  c: 1, 2\nd:\n  [0]\n    e: -\n");
