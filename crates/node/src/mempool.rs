@@ -155,7 +155,7 @@ impl Mempool {
     /// Checks `tx` against the finalized `state` (see the module docs) and pools it.
     /// Returns its id. Changes nothing on error.
     pub fn admit(&mut self, tx: SignedTx, state: &State) -> Result<Hash, AdmitError> {
-        let size = tx.to_bytes().len();
+        let size = commonware_codec::EncodeSize::encode_size(&tx);
         if size > self.limits.max_tx_bytes {
             return Err(AdmitError::TooLarge {
                 size,

@@ -409,60 +409,44 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-fn list_of<'a, K: Copy + Into<u64> + 'a, V: serde::Serialize + 'a>(
-    items: impl Iterator<Item = (&'a K, &'a V)>,
+/// One page of `(id, item)` pairs, ids ascending: those after `q.after`, at most
+/// `q.limit` (capped by `max`), each item's JSON with its `id` added.
+fn list_page<'a, V: serde::Serialize + 'a>(
+    items: impl Iterator<Item = (u64, &'a V)>,
     q: &ListQuery,
     max: usize,
-    key: &str,
 ) -> Vec<Value> {
     let limit = q.limit.unwrap_or(max).min(max);
     items
-        .filter(|(k, _)| q.after.is_none_or(|a| (**k).into() > a))
+        .filter(|(id, _)| q.after.is_none_or(|a| *id > a))
         .take(limit)
-        .map(|(k, v)| {
+        .map(|(id, v)| {
             let mut j = to_value(v);
-            j[key] = json!((*k).into());
+            j["id"] = json!(id);
             j
         })
         .collect()
 }
 
-macro_rules! id_into_u64 {
-    ($($t:ty),*) => {$(
-        impl From<$t> for IdU64 {
-            fn from(v: $t) -> IdU64 { IdU64(v.0) }
-        }
-    )*};
-}
+type ListQueryResult = Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>;
 
-/// Adapter so every id newtype can be listed the same way.
-#[derive(Clone, Copy)]
-struct IdU64(u64);
-impl From<IdU64> for u64 {
-    fn from(v: IdU64) -> u64 {
-        v.0
-    }
-}
-id_into_u64!(JobId, DisputeId, ProposalId);
-
-async fn jobs(
-    State(s): State<ApiState>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+/// The shared body of the list routes: parses the query, then pages `select(state)`.
+fn list_route<V: serde::Serialize>(
+    s: &ApiState,
+    q: ListQueryResult,
+    key: &str,
+    select: impl for<'a> Fn(&'a agentic_protocol::State) -> Box<dyn Iterator<Item = (u64, &'a V)> + 'a>,
 ) -> ApiResult {
     let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
-    let c = read_chain(&s);
-    let items: Vec<(IdU64, &agentic_protocol::state::Job)> = c
-        .state()
-        .jobs()
-        .map(|(k, v)| (IdU64::from(*k), v))
-        .collect();
-    let list = list_of(
-        items.iter().map(|(k, v)| (k, *v)),
-        &q,
-        s.config.max_list,
-        "id",
-    );
-    Ok(Json(json!({"height": c.height().0, "jobs": list})))
+    let c = read_chain(s);
+    let list = list_page(select(c.state()), &q, s.config.max_list);
+    Ok(Json(json!({"height": c.height().0, key: list})))
+}
+
+async fn jobs(State(s): State<ApiState>, q: ListQueryResult) -> ApiResult {
+    list_route(&s, q, "jobs", |st| {
+        Box::new(st.jobs().map(|(k, v)| (k.0, v)))
+    })
 }
 
 async fn job(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
@@ -477,24 +461,10 @@ async fn job(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     Ok(Json(v))
 }
 
-async fn disputes(
-    State(s): State<ApiState>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult {
-    let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
-    let c = read_chain(&s);
-    let items: Vec<(IdU64, &agentic_protocol::state::Dispute)> = c
-        .state()
-        .disputes()
-        .map(|(k, v)| (IdU64::from(*k), v))
-        .collect();
-    let list = list_of(
-        items.iter().map(|(k, v)| (k, *v)),
-        &q,
-        s.config.max_list,
-        "id",
-    );
-    Ok(Json(json!({"height": c.height().0, "disputes": list})))
+async fn disputes(State(s): State<ApiState>, q: ListQueryResult) -> ApiResult {
+    list_route(&s, q, "disputes", |st| {
+        Box::new(st.disputes().map(|(k, v)| (k.0, v)))
+    })
 }
 
 async fn dispute(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
@@ -509,24 +479,10 @@ async fn dispute(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult
     Ok(Json(v))
 }
 
-async fn proposals(
-    State(s): State<ApiState>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult {
-    let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
-    let c = read_chain(&s);
-    let items: Vec<(IdU64, &agentic_protocol::state::Proposal)> = c
-        .state()
-        .proposals()
-        .map(|(k, v)| (IdU64::from(*k), v))
-        .collect();
-    let list = list_of(
-        items.iter().map(|(k, v)| (k, *v)),
-        &q,
-        s.config.max_list,
-        "id",
-    );
-    Ok(Json(json!({"height": c.height().0, "proposals": list})))
+async fn proposals(State(s): State<ApiState>, q: ListQueryResult) -> ApiResult {
+    list_route(&s, q, "proposals", |st| {
+        Box::new(st.proposals().map(|(k, v)| (k.0, v)))
+    })
 }
 
 async fn proposal(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {

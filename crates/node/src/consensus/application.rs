@@ -160,9 +160,10 @@ impl Application {
                 bytes,
             });
         }
+        let ids: Vec<_> = block.txs.iter().map(SignedTx::id).collect();
         let mut seen = BTreeSet::new();
-        for (i, tx) in block.txs.iter().enumerate() {
-            if !seen.insert(tx.id()) {
+        for (i, id) in ids.iter().enumerate() {
+            if !seen.insert(*id) {
                 return Err(InvalidBlock::Duplicate(i));
             }
         }
@@ -171,7 +172,7 @@ impl Application {
         // others are checked (in one batch).
         let unknown: Vec<usize> = match self.mempool.lock() {
             Ok(m) => (0..block.txs.len())
-                .filter(|&i| !m.contains(&block.txs[i].id()))
+                .filter(|&i| !m.contains(&ids[i]))
                 .collect(),
             Err(_) => (0..block.txs.len()).collect(),
         };
