@@ -36,6 +36,7 @@
 //! [`train`] (deterministic training steps).
 
 pub mod activation;
+pub mod bundle;
 pub mod error;
 pub mod kernels;
 pub mod loader;
@@ -49,6 +50,7 @@ pub mod trace;
 pub mod train;
 
 pub use activation::{Activation, ActivationKind};
+pub use bundle::Bundle;
 pub use error::ComputeError;
 pub use metering::InputShape;
 pub use models::{Model, RunOutput};

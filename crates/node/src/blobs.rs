@@ -131,6 +131,27 @@ impl BlobStore {
         }
     }
 
+    /// Up to `len` bytes of the blob from `offset` (fewer at its end), if present.
+    pub fn read_range(
+        &self,
+        hash: &Hash,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, BlobError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = match fs::File::open(self.path(hash)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let size = f.metadata()?.len();
+        let n = len.min(size.saturating_sub(offset));
+        let mut out = vec![0u8; n as usize];
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(&mut out)?;
+        Ok(Some(out))
+    }
+
     /// The blob's size, if present.
     pub fn size(&self, hash: &Hash) -> Result<Option<u64>, BlobError> {
         match fs::metadata(self.path(hash)) {

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use agentic_protocol::{Address, Hash, SignedTx};
+use agentic_protocol::{Address, ChainId, Hash, SignedTx, Tx, TxBody};
+use commonware_cryptography::ed25519::PrivateKey;
+use commonware_cryptography::Signer as _;
 use serde_json::{json, Value};
 
 use crate::blobs::hex32;
@@ -36,6 +38,16 @@ pub enum ClientError {
     /// The node's answer was not what the API documents.
     #[error("unexpected answer from the node: {0}")]
     Unexpected(String),
+    /// The ledger finalized the transaction but rejected it.
+    #[error("the ledger rejected {kind} {id}: {reason}")]
+    Rejected {
+        /// The transaction kind.
+        kind: &'static str,
+        /// Its id (hex).
+        id: String,
+        /// The ledger's reason.
+        reason: String,
+    },
     /// A transaction was not finalized in time.
     #[error("transaction {id} not finalized after {waited:?}")]
     Timeout {
@@ -223,5 +235,150 @@ impl Client {
             )));
         }
         Ok(bytes.to_vec())
+    }
+
+    /// The blob's size if the server holds it (`HEAD`), `None` if not.
+    pub async fn blob_size(&self, hash: &Hash) -> Result<Option<u64>, ClientError> {
+        let url = format!("{}/v1/blobs/{}", self.base, hex32(hash));
+        let r = self
+            .http
+            .head(&url)
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        match r.status().as_u16() {
+            200 => Ok(r
+                .headers()
+                .get(reqwest::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())),
+            404 => Ok(None),
+            status => Err(ClientError::Api {
+                status,
+                code: "unknown".into(),
+                message: format!("HEAD {url}"),
+            }),
+        }
+    }
+
+    /// Up to `len` bytes of a blob from `offset` (a `Range` request). The bytes are
+    /// not checked here: a caller assembling a blob checks the whole hash.
+    pub async fn get_blob_range(
+        &self,
+        hash: &Hash,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}/v1/blobs/{}", self.base, hex32(hash));
+        let end = offset.saturating_add(len.max(1)) - 1;
+        let r = self
+            .http
+            .get(&url)
+            .header(reqwest::header::RANGE, format!("bytes={offset}-{end}"))
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        if !r.status().is_success() {
+            return Self::decode(url, r).await.map(|_| Vec::new());
+        }
+        let partial = r.status().as_u16() == 206;
+        let bytes = r
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport { url, source })?;
+        if partial {
+            Ok(bytes.to_vec())
+        } else {
+            // A server without range support sent the whole blob.
+            let start = (offset as usize).min(bytes.len());
+            let stop = (end as usize).saturating_add(1).min(bytes.len());
+            Ok(bytes[start..stop].to_vec())
+        }
+    }
+
+    /// `PUT` raw bytes to `path` (e.g. a provider's activation inbox).
+    pub async fn put_bytes(&self, path: &str, bytes: Vec<u8>) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .http
+            .put(&url)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        Self::decode(url, r).await
+    }
+
+    /// `GET /v1/jobs/{id}`.
+    pub async fn job(&self, id: u64) -> Result<Value, ClientError> {
+        self.get(&format!("/v1/jobs/{id}")).await
+    }
+
+    /// `GET /v1/providers/{address}/work`: the active jobs where `provider` holds a
+    /// slot or an audit.
+    pub async fn provider_work(&self, provider: &Address) -> Result<Value, ClientError> {
+        self.get(&format!("/v1/providers/{}/work", hex(&provider.0)))
+            .await
+    }
+
+    /// The chain's `min_fee` (from `/v1/params`).
+    pub async fn min_fee(&self) -> Result<agentic_protocol::Amount, ClientError> {
+        let p = self.get("/v1/params").await?;
+        p["params"]["min_fee"]
+            .as_str()
+            .and_then(crate::genesis::parse_amount)
+            .ok_or_else(|| ClientError::Unexpected(format!("no params.min_fee in {p}")))
+    }
+
+    /// Signs `body` with `key` (the chain's id, the signer's next nonce, the minimum
+    /// fee), submits it, waits up to `timeout` for its receipt, and returns the receipt;
+    /// a ledger rejection is [`ClientError::Rejected`]. One signer must not send two
+    /// transactions at once through this (they would take the same nonce).
+    pub async fn send(
+        &self,
+        key: &PrivateKey,
+        body: TxBody,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
+        let st = self.status().await?;
+        let chain_id = st["chain_id"]
+            .as_u64()
+            .ok_or_else(|| ClientError::Unexpected(format!("no chain_id in {st}")))?;
+        let signer = Address::from(&key.public_key());
+        let nonce = self.nonce(&signer).await?;
+        let fee = self.min_fee().await?;
+        let kind = body.kind();
+        let tx = SignedTx::sign(
+            key,
+            Tx {
+                chain_id: ChainId(chain_id),
+                nonce,
+                fee,
+                body,
+            },
+        );
+        let id = self.submit(&tx).await?;
+        let receipt = self.wait(&id, timeout).await?;
+        if receipt["result"]["ok"] == true {
+            Ok(receipt)
+        } else {
+            Err(ClientError::Rejected {
+                kind,
+                id,
+                reason: receipt["result"]["error"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_string(),
+            })
+        }
     }
 }

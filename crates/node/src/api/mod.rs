@@ -18,6 +18,7 @@
 //! | GET | `/v1/txs/{id}` | receipt, or `pending` while in the mempool |
 //! | GET | `/v1/accounts/{address}` | balance, nonce, bonded, withdrawable |
 //! | GET | `/v1/providers`, `/v1/providers/{address}` | registered providers |
+//! | GET | `/v1/providers/{address}/work` | active jobs where the provider holds a slot or an audit |
 //! | GET | `/v1/offers` | active providers' offers with reputation |
 //! | GET | `/v1/jobs`, `/v1/jobs/{id}` | jobs |
 //! | GET | `/v1/disputes`, `/v1/disputes/{id}` | disputes |
@@ -29,6 +30,7 @@
 //! | PUT/GET/HEAD | `/v1/blobs/{hash}` | content-addressed blobs (blake3) |
 //! | GET | `/openapi.json`, `/metrics` | API description, Prometheus metrics |
 
+pub mod blob_routes;
 pub mod openapi;
 
 use std::convert::Infallible;
@@ -38,7 +40,7 @@ use agentic_protocol::{Address, DisputeId, Hash, Height, JobId, MandateId, Propo
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -191,9 +193,6 @@ type ApiResult = Result<Json<Value>, ApiError>;
 /// The router with every route, its body limits and JSON fallbacks.
 pub fn router(state: ApiState) -> Router {
     let json_limit = state.config.max_json_body;
-    let blob_limit = usize::try_from(state.blobs.max_size())
-        .unwrap_or(usize::MAX)
-        .saturating_add(1);
     Router::new()
         .route("/v1/status", get(status))
         .route(
@@ -204,6 +203,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/accounts/{address}", get(account))
         .route("/v1/providers", get(providers))
         .route("/v1/providers/{address}", get(provider))
+        .route("/v1/providers/{address}/work", get(provider_work))
         .route("/v1/offers", get(offers))
         .route("/v1/jobs", get(jobs))
         .route("/v1/jobs/{id}", get(job))
@@ -217,13 +217,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/blocks/latest", get(latest_block))
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/events", get(events))
-        .route(
-            "/v1/blobs/{hash}",
-            get(blob_get)
-                .head(blob_head)
-                .put(blob_put)
-                .layer(DefaultBodyLimit::max(blob_limit)),
-        )
+        .merge(blob_routes::routes(state.blobs.clone()))
         .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("route") })
@@ -378,6 +372,35 @@ async fn provider(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult
         .provider(&addr)
         .ok_or_else(|| ApiError::not_found("provider"))?;
     Ok(Json(provider_json(&c, &addr, p)))
+}
+
+/// The active jobs in which `address` holds a stage slot or an audit, in full: what a
+/// provider daemon polls to find its work.
+async fn provider_work(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult {
+    use agentic_protocol::state::{JobStatus, StagePhase};
+    let addr = parse_address_param(&a)?;
+    let c = read_chain(&s);
+    let list: Vec<Value> = c
+        .state()
+        .jobs()
+        .filter(|(_, j)| j.status == JobStatus::Active)
+        .filter(|(_, j)| {
+            j.stages.iter().any(|st| {
+                st.slots
+                    .iter()
+                    .filter_map(|x| x.assignment.as_ref())
+                    .any(|x| x.provider == addr)
+                    || matches!(st.phase, StagePhase::Auditing { auditor, .. } if auditor == addr)
+            })
+        })
+        .take(s.config.max_list)
+        .map(|(id, j)| {
+            let mut v = to_value(j);
+            v["id"] = json!(id.0);
+            v
+        })
+        .collect();
+    Ok(Json(json!({"height": c.height().0, "jobs": list})))
 }
 
 async fn offers(State(s): State<ApiState>) -> ApiResult {
@@ -610,73 +633,6 @@ async fn events(
         Some((Ok(ev), rx))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-async fn blob_put(
-    State(s): State<ApiState>,
-    Path(h): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let hash = parse_hash_param(&h)?;
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "blob_too_large",
-                format!("the limit is {} bytes", s.blobs.max_size()),
-            )
-        } else {
-            ApiError::from(r)
-        }
-    })?;
-    let store = s.blobs.clone();
-    let len = body.len();
-    let new = tokio::task::spawn_blocking(move || store.put(&hash, &body))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "blob task failed",
-            )
-        })??;
-    Ok((
-        if new {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(json!({"hash": hex32(&hash), "size": len, "new": new})),
-    ))
-}
-
-async fn blob_get(State(s): State<ApiState>, Path(h): Path<String>) -> Result<Response, ApiError> {
-    let hash = parse_hash_param(&h)?;
-    let store = s.blobs.clone();
-    let bytes = tokio::task::spawn_blocking(move || store.get(&hash))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "blob task failed",
-            )
-        })??
-        .ok_or_else(|| ApiError::not_found("blob"))?;
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        "application/octet-stream".parse().expect("static header"),
-    );
-    Ok((headers, bytes).into_response())
-}
-
-async fn blob_head(State(s): State<ApiState>, Path(h): Path<String>) -> Result<Response, ApiError> {
-    let hash = parse_hash_param(&h)?;
-    match s.blobs.size(&hash)? {
-        Some(n) => Ok(([(header::CONTENT_LENGTH, n.to_string())], StatusCode::OK).into_response()),
-        None => Ok(StatusCode::NOT_FOUND.into_response()),
-    }
 }
 
 async fn openapi_json() -> Json<Value> {
