@@ -1,0 +1,52 @@
+//! The requester SDK: from "run this model on this input" to a verified output
+//! and an exact bill.
+//!
+//! ```text
+//!            ┌──────────────────────── pure (no network) ─────────────────────────┐
+//!  JobRequest│ prepare(): bundle ─ encode input ─ meter ops ─ split / place ─ spec │PreparedJob
+//!  + offers  │            (placement: Ledger | Named | Auto → partitioner)         │ + escrow
+//!            └─────────────────────────────────────────────────────────────────────┘
+//!                                          │
+//!  Requester (I/O): submit ── HEAD/PUT /v1/blobs (bundle, input) ── SubmitJob ──▶ JobId
+//!                   wait   ── GET /v1/jobs/{id} until not Active (progress callback)
+//!                   result ── last stage's agreed output ── GET /v1/blobs/{hash} ── check ──▶ Activation
+//!                   cancel ── CancelJob (only before any provider committed)
+//!                                          │
+//!  cost(&Job) (pure): per stage and replica ops × price, paid, locked, refund
+//! ```
+//!
+//! # Rules this module follows
+//!
+//! 1. **The job names content, not places.** The model is the blake3 of its
+//!    bundle (`agentic_compute::bundle`), the input the blake3 of its
+//!    activation's canonical bytes; both blobs go to the node's blob store
+//!    before `SubmitJob`, skipped when the node already holds them.
+//! 2. **Stages are contiguous layer ranges** that tile the model; a stage's ops
+//!    are the sum of its layers' metered ops, so the spec's total equals the
+//!    metered total exactly and the escrow is `State::escrow_for(&spec)`.
+//! 3. **Placement** ([`placement`]): the ledger matches (layers balanced by
+//!    ops), the requester names providers (balanced layers), or the
+//!    partitioner chooses both from the offers' speeds and coordinates.
+//! 4. **Pipelines chain by hash.** Stage `i`'s agreed output is stage `i + 1`'s
+//!    input; the last stage's output is the job's output, published by its
+//!    provider to the node's blob store; [`Requester::result`] refuses bytes
+//!    that do not hash to it.
+//! 5. **Costs are recomputed, not trusted** ([`cost`]): the same formula the
+//!    ledger pays with, from the job record.
+
+mod client;
+pub mod cost;
+mod error;
+pub mod placement;
+mod prepare;
+mod request;
+
+pub use client::{JobResult, Requester, Submitted};
+pub use cost::{cost, CostBreakdown, SlotCost, StageCost};
+pub use error::RequesterError;
+pub use placement::{PlanSummary, PlannedStage, ASSUMED_BANDWIDTH_BYTES_PER_S};
+pub use prepare::{prepare, PreparedJob};
+pub use request::{JobInput, JobRequest, OfferView, PlacementChoice};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,146 @@
+//! What a requester asks for ([`JobRequest`]) and what it knows of the market
+//! ([`OfferView`]).
+
+use agentic_protocol::coord::Coord;
+use agentic_protocol::matching::Candidate;
+use agentic_protocol::tx::Offer;
+use agentic_protocol::types::{Capabilities, Region, VerificationLevel};
+use agentic_protocol::{Address, Amount, MandateId};
+use serde::{Deserialize, Serialize};
+
+/// The input of a job.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobInput {
+    /// Texts, one sequence each, tokenized by the model's tokenizer.
+    Texts(Vec<String>),
+    /// An activation's canonical bytes (`agentic_compute::Activation::canonical_bytes`),
+    /// e.g. read from a tensor file: token ids for a language model, feature rows
+    /// for an MLP.
+    Activation(Vec<u8>),
+}
+
+/// Who runs each stage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PlacementChoice {
+    /// The ledger matches every stage itself (price, reputation, latency); the
+    /// layers are split so that every stage has the same number of ops, as near
+    /// as the layer boundaries allow.
+    #[default]
+    Ledger,
+    /// The requester runs the partitioner over the current qualified offers and
+    /// names the providers (see [`crate::requester::placement`]).
+    Auto,
+    /// These providers, one per stage in pipeline order, with the layers split
+    /// evenly by ops.
+    Named(Vec<Address>),
+}
+
+/// A job as the requester describes it; [`crate::requester::prepare`] turns it
+/// into a ledger [`agentic_protocol::tx::JobSpec`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobRequest {
+    /// Registry name (`tiny-gpt`, `minilm`) or a model directory.
+    pub model: String,
+    /// What to run it on.
+    pub input: JobInput,
+    /// Pipeline stages (contiguous layer ranges, one provider each).
+    pub stages: usize,
+    /// Independent providers per stage.
+    pub replicas: u8,
+    /// Highest price per mega-op paid (base units per 10^6 ops).
+    pub max_price: Amount,
+    /// Blocks a provider has to deliver after it is assigned.
+    pub deadline: u64,
+    /// How results are checked before payout.
+    pub verification: VerificationLevel,
+    /// Lowest provider reputation accepted (ppm).
+    pub min_reputation_ppm: u32,
+    /// Lowest provider bonded stake accepted.
+    pub min_stake: Amount,
+    /// Accepted provider regions (empty: any).
+    pub regions: Vec<Region>,
+    /// Capabilities every provider must have (none by default).
+    pub capabilities: Capabilities,
+    /// Who runs each stage.
+    pub placement: PlacementChoice,
+    /// Spend under this mandate (the signer must be its agent); `None`: the signer pays.
+    pub mandate: Option<MandateId>,
+    /// The requester's network coordinate (latency-aware matching and placement).
+    pub coord: Coord,
+}
+
+impl JobRequest {
+    /// Default price cap, base units per mega-op.
+    pub const DEFAULT_MAX_PRICE: Amount = Amount(100);
+    /// Default delivery deadline, blocks.
+    pub const DEFAULT_DEADLINE: u64 = 100;
+
+    /// `model` on `input`: one stage, one replica, max price
+    /// [`Self::DEFAULT_MAX_PRICE`], deadline [`Self::DEFAULT_DEADLINE`] blocks,
+    /// optimistic verification, no provider requirements, the ledger matches.
+    pub fn new(model: impl Into<String>, input: JobInput) -> JobRequest {
+        JobRequest {
+            model: model.into(),
+            input,
+            stages: 1,
+            replicas: 1,
+            max_price: Self::DEFAULT_MAX_PRICE,
+            deadline: Self::DEFAULT_DEADLINE,
+            verification: VerificationLevel::Optimistic,
+            min_reputation_ppm: 0,
+            min_stake: Amount::ZERO,
+            regions: Vec::new(),
+            capabilities: Capabilities(0),
+            placement: PlacementChoice::Ledger,
+            mandate: None,
+            coord: Coord::ORIGIN,
+        }
+    }
+
+    /// The ledger's requirement for this request (what `matching::check` tests).
+    pub(crate) fn requirement(&self) -> agentic_protocol::matching::Requirement {
+        agentic_protocol::matching::Requirement {
+            max_price: self.max_price.0,
+            min_reputation_ppm: self.min_reputation_ppm,
+            min_stake: self.min_stake.0,
+            regions: self.regions.iter().map(|r| r.0).collect(),
+            capabilities: self.capabilities.0,
+            requester: self.coord,
+        }
+    }
+}
+
+/// A provider's standing offer as `/v1/offers` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferView {
+    /// The provider.
+    pub provider: Address,
+    /// Its offer (price, capacity, coordinate, speed, endpoint, …).
+    pub offer: Offer,
+    /// Its reputation score (ppm).
+    pub reputation_ppm: u32,
+    /// Its bonded stake.
+    pub bonded: Amount,
+    /// Assignments and audits it has not settled yet.
+    #[serde(default)]
+    pub open_jobs: u32,
+}
+
+impl OfferView {
+    /// The ledger's matching candidate for this offer. Free capacity is taken as
+    /// the whole capacity: `/v1/offers` shows unsettled work (`open_jobs`), not the
+    /// running assignments the ledger counts, so a busy provider is not filtered
+    /// out here (the ledger re-checks when the job is submitted and matched).
+    pub(crate) fn candidate(&self) -> Candidate<Address> {
+        Candidate {
+            id: self.provider,
+            price: self.offer.price.0,
+            reputation_ppm: self.reputation_ppm,
+            coord: self.offer.coord,
+            stake: self.bonded.0,
+            free_capacity: self.offer.capacity,
+            region: self.offer.region.0,
+            capabilities: self.offer.capabilities.0,
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! Scenarios for [`prepare`] on the shipped tiny-gpt model (4 layers: embeddings,
+//! two decoder blocks, ln_f + LM head).
+
+use agentic_compute::bundle::Bundle;
+use agentic_compute::registry;
+use agentic_protocol::coord::Coord;
+use agentic_protocol::matching::Disqualified;
+use agentic_protocol::tx::Offer;
+use agentic_protocol::types::{Capabilities, Region, VerificationLevel};
+use agentic_protocol::{Address, Amount, Endpoint, Hash, State};
+
+use super::*;
+
+fn texts() -> JobInput {
+    JobInput::Texts(vec!["the market clears".into(), "at a price".into()])
+}
+
+fn request(stages: usize) -> JobRequest {
+    let mut r = JobRequest::new("tiny-gpt", texts());
+    r.stages = stages;
+    r
+}
+
+fn offer(provider: u8, price: u128, speed: u64, coord: Coord) -> OfferView {
+    OfferView {
+        provider: Address([provider; 32]),
+        offer: Offer {
+            capabilities: Capabilities::CPU,
+            price: Amount(price),
+            region: Region(0),
+            coord,
+            capacity: 4,
+            endpoint: Endpoint::default(),
+            speed,
+        },
+        reputation_ppm: 500_000,
+        bonded: Amount(10_000),
+        open_jobs: 0,
+    }
+}
+
+/// The metered ops of tiny-gpt on [`texts`], computed independently of `prepare`.
+fn metered() -> Vec<u64> {
+    let m = registry::load("tiny-gpt").unwrap();
+    let JobInput::Texts(t) = texts() else {
+        unreachable!()
+    };
+    let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+    let input = m.encode(&refs).unwrap();
+    m.model.meter(&input.input_shape()).unwrap()
+}
+
+#[test]
+fn stages_tile_the_layers_and_sum_to_the_metered_ops() {
+    let metered = metered();
+    assert_eq!(metered.len(), 4);
+    let total: u64 = metered.iter().sum();
+    for k in 1..=3 {
+        let p = prepare(&request(k), &[]).unwrap();
+        assert_eq!(p.spec.stages.len(), k);
+        assert_eq!(p.layer_ops, metered);
+        // Contiguous, non-empty, covering 0..4.
+        let mut next = 0;
+        for s in &p.spec.stages {
+            assert_eq!(s.first_layer, next);
+            assert!(s.layers >= 1);
+            let r = s.first_layer as usize..(s.first_layer + s.layers) as usize;
+            assert_eq!(s.ops, metered[r].iter().sum::<u64>());
+            next += s.layers;
+        }
+        assert_eq!(next, 4);
+        assert_eq!(p.spec.stages.iter().map(|s| s.ops).sum::<u64>(), total);
+        assert_eq!(p.total_ops(), total);
+        assert_eq!(Some(p.escrow), State::escrow_for(&p.spec));
+        assert!(p.escrow > Amount::ZERO);
+        // Content addresses: the bundle and the input hash to the spec's names.
+        assert_eq!(p.model_hash, Hash(*blake3::hash(&p.bundle).as_bytes()));
+        assert_eq!(p.model_hash, Hash(Bundle::of("tiny-gpt").unwrap().hash()));
+        assert_eq!(p.input_hash, Hash(*blake3::hash(&p.input).as_bytes()));
+        assert_eq!(p.spec.model, p.model_hash);
+        assert_eq!(p.spec.input, p.input_hash);
+        // The ledger matches: no placement.
+        assert!(p.spec.placement.is_empty());
+        assert!(p.placement.is_none());
+        assert_eq!(p.boundary_bytes.len(), 5);
+        assert_eq!(p.boundary_bytes[0], p.input.len() as u64);
+    }
+}
+
+#[test]
+fn escrow_counts_replicas_and_the_auditor() {
+    let one = prepare(&request(2), &[]).unwrap();
+    let mut r = request(2);
+    r.replicas = 3;
+    r.verification = VerificationLevel::Audited;
+    r.max_price = Amount(7);
+    let p = prepare(&r, &[]).unwrap();
+    let per_copy: u128 = p
+        .spec
+        .stages
+        .iter()
+        .map(|s| Amount::cost(s.ops, Amount(7)).unwrap().0)
+        .sum();
+    assert_eq!(p.escrow, Amount(per_copy * 4));
+    assert_eq!(p.spec.stages, one.spec.stages);
+    assert_eq!(p.spec.requirements.replicas, 3);
+}
+
+#[test]
+fn a_tensor_input_is_the_same_job_as_its_texts() {
+    let from_texts = prepare(&request(1), &[]).unwrap();
+    let tensor = JobRequest::new("tiny-gpt", JobInput::Activation(from_texts.input.clone()));
+    let from_tensor = prepare(&tensor, &[]).unwrap();
+    assert_eq!(from_tensor.spec, from_texts.spec);
+}
+
+#[test]
+fn impossible_requests_are_refused_with_a_reason() {
+    let err = prepare(&request(5), &[]).unwrap_err();
+    assert!(matches!(
+        err,
+        RequesterError::MoreStagesThanLayers {
+            stages: 5,
+            layers: 4,
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("only 4 layers"), "{err}");
+    assert!(matches!(
+        prepare(&request(0), &[]),
+        Err(RequesterError::ZeroStages)
+    ));
+    let mut r = request(1);
+    r.replicas = 0;
+    assert!(matches!(
+        prepare(&r, &[]),
+        Err(RequesterError::BadReplicas { .. })
+    ));
+    let mut r = request(1);
+    r.max_price = Amount::ZERO;
+    assert!(matches!(
+        prepare(&r, &[]),
+        Err(RequesterError::ZeroMaxPrice)
+    ));
+    let r = JobRequest::new("tiny-gpt", JobInput::Texts(vec![]));
+    assert!(matches!(
+        prepare(&r, &[]),
+        Err(RequesterError::EmptyInput(_))
+    ));
+    let r = JobRequest::new("tiny-gpt", JobInput::Activation(vec![]));
+    assert!(matches!(
+        prepare(&r, &[]),
+        Err(RequesterError::EmptyInput(_))
+    ));
+    let r = JobRequest::new("tiny-gpt", JobInput::Activation(b"not a tensor".to_vec()));
+    assert!(matches!(
+        prepare(&r, &[]),
+        Err(RequesterError::Input { .. })
+    ));
+    // Longer than the model's 64 positions.
+    let r = JobRequest::new("tiny-gpt", JobInput::Texts(vec!["x".repeat(65)]));
+    assert!(matches!(
+        prepare(&r, &[]),
+        Err(RequesterError::Input { .. })
+    ));
+    let r = JobRequest::new("/no/such/model", texts());
+    assert!(matches!(
+        prepare(&r, &[]),
+        Err(RequesterError::Model { .. })
+    ));
+}
+
+#[test]
+fn auto_placement_gives_the_faster_provider_more_ops() {
+    let near = Coord::new(100, 0, 50);
+    let offers = vec![
+        offer(1, 10, 50_000_000, near),       // slow
+        offer(2, 20, 2_000_000_000, near),    // fast
+        offer(3, 1_000, 9_000_000_000, near), // fastest, above the price cap
+        offer(4, 1, 0, near),                 // cheapest, no reported speed
+    ];
+    let mut r = request(2);
+    r.placement = PlacementChoice::Auto;
+    let p = prepare(&r, &offers).unwrap();
+    let plan = p.placement.as_ref().unwrap();
+    assert_eq!(plan.candidates, 2);
+    assert_eq!(plan.stages.len(), 2);
+    let named: Vec<Address> = plan.stages.iter().map(|s| s.provider).collect();
+    assert_eq!(p.spec.placement, named);
+    let by = |a: u8| p.spec.stages[named.iter().position(|x| *x == Address([a; 32])).unwrap()];
+    assert!(by(2).ops > by(1).ops, "fast {:?} slow {:?}", by(2), by(1));
+    // The plan reports what the spec says, and a predicted latency.
+    for (s, spec) in plan.stages.iter().zip(&p.spec.stages) {
+        assert_eq!(
+            (s.first_layer, s.layers, s.ops),
+            (spec.first_layer, spec.layers, spec.ops)
+        );
+    }
+    assert!(plan.latency_s.unwrap() > 0.0);
+    assert_eq!(plan.bandwidth_bytes_per_s, ASSUMED_BANDWIDTH_BYTES_PER_S);
+
+    // Three stages need three qualified providers.
+    let mut r3 = r.clone();
+    r3.stages = 3;
+    assert!(matches!(
+        prepare(&r3, &offers),
+        Err(RequesterError::NotEnoughOffers {
+            stages: 3,
+            qualified: 2
+        })
+    ));
+    // Requirements filter like the ledger: a stake floor above everyone's bond.
+    let mut r = r.clone();
+    r.min_stake = Amount(1_000_000);
+    assert!(matches!(
+        prepare(&r, &offers),
+        Err(RequesterError::NoQualifiedOffer { offers: 4, .. })
+    ));
+}
+
+#[test]
+fn auto_placement_prefers_near_providers_when_compute_is_equal() {
+    let offers = vec![
+        offer(1, 10, 1_000_000_000, Coord::new(400_000, 0, 0)), // 400 ms away
+        offer(2, 10, 1_000_000_000, Coord::new(1_000, 0, 0)),
+        offer(3, 10, 1_000_000_000, Coord::new(1_200, 0, 0)),
+    ];
+    let mut r = request(2);
+    r.placement = PlacementChoice::Auto;
+    let p = prepare(&r, &offers).unwrap();
+    assert!(!p.spec.placement.contains(&Address([1; 32])));
+}
+
+#[test]
+fn named_placement_is_checked() {
+    let offers = vec![
+        offer(1, 10, 1_000_000, Coord::ORIGIN),
+        offer(2, 500, 1_000_000, Coord::ORIGIN),
+    ];
+    let a = |n: u8| Address([n; 32]);
+    let mut r = request(2);
+    r.placement = PlacementChoice::Named(vec![a(1), a(9)]);
+    // a(9) is not listed: left to the ledger; no latency prediction without its speed.
+    let p = prepare(&r, &offers).unwrap();
+    assert_eq!(p.spec.placement, vec![a(1), a(9)]);
+    assert_eq!(p.placement.as_ref().unwrap().latency_s, None);
+    // Same ranges as the ledger placement (balanced by ops).
+    assert_eq!(
+        p.spec.stages,
+        prepare(&request(2), &[]).unwrap().spec.stages
+    );
+
+    r.placement = PlacementChoice::Named(vec![a(1), a(2)]);
+    match prepare(&r, &offers) {
+        Err(RequesterError::Unqualified {
+            stage: 1,
+            reason:
+                Disqualified::PriceTooHigh {
+                    price: 500,
+                    max: 100,
+                },
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    r.placement = PlacementChoice::Named(vec![a(1)]);
+    assert!(matches!(
+        prepare(&r, &offers),
+        Err(RequesterError::PlacementLength {
+            named: 1,
+            stages: 2
+        })
+    ));
+    r.placement = PlacementChoice::Named(vec![a(1), a(1)]);
+    assert!(matches!(
+        prepare(&r, &offers),
+        Err(RequesterError::DuplicateProvider(_))
+    ));
+    // Both listed with speeds: a predicted latency.
+    r.max_price = Amount(1_000);
+    r.placement = PlacementChoice::Named(vec![a(2), a(1)]);
+    let p = prepare(&r, &offers).unwrap();
+    assert!(p.placement.unwrap().latency_s.is_some());
+}
