@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod job;
 mod model;
 mod network;
 mod node_cmds;
@@ -33,6 +34,8 @@ enum Command {
     Tx(node_cmds::tx::TxArgs),
     /// Read a node's finalized chain, follow its events, move blobs.
     Query(node_cmds::query::QueryArgs),
+    /// Buy inference: submit a job (model, input, stages, placement), follow it, fetch its output.
+    Job(job::JobArgs),
     /// Create a network (genesis + keys) or run one validator of it.
     #[command(subcommand)]
     Node(network::Node),
@@ -56,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Command::Keys(keys) => node_cmds::keys::run(keys),
         Command::Tx(args) => node_cmds::tx::run(args),
         Command::Query(args) => node_cmds::query::run(args),
+        Command::Job(args) => job::run(args),
         Command::Node(network::Node::Init(args)) => network::init(&args),
         Command::Node(network::Node::Run(args)) => network::run(&args),
         Command::Devnet(args) => network::devnet(&args),
