@@ -335,6 +335,10 @@ fn staking_provider_mandate_job_and_governance_encode_as_the_ledger_expects() {
             "cpu,gpu",
             "--coord",
             "10,-20,5",
+            "--endpoint",
+            "127.0.0.1:7401",
+            "--speed",
+            "2500000000",
             "--stake",
             "20000",
         ],
@@ -347,6 +351,8 @@ fn staking_provider_mandate_job_and_governance_encode_as_the_ledger_expects() {
     assert_eq!(prov["offer"]["coord"]["x"], 10);
     assert_eq!(prov["offer"]["coord"]["y"], -20);
     assert_eq!(prov["offer"]["coord"]["height"], 5);
+    assert_eq!(prov["offer"]["endpoint"], "127.0.0.1:7401");
+    assert_eq!(prov["offer"]["speed"], 2_500_000_000u64);
     assert_eq!(prov["bonded"], "70000", "bond + stake");
     assert_eq!(n.query(&["offers"])["offers"].as_array().unwrap().len(), 1);
     let table = ok(&["query", "--node", &n.url, "providers"]);
@@ -428,6 +434,35 @@ fn staking_provider_mandate_job_and_governance_encode_as_the_ledger_expects() {
     assert_eq!(spec["requirements"]["replicas"], 1);
     assert_eq!(spec["mandate"], Value::Null);
     assert_eq!(n.query(&["jobs"])["jobs"].as_array().unwrap().len(), 1);
+    // Alice's offer qualifies: she took stage 0 at once (stage 1 waits for another provider).
+    assert_eq!(
+        job["stages"][0]["slots"][0]["assignment"]["provider"],
+        alice.as_str(),
+        "{job}"
+    );
+    assert_eq!(n.query(&["provider", &alice])["active"], 1);
+
+    // Bob withdraws the job before anyone committed work: only he may, and only once.
+    let (_, err) = fails(&n.tx(&n.dave, &["cancel-job", "--job", &job_id]));
+    assert!(
+        err.contains("rejected") && err.contains("not the job's requester"),
+        "{err}"
+    );
+    let escrow = job["escrow"].as_str().unwrap().to_string();
+    assert_eq!(escrow, "24", "(1 + 2) mega-ops × 8");
+    let r = json(&n.tx(&n.bob, &["cancel-job", "--job", &job_id]));
+    assert_eq!(r["result"]["ok"], true, "{r}");
+    assert_eq!(event(&r, "JobCancelled")["refund"], escrow.as_str());
+    let job = n.query(&["job", &job_id]);
+    assert_eq!(job["status"], "Cancelled", "{job}");
+    assert_eq!(job["escrow"], "0");
+    let prov = n.query(&["provider", &alice]);
+    assert_eq!(prov["active"], 0, "{prov}");
+    assert_eq!(prov["open"], 0, "{prov}");
+    // All of the escrow came back: bob paid only the two fees.
+    assert_eq!(n.account(&n.bob)["balance"], (BOB_FUNDS - 2).to_string());
+    let (_, err) = fails(&n.tx(&n.bob, &["cancel-job", "--job", &job_id]));
+    assert!(err.contains("is not active"), "{err}");
 
     // Governance: alice proposes and votes yes with her bonded stake.
     let r = json(&n.tx(

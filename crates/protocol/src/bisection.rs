@@ -71,7 +71,9 @@ pub const fn max_rounds(leaves: u32) -> u32 {
 }
 
 /// Why a bisection move or setup is refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 pub enum BisectionError {
     /// A trace needs at least two leaves (an input and one output).
     #[error("a trace needs at least 2 leaves, got {0}")]
@@ -98,12 +100,42 @@ pub enum BisectionError {
 }
 
 /// State of one bisection game (see the module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+///
+/// Read from JSON with the same consistency checks as the binary decoding
+/// (`2 ≤ leaves`, `lo < hi < leaves`, `round ≤ max_rounds(leaves)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "BisectionFields")]
 pub struct Bisection {
     leaves: u32,
     lo: u32,
     hi: u32,
     round: u32,
+}
+
+/// The fields of a [`Bisection`] as they appear in JSON, before checking.
+#[derive(serde::Deserialize)]
+struct BisectionFields {
+    leaves: u32,
+    lo: u32,
+    hi: u32,
+    round: u32,
+}
+
+impl TryFrom<BisectionFields> for Bisection {
+    type Error = String;
+    fn try_from(f: BisectionFields) -> Result<Self, String> {
+        Bisection::from_parts(f.leaves, f.lo, f.hi, f.round)
+            .ok_or_else(|| {
+                format!(
+                    "inconsistent bisection: leaves {}, lo {}, hi {}, round {} (need 2 ≤ leaves, lo < hi < leaves, round ≤ {})",
+                    f.leaves,
+                    f.lo,
+                    f.hi,
+                    f.round,
+                    max_rounds(f.leaves)
+                )
+            })
+    }
 }
 
 impl Bisection {
@@ -194,17 +226,13 @@ impl Write for Bisection {
     }
 }
 
-impl Read for Bisection {
-    type Cfg = ();
-    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        let leaves = u32::read(buf)?;
-        let lo = u32::read(buf)?;
-        let hi = u32::read(buf)?;
-        let round = u32::read(buf)?;
+impl Bisection {
+    /// A game from its parts, if they are consistent (what decoding accepts).
+    fn from_parts(leaves: u32, lo: u32, hi: u32, round: u32) -> Option<Self> {
         if leaves < 2 || lo >= hi || hi >= leaves || round > max_rounds(leaves) {
-            return Err(CodecError::Invalid("Bisection", "inconsistent interval"));
+            return None;
         }
-        Ok(Self {
+        Some(Self {
             leaves,
             lo,
             hi,
@@ -213,12 +241,24 @@ impl Read for Bisection {
     }
 }
 
+impl Read for Bisection {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let leaves = u32::read(buf)?;
+        let lo = u32::read(buf)?;
+        let hi = u32::read(buf)?;
+        let round = u32::read(buf)?;
+        Bisection::from_parts(leaves, lo, hi, round)
+            .ok_or(CodecError::Invalid("Bisection", "inconsistent interval"))
+    }
+}
+
 impl FixedSize for Bisection {
     const SIZE: usize = 4 * u32::SIZE;
 }
 
 /// Which game of a [`TwoLevel`] dispute a move belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Level {
     /// Over training steps (outer trace).
     Step,
@@ -227,7 +267,7 @@ pub enum Level {
 }
 
 /// A leaf both parties must reveal next in a [`TwoLevel`] game.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Probe {
     /// Which trace.
     pub level: Level,
@@ -236,7 +276,7 @@ pub struct Probe {
 }
 
 /// Where a finished [`TwoLevel`] game points.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct DisputedStep {
     /// The training step (0-based) whose execution differs.
     pub step: u32,
@@ -245,11 +285,55 @@ pub struct DisputedStep {
 }
 
 /// The two-level dispute game for training jobs (see the module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+///
+/// Read from JSON only when consistent: the inner game exists exactly when
+/// the outer one is finished, and has `inner_leaves` leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "TwoLevelFields")]
 pub struct TwoLevel {
     outer: Bisection,
     inner_leaves: u32,
     inner: Option<Bisection>,
+}
+
+/// The fields of a [`TwoLevel`] as they appear in JSON, before checking.
+#[derive(serde::Deserialize)]
+struct TwoLevelFields {
+    outer: Bisection,
+    inner_leaves: u32,
+    inner: Option<Bisection>,
+}
+
+impl TryFrom<TwoLevelFields> for TwoLevel {
+    type Error = String;
+    fn try_from(f: TwoLevelFields) -> Result<Self, String> {
+        if f.inner_leaves < 2 {
+            return Err(format!(
+                "inconsistent two-level game: inner_leaves {} < 2",
+                f.inner_leaves
+            ));
+        }
+        match f.inner {
+            None if f.outer.is_finished() => Err(
+                "inconsistent two-level game: the outer game is finished but no inner game started"
+                    .into(),
+            ),
+            Some(_) if !f.outer.is_finished() => Err(
+                "inconsistent two-level game: an inner game while the outer one is unfinished"
+                    .into(),
+            ),
+            Some(i) if i.leaves() != f.inner_leaves => Err(format!(
+                "inconsistent two-level game: the inner game has {} leaves, inner_leaves is {}",
+                i.leaves(),
+                f.inner_leaves
+            )),
+            _ => Ok(TwoLevel {
+                outer: f.outer,
+                inner_leaves: f.inner_leaves,
+                inner: f.inner,
+            }),
+        }
+    }
 }
 
 impl TwoLevel {

@@ -57,7 +57,19 @@ use commonware_codec::{Buf, Error as CodecError, FixedSize, Read, ReadExt, Write
 const PPM: i128 = 1_000_000;
 
 /// A Vivaldi coordinate in microseconds of round-trip time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Coord {
     /// Planar x (µs).
     pub x: i32,
@@ -189,7 +201,7 @@ fn fallback_direction(local: &Coord, remote: &Coord, rtt_us: u64) -> (i128, i128
 }
 
 /// Tuning of the Vivaldi step (the constants of the paper, in ppm).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct VivaldiParams {
     /// Error moving-average weight `ce` (paper: 0.25).
     pub ce_ppm: u32,
@@ -213,7 +225,7 @@ impl Default for VivaldiParams {
 }
 
 /// A node's off-chain Vivaldi state: its coordinate and error estimate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct VivaldiNode {
     /// The current coordinate (what gets reported on-chain).
     pub coord: Coord,

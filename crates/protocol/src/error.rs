@@ -6,9 +6,15 @@
 
 use crate::params::ParamError;
 use crate::types::{Address, Amount, ChainId, DisputeId, Height, JobId, MandateId, ProposalId};
+use std::borrow::Cow;
+
+/// A short reason in words, inside an error. The ledger writes constants
+/// (`Cow::Borrowed`); a client reading an error back from JSON gets an owned
+/// copy, which compares equal.
+pub type Reason = Cow<'static, str>;
 
 /// Why a transaction was rejected.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TxError {
     // ---- envelope ----
     /// The signature does not verify.
@@ -78,9 +84,9 @@ pub enum TxError {
     /// The address is not an active provider.
     #[error("not a provider: {0:?}")]
     NotProvider(Address),
-    /// An offer is malformed (zero price or capacity).
+    /// An offer is malformed (zero price or capacity, or a malformed endpoint).
     #[error("invalid offer: {0}")]
-    InvalidOffer(&'static str),
+    InvalidOffer(Reason),
     /// The provider still has open assignments.
     #[error("provider has {0} open assignments")]
     OpenAssignments(u32),
@@ -132,12 +138,12 @@ pub enum TxError {
     MandateVerificationTooWeak,
     /// The mandate's terms are malformed.
     #[error("invalid mandate: {0}")]
-    InvalidMandate(&'static str),
+    InvalidMandate(Reason),
 
     // ---- jobs ----
     /// The job spec is malformed.
     #[error("invalid job: {0}")]
-    InvalidJob(&'static str),
+    InvalidJob(Reason),
     /// A named provider does not qualify for its stage.
     #[error("named provider {provider:?} does not qualify for stage {stage}")]
     PlacementUnqualified {
@@ -159,7 +165,7 @@ pub enum TxError {
     },
     /// The stage is not in the phase this transaction needs.
     #[error("stage is not {0}")]
-    WrongPhase(&'static str),
+    WrongPhase(Reason),
     /// The signer holds no assignment for this stage.
     #[error("not assigned to this stage")]
     NotAssigned,
@@ -196,6 +202,16 @@ pub enum TxError {
     /// A provider of the stage cannot challenge its own stage.
     #[error("cannot challenge own stage")]
     SelfChallenge,
+    /// Only the job's requester (the signer of its `SubmitJob`) may cancel it.
+    #[error("not the job's requester")]
+    NotRequester,
+    /// The job already completed, failed or was cancelled.
+    #[error("job {0} is not active")]
+    JobNotActive(JobId),
+    /// A provider committed a result (or a stage is past running), so the job
+    /// can no longer be cancelled.
+    #[error("a provider already committed work; wait for the result or its deadline")]
+    JobStarted,
 
     // ---- disputes ----
     /// No such dispute.
@@ -233,7 +249,7 @@ pub enum TxError {
 }
 
 /// Why a whole block was refused (its transactions are not applied).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum BlockError {
     /// The block is not the next height.
     #[error("wrong height: expected {expected}, got {got}")]

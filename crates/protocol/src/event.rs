@@ -6,7 +6,7 @@ use crate::params::ParamChange;
 use crate::types::{Address, Amount, DisputeId, Hash, Height, JobId, MandateId, ProposalId};
 
 /// Why a dispute ended the way it did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Resolution {
     /// The referee re-executed the disputed layer.
     Refereed {
@@ -22,7 +22,7 @@ pub enum Resolution {
 }
 
 /// Something that happened while applying a block.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// Tokens moved between accounts.
     Transferred {
@@ -172,7 +172,8 @@ pub enum Event {
     JobCompleted { job: JobId, refund: Amount },
     /// A stage lost a dispute; the job stopped and the unused escrow was refunded.
     JobFailed { job: JobId, refund: Amount },
-    /// No provider qualified in time; the escrow was refunded.
+    /// No provider qualified in time, or the requester cancelled before any
+    /// commit; the escrow was refunded.
     JobCancelled { job: JobId, refund: Amount },
     /// A proposal was submitted.
     ProposalSubmitted {
@@ -205,7 +206,7 @@ pub enum Event {
 
 /// An event with the index of the transaction that caused it (`None` for the
 /// per-block steps).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventRecord {
     /// Index in the block's transaction list, or `None`.
     pub tx: Option<u32>,

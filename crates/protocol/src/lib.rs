@@ -11,8 +11,8 @@
 //! ```text
 //!   accounts   address → balance, nonce, bonded, withdrawable
 //!   unbonding  (release height, address) → amount
-//!   providers  address → offer (capabilities, price/mega-op, region, coordinate, capacity),
-//!                        load, reputation
+//!   providers  address → offer (capabilities, price/mega-op, region, coordinate, capacity,
+//!                        endpoint host:port, speed ops/s), load, reputation
 //!   mandates   id → principal, agent, caps (total, per job, unit price), expiry, min verification, spent
 //!   jobs       id → spec (model, input, stages, max price, deadline, requirements, placement),
 //!                   escrow, per-stage phase and replica assignments
@@ -39,11 +39,21 @@
 //! | RegisterProvider / UpdateProvider / Retire | standing offer; min stake bonded; retire once no open work |
 //! | GrantMandate / RevokeMandate | let an agent spend the principal's balance within caps |
 //! | SubmitJob | lock escrow (own balance, or the principal's under a mandate) |
+//! | CancelJob | the requester withdraws a job before any commit: providers released, full refund |
 //! | CommitResult / RevealResult | commit-then-reveal a stage result |
 //! | AuditReport | the drawn auditor's own result: agree → paid, disagree → dispute |
 //! | Challenge | anyone, with a bond, within the challenge window → dispute |
 //! | Bisect | one move of the dispute game, with a Merkle proof |
 //! | Propose / Vote | parameter changes by bonded stake |
+//!
+//! ## JSON
+//!
+//! Every data type here — transactions, state entries, events, errors,
+//! parameters — is `serde` `Serialize` and `Deserialize`, so the node API
+//! writes them and clients read them back into the same types
+//! (`from_value(to_value(x)) == x`). Amounts are decimal strings, hashes and
+//! addresses 64 hex digits ([`types`]); values that have invariants (an
+//! [`Endpoint`], a bisection game) are checked on the way in.
 //!
 //! ## Per-block steps (after the transactions, in this order)
 //!
@@ -59,10 +69,11 @@
 //!
 //! ```text
 //!   SubmitJob ──▶ Matching ──▶ Running ──commit──▶ reveal ──▶ (audit?) ──▶ Challengeable ──▶ Finalized
-//!                    ▲            │ missed deadline              │ disagree       │ challenge
-//!                    └── re-route ┘ (penalty, excluded)          └────▶ Disputed ◀┘
-//!                                                                  defendant wins → Challengeable
-//!                                                                  defendant loses → job Failed, refund
+//!                    ▲  │         │ missed deadline              │ disagree       │ challenge
+//!                    └──┼ re-route┘ (penalty, excluded)          └────▶ Disputed ◀┘
+//!                       │                                          defendant wins → Challengeable
+//!                       │                                          defendant loses → job Failed, refund
+//!                       └─ CancelJob (requester, before any commit) or no provider in time → Cancelled, full refund
 //! ```
 //!
 //! A job is split into `k` stages (contiguous layer ranges chosen by the
@@ -118,4 +129,6 @@ pub use params::{ParamChange, ParamKey, Params};
 pub use referee::{Referee, RefereeError};
 pub use state::{Block, BlockOutcome, Genesis, GenesisAccount, GenesisError, Receipt, State};
 pub use tx::{verify_batch, SignedTx, Tx, TxBody};
-pub use types::{Address, Amount, ChainId, DisputeId, Hash, Height, JobId, MandateId, ProposalId};
+pub use types::{
+    Address, Amount, ChainId, DisputeId, Endpoint, Hash, Height, JobId, MandateId, ProposalId,
+};

@@ -54,7 +54,7 @@ use crate::coord::Coord;
 const PPM: u64 = 1_000_000;
 
 /// A provider's standing offer as the matcher sees it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Candidate<Id> {
     /// The provider.
     pub id: Id,
@@ -75,7 +75,7 @@ pub struct Candidate<Id> {
 }
 
 /// What a job asks of its providers.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Requirement {
     /// Highest acceptable price per mega-op.
     pub max_price: u128,
@@ -95,7 +95,7 @@ pub struct Requirement {
 pub type Requirements = Requirement;
 
 /// How the ranking trades price against reputation and latency.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct MatchWeights {
     /// Price discount (ppm) for a perfect reputation, scaled by reputation.
     pub reputation_discount_ppm: u32,
@@ -113,7 +113,9 @@ impl Default for MatchWeights {
 }
 
 /// Why a candidate does not qualify (the first failing rule).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 pub enum Disqualified {
     /// No free slot.
     #[error("no free capacity")]
@@ -154,7 +156,9 @@ pub enum Disqualified {
 }
 
 /// Why stages cannot be assigned or a placement is invalid.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 pub enum MatchError {
     /// A job needs at least one stage.
     #[error("a job needs at least one stage")]

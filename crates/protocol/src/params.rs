@@ -17,7 +17,7 @@ pub const MAX_WINDOW: u64 = 10_000_000;
 macro_rules! params {
     ($( $(#[$m:meta])* $field:ident : $ty:ident = $default:expr, tag $tag:expr, key $key:ident, range $lo:expr => $hi:expr; )*) => {
         /// Every governed parameter of the protocol.
-        #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+        #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
         pub struct Params {
             $( $(#[$m])* pub $field: params!(@ty $ty), )*
         }
@@ -29,7 +29,7 @@ macro_rules! params {
         }
 
         /// Names one field of [`Params`].
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
         pub enum ParamKey {
             $( $(#[$m])* $key, )*
         }
@@ -144,7 +144,7 @@ params! {
 }
 
 /// A proposed change of one parameter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ParamChange {
     /// The parameter.
     pub key: ParamKey,
@@ -153,7 +153,9 @@ pub struct ParamChange {
 }
 
 /// Why a parameter change is refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 pub enum ParamError {
     /// The value is outside the parameter's range.
     #[error("{key:?} = {value} is outside {lo}..={hi}")]

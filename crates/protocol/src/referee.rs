@@ -11,7 +11,7 @@
 use crate::types::Hash;
 
 /// Why the referee could not produce an output.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum RefereeError {
     /// The layer's input tensor is not available: the defendant, which must
     /// publish the activations it claims, loses.

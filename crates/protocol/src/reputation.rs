@@ -73,7 +73,7 @@ use commonware_codec::{Buf, Error as CodecError, FixedSize, Read, ReadExt, Write
 pub const PPM: u32 = 1_000_000;
 
 /// Parameters of the reputation score (set by governance).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ReputationParams {
     /// Blocks for a weight to lose half its value (0 disables decay).
     pub half_life_blocks: u64,
@@ -115,7 +115,9 @@ impl ReputationParams {
 }
 
 /// A provider's reputation record.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Reputation {
     /// Success weight, decayed to `last_height`.
     pub success: u128,

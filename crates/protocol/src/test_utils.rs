@@ -19,7 +19,7 @@ use crate::referee::{Referee, RefereeError};
 use crate::state::{Block, BlockOutcome, Genesis, GenesisAccount, State};
 use crate::tx::{JobSpec, Offer, Requirements, SignedTx, StageResult, StageSpec, Tx, TxBody};
 use crate::types::{
-    Address, Amount, Capabilities, ChainId, DisputeId, Hash, Height, JobId, Region,
+    Address, Amount, Capabilities, ChainId, DisputeId, Endpoint, Hash, Height, JobId, Region,
     VerificationLevel,
 };
 use commonware_cryptography::{ed25519::PrivateKey, Signer};
@@ -53,7 +53,8 @@ pub fn fast_params() -> Params {
     }
 }
 
-/// A CPU offer in region 1 at the origin coordinate.
+/// A CPU offer in region 1 at the origin coordinate, with no endpoint and
+/// unknown speed.
 pub fn offer(price: u128, capacity: u32) -> Offer {
     Offer {
         capabilities: Capabilities::CPU,
@@ -61,6 +62,8 @@ pub fn offer(price: u128, capacity: u32) -> Offer {
         region: Region(1),
         coord: Coord::default(),
         capacity,
+        endpoint: Endpoint::NONE,
+        speed: 0,
     }
 }
 

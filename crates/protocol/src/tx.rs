@@ -29,8 +29,8 @@
 use crate::coord::Coord;
 use crate::params::ParamChange;
 use crate::types::{
-    codec_struct, limits, Address, Amount, Capabilities, ChainId, DisputeId, Hash, Height, JobId,
-    MandateId, ProposalId, Region, VerificationLevel,
+    codec_struct, limits, Address, Amount, Capabilities, ChainId, DisputeId, Endpoint, Hash,
+    Height, JobId, MandateId, ProposalId, Region, VerificationLevel,
 };
 use bytes::{Buf as _, BufMut, Bytes};
 use commonware_codec::{
@@ -51,7 +51,7 @@ pub const TX_NAMESPACE: &[u8] = b"agentic-tx";
 pub const BATCH_CHUNK: usize = 64;
 
 /// A provider's standing offer.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Offer {
     /// What the hardware can do.
     pub capabilities: Capabilities,
@@ -63,17 +63,26 @@ pub struct Offer {
     pub coord: Coord,
     /// How many stage assignments the provider takes at once.
     pub capacity: u32,
+    /// Data-plane address (`host:port`) where other providers and requesters
+    /// fetch its blobs and push activations; empty: none.
+    pub endpoint: Endpoint,
+    /// Measured speed of the compute runtime on this hardware, in operations
+    /// per second (the requester's partitioner places stages by it; 0: unknown).
+    /// Reported by the provider; the ledger does not check it.
+    pub speed: u64,
 }
 codec_struct!(Offer {
     capabilities,
     price,
     region,
     coord,
-    capacity
+    capacity,
+    endpoint,
+    speed
 });
 
 /// Terms of a spending mandate a principal grants an agent.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MandateTerms {
     /// The agent allowed to submit jobs paid by the principal.
     pub agent: Address,
@@ -98,7 +107,7 @@ codec_struct!(MandateTerms {
 });
 
 /// One stage of a job: a contiguous range of layers and its metered cost.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StageSpec {
     /// Index of the stage's first layer in the model.
     pub first_layer: u32,
@@ -114,7 +123,7 @@ codec_struct!(StageSpec {
 });
 
 /// What a provider must satisfy to take a job.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Requirements {
     /// Minimum reputation score (ppm).
     pub min_reputation_ppm: u32,
@@ -139,7 +148,7 @@ codec_struct!(Requirements {
 });
 
 /// A job as submitted.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JobSpec {
     /// Spend under this mandate (the signer must be its agent); `None`: the signer pays.
     pub mandate: Option<MandateId>,
@@ -173,7 +182,18 @@ codec_struct!(JobSpec {
 });
 
 /// A stage's result as claimed by whoever computed it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct StageResult {
     /// Hash of the stage's input (trace leaf 0).
     pub input: Hash,
@@ -209,7 +229,7 @@ impl StageResult {
 }
 
 /// What a transaction does.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TxBody {
     /// Move tokens to another account.
     Transfer {
@@ -322,6 +342,12 @@ pub enum TxBody {
         /// Yes or no.
         approve: bool,
     },
+    /// Withdraw a job before any provider committed work: the requester
+    /// gets the whole escrow back and the assigned providers are released.
+    CancelJob {
+        /// The job (the signer must be its requester).
+        job: JobId,
+    },
 }
 
 impl TxBody {
@@ -344,6 +370,7 @@ impl TxBody {
             TxBody::Bisect { .. } => 14,
             TxBody::Propose { .. } => 15,
             TxBody::Vote { .. } => 16,
+            TxBody::CancelJob { .. } => 17,
         }
     }
 
@@ -367,6 +394,7 @@ impl TxBody {
             TxBody::Bisect { .. } => "bisect",
             TxBody::Propose { .. } => "propose",
             TxBody::Vote { .. } => "vote",
+            TxBody::CancelJob { .. } => "cancel_job",
         }
     }
 }
@@ -431,6 +459,7 @@ impl Write for TxBody {
                 proposal.write(buf);
                 approve.write(buf);
             }
+            TxBody::CancelJob { job } => job.write(buf),
         }
     }
 }
@@ -458,6 +487,7 @@ impl EncodeSize for TxBody {
             }
             TxBody::Propose { .. } => ParamChange::SIZE,
             TxBody::Vote { .. } => ProposalId::SIZE + 1,
+            TxBody::CancelJob { .. } => JobId::SIZE,
         }
     }
 }
@@ -530,13 +560,16 @@ impl Read for TxBody {
                 proposal: ProposalId::read(buf)?,
                 approve: bool::read(buf)?,
             },
+            17 => TxBody::CancelJob {
+                job: JobId::read(buf)?,
+            },
             t => return Err(CodecError::InvalidEnum(t)),
         })
     }
 }
 
 /// The signed part of a transaction.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tx {
     /// The chain this transaction is for.
     pub chain_id: ChainId,

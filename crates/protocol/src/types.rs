@@ -8,6 +8,21 @@
 //!
 //! No floating point: prices are base units per mega-op and fractions are
 //! parts per million ([`PPM`]).
+//!
+//! ## JSON
+//!
+//! Every type here is also `serde` `Serialize` + `Deserialize`, for the node
+//! API and its clients, and `from_value(to_value(x)) == x`:
+//!
+//! | type | JSON |
+//! | --- | --- |
+//! | [`Amount`] | a decimal string of base units (`"1000000"`); a JSON integer is accepted too |
+//! | [`Height`], ids, [`Region`], [`Capabilities`] | a JSON integer |
+//! | [`Hash`], [`Address`] | 64 hex digits (written lowercase, read in either case) |
+//! | [`Endpoint`] | a string, `host:port` |
+//!
+//! Decoding JSON never panics; a malformed value is an error that says what
+//! was expected.
 
 use bytes::{Buf as _, BufMut};
 use commonware_codec::{Buf, EncodeSize, Error as CodecError, FixedSize, Read, ReadExt, Write};
@@ -33,18 +48,65 @@ pub mod limits {
     pub const MAX_BLOCK_TXS: usize = 1 << 20;
     /// Most providers excluded from one job (those that missed deadlines or lost disputes).
     pub const MAX_EXCLUDED: usize = 1024;
+    /// Longest provider endpoint (`host:port`), in bytes.
+    pub const MAX_ENDPOINT: usize = 128;
 }
 
-/// Implements the codec for a newtype over one fixed-width integer.
 /// How an integer newtype appears in JSON: `u128` amounts as decimal strings (JSON
 /// numbers lose precision beyond 2^53 in most clients), smaller integers as numbers.
-trait JsonInt {
+trait JsonInt: Sized {
     fn serialize_json<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error>;
+    fn deserialize_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error>;
+}
+
+/// Reads a `u128` from a decimal string of ASCII digits (no sign, no
+/// spaces), or from a JSON integer.
+struct DecimalU128;
+
+impl serde::de::Visitor<'_> for DecimalU128 {
+    type Value = u128;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an amount: a string of decimal digits (base units), e.g. \"1000\"")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u128, E> {
+        parse_decimal_u128(v).map_err(E::custom)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u128, E> {
+        Ok(u128::from(v))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<u128, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u128, E> {
+        u128::try_from(v).map_err(|_| E::custom(format_args!("amount must not be negative: {v}")))
+    }
+}
+
+/// Parses a non-empty string of ASCII decimal digits that fits in a `u128`.
+fn parse_decimal_u128(v: &str) -> Result<u128, String> {
+    if v.is_empty() {
+        return Err("empty amount: expected decimal digits".into());
+    }
+    if let Some(c) = v.chars().find(|c| !c.is_ascii_digit()) {
+        return Err(format!(
+            "amount {v:?} is not a decimal number (unexpected {c:?}); expected digits only"
+        ));
+    }
+    v.parse::<u128>()
+        .map_err(|_| format!("amount {v:?} does not fit in 128 bits"))
 }
 
 impl JsonInt for u128 {
     fn serialize_json<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+    fn deserialize_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(DecimalU128)
     }
 }
 
@@ -54,11 +116,15 @@ macro_rules! json_number {
             fn serialize_json<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 serde::Serialize::serialize(self, s)
             }
+            fn deserialize_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <$t as serde::Deserialize>::deserialize(d)
+            }
         }
     )*};
 }
 json_number!(u64, u32, u16);
 
+/// Implements the codec and serde for a newtype over one fixed-width integer.
 macro_rules! int_newtype {
     ($(#[$m:meta])* $name:ident($inner:ty)) => {
         $(#[$m])*
@@ -68,6 +134,11 @@ macro_rules! int_newtype {
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 self.0.serialize_json(s)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <$inner as JsonInt>::deserialize_json(d).map(Self)
             }
         }
 
@@ -202,6 +273,171 @@ impl core::ops::BitOr for Capabilities {
     }
 }
 
+/// A provider's data-plane address, `host:port`: where other providers and
+/// requesters fetch its blobs and push activations. Empty means none.
+///
+/// At most [`limits::MAX_ENDPOINT`] bytes of printable ASCII without spaces
+/// (`'!'..='~'`); the ledger does not resolve or dial it. Encoded as a `u32`
+/// length and the bytes; decoding refuses anything longer or outside that
+/// alphabet. In JSON, a plain string.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint(pub String);
+
+/// Why an [`Endpoint`] is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum EndpointError {
+    /// Longer than [`limits::MAX_ENDPOINT`] bytes.
+    #[error("endpoint is {0} bytes, more than the {max} allowed", max = limits::MAX_ENDPOINT)]
+    TooLong(usize),
+    /// A byte that is not printable ASCII, or a space.
+    #[error("endpoint byte {byte:#04x} at offset {offset} is not printable ASCII (spaces and control characters are not allowed)")]
+    BadByte {
+        /// Offset of the byte.
+        offset: usize,
+        /// The byte.
+        byte: u8,
+    },
+}
+
+impl Endpoint {
+    /// No endpoint.
+    pub const NONE: Endpoint = Endpoint(String::new());
+
+    /// An endpoint from a string, if it passes [`Endpoint::validate`].
+    pub fn new(s: impl Into<String>) -> Result<Endpoint, EndpointError> {
+        let s = s.into();
+        Endpoint::validate(s.as_bytes())?;
+        Ok(Endpoint(s))
+    }
+
+    /// Checks the rules every endpoint on the ledger follows: at most
+    /// [`limits::MAX_ENDPOINT`] bytes, each printable ASCII other than space.
+    pub fn validate(bytes: &[u8]) -> Result<(), EndpointError> {
+        if bytes.len() > limits::MAX_ENDPOINT {
+            return Err(EndpointError::TooLong(bytes.len()));
+        }
+        match bytes.iter().position(|b| !b.is_ascii_graphic()) {
+            Some(offset) => Err(EndpointError::BadByte {
+                offset,
+                byte: bytes[offset],
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether this endpoint follows the rules (see [`Endpoint::validate`]);
+    /// a value built directly through the public field may not.
+    pub fn check(&self) -> Result<(), EndpointError> {
+        Endpoint::validate(self.0.as_bytes())
+    }
+
+    /// Whether no endpoint is set.
+    pub fn is_none(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl core::str::FromStr for Endpoint {
+    type Err = EndpointError;
+    fn from_str(s: &str) -> Result<Self, EndpointError> {
+        Endpoint::new(s)
+    }
+}
+
+impl Write for Endpoint {
+    fn write(&self, buf: &mut impl BufMut) {
+        (self.0.len() as u32).write(buf);
+        buf.put_slice(self.0.as_bytes());
+    }
+}
+impl EncodeSize for Endpoint {
+    fn encode_size(&self) -> usize {
+        4 + self.0.len()
+    }
+}
+impl Read for Endpoint {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let len = u32::read(buf)? as usize;
+        if len > limits::MAX_ENDPOINT {
+            return Err(CodecError::InvalidLength(len));
+        }
+        if buf.remaining() < len {
+            return Err(CodecError::EndOfBuffer);
+        }
+        let mut bytes = vec![0u8; len];
+        buf.copy_to_slice(&mut bytes);
+        Endpoint::validate(&bytes)
+            .map_err(|_| CodecError::Invalid("Endpoint", "not printable ASCII without spaces"))?;
+        String::from_utf8(bytes)
+            .map(Endpoint)
+            .map_err(|_| CodecError::Invalid("Endpoint", "not UTF-8"))
+    }
+}
+
+impl serde::Serialize for Endpoint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+impl<'de> serde::Deserialize<'de> for Endpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        Endpoint::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses 64 hex digits (either case) into 32 bytes; `what` names the type in errors.
+fn parse_hex32(what: &str, v: &str) -> Result<[u8; 32], String> {
+    if v.len() != 64 {
+        return Err(format!(
+            "{what} must be 64 hex digits, got {} characters",
+            v.chars().count()
+        ));
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in v.as_bytes().chunks_exact(2).enumerate() {
+        let nibble = |j: usize| {
+            let c = pair[j];
+            char::from(c).to_digit(16).ok_or_else(|| {
+                format!(
+                    "{what}: {:?} at position {} is not a hex digit",
+                    char::from(c),
+                    2 * i + j
+                )
+            })
+        };
+        out[i] = ((nibble(0)? << 4) | nibble(1)?) as u8;
+    }
+    Ok(out)
+}
+
+/// Reads 32 bytes from 64 hex digits.
+struct Hex32(&'static str);
+
+impl serde::de::Visitor<'_> for Hex32 {
+    type Value = [u8; 32];
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: a string of 64 hex digits", self.0)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<[u8; 32], E> {
+        parse_hex32(self.0, v).map_err(E::custom)
+    }
+}
+
 /// Implements the codec for a newtype over `[u8; 32]`.
 macro_rules! bytes32_newtype {
     ($(#[$m:meta])* $name:ident) => {
@@ -218,6 +454,19 @@ macro_rules! bytes32_newtype {
                     out.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
                 }
                 s.serialize_str(&out)
+            }
+        }
+        /// Read from 64 hex digits, either case.
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_str(Hex32(stringify!($name))).map(Self)
+            }
+        }
+        impl core::str::FromStr for $name {
+            type Err = String;
+            /// 64 hex digits, either case.
+            fn from_str(s: &str) -> Result<Self, String> {
+                parse_hex32(stringify!($name), s).map(Self)
             }
         }
 
@@ -295,7 +544,19 @@ impl Hash {
 }
 
 /// How a job's results are checked before payout.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum VerificationLevel {
     /// Only the challenge window protects the requester (anyone may challenge).
     #[default]

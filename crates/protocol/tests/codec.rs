@@ -3,10 +3,12 @@
 
 use agentic_protocol::params::{ParamChange, ParamKey};
 use agentic_protocol::test_utils::{address_of, job_spec, key, offer, Trace};
-use agentic_protocol::tx::{MandateTerms, SignedTx, Tx, TxBody};
+use agentic_protocol::tx::{MandateTerms, Offer, SignedTx, Tx, TxBody};
 use agentic_protocol::types::{
-    Amount, ChainId, DisputeId, Hash, Height, JobId, MandateId, ProposalId, VerificationLevel,
+    limits, Amount, ChainId, DisputeId, Endpoint, Hash, Height, JobId, MandateId, ProposalId,
+    VerificationLevel,
 };
+use commonware_codec::{Copying, DecodeExt, Encode};
 use proptest::prelude::*;
 
 fn samples() -> Vec<TxBody> {
@@ -34,7 +36,13 @@ fn samples() -> Vec<TxBody> {
             offer: offer(4, 2),
             stake: Amount(9),
         },
-        TxBody::UpdateProvider { offer: offer(5, 3) },
+        TxBody::UpdateProvider {
+            offer: Offer {
+                endpoint: Endpoint::new("provider-7.example.net:7400").unwrap(),
+                speed: 3_000_000_000,
+                ..offer(5, 3)
+            },
+        },
         TxBody::Retire,
         TxBody::GrantMandate {
             terms: MandateTerms {
@@ -86,6 +94,7 @@ fn samples() -> Vec<TxBody> {
             proposal: ProposalId(5),
             approve: true,
         },
+        TxBody::CancelJob { job: JobId(6) },
     ]
 }
 
@@ -118,6 +127,67 @@ fn every_kind_round_trips_and_verifies() {
     }
     let all: Vec<_> = samples().into_iter().map(signed).collect();
     assert!(agentic_protocol::verify_batch(&all).iter().all(|ok| *ok));
+}
+
+fn decode_offer(bytes: &[u8]) -> Result<Offer, commonware_codec::Error> {
+    Offer::decode(Copying(bytes))
+}
+
+/// The canonical encoding of an offer whose endpoint bytes are `raw`
+/// (length prefix included), bypassing the checks a real `Endpoint` has.
+fn offer_bytes_with_endpoint(raw: &[u8]) -> Vec<u8> {
+    let o = offer(4, 2);
+    let mut bytes = o.encode().to_vec();
+    // The empty endpoint is the 4-byte length before the 8-byte speed.
+    let at = bytes.len() - 8 - 4;
+    assert_eq!(&bytes[at..at + 4], &[0, 0, 0, 0]);
+    let mut field = (raw.len() as u32).to_be_bytes().to_vec();
+    field.extend_from_slice(raw);
+    bytes.splice(at..at + 4, field);
+    bytes
+}
+
+#[test]
+fn endpoints_decode_only_when_short_printable_ascii() {
+    // A good one round-trips, inside an offer and alone.
+    let good = Endpoint::new("[2001:db8::1]:7400").unwrap();
+    let o = Offer {
+        endpoint: good.clone(),
+        speed: 7,
+        ..offer(4, 2)
+    };
+    assert_eq!(Offer::decode(o.encode()).unwrap(), o);
+    assert_eq!(Endpoint::decode(good.encode()).unwrap(), good);
+    let at_limit = "a".repeat(limits::MAX_ENDPOINT);
+    let decoded = decode_offer(&offer_bytes_with_endpoint(at_limit.as_bytes())).unwrap();
+    assert_eq!(decoded.endpoint.as_str(), at_limit);
+    // Longer than the limit, a space, a control byte, non-ASCII UTF-8 and
+    // invalid UTF-8: codec errors, never a panic.
+    let too_long = "a".repeat(limits::MAX_ENDPOINT + 1);
+    for raw in [
+        too_long.as_bytes(),
+        b"host name:1".as_slice(),
+        b"host:1\n".as_slice(),
+        "h\u{f6}st:1".as_bytes(),
+        b"host:\xff".as_slice(),
+    ] {
+        let bytes = offer_bytes_with_endpoint(raw);
+        assert!(
+            decode_offer(&bytes).is_err(),
+            "{:?} decoded",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    // A length prefix claiming more than the limit is refused before reading.
+    let mut huge = offer(4, 2).encode().to_vec();
+    let at = huge.len() - 12;
+    huge[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(decode_offer(&huge).is_err());
+    // The constructor applies the same rules.
+    assert!(Endpoint::new("").is_ok());
+    assert!(Endpoint::new("a b:1").is_err());
+    assert!(Endpoint::new(too_long).is_err());
+    assert!(Endpoint::new("ü:1").is_err());
 }
 
 #[test]
@@ -158,7 +228,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_encodings_never_panic(i in 0usize..17, pos in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
+    fn mutated_encodings_never_panic(i in 0usize..18, pos in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
         let body = samples().swap_remove(i);
         let mut bytes = signed(body).to_bytes();
         let p = pos.index(bytes.len());

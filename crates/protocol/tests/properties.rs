@@ -1,7 +1,7 @@
 //! Property tests: long random sequences of valid and invalid transactions
 //! from many accounts (transfers, staking, providers, jobs delivered
-//! honestly or not, audits, challenges, dispute moves, governance, and
-//! forged, replayed or cross-chain envelopes). After every block:
+//! honestly or not, cancellations, audits, challenges, dispute moves,
+//! governance, and forged, replayed or cross-chain envelopes). After every block:
 //!
 //! - total supply is conserved (balances + bonded + unbonding + withdrawable
 //!   + escrow + challenge bonds + burned = genesis + issuance);
@@ -11,13 +11,13 @@
 //! - and at the end the incremental root equals a full rebuild.
 
 use agentic_protocol::params::{ParamChange, ParamKey};
-use agentic_protocol::state::{Block, DisputePhase, StagePhase};
+use agentic_protocol::state::{Block, DisputePhase, JobStatus, StagePhase};
 use agentic_protocol::test_utils::{
     address_of, fast_params, job_spec, key, offer, salt_for, GenesisBuilder, TestReferee, Trace,
 };
 use agentic_protocol::tx::{SignedTx, Tx, TxBody};
 use agentic_protocol::types::{
-    Address, Amount, ChainId, Hash, Height, ProposalId, VerificationLevel,
+    Address, Amount, ChainId, Hash, Height, JobId, ProposalId, VerificationLevel,
 };
 use agentic_protocol::State;
 use commonware_cryptography::{ed25519::PrivateKey, Signer as _};
@@ -54,6 +54,7 @@ enum Action {
     Move(usize),
     Propose(usize, u8),
     Vote(usize, bool),
+    Cancel(usize, u8),
     BadNonce(usize),
     WrongChain(usize),
     Forged(usize),
@@ -77,6 +78,7 @@ fn action() -> impl Strategy<Value = Action> {
         a.clone().prop_map(Action::Move),
         (a.clone(), 0u8..4).prop_map(|(x, k)| Action::Propose(x, k)),
         (a.clone(), any::<bool>()).prop_map(|(x, y)| Action::Vote(x, y)),
+        (a.clone(), any::<u8>()).prop_map(|(x, j)| Action::Cancel(x, j)),
         a.clone().prop_map(Action::BadNonce),
         a.clone().prop_map(Action::WrongChain),
         a.clone().prop_map(Action::Forged),
@@ -96,6 +98,8 @@ struct Driver {
     nonces: Vec<u64>,
     last: Option<SignedTx>,
     referee: TestReferee,
+    /// Accepted `CancelJob` transactions so far.
+    cancels: usize,
 }
 
 impl Driver {
@@ -116,6 +120,7 @@ impl Driver {
             nonces: vec![0; N],
             last: None,
             referee: TestReferee::default(),
+            cancels: 0,
         }
     }
 
@@ -168,6 +173,22 @@ impl Driver {
                 },
             ),
             Action::Retire(x) => self.tx(x, TxBody::Retire),
+            Action::Cancel(x, j) => {
+                // Mostly one of the signer's own jobs (accepted only before a
+                // commit), sometimes anyone's (refused unless its own).
+                let n = st.meta().next_job.0.max(1);
+                let own: Vec<JobId> = st
+                    .jobs()
+                    .filter(|(_, job)| job.requester == self.addrs[x])
+                    .map(|(id, _)| *id)
+                    .collect();
+                let job = if j % 4 != 0 && !own.is_empty() {
+                    own[j as usize % own.len()]
+                } else {
+                    JobId(u64::from(j) % n)
+                };
+                self.tx(x, TxBody::CancelJob { job });
+            }
             Action::Submit(x, ops, v, r) => {
                 let level = [
                     VerificationLevel::Optimistic,
@@ -415,6 +436,12 @@ impl Driver {
         let twin = self.twin.apply_block(&block, &self.referee).unwrap();
         assert_eq!(twin.root, out.root);
         assert_eq!(twin.receipts, out.receipts);
+        self.cancels += block
+            .txs
+            .iter()
+            .zip(&out.receipts)
+            .filter(|(t, r)| r.is_ok() && matches!(t.tx().body, TxBody::CancelJob { .. }))
+            .count();
         // Dropping the rejected transactions changes nothing.
         let kept: Vec<SignedTx> = block
             .txs
@@ -464,12 +491,20 @@ proptest! {
             // Loads never underflow (saturation would hide it): open ≥ active.
             prop_assert!(p.open >= p.active, "{:?}", a);
         }
+        // Once no job is active, every provider was released (by payout,
+        // penalty, failure or cancellation) exactly once.
+        if d.state.jobs().all(|(_, j)| j.status != JobStatus::Active) {
+            for (a, p) in d.state.providers() {
+                prop_assert_eq!((p.active, p.open), (0, 0), "{:?}", a);
+            }
+        }
     }
 }
 
 /// The random walk really exercises the job and dispute machinery (so the
 /// properties above are not vacuous): with a fixed seed, jobs complete,
-/// disputes resolve and providers get slashed, and the invariants hold.
+/// disputes resolve, providers get slashed, requesters cancel, and the
+/// invariants hold.
 #[test]
 fn deterministic_walk_reaches_payouts_and_disputes() {
     use proptest::strategy::ValueTree;
@@ -498,7 +533,7 @@ fn deterministic_walk_reaches_payouts_and_disputes() {
         d.state.apply_block(&block, &d.referee).unwrap();
     }
     for (_, j) in d.state.jobs() {
-        if j.status == agentic_protocol::state::JobStatus::Completed {
+        if j.status == JobStatus::Completed {
             completed += 1;
         }
     }
@@ -517,4 +552,5 @@ fn deterministic_walk_reaches_payouts_and_disputes() {
     assert!(completed > 0, "no job completed");
     assert!(disputes > 0, "no dispute resolved");
     assert!(slashed > 0, "no provider penalized");
+    assert!(d.cancels > 0, "no job cancelled by its requester");
 }

@@ -478,7 +478,7 @@ fn challenge_rules() {
     // Before reveal the stage is not challengeable.
     assert_eq!(
         chain.step(&key(OUTSIDER), body(&honest)),
-        Err(TxError::WrongPhase("challengeable"))
+        Err(TxError::WrongPhase("challengeable".into()))
     );
     chain.deliver(&key(P1), job, 0, &honest).unwrap();
     assert_eq!(
@@ -498,7 +498,7 @@ fn challenge_rules() {
     advance(&mut chain, 5);
     assert_eq!(
         chain.step(&key(OUTSIDER), body(&bogus)),
-        Err(TxError::WrongPhase("challengeable"))
+        Err(TxError::WrongPhase("challengeable".into()))
     );
 }
 
@@ -546,6 +546,56 @@ fn missed_deadline_reroutes_and_requester_pays_once() {
     assert_eq!(chain.state.balance(&r).0, before.0 - 1 - 60 + share.0);
     assert_eq!(chain.state.provider(&p1).unwrap().open, 0);
     assert_eq!(chain.state.provider(&p1).unwrap().active, 0);
+}
+
+#[test]
+fn downstream_stage_waits_for_a_rerouted_upstream_without_penalty() {
+    let mut chain = network();
+    let req = key(REQUESTER);
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(2, 1_000_000), (3, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    let deadline_blocks = spec.deadline;
+    let job = submit(&mut chain, &req, spec);
+    let (p1, p2) = (address_of(&key(P1)), address_of(&key(P2)));
+    assert_eq!(assigned(&chain, job, 0), p1);
+    assert_eq!(assigned(&chain, job, 1), p2);
+    // P1 (stage 0) stays silent; P2 has no input, so it is not late.
+    let events = advance(&mut chain, deadline_blocks + 1);
+    let missed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::DeadlineMissed { provider, .. } => Some(*provider),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(missed, vec![p1]);
+    let p3 = assigned(&chain, job, 0);
+    assert_eq!(p3, address_of(&key(P3)));
+    // Well past P2's original deadline, stage 0 is delivered by P3 ...
+    advance(&mut chain, 3);
+    let t0 = Trace::honest(&model(), 0, 2, input());
+    chain.deliver(&key(P3), job, 0, &t0).unwrap();
+    let now = chain.state.height();
+    let slot = chain.state.job(job).unwrap().stages[1].slots[0]
+        .assignment
+        .clone()
+        .unwrap();
+    // ... which gives stage 1 the job's whole deadline from the reveal.
+    assert_eq!(slot.provider, p2);
+    assert!(slot.deadline.0 >= now.0 + deadline_blocks - 1, "{slot:?}");
+    advance(&mut chain, deadline_blocks - 2);
+    let t1 = Trace::honest(&model(), 2, 3, t0.result().output);
+    chain.deliver(&key(P2), job, 1, &t1).unwrap();
+    advance(&mut chain, 5);
+    assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Completed);
+    let rep = &chain.state.provider(&p2).unwrap().reputation;
+    assert_eq!(rep.failure, 0);
+    assert!(rep.success > 0);
 }
 
 #[test]

@@ -2,14 +2,16 @@
 //! rejection path — each checked to leave the state root exactly as an
 //! empty block would (`TestChain::reject`).
 
+use agentic_protocol::event::Event;
 use agentic_protocol::params::{ParamChange, ParamKey};
-use agentic_protocol::state::{DisputePhase, StagePhase};
+use agentic_protocol::state::{DisputePhase, JobStatus, StagePhase};
 use agentic_protocol::test_utils::{
     address_of, fast_params, job_spec, key, offer, salt_for, GenesisBuilder, TestChain, Trace,
 };
 use agentic_protocol::tx::{MandateTerms, SignedTx, Tx, TxBody};
 use agentic_protocol::types::{
-    Amount, ChainId, DisputeId, Hash, Height, JobId, MandateId, ProposalId, VerificationLevel,
+    Amount, ChainId, DisputeId, Endpoint, Hash, Height, JobId, MandateId, ProposalId,
+    VerificationLevel,
 };
 use agentic_protocol::TxError;
 
@@ -281,7 +283,7 @@ fn register_update_retire() {
                 stake: Amount::ZERO
             }
         ),
-        TxError::InvalidOffer("price must be positive")
+        TxError::InvalidOffer("price must be positive".into())
     );
     assert_eq!(
         c.reject(
@@ -291,7 +293,7 @@ fn register_update_retire() {
                 stake: Amount::ZERO
             }
         ),
-        TxError::InvalidOffer("capacity must be positive")
+        TxError::InvalidOffer("capacity must be positive".into())
     );
     // A needs 10,000 bonded: bonding 5,000 is not enough.
     assert!(matches!(
@@ -334,6 +336,32 @@ fn register_update_retire() {
     c.step(&key(P1), TxBody::UpdateProvider { offer: offer(9, 3) })
         .unwrap();
     assert_eq!(c.state.provider(&p).unwrap().offer.price, Amount(9));
+    // The data-plane endpoint and measured speed are stored as offered.
+    let mut fast = offer(9, 3);
+    fast.endpoint = Endpoint::new("10.0.0.7:7400").unwrap();
+    fast.speed = 2_500_000_000;
+    c.step(
+        &key(P1),
+        TxBody::UpdateProvider {
+            offer: fast.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(c.state.provider(&p).unwrap().offer, fast);
+    // An endpoint that could never have been decoded (built through the
+    // public field) is refused like any malformed offer.
+    for bad in [
+        "has space:1".to_string(),
+        "é:1".to_string(),
+        "x".repeat(129),
+    ] {
+        let mut o = offer(9, 3);
+        o.endpoint = Endpoint(bad);
+        assert!(matches!(
+            c.reject(&key(P1), TxBody::UpdateProvider { offer: o }),
+            TxError::InvalidOffer(_)
+        ));
+    }
     assert_eq!(
         c.reject(&key(B), TxBody::UpdateProvider { offer: offer(9, 3) }),
         TxError::NotProvider(address_of(&key(B)))
@@ -403,19 +431,19 @@ fn grant_and_revoke_mandate() {
     for (t, err) in [
         (
             terms(a, 10, 5, 50),
-            TxError::InvalidMandate("agent must differ from principal"),
+            TxError::InvalidMandate("agent must differ from principal".into()),
         ),
         (
             terms(b, 10, 20, 50),
-            TxError::InvalidMandate("per-job cap exceeds total cap"),
+            TxError::InvalidMandate("per-job cap exceeds total cap".into()),
         ),
         (
             terms(b, 0, 0, 50),
-            TxError::InvalidMandate("caps must be positive"),
+            TxError::InvalidMandate("caps must be positive".into()),
         ),
         (
             terms(b, 10, 5, 0),
-            TxError::InvalidMandate("expiry is in the past"),
+            TxError::InvalidMandate("expiry is in the past".into()),
         ),
     ] {
         assert_eq!(c.reject(&key(A), TxBody::GrantMandate { terms: t }), err);
@@ -472,47 +500,47 @@ fn submit_job_validation() {
     let cases: Vec<(Edit, TxError)> = vec![
         (
             Box::new(|s| s.stages.clear()),
-            TxError::InvalidJob("stage count"),
+            TxError::InvalidJob("stage count".into()),
         ),
         (
             Box::new(|s| s.stages[0].layers = 0),
-            TxError::InvalidJob("stage layer count"),
+            TxError::InvalidJob("stage layer count".into()),
         ),
         (
             Box::new(|s| s.stages[1].ops = 0),
-            TxError::InvalidJob("stage ops must be positive"),
+            TxError::InvalidJob("stage ops must be positive".into()),
         ),
         (
             Box::new(|s| s.stages[1].first_layer = 3),
-            TxError::InvalidJob("stages must be contiguous"),
+            TxError::InvalidJob("stages must be contiguous".into()),
         ),
         (
             Box::new(|s| s.requirements.replicas = 0),
-            TxError::InvalidJob("replicas"),
+            TxError::InvalidJob("replicas".into()),
         ),
         (
             Box::new(|s| s.deadline = 0),
-            TxError::InvalidJob("deadline"),
+            TxError::InvalidJob("deadline".into()),
         ),
         (
             Box::new(|s| s.max_price = Amount(0)),
-            TxError::InvalidJob("max price must be positive"),
+            TxError::InvalidJob("max price must be positive".into()),
         ),
         (
             Box::new(|s| s.requirements.min_reputation_ppm = 2_000_000),
-            TxError::InvalidJob("min reputation above 1,000,000 ppm"),
+            TxError::InvalidJob("min reputation above 1,000,000 ppm".into()),
         ),
         (
             Box::new(|s| s.placement = vec![address_of(&key(P1))]),
-            TxError::InvalidJob("placement must name one provider per stage"),
+            TxError::InvalidJob("placement must name one provider per stage".into()),
         ),
         (
             Box::new(|s| s.placement = vec![address_of(&key(P1)); 2]),
-            TxError::InvalidJob("placement names a provider twice"),
+            TxError::InvalidJob("placement names a provider twice".into()),
         ),
         (
             Box::new(|s| s.stages.iter_mut().for_each(|x| x.ops = 1)),
-            TxError::InvalidJob("escrow rounds to zero"),
+            TxError::InvalidJob("escrow rounds to zero".into()),
         ),
         (
             Box::new(|s| s.mandate = Some(MandateId(4))),
@@ -629,7 +657,7 @@ fn commit_and_reveal_rules() {
     c.step(&key(P1), reveal(t.result(), salt)).unwrap();
     assert_eq!(
         c.reject(&key(P1), reveal(t.result(), salt)),
-        TxError::WrongPhase("running")
+        TxError::WrongPhase("running".into())
     );
     // Deadlines: a late commit is refused.
     let mut c3 = with_providers();
@@ -720,7 +748,7 @@ fn audit_report_rules() {
     };
     assert_eq!(
         c.reject(&key(P2), report(&t)),
-        TxError::WrongPhase("auditing")
+        TxError::WrongPhase("auditing".into())
     );
     c.deliver(&key(P1), job, 0, &t).unwrap();
     assert!(matches!(
@@ -863,4 +891,286 @@ fn propose_and_vote_rules() {
         ),
         TxError::VotingClosed
     );
+}
+
+/// Applies `body` from `key` alone in a block; returns the block's events
+/// after checking the transaction applied and the supply is conserved.
+fn apply(c: &mut TestChain, k: u64, body: TxBody) -> Vec<Event> {
+    c.push(&key(k), body);
+    let out = c.produce();
+    assert_eq!(out.receipts, vec![Ok(())]);
+    assert!(c.state.total_supply_check());
+    out.events.into_iter().map(|e| e.event).collect()
+}
+
+fn provider_load(c: &TestChain, seed: u64) -> (u32, u32) {
+    let p = c.state.provider(&address_of(&key(seed))).unwrap();
+    (p.active, p.open)
+}
+
+#[test]
+fn cancel_job_while_matching_refunds_the_whole_escrow() {
+    // No provider registered: the job waits in matching.
+    let mut c = chain();
+    let a = address_of(&key(A));
+    let before = c.state.balance(&a);
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(2, 1_000_000), (3, 2_000_000)],
+        10,
+        VerificationLevel::Sampled,
+    );
+    c.step(&key(A), TxBody::SubmitJob { spec }).unwrap();
+    let job = JobId(0);
+    // (1 + 2) mega-ops × 10 × (1 replica + 1 auditor's fee).
+    let escrow = c.state.job(job).unwrap().escrow;
+    assert_eq!(escrow, Amount(60));
+    assert_eq!(
+        c.reject(&key(A), TxBody::CancelJob { job: JobId(9) }),
+        TxError::UnknownJob(JobId(9))
+    );
+    let events = apply(&mut c, A, TxBody::CancelJob { job });
+    assert_eq!(
+        events,
+        vec![Event::JobCancelled {
+            job,
+            refund: escrow
+        }]
+    );
+    let j = c.state.job(job).unwrap();
+    assert_eq!(j.status, JobStatus::Cancelled);
+    assert_eq!(j.escrow, Amount::ZERO);
+    assert!(j.stages.iter().all(|s| s.phase == StagePhase::Cancelled));
+    // Everything back but the two fees.
+    assert_eq!(c.state.balance(&a).0, before.0 - 2);
+    // It left the matching queue: a provider that registers now gets nothing.
+    apply(
+        &mut c,
+        P1,
+        TxBody::RegisterProvider {
+            offer: offer(5, 2),
+            stake: Amount::ZERO,
+        },
+    );
+    c.advance(2);
+    let j = c.state.job(job).unwrap();
+    assert!(j
+        .stages
+        .iter()
+        .all(|s| s.slots.iter().all(|x| x.assignment.is_none())));
+    assert_eq!(provider_load(&c, P1), (0, 0));
+    // Cancelling twice is refused.
+    assert_eq!(
+        c.reject(&key(A), TxBody::CancelJob { job }),
+        TxError::JobNotActive(job)
+    );
+}
+
+#[test]
+fn cancel_job_after_assignment_releases_the_providers_without_penalty() {
+    let mut c = chain();
+    // Each provider takes one assignment at a time.
+    for (seed, price) in [(P1, 5), (P2, 6)] {
+        apply(
+            &mut c,
+            seed,
+            TxBody::RegisterProvider {
+                offer: offer(price, 1),
+                stake: Amount::ZERO,
+            },
+        );
+    }
+    let (p1, p2) = (address_of(&key(P1)), address_of(&key(P2)));
+    let two_stages = job_spec(
+        model(),
+        input(),
+        &[(2, 1_000_000), (2, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    apply(&mut c, A, TxBody::SubmitJob { spec: two_stages });
+    let first = JobId(0);
+    assert!(c
+        .state
+        .job(first)
+        .unwrap()
+        .stages
+        .iter()
+        .all(|s| matches!(s.phase, StagePhase::Running { .. })));
+    assert_eq!(provider_load(&c, P1), (1, 1));
+    assert_eq!(provider_load(&c, P2), (1, 1));
+    // A second job waits: both providers are full.
+    let one_stage = job_spec(
+        model(),
+        input(),
+        &[(3, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    apply(&mut c, A, TxBody::SubmitJob { spec: one_stage });
+    let second = JobId(1);
+    assert!(matches!(
+        c.state.job(second).unwrap().stages[0].phase,
+        StagePhase::Matching { .. }
+    ));
+    let bonded = (c.state.account(&p1).bonded, c.state.account(&p2).bonded);
+    let reputation = (
+        c.state.provider(&p1).unwrap().reputation,
+        c.state.provider(&p2).unwrap().reputation,
+    );
+    let a = address_of(&key(A));
+    let before = c.state.balance(&a);
+
+    let events = apply(&mut c, A, TxBody::CancelJob { job: first });
+    assert!(events.contains(&Event::JobCancelled {
+        job: first,
+        refund: Amount(20)
+    }));
+    assert_eq!(c.state.balance(&a).0, before.0 + 20 - 1);
+    assert_eq!(c.state.job(first).unwrap().status, JobStatus::Cancelled);
+    // Released at once: the waiting job got the cheapest one in the same block.
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::StageAssigned { job, provider, .. } if *job == second && *provider == p1
+    )));
+    assert_eq!(provider_load(&c, P1), (1, 1));
+    assert_eq!(provider_load(&c, P2), (0, 0));
+    // No penalty, no record of failure.
+    assert_eq!(
+        (c.state.account(&p1).bonded, c.state.account(&p2).bonded),
+        bonded
+    );
+    assert_eq!(
+        (
+            c.state.provider(&p1).unwrap().reputation,
+            c.state.provider(&p2).unwrap().reputation
+        ),
+        reputation
+    );
+    // The cancelled job's old deadlines pass without effect.
+    c.deliver(&key(P1), second, 0, &Trace::honest(&model(), 0, 3, input()))
+        .unwrap();
+    let events: Vec<Event> = c
+        .advance(12)
+        .into_iter()
+        .flat_map(|o| o.events.into_iter().map(|e| e.event))
+        .collect();
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::DeadlineMissed { .. })));
+    assert_eq!(c.state.account(&p2).bonded, bonded.1);
+    assert_eq!(c.state.job(second).unwrap().status, JobStatus::Completed);
+    assert_eq!(provider_load(&c, P1), (0, 0));
+    assert!(c.state.total_supply_check());
+}
+
+#[test]
+fn cancel_job_is_refused_once_work_is_committed_and_to_others() {
+    let mut c = with_providers();
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(2, 1_000_000), (2, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    c.step(&key(A), TxBody::SubmitJob { spec }).unwrap();
+    let job = JobId(0);
+    // Only the requester may cancel: not another account, not a provider.
+    for other in [B, P1] {
+        assert_eq!(
+            c.reject(&key(other), TxBody::CancelJob { job }),
+            TxError::NotRequester
+        );
+    }
+    // P1 commits stage 0: from now on the job runs to its end.
+    let p1 = address_of(&key(P1));
+    let t = Trace::honest(&model(), 0, 2, input());
+    let salt = salt_for(&p1, job, 0);
+    c.step(
+        &key(P1),
+        TxBody::CommitResult {
+            job,
+            stage: 0,
+            commitment: t.result().commitment(job, 0, &salt, &p1),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        c.reject(&key(A), TxBody::CancelJob { job }),
+        TxError::JobStarted
+    );
+    // Past running (revealed, in its challenge window): still refused.
+    c.step(
+        &key(P1),
+        TxBody::RevealResult {
+            job,
+            stage: 0,
+            result: t.result(),
+            salt,
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        c.state.job(job).unwrap().stages[0].phase,
+        StagePhase::Challengeable { .. }
+    ));
+    assert_eq!(
+        c.reject(&key(A), TxBody::CancelJob { job }),
+        TxError::JobStarted
+    );
+    assert_eq!(c.state.job(job).unwrap().status, JobStatus::Active);
+}
+
+#[test]
+fn cancel_job_under_a_mandate_gives_the_mandate_its_room_back() {
+    let mut c = with_providers();
+    let (a, b) = (address_of(&key(A)), address_of(&key(B)));
+    c.step(
+        &key(A),
+        TxBody::GrantMandate {
+            terms: MandateTerms {
+                agent: b,
+                total_cap: Amount(1_000),
+                per_job_cap: Amount(500),
+                max_unit_price: Amount(10),
+                expiry: Height(1_000),
+                min_verification: VerificationLevel::Optimistic,
+            },
+        },
+    )
+    .unwrap();
+    let mandate = MandateId(0);
+    let (a_before, b_before) = (c.state.balance(&a), c.state.balance(&b));
+    let mut spec = job_spec(
+        model(),
+        input(),
+        &[(2, 3_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    spec.mandate = Some(mandate);
+    c.step(&key(B), TxBody::SubmitJob { spec }).unwrap();
+    let job = JobId(0);
+    let escrow = c.state.job(job).unwrap().escrow;
+    assert_eq!(escrow, Amount(30));
+    assert_eq!(c.state.mandate(mandate).unwrap().spent, escrow);
+    assert_eq!(c.state.balance(&a).0, a_before.0 - 30);
+    assert_eq!(provider_load(&c, P1), (1, 1));
+    // The principal pays for the job but did not submit it.
+    assert_eq!(
+        c.reject(&key(A), TxBody::CancelJob { job }),
+        TxError::NotRequester
+    );
+    let events = apply(&mut c, B, TxBody::CancelJob { job });
+    assert!(events.contains(&Event::JobCancelled {
+        job,
+        refund: escrow
+    }));
+    assert_eq!(c.state.mandate(mandate).unwrap().spent, Amount::ZERO);
+    assert_eq!(c.state.balance(&a), a_before);
+    // The agent paid the two fees.
+    assert_eq!(c.state.balance(&b).0, b_before.0 - 2);
+    assert_eq!(provider_load(&c, P1), (0, 0));
 }

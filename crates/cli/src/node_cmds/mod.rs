@@ -27,7 +27,7 @@ use agentic_node::genesis::{parse_address, parse_amount};
 use agentic_node::keystore::KeyFile;
 use agentic_protocol::coord::Coord;
 use agentic_protocol::tx::StageSpec;
-use agentic_protocol::types::{Capabilities, VerificationLevel};
+use agentic_protocol::types::{Capabilities, Endpoint, VerificationLevel};
 use agentic_protocol::{Address, Amount, Hash, ParamKey};
 use serde_json::Value;
 
@@ -127,6 +127,24 @@ pub fn capabilities(s: &str) -> Result<Capabilities, String> {
             };
     }
     Ok(caps)
+}
+
+/// A data-plane endpoint `HOST:PORT` (a name, an IPv4 address or a bracketed IPv6
+/// address, and a port 1–65535); empty for none.
+pub fn endpoint(s: &str) -> Result<Endpoint, String> {
+    if s.is_empty() {
+        return Ok(Endpoint::NONE);
+    }
+    let bad = |why: &str| format!("{s:?} is not an endpoint HOST:PORT: {why}");
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("no :PORT"))?;
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err(bad("the port must be a number 1-65535")),
+    }
+    Endpoint::new(s).map_err(|e| bad(&e.to_string()))
 }
 
 /// A verification level: `optimistic`, `sampled` or `audited`.
@@ -323,6 +341,22 @@ mod tests {
             })
         );
         assert!(stage("0:4").is_err());
+        assert_eq!(
+            endpoint("10.0.0.7:7400").map(|e| e.0),
+            Ok("10.0.0.7:7400".to_string())
+        );
+        assert!(endpoint("[::1]:7400").is_ok() && endpoint("node.example:1").is_ok());
+        assert_eq!(endpoint(""), Ok(Endpoint::NONE));
+        for bad in [
+            "host",
+            ":80",
+            "host:0",
+            "host:http",
+            "host:70000",
+            "my host:80",
+        ] {
+            assert!(endpoint(bad).is_err(), "{bad}");
+        }
         assert!(hash("ab").is_err());
         assert!(address("/nonexistent/key.json").is_err());
         assert_eq!(address(&"11".repeat(32)), Ok(Address([0x11; 32])));

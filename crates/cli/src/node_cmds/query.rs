@@ -279,6 +279,8 @@ fn cell(item: &Value, path: &str) -> String {
         Value::Array(a) => a.len().to_string(),
         // An enum variant with data reads as its name.
         Value::Object(m) if m.len() == 1 => m.keys().next().cloned().unwrap_or_default(),
+        // An empty string (an offer without an endpoint) reads as absent.
+        Value::String(s) if s.is_empty() => "-".to_string(),
         other => scalar(other),
     }
 }
@@ -343,6 +345,8 @@ fn readable(what: &What, v: &Value) -> String {
                 ("capacity", "offer/capacity"),
                 ("region", "offer/region"),
                 ("capabilities", "offer/capabilities"),
+                ("speed", "offer/speed"),
+                ("endpoint", "offer/endpoint"),
                 ("bonded", "bonded"),
                 ("reputation_ppm", "reputation_ppm"),
                 ("open_jobs", "open_jobs"),

@@ -1,4 +1,4 @@
-//! `agentic tx`: build one transaction of any of the ledger's 17 kinds from flags,
+//! `agentic tx`: build one transaction of any of the ledger's 18 kinds from flags,
 //! sign it with a key file, submit it to a node and (by default) wait for its
 //! receipt.
 //!
@@ -21,7 +21,7 @@ use agentic_node::genesis::hex;
 use agentic_node::keystore::KeyFile;
 use agentic_protocol::coord::Coord;
 use agentic_protocol::tx::{JobSpec, MandateTerms, Offer, Requirements, StageResult, StageSpec};
-use agentic_protocol::types::{Capabilities, Region, VerificationLevel};
+use agentic_protocol::types::{Capabilities, Endpoint, Region, VerificationLevel};
 use agentic_protocol::{
     Address, Amount, ChainId, DisputeId, Hash, Height, JobId, MandateId, ParamChange, ParamKey,
     ProposalId, SignedTx, Tx, TxBody,
@@ -84,6 +84,12 @@ struct OfferArgs {
     /// Network coordinate x,y,height in µs of round-trip time.
     #[arg(long, default_value = "0,0,0", value_parser = super::coord, allow_hyphen_values = true)]
     coord: Coord,
+    /// Data-plane address where others fetch blobs and push activations [default: none].
+    #[arg(long, default_value = "", hide_default_value = true, value_name = "HOST:PORT", value_parser = super::endpoint)]
+    endpoint: Endpoint,
+    /// Measured speed of the compute runtime, in operations per second (0: unknown).
+    #[arg(long, default_value_t = 0, value_name = "OPS_PER_SEC")]
+    speed: u64,
 }
 
 impl OfferArgs {
@@ -94,6 +100,8 @@ impl OfferArgs {
             region: Region(self.region),
             coord: self.coord,
             capacity: self.capacity,
+            endpoint: self.endpoint.clone(),
+            speed: self.speed,
         }
     }
 }
@@ -196,6 +204,12 @@ enum Kind {
     },
     /// Post a job and lock its escrow.
     SubmitJob(Box<JobArgs>),
+    /// Withdraw your job before any provider committed work: the whole escrow comes back.
+    CancelJob {
+        /// The job id.
+        #[arg(long)]
+        job: u64,
+    },
     /// Commit to a stage result: --commitment, or the result and --salt to compute it.
     CommitResult {
         /// The job id.
@@ -401,6 +415,7 @@ impl Kind {
                 mandate: MandateId(*mandate),
             },
             Kind::SubmitJob(job) => TxBody::SubmitJob { spec: job.spec() },
+            Kind::CancelJob { job } => TxBody::CancelJob { job: JobId(*job) },
             Kind::CommitResult {
                 job,
                 stage,

@@ -30,7 +30,9 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 /// Identifies one committed state item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum StateKey {
     /// An account.
     Account(Address),

@@ -134,7 +134,7 @@ impl State {
             deadline,
         } = st.phase
         else {
-            return Err(TxError::WrongPhase("auditing"));
+            return Err(TxError::WrongPhase("auditing".into()));
         };
         if auditor != who {
             return Err(TxError::NotAuditor);
@@ -142,14 +142,14 @@ impl State {
         if now > deadline {
             return Err(TxError::DeadlinePassed(deadline));
         }
-        let agreed = st.result.ok_or(TxError::WrongPhase("auditing"))?;
+        let agreed = st.result.ok_or(TxError::WrongPhase("auditing".into()))?;
         if result.input != agreed.input {
             return Err(TxError::InputMismatch);
         }
         let ops = j.spec.stages[stage as usize].ops;
         let defendant = self
             .defendant_of(job, stage)
-            .ok_or(TxError::WrongPhase("auditing"))?;
+            .ok_or(TxError::WrongPhase("auditing".into()))?;
         self.charge(who, fee);
         if let Some(p) = self.provider_mut(who) {
             p.active = p.active.saturating_sub(1);
@@ -201,7 +201,7 @@ impl State {
             .get(stage as usize)
             .ok_or(TxError::UnknownStage { job, stage })?;
         let StagePhase::Challengeable { until } = st.phase else {
-            return Err(TxError::WrongPhase("challengeable"));
+            return Err(TxError::WrongPhase("challengeable".into()));
         };
         if now > until {
             return Err(TxError::ChallengeWindowClosed);
@@ -213,7 +213,9 @@ impl State {
         {
             return Err(TxError::SelfChallenge);
         }
-        let agreed = st.result.ok_or(TxError::WrongPhase("challengeable"))?;
+        let agreed = st
+            .result
+            .ok_or(TxError::WrongPhase("challengeable".into()))?;
         if result.input != agreed.input {
             return Err(TxError::InputMismatch);
         }
@@ -229,7 +231,7 @@ impl State {
         }
         let defendant = self
             .defendant_of(job, stage)
-            .ok_or(TxError::WrongPhase("challengeable"))?;
+            .ok_or(TxError::WrongPhase("challengeable".into()))?;
         self.charge(who, fee);
         let a = self.account_mut(who);
         a.balance = a.balance.saturating_sub(bond);

@@ -3,8 +3,9 @@
 //! ```text
 //!  SubmitJob ─▶ Matching ──(per-block match)──▶ Running ──all commit──▶ reveal window ──all reveal──┐
 //!                  ▲  │                            │                                                │
-//!                  │  └─ no provider before        └─ a replica misses its deadline:                │
-//!                  │     match_timeout: Cancelled     penalized, excluded, slot re-matched ─────────┤
+//!                  │  ├─ no provider before        └─ a replica misses its deadline:                │
+//!                  │  │  match_timeout: Cancelled     penalized, excluded, slot re-matched ─────────┤
+//!                  │  └─ CancelJob before any commit (Matching or Running): Cancelled, full refund  │
 //!                  └──────────────────────────────────────────────────────────────────────────────┘ │
 //!            ┌──────────────────────────────────────────────────────────────────────────────────────┘
 //!            ▼
@@ -19,6 +20,16 @@
 //!        Finalized: each replica paid ops × its price; when every stage is
 //!        final the job completes and the unused escrow goes back to the payer.
 //! ```
+//!
+//! The requester may withdraw its job with `CancelJob` as long as no
+//! provider has committed work: every stage still `Matching` or `Running`
+//! and no replica's commitment posted. The assigned providers are released
+//! (their `active` and `open` counts drop, no penalty), the whole escrow
+//! returns to the payer (under a mandate, `spent` drops by as much), the job
+//! ends `Cancelled` with a `JobCancelled` event and leaves the matching
+//! queue. Once any commitment is posted the job runs to its end (result or
+//! missed deadline): a provider that already did the work is owed a fair
+//! outcome.
 //!
 //! Escrow is `Σ_stages ops × max_price × (replicas + a)` where `a = 1` when
 //! the job can be audited (verification above `Optimistic`): one auditor's
@@ -48,16 +59,20 @@ impl State {
         ctx: &mut BlockCtx,
     ) -> Result<(), TxError> {
         if terms.agent == who {
-            return Err(TxError::InvalidMandate("agent must differ from principal"));
+            return Err(TxError::InvalidMandate(
+                "agent must differ from principal".into(),
+            ));
         }
         if terms.per_job_cap > terms.total_cap {
-            return Err(TxError::InvalidMandate("per-job cap exceeds total cap"));
+            return Err(TxError::InvalidMandate(
+                "per-job cap exceeds total cap".into(),
+            ));
         }
         if terms.total_cap.0 == 0 || terms.max_unit_price.0 == 0 {
-            return Err(TxError::InvalidMandate("caps must be positive"));
+            return Err(TxError::InvalidMandate("caps must be positive".into()));
         }
         if terms.expiry <= self.now() {
-            return Err(TxError::InvalidMandate("expiry is in the past"));
+            return Err(TxError::InvalidMandate("expiry is in the past".into()));
         }
         self.charge(who, fee);
         let id = self.meta.next_mandate;
@@ -120,55 +135,59 @@ impl State {
 
     fn check_spec(&self, spec: &JobSpec) -> Result<Amount, TxError> {
         if spec.stages.is_empty() || spec.stages.len() > limits::MAX_STAGES {
-            return Err(TxError::InvalidJob("stage count"));
+            return Err(TxError::InvalidJob("stage count".into()));
         }
         let mut next_layer: Option<u32> = None;
         for s in &spec.stages {
             if s.layers == 0 || s.layers > limits::MAX_LAYERS {
-                return Err(TxError::InvalidJob("stage layer count"));
+                return Err(TxError::InvalidJob("stage layer count".into()));
             }
             if s.ops == 0 {
-                return Err(TxError::InvalidJob("stage ops must be positive"));
+                return Err(TxError::InvalidJob("stage ops must be positive".into()));
             }
             if let Some(n) = next_layer {
                 if s.first_layer != n {
-                    return Err(TxError::InvalidJob("stages must be contiguous"));
+                    return Err(TxError::InvalidJob("stages must be contiguous".into()));
                 }
             }
             next_layer = Some(
                 s.first_layer
                     .checked_add(s.layers)
-                    .ok_or(TxError::InvalidJob("layer range overflows"))?,
+                    .ok_or(TxError::InvalidJob("layer range overflows".into()))?,
             );
         }
         let r = spec.requirements.replicas as usize;
         if r == 0 || r > limits::MAX_REPLICAS {
-            return Err(TxError::InvalidJob("replicas"));
+            return Err(TxError::InvalidJob("replicas".into()));
         }
         if spec.deadline == 0 || spec.deadline > self.params.max_deadline {
-            return Err(TxError::InvalidJob("deadline"));
+            return Err(TxError::InvalidJob("deadline".into()));
         }
         if spec.max_price.0 == 0 {
-            return Err(TxError::InvalidJob("max price must be positive"));
+            return Err(TxError::InvalidJob("max price must be positive".into()));
         }
         if spec.requirements.min_reputation_ppm > PPM {
-            return Err(TxError::InvalidJob("min reputation above 1,000,000 ppm"));
+            return Err(TxError::InvalidJob(
+                "min reputation above 1,000,000 ppm".into(),
+            ));
         }
         if !spec.placement.is_empty() {
             if spec.placement.len() != spec.stages.len() {
                 return Err(TxError::InvalidJob(
-                    "placement must name one provider per stage",
+                    "placement must name one provider per stage".into(),
                 ));
             }
             for (i, a) in spec.placement.iter().enumerate() {
                 if spec.placement[..i].contains(a) {
-                    return Err(TxError::InvalidJob("placement names a provider twice"));
+                    return Err(TxError::InvalidJob(
+                        "placement names a provider twice".into(),
+                    ));
                 }
             }
         }
         let escrow = State::escrow_for(spec).ok_or(TxError::Overflow)?;
         if escrow.0 == 0 {
-            return Err(TxError::InvalidJob("escrow rounds to zero"));
+            return Err(TxError::InvalidJob("escrow rounds to zero".into()));
         }
         Ok(escrow)
     }
@@ -513,7 +532,7 @@ impl State {
         let now = self.now();
         let (_, st) = self.stage_ref(job, stage)?;
         if !matches!(st.phase, StagePhase::Running { .. }) {
-            return Err(TxError::WrongPhase("running"));
+            return Err(TxError::WrongPhase("running".into()));
         }
         let r = st
             .slots
@@ -595,7 +614,7 @@ impl State {
             StagePhase::Running {
                 reveal_deadline: None,
             } => return Err(TxError::RevealTooEarly),
-            _ => return Err(TxError::WrongPhase("running")),
+            _ => return Err(TxError::WrongPhase("running".into())),
         };
         let r = st
             .slots
@@ -703,6 +722,7 @@ impl State {
         if let Some(jm) = self.job_mut(job) {
             jm.stages[stage as usize].result = Some(r0);
         }
+        self.extend_next_stage(job, stage + 1);
         match auditor {
             Some((auditor, price)) => {
                 let deadline = now.plus(self.params.audit_window);
@@ -726,6 +746,30 @@ impl State {
                 });
             }
             None => self.open_window(job, stage, ctx),
+        }
+    }
+
+    /// The stage before `stage` has an agreed result: its input exists from
+    /// now on, so its replicas that have not committed get the job's whole
+    /// `deadline` from this block (never less than they had). Without this a
+    /// downstream stage, assigned when the job was matched, would miss its
+    /// deadline while an upstream stage is re-routed after a failure.
+    fn extend_next_stage(&mut self, job: JobId, stage: u32) {
+        let now = self.now();
+        let Some(j) = self.job_mut(job) else { return };
+        let until = now.plus(j.spec.deadline);
+        let Some(st) = j.stages.get_mut(stage as usize) else {
+            return;
+        };
+        let mut extended = false;
+        for a in st.slots.iter_mut().filter_map(|s| s.assignment.as_mut()) {
+            if a.commitment.is_none() && a.deadline < until {
+                a.deadline = until;
+                extended = true;
+            }
+        }
+        if extended {
+            self.schedule(until.plus(1), Timer::Stage(job, stage));
         }
     }
 
@@ -768,13 +812,17 @@ impl State {
             return;
         };
         let ops = j.spec.stages[stage as usize].ops;
+        // A commit deadline runs only once the stage's input is agreed: an
+        // honest downstream replica is never blamed for an upstream failure
+        // (its deadline is extended when the input arrives).
+        let input_ready = stage == 0 || j.stages[stage as usize - 1].result.is_some();
         let missed: Vec<(usize, Address, Amount)> = st
             .slots
             .iter()
             .enumerate()
             .filter_map(|(r, s)| {
                 let a = s.assignment.as_ref()?;
-                let late_commit = a.commitment.is_none() && a.deadline < now;
+                let late_commit = input_ready && a.commitment.is_none() && a.deadline < now;
                 let late_reveal = a.result.is_none() && reveal_deadline.is_some_and(|rd| rd < now);
                 (late_commit || late_reveal).then_some((r, a.provider, a.price))
             })
@@ -983,7 +1031,43 @@ impl State {
         self.matching.remove(&job);
     }
 
-    /// No provider qualified in time: release, refund, cancel.
+    /// `CancelJob`: the requester withdraws a job no provider has committed
+    /// work for. Every assigned provider is released without penalty, the
+    /// whole escrow goes back to the payer (and its room to the mandate).
+    pub(crate) fn cancel_job_tx(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        job: JobId,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let j = self.jobs.get(&job).ok_or(TxError::UnknownJob(job))?;
+        if j.requester != who {
+            return Err(TxError::NotRequester);
+        }
+        if j.status != JobStatus::Active {
+            return Err(TxError::JobNotActive(job));
+        }
+        let started = j.stages.iter().any(|st| {
+            !matches!(
+                st.phase,
+                StagePhase::Matching { .. } | StagePhase::Running { .. }
+            ) || st.slots.iter().any(|s| {
+                s.assignment
+                    .as_ref()
+                    .is_some_and(|a| a.commitment.is_some())
+            })
+        });
+        if started {
+            return Err(TxError::JobStarted);
+        }
+        self.charge(who, fee);
+        self.cancel_job(job, ctx);
+        Ok(())
+    }
+
+    /// No provider qualified in time, or the requester cancelled: release,
+    /// refund, cancel.
     pub(crate) fn cancel_job(&mut self, job: JobId, ctx: &mut BlockCtx) {
         self.stop_stages(job);
         let refund = self.refund_escrow(job, JobStatus::Cancelled);

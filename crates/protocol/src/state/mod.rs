@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | `accounts` | Transfer, Bond, Unbond, Withdraw | release unbonded stake, issuance |
 //! | `providers` | RegisterProvider, UpdateProvider, Retire | |
-//! | `jobs` | GrantMandate, RevokeMandate, SubmitJob, CommitResult, RevealResult | matching, deadlines, audits, challenge windows, payout |
+//! | `jobs` | GrantMandate, RevokeMandate, SubmitJob, CommitResult, RevealResult, CancelJob | matching, deadlines, audits, challenge windows, payout |
 //! | `disputes` | AuditReport, Challenge, Bisect | dispute timeouts, referee, slashing |
 //! | `governance` | Propose, Vote | tallies, activation |
 //!
@@ -41,7 +41,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use commit::StateKey;
 
 /// An account.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Account {
     /// Spendable tokens.
     pub balance: Amount,
@@ -60,7 +60,7 @@ codec_struct!(Account {
 });
 
 /// A registered provider. Its stake is its account's bonded amount.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Provider {
     /// The standing offer.
     pub offer: Offer,
@@ -85,7 +85,7 @@ codec_struct!(Provider {
 });
 
 /// A mandate: an agent may spend from the principal's balance within caps.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mandate {
     /// Who pays.
     pub principal: Address,
@@ -104,7 +104,7 @@ codec_struct!(Mandate {
 });
 
 /// One replica's assignment of a stage.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Assignment {
     /// The provider.
     pub provider: Address,
@@ -126,7 +126,7 @@ codec_struct!(Assignment {
 });
 
 /// Where a stage is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StagePhase {
     /// Some replica slots wait for a provider (since the given height).
     Matching {
@@ -239,7 +239,7 @@ impl Read for StagePhase {
 }
 
 /// A replica slot: empty while matching.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Slot {
     /// The assignment, if matched.
     pub assignment: Option<Assignment>,
@@ -247,7 +247,7 @@ pub struct Slot {
 codec_struct!(Slot { assignment });
 
 /// A stage's runtime state (its layer range and ops are in the job's spec).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stage {
     /// Phase.
     pub phase: StagePhase,
@@ -259,7 +259,7 @@ pub struct Stage {
 codec_struct!(Stage { phase, slots [list limits::MAX_REPLICAS], result });
 
 /// Where a job is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum JobStatus {
     /// In progress.
     Active,
@@ -267,7 +267,7 @@ pub enum JobStatus {
     Completed,
     /// A stage lost a dispute; unused escrow refunded.
     Failed,
-    /// No provider in time; escrow refunded.
+    /// No provider in time, or the requester cancelled before any commit; escrow refunded.
     Cancelled,
 }
 
@@ -298,7 +298,7 @@ impl Read for JobStatus {
 }
 
 /// A job.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Job {
     /// Who signed `SubmitJob` (the agent, under a mandate).
     pub requester: Address,
@@ -329,7 +329,7 @@ codec_struct!(Job {
 });
 
 /// Who opened a dispute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DisputeKind {
     /// Two replicas revealed different outputs.
     Replica,
@@ -381,7 +381,7 @@ impl Read for DisputeKind {
 /// Trace leaves are indexed `0..=layers` (leaf 0 = the stage input, leaf
 /// `i` = output of the stage's layer `i - 1`). Invariant: both parties agree
 /// on leaf `lo` (value `agreed`) and disagree on leaf `hi`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dispute {
     /// The job.
     pub job: JobId,
@@ -418,7 +418,7 @@ pub struct Dispute {
 }
 
 /// Where a dispute is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DisputePhase {
     /// Parties are bisecting.
     Bisecting,
@@ -471,7 +471,7 @@ codec_struct!(Dispute {
 });
 
 /// A governance proposal's status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ProposalStatus {
     /// Open for votes until `voting_ends` (inclusive).
     Voting,
@@ -527,7 +527,7 @@ impl Read for ProposalStatus {
 }
 
 /// A parameter-change proposal.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Proposal {
     /// Who proposed.
     pub proposer: Address,
@@ -555,7 +555,7 @@ codec_struct!(Proposal {
 });
 
 /// One recorded vote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VoteRecord {
     /// Yes or no.
     pub approve: bool,
@@ -565,7 +565,7 @@ pub struct VoteRecord {
 codec_struct!(VoteRecord { approve, weight });
 
 /// Chain-wide counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Meta {
     /// Height of the last applied block (0 = genesis).
     pub height: Height,
@@ -602,7 +602,7 @@ codec_struct!(Meta {
 });
 
 /// An account at genesis.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GenesisAccount {
     /// Address.
     pub address: Address,
@@ -613,7 +613,7 @@ pub struct GenesisAccount {
 }
 
 /// The initial state.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Genesis {
     /// The chain id every transaction must carry.
     pub chain_id: ChainId,
@@ -626,7 +626,7 @@ pub struct Genesis {
 }
 
 /// Why a genesis is refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum GenesisError {
     /// Invalid parameters.
     #[error("invalid params: {0}")]
@@ -654,7 +654,7 @@ pub struct Block {
 pub type Receipt = Result<(), TxError>;
 
 /// What applying a block produced.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BlockOutcome {
     /// The block height.
     pub height: Height,
@@ -1064,6 +1064,7 @@ impl State {
             } => self.bisect(sender, fee, *dispute, *leaf, proof, ctx),
             TxBody::Propose { change } => self.propose(sender, fee, *change, ctx),
             TxBody::Vote { proposal, approve } => self.vote(sender, fee, *proposal, *approve, ctx),
+            TxBody::CancelJob { job } => self.cancel_job_tx(sender, fee, *job, ctx),
         }
     }
 

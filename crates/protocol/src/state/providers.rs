@@ -1,7 +1,11 @@
 //! Providers: RegisterProvider, UpdateProvider, Retire.
 //!
 //! A provider is an account with a standing [`Offer`] and at least
-//! `min_provider_stake` bonded. Retiring is allowed once it holds no open
+//! `min_provider_stake` bonded. The offer carries what matching uses
+//! (price, capabilities, region, coordinate, capacity) and what requesters
+//! use off-chain: the data-plane `endpoint` (`host:port`) and the measured
+//! `speed` (ops/s) their partitioner places stages by; the ledger checks
+//! only the endpoint's form. Retiring is allowed once it holds no open
 //! assignment or audit (its liability for past work ends with the last
 //! challenge window); a retired provider keeps its reputation and may
 //! register again.
@@ -15,10 +19,17 @@ use crate::types::{Address, Amount};
 
 fn check_offer(offer: &Offer) -> Result<(), TxError> {
     if offer.price.0 == 0 {
-        return Err(TxError::InvalidOffer("price must be positive"));
+        return Err(TxError::InvalidOffer("price must be positive".into()));
     }
     if offer.capacity == 0 {
-        return Err(TxError::InvalidOffer("capacity must be positive"));
+        return Err(TxError::InvalidOffer("capacity must be positive".into()));
+    }
+    // Decoding already refuses a malformed endpoint; this covers offers
+    // built in memory through the public field.
+    if offer.endpoint.check().is_err() {
+        return Err(TxError::InvalidOffer(
+            "endpoint must be at most 128 bytes of printable ASCII without spaces".into(),
+        ));
     }
     Ok(())
 }
