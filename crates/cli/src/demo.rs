@@ -27,7 +27,7 @@ use agentic_protocol::test_utils::{
 };
 use agentic_protocol::tx::{MandateTerms, Offer, TxBody};
 use agentic_protocol::types::VerificationLevel;
-use agentic_protocol::types::{Capabilities, Region};
+use agentic_protocol::types::{Capabilities, Endpoint, Region};
 use agentic_protocol::{coord::Coord, Address, Amount, Hash, JobId, ProposalId, TxError};
 use anyhow::{bail, ensure, Context};
 use commonware_cryptography::ed25519::PrivateKey;
@@ -267,20 +267,36 @@ impl Demo {
 
     fn register_providers(&mut self) -> anyhow::Result<()> {
         self.progress.set_message("providers bond and register");
+        // (name, price per mega-op, region, coordinate, measured ops/s)
         let offers = [
-            ("frankfurt", 5u128, 1u16, Coord::new(0, 0, 500)),
-            ("virginia", 6, 2, Coord::new(45_000, 0, 800)),
-            ("singapore", 7, 3, Coord::new(-30_000, 60_000, 900)),
+            (
+                "frankfurt",
+                5u128,
+                1u16,
+                Coord::new(0, 0, 500),
+                2_000_000_000u64,
+            ),
+            ("virginia", 6, 2, Coord::new(45_000, 0, 800), 3_000_000_000),
+            (
+                "singapore",
+                7,
+                3,
+                Coord::new(-30_000, 60_000, 900),
+                1_500_000_000,
+            ),
         ];
         let mut lines = Vec::new();
-        for (name, price, region, coord) in offers {
+        for (name, price, region, coord, speed) in offers {
             let key = self.actor(name)?.key.clone();
+            // The embedded network has no data plane, so no endpoint.
             let offer = Offer {
                 capabilities: Capabilities::CPU,
                 price: Amount(price),
                 region: Region(region),
                 coord,
                 capacity: 4,
+                endpoint: Endpoint::NONE,
+                speed,
             };
             self.chain.push(
                 &key,
@@ -455,6 +471,8 @@ impl Demo {
             region: Region(1),
             coord: Coord::new(1_000, 0, 400),
             capacity: 4,
+            endpoint: Endpoint::NONE,
+            speed: 2_000_000_000,
         };
         self.step(
             "cut-rate",

@@ -6,6 +6,7 @@ mod job;
 mod model;
 mod network;
 mod node_cmds;
+mod provider_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +37,9 @@ enum Command {
     Query(node_cmds::query::QueryArgs),
     /// Buy inference: submit a job (model, input, stages, placement), follow it, fetch its output.
     Job(job::JobArgs),
+    /// Sell compute: run the provider daemon (bond, register, execute stages, get paid).
+    #[command(subcommand)]
+    Provider(provider_cmd::ProviderCmd),
     /// Create a network (genesis + keys) or run one validator of it.
     #[command(subcommand)]
     Node(network::Node),
@@ -60,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Command::Tx(args) => node_cmds::tx::run(args),
         Command::Query(args) => node_cmds::query::run(args),
         Command::Job(args) => job::run(args),
+        Command::Provider(cmd) => provider_cmd::run(cmd),
         Command::Node(network::Node::Init(args)) => network::init(&args),
         Command::Node(network::Node::Run(args)) => network::run(&args),
         Command::Devnet(args) => network::devnet(&args),

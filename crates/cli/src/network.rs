@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agentic_node::consensus;
-use agentic_node::genesis::{hex, AccountEntry, GenesisFile, ValidatorEntry};
+use agentic_node::genesis::{hex, AccountEntry, GenesisFile};
+use agentic_node::localnet;
 use agentic_node::keystore::KeyFile;
 use agentic_node::service::{self, Running, ValidatorSetup};
 use anyhow::{bail, Context as _};
@@ -14,8 +14,7 @@ use clap::{Args, Subcommand};
 use commonware_runtime::{Runner as _, Supervisor as _};
 use serde_json::json;
 
-/// Balance every generated account starts with (base units).
-pub(crate) const FUNDING: u128 = 1_000_000_000_000;
+pub(crate) use agentic_node::localnet::{NetworkFiles, FUNDING};
 
 /// `agentic node …`.
 #[derive(Subcommand)]
@@ -112,13 +111,6 @@ pub struct DevnetArgs {
     pub threads: usize,
 }
 
-/// The files of a new network.
-pub(crate) struct NetworkFiles {
-    pub genesis: GenesisFile,
-    pub validators: Vec<(PathBuf, KeyFile)>,
-    pub accounts: Vec<(PathBuf, KeyFile)>,
-}
-
 /// What a new network is made of.
 pub(crate) struct NetworkSpec<'a> {
     /// Chain id.
@@ -152,93 +144,19 @@ fn port(base: u16, i: u32) -> anyhow::Result<u16> {
     u16::try_from(u32::from(base) + i).context("port out of range")
 }
 
-/// Creates and writes genesis.json, validator-i.json and NAME.json in `dir`.
+/// Creates and writes genesis.json, validator-i.json and NAME.json in `dir`
+/// ([`agentic_node::localnet::create`]).
 pub(crate) fn create_network(dir: &Path, spec: NetworkSpec<'_>) -> anyhow::Result<NetworkFiles> {
-    let n = u32::try_from(spec.addresses.len()).context("too many validators")?;
-    if n == 0 {
-        bail!("a network needs at least one validator");
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let genesis_path = dir.join("genesis.json");
-    if genesis_path.exists() {
-        bail!(
-            "{} already exists; refusing to overwrite a network",
-            genesis_path.display()
-        );
-    }
-    let dealer_seed = {
-        use rand::RngCore;
-        rand::rngs::OsRng.next_u64()
-    };
-    let (polynomial, shares) =
-        consensus::deal(n, dealer_seed).map_err(|e| anyhow::anyhow!("dealing keys: {e}"))?;
-    let mut validators = Vec::new();
-    let mut entries = Vec::new();
-    let mut funded = Vec::new();
-    // The dealer's shares are indexed by the sorted participant order.
-    let mut keys: Vec<KeyFile> = (0..n)
-        .map(|i| KeyFile::generate(format!("validator-{i}")))
-        .collect();
-    keys.sort_by_key(|k| k.public_key());
-    for (i, mut key) in keys.into_iter().enumerate() {
-        let i = i as u32;
-        key.name = format!("validator-{i}");
-        let share = shares
-            .get(i as usize)
-            .context("dealer returned too few shares")?;
-        key.bls_share = Some(consensus::share_to_hex(share));
-        let (p2p, api) = spec.addresses[i as usize];
-        entries.push(ValidatorEntry {
-            public_key: hex(key.public_key().as_ref()),
-            p2p,
-            api,
-        });
-        funded.push(AccountEntry {
-            address: hex(&key.address().0),
-            balance: FUNDING.to_string(),
-            bonded: "0".to_string(),
-        });
-        validators.push((dir.join(format!("validator-{i}.json")), key));
-    }
-    let mut users = Vec::new();
-    for name in spec.users {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            bail!("account name {name:?}: use letters, digits, - and _");
-        }
-        let key = KeyFile::generate(name.clone());
-        funded.push(AccountEntry {
-            address: hex(&key.address().0),
-            balance: FUNDING.to_string(),
-            bonded: "0".to_string(),
-        });
-        users.push((dir.join(format!("{name}.json")), key));
-    }
-    funded.extend(spec.funded);
-    let treasury = hex(&validators[0].1.address().0);
-    let genesis = GenesisFile {
-        chain_id: spec.chain_id,
-        treasury,
-        params: Default::default(),
-        accounts: funded,
-        validators: entries,
-        threshold_public: consensus::polynomial_to_hex(&polynomial),
-    };
-    genesis
-        .ledger()
-        .context("the generated genesis is invalid")?;
-    for (path, key) in validators.iter().chain(users.iter()) {
-        key.write_new(path)?;
-    }
-    genesis.write(&genesis_path)?;
-    Ok(NetworkFiles {
-        genesis,
-        validators,
-        accounts: users,
-    })
+    Ok(localnet::create(
+        dir,
+        localnet::NetworkSpec {
+            chain_id: spec.chain_id,
+            addresses: spec.addresses,
+            users: spec.users.iter().map(|u| (u.clone(), None)).collect(),
+            funded: spec.funded,
+            params: Default::default(),
+        },
+    )?)
 }
 
 /// `agentic node init`.
@@ -305,6 +223,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         p2p_listen: args.p2p,
         api_listen: args.api,
         local: args.local,
+        block_interval: agentic_node::consensus::DEFAULT_BLOCK_INTERVAL,
     };
     runtime(&args.data.join("storage"), args.threads).start(|context| async move {
         let running = service::start_validator(context.child("validator"), setup).await?;
@@ -363,32 +282,15 @@ pub fn devnet(args: &DevnetArgs) -> anyhow::Result<()> {
     let until = args.until_height;
     let json_out = args.json;
     runtime(&dir.join("storage"), args.threads).start(|context| async move {
-        let mut running: Vec<Running> = Vec::new();
-        for (i, (_, key)) in keys.iter().enumerate() {
-            let label: &'static str = Box::leak(format!("validator_{i}").into_boxed_str());
-            let setup = ValidatorSetup {
-                genesis: genesis.clone(),
-                key: key.clone(),
-                blob_dir: dir.join(format!("blobs-{i}")),
-                partition_prefix: format!("validator-{i}"),
-                p2p_listen: None,
-                api_listen: None,
-                local: true,
-            };
-            running.push(
-                service::start_validator(context.child(label), setup)
-                    .await
-                    .with_context(|| format!("starting validator {i}"))?,
-            );
-        }
-        // Ready once every validator has finalized a block.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while running.iter().any(|r| height(r) == 0) {
-            if Instant::now() > deadline {
-                bail!("the devnet did not finalize a block within 60 s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let running: Vec<Running> = localnet::start(
+            context,
+            &dir,
+            &genesis,
+            &keys,
+            agentic_node::consensus::DEFAULT_BLOCK_INTERVAL,
+            Duration::from_secs(60),
+        )
+        .await?;
         let ready = started.elapsed();
         let alice = accounts
             .iter()

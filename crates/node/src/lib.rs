@@ -21,6 +21,7 @@ pub mod client;
 pub mod consensus;
 pub mod genesis;
 pub mod keystore;
+pub mod localnet;
 pub mod mempool;
 pub mod service;
 

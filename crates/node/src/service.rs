@@ -73,6 +73,8 @@ pub struct ValidatorSetup {
     pub api_listen: Option<SocketAddr>,
     /// Allow loopback/private peers and fast redials (devnets).
     pub local: bool,
+    /// Least time between blocks ([`consensus::Config::block_interval`]).
+    pub block_interval: std::time::Duration,
 }
 
 /// A started validator.
@@ -123,7 +125,7 @@ where
             .as_deref()
             .ok_or(ServiceError::NoShare)?,
     )?;
-    let config = consensus::Config::new(
+    let mut config = consensus::Config::new(
         setup.key.key.clone(),
         participants.clone(),
         polynomial,
@@ -131,6 +133,7 @@ where
         consensus::Config::namespace_for(genesis.chain_id),
         setup.partition_prefix.clone(),
     );
+    config.block_interval = setup.block_interval;
     let p2p = setup.p2p_listen.unwrap_or(my_entry.p2p);
     let api_addr = setup.api_listen.unwrap_or(my_entry.api);
     let network = NetworkConfig {

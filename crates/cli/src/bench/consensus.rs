@@ -45,13 +45,13 @@ use std::time::{Duration, Instant};
 use agentic_node::chain::{BlockRecord, SharedChain};
 use agentic_node::consensus::BlockLimits;
 use agentic_node::genesis::{hex, AccountEntry};
-use agentic_node::service::{self, Running, ValidatorSetup};
+use agentic_node::service::Running;
 use agentic_node::{AdmitError, MempoolLimits, Submit};
 use agentic_protocol::test_utils::{address_of, key};
 use agentic_protocol::tx::{SignedTx, Tx, TxBody};
 use agentic_protocol::types::{Amount, ChainId, Hash, Height};
 use anyhow::{bail, ensure, Context as _};
-use commonware_runtime::{Runner as _, Supervisor as _};
+use commonware_runtime::Runner as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::json;
@@ -439,24 +439,16 @@ fn measure(
     let progress = progress.clone();
     network::runtime(&dir.join("storage"), args.threads).start(|context| async move {
         let started = Instant::now();
-        let mut running: Vec<Running> = Vec::new();
-        for (i, (_, key)) in files.validators.iter().enumerate() {
-            let label: &'static str = Box::leak(format!("validator_{i}").into_boxed_str());
-            let setup = ValidatorSetup {
-                genesis: files.genesis.clone(),
-                key: key.clone(),
-                blob_dir: dir.join(format!("blobs-{i}")),
-                partition_prefix: format!("validator-{i}"),
-                p2p_listen: None,
-                api_listen: None,
-                local: true,
-            };
-            running.push(
-                service::start_validator(context.child(label), setup)
-                    .await
-                    .with_context(|| format!("starting validator {i}"))?,
-            );
-        }
+        // Raw consensus speed: no block interval (the network default paces blocks).
+        let running: Vec<Running> = agentic_node::localnet::start(
+            context,
+            &dir,
+            &files.genesis,
+            &files.validators,
+            Duration::ZERO,
+            Duration::from_secs(60),
+        )
+        .await?;
         let chains: Vec<SharedChain> = running.iter().map(|r| r.chain.clone()).collect();
         let submit: Vec<Arc<dyn Submit>> = running.iter().map(|r| r.submit.clone()).collect();
         while chains.iter().any(|c| height(c) == 0) {

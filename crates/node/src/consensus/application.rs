@@ -36,6 +36,7 @@ pub struct Application {
     scheme: Scheme,
     limits: BlockLimits,
     max_future_ms: u64,
+    block_interval_ms: u64,
 }
 
 /// Why a block is invalid (logged; consensus only sees `false`).
@@ -82,6 +83,7 @@ impl Application {
         scheme: Scheme,
         limits: BlockLimits,
         max_future_ms: u64,
+        block_interval: Duration,
     ) -> Application {
         Application {
             chain,
@@ -90,6 +92,7 @@ impl Application {
             scheme,
             limits,
             max_future_ms,
+            block_interval_ms: block_interval.as_millis() as u64,
         }
     }
 
@@ -203,6 +206,15 @@ where
         _input: (),
     ) -> Option<Digested<Block>> {
         let parent = ancestry.next().await?;
+        // Pace the chain: no child before `block_interval` after its parent.
+        let earliest = parent
+            .inner()
+            .timestamp_ms
+            .saturating_add(self.block_interval_ms);
+        let now = runtime.current().epoch_millis();
+        if now < earliest {
+            runtime.sleep(Duration::from_millis(earliest - now)).await;
+        }
         let in_flight = self.in_flight(&parent, &mut ancestry).await?;
 
         // The parent's seed: the certificate that let us build on the parent carries it.

@@ -340,6 +340,7 @@ where
             scheme.clone(),
             cfg.block_limits,
             cfg.max_future_ms,
+            cfg.block_interval,
         );
         let marshaled = Deferred::new(
             context.child("application"),

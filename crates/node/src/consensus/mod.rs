@@ -21,8 +21,9 @@
 //!    collects the transactions of those not-yet-applied ancestors (`in_flight`), and asks the
 //!    mempool for the next transactions on top of the applied state plus those
 //!    ([`Mempool::select`](crate::Mempool::select)). The timestamp is the proposer's clock,
-//!    raised to the parent's timestamp + 1 if needed. The block also carries the VRF seed
-//!    signature of its parent's round (see 4).
+//!    raised to the parent's timestamp + 1 if needed; the leader first waits until
+//!    [`Config::block_interval`] has passed since the parent's timestamp. The block also
+//!    carries the VRF seed signature of its parent's round (see 4).
 //! 2. **Verify.** Marshal's [`Deferred`](commonware_consensus::marshal::standard::Deferred)
 //!    wrapper checks the embedded context, the parent digest and the height; the application
 //!    then checks: timestamp strictly above the parent's and not more than
@@ -115,6 +116,10 @@ pub type Sharing = sharing::Sharing<MinSig>;
 /// One validator's secret share of the group key.
 pub type Share = commonware_cryptography::bls12381::primitives::group::Share;
 
+/// The block interval of `agentic node run`, `agentic devnet` and the local markets:
+/// 5 blocks a second, so the default windows (10–20 blocks) last a few seconds.
+pub const DEFAULT_BLOCK_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Everything a validator needs to run consensus.
 #[derive(Clone)]
 pub struct Config {
@@ -145,6 +150,11 @@ pub struct Config {
     pub block_limits: BlockLimits,
     /// How far ahead of the local clock a block's timestamp may be before the vote waits.
     pub max_future_ms: u64,
+    /// Least time between a parent's timestamp and its child's proposal: the leader waits
+    /// that long before proposing (a proposer policy, not a validity rule). Zero proposes
+    /// as fast as consensus allows; networks use [`DEFAULT_BLOCK_INTERVAL`] so that windows
+    /// measured in blocks mean seconds.
+    pub block_interval: Duration,
     /// Capacity of the actors' mailboxes.
     pub mailbox_size: usize,
     /// Largest gossiped transaction accepted (bytes).
@@ -178,6 +188,7 @@ impl Config {
             view_retention: 256,
             block_limits: BlockLimits::default(),
             max_future_ms: 500,
+            block_interval: Duration::ZERO,
             mailbox_size: 1024,
             max_tx_bytes: 64 << 10,
             rate_per_second: 1024,

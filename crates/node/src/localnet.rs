@@ -1,0 +1,252 @@
+//! A whole network on one machine: the genesis, the validators' keys (with their
+//! shares of the threshold key, dealt here) and funded user keys, written to a
+//! directory; then every validator started in one process on loopback with real p2p
+//! and storage.
+//!
+//! `agentic node init` writes the files of a real network with [`create`];
+//! `agentic devnet`, `agentic demo`, the benches and the end-to-end tests also run it
+//! with [`start`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use commonware_runtime::{
+    Clock, Metrics, Network as RuntimeNetwork, Resolver, Spawner, Storage,
+};
+
+use crate::consensus;
+use crate::genesis::{hex, AccountEntry, GenesisFile, GenesisFileError, ValidatorEntry};
+use crate::keystore::{KeyError, KeyFile};
+use crate::service::{self, Running, ServiceError, ValidatorSetup};
+
+/// Balance every generated account starts with (base units).
+pub const FUNDING: u128 = 1_000_000_000_000;
+
+/// Why a local network could not be created or started.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalnetError {
+    /// The spec is unusable.
+    #[error("{0}")]
+    Spec(String),
+    /// Writing or reading its files failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A key file failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The genesis failed.
+    #[error(transparent)]
+    Genesis(#[from] GenesisFileError),
+    /// A validator did not start.
+    #[error("validator {index}: {source}")]
+    Validator {
+        /// Which.
+        index: usize,
+        /// Why.
+        source: ServiceError,
+    },
+    /// The network did not finalize its first block in time.
+    #[error("the network did not finalize a block within {0:?}")]
+    NotReady(Duration),
+}
+
+/// What a new network is made of.
+#[derive(Clone, Debug)]
+pub struct NetworkSpec {
+    /// Chain id.
+    pub chain_id: u64,
+    /// Each validator's p2p and API address; their number is the number of validators.
+    pub addresses: Vec<(SocketAddr, SocketAddr)>,
+    /// Funded user accounts to create key files for (NAME.json), with their balances
+    /// (`None`: [`FUNDING`]).
+    pub users: Vec<(String, Option<u128>)>,
+    /// Further genesis accounts with no key file (benches that sign with their own keys).
+    pub funded: Vec<AccountEntry>,
+    /// Parameters that differ from the defaults (name → decimal value).
+    pub params: BTreeMap<String, String>,
+}
+
+/// The files of a new network.
+pub struct NetworkFiles {
+    /// The genesis.
+    pub genesis: GenesisFile,
+    /// Validator key files, in validator order.
+    pub validators: Vec<(PathBuf, KeyFile)>,
+    /// User key files.
+    pub accounts: Vec<(PathBuf, KeyFile)>,
+}
+
+impl NetworkFiles {
+    /// The user key named `name`.
+    pub fn account(&self, name: &str) -> Option<&KeyFile> {
+        self.accounts
+            .iter()
+            .map(|(_, k)| k)
+            .find(|k| k.name == name)
+    }
+}
+
+/// `n` validators on 127.0.0.1 with OS-assigned ports (p2p, API).
+pub fn loopback(n: usize) -> Result<Vec<(SocketAddr, SocketAddr)>, LocalnetError> {
+    let free = || -> Result<SocketAddr, LocalnetError> {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| LocalnetError::Io {
+            path: PathBuf::from("127.0.0.1:0"),
+            source,
+        })?;
+        l.local_addr().map_err(|source| LocalnetError::Io {
+            path: PathBuf::from("127.0.0.1:0"),
+            source,
+        })
+    };
+    (0..n).map(|_| Ok((free()?, free()?))).collect()
+}
+
+/// Creates and writes genesis.json, validator-i.json and NAME.json in `dir`.
+pub fn create(dir: &Path, spec: NetworkSpec) -> Result<NetworkFiles, LocalnetError> {
+    let n = u32::try_from(spec.addresses.len())
+        .map_err(|_| LocalnetError::Spec("too many validators".into()))?;
+    if n == 0 {
+        return Err(LocalnetError::Spec(
+            "a network needs at least one validator".into(),
+        ));
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LocalnetError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let genesis_path = dir.join("genesis.json");
+    if genesis_path.exists() {
+        return Err(LocalnetError::Spec(format!(
+            "{} already exists; refusing to overwrite a network",
+            genesis_path.display()
+        )));
+    }
+    let dealer_seed = {
+        use rand::RngCore;
+        rand::rngs::OsRng.next_u64()
+    };
+    let (polynomial, shares) = consensus::deal(n, dealer_seed)
+        .map_err(|e| LocalnetError::Spec(format!("dealing keys: {e}")))?;
+    let mut validators = Vec::new();
+    let mut entries = Vec::new();
+    let mut funded = Vec::new();
+    // The dealer's shares are indexed by the sorted participant order.
+    let mut keys: Vec<KeyFile> = (0..n)
+        .map(|i| KeyFile::generate(format!("validator-{i}")))
+        .collect();
+    keys.sort_by_key(|k| k.public_key());
+    for (i, mut key) in keys.into_iter().enumerate() {
+        key.name = format!("validator-{i}");
+        let share = shares
+            .get(i)
+            .ok_or_else(|| LocalnetError::Spec("dealer returned too few shares".into()))?;
+        key.bls_share = Some(consensus::share_to_hex(share));
+        let (p2p, api) = spec.addresses[i];
+        entries.push(ValidatorEntry {
+            public_key: hex(key.public_key().as_ref()),
+            p2p,
+            api,
+        });
+        funded.push(AccountEntry {
+            address: hex(&key.address().0),
+            balance: FUNDING.to_string(),
+            bonded: "0".to_string(),
+        });
+        validators.push((dir.join(format!("validator-{i}.json")), key));
+    }
+    let mut users = Vec::new();
+    for (name, balance) in &spec.users {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(LocalnetError::Spec(format!(
+                "account name {name:?}: use letters, digits, - and _"
+            )));
+        }
+        let key = KeyFile::generate(name.clone());
+        funded.push(AccountEntry {
+            address: hex(&key.address().0),
+            balance: balance.unwrap_or(FUNDING).to_string(),
+            bonded: "0".to_string(),
+        });
+        users.push((dir.join(format!("{name}.json")), key));
+    }
+    funded.extend(spec.funded);
+    let treasury = hex(&validators[0].1.address().0);
+    let genesis = GenesisFile {
+        chain_id: spec.chain_id,
+        treasury,
+        params: spec.params,
+        accounts: funded,
+        validators: entries,
+        threshold_public: consensus::polynomial_to_hex(&polynomial),
+    };
+    genesis.ledger()?;
+    for (path, key) in validators.iter().chain(users.iter()) {
+        key.write_new(path)?;
+    }
+    genesis.write(&genesis_path)?;
+    Ok(NetworkFiles {
+        genesis,
+        validators,
+        accounts: users,
+    })
+}
+
+/// Starts every validator of `files` in this process (storage under the runtime's
+/// directory, blobs under `dir/blobs-i`), proposing at most one block per
+/// `block_interval`, and waits until each has finalized a block.
+pub async fn start<E>(
+    context: E,
+    dir: &Path,
+    genesis: &GenesisFile,
+    validators: &[(PathBuf, KeyFile)],
+    block_interval: Duration,
+    ready_within: Duration,
+) -> Result<Vec<Running>, LocalnetError>
+where
+    E: Spawner + Clock + rand_core::CryptoRng + RuntimeNetwork + Resolver + Metrics + Storage,
+{
+    let mut running: Vec<Running> = Vec::new();
+    for (i, (_, key)) in validators.iter().enumerate() {
+        let label: &'static str = Box::leak(format!("validator_{i}").into_boxed_str());
+        let setup = ValidatorSetup {
+            genesis: genesis.clone(),
+            key: key.clone(),
+            blob_dir: dir.join(format!("blobs-{i}")),
+            partition_prefix: format!("validator-{i}"),
+            p2p_listen: None,
+            api_listen: None,
+            local: true,
+            block_interval,
+        };
+        running.push(
+            service::start_validator(context.child(label), setup)
+                .await
+                .map_err(|source| LocalnetError::Validator { index: i, source })?,
+        );
+    }
+    let deadline = Instant::now() + ready_within;
+    while running.iter().any(|r| height(r) == 0) {
+        if Instant::now() > deadline {
+            return Err(LocalnetError::NotReady(ready_within));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(running)
+}
+
+/// A running validator's finalized height.
+pub fn height(r: &Running) -> u64 {
+    r.chain.read().map(|c| c.height().0).unwrap_or(0)
+}

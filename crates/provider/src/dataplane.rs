@@ -1,0 +1,290 @@
+//! The data plane: how models, inputs and activations move between parties.
+//!
+//! ```text
+//!   requester ──PUT blob──▶ node blob store ◀──GET (range)── provider A ──PUT activation──▶ provider B
+//!                                  ▲                              │  ▲                          │
+//!                                  └──── publish stage output ────┘  └────── GET blob (range) ───┘
+//! ```
+//!
+//! Every provider serves the same content-addressed blob routes as the node
+//! (`PUT/GET/HEAD /v1/blobs/{hash}`, ranged GET), plus:
+//!
+//! * `PUT /v1/activations/{job}/{stage}` — the previous stage's provider pushes its
+//!   output here as soon as it has computed it, so the next stage starts at once
+//!   instead of waiting for the chain. The bytes are stored under their blake3 hash;
+//!   the receiver uses them only after checking that hash against the previous
+//!   stage's result revealed on chain, so a wrong push costs a recomputation, never a
+//!   wrong commitment.
+//! * `GET /v1/ping` — the provider's address and Vivaldi coordinate, for RTT probes.
+//!
+//! No byte on this plane is trusted: a blob is accepted only if it hashes to its
+//! name, and names come from the chain. That is why the plane needs no
+//! authentication of its own (the chain's consensus traffic runs over commonware's
+//! authenticated p2p; this plane carries only content-addressed data).
+//!
+//! Downloads are resumable ([`Fetcher`]): a blob is fetched in ranged chunks into a
+//! `.part` file that survives restarts, from a list of sources in order (peers first,
+//! the node last). A finished download is checked against its hash; on a mismatch the
+//! partial file is discarded and the next source is tried.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agentic_node::blobs::{hex32, BlobError, BlobStore};
+use agentic_node::client::{Client, ClientError};
+use agentic_protocol::coord::VivaldiNode;
+use agentic_protocol::{Address, Hash, JobId};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde_json::json;
+
+/// Pushed activations not yet consumed: `(job, stage) → blob hash`.
+pub type Inbox = Arc<Mutex<BTreeMap<(JobId, u32), Hash>>>;
+
+/// What the data-plane server shares.
+#[derive(Clone)]
+pub struct PlaneState {
+    /// The provider's blob store.
+    pub store: Arc<BlobStore>,
+    /// Pushed activations.
+    pub inbox: Inbox,
+    /// The provider's address (answered by `/v1/ping`).
+    pub address: Address,
+    /// Its current Vivaldi state.
+    pub vivaldi: Arc<Mutex<VivaldiNode>>,
+    /// Emulated extra round-trip time added to every ping (the demo's "far away"
+    /// providers on one machine); zero in production.
+    pub extra_rtt: Duration,
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
+}
+
+/// The data-plane router.
+pub fn router(state: PlaneState) -> Router {
+    let limit = usize::try_from(state.store.max_size())
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    Router::new()
+        .route("/v1/ping", get(ping))
+        .route(
+            "/v1/activations/{job}/{stage}",
+            put(push_activation).layer(DefaultBodyLimit::max(limit)),
+        )
+        .with_state(state.clone())
+        .merge(agentic_node::api::blob_routes::routes(state.store))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+}
+
+async fn ping(State(s): State<PlaneState>) -> Response {
+    if !s.extra_rtt.is_zero() {
+        tokio::time::sleep(s.extra_rtt).await;
+    }
+    let v = *s.vivaldi.lock().unwrap_or_else(|e| e.into_inner());
+    Json(json!({
+        "address": hex32(&Hash(s.address.0)),
+        "coord": {"x": v.coord.x, "y": v.coord.y, "height": v.coord.height},
+        "error_ppm": v.error_ppm,
+    }))
+    .into_response()
+}
+
+async fn push_activation(
+    State(s): State<PlaneState>,
+    Path((job, stage)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (Ok(job), Ok(stage)) = (job.parse::<u64>(), stage.parse::<u32>()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            "expected /v1/activations/{job id}/{stage index}",
+        );
+    };
+    let hash = Hash(*blake3::hash(&body).as_bytes());
+    let store = s.store.clone();
+    let stored = tokio::task::spawn_blocking(move || store.put(&hash, &body)).await;
+    match stored {
+        Ok(Ok(_)) => {
+            s.inbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((JobId(job), stage), hash);
+            (
+                StatusCode::OK,
+                Json(json!({"hash": hex32(&hash), "job": job, "stage": stage})),
+            )
+                .into_response()
+        }
+        Ok(Err(BlobError::TooLarge { size, max })) => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "blob_too_large",
+            format!("{size} bytes, the limit is {max}"),
+        ),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "task failed"),
+    }
+}
+
+/// Why a blob could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// No source has the blob.
+    #[error("no source has blob {0}")]
+    NotFound(String),
+    /// Every source that had it sent bytes with another hash (or failed).
+    #[error("blob {hash}: {detail}")]
+    Failed {
+        /// The blob.
+        hash: String,
+        /// What each source did wrong.
+        detail: String,
+    },
+    /// Larger than the local store accepts.
+    #[error("blob {hash} is {size} bytes, the limit is {max}")]
+    TooLarge {
+        /// The blob.
+        hash: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The local disk failed.
+    #[error("local storage: {0}")]
+    Io(#[from] std::io::Error),
+    /// The local store failed.
+    #[error("local blob store: {0}")]
+    Store(#[from] BlobError),
+}
+
+/// Resumable, verified downloads into a [`BlobStore`].
+#[derive(Clone)]
+pub struct Fetcher {
+    store: Arc<BlobStore>,
+    partial: PathBuf,
+    chunk: u64,
+}
+
+impl Fetcher {
+    /// Downloads land in `store`; unfinished ones in `partial` (kept across restarts);
+    /// each request asks for `chunk` bytes.
+    pub fn new(store: Arc<BlobStore>, partial: PathBuf, chunk: u64) -> Result<Fetcher, FetchError> {
+        std::fs::create_dir_all(&partial)?;
+        Ok(Fetcher {
+            store,
+            partial,
+            chunk: chunk.max(1),
+        })
+    }
+
+    /// The local store.
+    pub fn store(&self) -> &Arc<BlobStore> {
+        &self.store
+    }
+
+    /// Makes sure `hash` is in the local store, fetching it from the first source that
+    /// has it (in order), resuming any earlier partial download. `progress(done,
+    /// total)` is called after every chunk.
+    pub async fn fetch(
+        &self,
+        hash: &Hash,
+        sources: &[Client],
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<(), FetchError> {
+        if self.store.size(hash)?.is_some() {
+            return Ok(());
+        }
+        let name = hex32(hash);
+        let part = self.partial.join(format!("{name}.part"));
+        let mut failures = Vec::new();
+        for src in sources {
+            let size = match src.blob_size(hash).await {
+                Ok(Some(n)) => n,
+                Ok(None) => continue,
+                Err(e) => {
+                    failures.push(format!("{}: {e}", src.base()));
+                    continue;
+                }
+            };
+            if size > self.store.max_size() {
+                return Err(FetchError::TooLarge {
+                    hash: name,
+                    size,
+                    max: self.store.max_size(),
+                });
+            }
+            match self.download(src, hash, size, &part, progress).await {
+                Ok(()) => return Ok(()),
+                Err(e) => failures.push(format!("{}: {e}", src.base())),
+            }
+        }
+        if failures.is_empty() {
+            Err(FetchError::NotFound(name))
+        } else {
+            Err(FetchError::Failed {
+                hash: name,
+                detail: failures.join("; "),
+            })
+        }
+    }
+
+    async fn download(
+        &self,
+        src: &Client,
+        hash: &Hash,
+        size: u64,
+        part: &std::path::Path,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<(), String> {
+        let mut have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+        if have > size {
+            have = 0;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(part)
+            .map_err(|e| e.to_string())?;
+        file.set_len(have).map_err(|e| e.to_string())?;
+        while have < size {
+            let want = self.chunk.min(size - have);
+            let bytes = src
+                .get_blob_range(hash, have, want)
+                .await
+                .map_err(|e: ClientError| e.to_string())?;
+            if bytes.is_empty() || bytes.len() as u64 > want {
+                return Err(format!(
+                    "asked for {want} bytes at {have}, got {}",
+                    bytes.len()
+                ));
+            }
+            file.write_all(&bytes).map_err(|e| e.to_string())?;
+            have += bytes.len() as u64;
+            progress(have, size);
+        }
+        file.sync_all().map_err(|e| e.to_string())?;
+        drop(file);
+        let bytes = std::fs::read(part).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(part);
+        match self.store.put(hash, &bytes) {
+            Ok(_) => Ok(()),
+            Err(BlobError::HashMismatch { actual, .. }) => Err(format!(
+                "sent bytes that hash to {actual}, not to the blob's name (refused)"
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! # The Agentic provider daemon
+//!
+//! A provider sells its machine's compute: it bonds stake, keeps a standing offer on
+//! the chain (price, capacity, measured speed, network coordinate, data-plane
+//! endpoint), runs the pipeline stages the ledger assigns it, moves activations
+//! directly to the next stage's provider, commits and reveals its results, and is
+//! paid `ops × price` when the challenge window closes.
+//!
+//! ```text
+//!                 ┌──────────────────────── node API (HTTP) ────────────────────────┐
+//!                 │ work, jobs, offers, txs, blobs                                   │
+//!   ┌─────────────┴────────────┐                                    ┌────────────────┴─────────┐
+//!   │ provider A (stage 0)     │ ──PUT /v1/activations/{job}/1 ───▶ │ provider B (stage 1)     │
+//!   │  daemon ─ journal        │ ◀──GET /v1/blobs/{hash} (range) ── │  daemon ─ journal        │
+//!   │  data plane ─ blob store │                                    │  data plane ─ blob store │
+//!   └──────────────────────────┘                                    └──────────────────────────┘
+//! ```
+//!
+//! * [`daemon`] — the loop: registration, work polling, compute, commit-then-reveal,
+//!   publication, payment.
+//! * [`dataplane`] — content-addressed blob routes, the activation inbox, RTT pings,
+//!   and resumable verified downloads.
+//! * [`journal`] — what survives a crash (results committed to, what was revealed).
+//! * [`measure`] — speed of the compute runtime and Vivaldi coordinates.
+//! * [`local`] — a whole market in one process (demo, benches, tests).
+//!
+//! Everything the daemon does is checked by someone else: the chain checks the
+//! commitments and the stage chaining, the next provider checks its input against the
+//! chain, auditors and the dispute game check the trace. The daemon itself trusts only
+//! hashes that the chain agreed on.
+
+pub mod daemon;
+pub mod dataplane;
+pub mod journal;
+pub mod local;
+pub mod measure;
+
+pub use daemon::{Config, Provider, ProviderError, Status};

@@ -1,0 +1,166 @@
+//! The provider tests' market ([`agentic_provider::local`]) and a minimal requester.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use agentic_compute::bundle::Bundle;
+use agentic_compute::{Activation, RunOutput};
+use agentic_node::client::Client;
+use agentic_node::keystore::KeyFile;
+use agentic_protocol::event::{Event, EventRecord};
+use agentic_protocol::state::{Job, JobStatus};
+use agentic_protocol::tx::{JobSpec, Requirements, StageSpec};
+use agentic_protocol::{Address, Amount, Hash, JobId, TxBody};
+pub use agentic_provider::local::LocalMarket as Net;
+use agentic_provider::local::{self, MarketSpec};
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("agentic-provider-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Runs `f` against a fresh market of `validators` validators and the named funded
+/// accounts, with windows long enough for daemons that restart (blocks here come every
+/// few milliseconds).
+pub fn with_network<F, Fut>(name: &str, validators: usize, users: &[&str], f: F)
+where
+    F: FnOnce(Net) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let dir = temp_dir(name);
+    let spec = MarketSpec::new(validators, users)
+        .param("reveal_window", 500)
+        .param("challenge_window", 4)
+        .param("match_timeout", 20)
+        .param("audit_window", 20);
+    local::run(&dir, spec, f).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A job prepared by the test's requester.
+pub struct Prepared {
+    pub spec: JobSpec,
+    pub bundle: Vec<u8>,
+    pub input: Activation,
+    /// The single local run of every stage, in order.
+    pub local: Vec<RunOutput>,
+}
+
+/// tiny-gpt on `texts`, cut at `cuts` (layer boundaries), run locally stage by stage.
+pub fn prepare(texts: &[&str], cuts: &[u32], max_price: u128, deadline: u64) -> Prepared {
+    let bundle = Bundle::of("tiny-gpt").unwrap();
+    let m = bundle.load().unwrap();
+    let input = m.encode(texts).unwrap();
+    let layers = m.model.layers() as u32;
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(layers);
+    let mut local = Vec::new();
+    let mut act = input.clone();
+    let mut stages = Vec::new();
+    for w in bounds.windows(2) {
+        let out = m
+            .model
+            .run_range(w[0] as usize..w[1] as usize, act.clone())
+            .unwrap();
+        stages.push(StageSpec {
+            first_layer: w[0],
+            layers: w[1] - w[0],
+            ops: out.total_ops(),
+        });
+        act = out.output.clone();
+        local.push(out);
+    }
+    let spec = JobSpec {
+        mandate: None,
+        model: Hash(bundle.hash()),
+        input: Hash(input.hash().0),
+        stages,
+        max_price: Amount(max_price),
+        deadline,
+        requirements: Requirements {
+            replicas: 1,
+            ..Requirements::default()
+        },
+        coord: Default::default(),
+        placement: Vec::new(),
+    };
+    Prepared {
+        spec,
+        bundle: bundle.encode(),
+        input,
+        local,
+    }
+}
+
+/// Uploads the blobs and submits the job; returns its id.
+pub async fn submit(c: &Client, key: &KeyFile, p: &Prepared) -> Result<JobId, String> {
+    c.put_blob(p.bundle.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    c.put_blob(p.input.canonical_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let receipt = c
+        .send(
+            &key.key,
+            TxBody::SubmitJob {
+                spec: p.spec.clone(),
+            },
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    for e in receipt["events"].as_array().into_iter().flatten() {
+        let r: EventRecord = serde_json::from_value(e.clone()).unwrap();
+        if let Event::JobSubmitted { job, .. } = r.event {
+            return Ok(job);
+        }
+    }
+    Err(format!("no JobSubmitted event in {receipt}"))
+}
+
+pub async fn job(c: &Client, id: JobId) -> Job {
+    serde_json::from_value(c.job(id.0).await.unwrap()).unwrap()
+}
+
+/// Polls the job until `done(job)` or the timeout.
+pub async fn wait_job(
+    c: &Client,
+    id: JobId,
+    timeout: Duration,
+    done: impl Fn(&Job) -> bool,
+) -> Job {
+    let start = Instant::now();
+    loop {
+        let j = job(c, id).await;
+        if done(&j) {
+            return j;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "job {} not done after {timeout:?}: {j:#?}",
+            id.0
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn wait_finished(c: &Client, id: JobId, timeout: Duration) -> Job {
+    wait_job(c, id, timeout, |j| j.status != JobStatus::Active).await
+}
+
+/// `(balance, bonded)` of an account.
+pub async fn balances(c: &Client, a: &Address) -> (Amount, Amount) {
+    let v = c.account(a).await.unwrap();
+    let p = |k: &str| agentic_node::genesis::parse_amount(v[k].as_str().unwrap()).unwrap();
+    (p("balance"), p("bonded"))
+}
+
+pub fn min_fee() -> Amount {
+    Amount(1)
+}
