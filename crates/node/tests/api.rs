@@ -386,6 +386,7 @@ async fn openapi_describes_every_route() {
         "/v1/accounts/{address}",
         "/v1/providers",
         "/v1/providers/{address}",
+        "/v1/providers/{address}/work",
         "/v1/offers",
         "/v1/jobs",
         "/v1/jobs/{id}",

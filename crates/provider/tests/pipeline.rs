@@ -175,7 +175,8 @@ fn a_stage_provider_that_dies_is_replaced_and_the_requester_pays_once() {
             let victim_addr = victim.address();
             let alice = net.key("alice");
 
-            let mut p = prepare(&["The Fox and the Crow"], &[1, 2], 10_000, 300);
+            // 50 blocks (~10 s at 5 blocks/s): how long the dead provider holds the stage.
+            let mut p = prepare(&["The Fox and the Crow"], &[1, 2], 10_000, 50);
             p.spec.placement = vec![p1.address(), victim_addr, p2.address()];
             let id = submit(&c, &alice, &p).await.unwrap();
             // Wait until the victim holds stage 1 and has started, then kill it.

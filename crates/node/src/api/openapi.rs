@@ -122,6 +122,15 @@ pub fn document() -> Value {
         ),
     );
     paths.insert(
+        "/v1/providers/{address}/work".into(),
+        get_one(
+            "Active jobs in which a provider holds a stage slot or an audit (what a provider daemon polls)",
+            path_param("address", "provider address", hex64()),
+            json!({"type": "object", "required": ["height", "jobs"],
+                "properties": {"height": {"type": "integer"}, "jobs": {"type": "array", "items": {"type": "object"}}}}),
+        ),
+    );
+    paths.insert(
         "/v1/offers".into(),
         get_list("Offers of providers that have not retired", "offers", false),
     );

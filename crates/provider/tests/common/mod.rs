@@ -24,8 +24,8 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// Runs `f` against a fresh market of `validators` validators and the named funded
-/// accounts, with windows long enough for daemons that restart (blocks here come every
-/// few milliseconds).
+/// accounts, with windows long enough for daemons that restart (blocks come every
+/// 200 ms, the default block interval).
 pub fn with_network<F, Fut>(name: &str, validators: usize, users: &[&str], f: F)
 where
     F: FnOnce(Net) -> Fut + Send + 'static,
