@@ -37,6 +37,7 @@ pub mod params;
 pub mod real;
 pub mod rng;
 pub mod shipped;
+pub mod task;
 pub mod trace;
 
 pub use gpt::{GptConfig, GptParams, TokenBatch};
