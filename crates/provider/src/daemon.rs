@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use agentic_compute::activation::DecodeLimits;
 use agentic_compute::bundle::{Bundle, BundleLimits};
 use agentic_compute::registry::LoadedModel;
+use agentic_compute::train::task::{TaskLimits, TrainState, TrainTask};
 use agentic_compute::Activation;
 use agentic_node::blobs::{hex32, BlobStore, DEFAULT_MAX_BLOB};
 use agentic_node::client::{Client, ClientError};
@@ -406,7 +407,15 @@ struct Computed {
     ops: u64,
 }
 
-type Models = Arc<Mutex<BTreeMap<Hash, Arc<LoadedModel>>>>;
+/// What a job's `model` blob holds, by its magic: a model bundle (`AGMODEL1`, the
+/// stage runs layers on an activation) or a training task (`AGTRAIN1`, the stage runs
+/// steps on a training state). See `crates/provider/README.md`, "Training jobs".
+enum Workload {
+    Inference(LoadedModel),
+    Training(TrainTask),
+}
+
+type Models = Arc<Mutex<BTreeMap<Hash, Arc<Workload>>>>;
 
 struct Daemon {
     config: Config,
@@ -854,14 +863,22 @@ impl ComputeTask {
                     .map_err(|e| format!("model: {e}"))?;
                 let store = self.fetcher.store().clone();
                 let hash = self.model;
-                let m = tokio::task::spawn_blocking(move || -> Result<LoadedModel, String> {
+                let m = tokio::task::spawn_blocking(move || -> Result<Workload, String> {
                     let bytes = store
                         .get(&hash)
                         .map_err(|e| e.to_string())?
                         .ok_or("model vanished from the store")?;
+                    if TrainTask::is_task(&bytes) {
+                        return TrainTask::decode(&bytes, TaskLimits::default())
+                            .map(Workload::Training)
+                            .map_err(|e| e.to_string());
+                    }
                     let bundle = Bundle::decode(&bytes, BundleLimits::default())
                         .map_err(|e| e.to_string())?;
-                    bundle.load().map_err(|e| e.to_string())
+                    bundle
+                        .load()
+                        .map(Workload::Inference)
+                        .map_err(|e| e.to_string())
                 })
                 .await
                 .map_err(|e| e.to_string())??;
@@ -885,29 +902,21 @@ impl ComputeTask {
                 .get(&input)
                 .map_err(|e| e.to_string())?
                 .ok_or("input vanished from the store")?;
-            let act = Activation::from_canonical_bytes(&bytes, DecodeLimits::default())
-                .map_err(|e| e.to_string())?;
-            let out = model
-                .model
-                .run_range(layers, act)
-                .map_err(|e| e.to_string())?;
-            let ops = out.total_ops();
-            if ops != declared {
+            let (computed, bytes) = match &*model {
+                Workload::Inference(m) => run_layers(m, &bytes, layers)?,
+                Workload::Training(t) => run_steps(t, &bytes, layers)?,
+            };
+            if computed.ops != declared {
                 tracing::warn!(
-                    metered = ops,
+                    metered = computed.ops,
                     declared,
                     "the job declared other ops than metered"
                 );
             }
-            let bytes = out.output.canonical_bytes();
-            let output = Hash(out.trace.output_hash().0);
-            store.put(&output, &bytes).map_err(|e| e.to_string())?;
-            Ok(Computed {
-                input: Hash(out.trace.input_hash.0),
-                output,
-                trace_root: Hash(out.trace.root.0),
-                ops,
-            })
+            store
+                .put(&computed.output, &bytes)
+                .map_err(|e| e.to_string())?;
+            Ok(computed)
         })
         .await
         .map_err(|e| e.to_string())??;
@@ -916,4 +925,44 @@ impl ComputeTask {
         }
         Ok(computed)
     }
+}
+
+/// An inference stage: layers `layers` of `m` on the input activation's bytes; the
+/// result and the output activation's canonical bytes.
+fn run_layers(
+    m: &LoadedModel,
+    input: &[u8],
+    layers: Range<usize>,
+) -> Result<(Computed, Vec<u8>), String> {
+    let act = Activation::from_canonical_bytes(input, DecodeLimits::default())
+        .map_err(|e| e.to_string())?;
+    let out = m.model.run_range(layers, act).map_err(|e| e.to_string())?;
+    let computed = Computed {
+        input: Hash(out.trace.input_hash.0),
+        output: Hash(out.trace.output_hash().0),
+        trace_root: Hash(out.trace.root.0),
+        ops: out.total_ops(),
+    };
+    Ok((computed, out.output.canonical_bytes()))
+}
+
+/// A training stage: the ledger's layer range is the step range; steps `steps` of
+/// task `t` on the input state's bytes; the result and the output state's bytes.
+fn run_steps(
+    t: &TrainTask,
+    input: &[u8],
+    steps: Range<usize>,
+) -> Result<(Computed, Vec<u8>), String> {
+    let state = TrainState::decode(input, t).map_err(|e| e.to_string())?;
+    let run = t
+        .run_steps(&state, steps.start as u64..steps.end as u64)
+        .map_err(|e| e.to_string())?;
+    let bytes = run.state.encode();
+    let computed = Computed {
+        input: Hash(*blake3::hash(input).as_bytes()),
+        output: Hash(*blake3::hash(&bytes).as_bytes()),
+        trace_root: Hash(run.trace_root.0),
+        ops: run.ops,
+    };
+    Ok((computed, bytes))
 }

@@ -164,3 +164,120 @@ pub async fn balances(c: &Client, a: &Address) -> (Amount, Amount) {
 pub fn min_fee() -> Amount {
     Amount(1)
 }
+
+/// A training job prepared by the test's requester: tiny-gpt's weights fine-tuned on
+/// a text, its steps cut into stages, and the same steps run locally.
+pub struct PreparedTraining {
+    pub spec: JobSpec,
+    pub task: agentic_compute::train::task::TrainTask,
+    /// The task blob (the job's `model`).
+    pub task_bytes: Vec<u8>,
+    /// The initial state blob (the job's `input`).
+    pub init_bytes: Vec<u8>,
+    /// Each stage run locally from the previous stage's decoded output.
+    pub local: Vec<agentic_compute::train::task::TrainRun>,
+    /// All the steps in one local run.
+    pub whole: agentic_compute::train::task::TrainRun,
+}
+
+/// `steps` Adam steps of tiny-gpt (from its shipped weights) on `text`, batch 2 ×
+/// seq 32, cut at `cuts` (step boundaries).
+pub fn prepare_training(
+    text: &str,
+    steps: u64,
+    cuts: &[u32],
+    max_price: u128,
+    deadline: u64,
+) -> PreparedTraining {
+    use agentic_compute::train::task::{
+        gpt_of_bundle, Init, LrSchedule, TokenWidth, TrainState, TrainTask,
+    };
+    use agentic_compute::train::{AdamConfig, OptimizerConfig};
+    let bundle = Bundle::of("tiny-gpt").unwrap();
+    let (config, weights) = gpt_of_bundle(&bundle).unwrap();
+    let task = TrainTask {
+        config,
+        optimizer: OptimizerConfig::Adam(AdamConfig {
+            lr: 1e-3,
+            ..AdamConfig::default()
+        }),
+        schedule: LrSchedule::Constant,
+        steps,
+        batch: 2,
+        seq: 32,
+        data_seed: 7,
+        token_width: TokenWidth::U8,
+        data: text.as_bytes().to_vec(),
+    };
+    let init = task.initial_state(Init::Safetensors(weights)).unwrap();
+    let init_bytes = init.encode();
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(steps as u32);
+    let mut stages = Vec::new();
+    let mut local = Vec::new();
+    let mut bytes = init_bytes.clone();
+    for w in bounds.windows(2) {
+        let state = TrainState::decode(&bytes, &task).unwrap();
+        let run = task
+            .run_steps(&state, u64::from(w[0])..u64::from(w[1]))
+            .unwrap();
+        stages.push(StageSpec {
+            first_layer: w[0],
+            layers: w[1] - w[0],
+            ops: task.step_ops() * u64::from(w[1] - w[0]),
+        });
+        bytes = run.state.encode();
+        local.push(run);
+    }
+    let whole = task.run_steps(&init, 0..steps).unwrap();
+    let spec = JobSpec {
+        mandate: None,
+        model: Hash(task.hash().0),
+        input: Hash(*blake3::hash(&init_bytes).as_bytes()),
+        stages,
+        max_price: Amount(max_price),
+        deadline,
+        requirements: Requirements {
+            replicas: 1,
+            ..Requirements::default()
+        },
+        coord: Default::default(),
+        placement: Vec::new(),
+    };
+    PreparedTraining {
+        spec,
+        task_bytes: task.encode(),
+        task,
+        init_bytes,
+        local,
+        whole,
+    }
+}
+
+/// Uploads `blobs` and submits `spec`; returns the job's id.
+pub async fn submit_spec(
+    c: &Client,
+    key: &KeyFile,
+    spec: &JobSpec,
+    blobs: &[&[u8]],
+) -> Result<JobId, String> {
+    for b in blobs {
+        c.put_blob(b.to_vec()).await.map_err(|e| e.to_string())?;
+    }
+    let receipt = c
+        .send(
+            &key.key,
+            TxBody::SubmitJob { spec: spec.clone() },
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    for e in receipt["events"].as_array().into_iter().flatten() {
+        let r: EventRecord = serde_json::from_value(e.clone()).unwrap();
+        if let Event::JobSubmitted { job, .. } = r.event {
+            return Ok(job);
+        }
+    }
+    Err(format!("no JobSubmitted event in {receipt}"))
+}
