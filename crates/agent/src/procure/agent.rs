@@ -1,0 +1,385 @@
+//! The procurement loop: quote, check, submit, follow, retry, report.
+//!
+//! ```text
+//!  attempt 1..=goal.attempts, while the goal's time lasts:
+//!    offers ─▶ quotes (fastest / cheapest / reputable) ─▶ score by the preferences
+//!      ─▶ first quote, best score first, that the budget, the payer's balance and
+//!         the mandate allow ── none: refuse (the best quote's reason), nothing signed
+//!      ─▶ submit (under the mandate) ─▶ follow the job
+//!           Completed          ─▶ fetch the output (hash-checked) ─▶ report
+//!           Failed / Cancelled ─▶ the escrow came back (the ledger refunds the payer);
+//!                                 exclude the providers that failed, next attempt
+//!           goal time runs out ─▶ withdraw the job if nobody committed, report
+//! ```
+//!
+//! A stage that an audit or a replica disputes is followed to its verdict: a
+//! result that fails verification is never accepted — the ledger fails the job
+//! and refunds the payer — and the agent buys again from other providers.
+
+use std::time::{Duration, Instant};
+
+use agentic_node::client::ClientError;
+use agentic_protocol::state::{Job, JobStatus, Mandate, StagePhase};
+use agentic_protocol::{Address, Amount, Hash, JobId};
+use serde::Serialize;
+
+use super::goal::Goal;
+use super::plan::{self, Quote};
+use super::policy::{self, Means, Purchase, Refusal};
+use crate::requester::{cost, CostBreakdown, Requester, RequesterError};
+
+/// Why the agent stopped without a result.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Talking to the node or preparing a job failed.
+    #[error(transparent)]
+    Requester(#[from] RequesterError),
+    /// The mandate named by the goal does not exist.
+    #[error("mandate {0} does not exist")]
+    NoMandate(u64),
+}
+
+/// What the agent reports while it works.
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// Quotes for attempt `attempt`, scored; `chosen` is the one bought.
+    Quoted {
+        /// 1-based attempt.
+        attempt: u32,
+        /// The scored quotes.
+        quotes: &'a [Quote],
+    },
+    /// A job was submitted.
+    Submitted {
+        /// 1-based attempt.
+        attempt: u32,
+        /// The job.
+        job: JobId,
+        /// The plan bought.
+        plan: &'static str,
+        /// Escrow locked.
+        escrow: Amount,
+    },
+    /// The job changed.
+    Job(&'a Job),
+}
+
+/// One submission and how it ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct Attempt {
+    /// 1-based.
+    pub attempt: u32,
+    /// The plan bought and why (its score among the quotes).
+    pub plan: &'static str,
+    /// The job.
+    pub job: JobId,
+    /// Providers named (empty: the ledger matched).
+    pub providers: Vec<Address>,
+    /// Escrow locked at submission.
+    pub escrow: Amount,
+    /// The submission fee.
+    pub fee: Amount,
+    /// How the job ended (`Active` if the goal's time ran out first).
+    pub status: JobStatus,
+    /// Stages that went to a dispute.
+    pub disputed_stages: Vec<u32>,
+    /// The bill: paid per stage, refund.
+    pub cost: CostBreakdown,
+}
+
+/// How the goal ended.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The output, verified against the chain's agreed hash.
+    Completed {
+        /// The job that delivered it.
+        job: JobId,
+        /// Its hash.
+        output_hash: Hash,
+        /// Its shape: rows × width.
+        shape: Vec<usize>,
+    },
+    /// The agent refused to buy (nothing was signed for this attempt).
+    Refused {
+        /// The rule and the numbers.
+        reason: String,
+    },
+    /// Every attempt failed or the goal's time ran out.
+    GaveUp {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What the agent bought, why, what it cost and what it got.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The goal as read.
+    pub goal: Goal,
+    /// The signer.
+    pub agent: Address,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Every submission.
+    pub attempts: Vec<Attempt>,
+    /// The quotes of the last attempt, scored (why the plan was chosen).
+    pub quotes: Vec<Quote>,
+    /// Paid to providers plus fees, all attempts.
+    pub spent: Amount,
+    /// The goal's budget left.
+    pub budget_left: Amount,
+    /// Wall time (s).
+    pub elapsed_s: f64,
+}
+
+/// The procurement agent: a [`Requester`] with a goal.
+pub struct ProcurementAgent {
+    requester: Requester,
+}
+
+impl ProcurementAgent {
+    /// An agent signing with `requester`'s key.
+    pub fn new(requester: Requester) -> ProcurementAgent {
+        ProcurementAgent { requester }
+    }
+
+    /// The requester it acts through.
+    pub fn requester(&self) -> &Requester {
+        &self.requester
+    }
+
+    async fn mandate(&self, goal: &Goal) -> Result<Option<Mandate>, AgentError> {
+        let Some(id) = goal.mandate else {
+            return Ok(None);
+        };
+        match self
+            .requester
+            .client()
+            .get(&format!("/v1/mandates/{id}"))
+            .await
+        {
+            Ok(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| RequesterError::Unexpected(format!("mandate {id}: {e}")).into()),
+            Err(ClientError::Api { status: 404, .. }) => Err(AgentError::NoMandate(id)),
+            Err(e) => Err(RequesterError::from(e).into()),
+        }
+    }
+
+    async fn balance_of(&self, a: &Address) -> Result<Amount, AgentError> {
+        let v = self
+            .requester
+            .client()
+            .account(a)
+            .await
+            .map_err(RequesterError::from)?;
+        serde_json::from_value(v["balance"].clone())
+            .map_err(|e| RequesterError::Unexpected(format!("account: {e}")).into())
+    }
+
+    /// Works the goal to its end; `on` sees every step.
+    pub async fn run(
+        &self,
+        goal: &Goal,
+        mut on: impl FnMut(Step<'_>),
+    ) -> Result<Report, AgentError> {
+        let start = Instant::now();
+        let until = start + Duration::from_secs(goal.deadline_secs);
+        let me = self.requester.address();
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut excluded: Vec<Address> = Vec::new();
+        let mut spent = Amount::ZERO;
+        let mut last_quotes = Vec::new();
+        let mut outcome = None;
+        for attempt in 1..=goal.attempts {
+            if Instant::now() >= until {
+                break;
+            }
+            let offers = self.requester.offers().await?;
+            let (mut quotes, skipped) = plan::quotes(goal, &offers, &excluded);
+            if quotes.is_empty() {
+                let why = skipped
+                    .iter()
+                    .map(|(p, e)| format!("{p}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                outcome = Some(Outcome::GaveUp {
+                    reason: format!("no quote could be formed ({why})"),
+                });
+                break;
+            }
+            plan::score(&mut quotes, goal);
+            quotes.sort_by(|a, b| a.score.total_cmp(&b.score));
+            on(Step::Quoted {
+                attempt,
+                quotes: &quotes,
+            });
+
+            // The means, read fresh each attempt.
+            let mandate = self.mandate(goal).await?;
+            let height = self
+                .requester
+                .client()
+                .status()
+                .await
+                .map_err(RequesterError::from)?["height"]
+                .as_u64()
+                .unwrap_or(0);
+            let signer_balance = self.balance_of(&me).await?;
+            let payer_balance = match &mandate {
+                Some(m) => self.balance_of(&m.principal).await?,
+                None => signer_balance,
+            };
+            let fee = self
+                .requester
+                .client()
+                .min_fee()
+                .await
+                .map_err(RequesterError::from)?;
+            let means = Means {
+                me,
+                height,
+                budget_left: goal.budget.saturating_sub(spent),
+                payer_balance,
+                signer_balance,
+                mandate: mandate.as_ref(),
+            };
+            let mut chosen = None;
+            let mut first_refusal: Option<Refusal> = None;
+            for (i, q) in quotes.iter().enumerate() {
+                let p = Purchase {
+                    escrow: q.escrow,
+                    max_price: q.max_price,
+                    verification: q.job.spec.requirements.verification,
+                    fee,
+                };
+                match policy::check(&p, &means) {
+                    Ok(()) => {
+                        chosen = Some(i);
+                        break;
+                    }
+                    Err(r) => {
+                        first_refusal.get_or_insert(r);
+                    }
+                }
+            }
+            let Some(i) = chosen else {
+                let reason = first_refusal.map(|r| r.to_string()).unwrap_or_default();
+                tracing::info!(%reason, "purchase refused by the agent");
+                last_quotes = quotes;
+                outcome = Some(Outcome::Refused { reason });
+                break;
+            };
+            let q = quotes[i].clone();
+            last_quotes = quotes;
+            let sub = match self.requester.submit_detailed(&q.job).await {
+                Ok(s) => s,
+                Err(RequesterError::Rejected { reason, .. }) => {
+                    outcome = Some(Outcome::Refused {
+                        reason: format!("the ledger refused the purchase: {reason}"),
+                    });
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            on(Step::Submitted {
+                attempt,
+                job: sub.job,
+                plan: q.plan,
+                escrow: sub.escrow,
+            });
+            let left = until.saturating_duration_since(Instant::now());
+            let mut disputed: Vec<u32> = Vec::new();
+            let waited = self
+                .requester
+                .wait(sub.job, left, |j| {
+                    for (s, st) in j.stages.iter().enumerate() {
+                        if matches!(st.phase, StagePhase::Disputed { .. })
+                            && !disputed.contains(&(s as u32))
+                        {
+                            disputed.push(s as u32);
+                        }
+                    }
+                    on(Step::Job(j));
+                })
+                .await;
+            let job = match waited {
+                Ok(j) => j,
+                Err(RequesterError::Timeout { .. }) => {
+                    // Out of time: withdraw if nobody committed; otherwise the job runs on.
+                    let _ = self.requester.cancel(sub.job).await;
+                    self.requester.job(sub.job).await?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let bill = cost(&job);
+            spent = Amount(
+                spent
+                    .0
+                    .saturating_add(bill.paid.0)
+                    .saturating_add(sub.fee.0)
+                    .saturating_add(bill.still_locked.0),
+            );
+            attempts.push(Attempt {
+                attempt,
+                plan: q.plan,
+                job: sub.job,
+                providers: q.providers.clone(),
+                escrow: sub.escrow,
+                fee: sub.fee,
+                status: job.status,
+                disputed_stages: disputed,
+                cost: bill,
+            });
+            match job.status {
+                JobStatus::Completed => {
+                    let r = self.requester.result(sub.job).await?;
+                    outcome = Some(Outcome::Completed {
+                        job: sub.job,
+                        output_hash: r.output_hash,
+                        shape: vec![r.output.rows(), r.output.width()],
+                    });
+                    break;
+                }
+                JobStatus::Active => {
+                    outcome = Some(Outcome::GaveUp {
+                        reason: format!(
+                            "the goal's {} s ran out with job {} still running",
+                            goal.deadline_secs, sub.job
+                        ),
+                    });
+                    break;
+                }
+                _ => {
+                    // The providers that missed a deadline or lost a dispute are on the
+                    // job's excluded list; a job nobody took excludes its named ones.
+                    excluded.extend(job.excluded.iter().copied());
+                    if job.status == JobStatus::Cancelled {
+                        excluded.extend(q.providers.iter().copied());
+                    }
+                    excluded.sort();
+                    excluded.dedup();
+                    tracing::info!(job = %sub.job, status = ?job.status, "attempt failed; buying again");
+                }
+            }
+        }
+        let outcome = outcome.unwrap_or_else(|| Outcome::GaveUp {
+            reason: format!(
+                "{} attempt(s) failed within {} s",
+                attempts.len(),
+                goal.deadline_secs
+            ),
+        });
+        Ok(Report {
+            goal: goal.clone(),
+            agent: me,
+            outcome,
+            attempts,
+            quotes: last_quotes,
+            spent,
+            budget_left: goal.budget.saturating_sub(spent),
+            elapsed_s: start.elapsed().as_secs_f64(),
+        })
+    }
+}

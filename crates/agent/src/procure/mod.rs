@@ -1,0 +1,24 @@
+//! The autonomous procurement agent: a goal and a budget in; quotes, a purchase
+//! under its mandate, monitoring, re-submission on failure, and a report out.
+//!
+//! ```text
+//!  goal.toml ─▶ Goal ─▶ ProcurementAgent::run ─▶ Report (what it bought, why, what it cost, what it got)
+//!                        │ plan: quotes + scores (pure)
+//!                        │ policy: budget, balance, mandate (pure) ── refuse with a reason
+//!                        └ requester: submit, wait, result, cancel (I/O)
+//! ```
+//!
+//! The agent signs with its own key. Under a mandate the principal pays, and the
+//! ledger enforces the caps and the expiry whatever the agent does; the agent
+//! checks the same rules first ([`policy`]) so that a forbidden purchase is never
+//! signed, and adds its goal's own budget on top.
+
+mod agent;
+pub mod goal;
+pub mod plan;
+pub mod policy;
+
+pub use agent::{AgentError, Attempt, Outcome, ProcurementAgent, Report, Step};
+pub use goal::{Goal, GoalError, Preferences};
+pub use plan::Quote;
+pub use policy::Refusal;
