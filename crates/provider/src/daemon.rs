@@ -91,6 +91,12 @@ pub struct Config {
     pub tx_timeout: Duration,
     /// Vivaldi probe rounds at start (0: keep the origin).
     pub probe_rounds: usize,
+    /// How often the peers are probed again to keep the published coordinate current
+    /// (zero: never).
+    pub refresh: Duration,
+    /// How far (µs of predicted RTT) the coordinate must drift from the published one
+    /// before the offer is updated (each update is a transaction and costs a fee).
+    pub refresh_drift_us: u64,
 }
 
 impl Config {
@@ -113,6 +119,8 @@ impl Config {
             extra_rtt: Duration::ZERO,
             tx_timeout: Duration::from_secs(60),
             probe_rounds: 3,
+            refresh: Duration::from_secs(60),
+            refresh_drift_us: 2_000,
         }
     }
 }
@@ -154,6 +162,8 @@ pub struct Status {
     pub speed: u64,
     /// Current Vivaldi coordinate.
     pub coord: Coord,
+    /// Offer updates sent since start (the coordinate drifted).
+    pub offer_updates: u64,
     /// Finalized height last seen.
     pub height: u64,
     /// Stages computed (including recomputations).
@@ -240,7 +250,7 @@ impl Provider {
             endpoint: Endpoint(endpoint.clone()),
             speed,
         };
-        if let Err(e) = register(&client, &config, &address, offer).await {
+        if let Err(e) = register(&client, &config, &address, offer.clone()).await {
             server.abort();
             return Err(e);
         }
@@ -252,6 +262,7 @@ impl Provider {
         );
 
         let salt_secret = blake3::derive_key("agentic provider salt v1", &config.key.encode());
+        let next_refresh = Instant::now() + config.refresh;
         let mut daemon = Daemon {
             config,
             me: address,
@@ -266,6 +277,9 @@ impl Provider {
             endpoints: BTreeMap::new(),
             status: status.clone(),
             salt_secret,
+            next_refresh,
+            offer,
+            vivaldi,
         };
         let worker = tokio::spawn(async move { daemon.run().await });
         Ok(Provider {
@@ -431,6 +445,11 @@ struct Daemon {
     endpoints: BTreeMap<Address, String>,
     status: Arc<Mutex<Status>>,
     salt_secret: [u8; 32],
+    /// When the coordinate is next re-measured.
+    next_refresh: Instant,
+    /// The offer as published.
+    offer: Offer,
+    vivaldi: Arc<Mutex<VivaldiNode>>,
 }
 
 impl Daemon {
@@ -440,8 +459,56 @@ impl Daemon {
                 tracing::warn!(error = %e, "provider loop");
                 self.status().last_error = Some(e.to_string());
             }
+            if !self.config.refresh.is_zero() && Instant::now() >= self.next_refresh {
+                self.next_refresh = Instant::now() + self.config.refresh;
+                if let Err(e) = self.refresh_offer().await {
+                    tracing::warn!(error = %e, "offer refresh");
+                    self.status().last_error = Some(format!("offer refresh: {e}"));
+                }
+            }
             tokio::time::sleep(self.config.poll).await;
         }
+    }
+
+    /// Keeps the offer current: one more Vivaldi round against the providers now on
+    /// the chain, and an `UpdateProvider` once the coordinate has drifted more than
+    /// `refresh_drift_us` from the published one. Runs in the loop (not beside it)
+    /// because the daemon's transactions share one nonce sequence.
+    async fn refresh_offer(&mut self) -> Result<(), ProviderError> {
+        let peers = peer_clients(&self.client, &self.me).await;
+        if peers.is_empty() {
+            return Ok(());
+        }
+        measure::settle(&self.vivaldi, &peers, 1, self.config.extra_rtt).await;
+        let coord = self.vivaldi.lock().unwrap_or_else(|e| e.into_inner()).coord;
+        self.status().coord = coord;
+        let drift = coord
+            .planar_us(&self.offer.coord)
+            .saturating_add(coord.height.abs_diff(self.offer.coord.height).into());
+        if drift < self.config.refresh_drift_us {
+            return Ok(());
+        }
+        let offer = Offer {
+            coord,
+            ..self.offer.clone()
+        };
+        self.client
+            .send(
+                &self.config.key,
+                TxBody::UpdateProvider {
+                    offer: offer.clone(),
+                },
+                self.config.tx_timeout,
+            )
+            .await?;
+        tracing::info!(
+            drift_us = drift,
+            ?coord,
+            "offer updated: the coordinate moved"
+        );
+        self.offer = offer;
+        self.status().offer_updates += 1;
+        Ok(())
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, Status> {

@@ -91,7 +91,8 @@ impl LocalMarket {
     }
 
     /// Starts a provider daemon for account `name` at `price` per mega-op, its data
-    /// under `dir/name`, with `tweak` applied to its config.
+    /// under `dir/name`, with `tweak` applied to its config (a short speed measurement,
+    /// two Vivaldi rounds, no periodic offer refresh unless `tweak` sets one).
     pub async fn provider(
         &self,
         name: &str,
@@ -102,6 +103,9 @@ impl LocalMarket {
         cfg.price = Amount(price);
         cfg.speed_budget = Duration::from_millis(100);
         cfg.probe_rounds = 2;
+        // No periodic offer updates unless asked for: their fees would blur the exact
+        // accounting that demos and tests check.
+        cfg.refresh = Duration::ZERO;
         tweak(&mut cfg);
         Provider::start(cfg).await
     }

@@ -52,7 +52,11 @@ async fn peer_get(State(p): State<Peer>, headers: HeaderMap) -> Response {
         .and_then(|v| {
             let (a, b) = v.split_once('-')?;
             let a: u64 = a.parse().ok()?;
-            let b: u64 = if b.is_empty() { len - 1 } else { b.parse().ok()? };
+            let b: u64 = if b.is_empty() {
+                len - 1
+            } else {
+                b.parse().ok()?
+            };
             Some((a, b.min(len - 1)))
         });
     match range {
@@ -124,7 +128,10 @@ async fn a_blob_put_under_a_wrong_hash_is_refused_and_not_stored() {
     // Under its own name it is stored and served back, whole and by range.
     assert_eq!(c.put_blob(bytes.clone()).await.unwrap(), hash);
     assert_eq!(c.blob_size(&hash).await.unwrap(), Some(1000));
-    assert_eq!(c.get_blob_range(&hash, 10, 20).await.unwrap(), &bytes[10..30]);
+    assert_eq!(
+        c.get_blob_range(&hash, 10, 20).await.unwrap(),
+        &bytes[10..30]
+    );
     // The ping answers the provider's address.
     let ping = c.get("/v1/ping").await.unwrap();
     assert_eq!(ping["address"], hex32(&Hash([7; 32])));
@@ -144,7 +151,10 @@ async fn a_lying_peer_is_refused_and_the_next_source_is_used() {
         .fetch(&hash, std::slice::from_ref(&liar), &|_, _| {})
         .await
         .unwrap_err();
-    assert!(matches!(&err, FetchError::Failed { detail, .. } if detail.contains("refused")), "{err}");
+    assert!(
+        matches!(&err, FetchError::Failed { detail, .. } if detail.contains("refused")),
+        "{err}"
+    );
     assert_eq!(f.store().size(&hash).unwrap(), None);
     assert!(!dir
         .join("partial")
@@ -178,7 +188,11 @@ async fn a_download_resumes_from_its_partial_file() {
     })
     .await
     .unwrap();
-    assert_eq!(sent.load(Ordering::SeqCst), 3500, "only the missing bytes moved");
+    assert_eq!(
+        sent.load(Ordering::SeqCst),
+        3500,
+        "only the missing bytes moved"
+    );
     assert_eq!(seen.lock().unwrap().first(), Some(&(7500, 10_000)));
     assert_eq!(f.store().get(&hash).unwrap().unwrap(), bytes);
     assert!(!part.exists());
