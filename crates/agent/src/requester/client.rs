@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use agentic_compute::activation::DecodeLimits;
+use agentic_compute::train::task::TrainTask;
 use agentic_compute::Activation;
 use agentic_node::client::{Client, ClientError};
 use agentic_protocol::event::{Event, EventRecord};
@@ -16,6 +17,7 @@ use serde_json::Value;
 use super::error::RequesterError;
 use super::prepare::{prepare, PreparedJob};
 use super::request::{JobRequest, OfferView, PlacementChoice};
+use super::training::{check_training_output, TrainingResult};
 
 /// A finished job's output, fetched and checked.
 #[derive(Clone, Debug)]
@@ -236,24 +238,7 @@ impl Requester {
                     status: job.status,
                     stage: 0,
                 })?;
-        // The last provider publishes the output around its reveal: give it
-        // `output_wait` to appear. `get_blob` checks that the bytes hash to their name.
-        let start = Instant::now();
-        let bytes = loop {
-            match self.client.get_blob(&output_hash).await {
-                Ok(bytes) => break bytes,
-                Err(ClientError::Api { status: 404, .. }) if start.elapsed() < self.output_wait => {
-                    tokio::time::sleep(self.poll_interval).await;
-                }
-                Err(reason) => {
-                    return Err(RequesterError::OutputUnavailable {
-                        job: id,
-                        hash: output_hash,
-                        reason,
-                    })
-                }
-            }
-        };
+        let bytes = self.output_bytes(id, output_hash).await?;
         let output = Activation::from_canonical_bytes(&bytes, DecodeLimits::default()).map_err(
             |reason| RequesterError::BadOutput {
                 job: id,
@@ -267,6 +252,75 @@ impl Requester {
             output_hash,
             output,
             stage_results,
+        })
+    }
+
+    /// The bytes of a job's output blob. The last provider publishes the output
+    /// around its reveal: give it `output_wait` to appear. `get_blob` checks that the
+    /// bytes hash to their name.
+    async fn output_bytes(&self, id: JobId, output_hash: Hash) -> Result<Vec<u8>, RequesterError> {
+        let start = Instant::now();
+        loop {
+            match self.client.get_blob(&output_hash).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(ClientError::Api { status: 404, .. }) if start.elapsed() < self.output_wait => {
+                    tokio::time::sleep(self.poll_interval).await;
+                }
+                Err(reason) => {
+                    return Err(RequesterError::OutputUnavailable {
+                        job: id,
+                        hash: output_hash,
+                        reason,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Whether `job` is a training job: its model blob starts with the training
+    /// task's magic (one ranged read of 8 bytes from the node).
+    pub async fn is_training(&self, job: &Job) -> Result<bool, RequesterError> {
+        let head = self.client.get_blob_range(&job.spec.model, 0, 8).await?;
+        Ok(TrainTask::is_task(&head))
+    }
+
+    /// A training job's output: the task and the final state, fetched from the node
+    /// and checked against their hashes; the state must have done every step of the
+    /// job and its step log must reproduce each stage's agreed trace root. Available
+    /// once every stage has an agreed result.
+    pub async fn training_result(&self, id: JobId) -> Result<TrainingResult, RequesterError> {
+        let job = self.job(id).await?;
+        result_hashes(id, &job)?;
+        let stage_results: Vec<StageResult> = job.stages.iter().filter_map(|s| s.result).collect();
+        let output_hash =
+            stage_results
+                .last()
+                .map(|r| r.output)
+                .ok_or(RequesterError::NoResult {
+                    job: id,
+                    status: job.status,
+                    stage: 0,
+                })?;
+        let task_bytes = self
+            .client
+            .get_blob(&job.spec.model)
+            .await
+            .map_err(|reason| RequesterError::OutputUnavailable {
+                job: id,
+                hash: job.spec.model,
+                reason,
+            })?;
+        let state_bytes = self.output_bytes(id, output_hash).await?;
+        let (task, state, steps) =
+            check_training_output(id, &job, &task_bytes, output_hash, &state_bytes)?;
+        Ok(TrainingResult {
+            job: id,
+            status: job.status,
+            task,
+            output_hash,
+            state,
+            stage_results,
+            steps,
         })
     }
 

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use agentic_compute::partition::PartitionError;
+use agentic_compute::train::task::TaskError;
 use agentic_compute::ComputeError;
 use agentic_node::client::ClientError;
 use agentic_protocol::matching::Disqualified;
@@ -197,6 +198,50 @@ pub enum RequesterError {
         hash: Hash,
         /// Why.
         reason: ComputeError,
+    },
+    /// More stages than a training job has steps.
+    #[error("{stages} stages asked for, but the training job has only {steps} steps (each stage runs at least one)")]
+    MoreStagesThanSteps {
+        /// Stages asked for.
+        stages: usize,
+        /// Steps of the job.
+        steps: u64,
+    },
+    /// The training task cannot be built or run as asked.
+    #[error("training `{model}`: {reason}")]
+    Training {
+        /// The model.
+        model: String,
+        /// Why.
+        reason: TaskError,
+    },
+    /// The job's model blob is not a valid training task.
+    #[error("job {job}'s task {hash} is not a valid training task: {reason}")]
+    BadTask {
+        /// The job.
+        job: JobId,
+        /// The task hash (the job's model).
+        hash: Hash,
+        /// Why.
+        reason: TaskError,
+    },
+    /// The training job's output is not a valid state of its task.
+    #[error("job {job}'s output {hash} is not a valid training state: {reason}")]
+    BadTrainingOutput {
+        /// The job.
+        job: JobId,
+        /// The output hash.
+        hash: Hash,
+        /// Why.
+        reason: TaskError,
+    },
+    /// The output state's step log does not reproduce a stage's agreed trace root.
+    #[error("job {job}: the output's step log does not match stage {stage}'s agreed trace root")]
+    TraceMismatch {
+        /// The job.
+        job: JobId,
+        /// The stage.
+        stage: usize,
     },
 }
 

@@ -33,6 +33,11 @@
 //!    that do not hash to it.
 //! 5. **Costs are recomputed, not trusted** ([`cost`]): the same formula the
 //!    ledger pays with, from the job record.
+//! 6. **Training is a job of the same shape** ([`training`]): the model blob is a
+//!    training task, the input a training state, a stage's layer range a step
+//!    range (split evenly, every step costs the same), and
+//!    [`Requester::training_result`] returns the new weights with every step's
+//!    loss, checked against the stages' agreed trace roots.
 
 mod client;
 pub mod cost;
@@ -40,13 +45,15 @@ mod error;
 pub mod placement;
 mod prepare;
 mod request;
+pub mod training;
 
 pub use client::{JobResult, Requester, Submitted};
 pub use cost::{cost, CostBreakdown, SlotCost, StageCost};
 pub use error::RequesterError;
 pub use placement::{PlanSummary, PlannedStage, ASSUMED_BANDWIDTH_BYTES_PER_S};
 pub use prepare::{prepare, PreparedJob};
-pub use request::{JobInput, JobRequest, OfferView, PlacementChoice};
+pub use request::{JobInput, JobRequest, OfferView, PlacementChoice, TrainingInput};
+pub use training::{StepSummary, TrainingResult, TrainingSummary};
 
 #[cfg(test)]
 mod tests;

@@ -134,6 +134,25 @@ pub fn balanced_split(layer_ops: &[u64], k: usize) -> Option<Vec<Range<usize>>> 
     Some(ranges)
 }
 
+/// Splits `n` equal units (a training job's steps) into `k` contiguous ranges whose
+/// sizes differ by at most one, the longer ones first. `None` when `k` is zero or
+/// exceeds `n`. For equal step costs this is what [`balanced_split`] finds, in
+/// `O(k)` instead of `O(k·n²)`.
+pub fn even_split(n: usize, k: usize) -> Option<Vec<Range<usize>>> {
+    if k == 0 || k > n {
+        return None;
+    }
+    let (q, r) = (n / k, n % k);
+    let mut out = Vec::with_capacity(k);
+    let mut start = 0;
+    for i in 0..k {
+        let len = q + usize::from(i < r);
+        out.push(start..start + len);
+        start += len;
+    }
+    Some(out)
+}
+
 fn seconds(us: u64) -> f64 {
     us as f64 / 1e6
 }
@@ -269,6 +288,31 @@ pub fn named(
         }
     }
     let ranges = balanced_split(layer_ops, req.stages).ok_or(RequesterError::ZeroStages)?;
+    named_ranges(req, offers, names, ranges, layer_ops, boundary_bytes)
+}
+
+/// [`named`] with the ranges given (one per name, contiguous, tiling the layers —
+/// a training job's even step split): checks each listed offer and predicts the
+/// latency.
+pub fn named_ranges(
+    req: &JobRequest,
+    offers: &[OfferView],
+    names: &[Address],
+    ranges: Vec<Range<usize>>,
+    layer_ops: &[u64],
+    boundary_bytes: &[u64],
+) -> Result<(Vec<Range<usize>>, PlanSummary), RequesterError> {
+    if names.len() != ranges.len() {
+        return Err(RequesterError::PlacementLength {
+            named: names.len(),
+            stages: ranges.len(),
+        });
+    }
+    for (i, a) in names.iter().enumerate() {
+        if names[..i].contains(a) {
+            return Err(RequesterError::DuplicateProvider(*a));
+        }
+    }
     let requirement = req.requirement();
     let found: Vec<Option<&OfferView>> = names
         .iter()
@@ -326,6 +370,24 @@ pub fn named(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn even_split_is_the_balanced_split_of_equal_steps() {
+        for n in 1..=12usize {
+            for k in 1..=n {
+                let even = even_split(n, k).unwrap();
+                let balanced = balanced_split(&vec![5; n], k).unwrap();
+                let longest = |r: &[Range<usize>]| r.iter().map(|r| r.len()).max().unwrap();
+                assert_eq!(longest(&even), longest(&balanced), "n={n} k={k}");
+                assert_eq!(even.first().unwrap().start, 0);
+                assert_eq!(even.last().unwrap().end, n);
+                assert!(even.windows(2).all(|w| w[0].end == w[1].start));
+                assert!(even.iter().all(|r| !r.is_empty()));
+            }
+            assert!(even_split(n, n + 1).is_none());
+            assert!(even_split(n, 0).is_none());
+        }
+    }
 
     #[test]
     fn balanced_split_minimizes_the_largest_stage() {

@@ -25,9 +25,12 @@ use agentic_protocol::tx::{JobSpec, Requirements, StageSpec};
 use agentic_protocol::types::limits;
 use agentic_protocol::{Amount, Hash, State};
 
+use std::ops::Range;
+
 use super::error::RequesterError;
 use super::placement::{self, PlanSummary};
 use super::request::{JobInput, JobRequest, OfferView, PlacementChoice};
+use super::training::{self, TrainingSummary};
 
 /// A job ready to submit: the blobs to upload and the ledger's job spec.
 #[derive(Clone, Debug)]
@@ -53,6 +56,11 @@ pub struct PreparedJob {
     pub boundary_bytes: Vec<u64>,
     /// How the requester placed the stages (`None`: the ledger matches them).
     pub placement: Option<PlanSummary>,
+    /// For a training job, what it trains (`None`: an inference job). Its "layers"
+    /// are steps: `layer_ops` holds one entry per step, `boundary_bytes` the state's
+    /// size before and after each, `bundle` the task blob and `input` the initial
+    /// state.
+    pub training: Option<TrainingSummary>,
 }
 
 impl PreparedJob {
@@ -67,6 +75,9 @@ impl PreparedJob {
 /// against those it lists; the ledger placement ignores them (pass `&[]`).
 pub fn prepare(req: &JobRequest, offers: &[OfferView]) -> Result<PreparedJob, RequesterError> {
     check_request(req)?;
+    if let JobInput::Training(t) = &req.input {
+        return training::prepare_training(req, t, offers);
+    }
     let model_err = |reason| RequesterError::Model {
         model: req.model.clone(),
         reason,
@@ -108,6 +119,41 @@ pub fn prepare(req: &JobRequest, offers: &[OfferView]) -> Result<PreparedJob, Re
             (r, Some(p))
         }
     };
+    let (spec, escrow) = finish_spec(
+        req,
+        Hash(bundle.hash()),
+        Hash(input.hash().0),
+        &ranges,
+        &layer_ops,
+        &plan,
+    )?;
+    let layer_names = (0..layers).map(|i| loaded.model.layer_name(i)).collect();
+    Ok(PreparedJob {
+        bundle: bundle.encode(),
+        model_hash: spec.model,
+        input_hash: spec.input,
+        input: input_bytes,
+        spec,
+        escrow,
+        layer_ops,
+        layer_names,
+        boundary_bytes,
+        placement: plan,
+        training: None,
+    })
+}
+
+/// The ledger's job spec for `ranges` of `layer_ops` (a stage's ops are the sum of
+/// its layers'), and the escrow it locks; refuses a zero-op stage and an escrow that
+/// overflows or rounds to zero.
+pub(crate) fn finish_spec(
+    req: &JobRequest,
+    model: Hash,
+    input: Hash,
+    ranges: &[Range<usize>],
+    layer_ops: &[u64],
+    plan: &Option<PlanSummary>,
+) -> Result<(JobSpec, Amount), RequesterError> {
     let mut stages = Vec::with_capacity(ranges.len());
     for (i, r) in ranges.iter().enumerate() {
         let ops: u64 = layer_ops[r.clone()].iter().sum();
@@ -126,8 +172,8 @@ pub fn prepare(req: &JobRequest, offers: &[OfferView]) -> Result<PreparedJob, Re
     }
     let spec = JobSpec {
         mandate: req.mandate,
-        model: Hash(bundle.hash()),
-        input: Hash(input.hash().0),
+        model,
+        input,
         stages,
         max_price: req.max_price,
         deadline: req.deadline,
@@ -152,19 +198,7 @@ pub fn prepare(req: &JobRequest, offers: &[OfferView]) -> Result<PreparedJob, Re
             max_price: req.max_price,
         });
     }
-    let layer_names = (0..layers).map(|i| loaded.model.layer_name(i)).collect();
-    Ok(PreparedJob {
-        bundle: bundle.encode(),
-        model_hash: spec.model,
-        input_hash: spec.input,
-        input: input_bytes,
-        spec,
-        escrow,
-        layer_ops,
-        layer_names,
-        boundary_bytes,
-        placement: plan,
-    })
+    Ok((spec, escrow))
 }
 
 /// What the ledger would refuse anyway, refused before any work.
@@ -215,6 +249,9 @@ fn encode_input(req: &JobRequest, loaded: &LoadedModel) -> Result<Activation, Re
             }
             Activation::from_canonical_bytes(bytes, DecodeLimits::default()).map_err(input_err)
         }
+        JobInput::Training(_) => Err(RequesterError::Unexpected(
+            "a training input has no activation (prepare_training handles it)".into(),
+        )),
     }
 }
 

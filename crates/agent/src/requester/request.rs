@@ -1,6 +1,8 @@
 //! What a requester asks for ([`JobRequest`]) and what it knows of the market
 //! ([`OfferView`]).
 
+use agentic_compute::train::task::LrSchedule;
+use agentic_compute::train::{AdamConfig, OptimizerConfig};
 use agentic_protocol::coord::Coord;
 use agentic_protocol::matching::Candidate;
 use agentic_protocol::tx::Offer;
@@ -17,6 +19,49 @@ pub enum JobInput {
     /// e.g. read from a tensor file: token ids for a language model, feature rows
     /// for an MLP.
     Activation(Vec<u8>),
+    /// Not an inference: train the model (its architecture, and its weights unless
+    /// `init_seed` is set) for some steps on a data file. The job's stages are step
+    /// ranges; its output is the trained state (see [`crate::requester::training`]).
+    Training(TrainingInput),
+}
+
+/// What a training job trains on and how ([`JobInput::Training`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainingInput {
+    /// The training text: bytes, one token each (byte-level models, vocabulary 256).
+    pub data: Vec<u8>,
+    /// Optimizer steps, cut into the job's stages.
+    pub steps: u64,
+    /// Sequences per batch.
+    pub batch: usize,
+    /// Predicted positions per sequence (at most the model's positions).
+    pub seq: usize,
+    /// The optimizer; its `lr` is the schedule's peak.
+    pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule over the steps.
+    pub schedule: LrSchedule,
+    /// Seed of the batch offsets.
+    pub data_seed: u64,
+    /// `None`: start from the model's weights; `Some(seed)`: from a fresh GPT-2
+    /// initialization of the model's architecture.
+    pub init_seed: Option<u64>,
+}
+
+impl TrainingInput {
+    /// `steps` steps on `data`: batch 4 × seq 32, Adam at lr 1e-3 (β 0.9/0.999,
+    /// no weight decay), constant rate, data seed 0, from the model's weights.
+    pub fn new(data: Vec<u8>, steps: u64) -> TrainingInput {
+        TrainingInput {
+            data,
+            steps,
+            batch: 4,
+            seq: 32,
+            optimizer: OptimizerConfig::Adam(AdamConfig::default()),
+            schedule: LrSchedule::Constant,
+            data_seed: 0,
+            init_seed: None,
+        }
+    }
 }
 
 /// Who runs each stage.

@@ -1,12 +1,16 @@
 //! Scenarios for [`prepare`] on the shipped tiny-gpt model (4 layers: embeddings,
-//! two decoder blocks, ln_f + LM head).
+//! two decoder blocks, ln_f + LM head), and for training jobs on it (steps cut evenly
+//! into stages, the result checked against every stage's trace root).
 
 use agentic_compute::bundle::Bundle;
 use agentic_compute::registry;
+use agentic_compute::train::task::TrainTask;
 use agentic_protocol::coord::Coord;
 use agentic_protocol::matching::Disqualified;
+use agentic_protocol::state::{Job, JobStatus};
 use agentic_protocol::tx::Offer;
 use agentic_protocol::types::{Capabilities, Region, VerificationLevel};
+use agentic_protocol::JobId;
 use agentic_protocol::{Address, Amount, Endpoint, Hash, State};
 
 use super::*;
@@ -281,4 +285,192 @@ fn named_placement_is_checked() {
     r.placement = PlacementChoice::Named(vec![a(2), a(1)]);
     let p = prepare(&r, &offers).unwrap();
     assert!(p.placement.unwrap().latency_s.is_some());
+}
+
+// ---- training jobs ----
+
+const FABLE: &str = "The Fox and the Crow. A Crow having taken a piece of cheese out of a \
+cottage window, flew up into a high tree with it, in order to eat it.";
+
+fn training(stages: usize, steps: u64) -> JobRequest {
+    let mut t = TrainingInput::new(FABLE.as_bytes().to_vec(), steps);
+    t.batch = 2;
+    t.seq = 16;
+    let mut r = JobRequest::new("tiny-gpt", JobInput::Training(t));
+    r.stages = stages;
+    r
+}
+
+#[test]
+fn a_training_job_splits_its_steps_evenly_at_exact_ops() {
+    for (k, steps, lens) in [
+        (1, 5, &[5u32][..]),
+        (2, 5, &[3, 2]),
+        (3, 7, &[3, 2, 2]),
+        (5, 5, &[1, 1, 1, 1, 1]),
+    ] {
+        let p = prepare(&training(k, steps), &[]).unwrap();
+        let t = p.training.as_ref().expect("a training job");
+        assert_eq!((t.steps, t.batch, t.seq), (steps, 2, 16));
+        assert_eq!(t.init, "weights of tiny-gpt");
+        let got: Vec<u32> = p.spec.stages.iter().map(|s| s.layers).collect();
+        assert_eq!(got, lens);
+        let mut next = 0;
+        for s in &p.spec.stages {
+            assert_eq!(s.first_layer, next);
+            assert_eq!(s.ops, t.step_ops * u64::from(s.layers));
+            next += s.layers;
+        }
+        assert_eq!(u64::from(next), steps);
+        assert_eq!(p.total_ops(), t.step_ops * steps);
+        assert_eq!(p.layer_ops.len() as u64, steps);
+        assert_eq!(p.boundary_bytes.len() as u64, steps + 1);
+        assert_eq!(p.boundary_bytes[0], p.input.len() as u64);
+        // The blobs are the task and the initial state, named by their blake3.
+        assert!(TrainTask::is_task(&p.bundle));
+        assert_eq!(p.model_hash, Hash(*blake3::hash(&p.bundle).as_bytes()));
+        assert_eq!(p.input_hash, Hash(*blake3::hash(&p.input).as_bytes()));
+        assert_eq!(p.escrow, State::escrow_for(&p.spec).unwrap());
+    }
+    // A seed instead of the weights: the same task, another initial state.
+    let from_weights = prepare(&training(2, 4), &[]).unwrap();
+    let mut r = training(2, 4);
+    if let JobInput::Training(t) = &mut r.input {
+        t.init_seed = Some(9);
+    }
+    let from_seed = prepare(&r, &[]).unwrap();
+    assert_eq!(from_seed.model_hash, from_weights.model_hash);
+    assert_ne!(from_seed.input_hash, from_weights.input_hash);
+    assert_eq!(from_seed.training.unwrap().init, "seed 9");
+    // Named providers run the even split.
+    let mut r = training(2, 5);
+    r.placement = PlacementChoice::Named(vec![Address([1; 32]), Address([2; 32])]);
+    let p = prepare(&r, &[]).unwrap();
+    assert_eq!(p.spec.placement, vec![Address([1; 32]), Address([2; 32])]);
+    assert_eq!(p.spec.stages[0].layers, 3);
+}
+
+#[test]
+fn impossible_training_jobs_are_refused_with_a_reason() {
+    let with = |f: &dyn Fn(&mut JobRequest, &mut TrainingInput)| {
+        let mut r = training(2, 4);
+        let JobInput::Training(mut t) = r.input.clone() else {
+            unreachable!()
+        };
+        f(&mut r, &mut t);
+        r.input = JobInput::Training(t);
+        prepare(&r, &[]).unwrap_err()
+    };
+    assert!(matches!(
+        with(&|r, _| r.stages = 5),
+        RequesterError::MoreStagesThanSteps {
+            stages: 5,
+            steps: 4
+        }
+    ));
+    assert!(matches!(
+        with(&|_, t| t.data.clear()),
+        RequesterError::EmptyInput(_)
+    ));
+    for e in [
+        with(&|_, t| t.seq = 65),          // beyond tiny-gpt's 64 positions
+        with(&|_, t| t.data.truncate(10)), // shorter than one window
+        with(&|_, t| t.steps = 0),
+        with(&|_, t| t.optimizer.set_lr(f32::NAN)),
+    ] {
+        assert!(matches!(e, RequesterError::Training { .. }), "{e}");
+    }
+    let mut r = training(1, 2);
+    r.model = "/no/such/model".into();
+    assert!(matches!(
+        prepare(&r, &[]).unwrap_err(),
+        RequesterError::Model { .. }
+    ));
+    let mut r = training(2, 4);
+    r.placement = PlacementChoice::Named(vec![Address([1; 32])]);
+    assert!(matches!(
+        prepare(&r, &[]).unwrap_err(),
+        RequesterError::PlacementLength {
+            named: 1,
+            stages: 2
+        }
+    ));
+}
+
+/// The job record the ledger would hold once every stage agreed on `results`.
+fn agreed(p: &PreparedJob, results: &[agentic_protocol::tx::StageResult]) -> Job {
+    use agentic_protocol::state::{Stage, StagePhase};
+    Job {
+        requester: Address([7; 32]),
+        payer: Address([7; 32]),
+        spec: p.spec.clone(),
+        submitted_at: agentic_protocol::Height(1),
+        escrow: Amount::ZERO,
+        status: JobStatus::Completed,
+        stages: results
+            .iter()
+            .map(|r| Stage {
+                phase: StagePhase::Finalized,
+                slots: vec![],
+                result: Some(*r),
+            })
+            .collect(),
+        excluded: vec![],
+    }
+}
+
+#[test]
+fn a_training_result_is_checked_against_every_stage_trace_root() {
+    use agentic_compute::train::task::{TaskLimits, TrainState};
+    use agentic_protocol::tx::StageResult;
+    let p = prepare(&training(3, 5), &[]).unwrap();
+    let task = TrainTask::decode(&p.bundle, TaskLimits::default()).unwrap();
+    // Run the stages as three providers would.
+    let mut bytes = p.input.clone();
+    let mut results = Vec::new();
+    let mut states = Vec::new();
+    for s in &p.spec.stages {
+        let state = TrainState::decode(&bytes, &task).unwrap();
+        let a = u64::from(s.first_layer);
+        let run = task.run_steps(&state, a..a + u64::from(s.layers)).unwrap();
+        assert_eq!(run.ops, s.ops, "declared = metered");
+        let out = run.state.encode();
+        results.push(StageResult {
+            input: Hash(*blake3::hash(&bytes).as_bytes()),
+            output: Hash(*blake3::hash(&out).as_bytes()),
+            trace_root: Hash(run.trace_root.0),
+        });
+        states.push(out.clone());
+        bytes = out;
+    }
+    let job = agreed(&p, &results);
+    let out = results[2].output;
+    let (_, state, steps) =
+        training::check_training_output(JobId(1), &job, &p.bundle, out, &bytes).unwrap();
+    assert_eq!(state.step(), 5);
+    let stages: Vec<usize> = steps.iter().map(|s| s.stage).collect();
+    assert_eq!(stages, vec![0, 0, 1, 1, 2]);
+    assert_eq!(
+        steps.iter().map(|s| s.step).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert!(steps.iter().all(|s| s.loss.is_finite() && s.loss > 0.0));
+
+    // A stage whose agreed root the log does not reproduce.
+    let mut wrong = results.clone();
+    wrong[1].trace_root = Hash([0xAB; 32]);
+    assert!(matches!(
+        training::check_training_output(JobId(1), &agreed(&p, &wrong), &p.bundle, out, &bytes),
+        Err(RequesterError::TraceMismatch { stage: 1, .. })
+    ));
+    // An intermediate state is not the job's output.
+    assert!(matches!(
+        training::check_training_output(JobId(1), &job, &p.bundle, out, &states[1]),
+        Err(RequesterError::BadTrainingOutput { .. })
+    ));
+    // Not a task.
+    assert!(matches!(
+        training::check_training_output(JobId(1), &job, &p.input, out, &bytes),
+        Err(RequesterError::BadTask { .. })
+    ));
 }
