@@ -1,19 +1,27 @@
-//! `agentic job`: buy neural-network inference on the market, follow it, fetch
-//! the verified output and see the bill — the CLI face of
+//! `agentic job`: buy neural-network inference or training on the market, follow
+//! it, fetch the verified output and see the bill — the CLI face of
 //! [`agentic_agent::requester`].
 //!
 //! ```text
 //!   agentic job submit --key FILE --model M (--text T… | --input-file F | --tensor F) [--stages K] …
-//!        │  prepare (local: bundle, encode, meter, split/place, escrow) ── --dry-run stops here
+//!   agentic job submit --key FILE --model M --train DATA_FILE --steps N [--batch B] [--seq S]
+//!                      [--optimizer adam|sgd] [--lr X] [--warmup W] [--init-seed S] [--stages K] …
+//!        │  prepare (local: bundle or task, encode, meter, split/place, escrow) ── --dry-run stops here
 //!        │  upload model + input blobs (if the node lacks them), SubmitJob ──▶ job id
 //!        └─ --wait: one progress bar per stage (matching → running → revealing →
 //!                   audit/challenge window → finalized), then the cost breakdown;
-//!                   --out FILE writes the output
+//!                   --out FILE writes the output (a directory for training)
 //!   agentic job status ID            phase, providers and deadlines of every stage
 //!   agentic job wait ID              follow until the job ends
-//!   agentic job result ID --out F    the output (hash-checked) as JSON + the cost breakdown
+//!   agentic job result ID --out F    the output (hash-checked) as JSON + the cost breakdown;
+//!                                    for a training job, F is a directory: model.safetensors,
+//!                                    config.json, trace.json (every step's loss and root), state.bin
 //!   agentic job cancel ID --key F    withdraw a job no provider committed to; full refund
 //! ```
+//!
+//! A training job (`--train`) trains the model's architecture — from its weights, or
+//! from `--init-seed` — for `--steps` steps on the file's bytes (one token each);
+//! its stages are step ranges split evenly, its bill `steps × ops per step × price`.
 //!
 //! The node is `--node URL`, else `$AGENTIC_NODE`, else `http://127.0.0.1:8000`.
 //! Readable text by default, JSON with `--json`; any failure exits non-zero with
@@ -24,8 +32,11 @@ use std::time::Duration;
 
 use agentic_agent::requester::{
     cost, CostBreakdown, JobInput, JobRequest, JobResult, PlacementChoice, PreparedJob, Requester,
-    Submitted,
+    Submitted, TrainingInput, TrainingResult,
 };
+use agentic_compute::train::shipped;
+use agentic_compute::train::task::LrSchedule;
+use agentic_compute::train::{AdamConfig, OptimizerConfig};
 use agentic_compute::Activation;
 use agentic_node::blobs::hex32;
 use agentic_node::keystore::KeyFile;
@@ -68,12 +79,15 @@ enum JobCmd {
         #[arg(long, default_value_t = 600, value_name = "SECS")]
         timeout: u64,
     },
-    /// Fetch the job's output (checked against its hash) into a JSON file.
+    /// Fetch the job's output (checked against its hash) into a JSON file, or for a
+    /// training job the new weights and the per-step trace into a directory.
     Result {
         /// The job id.
         id: u64,
-        /// Where to write `{job, model, output_hash, stage_results, rows, width, data}`.
-        #[arg(long, value_name = "FILE")]
+        /// Where to write `{job, model, output_hash, stage_results, rows, width, data}`;
+        /// for a training job, a directory (model.safetensors, config.json, trace.json,
+        /// state.bin).
+        #[arg(long, value_name = "FILE|DIR")]
         out: PathBuf,
     },
     /// Withdraw a job before any provider committed work; the escrow comes back.
@@ -87,7 +101,7 @@ enum JobCmd {
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["text", "input_file", "tensor"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["text", "input_file", "tensor", "train"])))]
 struct SubmitArgs {
     /// The requester's key file (it signs and pays, or spends under --mandate).
     #[arg(long, value_name = "FILE")]
@@ -106,6 +120,45 @@ struct SubmitArgs {
     /// an MLP (e.g. a job's input fetched with `agentic query blob get HASH --out FILE`).
     #[arg(long, value_name = "FILE")]
     tensor: Option<PathBuf>,
+    /// Train the model on this file's bytes (one token each) instead of running it: a
+    /// training job whose stages are step ranges. Needs --steps.
+    #[arg(long, value_name = "DATA_FILE")]
+    train: Option<PathBuf>,
+    /// Training: optimizer steps.
+    #[arg(long, value_name = "N")]
+    steps: Option<u64>,
+    /// Training: sequences per batch [default: 4].
+    #[arg(long, value_name = "B")]
+    batch: Option<usize>,
+    /// Training: positions per sequence, at most the model's [default: 32].
+    #[arg(long, value_name = "S")]
+    seq: Option<usize>,
+    /// Training: optimizer [default: adam].
+    #[arg(long, value_parser = ["adam", "sgd"])]
+    optimizer: Option<String>,
+    /// Training: (peak) learning rate [default: 0.001].
+    #[arg(long, value_name = "LR")]
+    lr: Option<f32>,
+    /// Training: SGD momentum, or Adam's β₁ [defaults: 0, 0.9].
+    #[arg(long, value_name = "M")]
+    momentum: Option<f32>,
+    /// Training: decoupled weight decay (AdamW) [default: 0].
+    #[arg(long, value_name = "WD")]
+    weight_decay: Option<f32>,
+    /// Training: linear warm-up over this many steps, then linear decay to
+    /// --min-lr-frac of the rate at the last step [default: a constant rate].
+    #[arg(long, value_name = "STEPS")]
+    warmup: Option<u64>,
+    /// Training: final rate as a fraction of the peak, with --warmup [default: 0.1].
+    #[arg(long, value_name = "F")]
+    min_lr_frac: Option<f64>,
+    /// Training: seed of the batch offsets [default: 0].
+    #[arg(long, value_name = "SEED")]
+    data_seed: Option<u64>,
+    /// Training: start from a fresh initialization of the model's architecture with
+    /// this seed instead of from its weights.
+    #[arg(long, value_name = "SEED")]
+    init_seed: Option<u64>,
     /// Pipeline stages [default: 1, or the number of providers named by --placement].
     #[arg(long, value_name = "K")]
     stages: Option<usize>,
@@ -152,8 +205,9 @@ struct SubmitArgs {
     /// With --wait: seconds to follow the job before giving up.
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     timeout: u64,
-    /// Write the output here once the job completes (implies --wait).
-    #[arg(long, value_name = "FILE")]
+    /// Write the output here once the job completes (implies --wait); for a training
+    /// job a directory (model.safetensors, config.json, trace.json, state.bin).
+    #[arg(long, value_name = "FILE|DIR")]
     out: Option<PathBuf>,
 }
 
@@ -206,6 +260,25 @@ fn signer(node: &NodeArgs, key: &Path) -> anyhow::Result<Requester> {
 }
 
 fn input(args: &SubmitArgs) -> anyhow::Result<JobInput> {
+    if let Some(path) = &args.train {
+        return training_input(args, path).map(JobInput::Training);
+    }
+    let training_flags = [
+        ("--steps", args.steps.is_some()),
+        ("--batch", args.batch.is_some()),
+        ("--seq", args.seq.is_some()),
+        ("--optimizer", args.optimizer.is_some()),
+        ("--lr", args.lr.is_some()),
+        ("--momentum", args.momentum.is_some()),
+        ("--weight-decay", args.weight_decay.is_some()),
+        ("--warmup", args.warmup.is_some()),
+        ("--min-lr-frac", args.min_lr_frac.is_some()),
+        ("--data-seed", args.data_seed.is_some()),
+        ("--init-seed", args.init_seed.is_some()),
+    ];
+    if let Some((flag, _)) = training_flags.iter().find(|(_, set)| *set) {
+        bail!("{flag} is a training flag: use it with --train DATA_FILE");
+    }
     if let Some(path) = &args.tensor {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         return Ok(JobInput::Activation(bytes));
@@ -225,6 +298,57 @@ fn input(args: &SubmitArgs) -> anyhow::Result<JobInput> {
         return Ok(JobInput::Texts(lines));
     }
     Ok(JobInput::Texts(args.text.clone()))
+}
+
+/// The training flags onto a [`TrainingInput`] (its defaults for what is not given).
+fn training_input(args: &SubmitArgs, path: &Path) -> anyhow::Result<TrainingInput> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let Some(steps) = args.steps else {
+        bail!("--train needs --steps N (optimizer steps)");
+    };
+    let mut t = TrainingInput::new(data, steps);
+    if let Some(b) = args.batch {
+        t.batch = b;
+    }
+    if let Some(s) = args.seq {
+        t.seq = s;
+    }
+    let lr = args.lr.unwrap_or(t.optimizer.lr());
+    t.optimizer = match args.optimizer.as_deref() {
+        Some("sgd") => {
+            if args.weight_decay.is_some() {
+                bail!("--weight-decay is Adam's (AdamW); SGD takes --lr and --momentum");
+            }
+            OptimizerConfig::Sgd {
+                lr,
+                momentum: args.momentum.unwrap_or(0.0),
+            }
+        }
+        _ => {
+            let d = AdamConfig::default();
+            OptimizerConfig::Adam(AdamConfig {
+                lr,
+                beta1: args.momentum.unwrap_or(d.beta1),
+                weight_decay: args.weight_decay.unwrap_or(d.weight_decay),
+                ..d
+            })
+        }
+    };
+    match (args.warmup, args.min_lr_frac) {
+        (Some(warmup), frac) => {
+            t.schedule = LrSchedule::WarmupLinearDecay {
+                warmup,
+                min_lr_frac: frac.unwrap_or(0.1),
+            }
+        }
+        (None, Some(_)) => bail!("--min-lr-frac sets the decay of --warmup's schedule"),
+        (None, None) => {}
+    }
+    if let Some(s) = args.data_seed {
+        t.data_seed = s;
+    }
+    t.init_seed = args.init_seed;
+    Ok(t)
 }
 
 fn request(args: &SubmitArgs) -> anyhow::Result<JobRequest> {
@@ -310,7 +434,19 @@ async fn submit(node: &NodeArgs, args: &SubmitArgs, json: bool) -> anyhow::Resul
         }
         bail!("job {} ended {:?}", sub.job, job.status);
     }
-    if let Some(path) = &args.out {
+    if let (Some(dir), Some(_)) = (&args.out, &prepared.training) {
+        let res = req
+            .training_result(sub.job)
+            .await
+            .with_context(|| format!("fetching job {}'s trained state", sub.job))?;
+        write_training(dir, &job, &res)?;
+        out["output_hash"] = json!(res.output_hash);
+        out["out"] = json!(dir.display().to_string());
+        out["losses"] = json!(res.steps.iter().map(|s| s.loss).collect::<Vec<_>>());
+        if !json {
+            print!("{}", training_text(&res, dir));
+        }
+    } else if let Some(path) = &args.out {
         let res = req
             .result(sub.job)
             .await
@@ -364,6 +500,13 @@ async fn result(node: &NodeArgs, id: JobId, out: &Path, json: bool) -> anyhow::R
         .job(id)
         .await
         .with_context(|| format!("reading job {id}"))?;
+    if req
+        .is_training(&job)
+        .await
+        .with_context(|| format!("reading job {id}'s model blob"))?
+    {
+        return training_result(&req, id, &job, out, json).await;
+    }
     let res = req
         .result(id)
         .await
@@ -399,6 +542,155 @@ async fn result(node: &NodeArgs, id: JobId, out: &Path, json: bool) -> anyhow::R
         print!("{}", cost_text(&c, None));
     }
     Ok(())
+}
+
+/// `job result` of a training job: the weights, config and trace into `dir`.
+async fn training_result(
+    req: &Requester,
+    id: JobId,
+    job: &Job,
+    dir: &Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    let res = req
+        .training_result(id)
+        .await
+        .with_context(|| format!("fetching job {id}'s trained state"))?;
+    write_training(dir, job, &res)?;
+    let c = cost(job);
+    if json {
+        let v = json!({
+            "job": id.0,
+            "status": job.status,
+            "kind": "training",
+            "output_hash": res.output_hash,
+            "steps": res.steps.len(),
+            "losses": res.steps.iter().map(|s| s.loss).collect::<Vec<_>>(),
+            "out": dir.display().to_string(),
+            "cost": c,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "job {id}: trained state {} (hash checked; every stage's trace root re-derived)",
+            hex32(&res.output_hash)
+        );
+        print!("{}", training_text(&res, dir));
+        if job.status != JobStatus::Completed {
+            println!(
+                "note: the job is {:?}; challenge windows are still open",
+                job.status
+            );
+        }
+        print!("{}", cost_text(&c, None));
+    }
+    Ok(())
+}
+
+/// A training job's output directory: `model.safetensors` (the new weights, Hugging
+/// Face GPT-2 names), `config.json` (so the directory is a model `agentic model run
+/// --model DIR` loads), `trace.json` (every step's loss and root, every stage's
+/// range and result) and `state.bin` (the final state blob, hash = `output_hash`).
+fn write_training(dir: &Path, job: &Job, res: &TrainingResult) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))
+    };
+    let weights = res
+        .params()
+        .to_safetensors()
+        .context("serializing the trained weights")?;
+    write("model.safetensors", &weights)?;
+    write(
+        "config.json",
+        shipped::config_json(&res.task.config).as_bytes(),
+    )?;
+    write("state.bin", &res.state.encode())?;
+    let trace = training_json(job, res);
+    write(
+        "trace.json",
+        (serde_json::to_string_pretty(&trace)? + "\n").as_bytes(),
+    )
+}
+
+fn training_json(job: &Job, res: &TrainingResult) -> Value {
+    let stages: Vec<Value> = job
+        .spec
+        .stages
+        .iter()
+        .zip(&res.stage_results)
+        .enumerate()
+        .map(|(s, (spec, r))| {
+            json!({
+                "stage": s,
+                "steps": [spec.first_layer, spec.first_layer + spec.layers],
+                "ops": spec.ops,
+                "input": r.input,
+                "output": r.output,
+                "trace_root": r.trace_root,
+            })
+        })
+        .collect();
+    json!({
+        "job": res.job.0,
+        "task": job.spec.model,
+        "initial_state": job.spec.input,
+        "output_hash": res.output_hash,
+        "config": res.task.config,
+        "steps_done": res.state.step(),
+        "step_ops": res.task.step_ops(),
+        "batch": res.task.batch,
+        "seq": res.task.seq,
+        "tokens": res.task.tokens(),
+        "stages": stages,
+        "steps": res.steps,
+    })
+}
+
+/// Loss over the steps (at most 20 rows, first and last included) and where the
+/// files went.
+fn training_text(res: &TrainingResult, dir: &Path) -> String {
+    let n = res.steps.len();
+    let mut out = String::new();
+    if let (Some(first), Some(last)) = (res.steps.first(), res.steps.last()) {
+        out.push_str(&format!(
+            "trained    {n} steps, loss {:.4} (step {}) → {:.4} (step {})\n",
+            first.loss, first.step, last.loss, last.step
+        ));
+    }
+    let rows: Vec<Vec<String>> = shown_steps(n)
+        .into_iter()
+        .map(|i| {
+            let s = &res.steps[i];
+            vec![
+                s.step.to_string(),
+                s.stage.to_string(),
+                format!("{:.4}", s.loss),
+                short_hash(&s.root),
+            ]
+        })
+        .collect();
+    for line in table(&["step", "stage", "loss", "step root"], &rows).lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str(&format!(
+        "weights    {} (+ config.json, trace.json, state.bin)\n",
+        dir.join("model.safetensors").display()
+    ));
+    out
+}
+
+/// Indices of the steps a summary shows: all of up to 20, else 20 spread evenly
+/// with the first and the last.
+fn shown_steps(n: usize) -> Vec<usize> {
+    const MAX: usize = 20;
+    if n <= MAX {
+        return (0..n).collect();
+    }
+    let mut v: Vec<usize> = (0..MAX).map(|i| i * (n - 1) / (MAX - 1)).collect();
+    v.dedup();
+    v
 }
 
 async fn cancel(node: &NodeArgs, id: JobId, key: &Path, json: bool) -> anyhow::Result<()> {
@@ -607,6 +899,8 @@ fn placement_name(p: &PlacementChoice) -> &'static str {
 
 fn plan_json(r: &JobRequest, p: &PreparedJob) -> Value {
     json!({
+        "kind": if p.training.is_some() { "training" } else { "inference" },
+        "training": p.training,
         "model": r.model,
         "model_hash": p.model_hash,
         "bundle_bytes": p.bundle.len(),
@@ -624,18 +918,42 @@ fn plan_json(r: &JobRequest, p: &PreparedJob) -> Value {
 
 fn plan_text(r: &JobRequest, p: &PreparedJob) -> String {
     let mut out = String::new();
-    out.push_str(&format!(
-        "model      {} {} ({} bundle, {} layers)\n",
-        r.model,
-        short_hash(&p.model_hash),
-        bytes(p.bundle.len() as u64),
-        p.layer_ops.len()
-    ));
-    out.push_str(&format!(
-        "input      {} ({})\n",
-        short_hash(&p.input_hash),
-        bytes(p.input.len() as u64)
-    ));
+    if let Some(t) = &p.training {
+        out.push_str(&format!(
+            "training   {} ({} params) from {}: {} steps × batch {} × seq {} on {} tokens\n",
+            r.model,
+            thousands(t.params),
+            t.init,
+            t.steps,
+            t.batch,
+            t.seq,
+            thousands(t.tokens)
+        ));
+        out.push_str(&format!(
+            "task       {} ({}), {} ops per step\n",
+            short_hash(&p.model_hash),
+            bytes(p.bundle.len() as u64),
+            thousands(t.step_ops)
+        ));
+        out.push_str(&format!(
+            "state      {} ({}, initial)\n",
+            short_hash(&p.input_hash),
+            bytes(p.input.len() as u64)
+        ));
+    } else {
+        out.push_str(&format!(
+            "model      {} {} ({} bundle, {} layers)\n",
+            r.model,
+            short_hash(&p.model_hash),
+            bytes(p.bundle.len() as u64),
+            p.layer_ops.len()
+        ));
+        out.push_str(&format!(
+            "input      {} ({})\n",
+            short_hash(&p.input_hash),
+            bytes(p.input.len() as u64)
+        ));
+    }
     out.push_str(&format!(
         "placement  {} · {} stage(s) × {} replica(s) · {:?} · deadline {} blocks\n",
         placement_name(&r.placement),
@@ -686,7 +1004,11 @@ fn plan_text(r: &JobRequest, p: &PreparedJob) -> String {
     let t = table(
         &[
             "stage",
-            "layers",
+            if p.training.is_some() {
+                "steps"
+            } else {
+                "layers"
+            },
             "names",
             "ops",
             "cost at max",
@@ -951,6 +1273,108 @@ mod tests {
         std::fs::write(&path, "\n\n").unwrap();
         assert!(input(&args).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn training_flags_map_onto_a_training_request() {
+        let dir = std::env::temp_dir().join(format!("agentic-job-train-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("fables.txt");
+        std::fs::write(&data, "The Fox and the Crow.").unwrap();
+        let d = data.to_str().unwrap();
+        let args = submit_args(&[
+            "--train",
+            d,
+            "--steps",
+            "12",
+            "--stages",
+            "3",
+            "--batch",
+            "2",
+            "--seq",
+            "16",
+            "--lr",
+            "0.003",
+            "--weight-decay",
+            "0.01",
+            "--warmup",
+            "2",
+            "--data-seed",
+            "5",
+            "--init-seed",
+            "9",
+        ])
+        .unwrap();
+        let r = request(&args).unwrap();
+        assert_eq!(r.stages, 3);
+        let JobInput::Training(t) = &r.input else {
+            panic!("not a training request: {:?}", r.input)
+        };
+        assert_eq!(t.data, b"The Fox and the Crow.");
+        assert_eq!((t.steps, t.batch, t.seq), (12, 2, 16));
+        assert_eq!(
+            t.optimizer,
+            OptimizerConfig::Adam(AdamConfig {
+                lr: 0.003,
+                weight_decay: 0.01,
+                ..AdamConfig::default()
+            })
+        );
+        assert_eq!(
+            t.schedule,
+            LrSchedule::WarmupLinearDecay {
+                warmup: 2,
+                min_lr_frac: 0.1
+            }
+        );
+        assert_eq!((t.data_seed, t.init_seed), (5, Some(9)));
+        // Defaults, and SGD.
+        let r =
+            request(&submit_args(&["--train", d, "--steps", "4", "--optimizer", "sgd"]).unwrap())
+                .unwrap();
+        let JobInput::Training(t) = &r.input else {
+            unreachable!()
+        };
+        assert_eq!(
+            t.optimizer,
+            OptimizerConfig::Sgd {
+                lr: 1e-3,
+                momentum: 0.0
+            }
+        );
+        assert_eq!((t.batch, t.seq, t.schedule), (4, 32, LrSchedule::Constant));
+        // --train needs --steps; training flags need --train; one input only.
+        assert!(request(&submit_args(&["--train", d]).unwrap()).is_err());
+        assert!(request(&submit_args(&["--text", "x", "--steps", "3"]).unwrap()).is_err());
+        assert!(request(
+            &submit_args(&["--train", d, "--steps", "3", "--min-lr-frac", "0.5"]).unwrap()
+        )
+        .is_err());
+        assert!(submit_args(&["--text", "x", "--train", d, "--steps", "3"]).is_err());
+        assert!(request(
+            &submit_args(&[
+                "--train",
+                d,
+                "--steps",
+                "3",
+                "--optimizer",
+                "sgd",
+                "--weight-decay",
+                "0.1"
+            ])
+            .unwrap()
+        )
+        .is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_long_run_shows_twenty_steps_first_and_last_included() {
+        assert_eq!(shown_steps(3), vec![0, 1, 2]);
+        let v = shown_steps(1000);
+        assert_eq!(v.len(), 20);
+        assert_eq!((v[0], v[19]), (0, 999));
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
