@@ -367,3 +367,23 @@ fn a_hundred_and_fifty_steps_learn_the_text() {
     assert!(first > 4.5, "starts near ln 256 = 5.55: {first}");
     assert!(last < first - 1.5, "loss {first} → {last}");
 }
+
+#[test]
+fn each_step_draws_its_own_batch() {
+    let t = task(4);
+    let b1 = t.batch_at(1).unwrap();
+    assert_eq!(
+        b1,
+        t.batch_at(1).unwrap(),
+        "a pure function of (task, step)"
+    );
+    assert_ne!(b1, t.batch_at(2).unwrap());
+    assert_eq!(b1.tokens.len(), 3 * 21);
+    let mut other = t.clone();
+    other.data_seed += 1;
+    assert_ne!(b1, other.batch_at(1).unwrap());
+    // A task that cannot run has no batches (and never panics).
+    let mut short = t.clone();
+    short.data.truncate(5);
+    assert!(matches!(short.batch_at(0), Err(TaskError::Invalid(_))));
+}

@@ -828,8 +828,15 @@ impl TrainTask {
 
     /// The batch of step `t` (0-based): `batch` windows of `seq + 1` tokens at offsets
     /// drawn from a SplitMix64 seeded for this step alone (as
-    /// [`super::shipped::sample_batch`] draws them).
-    pub fn batch_at(&self, t: u64) -> TokenBatch {
+    /// [`super::shipped::sample_batch`] draws them). Errors on a task that cannot run.
+    pub fn batch_at(&self, t: u64) -> Result<TokenBatch, TaskError> {
+        self.check_runnable()?;
+        Ok(self.sample(t))
+    }
+
+    /// [`TrainTask::batch_at`] for a task [`TrainTask::check_runnable`] accepted
+    /// (the data holds at least `seq + 2` tokens, so every window fits).
+    fn sample(&self, t: u64) -> TokenBatch {
         let mut rng = SplitMix64::new(batch_seed(self.data_seed, t));
         let span = (self.tokens() - self.seq - 1) as u64;
         let mut tokens = Vec::with_capacity(self.batch * (self.seq + 1));
@@ -897,7 +904,7 @@ impl TrainTask {
         let mut traces = Vec::with_capacity((steps.end - steps.start) as usize);
         let mut ops: u64 = 0;
         for t in steps.clone() {
-            let batch = self.batch_at(t);
+            let batch = self.sample(t);
             opt.config = self.optimizer;
             opt.config.set_lr(self.lr_at(t + 1));
             let trace = train_step(&mut params, &mut opt, &batch)?;
