@@ -111,6 +111,8 @@ fn demo_tells_the_whole_story() {
         .zip(p["providers"].as_array().unwrap())
     {
         assert_eq!(s["provider"], t["provider"]);
+        assert!(int(&t["txs"]) >= 2, "a commit and a reveal: {t}");
+        assert_eq!(amount(&t["fees"]), int(&t["txs"]), "the minimum fee is 1");
         assert_eq!(
             amount(&t["after"]) + amount(&t["fees"]),
             amount(&t["before"]) + amount(&s["bill"]),
