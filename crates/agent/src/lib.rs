@@ -17,7 +17,7 @@
 //! | --- | --- | --- |
 //! | [`requester`] | the requester SDK: [`requester::prepare`] (pure), [`requester::Requester`] (the I/O shell over the node API), [`requester::cost`] | here |
 //! | `procurement` | the autonomous procurement agent: a goal and a budget in, quotes, jobs, monitoring, challenges and a report out, spending under an on-chain mandate | later |
-//! | `mcp` | a Model Context Protocol server (rmcp, stdio and HTTP) exposing quote, submit, status, result, challenge, balance and mandate as tools | later |
+//! | [`mcp`] | a Model Context Protocol server (rmcp, stdio and streamable HTTP) exposing offers, quote, submit, status, result, challenge, balance and mandate as tools | here |
 //!
 //! The split follows the rest of the workspace: what decides (the layer split, the
 //! placement, the escrow, the bill) is plain functions over data, tested without a
@@ -26,4 +26,6 @@
 //! own user — so these checks exist to fail early, with a clear reason, before
 //! a model is uploaded or a fee is paid.
 
+pub mod mcp;
+pub mod procure;
 pub mod requester;

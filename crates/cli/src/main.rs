@@ -1,8 +1,10 @@
 //! `agentic`: the one binary of the Agentic network.
 
+mod agent_cmd;
 mod bench;
 mod demo;
 mod job;
+mod mcp_cmd;
 mod model;
 mod network;
 mod node_cmds;
@@ -37,6 +39,11 @@ enum Command {
     Query(node_cmds::query::QueryArgs),
     /// Buy inference: submit a job (model, input, stages, placement), follow it, fetch its output.
     Job(job::JobArgs),
+    /// Procure compute autonomously: quote a goal, buy within budget and mandate, report.
+    #[command(subcommand)]
+    Agent(agent_cmd::AgentCmd),
+    /// Serve the market to LLM agents: a Model Context Protocol server (stdio, or --http ADDR).
+    Mcp(mcp_cmd::McpArgs),
     /// Sell compute: run the provider daemon (bond, register, execute stages, get paid).
     #[command(subcommand)]
     Provider(provider_cmd::ProviderCmd),
@@ -64,7 +71,9 @@ fn main() -> anyhow::Result<()> {
         Command::Tx(args) => node_cmds::tx::run(args),
         Command::Query(args) => node_cmds::query::run(args),
         Command::Job(args) => job::run(args),
+        Command::Mcp(args) => mcp_cmd::run(args),
         Command::Provider(cmd) => provider_cmd::run(cmd),
+        Command::Agent(cmd) => agent_cmd::run(cmd),
         Command::Node(network::Node::Init(args)) => network::init(&args),
         Command::Node(network::Node::Run(args)) => network::run(&args),
         Command::Devnet(args) => network::devnet(&args),
