@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agentic_node::genesis::{hex, AccountEntry, GenesisFile};
-use agentic_node::localnet;
 use agentic_node::keystore::KeyFile;
+use agentic_node::localnet;
 use agentic_node::service::{self, Running, ValidatorSetup};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};

@@ -38,9 +38,7 @@ pub struct BundleLimits {
 
 impl Default for BundleLimits {
     fn default() -> Self {
-        BundleLimits {
-            max_bytes: 2 << 30,
-        }
+        BundleLimits { max_bytes: 2 << 30 }
     }
 }
 
@@ -200,7 +198,9 @@ impl Bundle {
 
     /// Loads the model the bundle describes.
     pub fn load(&self) -> Result<LoadedModel, ComputeError> {
-        let config = self.file("config.json").ok_or_else(|| malformed("no config"))?;
+        let config = self
+            .file("config.json")
+            .ok_or_else(|| malformed("no config"))?;
         let weights = self
             .file("model.safetensors")
             .ok_or_else(|| malformed("no weights"))?;

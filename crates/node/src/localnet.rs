@@ -12,9 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use commonware_runtime::{
-    Clock, Metrics, Network as RuntimeNetwork, Resolver, Spawner, Storage,
-};
+use commonware_runtime::{Clock, Metrics, Network as RuntimeNetwork, Resolver, Spawner, Storage};
 
 use crate::consensus;
 use crate::genesis::{hex, AccountEntry, GenesisFile, GenesisFileError, ValidatorEntry};
