@@ -5,6 +5,7 @@ pub mod consensus;
 pub mod ledger;
 pub mod matmul;
 pub mod model;
+pub mod pipeline;
 
 use clap::Subcommand;
 
@@ -19,6 +20,9 @@ pub enum Bench {
     Matmul(matmul::Args),
     /// MiniLM embeddings vs candle's BERT, and decoder tokens per second.
     Model(model::Args),
+    /// The same batch on one provider and as a k-stage pipeline over loopback: throughput
+    /// ratio and the latency each extra stage adds.
+    Pipeline(pipeline::Args),
 }
 
 pub fn run(bench: Bench) -> anyhow::Result<()> {
@@ -27,5 +31,6 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Ledger(args) => ledger::run(&args),
         Bench::Matmul(args) => matmul::run(&args),
         Bench::Model(args) => model::run(&args),
+        Bench::Pipeline(args) => pipeline::run(&args),
     }
 }
