@@ -10,11 +10,8 @@ use std::time::Duration;
 
 use agentic_agent::procure::{Goal, Outcome, ProcurementAgent, Report, Step};
 use agentic_agent::requester::Requester;
-use agentic_node::blobs::hex32;
 use agentic_node::client::Client;
 use agentic_node::keystore::KeyFile;
-use agentic_protocol::state::StagePhase;
-use agentic_protocol::Hash;
 use anyhow::Context as _;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,21 +43,6 @@ pub struct RunArgs {
     /// Also write the JSON report here.
     #[arg(long)]
     pub report: Option<PathBuf>,
-}
-
-fn short(h: &Hash) -> String {
-    hex32(h)[..12].to_string()
-}
-
-fn phase(p: &StagePhase) -> &'static str {
-    match p {
-        StagePhase::Matching { .. } => "matching",
-        StagePhase::Running { .. } => "running",
-        StagePhase::Auditing { .. } => "auditing",
-        StagePhase::Challengeable { .. } => "challenge window",
-        StagePhase::Disputed { .. } => "disputed",
-        _ => "final",
-    }
 }
 
 /// Runs `agentic agent …`; exits 2 when the agent refused to buy.
@@ -101,7 +83,7 @@ pub fn run(cmd: AgentCmd) -> anyhow::Result<()> {
                     ));
                 }
                 Step::Job(j) => {
-                    let stages: Vec<&str> = j.stages.iter().map(|s| phase(&s.phase)).collect();
+                    let stages: Vec<&str> = j.stages.iter().map(|s| s.phase.name()).collect();
                     bar.set_message(format!("{:?}: {}", j.status, stages.join(" │ ")));
                 }
             })
@@ -177,8 +159,8 @@ fn print_report(r: &Report) {
             output_hash,
             shape,
         } => println!(
-            "result    job {job}: output {}… {:?} (hash-checked against the chain)",
-            short(output_hash),
+            "result    job {job}: output {} {:?} (hash-checked against the chain)",
+            crate::job::short_hash(output_hash),
             shape
         ),
         Outcome::Refused { reason } => println!("refused   {reason}"),

@@ -863,7 +863,7 @@ fn short(a: &Address) -> String {
     format!("{}…", &s[..10])
 }
 
-fn short_hash(h: &Hash) -> String {
+pub(crate) fn short_hash(h: &Hash) -> String {
     let s = h.to_string();
     format!("{}…", &s[..12])
 }
@@ -877,7 +877,7 @@ fn bytes(n: u64) -> String {
 }
 
 /// `1234567` → `1,234,567`.
-fn thousands(n: impl ToString) -> String {
+pub(crate) fn thousands(n: impl ToString) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {

@@ -34,7 +34,7 @@ use agentic_protocol::{merkle, DisputeId, Hash, JobId, TxBody};
 use serde_json::{json, Value};
 
 use super::args::ChallengeArgs;
-use super::tools::{phase_name, Market};
+use super::tools::Market;
 use super::ToolError;
 use crate::requester::RequesterError;
 
@@ -84,7 +84,7 @@ impl Market {
             ref p => {
                 return Err(not(format!(
                     "it is {} — only a stage with an agreed result, inside its challenge window, can be challenged",
-                    phase_name(p)
+                    p.name()
                 )))
             }
         };

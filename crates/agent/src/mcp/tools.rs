@@ -5,7 +5,7 @@
 use agentic_compute::{Activation, ActivationKind};
 use agentic_node::client::{Client, ClientError};
 use agentic_protocol::matching;
-use agentic_protocol::state::{Account, Job, JobStatus, Mandate, StagePhase};
+use agentic_protocol::state::{Account, Job, JobStatus, Mandate};
 use agentic_protocol::types::VerificationLevel;
 use agentic_protocol::{Address, Amount, JobId, MandateId};
 use commonware_cryptography::ed25519::PrivateKey;
@@ -309,7 +309,7 @@ impl Market {
                     "first_layer": spec.first_layer,
                     "layers": spec.layers,
                     "ops": spec.ops,
-                    "phase": phase_name(&st.phase),
+                    "phase": st.phase.name(),
                     "phase_detail": st.phase,
                     "providers": providers,
                     "agreed_output": st.result.map(|r| r.output),
@@ -420,19 +420,6 @@ impl Market {
                 "this key pays escrow and fees"
             },
         }))
-    }
-}
-
-/// A stage phase's short name.
-pub(crate) fn phase_name(p: &StagePhase) -> &'static str {
-    match p {
-        StagePhase::Matching { .. } => "matching",
-        StagePhase::Running { .. } => "running",
-        StagePhase::Auditing { .. } => "auditing",
-        StagePhase::Challengeable { .. } => "challengeable",
-        StagePhase::Disputed { .. } => "disputed",
-        StagePhase::Finalized => "finalized",
-        StagePhase::Cancelled => "cancelled",
     }
 }
 

@@ -227,17 +227,7 @@ impl Requester {
     /// stage has an agreed result (the job may still be in a challenge window).
     pub async fn result(&self, id: JobId) -> Result<JobResult, RequesterError> {
         let job = self.job(id).await?;
-        result_hashes(id, &job)?;
-        let stage_results: Vec<StageResult> = job.stages.iter().filter_map(|s| s.result).collect();
-        let output_hash =
-            stage_results
-                .last()
-                .map(|r| r.output)
-                .ok_or(RequesterError::NoResult {
-                    job: id,
-                    status: job.status,
-                    stage: 0,
-                })?;
+        let (stage_results, output_hash) = agreed_results(id, &job)?;
         let bytes = self.output_bytes(id, output_hash).await?;
         let output = Activation::from_canonical_bytes(&bytes, DecodeLimits::default()).map_err(
             |reason| RequesterError::BadOutput {
@@ -290,17 +280,7 @@ impl Requester {
     /// once every stage has an agreed result.
     pub async fn training_result(&self, id: JobId) -> Result<TrainingResult, RequesterError> {
         let job = self.job(id).await?;
-        result_hashes(id, &job)?;
-        let stage_results: Vec<StageResult> = job.stages.iter().filter_map(|s| s.result).collect();
-        let output_hash =
-            stage_results
-                .last()
-                .map(|r| r.output)
-                .ok_or(RequesterError::NoResult {
-                    job: id,
-                    status: job.status,
-                    stage: 0,
-                })?;
+        let (stage_results, output_hash) = agreed_results(id, &job)?;
         let task_bytes = self
             .client
             .get_blob(&job.spec.model)
@@ -345,16 +325,20 @@ impl Requester {
     }
 }
 
-/// Checks that every stage of `job` has an agreed result.
-fn result_hashes(id: JobId, job: &Job) -> Result<(), RequesterError> {
-    match job.stages.iter().position(|s| s.result.is_none()) {
-        Some(stage) => Err(RequesterError::NoResult {
-            job: id,
-            status: job.status,
-            stage,
-        }),
-        None => Ok(()),
+/// Every stage's agreed result and the job's output (the last stage's output), or
+/// [`RequesterError::NoResult`] naming the first stage without one.
+fn agreed_results(id: JobId, job: &Job) -> Result<(Vec<StageResult>, Hash), RequesterError> {
+    let missing = |stage| RequesterError::NoResult {
+        job: id,
+        status: job.status,
+        stage,
+    };
+    if let Some(stage) = job.stages.iter().position(|s| s.result.is_none()) {
+        return Err(missing(stage));
     }
+    let results: Vec<StageResult> = job.stages.iter().filter_map(|s| s.result).collect();
+    let output = results.last().map(|r| r.output).ok_or_else(|| missing(0))?;
+    Ok((results, output))
 }
 
 /// The ledger events of a receipt.

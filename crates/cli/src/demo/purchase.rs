@@ -223,18 +223,7 @@ pub fn refund(w: &World, id: JobId) -> Option<Amount> {
         .next()
 }
 
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: impl ToString) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub(crate) use crate::job::thousands;
 
 /// The first 12 hex digits of a hash.
 pub fn short(h: &Hash) -> String {

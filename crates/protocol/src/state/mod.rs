@@ -164,6 +164,20 @@ pub enum StagePhase {
 }
 
 impl StagePhase {
+    /// The phase's short name (`matching`, `running`, `auditing`,
+    /// `challengeable`, `disputed`, `finalized`, `cancelled`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            StagePhase::Matching { .. } => "matching",
+            StagePhase::Running { .. } => "running",
+            StagePhase::Auditing { .. } => "auditing",
+            StagePhase::Challengeable { .. } => "challengeable",
+            StagePhase::Disputed { .. } => "disputed",
+            StagePhase::Finalized => "finalized",
+            StagePhase::Cancelled => "cancelled",
+        }
+    }
+
     fn tag(&self) -> u8 {
         match self {
             StagePhase::Matching { .. } => 0,

@@ -99,29 +99,7 @@ pub fn prepare(texts: &[&str], cuts: &[u32], max_price: u128, deadline: u64) -> 
 
 /// Uploads the blobs and submits the job; returns its id.
 pub async fn submit(c: &Client, key: &KeyFile, p: &Prepared) -> Result<JobId, String> {
-    c.put_blob(p.bundle.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    c.put_blob(p.input.canonical_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let receipt = c
-        .send(
-            &key.key,
-            TxBody::SubmitJob {
-                spec: p.spec.clone(),
-            },
-            Duration::from_secs(30),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    for e in receipt["events"].as_array().into_iter().flatten() {
-        let r: EventRecord = serde_json::from_value(e.clone()).unwrap();
-        if let Event::JobSubmitted { job, .. } = r.event {
-            return Ok(job);
-        }
-    }
-    Err(format!("no JobSubmitted event in {receipt}"))
+    submit_spec(c, key, &p.spec, &[&p.bundle, &p.input.canonical_bytes()]).await
 }
 
 pub async fn job(c: &Client, id: JobId) -> Job {
