@@ -26,5 +26,5 @@ pub mod mempool;
 pub mod service;
 
 pub use chain::{BlockRecord, Chain, ChainEvent, FinalizedBlock, SharedChain, TxReceipt};
-pub use consensus::{Engine, Submitter, UnavailableReferee};
+pub use consensus::{Arbiter, Engine, Submitter};
 pub use mempool::{AdmitError, Mempool, MempoolLimits, SharedMempool, Submit};

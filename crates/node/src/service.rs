@@ -155,6 +155,7 @@ where
         .shared();
     let mempool: SharedMempool = Arc::new(Mutex::new(Mempool::new(MempoolLimits::default())));
     let blobs = Arc::new(BlobStore::open(&setup.blob_dir, DEFAULT_MAX_BLOB)?);
+    config.arbiter = consensus::Arbiter::new(blobs.clone());
     let listener = tokio::net::TcpListener::bind(api_addr)
         .await
         .map_err(|source| ServiceError::Api {

@@ -159,6 +159,18 @@ pub enum Event {
         provider: Address,
         penalty: Amount,
     },
+    /// A provider revealed a result whose input is not the previous stage's
+    /// agreed output: its signed commitment proves a broken pipeline chain. It
+    /// is slashed (see `Slashed`) and the stage is re-routed.
+    ChainBroken {
+        job: JobId,
+        stage: u32,
+        provider: Address,
+        /// The input it committed to.
+        claimed: Hash,
+        /// The input the chain agreed on.
+        agreed: Hash,
+    },
     /// A provider was paid for a stage (ops × its price).
     StagePaid {
         job: JobId,

@@ -126,7 +126,7 @@ pub mod test_utils;
 pub use error::{BlockError, TxError};
 pub use event::{Event, EventRecord, Resolution};
 pub use params::{ParamChange, ParamKey, Params};
-pub use referee::{Referee, RefereeError};
+pub use referee::{Finding, Referee, RefereeError, Verdict, Verdicts};
 pub use state::{Block, BlockOutcome, Genesis, GenesisAccount, GenesisError, Receipt, State};
 pub use tx::{verify_batch, SignedTx, Tx, TxBody};
 pub use types::{

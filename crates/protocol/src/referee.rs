@@ -3,10 +3,27 @@
 //! When a bisection game ends, both parties agree on the input of one layer
 //! (a hash) and disagree on its output. The validators re-execute that one
 //! layer with the bitwise-deterministic compute runtime and compare. The
-//! ledger stays pure: it calls this trait, which the node implements by
-//! fetching the layer's input tensor and weights from the blob store (before
-//! it accepts the block) and running the layer. Every honest validator gets
-//! the same answer, so the block's outcome is deterministic.
+//! ledger stays pure: it calls this trait.
+//!
+//! # Data availability, deterministically
+//!
+//! Whether a validator *has* the layer's input tensor is local knowledge, and
+//! local knowledge must never decide a block's outcome. So the node never
+//! referees during execution. Instead the block's proposer fetches the blobs
+//! (its own store, then the parties' data planes), runs the layer, and puts
+//! a [`Verdict`] in the block; every validator re-checks each verdict before
+//! it votes for the block (it re-runs the layer; for "unavailable" it tries
+//! the fetch itself and refuses the block if it can get the data). Execution
+//! then reads the verdicts back through [`Verdicts`], a [`Referee`] that only
+//! looks them up, so every node applies the same outcome.
+//!
+//! A dispute with no verdict yet stays queued ([`RefereeError::Pending`]).
+//! An "unavailable" verdict counts only once the dispute has waited
+//! `dispute_timeout` blocks for the referee (the ledger checks the height),
+//! which is the parties' time to publish the activation they agreed on.
+
+use bytes::BufMut;
+use commonware_codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Write};
 
 use crate::types::Hash;
 
@@ -24,6 +41,9 @@ pub enum RefereeError {
     /// The layer index is outside the model: the dispute is annulled.
     #[error("layer {0} is outside the model")]
     LayerOutOfRange(u32),
+    /// No verdict yet: the dispute waits for a later block.
+    #[error("no verdict yet")]
+    Pending,
 }
 
 /// Re-executes one layer of a model.
@@ -31,4 +51,163 @@ pub trait Referee {
     /// The hash of layer `layer`'s output of model `model`, given the input
     /// whose hash is `input`.
     fn execute_layer(&self, model: &Hash, layer: u32, input: &Hash) -> Result<Hash, RefereeError>;
+}
+
+/// What the referee found for one layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Finding {
+    /// The layer's output hash.
+    Output(Hash),
+    /// Nobody could provide the input activation.
+    InputUnavailable,
+    /// Nobody could provide the model.
+    ModelUnavailable,
+    /// The model has no such layer.
+    LayerOutOfRange,
+}
+
+/// A referee verdict carried in a block: one layer of one model on one input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Verdict {
+    /// The model bundle's hash.
+    pub model: Hash,
+    /// The absolute layer index.
+    pub layer: u32,
+    /// The input activation's hash.
+    pub input: Hash,
+    /// What re-executing it gave.
+    pub finding: Finding,
+}
+
+impl Verdict {
+    /// The referee's answer this verdict stands for.
+    pub fn answer(&self) -> Result<Hash, RefereeError> {
+        match self.finding {
+            Finding::Output(h) => Ok(h),
+            Finding::InputUnavailable => Err(RefereeError::InputUnavailable),
+            Finding::ModelUnavailable => Err(RefereeError::ModelUnavailable),
+            Finding::LayerOutOfRange => Err(RefereeError::LayerOutOfRange(self.layer)),
+        }
+    }
+
+    /// Whether it answers this question.
+    pub fn answers(&self, model: &Hash, layer: u32, input: &Hash) -> bool {
+        self.model == *model && self.layer == layer && self.input == *input
+    }
+}
+
+impl Write for Verdict {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.model.write(buf);
+        self.layer.write(buf);
+        self.input.write(buf);
+        match self.finding {
+            Finding::Output(h) => {
+                0u8.write(buf);
+                h.write(buf);
+            }
+            Finding::InputUnavailable => 1u8.write(buf),
+            Finding::ModelUnavailable => 2u8.write(buf),
+            Finding::LayerOutOfRange => 3u8.write(buf),
+        }
+    }
+}
+
+impl EncodeSize for Verdict {
+    fn encode_size(&self) -> usize {
+        32 + 4
+            + 32
+            + 1
+            + match self.finding {
+                Finding::Output(_) => 32,
+                _ => 0,
+            }
+    }
+}
+
+impl Read for Verdict {
+    type Cfg = ();
+
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let model = Hash::read(buf)?;
+        let layer = u32::read(buf)?;
+        let input = Hash::read(buf)?;
+        let finding = match u8::read(buf)? {
+            0 => Finding::Output(Hash::read(buf)?),
+            1 => Finding::InputUnavailable,
+            2 => Finding::ModelUnavailable,
+            3 => Finding::LayerOutOfRange,
+            _ => return Err(CodecError::Invalid("Verdict", "unknown finding")),
+        };
+        Ok(Verdict {
+            model,
+            layer,
+            input,
+            finding,
+        })
+    }
+}
+
+/// The referee of a block: the verdicts its proposer included (and every
+/// voter re-checked). A question without a verdict is [`RefereeError::Pending`].
+pub struct Verdicts<'a>(pub &'a [Verdict]);
+
+impl Referee for Verdicts<'_> {
+    fn execute_layer(&self, model: &Hash, layer: u32, input: &Hash) -> Result<Hash, RefereeError> {
+        self.0
+            .iter()
+            .find(|v| v.answers(model, layer, input))
+            .map_or(Err(RefereeError::Pending), Verdict::answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_codec::{DecodeExt, Encode};
+
+    #[test]
+    fn verdicts_round_trip_and_answer_only_their_question() {
+        let all = [
+            Finding::Output(Hash([7; 32])),
+            Finding::InputUnavailable,
+            Finding::ModelUnavailable,
+            Finding::LayerOutOfRange,
+        ];
+        let verdicts: Vec<Verdict> = all
+            .iter()
+            .enumerate()
+            .map(|(i, &finding)| Verdict {
+                model: Hash([1; 32]),
+                layer: i as u32,
+                input: Hash([2; 32]),
+                finding,
+            })
+            .collect();
+        for v in &verdicts {
+            let bytes = v.encode();
+            assert_eq!(bytes.len(), v.encode_size());
+            assert_eq!(Verdict::decode(bytes).unwrap(), *v);
+        }
+        let mut bad = verdicts[0].encode().to_vec();
+        bad[68] = 9;
+        assert!(Verdict::decode(bytes::Bytes::from(bad)).is_err());
+        let r = Verdicts(&verdicts);
+        assert_eq!(
+            r.execute_layer(&Hash([1; 32]), 0, &Hash([2; 32])),
+            Ok(Hash([7; 32]))
+        );
+        assert_eq!(
+            r.execute_layer(&Hash([1; 32]), 1, &Hash([2; 32])),
+            Err(RefereeError::InputUnavailable)
+        );
+        assert_eq!(
+            r.execute_layer(&Hash([1; 32]), 3, &Hash([2; 32])),
+            Err(RefereeError::LayerOutOfRange(3))
+        );
+        assert_eq!(
+            r.execute_layer(&Hash([1; 32]), 0, &Hash([3; 32])),
+            Err(RefereeError::Pending)
+        );
+    }
 }

@@ -554,3 +554,27 @@ fn deterministic_walk_reaches_payouts_and_disputes() {
     assert!(slashed > 0, "no provider penalized");
     assert!(d.cancels > 0, "no job cancelled by its requester");
 }
+
+proptest! {
+    /// The audit probability of a sampled stage always makes skipping the work
+    /// unprofitable in expectation: `p·S ≥ (1 − p)·V` with `S = slash_ppm ×
+    /// stake`, for any value, stake, reputation and slash share; and it never
+    /// drops below the reputation-discounted probability.
+    #[test]
+    fn audit_probability_makes_cheating_unprofitable(
+        value in 0u128..1_000_000_000_000u128,
+        stake in 0u128..1_000_000_000_000u128,
+        score in 0u32..=1_000_000,
+        slash_ppm in 1u32..=1_000_000,
+    ) {
+        let mut params = agentic_protocol::Params::default();
+        params.slash_ppm = slash_ppm;
+        let p = State::audit_probability_for(&params, score, Amount(value), Amount(stake));
+        prop_assert!(p <= 1_000_000);
+        prop_assert!(p >= State::audit_probability_for(&params, score, Amount(0), Amount(stake)));
+        let s = Amount(stake).mul_ppm(slash_ppm).0;
+        // p/10^6 · S ≥ (1 − p/10^6) · V  ⇔  p·S ≥ (10^6 − p)·V
+        prop_assert!(p as u128 * s >= (1_000_000 - p as u128) * value,
+            "p {} S {} V {}", p, s, value);
+    }
+}

@@ -201,6 +201,46 @@ fn pipeline_stages_get_distinct_providers_and_chain_inputs() {
 }
 
 #[test]
+fn a_stage_whose_input_does_not_chain_is_slashed_and_rerouted() {
+    let mut chain = network();
+    let req = key(REQUESTER);
+    let r = address_of(&req);
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(2, 1_000_000), (3, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    let job = submit(&mut chain, &req, spec);
+    let a = assigned(&chain, job, 0);
+    let b = assigned(&chain, job, 1);
+    let t0 = Trace::honest(&model(), 0, 2, input());
+    chain.deliver(&key_of(a), job, 0, &t0).unwrap();
+    // Stage 1 built on an activation the chain never agreed on (a colluding
+    // upstream pushed it something else than it revealed).
+    let forged = Hash([0xee; 32]);
+    let t1 = Trace::honest(&model(), 2, 3, forged);
+    let (bond_before, req_before) = (chain.state.account(&b).bonded, chain.state.balance(&r));
+    chain.deliver(&key_of(b), job, 1, &t1).unwrap();
+    let p = chain.state.params().clone();
+    let slash = Amount(bond_before.0).mul_ppm(p.slash_ppm);
+    let to_req = slash.mul_ppm(p.slash_requester_ppm);
+    assert_eq!(chain.state.account(&b).bonded.0, bond_before.0 - slash.0);
+    assert_eq!(chain.state.balance(&r).0, req_before.0 + to_req.0);
+    let j = chain.state.job(job).unwrap();
+    assert!(j.excluded.contains(&b));
+    // The stage goes back to matching and an honest provider finishes the job.
+    advance(&mut chain, 1);
+    let c = assigned(&chain, job, 1);
+    assert_ne!(c, b);
+    let honest = Trace::honest(&model(), 2, 3, t0.result().output);
+    chain.deliver(&key_of(c), job, 1, &honest).unwrap();
+    advance(&mut chain, 5);
+    assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Completed);
+}
+
+#[test]
 fn named_placement_is_used_when_it_qualifies() {
     let mut chain = network();
     let req = key(REQUESTER);
@@ -347,8 +387,24 @@ fn unavailable_input_makes_the_defendant_lose() {
     // The activation after layer 1 (the disputed layer's input) is withheld.
     chain.referee.unavailable_inputs.insert(honest.leaves[2]);
     chain.play_dispute(dispute, (&key(P1), &bad), (&key(P2), &honest));
+    // The parties get `dispute_timeout` blocks to publish it: the referee waits.
     let d = chain.state.dispute(dispute).unwrap();
-    assert_eq!(d.phase, DisputePhase::Resolved);
+    assert_eq!(d.phase, DisputePhase::AwaitingReferee);
+    let patience = d.deadline.0 - chain.state.height().0;
+    advance(&mut chain, patience);
+    assert_eq!(
+        chain.state.dispute(dispute).unwrap().phase,
+        DisputePhase::AwaitingReferee
+    );
+    let events = advance(&mut chain, 1);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::DisputeResolved {
+            resolution: agentic_protocol::Resolution::InputUnavailable,
+            winner: Some(w),
+            ..
+        } if *w == address_of(&key(P2))
+    )));
     assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Failed);
 }
 

@@ -650,10 +650,14 @@ fn commit_and_reveal_rules() {
         },
     )
     .unwrap();
-    assert_eq!(
-        c2.reject(&key(P1), reveal(wrong.result(), wsalt)),
-        TxError::InputMismatch
-    );
+    // A result built on another input than the job's opens as evidence of a
+    // broken chain: accepted, and its provider slashed and excluded.
+    let bonded = c2.state.account(&p1).bonded;
+    c2.step(&key(P1), reveal(wrong.result(), wsalt)).unwrap();
+    let slash = bonded.mul_ppm(c2.state.params().slash_ppm);
+    assert!(slash.0 > 0);
+    assert_eq!(c2.state.account(&p1).bonded.0, bonded.0 - slash.0);
+    assert!(c2.state.job(job).unwrap().excluded.contains(&p1));
     c.step(&key(P1), reveal(t.result(), salt)).unwrap();
     assert_eq!(
         c.reject(&key(P1), reveal(t.result(), salt)),

@@ -7,7 +7,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use agentic_protocol::{verify_batch, SignedTx};
+use agentic_protocol::state::{DisputePhase, State};
+use agentic_protocol::{verify_batch, Finding, Height as LedgerHeight, SignedTx, Verdict};
 use commonware_consensus::{
     marshal::ancestry::Ancestry,
     simplex::scheme::bls12381_threshold::vrf::Seed,
@@ -21,6 +22,7 @@ use commonware_utils::SystemTimeExt;
 use futures::StreamExt;
 use tracing::{debug, warn};
 
+use super::referee::{Arbiter, Question};
 use super::{seeds::Seeds, Block, BlockLimits, Context, Scheme, SeedSignature, Variant};
 use crate::{SharedChain, SharedMempool};
 
@@ -37,6 +39,7 @@ pub struct Application {
     limits: BlockLimits,
     max_future_ms: u64,
     block_interval_ms: u64,
+    arbiter: Arbiter,
 }
 
 /// Why a block is invalid (logged; consensus only sees `false`).
@@ -73,6 +76,12 @@ pub enum InvalidBlock {
     /// The parent seed is missing or does not verify.
     #[error("bad parent seed")]
     BadSeed,
+    /// Too many verdicts, or two for the same question.
+    #[error("verdict {0} is one too many or repeats a question")]
+    Verdicts(usize),
+    /// This validator's own refereeing disagrees with a verdict.
+    #[error("verdict {0} disagrees with this validator's referee")]
+    Verdict(usize),
 }
 
 impl Application {
@@ -84,8 +93,10 @@ impl Application {
         limits: BlockLimits,
         max_future_ms: u64,
         block_interval: Duration,
+        arbiter: Arbiter,
     ) -> Application {
         Application {
+            arbiter,
             chain,
             mempool,
             seeds,
@@ -186,6 +197,90 @@ impl Application {
         if !self.check_seed(&block.context, block.parent_seed) {
             return Err(InvalidBlock::BadSeed);
         }
+        let mut questions = BTreeSet::new();
+        for (i, v) in block.verdicts.iter().enumerate() {
+            if i >= self.limits.max_verdicts || !questions.insert(Question::of(v)) {
+                return Err(InvalidBlock::Verdicts(i));
+            }
+        }
+        Ok(())
+    }
+
+    /// The referee questions of the disputes awaiting one in `state`, each with the data
+    /// planes of its two parties (where the activation they agreed on can be fetched) and
+    /// the last height at which the ledger would still wait for the data.
+    fn questions(state: &State) -> Vec<(Question, Vec<String>, LedgerHeight)> {
+        let endpoint = |a| {
+            state
+                .provider(a)
+                .map(|p| p.offer.endpoint.0.clone())
+                .filter(|e| !e.is_empty())
+        };
+        state
+            .disputes()
+            .filter(|(_, d)| d.phase == DisputePhase::AwaitingReferee)
+            .filter_map(|(_, d)| {
+                let job = state.job(d.job)?;
+                let stage = job.spec.stages.get(d.stage as usize)?;
+                let q = Question {
+                    model: job.spec.model,
+                    layer: stage.first_layer.saturating_add(d.game.lo()),
+                    input: d.agreed,
+                };
+                let sources = [endpoint(&d.defendant), endpoint(&d.challenger)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                Some((q, sources, d.deadline))
+            })
+            .collect()
+    }
+
+    /// The verdicts a block at `height` carries: every question this validator has
+    /// settled. An "unavailable" finding goes in only once the ledger's patience has run
+    /// out (before that the parties may still publish; the ledger would ignore it anyway).
+    fn verdicts_for(&self, height: u64) -> Vec<Verdict> {
+        let questions = match self.chain.read() {
+            Ok(c) => Self::questions(c.state()),
+            Err(_) => return Vec::new(),
+        };
+        let mut out: Vec<Verdict> = Vec::new();
+        for (q, sources, deadline) in questions {
+            if out.len() >= self.limits.max_verdicts {
+                break;
+            }
+            if out.iter().any(|v| Question::of(v) == q) {
+                continue;
+            }
+            match self.arbiter.finding(&q, &sources) {
+                Some(f @ (Finding::Output(_) | Finding::LayerOutOfRange)) => out.push(q.verdict(f)),
+                Some(f) if height > deadline.0 => out.push(q.verdict(f)),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Whether this validator's own refereeing agrees with every verdict of `block`.
+    async fn check_verdicts(&self, block: &Block) -> Result<(), InvalidBlock> {
+        if block.verdicts.is_empty() {
+            return Ok(());
+        }
+        let questions = match self.chain.read() {
+            Ok(c) => Self::questions(c.state()),
+            Err(_) => Vec::new(),
+        };
+        for (i, v) in block.verdicts.iter().enumerate() {
+            let q = Question::of(v);
+            let sources = questions
+                .iter()
+                .find(|(x, _, _)| *x == q)
+                .map(|(_, s, _)| s.clone())
+                .unwrap_or_default();
+            if !self.arbiter.agrees(v, &sources).await {
+                return Err(InvalidBlock::Verdict(i));
+            }
+        }
         Ok(())
     }
 }
@@ -238,6 +333,7 @@ where
                 self.limits.max_bytes,
             )
         };
+        let verdicts = self.verdicts_for(parent.height().next().get());
         let timestamp_ms = runtime
             .current()
             .epoch_millis()
@@ -249,8 +345,9 @@ where
             timestamp_ms,
             parent_seed,
             txs,
+            verdicts,
         );
-        debug!(height = %block.height, txs = block.txs.len(), "proposing");
+        debug!(height = %block.height, txs = block.txs.len(), verdicts = block.verdicts.len(), "proposing");
         Some(Digested::compute(block, &Sequential).await)
     }
 
@@ -267,6 +364,10 @@ where
         };
         if let Err(e) = self.check(block.inner(), parent.inner(), &parent.digest()) {
             warn!(height = %block.height(), error = %e, "invalid block");
+            return false;
+        }
+        if let Err(e) = self.check_verdicts(block.inner()).await {
+            warn!(height = %block.height(), error = %e, "refusing block");
             return false;
         }
         // A block from the future is not invalid yet: wait until it is within the bound

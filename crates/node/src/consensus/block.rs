@@ -7,7 +7,8 @@
 //! ├── height        parent height + 1 (the genesis block is height 0)
 //! ├── timestamp_ms  proposer clock, strictly above the parent's
 //! ├── parent_seed   threshold-VRF seed signature of the parent's round (absent only on genesis' child)
-//! └── txs           ledger transactions, in order
+//! ├── txs           ledger transactions, in order
+//! └── verdicts      referee verdicts (one layer each) the proposer found and every voter re-checked
 //! digest = sha256(canonical encoding)
 //! ```
 //!
@@ -17,7 +18,7 @@
 //! transactions' encoded bytes are summed as they are read, so a hostile peer cannot make a
 //! validator allocate more than `max_txs` transactions or read more than `max_bytes` of them.
 
-use agentic_protocol::SignedTx;
+use agentic_protocol::{SignedTx, Verdict};
 use bytes::BufMut;
 use commonware_codec::{
     varint::UInt, Buf, EncodeSize, Error as CodecError, FixedSize, MaxEncodeSize, Read, ReadExt,
@@ -35,13 +36,19 @@ pub struct BlockLimits {
     pub max_txs: usize,
     /// Most encoded transaction bytes in a block (the sum of each transaction's encoding).
     pub max_bytes: usize,
+    /// Most referee verdicts in a block.
+    pub max_verdicts: usize,
 }
+
+/// The largest encoding of one verdict (model, layer, input, tag, output).
+const VERDICT_MAX_SIZE: usize = 32 + 4 + 32 + 1 + 32;
 
 impl Default for BlockLimits {
     fn default() -> Self {
         BlockLimits {
             max_txs: 10_000,
             max_bytes: 4 << 20,
+            max_verdicts: 64,
         }
     }
 }
@@ -63,6 +70,8 @@ pub struct Block {
     pub parent_seed: Option<SeedSignature>,
     /// The ledger transactions, in order.
     pub txs: Vec<SignedTx>,
+    /// Referee verdicts for disputes awaiting one (see `consensus::referee`).
+    pub verdicts: Vec<Verdict>,
     digest: Digest,
 }
 
@@ -75,6 +84,7 @@ impl Block {
         timestamp_ms: u64,
         parent_seed: Option<SeedSignature>,
         txs: Vec<SignedTx>,
+        verdicts: Vec<Verdict>,
     ) -> Block {
         let mut block = Block {
             context,
@@ -83,6 +93,7 @@ impl Block {
             timestamp_ms,
             parent_seed,
             txs,
+            verdicts,
             digest: commonware_cryptography::sha256::Digest([0u8; 32]),
         };
         block.digest = block.compute_digest();
@@ -119,6 +130,10 @@ impl Write for Block {
         for tx in &self.txs {
             tx.write(buf);
         }
+        UInt(self.verdicts.len() as u32).write(buf);
+        for v in &self.verdicts {
+            v.write(buf);
+        }
     }
 }
 
@@ -131,6 +146,12 @@ impl EncodeSize for Block {
             + self.parent_seed.encode_size()
             + UInt(self.txs.len() as u32).encode_size()
             + self.tx_bytes()
+            + UInt(self.verdicts.len() as u32).encode_size()
+            + self
+                .verdicts
+                .iter()
+                .map(EncodeSize::encode_size)
+                .sum::<usize>()
     }
 }
 
@@ -161,6 +182,14 @@ impl Read for Block {
             }
             txs.push(tx);
         }
+        let count = UInt::<u32>::read(buf)?.0 as usize;
+        if count > limits.max_verdicts {
+            return Err(CodecError::Invalid("Block", "too many verdicts"));
+        }
+        let mut verdicts = Vec::with_capacity(count);
+        for _ in 0..count {
+            verdicts.push(Verdict::read(buf)?);
+        }
         Ok(Block::new(
             context,
             parent,
@@ -168,6 +197,7 @@ impl Read for Block {
             timestamp_ms,
             parent_seed,
             txs,
+            verdicts,
         ))
     }
 }
@@ -210,6 +240,8 @@ impl BoundedBlock for Block {
             + SeedSignature::SIZE
             + UInt::<u32>::MAX_ENCODE_SIZE
             + limits.max_bytes
+            + UInt::<u32>::MAX_ENCODE_SIZE
+            + limits.max_verdicts * VERDICT_MAX_SIZE
     }
 }
 
@@ -251,6 +283,12 @@ mod tests {
             1_000,
             None,
             txs,
+            vec![agentic_protocol::Verdict {
+                model: agentic_protocol::Hash([3; 32]),
+                layer: 2,
+                input: agentic_protocol::Hash([4; 32]),
+                finding: agentic_protocol::Finding::Output(agentic_protocol::Hash([5; 32])),
+            }],
         )
     }
 
@@ -272,6 +310,7 @@ mod tests {
             other.timestamp_ms,
             other.parent_seed,
             other.txs,
+            other.verdicts,
         );
         assert_ne!(other.digest(), b.digest());
     }
@@ -283,13 +322,20 @@ mod tests {
         let few = BlockLimits {
             max_txs: 3,
             max_bytes: 1 << 20,
+            max_verdicts: 1,
         };
         assert!(Block::decode_cfg(bytes.clone(), &few).is_err());
         let small = BlockLimits {
             max_txs: 100,
             max_bytes: b.tx_bytes() - 1,
+            max_verdicts: 1,
         };
         assert!(Block::decode_cfg(bytes.clone(), &small).is_err());
+        let no_verdicts = BlockLimits {
+            max_verdicts: 0,
+            ..BlockLimits::default()
+        };
+        assert!(Block::decode_cfg(bytes.clone(), &no_verdicts).is_err());
         // Every truncation and a byte flip at every position: an error or a different block,
         // never a panic.
         for cut in 0..bytes.len() {

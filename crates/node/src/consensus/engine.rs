@@ -188,7 +188,15 @@ pub fn genesis_block(namespace: &[u8], genesis_root: &agentic_protocol::Hash) ->
         leader: commonware_cryptography::ed25519::PrivateKey::from_seed(0).public_key(),
         parent: (View::zero(), anchor),
     };
-    Block::new(context, anchor, Height::zero(), 0, None, Vec::new())
+    Block::new(
+        context,
+        anchor,
+        Height::zero(),
+        0,
+        None,
+        Vec::new(),
+        Vec::new(),
+    )
 }
 
 impl<E, B, P> Engine<E, B, P>
@@ -341,6 +349,7 @@ where
             cfg.block_limits,
             cfg.max_future_ms,
             cfg.block_interval,
+            cfg.arbiter.clone(),
         );
         let marshaled = Deferred::new(
             context.child("application"),

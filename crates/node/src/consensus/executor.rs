@@ -26,7 +26,7 @@ use commonware_utils::{
 };
 use tracing::{debug, error, info, warn};
 
-use super::{Block, SeedSignature, UnavailableReferee};
+use super::{Block, SeedSignature};
 use crate::{FinalizedBlock, SharedChain, SharedMempool};
 
 /// How often the executor looks again for a child block that carries a seed.
@@ -167,7 +167,7 @@ impl<E: Clock + Spawner + Metrics> Executor<E> {
         };
         let mut chain = self.chain.write().map_err(|_| ExecutorError::Poisoned)?;
         let record = chain
-            .apply_verified(&finalized, &UnavailableReferee)
+            .apply_verified(&finalized, &agentic_protocol::Verdicts(&inner.verdicts))
             .map_err(|source| ExecutorError::Ledger { height, source })?;
         let pruned = self
             .mempool

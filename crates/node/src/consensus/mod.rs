@@ -90,7 +90,7 @@ pub use network::{
     NetworkError, Peer, CHANNEL_BACKFILL, CHANNEL_BLOCKS, CHANNEL_CERTIFICATES, CHANNEL_RESOLVER,
     CHANNEL_TXS, CHANNEL_VOTES,
 };
-pub use referee::UnavailableReferee;
+pub use referee::{Arbiter, Question};
 
 /// A validator's network identity.
 pub type PublicKey = ed25519::PublicKey;
@@ -161,6 +161,8 @@ pub struct Config {
     pub max_tx_bytes: usize,
     /// Outbound messages per second per peer on each channel.
     pub rate_per_second: u32,
+    /// Referees disputed layers for this validator (fetches into its blob store).
+    pub arbiter: Arbiter,
 }
 
 impl Config {
@@ -192,6 +194,7 @@ impl Config {
             mailbox_size: 1024,
             max_tx_bytes: 64 << 10,
             rate_per_second: 1024,
+            arbiter: Arbiter::default(),
         }
     }
 

@@ -1,24 +1,297 @@
-//! The referee consensus hands the ledger when it applies a finalized block.
+//! The arbiter: how a validator referees one layer, with the data fetched first.
+//!
+//! The ledger's [`Referee`](agentic_protocol::Referee) only reads verdicts from the block
+//! (see `agentic_protocol::referee`). This module produces and checks them:
+//!
+//! ```text
+//!   propose:  for each dispute awaiting the referee (applied state)
+//!               arbiter.finding(question)  ── known? ──▶ Verdict in the block
+//!                      │ not yet: a background task fetches the model and the input
+//!                      ▼ (own blob store, then each party's data plane), runs ONE layer
+//!   verify:   for each verdict in the block
+//!               Output(h)          → run the layer (or take the cached result); refuse if ≠ h
+//!               InputUnavailable   → try the fetch now; refuse if the input can be had
+//!               ModelUnavailable   → the same, for the model
+//!               LayerOutOfRange    → load the model; refuse if the layer exists
+//! ```
+//!
+//! Fetched blobs are checked against their hash and kept in the validator's blob store, so
+//! a block is refereed from data the validator holds itself. Loaded models are cached (a
+//! few at most). The layer runs on the blocking pool; its metered operations are recorded
+//! with the finding ([`Arbiter::ops_of`]) so tests and benches can show that a dispute costs
+//! the validators exactly one layer.
 
-use agentic_protocol::{Hash, Referee, RefereeError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// A referee that cannot re-execute anything: every dispute that reaches re-execution is
-/// annulled ([`RefereeError::ModelUnavailable`] is "not a party's fault").
-///
-/// This is a placeholder until disputes are wired to the compute runtime and the blob store
-/// (a later issue): the real referee fetches the layer's input and weights and runs the layer
-/// with `agentic-compute`. Every validator uses the same referee, so the outcome is still
-/// deterministic.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct UnavailableReferee;
+use agentic_compute::activation::{Activation, DecodeLimits};
+use agentic_compute::bundle::{Bundle, BundleLimits};
+use agentic_compute::metering::OpCounter;
+use agentic_compute::models::Model;
+use agentic_protocol::{Finding, Hash, Verdict};
 
-impl Referee for UnavailableReferee {
-    fn execute_layer(
-        &self,
-        _model: &Hash,
-        _layer: u32,
-        _input: &Hash,
-    ) -> Result<Hash, RefereeError> {
-        Err(RefereeError::ModelUnavailable)
+use crate::blobs::BlobStore;
+
+/// How long a "not found" answer stands before a proposer asks again.
+const RETRY_MISSING: Duration = Duration::from_secs(1);
+/// Most models kept loaded.
+const MODEL_CACHE: usize = 4;
+/// Timeout of one blob download from a party's data plane.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One referee question: layer `layer` of `model` on the activation `input`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Question {
+    /// The model bundle's hash.
+    pub model: Hash,
+    /// The absolute layer index.
+    pub layer: u32,
+    /// The input activation's hash.
+    pub input: Hash,
+}
+
+impl Question {
+    /// The question a verdict answers.
+    pub fn of(v: &Verdict) -> Question {
+        Question {
+            model: v.model,
+            layer: v.layer,
+            input: v.input,
+        }
+    }
+
+    /// The verdict for this question.
+    pub fn verdict(&self, finding: Finding) -> Verdict {
+        Verdict {
+            model: self.model,
+            layer: self.layer,
+            input: self.input,
+            finding,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    /// A task is working on it.
+    Running,
+    /// Settled: the layer's output, or a layer the model does not have.
+    Done { finding: Finding, ops: u64 },
+    /// The model or the input could not be had (at `at`).
+    Missing { finding: Finding, at: Instant },
+}
+
+struct Inner {
+    blobs: Option<Arc<BlobStore>>,
+    http: reqwest::Client,
+    models: Mutex<Vec<(Hash, Arc<Model>)>>,
+    slots: Mutex<BTreeMap<Question, Slot>>,
+}
+
+/// Referees single layers for this validator (cheap to clone).
+#[derive(Clone)]
+pub struct Arbiter {
+    inner: Arc<Inner>,
+}
+
+impl Default for Arbiter {
+    /// An arbiter with no blob store: every question is "model unavailable" (after the
+    /// ledger's patience runs out, the dispute is annulled).
+    fn default() -> Self {
+        Arbiter::build(None)
+    }
+}
+
+impl std::fmt::Debug for Arbiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arbiter")
+            .field("blobs", &self.inner.blobs.is_some())
+            .finish()
+    }
+}
+
+impl Arbiter {
+    /// An arbiter that keeps what it fetches in `blobs`.
+    pub fn new(blobs: Arc<BlobStore>) -> Arbiter {
+        Arbiter::build(Some(blobs))
+    }
+
+    fn build(blobs: Option<Arc<BlobStore>>) -> Arbiter {
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        Arbiter {
+            inner: Arc::new(Inner {
+                blobs,
+                http,
+                models: Mutex::new(Vec::new()),
+                slots: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    fn slot(&self, q: &Question) -> Option<Slot> {
+        self.inner
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(q)
+            .copied()
+    }
+
+    fn set(&self, q: Question, s: Slot) {
+        self.inner
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(q, s);
+    }
+
+    /// What this validator knows now, without waiting (the proposer's call). Starts the
+    /// work in the background when nothing is known, or when a "missing" answer is older
+    /// than a second (the data may have appeared). `sources` are data-plane URLs to fetch
+    /// from (the dispute's parties).
+    pub fn finding(&self, q: &Question, sources: &[String]) -> Option<Finding> {
+        match self.slot(q) {
+            Some(Slot::Done { finding, .. }) => Some(finding),
+            Some(Slot::Running) => None,
+            Some(Slot::Missing { finding, at }) => {
+                if at.elapsed() >= RETRY_MISSING {
+                    self.spawn(*q, sources.to_vec());
+                }
+                Some(finding)
+            }
+            None => {
+                self.spawn(*q, sources.to_vec());
+                None
+            }
+        }
+    }
+
+    /// Whether this validator agrees with `verdict` (the voter's call): re-runs the layer
+    /// (or takes a settled result) for an output, and tries the fetch afresh for an
+    /// "unavailable" claim, refusing it if the data can be had.
+    pub async fn agrees(&self, verdict: &Verdict, sources: &[String]) -> bool {
+        let q = Question::of(verdict);
+        let mine = match self.slot(&q) {
+            Some(Slot::Done { finding, .. }) => finding,
+            _ => self.settle(q, sources.to_vec()).await,
+        };
+        mine == verdict.finding
+    }
+
+    /// The metered operations spent on a settled question (one layer's).
+    pub fn ops_of(&self, q: &Question) -> Option<u64> {
+        match self.slot(q)? {
+            Slot::Done { ops, .. } => Some(ops),
+            _ => None,
+        }
+    }
+
+    fn spawn(&self, q: Question, sources: Vec<String>) {
+        self.set(q, Slot::Running);
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.settle(q, sources).await;
+        });
+    }
+
+    /// Fetches what is missing, runs the layer, records and returns the finding.
+    async fn settle(&self, q: Question, sources: Vec<String>) -> Finding {
+        let (finding, ops) = self.referee(&q, &sources).await;
+        let slot = match finding {
+            Finding::InputUnavailable | Finding::ModelUnavailable => Slot::Missing {
+                finding,
+                at: Instant::now(),
+            },
+            _ => Slot::Done { finding, ops },
+        };
+        self.set(q, slot);
+        finding
+    }
+
+    async fn referee(&self, q: &Question, sources: &[String]) -> (Finding, u64) {
+        let Some(model) = self.model(&q.model, sources).await else {
+            return (Finding::ModelUnavailable, 0);
+        };
+        if q.layer as usize >= model.layers() {
+            return (Finding::LayerOutOfRange, 0);
+        }
+        let Some(input) = self.blob(&q.input, sources).await else {
+            return (Finding::InputUnavailable, 0);
+        };
+        let layer = q.layer as usize;
+        let run = tokio::task::spawn_blocking(move || -> Option<(Finding, u64)> {
+            // Bytes that hash to the agreed name but are not an activation the layer can
+            // read are as good as absent: the defendant loses, as for a missing input.
+            let act = Activation::from_canonical_bytes(&input, DecodeLimits::default()).ok()?;
+            let ops = OpCounter::new();
+            let out = model.run_layer_counted(layer, &act, &ops).ok()?;
+            Some((Finding::Output(Hash(out.hash().0)), ops.get()))
+        })
+        .await;
+        match run {
+            Ok(Some(found)) => found,
+            Ok(None) => (Finding::InputUnavailable, 0),
+            Err(e) => {
+                tracing::warn!(error = %e, "referee task failed");
+                (Finding::InputUnavailable, 0)
+            }
+        }
+    }
+
+    async fn model(&self, hash: &Hash, sources: &[String]) -> Option<Arc<Model>> {
+        {
+            let cache = self.inner.models.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, m)) = cache.iter().find(|(h, _)| h == hash) {
+                return Some(m.clone());
+            }
+        }
+        let bytes = self.blob(hash, sources).await?;
+        let loaded = tokio::task::spawn_blocking(move || {
+            let bundle = Bundle::decode(&bytes, BundleLimits::default()).ok()?;
+            bundle.load().ok()
+        })
+        .await
+        .ok()??;
+        let m = Arc::new(loaded.model);
+        let mut cache = self.inner.models.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MODEL_CACHE {
+            cache.remove(0);
+        }
+        cache.push((*hash, m.clone()));
+        Some(m)
+    }
+
+    /// A blob from the store, else from the first source that has it (checked against its
+    /// hash and stored).
+    async fn blob(&self, hash: &Hash, sources: &[String]) -> Option<Vec<u8>> {
+        let store = self.inner.blobs.as_ref()?;
+        if let Ok(Some(b)) = store.get(hash) {
+            return Some(b);
+        }
+        let hex = crate::genesis::hex(&hash.0);
+        for src in sources {
+            let url = format!("{}/v1/blobs/{hex}", src.trim_end_matches('/'));
+            let Ok(resp) = self.inner.http.get(&url).send().await else {
+                continue;
+            };
+            if !resp.status().is_success() {
+                continue;
+            }
+            if resp.content_length().unwrap_or(0) > store.max_size() {
+                continue;
+            }
+            let Ok(bytes) = resp.bytes().await else {
+                continue;
+            };
+            if store.put(hash, &bytes).is_ok() {
+                return Some(bytes.to_vec());
+            }
+            tracing::warn!(source = %src, blob = %hex, "a source served bytes that do not hash to the name");
+        }
+        None
     }
 }

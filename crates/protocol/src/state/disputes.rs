@@ -352,7 +352,13 @@ impl State {
     }
 
     /// Per-block: every dispute down to one layer is judged by the referee.
+    /// A dispute without a verdict yet stays queued; "unavailable" counts only
+    /// after the dispute has waited `dispute_timeout` blocks for the referee
+    /// (its `deadline`, set when the game finished), the parties' time to
+    /// publish the activation they agreed on.
     pub(crate) fn run_referee(&mut self, referee: &dyn Referee, ctx: &mut BlockCtx) {
+        let now = self.now();
+        let mut waiting = Vec::new();
         while let Some(id) = self.referee_queue.pop_first() {
             let Some(d) = self.disputes.get(&id) else {
                 continue;
@@ -367,6 +373,7 @@ impl State {
                 continue;
             };
             let layer = spec.first_layer.saturating_add(d.game.lo());
+            let patient = now <= d.deadline;
             let (outcome, resolution) = match referee.execute_layer(&j.spec.model, layer, &d.agreed)
             {
                 Ok(out) if out == d.defendant_hi => {
@@ -376,6 +383,14 @@ impl State {
                     (Outcome::ChallengerWins, Resolution::Refereed { layer })
                 }
                 Ok(_) => (Outcome::BothLose, Resolution::Refereed { layer }),
+                Err(RefereeError::Pending) => {
+                    waiting.push(id);
+                    continue;
+                }
+                Err(RefereeError::InputUnavailable | RefereeError::ModelUnavailable) if patient => {
+                    waiting.push(id);
+                    continue;
+                }
                 Err(RefereeError::InputUnavailable) => {
                     (Outcome::ChallengerWins, Resolution::InputUnavailable)
                 }
@@ -383,10 +398,11 @@ impl State {
             };
             self.resolve(id, outcome, resolution, ctx);
         }
+        self.referee_queue.extend(waiting);
     }
 
     /// Slashes a loser's stake and splits it; returns the amount slashed.
-    fn slash(
+    pub(crate) fn slash(
         &mut self,
         loser: Address,
         winner: Option<Address>,

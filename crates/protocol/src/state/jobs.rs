@@ -635,8 +635,14 @@ impl State {
         if result.commitment(job, stage, salt, &who) != c {
             return Err(TxError::CommitmentMismatch);
         }
-        if result.input != State::expected_input(j, stage)? {
-            return Err(TxError::InputMismatch);
+        let agreed = State::expected_input(j, stage)?;
+        if result.input != agreed {
+            // The commitment opened: the provider signed a result built on an
+            // input the chain never agreed on. Honest providers commit only
+            // after the previous stage's reveal, so this is fraud, not bad luck.
+            self.charge(who, fee);
+            self.break_chain(job, stage, r, who, result.input, agreed, ctx);
+            return Ok(());
         }
         self.charge(who, fee);
         if let Some(p) = self.provider_mut(who) {
@@ -663,6 +669,46 @@ impl State {
             self.on_stage_revealed(job, stage, ctx);
         }
         Ok(())
+    }
+
+    /// A revealed result that does not chain onto the previous stage: slash
+    /// its provider, free its slot, and send the stage back to matching.
+    #[allow(clippy::too_many_arguments)]
+    fn break_chain(
+        &mut self,
+        job: JobId,
+        stage: u32,
+        slot: usize,
+        who: Address,
+        claimed: Hash,
+        agreed: Hash,
+        ctx: &mut BlockCtx,
+    ) {
+        let Some(payer) = self.jobs.get(&job).map(|j| j.payer) else {
+            return;
+        };
+        ctx.emit(Event::ChainBroken {
+            job,
+            stage,
+            provider: who,
+            claimed,
+            agreed,
+        });
+        self.slash(who, None, payer, ctx);
+        if let Some(p) = self.provider_mut(who) {
+            p.active = p.active.saturating_sub(1);
+            p.open = p.open.saturating_sub(1);
+        }
+        let now = self.now();
+        if let Some(j) = self.job_mut(job) {
+            if !j.excluded.contains(&who) && j.excluded.len() < limits::MAX_EXCLUDED {
+                j.excluded.push(who);
+            }
+            let st = &mut j.stages[stage as usize];
+            st.slots[slot].assignment = None;
+            st.phase = StagePhase::Matching { since: now };
+        }
+        self.matching.insert(job);
     }
 
     /// Every replica revealed: compare, then audit or open the challenge window.
@@ -703,13 +749,27 @@ impl State {
             VerificationLevel::Optimistic => false,
             VerificationLevel::Audited => true,
             VerificationLevel::Sampled => {
-                let score = results
+                // The most tempting provider sets the odds: the lowest score and,
+                // for the value floor, each provider's own value against its stake.
+                let ops = j.spec.stages[stage as usize].ops;
+                let probability = st
+                    .slots
                     .iter()
-                    .filter_map(|(a, _)| self.providers.get(a).map(|p| self.score(p, a)))
-                    .min()
-                    .unwrap_or(0);
-                let draw = audit_draw(&ctx.beacon, job, stage);
-                draw < self.audit_probability(score)
+                    .filter_map(|s| s.assignment.as_ref())
+                    .filter_map(|a| {
+                        let p = self.providers.get(&a.provider)?;
+                        let value = Amount::cost(ops, a.price).unwrap_or(Amount(u128::MAX));
+                        let stake = self.account(&a.provider).bonded;
+                        Some(State::audit_probability_for(
+                            &self.params,
+                            self.score(p, &a.provider),
+                            value,
+                            stake,
+                        ))
+                    })
+                    .max()
+                    .unwrap_or(self.params.audit_ppm);
+                audit_draw(&ctx.beacon, job, stage) < probability
             }
         };
         let auditor = if audited {
@@ -773,17 +833,48 @@ impl State {
         }
     }
 
-    /// Audit probability (ppm) for a stage whose providers' lowest score is
-    /// `score`: from `audit_ppm` down to `audit_min_ppm` as reputation grows.
-    pub fn audit_probability_for(params: &crate::params::Params, score: u32) -> u32 {
+    /// Audit probability (ppm) of a `Sampled` stage worth `value` to a provider
+    /// with reputation `score` and bonded `stake`.
+    ///
+    /// Reputation discounts it from `audit_ppm` down to `audit_min_ppm`; the
+    /// result is then raised, where needed, to the value floor
+    /// `⌈V / (V + S)⌉` (in ppm) with `S = slash_ppm × stake`, so that
+    ///
+    /// ```text
+    ///   p · S  ≥  (1 − p) · V        expected slash ≥ expected gain
+    /// ```
+    ///
+    /// A cheater who skips the work is paid `V` only when not audited and loses
+    /// `S` (and the payment) when audited, so its expected profit
+    /// `(1 − p)·V − p·S` is never positive, however valuable the stage is
+    /// relative to the stake. Stakes large against job values keep `p` at the
+    /// reputation level; a stage worth more than the stake can back is audited
+    /// more, up to always.
+    pub fn audit_probability_for(
+        params: &crate::params::Params,
+        score: u32,
+        value: Amount,
+        stake: Amount,
+    ) -> u32 {
         let base = params.audit_ppm as u64;
         let floor = (params.audit_min_ppm as u64).min(base);
         let discount = (base - floor) * score.min(PPM) as u64 / PPM as u64;
-        (base - discount) as u32
+        let reputational = (base - discount) as u32;
+        reputational.max(Self::value_floor(params, value, stake))
     }
 
-    fn audit_probability(&self, score: u32) -> u32 {
-        State::audit_probability_for(&self.params, score)
+    /// `⌈V·10^6 / (V + slash_ppm × stake)⌉`, the least audit probability (ppm)
+    /// at which skipping the work does not pay (saturating for absurd amounts).
+    pub fn value_floor(params: &crate::params::Params, value: Amount, stake: Amount) -> u32 {
+        let v = value.0;
+        if v == 0 || params.audit_ppm == 0 {
+            return 0;
+        }
+        let s = stake.mul_ppm(params.slash_ppm).0;
+        let denom = v.saturating_add(s);
+        let num = v.saturating_mul(PPM as u128);
+        let p = num / denom + u128::from(num % denom != 0);
+        p.min(PPM as u128) as u32
     }
 
     /// Starts (or restarts) a stage's challenge window.

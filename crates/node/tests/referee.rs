@@ -1,0 +1,188 @@
+//! The validators' referee: one disputed layer, re-executed from fetched data.
+//!
+//! The arbiter fetches the model bundle and the agreed input activation (its own blob store
+//! first, then the parties' data planes over HTTP, hash-checked), runs exactly one layer,
+//! and its metered operations equal that layer's operations. Missing or hostile data gives
+//! the typed "unavailable" findings; a verdict is checked the same way a voter checks it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentic_compute::activation::Activation;
+use agentic_compute::bundle::Bundle;
+use agentic_compute::registry;
+use agentic_node::blobs::{BlobStore, DEFAULT_MAX_BLOB};
+use agentic_node::consensus::{Arbiter, Question};
+use agentic_protocol::{Finding, Hash};
+
+fn tiny_gpt_bundle() -> Vec<u8> {
+    Bundle::of("tiny-gpt").unwrap().encode()
+}
+
+fn hash(bytes: &[u8]) -> Hash {
+    Hash(*blake3::hash(bytes).as_bytes())
+}
+
+/// Asks until the background task settles (the proposer's path).
+async fn settled(arbiter: &Arbiter, q: &Question, sources: &[String]) -> Finding {
+    for _ in 0..600 {
+        if let Some(f) = arbiter.finding(q, sources) {
+            return f;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the arbiter never settled {q:?}");
+}
+
+/// Serves `store` like a provider's data plane does (`GET /v1/blobs/{hash}`).
+async fn serve(store: Arc<BlobStore>) -> String {
+    let app: axum::Router = agentic_node::api::blob_routes::routes(store);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn referee_runs_one_layer_from_fetched_data_and_meters_exactly_it() {
+    let loaded = registry::load("tiny-gpt").unwrap();
+    let model = &loaded.model;
+    let prompt = loaded
+        .tokenizer
+        .as_ref()
+        .unwrap()
+        .encode("The fox and the crow")
+        .unwrap();
+    let input = Activation::tokens(std::slice::from_ref(&prompt)).unwrap();
+    let layers = model.layers();
+    assert!(layers >= 3, "tiny-gpt has {layers} layers");
+    // The agreed activation is the input of a middle layer, as after a bisection.
+    let layer = layers / 2;
+    let prefix = model.run_range(0..layer, input.clone()).unwrap();
+    let agreed = prefix.output.clone();
+    let agreed_bytes = agreed.canonical_bytes();
+    let agreed_hash = hash(&agreed_bytes);
+    assert_eq!(agreed_hash.0, agreed.hash().0);
+    let expected_out = model.run_layer(layer, &agreed).unwrap().hash();
+    let per_layer = model.meter(&input.input_shape()).unwrap();
+    let whole: u64 = per_layer.iter().sum();
+
+    // The party's data plane holds both blobs; the validator holds nothing.
+    let dir = TempDir::new("referee");
+    let party = Arc::new(BlobStore::open(dir.path().join("party"), DEFAULT_MAX_BLOB).unwrap());
+    let bundle = tiny_gpt_bundle();
+    let model_hash = hash(&bundle);
+    party.put(&model_hash, &bundle).unwrap();
+    party.put(&agreed_hash, &agreed_bytes).unwrap();
+    let url = serve(party).await;
+    let mine = Arc::new(BlobStore::open(dir.path().join("validator"), DEFAULT_MAX_BLOB).unwrap());
+    let arbiter = Arbiter::new(mine.clone());
+
+    let q = Question {
+        model: model_hash,
+        layer: layer as u32,
+        input: agreed_hash,
+    };
+    // Without the party's address the data cannot be had.
+    assert_eq!(settled(&arbiter, &q, &[]).await, Finding::ModelUnavailable);
+    // With it: fetched, stored, run.
+    let sources = vec!["http://127.0.0.1:9".to_string(), url.clone()];
+    let found = arbiter_settle_fresh(&mine, &q, &sources).await;
+    assert_eq!(found.0, Finding::Output(Hash(expected_out.0)));
+    assert!(mine.get(&agreed_hash).unwrap().is_some(), "kept the input");
+    assert!(mine.get(&model_hash).unwrap().is_some(), "kept the model");
+    // The referee's metered operations are exactly one layer's.
+    assert_eq!(found.1, per_layer[layer]);
+    assert!(found.1 < whole);
+
+    // A voter agrees with the true verdict and refuses a false one or a false
+    // "unavailable" claim.
+    let voter = Arbiter::new(Arc::new(
+        BlobStore::open(dir.path().join("voter"), DEFAULT_MAX_BLOB).unwrap(),
+    ));
+    assert!(
+        voter
+            .agrees(&q.verdict(Finding::Output(Hash(expected_out.0))), &sources)
+            .await
+    );
+    assert!(
+        !voter
+            .agrees(&q.verdict(Finding::Output(Hash([9; 32]))), &sources)
+            .await
+    );
+    assert!(
+        !voter
+            .agrees(&q.verdict(Finding::InputUnavailable), &sources)
+            .await
+    );
+
+    // An input nobody has: unavailable; a layer the model lacks: out of range.
+    let missing = Question {
+        input: Hash([7; 32]),
+        ..q
+    };
+    assert_eq!(
+        settled(&arbiter, &missing, &sources).await,
+        Finding::InputUnavailable
+    );
+    assert!(
+        voter
+            .agrees(&missing.verdict(Finding::InputUnavailable), &sources)
+            .await
+    );
+    let beyond = Question {
+        layer: layers as u32,
+        ..q
+    };
+    assert_eq!(
+        settled(&arbiter, &beyond, &sources).await,
+        Finding::LayerOutOfRange
+    );
+
+    // Bytes that hash to the name but are no activation count as unavailable.
+    let junk = b"not an activation".to_vec();
+    mine.put(&hash(&junk), &junk).unwrap();
+    let garbage = Question {
+        input: hash(&junk),
+        ..q
+    };
+    assert_eq!(
+        settled(&arbiter, &garbage, &sources).await,
+        Finding::InputUnavailable
+    );
+}
+
+/// A scratch directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("agentic-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh arbiter over `store`, settled on `q`: the finding and its metered ops.
+async fn arbiter_settle_fresh(
+    store: &Arc<BlobStore>,
+    q: &Question,
+    sources: &[String],
+) -> (Finding, u64) {
+    let arbiter = Arbiter::new(store.clone());
+    let f = settled(&arbiter, q, sources).await;
+    (f, arbiter.ops_of(q).unwrap_or(0))
+}
