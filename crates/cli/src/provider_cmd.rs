@@ -5,6 +5,11 @@
 //! serves the data plane, and works the stages the ledger assigns until Ctrl-C. State
 //! that must survive a restart lives in `--data` (journal, blobs, partial downloads):
 //! run it again with the same `--data` and `--key` to resume.
+//!
+//! `--misbehave MODE` makes the daemon cheat on the stages it holds, in one of the
+//! named ways of `agentic_provider::misbehave` (for demos and tests of the
+//! verification layer: audits, the bisection game, the referee, commit-then-reveal,
+//! the pipeline chaining check). Each mode's documentation says how it is caught.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +18,7 @@ use std::time::Duration;
 use agentic_node::keystore::KeyFile;
 use agentic_protocol::types::{Capabilities, Region};
 use agentic_protocol::Amount;
-use agentic_provider::{Config, Provider};
+use agentic_provider::{Config, Misbehaviour, Provider};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
@@ -61,6 +66,11 @@ pub struct RunArgs {
     /// Emulate a far-away machine: milliseconds added to each round trip (demos, benches).
     #[arg(long, default_value_t = 0)]
     pub extra_rtt_ms: u64,
+    /// Cheat on the stages this provider holds, in the named way (it is slashed or
+    /// penalized for it): wrong-output, perturb-ulp, smaller-model, random,
+    /// copy-replica, silent, collude. Audits and others' disputes stay honest.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub misbehave: Option<Misbehaviour>,
     /// Print the status as JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
@@ -81,6 +91,7 @@ pub fn run(cmd: ProviderCmd) -> anyhow::Result<()> {
     cfg.stake = args.stake;
     cfg.slowdown = args.slowdown.max(1);
     cfg.extra_rtt = Duration::from_millis(args.extra_rtt_ms);
+    cfg.misbehave = args.misbehave;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -101,6 +112,9 @@ pub fn run(cmd: ProviderCmd) -> anyhow::Result<()> {
                 st.coord.y,
                 st.coord.height
             );
+            if let Some(m) = st.misbehaviour {
+                println!("misbehaving on purpose: {m} (the ledger is expected to catch it)");
+            }
             println!("working; Ctrl-C stops (run again with the same --data to resume)");
         }
         let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -117,10 +131,12 @@ pub fn run(cmd: ProviderCmd) -> anyhow::Result<()> {
                         println!("{}", serde_json::to_string(&st)?);
                     } else {
                         println!(
-                            "height {}  computed {}  committed {}  paid {}  earned {}{}",
+                            "height {}  computed {}  committed {}  audits {}  moves {}  paid {}  earned {}{}",
                             st.height,
                             st.stages_computed,
                             st.stages_committed,
+                            st.audits_reported,
+                            st.bisect_moves,
                             st.stages_paid,
                             st.earned,
                             st.last_error.map(|e| format!("  last error: {e}")).unwrap_or_default()

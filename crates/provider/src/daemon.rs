@@ -12,6 +12,12 @@
 //!      Running, reveal open   ─▶ publish the output on the node's blob store, then
 //!                               RevealResult (result from the journal, salt from the key)
 //!      finalized              ─▶ record the payment
+//!    for each stage I audit (Auditing { auditor: me }):
+//!      recompute from the agreed input ─▶ journal (result + trace leaves) ─▶ AuditReport
+//!    for each open dispute I am a party to (the work's `disputes`):
+//!      Bisecting, not moved this round ─▶ Bisect { my leaf at the midpoint, its Merkle proof }
+//!      AwaitingReferee (or lo = 0)     ─▶ replay up to the agreed leaf, check its hash,
+//!                                        store it (data plane) and upload it to the node
 //! ```
 //!
 //! The input of stage `s > 0` is the output of stage `s − 1`. It normally arrives
@@ -21,9 +27,21 @@
 //! on chain — on a mismatch it fetches the right input by hash and recomputes. A
 //! provider therefore never commits to work on an input the chain did not agree on.
 //!
-//! Restarts: the chain holds the assignments, the journal holds the committed results,
-//! the blob store holds the outputs, partial downloads resume. A restarted daemon
-//! re-reads its work, reveals what it committed, and recomputes what it had not.
+//! Restarts: the chain holds the assignments, the journal holds the committed results
+//! with their trace leaves, the blob store holds the outputs, partial downloads resume.
+//! A restarted daemon re-reads its work, reveals what it committed, recomputes what it
+//! had not, and plays its open disputes from the journal's leaves.
+//!
+//! Disputes: the referee re-executes the one layer the parties disagree on, from the
+//! activation both agree on (`dispute.agreed`, the input of layer `first_layer + lo`).
+//! Validators fetch it from their own blob store, else from the parties' data planes;
+//! if neither party makes it available within `dispute_timeout` blocks, the defendant
+//! loses. So each party replays its own computation up to leaf `lo`, checks the hash,
+//! keeps the bytes in its data-plane store and uploads them to its node.
+//!
+//! Misbehaviour ([`Config::misbehave`], [`crate::misbehave`]): a daemon can be told to
+//! cheat on the stages it holds, for the tests and the demo; in every other role it
+//! stays honest.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -40,10 +58,10 @@ use agentic_compute::Activation;
 use agentic_node::blobs::{hex32, BlobStore, DEFAULT_MAX_BLOB};
 use agentic_node::client::{Client, ClientError};
 use agentic_protocol::coord::{Coord, VivaldiNode};
-use agentic_protocol::state::{Job, JobStatus, StagePhase};
+use agentic_protocol::state::{Dispute, DisputePhase, Job, JobStatus, StagePhase};
 use agentic_protocol::tx::{Offer, StageResult};
 use agentic_protocol::types::{Capabilities, Endpoint, Region};
-use agentic_protocol::{Address, Amount, Hash, JobId, TxBody};
+use agentic_protocol::{merkle, Address, Amount, DisputeId, Hash, JobId, TxBody};
 use commonware_codec::Encode as _;
 use commonware_cryptography::ed25519::PrivateKey;
 use commonware_cryptography::Signer as _;
@@ -51,8 +69,9 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::dataplane::{self, FetchError, Fetcher, Inbox, PlaneState};
-use crate::journal::{Journal, JournalError, StageRecord};
+use crate::journal::{Journal, JournalError, Role, StageRecord};
 use crate::measure;
+use crate::misbehave::{self, copy_replica, Misbehaviour};
 
 /// How a provider is run.
 #[derive(Clone)]
@@ -97,6 +116,11 @@ pub struct Config {
     /// How far (µs of predicted RTT) the coordinate must drift from the published one
     /// before the offer is updated (each update is a transaction and costs a fee).
     pub refresh_drift_us: u64,
+    /// Cheat on the stages this provider holds, in the named way (`None`: honest). For
+    /// tests and demos of the verification layer; see [`crate::misbehave`] for what
+    /// each mode does and how the ledger catches it. Audits and disputes over others'
+    /// results stay honest.
+    pub misbehave: Option<Misbehaviour>,
 }
 
 impl Config {
@@ -121,6 +145,7 @@ impl Config {
             probe_rounds: 3,
             refresh: Duration::from_secs(60),
             refresh_drift_us: 2_000,
+            misbehave: None,
         }
     }
 }
@@ -170,6 +195,14 @@ pub struct Status {
     pub stages_computed: u64,
     /// Stages committed.
     pub stages_committed: u64,
+    /// Audit reports sent.
+    pub audits_reported: u64,
+    /// Bisection moves sent (as defendant or challenger).
+    pub bisect_moves: u64,
+    /// Agreed activations made available for the referee (stored and uploaded).
+    pub activations_provided: u64,
+    /// The misbehaviour it runs with, if any.
+    pub misbehaviour: Option<Misbehaviour>,
     /// Stages paid.
     pub stages_paid: u64,
     /// Total paid to this provider for stages.
@@ -237,6 +270,7 @@ impl Provider {
             endpoint: endpoint.clone(),
             speed,
             coord,
+            misbehaviour: config.misbehave,
             ..Status::default()
         }));
 
@@ -260,6 +294,9 @@ impl Provider {
             speed,
             "provider registered"
         );
+        if let Some(m) = config.misbehave {
+            tracing::warn!(misbehaviour = %m, "this provider cheats on the stages it holds");
+        }
 
         let salt_secret = blake3::derive_key("agentic provider salt v1", &config.key.encode());
         let next_refresh = Instant::now() + config.refresh;
@@ -275,6 +312,8 @@ impl Provider {
             computed: BTreeMap::new(),
             pushed: BTreeSet::new(),
             endpoints: BTreeMap::new(),
+            provisions: BTreeMap::new(),
+            copy_attempted: BTreeSet::new(),
             status: status.clone(),
             salt_secret,
             next_refresh,
@@ -412,13 +451,35 @@ pub fn salt_for(secret: &[u8; 32], job: JobId, stage: u32) -> Hash {
     Hash(*blake3::keyed_hash(secret, &msg).as_bytes())
 }
 
-/// A stage computed but not yet committed.
-#[derive(Clone, Copy, Debug)]
+/// A stage computed (or audited) but not yet committed (or reported).
+#[derive(Clone, Debug)]
 struct Computed {
-    input: Hash,
-    output: Hash,
-    trace_root: Hash,
+    result: StageResult,
+    /// The trace leaves behind `result.trace_root` (empty for training stages).
+    leaves: Vec<Hash>,
     ops: u64,
+    /// What goes to the next stage: `result.output`, except for a colluding upstream.
+    pushed: Hash,
+}
+
+/// Where a background computation stands.
+enum Poll {
+    /// None was started.
+    Idle,
+    /// Still running.
+    Running,
+    /// Finished with this result.
+    Done(Computed),
+}
+
+/// Making one agreed activation available for the referee.
+enum Provision {
+    /// Replaying the computation up to the agreed leaf.
+    Replaying(JoinHandle<Result<Option<Hash>, String>>),
+    /// Stored here and uploaded to the node.
+    Done,
+    /// This party has no activation behind that leaf (or the replay failed).
+    Failed,
 }
 
 /// What a job's `model` blob holds, by its magic: a model bundle (`AGMODEL1`, the
@@ -443,6 +504,10 @@ struct Daemon {
     computed: BTreeMap<(JobId, u32), Computed>,
     pushed: BTreeSet<(JobId, u32, Address, Hash)>,
     endpoints: BTreeMap<Address, String>,
+    /// Agreed activations being (or made) available, by dispute and hash.
+    provisions: BTreeMap<(DisputeId, Hash), Provision>,
+    /// Stages whose copied result a `copy-replica` daemon already tried to reveal.
+    copy_attempted: BTreeSet<(JobId, u32)>,
     status: Arc<Mutex<Status>>,
     salt_secret: [u8; 32],
     /// When the coordinate is next re-measured.
@@ -529,12 +594,31 @@ impl Daemon {
                 .map_err(|e| ProviderError::Unexpected(format!("job {}: {e}", id.0)))?;
             jobs.push((id, job));
         }
+        // (A node from before disputes were listed answers without them.)
+        let mut disputes = Vec::new();
+        for v in work["disputes"].as_array().into_iter().flatten() {
+            let id = DisputeId(v["id"].as_u64().unwrap_or(0));
+            let d: Dispute = serde_json::from_value(v.clone())
+                .map_err(|e| ProviderError::Unexpected(format!("dispute {}: {e}", id.0)))?;
+            disputes.push((id, d));
+        }
         for (id, job) in &jobs {
             for s in 0..job.stages.len() as u32 {
                 if let Err(e) = self.step(*id, job, s, height).await {
                     tracing::warn!(job = id.0, stage = s, error = %e, "stage");
                     self.status().last_error = Some(format!("job {} stage {s}: {e}", id.0));
                 }
+                if let Err(e) = self.audit(*id, job, s, height).await {
+                    tracing::warn!(job = id.0, stage = s, error = %e, "audit");
+                    self.status().last_error =
+                        Some(format!("audit of job {} stage {s}: {e}", id.0));
+                }
+            }
+        }
+        for (id, d) in &disputes {
+            if let Err(e) = self.play(*id, d, &jobs).await {
+                tracing::warn!(dispute = id.0, error = %e, "dispute");
+                self.status().last_error = Some(format!("dispute {}: {e}", id.0));
             }
         }
         self.collect_payments(&jobs).await?;
@@ -558,6 +642,9 @@ impl Daemon {
         else {
             return Ok(());
         };
+        if self.config.misbehave.is_some_and(|m| !m.computes()) {
+            return self.copy_replica(id, s, job, height).await;
+        }
         let key = (id, s);
         if let StagePhase::Running { reveal_deadline } = st.phase {
             if a.commitment.is_none() {
@@ -605,6 +692,79 @@ impl Daemon {
         Ok(())
     }
 
+    /// The `copy-replica` cheat on a stage it holds (see [`copy_replica`]): commit a
+    /// copy of another replica's commitment, then try to reveal that replica's result.
+    async fn copy_replica(
+        &mut self,
+        id: JobId,
+        s: u32,
+        job: &Job,
+        height: u64,
+    ) -> Result<(), ProviderError> {
+        let st = &job.stages[s as usize];
+        let StagePhase::Running { reveal_deadline } = st.phase else {
+            return Ok(());
+        };
+        let Some(a) = st
+            .slots
+            .iter()
+            .filter_map(|x| x.assignment.as_ref())
+            .find(|a| a.provider == self.me)
+        else {
+            return Ok(());
+        };
+        if a.commitment.is_none() {
+            let Some(commitment) = copy_replica::commitment_to_copy(st, &self.me) else {
+                return Ok(());
+            };
+            if height > a.deadline.0 {
+                return Ok(());
+            }
+            self.client
+                .send(
+                    &self.config.key,
+                    TxBody::CommitResult {
+                        job: id,
+                        stage: s,
+                        commitment,
+                    },
+                    self.config.tx_timeout,
+                )
+                .await?;
+            self.status().stages_committed += 1;
+            tracing::warn!(
+                job = id.0,
+                stage = s,
+                "copy-replica: committed a copied commitment"
+            );
+            return Ok(());
+        }
+        if reveal_deadline.is_none() || a.result.is_some() || self.copy_attempted.contains(&(id, s))
+        {
+            return Ok(());
+        }
+        let Some(result) = copy_replica::result_to_copy(st, &self.me) else {
+            return Ok(());
+        };
+        self.copy_attempted.insert((id, s));
+        let salt = salt_for(&self.salt_secret, id, s);
+        // The ledger refuses it (the commitment binds its author); the cheat then
+        // sits out the reveal deadline.
+        self.client
+            .send(
+                &self.config.key,
+                TxBody::RevealResult {
+                    job: id,
+                    stage: s,
+                    result,
+                    salt,
+                },
+                self.config.tx_timeout,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Uploads a stage's output activation to the node's blob store (once).
     async fn publish(&mut self, rec: &StageRecord) -> Result<(), ProviderError> {
         if rec.published {
@@ -621,11 +781,13 @@ impl Daemon {
         Ok(())
     }
 
+    /// The activation stage `key` pushes to the next stage, once computed.
     fn output_of(&self, key: (JobId, u32)) -> Option<Hash> {
         self.journal
             .get(key.0, key.1)
-            .map(|r| r.result.output)
-            .or_else(|| self.computed.get(&key).map(|c| c.output))
+            .filter(|r| r.role == Role::Stage)
+            .map(StageRecord::pushed_output)
+            .or_else(|| self.computed.get(&key).map(|c| c.pushed))
     }
 
     /// The input stage `s` must start from, once the chain knows it.
@@ -637,79 +799,37 @@ impl Daemon {
         }
     }
 
-    /// A stage assigned to us and not committed: compute, check, commit.
-    async fn work_on(&mut self, id: JobId, job: &Job, s: u32) -> Result<(), ProviderError> {
-        let key = (id, s);
-        // Committed before a crash but the transaction never landed: commit again.
-        if let Some(rec) = self.journal.get(id, s).cloned() {
-            return self.commit(id, s, rec).await;
+    /// Collects the background computation of `key`, if one was started.
+    async fn poll_task(&mut self, key: (JobId, u32)) -> Result<Poll, ProviderError> {
+        match self.running.get(&key) {
+            None => return Ok(Poll::Idle),
+            Some(h) if !h.is_finished() => return Ok(Poll::Running),
+            Some(_) => {}
         }
-        if let Some(h) = self.running.get(&key) {
-            if !h.is_finished() {
-                return Ok(());
-            }
-            let h = self.running.remove(&key).expect("present");
-            match h.await {
-                Ok(Ok(c)) => {
-                    self.computed.insert(key, c);
-                    let mut st = self.status();
-                    st.stages_computed += 1;
-                    st.ops += c.ops;
-                }
-                Ok(Err(e)) => return Err(ProviderError::Unexpected(e)),
-                Err(e) => return Err(ProviderError::Unexpected(format!("task: {e}"))),
-            }
-        }
-        let expected = Daemon::expected_input(job, s);
-        if let Some(c) = self.computed.get(&key).copied() {
-            self.push_next(id, job, s, c.output).await;
-            match expected {
-                None => return Ok(()), // wait for the previous stage's reveal
-                Some(h) if h == c.input => {
-                    let rec = StageRecord {
-                        job: id,
-                        stage: s,
-                        result: StageResult {
-                            input: c.input,
-                            output: c.output,
-                            trace_root: c.trace_root,
-                        },
-                        ops: c.ops,
-                        committed: false,
-                        revealed: false,
-                        published: false,
-                        paid: None,
-                    };
-                    self.journal.put(rec.clone())?;
-                    self.computed.remove(&key);
-                    return self.commit(id, s, rec).await;
-                }
-                Some(h) => {
-                    tracing::warn!(
-                        job = id.0,
-                        stage = s,
-                        pushed = %hex32(&c.input),
-                        agreed = %hex32(&h),
-                        "pushed input differs from the chain's; recomputing"
-                    );
-                    self.computed.remove(&key);
-                    self.inbox
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&key);
-                }
-            }
-        }
-        // Start computing if the input is known.
-        let pushed = self
-            .inbox
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .copied();
-        let Some(input) = expected.or(pushed) else {
-            return Ok(());
+        let Some(h) = self.running.remove(&key) else {
+            return Ok(Poll::Idle);
         };
+        match h.await {
+            Ok(Ok(c)) => {
+                let mut st = self.status();
+                st.stages_computed += 1;
+                st.ops += c.ops;
+                Ok(Poll::Done(c))
+            }
+            Ok(Err(e)) => Err(ProviderError::Unexpected(e)),
+            Err(e) => Err(ProviderError::Unexpected(format!("task: {e}"))),
+        }
+    }
+
+    /// Starts computing stage `s` of `job` from `input` in the background.
+    async fn start_compute(
+        &mut self,
+        id: JobId,
+        job: &Job,
+        s: u32,
+        input: Hash,
+        mode: Option<Misbehaviour>,
+    ) {
         let spec = job.spec.stages[s as usize];
         let layers = spec.first_layer as usize..(spec.first_layer + spec.layers) as usize;
         let sources = self.sources(job, s).await;
@@ -722,9 +842,294 @@ impl Daemon {
             declared_ops: spec.ops,
             sources,
             slowdown: self.config.slowdown,
+            mode,
+            seed: seed_for(&self.salt_secret, id, s),
         };
         tracing::info!(job = id.0, stage = s, input = %hex32(&input), "computing");
-        self.running.insert(key, tokio::spawn(task.run()));
+        self.running.insert((id, s), tokio::spawn(task.run()));
+    }
+
+    /// A stage assigned to us and not committed: compute, check, commit.
+    async fn work_on(&mut self, id: JobId, job: &Job, s: u32) -> Result<(), ProviderError> {
+        let key = (id, s);
+        // Committed before a crash but the transaction never landed: commit again.
+        if let Some(rec) = self.journal.get(id, s).cloned() {
+            return self.commit(id, s, rec).await;
+        }
+        match self.poll_task(key).await? {
+            Poll::Running => return Ok(()),
+            Poll::Done(c) => {
+                self.computed.insert(key, c);
+            }
+            Poll::Idle => {}
+        }
+        let mode = self.config.misbehave;
+        // A colluding downstream commits on the activation pushed to it, agreed or not.
+        let collude = mode.is_some_and(Misbehaviour::commits_on_pushed_input);
+        let expected = Daemon::expected_input(job, s);
+        if let Some(c) = self.computed.get(&key).cloned() {
+            self.push_next(id, job, s, c.pushed).await;
+            if expected == Some(c.result.input) || collude {
+                let mut rec = StageRecord::new(id, s, Role::Stage, c.result, c.leaves, c.ops);
+                rec.misbehaviour = mode;
+                rec.pushed = (c.pushed != c.result.output).then_some(c.pushed);
+                self.journal.put(rec.clone())?;
+                self.computed.remove(&key);
+                return self.commit(id, s, rec).await;
+            }
+            let Some(h) = expected else {
+                return Ok(()); // wait for the previous stage's reveal
+            };
+            tracing::warn!(
+                job = id.0,
+                stage = s,
+                pushed = %hex32(&c.result.input),
+                agreed = %hex32(&h),
+                "pushed input differs from the chain's; recomputing"
+            );
+            self.computed.remove(&key);
+            self.inbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        }
+        // Start computing if the input is known.
+        let pushed = self
+            .inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied();
+        let input = if collude {
+            pushed.or(expected)
+        } else {
+            expected.or(pushed)
+        };
+        let Some(input) = input else {
+            return Ok(());
+        };
+        self.start_compute(id, job, s, input, mode).await;
+        Ok(())
+    }
+
+    /// Audits stage `s` of `job` if this provider was drawn for it: recomputes it from
+    /// the agreed input (always honestly), journals the result with its trace leaves,
+    /// and reports it.
+    async fn audit(
+        &mut self,
+        id: JobId,
+        job: &Job,
+        s: u32,
+        height: u64,
+    ) -> Result<(), ProviderError> {
+        let st = &job.stages[s as usize];
+        let StagePhase::Auditing {
+            auditor,
+            price,
+            deadline,
+        } = st.phase
+        else {
+            return Ok(());
+        };
+        if auditor != self.me || height > deadline.0 {
+            return Ok(());
+        }
+        let Some(agreed) = st.result else {
+            return Ok(());
+        };
+        if let Some(rec) = self.journal.get(id, s).cloned() {
+            if matches!(rec.role, Role::Audit { .. }) && !rec.committed {
+                return self.report(rec).await;
+            }
+            return Ok(());
+        }
+        match self.poll_task((id, s)).await? {
+            Poll::Running => return Ok(()),
+            Poll::Done(c) => {
+                if c.result.input != agreed.input {
+                    return Err(ProviderError::Unexpected(format!(
+                        "audit of job {} stage {s} ran on {} instead of the agreed input {}",
+                        id.0, c.result.input, agreed.input
+                    )));
+                }
+                let rec = StageRecord::new(id, s, Role::Audit { price }, c.result, c.leaves, c.ops);
+                self.journal.put(rec.clone())?;
+                return self.report(rec).await;
+            }
+            Poll::Idle => {}
+        }
+        self.start_compute(id, job, s, agreed.input, None).await;
+        Ok(())
+    }
+
+    async fn report(&mut self, rec: StageRecord) -> Result<(), ProviderError> {
+        self.client
+            .send(
+                &self.config.key,
+                TxBody::AuditReport {
+                    job: rec.job,
+                    stage: rec.stage,
+                    result: rec.result,
+                },
+                self.config.tx_timeout,
+            )
+            .await?;
+        self.journal
+            .update(rec.job, rec.stage, |r| r.committed = true)?;
+        self.status().audits_reported += 1;
+        tracing::info!(
+            job = rec.job.0,
+            stage = rec.stage,
+            output = %hex32(&rec.result.output),
+            "audit reported"
+        );
+        Ok(())
+    }
+
+    /// One turn of a dispute this provider is a party to: make the agreed activation
+    /// available when the referee may need it, and post this round's move.
+    async fn play(
+        &mut self,
+        id: DisputeId,
+        d: &Dispute,
+        jobs: &[(JobId, Job)],
+    ) -> Result<(), ProviderError> {
+        let Some(rec) = self.journal.get(d.job, d.stage).cloned() else {
+            return Err(ProviderError::Unexpected(format!(
+                "no record of job {} stage {}: nothing to defend",
+                d.job.0, d.stage
+            )));
+        };
+        let defendant = d.defendant == self.me;
+        let (root, moved) = if defendant {
+            (d.defendant_root, d.defendant_move.is_some())
+        } else {
+            (d.challenger_root, d.challenger_move.is_some())
+        };
+        if rec.leaves.is_empty() || rec.result.trace_root != root {
+            return Err(ProviderError::Unexpected(format!(
+                "the journal holds no trace with root {root} for job {} stage {}",
+                d.job.0, d.stage
+            )));
+        }
+        if d.phase == DisputePhase::AwaitingReferee || d.game.lo() == 0 {
+            self.provide(id, d, &rec, jobs).await?;
+        }
+        if d.phase != DisputePhase::Bisecting || moved {
+            return Ok(());
+        }
+        // `silent` does not defend its own results.
+        if rec.role == Role::Stage && self.config.misbehave.is_some_and(|m| !m.answers_disputes()) {
+            return Ok(());
+        }
+        let Some(mid) = d.game.midpoint() else {
+            return Ok(());
+        };
+        let raw: Vec<[u8; 32]> = rec.leaves.iter().map(|h| h.0).collect();
+        let (Some(leaf), Some(proof)) = (
+            rec.leaves.get(mid as usize).copied(),
+            merkle::proof(&raw, mid as usize),
+        ) else {
+            return Err(ProviderError::Unexpected(format!(
+                "leaf {mid} is outside the trace of {} leaves",
+                raw.len()
+            )));
+        };
+        self.client
+            .send(
+                &self.config.key,
+                TxBody::Bisect {
+                    dispute: id,
+                    leaf,
+                    proof: proof.into_iter().map(Hash).collect(),
+                },
+                self.config.tx_timeout,
+            )
+            .await?;
+        self.status().bisect_moves += 1;
+        tracing::info!(dispute = id.0, mid, defendant, "bisection move posted");
+        Ok(())
+    }
+
+    /// Makes `d.agreed` — the activation entering the disputed stage's layer
+    /// `first_layer + lo` — available to the referee: in this data plane's store and on
+    /// the node. Replays this party's own computation up to leaf `lo` when the store
+    /// lacks it, and checks the replay hashes to `agreed`.
+    async fn provide(
+        &mut self,
+        id: DisputeId,
+        d: &Dispute,
+        rec: &StageRecord,
+        jobs: &[(JobId, Job)],
+    ) -> Result<(), ProviderError> {
+        let key = (id, d.agreed);
+        let store = self.fetcher.store().clone();
+        match self.provisions.remove(&key) {
+            Some(p @ (Provision::Done | Provision::Failed)) => {
+                self.provisions.insert(key, p);
+                return Ok(());
+            }
+            Some(Provision::Replaying(h)) if !h.is_finished() => {
+                self.provisions.insert(key, Provision::Replaying(h));
+                return Ok(());
+            }
+            Some(Provision::Replaying(h)) => {
+                match h.await.map_err(|e| e.to_string()).and_then(|r| r) {
+                    Ok(Some(got)) if got == d.agreed => {}
+                    Ok(got) => {
+                        // Not this party's activation: the other party must provide it.
+                        tracing::warn!(
+                            dispute = id.0,
+                            agreed = %hex32(&d.agreed),
+                            replayed = ?got,
+                            "no activation of ours hashes to the agreed leaf"
+                        );
+                        self.provisions.insert(key, Provision::Failed);
+                        return Ok(());
+                    }
+                    // Try again next turn (a fetch may have failed).
+                    Err(e) => return Err(ProviderError::Unexpected(format!("replay: {e}"))),
+                }
+            }
+            None if store.size(&d.agreed)?.is_none() => {
+                let job = match jobs.iter().find(|(j, _)| *j == d.job) {
+                    Some((_, j)) => j.clone(),
+                    None => serde_json::from_value(self.client.job(d.job.0).await?)
+                        .map_err(|e| ProviderError::Unexpected(format!("job {}: {e}", d.job.0)))?,
+                };
+                let spec = job.spec.stages[d.stage as usize];
+                let task = ReplayTask {
+                    fetcher: self.fetcher.clone(),
+                    models: self.models.clone(),
+                    sources: self.sources(&job, d.stage).await,
+                    model: job.spec.model,
+                    layers: spec.first_layer as usize..(spec.first_layer + spec.layers) as usize,
+                    input: rec.result.input,
+                    mode: rec.misbehaviour,
+                    leaf: d.game.lo() as usize,
+                };
+                tracing::info!(
+                    dispute = id.0,
+                    lo = d.game.lo(),
+                    "replaying to the agreed leaf"
+                );
+                self.provisions
+                    .insert(key, Provision::Replaying(tokio::spawn(task.run())));
+                return Ok(());
+            }
+            None => {}
+        }
+        let bytes = store
+            .get(&d.agreed)?
+            .ok_or_else(|| ProviderError::Unexpected("agreed activation vanished".into()))?;
+        self.client.put_blob(bytes).await?;
+        self.provisions.insert(key, Provision::Done);
+        self.status().activations_provided += 1;
+        tracing::info!(
+            dispute = id.0,
+            agreed = %hex32(&d.agreed),
+            "agreed activation available for the referee"
+        );
         Ok(())
     }
 
@@ -853,6 +1258,10 @@ impl Daemon {
             let Some(st) = job.stages.get(rec.stage as usize) else {
                 continue;
             };
+            if let Role::Audit { price } = rec.role {
+                self.settle_audit(&rec, &job, price)?;
+                continue;
+            }
             // Bring the journal up to date with the chain (we may have died between a
             // transaction landing and noting it).
             let mine = st
@@ -898,6 +1307,97 @@ impl Daemon {
         }
         Ok(())
     }
+
+    /// Records an audit's fee once its stage moved on: paid when the audit agreed with
+    /// the stage's result; a disputed audit is settled by the dispute (see
+    /// [`StageRecord::paid`]).
+    fn settle_audit(
+        &mut self,
+        rec: &StageRecord,
+        job: &Job,
+        price: Amount,
+    ) -> Result<(), ProviderError> {
+        let st = &job.stages[rec.stage as usize];
+        let verified = matches!(
+            st.phase,
+            StagePhase::Challengeable { .. } | StagePhase::Finalized
+        );
+        if !verified && job.status == JobStatus::Active && st.phase != StagePhase::Cancelled {
+            return Ok(());
+        }
+        let agreed = verified && st.result.map(|r| r.output) == Some(rec.result.output);
+        let paid = if agreed {
+            Amount::cost(job.spec.stages[rec.stage as usize].ops, price).unwrap_or_default()
+        } else {
+            Amount::ZERO
+        };
+        self.journal
+            .update(rec.job, rec.stage, |r| r.paid = Some(paid))?;
+        if paid.0 > 0 {
+            let mut status = self.status();
+            status.earned = Amount(status.earned.0.saturating_add(paid.0));
+        }
+        tracing::info!(job = rec.job.0, stage = rec.stage, %paid, agreed, "audit settled");
+        Ok(())
+    }
+}
+
+/// The secret seed of the made-up parts of a stage (the `random` cheat), derived like
+/// the salt so that a restarted daemon claims the same.
+fn seed_for(secret: &[u8; 32], job: JobId, stage: u32) -> [u8; 32] {
+    Hash::digest(
+        "agentic provider misbehaviour seed v1",
+        &[secret, &job.0.to_be_bytes(), &stage.to_be_bytes()],
+    )
+    .0
+}
+
+/// The model (or training task) `model`, fetched from `sources` and decoded once per
+/// daemon.
+async fn load_workload(
+    fetcher: &Fetcher,
+    models: &Models,
+    model: Hash,
+    sources: &[Client],
+) -> Result<Arc<Workload>, String> {
+    let quiet = |_: u64, _: u64| {};
+    let cached = models
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&model)
+        .cloned();
+    if let Some(m) = cached {
+        return Ok(m);
+    }
+    fetcher
+        .fetch(&model, sources, &quiet)
+        .await
+        .map_err(|e| format!("model: {e}"))?;
+    let store = fetcher.store().clone();
+    let m = tokio::task::spawn_blocking(move || -> Result<Workload, String> {
+        let bytes = store
+            .get(&model)
+            .map_err(|e| e.to_string())?
+            .ok_or("model vanished from the store")?;
+        if TrainTask::is_task(&bytes) {
+            return TrainTask::decode(&bytes, TaskLimits::default())
+                .map(Workload::Training)
+                .map_err(|e| e.to_string());
+        }
+        let bundle = Bundle::decode(&bytes, BundleLimits::default()).map_err(|e| e.to_string())?;
+        bundle
+            .load()
+            .map(Workload::Inference)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let m = Arc::new(m);
+    models
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(model, m.clone());
+    Ok(m)
 }
 
 /// One stage's execution, off the loop.
@@ -910,79 +1410,43 @@ struct ComputeTask {
     declared_ops: u64,
     sources: Vec<Client>,
     slowdown: u32,
+    /// How to cheat (inference stages only; `None`: honestly).
+    mode: Option<Misbehaviour>,
+    /// Seed of what a cheat makes up.
+    seed: [u8; 32],
 }
 
 impl ComputeTask {
     async fn run(self) -> Result<Computed, String> {
         let quiet = |_: u64, _: u64| {};
-        let cached = self
-            .models
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&self.model)
-            .cloned();
-        let model = match cached {
-            Some(m) => m,
-            None => {
-                self.fetcher
-                    .fetch(&self.model, &self.sources, &quiet)
-                    .await
-                    .map_err(|e| format!("model: {e}"))?;
-                let store = self.fetcher.store().clone();
-                let hash = self.model;
-                let m = tokio::task::spawn_blocking(move || -> Result<Workload, String> {
-                    let bytes = store
-                        .get(&hash)
-                        .map_err(|e| e.to_string())?
-                        .ok_or("model vanished from the store")?;
-                    if TrainTask::is_task(&bytes) {
-                        return TrainTask::decode(&bytes, TaskLimits::default())
-                            .map(Workload::Training)
-                            .map_err(|e| e.to_string());
-                    }
-                    let bundle = Bundle::decode(&bytes, BundleLimits::default())
-                        .map_err(|e| e.to_string())?;
-                    bundle
-                        .load()
-                        .map(Workload::Inference)
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .map_err(|e| e.to_string())??;
-                let m = Arc::new(m);
-                self.models
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(self.model, m.clone());
-                m
-            }
-        };
+        let model = load_workload(&self.fetcher, &self.models, self.model, &self.sources).await?;
         self.fetcher
             .fetch(&self.input, &self.sources, &quiet)
             .await
             .map_err(|e| format!("input: {e}"))?;
         let store = self.fetcher.store().clone();
         let (input, layers, declared) = (self.input, self.layers.clone(), self.declared_ops);
+        let (mode, seed) = (self.mode, self.seed);
         let start = Instant::now();
         let computed = tokio::task::spawn_blocking(move || -> Result<Computed, String> {
             let bytes = store
                 .get(&input)
                 .map_err(|e| e.to_string())?
                 .ok_or("input vanished from the store")?;
-            let (computed, bytes) = match &*model {
-                Workload::Inference(m) => run_layers(m, &bytes, layers)?,
+            let (computed, blobs) = match &*model {
+                Workload::Inference(m) => run_layers(m, &bytes, layers, mode, &seed)?,
                 Workload::Training(t) => run_steps(t, &bytes, layers)?,
             };
-            if computed.ops != declared {
+            if computed.ops != declared && mode.is_none() {
                 tracing::warn!(
                     metered = computed.ops,
                     declared,
                     "the job declared other ops than metered"
                 );
             }
-            store
-                .put(&computed.output, &bytes)
-                .map_err(|e| e.to_string())?;
+            for (hash, bytes) in blobs {
+                store.put(&hash, &bytes).map_err(|e| e.to_string())?;
+            }
             Ok(computed)
         })
         .await
@@ -994,42 +1458,113 @@ impl ComputeTask {
     }
 }
 
-/// An inference stage: layers `layers` of `m` on the input activation's bytes; the
-/// result and the output activation's canonical bytes.
+/// Replaying a stage's computation up to one trace leaf, for the referee.
+struct ReplayTask {
+    fetcher: Fetcher,
+    models: Models,
+    sources: Vec<Client>,
+    model: Hash,
+    layers: Range<usize>,
+    /// The stage's input (leaf 0).
+    input: Hash,
+    /// The misbehaviour the disputed result was computed under.
+    mode: Option<Misbehaviour>,
+    /// The leaf whose activation is wanted.
+    leaf: usize,
+}
+
+impl ReplayTask {
+    /// Stores the activation this party claims at the leaf and returns its hash;
+    /// `None` when it has none there.
+    async fn run(self) -> Result<Option<Hash>, String> {
+        let quiet = |_: u64, _: u64| {};
+        let model = load_workload(&self.fetcher, &self.models, self.model, &self.sources).await?;
+        self.fetcher
+            .fetch(&self.input, &self.sources, &quiet)
+            .await
+            .map_err(|e| format!("input: {e}"))?;
+        let store = self.fetcher.store().clone();
+        tokio::task::spawn_blocking(move || -> Result<Option<Hash>, String> {
+            let Workload::Inference(m) = &*model else {
+                return Err("training stages cannot be disputed layer by layer".into());
+            };
+            let bytes = store
+                .get(&self.input)
+                .map_err(|e| e.to_string())?
+                .ok_or("input vanished from the store")?;
+            let act = Activation::from_canonical_bytes(&bytes, DecodeLimits::default())
+                .map_err(|e| e.to_string())?;
+            let Some(a) =
+                misbehave::activation_at(self.mode, &m.model, self.layers, act, self.leaf)
+                    .map_err(|e| e.to_string())?
+            else {
+                return Ok(None);
+            };
+            let hash = misbehave::digest(&a);
+            store
+                .put(&hash, &a.canonical_bytes())
+                .map_err(|e| e.to_string())?;
+            Ok(Some(hash))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+/// An inference stage: layers `layers` of `m` on the input activation's bytes, as
+/// `mode` runs them; the result and the blobs to store (the claimed output, and the
+/// pushed one when it differs).
 fn run_layers(
     m: &LoadedModel,
     input: &[u8],
     layers: Range<usize>,
-) -> Result<(Computed, Vec<u8>), String> {
+    mode: Option<Misbehaviour>,
+    seed: &[u8; 32],
+) -> Result<(Computed, Vec<(Hash, Vec<u8>)>), String> {
     let act = Activation::from_canonical_bytes(input, DecodeLimits::default())
         .map_err(|e| e.to_string())?;
-    let out = m.model.run_range(layers, act).map_err(|e| e.to_string())?;
-    let computed = Computed {
-        input: Hash(out.trace.input_hash.0),
-        output: Hash(out.trace.output_hash().0),
-        trace_root: Hash(out.trace.root.0),
-        ops: out.total_ops(),
+    let e = misbehave::execute(mode, &m.model, layers, act, seed).map_err(|e| e.to_string())?;
+    let mut blobs = vec![(e.result.output, e.output.canonical_bytes())];
+    let pushed = match &e.pushed {
+        Some(p) => {
+            let h = misbehave::digest(p);
+            blobs.push((h, p.canonical_bytes()));
+            h
+        }
+        None => e.result.output,
     };
-    Ok((computed, out.output.canonical_bytes()))
+    let computed = Computed {
+        result: e.result,
+        leaves: e.leaves,
+        ops: e.ops,
+        pushed,
+    };
+    Ok((computed, blobs))
 }
 
 /// A training stage: the ledger's layer range is the step range; steps `steps` of
-/// task `t` on the input state's bytes; the result and the output state's bytes.
+/// task `t` on the input state's bytes; the result and the output state to store.
+/// (Trace leaves are not kept: training stages are not disputed layer by layer.)
 fn run_steps(
     t: &TrainTask,
     input: &[u8],
     steps: Range<usize>,
-) -> Result<(Computed, Vec<u8>), String> {
+) -> Result<(Computed, Vec<(Hash, Vec<u8>)>), String> {
     let state = TrainState::decode(input, t).map_err(|e| e.to_string())?;
     let run = t
         .run_steps(&state, steps.start as u64..steps.end as u64)
         .map_err(|e| e.to_string())?;
     let bytes = run.state.encode();
+    let output = Hash(*blake3::hash(&bytes).as_bytes());
     let computed = Computed {
-        input: Hash(*blake3::hash(input).as_bytes()),
-        output: Hash(*blake3::hash(&bytes).as_bytes()),
-        trace_root: Hash(run.trace_root.0),
+        result: StageResult {
+            input: Hash(*blake3::hash(input).as_bytes()),
+            output,
+            trace_root: Hash(run.trace_root.0),
+        },
+        leaves: Vec::new(),
         ops: run.ops,
+        pushed: output,
     };
-    Ok((computed, bytes))
+    Ok((computed, vec![(output, bytes)]))
 }

@@ -9,15 +9,40 @@
 //! the stage ([`crate::daemon::salt_for`]), secret until revealed.
 //!
 //! ```text
-//!   computed ──write record──▶ commit sent ──▶ published (output on the node) ──▶ revealed ──▶ paid
+//!   stage:  computed ──write record──▶ commit sent ──▶ published (output on the node) ──▶ revealed ──▶ paid
+//!   audit:  recomputed ──write record──▶ AuditReport sent ──▶ settled
 //! ```
+//!
+//! Every record keeps the full trace of its result — the input's hash and each layer's
+//! output hash, the leaves its committed trace root is the Merkle root of — and the
+//! misbehaviour (if any) it was computed under. A dispute over the result can come
+//! after a restart: the daemon answers each bisection round with a leaf and its Merkle
+//! proof from these leaves, and replays the same computation up to the agreed leaf to
+//! publish the activation the referee needs. Records written before the leaves were
+//! kept read back with none (`serde(default)`); such a result cannot be defended.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use agentic_protocol::tx::StageResult;
-use agentic_protocol::{Amount, JobId};
+use agentic_protocol::{Amount, Hash, JobId};
 use serde::{Deserialize, Serialize};
+
+use crate::misbehave::Misbehaviour;
+
+/// Why this provider computed a stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// It holds one of the stage's replica slots (commit, reveal, paid `ops × price`).
+    #[default]
+    Stage,
+    /// It was drawn to audit the stage, at this price per mega-op.
+    Audit {
+        /// Its price when drawn (its fee is `ops × price`).
+        price: Amount,
+    },
+}
 
 /// One stage this provider worked on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,18 +51,69 @@ pub struct StageRecord {
     pub job: JobId,
     /// The stage.
     pub stage: u32,
-    /// The result committed to.
+    /// A stage slot or an audit (records from before audits: a slot).
+    #[serde(default)]
+    pub role: Role,
+    /// The result committed to (an audit: the result reported).
     pub result: StageResult,
+    /// Its trace leaves: the input's hash, then each layer's output hash (empty for a
+    /// training stage, whose trace is over steps, and for records from before disputes
+    /// were played).
+    #[serde(default)]
+    pub leaves: Vec<Hash>,
+    /// The misbehaviour the result was computed under (`None`: honestly). A dispute
+    /// replays that computation to publish the activation the referee needs.
+    #[serde(default)]
+    pub misbehaviour: Option<Misbehaviour>,
+    /// The activation pushed to the next stage when it is not `result.output` (only a
+    /// colluding upstream's).
+    #[serde(default)]
+    pub pushed: Option<Hash>,
     /// Metered operations of the run.
     pub ops: u64,
-    /// The commitment transaction was finalized.
+    /// The commitment transaction was finalized (an audit: the `AuditReport`).
     pub committed: bool,
     /// The reveal transaction was finalized.
     pub revealed: bool,
     /// The output activation was uploaded to the node's blob store.
     pub published: bool,
-    /// What the ledger paid for it, once paid.
+    /// What the ledger paid for it, once settled. For an audit: its fee when it agreed
+    /// with the stage's result; a disputed audit is settled by the dispute (the fee and
+    /// the winner's share of the slash are in the ledger's events, not here) and
+    /// recorded as zero.
     pub paid: Option<Amount>,
+}
+
+impl StageRecord {
+    /// A fresh record of a result computed as `role`, nothing sent yet.
+    pub fn new(
+        job: JobId,
+        stage: u32,
+        role: Role,
+        result: StageResult,
+        leaves: Vec<Hash>,
+        ops: u64,
+    ) -> StageRecord {
+        StageRecord {
+            job,
+            stage,
+            role,
+            result,
+            leaves,
+            misbehaviour: None,
+            pushed: None,
+            ops,
+            committed: false,
+            revealed: false,
+            published: false,
+            paid: None,
+        }
+    }
+
+    /// The activation this stage pushes to the next one.
+    pub fn pushed_output(&self) -> Hash {
+        self.pushed.unwrap_or(self.result.output)
+    }
 }
 
 /// Why the journal failed.
@@ -157,26 +233,40 @@ mod tests {
         let path = dir.join("journal.json");
         let _ = std::fs::remove_file(&path);
         let mut j = Journal::open(&path).unwrap();
-        let rec = StageRecord {
-            job: JobId(7),
-            stage: 1,
-            result: StageResult {
+        let rec = StageRecord::new(
+            JobId(7),
+            1,
+            Role::Audit { price: Amount(9) },
+            StageResult {
                 input: Hash([1; 32]),
                 output: Hash([2; 32]),
                 trace_root: Hash([3; 32]),
             },
-            ops: 1234,
-            committed: false,
-            revealed: false,
-            published: false,
-            paid: None,
-        };
+            vec![Hash([1; 32]), Hash([4; 32]), Hash([2; 32])],
+            1234,
+        );
         j.put(rec.clone()).unwrap();
         j.update(JobId(7), 1, |r| r.committed = true).unwrap();
         let back = Journal::open(&path).unwrap();
         let got = back.get(JobId(7), 1).unwrap();
         assert!(got.committed);
         assert_eq!(got.result, rec.result);
+        assert_eq!(got.leaves, rec.leaves);
+        assert_eq!(got.role, rec.role);
+        // A record written before roles, leaves and misbehaviours were kept reads back
+        // as an honest stage slot without leaves.
+        std::fs::write(
+            &path,
+            br#"[{"job":3,"stage":0,"result":{"input":"0101010101010101010101010101010101010101010101010101010101010101","output":"0202020202020202020202020202020202020202020202020202020202020202","trace_root":"0303030303030303030303030303030303030303030303030303030303030303"},"ops":5,"committed":true,"revealed":false,"published":false,"paid":null}]"#,
+        )
+        .unwrap();
+        let old = Journal::open(&path).unwrap();
+        let r = old.get(JobId(3), 0).unwrap();
+        assert_eq!(
+            (r.role, r.leaves.len(), r.misbehaviour, r.pushed),
+            (Role::Stage, 0, None, None)
+        );
+        assert_eq!(r.pushed_output(), Hash([2; 32]));
         std::fs::write(&path, b"{not json").unwrap();
         assert!(matches!(
             Journal::open(&path),

@@ -17,10 +17,14 @@
 //! ```
 //!
 //! * [`daemon`] — the loop: registration, work polling, compute, commit-then-reveal,
-//!   publication, payment.
+//!   publication, payment; audits; playing disputes (bisection moves, the agreed
+//!   activation for the referee).
 //! * [`dataplane`] — content-addressed blob routes, the activation inbox, RTT pings,
 //!   and resumable verified downloads.
-//! * [`journal`] — what survives a crash (results committed to, what was revealed).
+//! * [`journal`] — what survives a crash (results committed to with their trace leaves,
+//!   what was revealed, audits reported).
+//! * [`misbehave`] — the stage execution, and the named cheats a daemon can be told to
+//!   commit (`--misbehave`): what each does and how the ledger catches it.
 //! * [`measure`] — speed of the compute runtime and Vivaldi coordinates.
 //! * [`local`] — a whole market in one process (demo, benches, tests).
 //!
@@ -34,5 +38,7 @@ pub mod dataplane;
 pub mod journal;
 pub mod local;
 pub mod measure;
+pub mod misbehave;
 
 pub use daemon::{Config, Provider, ProviderError, Status};
+pub use misbehave::{Misbehaviour, UnknownMisbehaviour};

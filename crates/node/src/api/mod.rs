@@ -18,7 +18,7 @@
 //! | GET | `/v1/txs/{id}` | receipt, or `pending` while in the mempool |
 //! | GET | `/v1/accounts/{address}` | balance, nonce, bonded, withdrawable |
 //! | GET | `/v1/providers`, `/v1/providers/{address}` | registered providers |
-//! | GET | `/v1/providers/{address}/work` | active jobs where the provider holds a slot or an audit |
+//! | GET | `/v1/providers/{address}/work` | active jobs where the provider holds a slot or an audit, its open disputes |
 //! | GET | `/v1/offers` | active providers' offers with reputation |
 //! | GET | `/v1/jobs`, `/v1/jobs/{id}` | jobs |
 //! | GET | `/v1/disputes`, `/v1/disputes/{id}` | disputes |
@@ -374,10 +374,12 @@ async fn provider(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult
     Ok(Json(provider_json(&c, &addr, p)))
 }
 
-/// The active jobs in which `address` holds a stage slot or an audit, in full: what a
-/// provider daemon polls to find its work.
+/// The active jobs in which `address` holds a stage slot or an audit, in full, and the
+/// open disputes (bisecting or awaiting the referee) it is a party to, each in full
+/// with its `id` (as `/v1/disputes/{id}`): what a provider daemon polls to find its
+/// work.
 async fn provider_work(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult {
-    use agentic_protocol::state::{JobStatus, StagePhase};
+    use agentic_protocol::state::{DisputePhase, JobStatus, StagePhase};
     let addr = parse_address_param(&a)?;
     let c = read_chain(&s);
     let list: Vec<Value> = c
@@ -400,7 +402,25 @@ async fn provider_work(State(s): State<ApiState>, Path(a): Path<String>) -> ApiR
             v
         })
         .collect();
-    Ok(Json(json!({"height": c.height().0, "jobs": list})))
+    let disputes: Vec<Value> = c
+        .state()
+        .disputes()
+        .filter(|(_, d)| {
+            matches!(
+                d.phase,
+                DisputePhase::Bisecting | DisputePhase::AwaitingReferee
+            ) && (d.defendant == addr || d.challenger == addr)
+        })
+        .take(s.config.max_list)
+        .map(|(id, d)| {
+            let mut v = to_value(d);
+            v["id"] = json!(id.0);
+            v
+        })
+        .collect();
+    Ok(Json(
+        json!({"height": c.height().0, "jobs": list, "disputes": disputes}),
+    ))
 }
 
 async fn offers(State(s): State<ApiState>) -> ApiResult {

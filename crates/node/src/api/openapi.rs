@@ -124,10 +124,12 @@ pub fn document() -> Value {
     paths.insert(
         "/v1/providers/{address}/work".into(),
         get_one(
-            "Active jobs in which a provider holds a stage slot or an audit (what a provider daemon polls)",
+            "Active jobs in which a provider holds a stage slot or an audit, and the open disputes (bisecting or awaiting the referee) where it is the defendant or the challenger, each with its id (what a provider daemon polls)",
             path_param("address", "provider address", hex64()),
-            json!({"type": "object", "required": ["height", "jobs"],
-                "properties": {"height": {"type": "integer"}, "jobs": {"type": "array", "items": {"type": "object"}}}}),
+            json!({"type": "object", "required": ["height", "jobs", "disputes"],
+                "properties": {"height": {"type": "integer"},
+                    "jobs": {"type": "array", "items": {"type": "object"}},
+                    "disputes": {"type": "array", "items": {"type": "object", "required": ["id"], "description": "as GET /v1/disputes/{id}"}}}}),
         ),
     );
     paths.insert(

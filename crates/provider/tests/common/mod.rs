@@ -41,6 +41,86 @@ where
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs `f` against a fresh market of `validators` validators and the named funded
+/// accounts, with the genesis parameters `params` (name, value) over the defaults.
+pub fn with_market<F, Fut>(
+    name: &str,
+    validators: usize,
+    users: &[&str],
+    params: &[(&str, u64)],
+    f: F,
+) where
+    F: FnOnce(Net) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let dir = temp_dir(name);
+    let mut spec = MarketSpec::new(validators, users);
+    for (k, v) in params {
+        spec = spec.param(k, v);
+    }
+    local::run(&dir, spec, f).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The chain's current parameters.
+pub async fn params(c: &Client) -> agentic_protocol::params::Params {
+    let v = c.get("/v1/params").await.unwrap();
+    serde_json::from_value(v["params"].clone()).unwrap()
+}
+
+/// An account as the ledger holds it: balance, bonded stake, nonce (each successful
+/// transaction bumps the nonce and costs its fee).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub balance: u128,
+    pub bonded: u128,
+    pub nonce: u64,
+}
+
+pub async fn snapshot(c: &Client, a: &Address) -> Snapshot {
+    let v = c.account(a).await.unwrap();
+    let p = |k: &str| {
+        agentic_node::genesis::parse_amount(v[k].as_str().unwrap())
+            .unwrap()
+            .0
+    };
+    Snapshot {
+        balance: p("balance"),
+        bonded: p("bonded"),
+        nonce: v["nonce"].as_u64().unwrap(),
+    }
+}
+
+impl Snapshot {
+    /// The fees of the transactions sent since `before` (at the minimum fee).
+    pub fn fees_since(&self, before: &Snapshot) -> u128 {
+        u128::from(self.nonce - before.nonce) * min_fee().0
+    }
+}
+
+/// The disputes opened over `job`, by id.
+pub async fn disputes_of(
+    c: &Client,
+    job: JobId,
+) -> Vec<(
+    agentic_protocol::DisputeId,
+    agentic_protocol::state::Dispute,
+)> {
+    let v = c.get("/v1/disputes").await.unwrap();
+    v["disputes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                agentic_protocol::DisputeId(d["id"].as_u64().unwrap()),
+                serde_json::from_value::<agentic_protocol::state::Dispute>(d.clone()).unwrap(),
+            )
+        })
+        .filter(|(_, d)| d.job == job)
+        .collect()
+}
+
 /// A job prepared by the test's requester.
 pub struct Prepared {
     pub spec: JobSpec,

@@ -1,0 +1,436 @@
+//! Misbehaving providers: named cheats, one small module each, and the stage execution
+//! every daemon runs (honestly unless told otherwise).
+//!
+//! The verification layer (audits, challenges, the bisection game and the referee, the
+//! commit-then-reveal rules, the pipeline chaining check) is only as good as the cheats
+//! it is tested against. Each cheat here is a real, running provider daemon
+//! (`agentic provider run --misbehave MODE`, [`crate::Config::misbehave`]) used by the
+//! end-to-end tests (`tests/verify.rs`), the demo and benches:
+//!
+//! ```text
+//!   mode           what it does                                   how it is caught
+//!   ─────────────  ─────────────────────────────────────────────  ─────────────────────────────────────
+//!   wrong-output   honest run, false final output (trace agrees   audit/challenge → bisection ends at the
+//!                  except the last leaf)                          stage's last layer → referee → slashed
+//!   perturb-ulp    +1 ulp on one element of a middle layer's      bisection ends at that layer → referee
+//!                  output, then computes on from it
+//!   smaller-model  runs the first and last layer of its range,    bisection ends at the first skipped
+//!                  identity for the layers between                layer → referee
+//!   random         no compute: random output of the right shape,  bisection ends at the first layer →
+//!                  random trace leaves                            referee
+//!   copy-replica   no compute: copies the other replica's         cannot open the copied commitment →
+//!                  commitment, then tries to reveal its result    misses the reveal deadline → penalty
+//!   silent         like wrong-output, and never answers a round   loses the bisection by timeout
+//!   collude        upstream: reveals a false output, pushes the   downstream: its reveal does not chain →
+//!                  true activation; downstream: commits on the    slashed (chain broken); upstream: audit
+//!                  pushed activation without waiting for the      → bisection → referee → slashed
+//!                  chain
+//! ```
+//!
+//! A misbehaving daemon cheats only on the stages it holds. In every other role (an
+//! audit, a dispute over someone else's result) it is honest, and it plays the
+//! bisection game faithfully for the trace it committed to (except `silent`), so a
+//! test exercises the verification layer, not a daemon that gives up.
+//!
+//! [`execute`] is the one stage execution: it walks the stage's layers one at a time
+//! ([`agentic_compute::Model::run_layer_counted`]), letting the mode change what each
+//! layer yields, and returns the claimed result, its trace leaves, and the output to
+//! store (and to push, which differs for `collude`). [`activation_at`] replays the same
+//! walk up to one leaf: what a party must publish for the referee.
+
+pub mod collude;
+pub mod copy_replica;
+pub mod perturb_ulp;
+pub mod random;
+pub mod silent;
+pub mod smaller_model;
+pub mod wrong_output;
+
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
+
+use agentic_compute::metering::OpCounter;
+use agentic_compute::{Activation, ComputeError, Model};
+use agentic_protocol::tx::StageResult;
+use agentic_protocol::{merkle, Hash};
+
+/// A named way of cheating (see the module docs). A daemon without one is honest.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+#[value(rename_all = "kebab-case")]
+pub enum Misbehaviour {
+    /// Computes honestly, then claims a different final output ([`wrong_output`]).
+    WrongOutput,
+    /// One ulp off in one middle layer, computed on from there ([`perturb_ulp`]).
+    PerturbUlp,
+    /// Runs only the first and last layer of its range ([`smaller_model`]).
+    SmallerModel,
+    /// No compute: a random output and random trace leaves ([`random`]).
+    Random,
+    /// No compute: copies another replica's commitment ([`copy_replica`]).
+    CopyReplica,
+    /// Like `wrong-output`, and never answers a bisection round ([`silent`]).
+    Silent,
+    /// Breaks the pipeline chain with the provider of the next stage ([`collude`]).
+    Collude,
+}
+
+/// A mode name that is not one of [`Misbehaviour::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown misbehaviour {given:?}: expected one of {known}")]
+pub struct UnknownMisbehaviour {
+    /// The name given.
+    pub given: String,
+    /// The known names, comma-separated.
+    pub known: String,
+}
+
+impl Misbehaviour {
+    /// Every mode.
+    pub const ALL: &'static [Misbehaviour] = &[
+        Misbehaviour::WrongOutput,
+        Misbehaviour::PerturbUlp,
+        Misbehaviour::SmallerModel,
+        Misbehaviour::Random,
+        Misbehaviour::CopyReplica,
+        Misbehaviour::Silent,
+        Misbehaviour::Collude,
+    ];
+
+    /// The mode's name (`wrong-output`, …), as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Misbehaviour::WrongOutput => "wrong-output",
+            Misbehaviour::PerturbUlp => "perturb-ulp",
+            Misbehaviour::SmallerModel => "smaller-model",
+            Misbehaviour::Random => "random",
+            Misbehaviour::CopyReplica => "copy-replica",
+            Misbehaviour::Silent => "silent",
+            Misbehaviour::Collude => "collude",
+        }
+    }
+
+    /// Whether it answers the bisection rounds of disputes over its own results.
+    pub fn answers_disputes(self) -> bool {
+        silent::answers_disputes(self)
+    }
+
+    /// Whether it computes the stages it holds at all (`copy-replica` does not).
+    pub fn computes(self) -> bool {
+        !copy_replica::is(self)
+    }
+
+    /// Whether it commits on an activation pushed to it without waiting for the chain
+    /// to agree on the previous stage's output (`collude`).
+    pub fn commits_on_pushed_input(self) -> bool {
+        collude::commits_on_pushed_input(self)
+    }
+}
+
+impl fmt::Display for Misbehaviour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Misbehaviour {
+    type Err = UnknownMisbehaviour;
+    fn from_str(s: &str) -> Result<Self, UnknownMisbehaviour> {
+        Misbehaviour::ALL
+            .iter()
+            .copied()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| UnknownMisbehaviour {
+                given: s.to_string(),
+                known: Misbehaviour::ALL
+                    .iter()
+                    .map(|m| m.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+/// A stage's execution as this provider claims it.
+#[derive(Clone, Debug)]
+pub struct Execution {
+    /// The result it commits to.
+    pub result: StageResult,
+    /// Its trace leaves: the input's hash, then each layer's output hash
+    /// (`merkle::root(leaves) = result.trace_root`).
+    pub leaves: Vec<Hash>,
+    /// Operations metered while computing (less than declared for modes that skip work).
+    pub ops: u64,
+    /// The claimed output activation (hash `result.output`).
+    pub output: Activation,
+    /// What goes to the next stage's provider when it is not `output` (`collude`: the
+    /// true output).
+    pub pushed: Option<Activation>,
+}
+
+/// Runs layers `layers` of `model` on `input` as `mode` would (honestly for `None`).
+/// `seed` feeds the modes that make things up (`random`), so a rerun claims the same.
+pub fn execute(
+    mode: Option<Misbehaviour>,
+    model: &Model,
+    layers: Range<usize>,
+    input: Activation,
+    seed: &[u8; 32],
+) -> Result<Execution, ComputeError> {
+    if mode == Some(Misbehaviour::Random) {
+        return random::execute(model, layers, &input, seed);
+    }
+    let counter = OpCounter::new();
+    let n = layers.len();
+    let mut leaves = Vec::with_capacity(n + 1);
+    leaves.push(digest(&input));
+    let mut act = input;
+    for j in 0..n {
+        act = layer(mode, model, &layers, j, &act, &counter)?;
+        leaves.push(digest(&act));
+    }
+    let (output, pushed) = match mode {
+        Some(Misbehaviour::WrongOutput | Misbehaviour::Silent) => {
+            (wrong_output::falsify(&act)?, None)
+        }
+        Some(Misbehaviour::Collude) => collude::claim_and_push(act)?,
+        _ => (act, None),
+    };
+    if let Some(last) = leaves.last_mut() {
+        *last = digest(&output);
+    }
+    Ok(Execution {
+        result: result_of(&leaves),
+        leaves,
+        ops: counter.get(),
+        output,
+        pushed,
+    })
+}
+
+/// The activation `mode` claims at trace leaf `leaf` (the input of layer
+/// `layers.start + leaf`), recomputed from the stage's `input`: what a dispute party
+/// publishes for the referee. `None` when the mode has no activation behind that leaf
+/// (`random`'s made-up leaves).
+pub fn activation_at(
+    mode: Option<Misbehaviour>,
+    model: &Model,
+    layers: Range<usize>,
+    input: Activation,
+    leaf: usize,
+) -> Result<Option<Activation>, ComputeError> {
+    let n = layers.len();
+    if leaf > n {
+        return Err(ComputeError::LayerOutOfRange {
+            layer: layers.start + leaf,
+            layers: layers.end,
+        });
+    }
+    if leaf == 0 {
+        return Ok(Some(input));
+    }
+    if mode == Some(Misbehaviour::Random) {
+        return Ok(None);
+    }
+    if leaf == n {
+        return execute(mode, model, layers, input, &[0; 32]).map(|e| Some(e.output));
+    }
+    let counter = OpCounter::new();
+    let mut act = input;
+    for j in 0..leaf {
+        act = layer(mode, model, &layers, j, &act, &counter)?;
+    }
+    Ok(Some(act))
+}
+
+/// The activation after the stage's `j`-th layer (absolute layer `layers.start + j`) as
+/// `mode` claims it, from the claimed activation before it.
+fn layer(
+    mode: Option<Misbehaviour>,
+    model: &Model,
+    layers: &Range<usize>,
+    j: usize,
+    act: &Activation,
+    counter: &OpCounter,
+) -> Result<Activation, ComputeError> {
+    let n = layers.len();
+    let i = layers.start + j;
+    match mode {
+        Some(Misbehaviour::SmallerModel) if !smaller_model::runs(j, n) => Ok(act.clone()),
+        Some(Misbehaviour::PerturbUlp) if j == perturb_ulp::layer(n) => {
+            perturb_ulp::bump(&model.run_layer_counted(i, act, counter)?)
+        }
+        _ => model.run_layer_counted(i, act, counter),
+    }
+}
+
+/// The ledger's hash of an activation.
+pub fn digest(a: &Activation) -> Hash {
+    Hash(a.hash().0)
+}
+
+/// The result whose trace has these leaves (input first, output last).
+pub fn result_of(leaves: &[Hash]) -> StageResult {
+    let raw: Vec<[u8; 32]> = leaves.iter().map(|h| h.0).collect();
+    StageResult {
+        input: leaves.first().copied().unwrap_or_default(),
+        output: leaves.last().copied().unwrap_or_default(),
+        trace_root: Hash(merkle::root(&raw)),
+    }
+}
+
+/// `a` with its tensor's first element replaced by `f(x)` (the cheats' one-number
+/// edits); an activation without elements is refused.
+pub(crate) fn edit_first(
+    a: &Activation,
+    f: impl FnOnce(f32) -> f32,
+) -> Result<Activation, ComputeError> {
+    let mut data = a.tensor().data().to_vec();
+    let Some(x) = data.first_mut() else {
+        return Err(ComputeError::EmptyInput(
+            "an activation without elements cannot be altered".into(),
+        ));
+    };
+    *x = f(*x);
+    Activation::from_parts(
+        a.kind(),
+        a.seq_lens().to_vec(),
+        a.ids().to_vec(),
+        a.rows(),
+        a.width(),
+        data,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentic_compute::bundle::Bundle;
+    use agentic_compute::registry::LoadedModel;
+
+    fn tiny() -> (LoadedModel, Activation) {
+        let m = Bundle::of("tiny-gpt").unwrap().load().unwrap();
+        let x = m.encode(&["a cheat, caught"]).unwrap();
+        (m, x)
+    }
+
+    #[test]
+    fn names_round_trip_and_unknown_is_typed() {
+        for &m in Misbehaviour::ALL {
+            assert_eq!(m.name().parse::<Misbehaviour>(), Ok(m));
+            assert_eq!(
+                serde_json::to_value(m).unwrap(),
+                serde_json::json!(m.name())
+            );
+            let v = <Misbehaviour as clap::ValueEnum>::to_possible_value(&m).unwrap();
+            assert_eq!(v.get_name(), m.name());
+        }
+        let e = "lazy".parse::<Misbehaviour>().unwrap_err();
+        assert_eq!(e.given, "lazy");
+        assert!(e.known.contains("wrong-output") && e.known.contains("collude"));
+    }
+
+    /// Honest execution is `run_range`; each cheat's trace is consistent with its own
+    /// claim and first differs from the honest one exactly where the module says.
+    #[test]
+    fn each_cheat_diverges_where_documented() {
+        let (m, x) = tiny();
+        let n = m.model.layers();
+        let honest_run = m.model.run_range(0..n, x.clone()).unwrap();
+        let honest = execute(None, &m.model, 0..n, x.clone(), &[0; 32]).unwrap();
+        assert_eq!(honest.result.trace_root, Hash(honest_run.trace.root.0));
+        assert_eq!(honest.output, honest_run.output);
+        assert_eq!(honest.ops, honest_run.total_ops());
+        let first_diff = |e: &Execution| {
+            (0..=n)
+                .find(|&i| e.leaves[i] != honest.leaves[i])
+                .expect("a cheat differs somewhere")
+        };
+        for (mode, diverges_at) in [
+            (Misbehaviour::WrongOutput, n),
+            (Misbehaviour::Silent, n),
+            (Misbehaviour::Collude, n),
+            (Misbehaviour::PerturbUlp, perturb_ulp::layer(n) + 1),
+            (Misbehaviour::SmallerModel, 2),
+            (Misbehaviour::Random, 1),
+        ] {
+            let e = execute(Some(mode), &m.model, 0..n, x.clone(), &[7; 32]).unwrap();
+            assert_eq!(e.leaves.len(), n + 1, "{mode}");
+            assert_eq!(e.result, result_of(&e.leaves), "{mode}");
+            assert_eq!(e.result.input, honest.result.input, "{mode}");
+            assert_eq!(e.result.output, digest(&e.output), "{mode}");
+            assert_ne!(e.result.output, honest.result.output, "{mode}");
+            assert_eq!(first_diff(&e), diverges_at, "{mode}");
+            // The shape of the claimed output is the honest one.
+            assert_eq!(e.output.kind(), honest.output.kind(), "{mode}");
+            assert_eq!(
+                (e.output.rows(), e.output.width()),
+                (honest.output.rows(), honest.output.width()),
+                "{mode}"
+            );
+            // What a party publishes for the referee hashes to its own leaf.
+            for leaf in 0..=n {
+                match activation_at(Some(mode), &m.model, 0..n, x.clone(), leaf).unwrap() {
+                    Some(a) => assert_eq!(digest(&a), e.leaves[leaf], "{mode} leaf {leaf}"),
+                    None => assert!(mode == Misbehaviour::Random && leaf > 0),
+                }
+            }
+        }
+        // collude pushes the true output; the others push what they claim.
+        let c = execute(
+            Some(Misbehaviour::Collude),
+            &m.model,
+            0..n,
+            x.clone(),
+            &[0; 32],
+        )
+        .unwrap();
+        assert_eq!(c.pushed.as_ref(), Some(&honest.output));
+        // random does no compute and claims the same for the same seed.
+        let r1 = execute(
+            Some(Misbehaviour::Random),
+            &m.model,
+            0..n,
+            x.clone(),
+            &[1; 32],
+        )
+        .unwrap();
+        let r2 = execute(
+            Some(Misbehaviour::Random),
+            &m.model,
+            0..n,
+            x.clone(),
+            &[1; 32],
+        )
+        .unwrap();
+        assert_eq!(r1.ops, 0);
+        assert_eq!(r1.result, r2.result);
+        // smaller-model runs two layers' worth of ops.
+        let s = execute(
+            Some(Misbehaviour::SmallerModel),
+            &m.model,
+            0..n,
+            x,
+            &[0; 32],
+        )
+        .unwrap();
+        assert_eq!(
+            s.ops,
+            honest_run.ops[0] + honest_run.ops[n - 1],
+            "only the first and last layer ran"
+        );
+    }
+}

@@ -1,0 +1,552 @@
+//! Verification end to end: every named cheat of `agentic_provider::misbehave`, run by a
+//! real provider daemon on a local market (validators with consensus, data planes,
+//! auditors and dispute players that are daemons too), is caught and costs the cheater
+//! exactly the governed amounts; the requester gets back everything but what honest
+//! work earned, plus its share of the slash; the auditor (or the honest defendant) is
+//! paid its fee and the winner's share; a frivolous challenger loses its bond.
+//!
+//! Two markets, each running its scenarios one after the other (so that the one cheap
+//! honest auditor is the one the ledger draws, and a cheater caught earlier — its stake
+//! now below the provider minimum — is never matched again):
+//!
+//! * without a referee: `silent` (loses the bisection by timeout), `copy-replica`
+//!   (cannot open a copied commitment, misses the reveal);
+//! * with the validators' referee: `collude` (the downstream's broken chain is slashed
+//!   at its reveal; the upstream's false output is caught by its audit),
+//!   `wrong-output`, `perturb-ulp`, `smaller-model`, `random` (each audited, bisected to
+//!   the layer its module names, refereed), and a frivolous outside challenge.
+//!
+//! Every balance is checked to the base unit: the fees a party paid are its nonce rise
+//! times the minimum fee (a refused transaction costs nothing).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use agentic_compute::bundle::Bundle;
+use agentic_protocol::event::{Event, EventRecord};
+use agentic_protocol::params::Params;
+use agentic_protocol::state::{Dispute, DisputeKind, DisputePhase, JobStatus, StagePhase};
+use agentic_protocol::types::VerificationLevel;
+use agentic_protocol::{merkle, Address, Amount, DisputeId, Hash, JobId, TxBody};
+use agentic_provider::misbehave::{self, perturb_ulp};
+use agentic_provider::{Misbehaviour, Provider};
+use common::*;
+
+/// The honest auditor's price: the cheapest offer, so the ledger draws it for audits.
+const AUDITOR_PRICE: u128 = 100;
+/// A cheater's price.
+const CHEAT_PRICE: u128 = 1_000;
+/// What the requester offers.
+const MAX_PRICE: u128 = 10_000;
+/// tiny-gpt: embeddings, two blocks, head.
+const LAYERS: u32 = 4;
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+#[test]
+fn cheats_caught_without_a_referee() {
+    with_market(
+        "verify-timeouts",
+        1,
+        &["alice", "aud", "silent", "copier", "spare"],
+        &[
+            ("reveal_window", 10),
+            ("challenge_window", 2),
+            ("audit_window", 20),
+            ("dispute_timeout", 10),
+            ("match_timeout", 50),
+        ],
+        |net| async move {
+            let t = Instant::now();
+            let c = net.client();
+            let params = params(&c).await;
+            let aud = net.provider("aud", AUDITOR_PRICE, |_| {}).await.unwrap();
+
+            // silent: audited, the auditor disagrees and moves, the cheater never does.
+            let s = Instant::now();
+            let (d, cheat) = caught_by_audit(
+                &net,
+                &aud,
+                &params,
+                "silent",
+                Misbehaviour::Silent,
+                "Silence is not an answer",
+            )
+            .await;
+            assert!(
+                !d.game.is_finished() && d.challenger_move.is_some() && d.defendant_move.is_none(),
+                "lost by timeout in the first round: {d:?}"
+            );
+            assert_eq!(cheat.status().bisect_moves, 0);
+            eprintln!("silent: {:?}", s.elapsed());
+
+            let s = Instant::now();
+            copy_replica(&net, &aud, &params).await;
+            eprintln!("copy-replica: {:?}", s.elapsed());
+            eprintln!("market without a referee: {:?}", t.elapsed());
+        },
+    );
+}
+
+#[test]
+fn cheats_caught_by_the_referee() {
+    with_market(
+        "verify-referee",
+        1,
+        &[
+            "alice", "aud", "cu", "cd", "wrong", "ulp", "smaller", "random", "honest", "mallory",
+        ],
+        &[
+            ("reveal_window", 20),
+            ("challenge_window", 10),
+            ("audit_window", 20),
+            ("dispute_timeout", 10),
+            ("match_timeout", 100),
+        ],
+        |net| async move {
+            let t = Instant::now();
+            let c = net.client();
+            let params = params(&c).await;
+            let aud = net.provider("aud", AUDITOR_PRICE, |_| {}).await.unwrap();
+
+            let s = Instant::now();
+            collude(&net, &aud, &params).await;
+            eprintln!("collude: {:?}", s.elapsed());
+
+            // Each single-stage cheat is bisected down to the layer where its trace
+            // first leaves the honest one, and the referee re-runs that layer.
+            for (name, mode, text, lo) in [
+                (
+                    "wrong",
+                    Misbehaviour::WrongOutput,
+                    "A wrong answer",
+                    LAYERS - 1,
+                ),
+                (
+                    "ulp",
+                    Misbehaviour::PerturbUlp,
+                    "One ulp is enough",
+                    perturb_ulp::layer(LAYERS as usize) as u32,
+                ),
+                ("smaller", Misbehaviour::SmallerModel, "Half a model", 1),
+                ("random", Misbehaviour::Random, "Dice instead of work", 0),
+            ] {
+                let s = Instant::now();
+                let (d, _cheat) = caught_by_audit(&net, &aud, &params, name, mode, text).await;
+                assert!(
+                    d.game.is_finished(),
+                    "{mode}: refereed, not timed out: {d:?}"
+                );
+                assert_eq!(d.game.lo(), lo, "{mode}: the disputed layer");
+                eprintln!("{mode}: {:?}", s.elapsed());
+            }
+
+            let s = Instant::now();
+            frivolous_challenge(&net, &params).await;
+            eprintln!("frivolous challenge: {:?}", s.elapsed());
+            eprintln!("market with the referee: {:?}", t.elapsed());
+        },
+    );
+}
+
+/// A single-stage tiny-gpt job (all four layers) on `text`.
+fn one_stage(text: &str, placement: Address, verification: VerificationLevel) -> Prepared {
+    let mut p = prepare(&[text], &[], MAX_PRICE, 200);
+    p.spec.placement = vec![placement];
+    p.spec.requirements.verification = verification;
+    p
+}
+
+/// `cost(ops, price)`.
+fn bill(ops: u64, price: u128) -> u128 {
+    Amount::cost(ops, Amount(price)).unwrap().0
+}
+
+/// The one dispute over `job`.
+async fn the_dispute(c: &agentic_node::client::Client, job: JobId) -> (DisputeId, Dispute) {
+    let mut all = disputes_of(c, job).await;
+    assert_eq!(all.len(), 1, "one dispute over job {}: {all:?}", job.0);
+    all.remove(0)
+}
+
+/// Starts a daemon cheating in `mode`, has it take an audited single-stage job, and
+/// checks that the audit catches it: the honest auditor disputes, the cheater loses
+/// `slash_ppm` of its stake (the auditor gets its fee and `slash_winner_ppm` of the
+/// slash, the requester everything back but the auditor's fee, plus
+/// `slash_requester_ppm` of the slash), and the job fails. Returns the resolved dispute.
+async fn caught_by_audit(
+    net: &Net,
+    aud: &Provider,
+    params: &Params,
+    name: &str,
+    mode: Misbehaviour,
+    text: &str,
+) -> (Dispute, Provider) {
+    let c = net.client();
+    let cheat = net
+        .provider(name, CHEAT_PRICE, |cfg| cfg.misbehave = Some(mode))
+        .await
+        .unwrap();
+    let alice = net.key("alice");
+    let p = one_stage(text, cheat.address(), VerificationLevel::Audited);
+    let (a0, c0, u0) = (
+        snapshot(&c, &alice.address()).await,
+        snapshot(&c, &cheat.address()).await,
+        snapshot(&c, &aud.address()).await,
+    );
+    let id = submit(&c, &alice, &p).await.unwrap();
+    let j = wait_finished(&c, id, TIMEOUT).await;
+    assert_eq!(j.status, JobStatus::Failed, "{mode}: {j:#?}");
+    let (_, d) = the_dispute(&c, id).await;
+    assert_eq!(d.phase, DisputePhase::Resolved, "{mode}");
+    assert_eq!(d.kind, DisputeKind::Audit, "{mode}");
+    assert_eq!(
+        (d.defendant, d.challenger),
+        (cheat.address(), aud.address()),
+        "{mode}: the cheater against the auditor"
+    );
+    assert!(j.excluded.contains(&cheat.address()), "{mode}");
+
+    let (a1, c1, u1) = (
+        snapshot(&c, &alice.address()).await,
+        snapshot(&c, &cheat.address()).await,
+        snapshot(&c, &aud.address()).await,
+    );
+    let slash = Amount(c0.bonded).mul_ppm(params.slash_ppm).0;
+    assert!(slash > 0);
+    let to_winner = Amount(slash).mul_ppm(params.slash_winner_ppm).0;
+    let to_requester = Amount(slash).mul_ppm(params.slash_requester_ppm).0;
+    let fee = bill(p.spec.stages[0].ops, AUDITOR_PRICE);
+    // The cheater: slashed, never paid.
+    assert_eq!(c1.bonded, c0.bonded - slash, "{mode}: cheater slashed");
+    assert_eq!(
+        c1.balance,
+        c0.balance - c1.fees_since(&c0),
+        "{mode}: cheater unpaid"
+    );
+    // The auditor: its fee and the winner's share; its stake untouched.
+    assert_eq!(u1.bonded, u0.bonded, "{mode}: auditor's stake");
+    assert_eq!(
+        u1.balance,
+        u0.balance + fee + to_winner - u1.fees_since(&u0),
+        "{mode}: auditor paid its fee and the winner's share"
+    );
+    // The requester: the escrow back but the auditor's fee, plus its share.
+    assert_eq!(
+        a1.balance,
+        a0.balance - a1.fees_since(&a0) - fee + to_requester,
+        "{mode}: requester refunded"
+    );
+    assert_eq!(j.escrow, Amount::ZERO);
+    // The honest auditor's daemon audited and played.
+    let st = aud.status();
+    assert!(st.audits_reported >= 1 && st.bisect_moves >= 1, "{st:?}");
+    (d, cheat)
+}
+
+/// `copy-replica` on a two-replica stage next to the honest auditor: it copies the
+/// auditor's commitment, cannot open it, misses the reveal deadline and is penalized
+/// `miss_penalty_ppm`; a spare takes its slot and both honest replicas are paid.
+async fn copy_replica(net: &Net, aud: &Provider, params: &Params) {
+    let c = net.client();
+    let copier = net
+        .provider("copier", CHEAT_PRICE, |cfg| {
+            cfg.misbehave = Some(Misbehaviour::CopyReplica)
+        })
+        .await
+        .unwrap();
+    let spare = net.provider("spare", 2_000, |_| {}).await.unwrap();
+    let alice = net.key("alice");
+    let mut p = one_stage(
+        "Two replicas, one of them lazy",
+        copier.address(),
+        VerificationLevel::Optimistic,
+    );
+    p.spec.requirements.replicas = 2;
+    let parties = [
+        alice.address(),
+        copier.address(),
+        aud.address(),
+        spare.address(),
+    ];
+    let mut before = Vec::new();
+    for a in &parties {
+        before.push(snapshot(&c, a).await);
+    }
+    let id = submit(&c, &alice, &p).await.unwrap();
+    let j = wait_finished(&c, id, TIMEOUT).await;
+    assert_eq!(j.status, JobStatus::Completed, "{j:#?}");
+    let holders: Vec<Address> = j.stages[0]
+        .slots
+        .iter()
+        .map(|s| s.assignment.as_ref().unwrap().provider)
+        .collect();
+    assert_eq!(holders, vec![spare.address(), aud.address()]);
+    assert!(j.excluded.contains(&copier.address()));
+    assert!(
+        disputes_of(&c, id).await.is_empty(),
+        "no dispute: the copy never opened"
+    );
+    let mut after = Vec::new();
+    for a in &parties {
+        after.push(snapshot(&c, a).await);
+    }
+    let (a0, k0, u0, s0) = (before[0], before[1], before[2], before[3]);
+    let (a1, k1, u1, s1) = (after[0], after[1], after[2], after[3]);
+    let penalty = Amount(k0.bonded).mul_ppm(params.miss_penalty_ppm).0;
+    assert!(penalty > 0);
+    let to_requester = Amount(penalty).mul_ppm(params.slash_requester_ppm).0;
+    let ops = p.spec.stages[0].ops;
+    // The copier: its (copied) commitment landed, its reveal was refused for free.
+    assert_eq!(
+        k1.nonce,
+        k0.nonce + 1,
+        "one successful transaction: the commit"
+    );
+    assert_eq!(
+        k1.bonded,
+        k0.bonded - penalty,
+        "penalized for the missed reveal"
+    );
+    assert_eq!(k1.balance, k0.balance - k1.fees_since(&k0));
+    // The honest replicas: paid ops × their price.
+    assert_eq!(
+        u1.balance,
+        u0.balance + bill(ops, AUDITOR_PRICE) - u1.fees_since(&u0)
+    );
+    assert_eq!(
+        s1.balance,
+        s0.balance + bill(ops, 2_000) - s1.fees_since(&s0)
+    );
+    assert_eq!((u1.bonded, s1.bonded), (u0.bonded, s0.bonded));
+    // The requester: paid the two honest bills, got the requester's share.
+    assert_eq!(
+        a1.balance,
+        a0.balance - a1.fees_since(&a0) - bill(ops, AUDITOR_PRICE) - bill(ops, 2_000)
+            + to_requester
+    );
+}
+
+/// Two colluders on consecutive stages: the upstream reveals a false output and pushes
+/// the true activation, the downstream commits on the pushed activation. The
+/// downstream's reveal breaks the chain (slashed at once, no winner); the upstream's
+/// audit disputes its false output and the referee convicts it.
+async fn collude(net: &Net, aud: &Provider, params: &Params) {
+    let c = net.client();
+    let collude = |cfg: &mut agentic_provider::Config| cfg.misbehave = Some(Misbehaviour::Collude);
+    let up = net.provider("cu", CHEAT_PRICE, collude).await.unwrap();
+    let down = net.provider("cd", CHEAT_PRICE, collude).await.unwrap();
+    let alice = net.key("alice");
+    let mut p = prepare(&["Between the two of us"], &[2], MAX_PRICE, 200);
+    p.spec.placement = vec![up.address(), down.address()];
+    p.spec.requirements.verification = VerificationLevel::Audited;
+    let (a0, up0, dn0, u0) = (
+        snapshot(&c, &alice.address()).await,
+        snapshot(&c, &up.address()).await,
+        snapshot(&c, &down.address()).await,
+        snapshot(&c, &aud.address()).await,
+    );
+    let id = submit(&c, &alice, &p).await.unwrap();
+
+    // The downstream's reveal: its input is the true activation, the chain agreed on
+    // the upstream's false output. Slashed (no winner), excluded, stage re-routed.
+    let j = wait_job(&c, id, TIMEOUT, |j| j.excluded.contains(&down.address())).await;
+    let false_out = j.stages[0].result.expect("the upstream revealed").output;
+    assert_ne!(false_out, Hash(p.local[0].trace.output_hash().0));
+    let dn1 = snapshot(&c, &down.address()).await;
+    let down_slash = Amount(dn0.bonded).mul_ppm(params.slash_ppm).0;
+    assert_eq!(
+        dn1.bonded,
+        dn0.bonded - down_slash,
+        "the broken chain is slashed"
+    );
+    assert_eq!(
+        dn1.balance,
+        dn0.balance - dn1.fees_since(&dn0),
+        "and never paid"
+    );
+
+    // The upstream's false output: audited, disputed, refereed at its last layer.
+    let j = wait_finished(&c, id, TIMEOUT).await;
+    assert_eq!(j.status, JobStatus::Failed, "{j:#?}");
+    assert_ne!(
+        j.stages[1].phase,
+        StagePhase::Finalized,
+        "nothing paid downstream"
+    );
+    let (_, d) = the_dispute(&c, id).await;
+    assert_eq!(
+        (d.kind, d.stage, d.defendant, d.challenger),
+        (DisputeKind::Audit, 0, up.address(), aud.address())
+    );
+    assert!(d.game.is_finished());
+    assert_eq!(d.game.lo(), p.spec.stages[0].layers - 1, "the last layer");
+    let (a1, up1, u1) = (
+        snapshot(&c, &alice.address()).await,
+        snapshot(&c, &up.address()).await,
+        snapshot(&c, &aud.address()).await,
+    );
+    let up_slash = Amount(up0.bonded).mul_ppm(params.slash_ppm).0;
+    assert_eq!(up1.bonded, up0.bonded - up_slash);
+    assert_eq!(up1.balance, up0.balance - up1.fees_since(&up0));
+    let fee = bill(p.spec.stages[0].ops, AUDITOR_PRICE);
+    assert_eq!(u1.bonded, u0.bonded);
+    assert_eq!(
+        u1.balance,
+        u0.balance + fee + Amount(up_slash).mul_ppm(params.slash_winner_ppm).0 - u1.fees_since(&u0)
+    );
+    let to_requester = Amount(up_slash).mul_ppm(params.slash_requester_ppm).0
+        + Amount(down_slash).mul_ppm(params.slash_requester_ppm).0;
+    assert_eq!(
+        a1.balance,
+        a0.balance - a1.fees_since(&a0) - fee + to_requester
+    );
+}
+
+/// An outside account challenges an honest result with a false one and plays the
+/// bisection faithfully for its false trace: the referee sides with the honest
+/// provider, the bond is forfeited (`slash_winner_ppm` of it to the provider,
+/// `slash_requester_ppm` to the requester, the rest burned), and the job completes.
+async fn frivolous_challenge(net: &Net, params: &Params) {
+    let c = net.client();
+    let honest = net.provider("honest", 1_500, |_| {}).await.unwrap();
+    let alice = net.key("alice");
+    let mallory = net.key("mallory");
+    let p = one_stage(
+        "Honest work, wrongly accused",
+        honest.address(),
+        VerificationLevel::Optimistic,
+    );
+    // Mallory's false trace: honest up to the last leaf.
+    let model = Bundle::of("tiny-gpt").unwrap().load().unwrap().model;
+    let lie = misbehave::execute(
+        Some(Misbehaviour::WrongOutput),
+        &model,
+        0..LAYERS as usize,
+        p.input.clone(),
+        &[0; 32],
+    )
+    .unwrap();
+    let (a0, h0, m0) = (
+        snapshot(&c, &alice.address()).await,
+        snapshot(&c, &honest.address()).await,
+        snapshot(&c, &mallory.address()).await,
+    );
+    let id = submit(&c, &alice, &p).await.unwrap();
+    wait_job(&c, id, TIMEOUT, |j| {
+        matches!(j.stages[0].phase, StagePhase::Challengeable { .. })
+    })
+    .await;
+    let receipt = c
+        .send(
+            &mallory.key,
+            TxBody::Challenge {
+                job: id,
+                stage: 0,
+                result: lie.result,
+            },
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let dispute = receipt["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|e| {
+            match serde_json::from_value::<EventRecord>(e.clone())
+                .unwrap()
+                .event
+            {
+                Event::DisputeOpened { dispute, .. } => Some(dispute),
+                _ => None,
+            }
+        })
+        .expect("the challenge opened a dispute");
+    play_challenger(&c, &mallory.key, dispute, &lie.leaves).await;
+
+    let j = wait_finished(&c, id, TIMEOUT).await;
+    assert_eq!(j.status, JobStatus::Completed, "{j:#?}");
+    assert_eq!(
+        j.stages[0].result.unwrap().output,
+        Hash(p.local[0].trace.output_hash().0)
+    );
+    let (_, d) = the_dispute(&c, id).await;
+    assert_eq!(d.phase, DisputePhase::Resolved);
+    assert_eq!(
+        d.kind,
+        DisputeKind::External {
+            bond: params.challenge_bond
+        }
+    );
+    assert!(d.game.is_finished());
+    assert_eq!(d.game.lo(), LAYERS - 1);
+    let (a1, h1, m1) = (
+        snapshot(&c, &alice.address()).await,
+        snapshot(&c, &honest.address()).await,
+        snapshot(&c, &mallory.address()).await,
+    );
+    let bond = params.challenge_bond;
+    let stage_bill = bill(p.spec.stages[0].ops, 1_500);
+    assert_eq!(
+        m1.balance,
+        m0.balance - bond.0 - m1.fees_since(&m0),
+        "bond lost"
+    );
+    assert_eq!(h1.bonded, h0.bonded, "the honest provider keeps its stake");
+    assert_eq!(
+        h1.balance,
+        h0.balance + stage_bill + bond.mul_ppm(params.slash_winner_ppm).0 - h1.fees_since(&h0),
+        "paid for the stage, and the winner's share of the bond"
+    );
+    assert_eq!(
+        a1.balance,
+        a0.balance - a1.fees_since(&a0) - stage_bill + bond.mul_ppm(params.slash_requester_ppm).0
+    );
+    let st = honest.status();
+    assert!(
+        st.bisect_moves >= 1 && st.activations_provided >= 1,
+        "{st:?}"
+    );
+}
+
+/// An outside challenger's side of the bisection game: its leaf at each round's
+/// midpoint with the Merkle proof, until the game leaves the bisection phase. It does
+/// not publish the agreed activation: the honest defendant's daemon must.
+async fn play_challenger(
+    c: &agentic_node::client::Client,
+    key: &commonware_cryptography::ed25519::PrivateKey,
+    dispute: DisputeId,
+    leaves: &[Hash],
+) {
+    let raw: Vec<[u8; 32]> = leaves.iter().map(|h| h.0).collect();
+    let start = Instant::now();
+    loop {
+        let d: Dispute =
+            serde_json::from_value(c.get(&format!("/v1/disputes/{}", dispute.0)).await.unwrap())
+                .unwrap();
+        if d.phase != DisputePhase::Bisecting {
+            return;
+        }
+        if let (None, Some(mid)) = (d.challenger_move, d.game.midpoint()) {
+            let proof = merkle::proof(&raw, mid as usize).unwrap();
+            c.send(
+                key,
+                TxBody::Bisect {
+                    dispute,
+                    leaf: leaves[mid as usize],
+                    proof: proof.into_iter().map(Hash).collect(),
+                },
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "dispute {} still bisecting",
+            dispute.0
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
