@@ -28,6 +28,9 @@ use crate::{SharedChain, SharedMempool};
 
 /// How often a proposer waiting for its parent's seed looks again.
 const SEED_POLL: Duration = Duration::from_millis(20);
+/// How many times (every `SEED_POLL`) a voter looks for a verdict's dispute in its
+/// applied state before refereeing with what it has.
+const SOURCE_WAIT_POLLS: usize = 100;
 
 /// Builds blocks from the mempool and checks others' blocks.
 #[derive(Clone)]
@@ -206,10 +209,11 @@ impl Application {
         Ok(())
     }
 
-    /// The referee questions of the disputes awaiting one in `state`, each with the data
-    /// planes of its two parties (where the activation they agreed on can be fetched) and
-    /// the last height at which the ledger would still wait for the data.
-    fn questions(state: &State) -> Vec<(Question, Vec<String>, LedgerHeight)> {
+    /// The referee questions of the disputes in `state` (awaiting the referee, or every
+    /// dispute when `all`), each with the data planes of its two parties (where the
+    /// activation they agreed on can be fetched) and the last height at which the ledger
+    /// would still wait for the data.
+    fn questions(state: &State, all: bool) -> Vec<(Question, Vec<String>, LedgerHeight)> {
         let endpoint = |a| {
             state
                 .provider(a)
@@ -218,7 +222,7 @@ impl Application {
         };
         state
             .disputes()
-            .filter(|(_, d)| d.phase == DisputePhase::AwaitingReferee)
+            .filter(|(_, d)| all || d.phase == DisputePhase::AwaitingReferee)
             .filter_map(|(_, d)| {
                 let job = state.job(d.job)?;
                 let stage = job.spec.stages.get(d.stage as usize)?;
@@ -241,7 +245,7 @@ impl Application {
     /// out (before that the parties may still publish; the ledger would ignore it anyway).
     fn verdicts_for(&self, height: u64) -> Vec<Verdict> {
         let questions = match self.chain.read() {
-            Ok(c) => Self::questions(c.state()),
+            Ok(c) => Self::questions(c.state(), false),
             Err(_) => return Vec::new(),
         };
         let mut out: Vec<Verdict> = Vec::new();
@@ -262,21 +266,30 @@ impl Application {
     }
 
     /// Whether this validator's own refereeing agrees with every verdict of `block`.
-    async fn check_verdicts(&self, block: &Block) -> Result<(), InvalidBlock> {
-        if block.verdicts.is_empty() {
-            return Ok(());
-        }
-        let questions = match self.chain.read() {
-            Ok(c) => Self::questions(c.state()),
-            Err(_) => Vec::new(),
-        };
+    /// Where to fetch from comes from this validator's applied state, which may lag the
+    /// proposer's by a block or two: it waits (briefly) for the dispute to appear there.
+    async fn check_verdicts<E: Clock>(
+        &self,
+        runtime: &E,
+        block: &Block,
+    ) -> Result<(), InvalidBlock> {
         for (i, v) in block.verdicts.iter().enumerate() {
             let q = Question::of(v);
-            let sources = questions
-                .iter()
-                .find(|(x, _, _)| *x == q)
-                .map(|(_, s, _)| s.clone())
-                .unwrap_or_default();
+            let mut sources = Vec::new();
+            for _ in 0..SOURCE_WAIT_POLLS {
+                let found = match self.chain.read() {
+                    Ok(c) => Self::questions(c.state(), true)
+                        .into_iter()
+                        .find(|(x, _, _)| *x == q)
+                        .map(|(_, s, _)| s),
+                    Err(_) => None,
+                };
+                if let Some(s) = found {
+                    sources = s;
+                    break;
+                }
+                runtime.sleep(SEED_POLL).await;
+            }
             if !self.arbiter.agrees(v, &sources).await {
                 return Err(InvalidBlock::Verdict(i));
             }
@@ -366,7 +379,7 @@ where
             warn!(height = %block.height(), error = %e, "invalid block");
             return false;
         }
-        if let Err(e) = self.check_verdicts(block.inner()).await {
+        if let Err(e) = self.check_verdicts(&runtime, block.inner()).await {
             warn!(height = %block.height(), error = %e, "refusing block");
             return false;
         }

@@ -274,7 +274,13 @@ impl Arbiter {
         }
         let hex = crate::genesis::hex(&hash.0);
         for src in sources {
-            let url = format!("{}/v1/blobs/{hex}", src.trim_end_matches('/'));
+            // Offers publish `host:port` or a URL.
+            let base = src.trim_end_matches('/');
+            let url = if base.starts_with("http://") || base.starts_with("https://") {
+                format!("{base}/v1/blobs/{hex}")
+            } else {
+                format!("http://{base}/v1/blobs/{hex}")
+            };
             let Ok(resp) = self.inner.http.get(&url).send().await else {
                 continue;
             };
