@@ -162,9 +162,36 @@ fn demo_tells_the_whole_story() {
         paid + amount(&f["fee"])
     );
 
-    // The dispute act is not faked.
-    assert_eq!(r["dispute"]["status"], "pending");
-    assert!(r["dispute"]["note"].as_str().unwrap().contains("issue #6"));
+    // The dispute: the cheater is caught by the audit, the game ends at one
+    // layer, the slash is exactly the governed amounts.
+    let d = &r["dispute"];
+    assert_eq!(d["misbehaviour"], "perturb-ulp");
+    let rounds = d["rounds"].as_array().unwrap();
+    assert!(!rounds.is_empty() && rounds.len() as u64 <= int(&d["max_rounds"]) as u64);
+    let last = rounds.last().unwrap();
+    assert_eq!(int(&last["hi"]), int(&last["lo"]) + 1);
+    assert_ne!(d["claimed_output"], d["honest_output"]);
+    let bonded = amount(&d["bonded_before"]);
+    let slashed = bonded * int(&d["slash_ppm"]) / 1_000_000;
+    assert!(slashed > 0);
+    assert_eq!(amount(&d["slashed"]), slashed);
+    assert_eq!(amount(&d["bonded_after"]), bonded - slashed);
+    assert_eq!(
+        amount(&d["to_winner"]),
+        slashed * int(&d["slash_winner_ppm"]) / 1_000_000
+    );
+    assert_eq!(
+        amount(&d["to_requester"]),
+        slashed * int(&d["slash_requester_ppm"]) / 1_000_000
+    );
+    assert_eq!(
+        amount(&d["auditor_fee"]),
+        amount(&d["escrow"]) - amount(&d["refund"])
+    );
+    assert_eq!(
+        amount(&d["requester_spent"]) + amount(&d["to_requester"]),
+        amount(&d["fee"]) + amount(&d["auditor_fee"])
+    );
 
     // Governance: the voted value, in force from its activation height.
     let g = &r["governance"];

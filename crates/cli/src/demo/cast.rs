@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+use agentic_provider::Misbehaviour;
+
 /// A provider of the story: a machine somewhere, at a price.
 #[derive(Clone, Copy, Debug)]
 pub struct ProviderProfile {
@@ -26,6 +28,8 @@ pub struct ProviderProfile {
     pub stake: u128,
     /// One line about it for the report.
     pub about: &'static str,
+    /// How it cheats (`None`: an honest daemon).
+    pub misbehave: Option<Misbehaviour>,
 }
 
 const fn ms(n: u64) -> Duration {
@@ -42,6 +46,7 @@ pub const PROVIDERS: &[ProviderProfile] = &[
         extra_rtt: ms(2),
         stake: 20_000,
         about: "fast, close, the dearest",
+        misbehave: None,
     },
     ProviderProfile {
         name: "virginia",
@@ -51,6 +56,7 @@ pub const PROVIDERS: &[ProviderProfile] = &[
         extra_rtt: ms(15),
         stake: 20_000,
         about: "half as fast",
+        misbehave: None,
     },
     ProviderProfile {
         name: "saopaulo",
@@ -60,6 +66,7 @@ pub const PROVIDERS: &[ProviderProfile] = &[
         extra_rtt: ms(30),
         stake: 20_000,
         about: "a third as fast, further away",
+        misbehave: None,
     },
     ProviderProfile {
         name: "singapore",
@@ -69,6 +76,7 @@ pub const PROVIDERS: &[ProviderProfile] = &[
         extra_rtt: ms(45),
         stake: 20_000,
         about: "a quarter as fast, far away, the cheapest",
+        misbehave: None,
     },
 ];
 
@@ -82,7 +90,25 @@ pub const VICTIM: ProviderProfile = ProviderProfile {
     extra_rtt: ms(25),
     stake: 20_000,
     about: "an old machine that crashes mid-job",
+    misbehave: None,
 };
+
+/// The provider that joins to cheat: the cheapest offer, and a daemon told to
+/// perturb one layer's output by one ulp and compute on from there.
+pub const CHEATER: ProviderProfile = ProviderProfile {
+    name: "lagos",
+    price: 600,
+    region: 566,
+    slowdown: 1,
+    extra_rtt: ms(20),
+    stake: 20_000,
+    about: "the cheapest offer — its daemon perturbs one layer by one ulp",
+    misbehave: Some(Misbehaviour::PerturbUlp),
+};
+
+/// Least reputation (ppm) an audited job asks of its providers and auditor: a
+/// provider that just failed a job (act 4's) does not audit.
+pub const AUDIT_MIN_REPUTATION_PPM: u32 = 200_000;
 
 /// The requester who buys the pipeline jobs.
 pub const REQUESTER: &str = "alice";
@@ -130,7 +156,7 @@ pub fn users() -> Vec<(String, Option<u128>)> {
     v.extend(
         PROVIDERS
             .iter()
-            .chain([&VICTIM])
+            .chain([&VICTIM, &CHEATER])
             .map(|p| (p.name.to_string(), Some(PROVIDER_BALANCE))),
     );
     v
@@ -143,6 +169,7 @@ pub fn role(name: &str) -> &'static str {
         PRINCIPAL => "principal",
         AGENT => "agent",
         n if n == VICTIM.name => "provider (crashes)",
+        n if n == CHEATER.name => "provider (cheats)",
         n if n.starts_with("validator-") => "validator",
         _ => "provider",
     }

@@ -13,7 +13,8 @@
 //!     │                          over the per-job cap is refused by the ledger
 //!     ├─ 4 a provider dies       killed mid-stage → deadline missed → penalty, reputation,
 //!     │                          re-route → same bits, paid once
-//!     ├─ 5 a dispute             pending: arrives with issue #6 (no cheating daemons yet)
+//!     ├─ 5 a dispute             a cheating daemon (one ulp off in one layer) is audited →
+//!     │                          bisection to one layer → validators re-execute it → slash
 //!     ├─ 6 governance            validators vote; the parameter changes at its activation height
 //!     └─ 7 the books close       supply conserved and one state root on every validator
 //!     │
@@ -182,7 +183,10 @@ async fn play(w: &mut World, network: NetworkReport, opts: &Options) -> anyhow::
         .instrument(tracing::info_span!("act", n = 4, name = "failover"))
         .await
         .context("act 4, the provider that dies")?;
-    let dispute = acts::dispute::run(w);
+    let dispute = acts::dispute::run(w)
+        .instrument(tracing::info_span!("act", n = 5, name = "dispute"))
+        .await
+        .context("act 5, the dispute")?;
     let governance = acts::governance::run(w)
         .instrument(tracing::info_span!("act", n = 6, name = "governance"))
         .await

@@ -350,6 +350,7 @@ impl World {
                 c.stake = Amount(p.stake);
                 c.capacity = 4;
                 c.poll = Duration::from_millis(50);
+                c.misbehave = p.misbehave;
             })
             .await
             .with_context(|| format!("starting provider {}", p.name))?;
