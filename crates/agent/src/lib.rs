@@ -16,8 +16,9 @@
 //! | module | what | state |
 //! | --- | --- | --- |
 //! | [`requester`] | the requester SDK: [`requester::prepare`] (pure), [`requester::Requester`] (the I/O shell over the node API), [`requester::cost`] | here |
-//! | `procurement` | the autonomous procurement agent: a goal and a budget in, quotes, jobs, monitoring, challenges and a report out, spending under an on-chain mandate | later |
-//! | [`mcp`] | a Model Context Protocol server (rmcp, stdio and streamable HTTP) exposing offers, quote, submit, status, result, challenge, balance and mandate as tools | here |
+//! | [`procure`] | the autonomous procurement agent: a goal and a budget in, quotes, jobs, monitoring, local verification and challenges, re-purchase, and a report out, spending under an on-chain mandate | here |
+//! | [`mcp`] | a Model Context Protocol server (rmcp, stdio and bearer-token-guarded streamable HTTP) exposing offers, quote, submit, status, result, challenge, balance and mandate as tools | here |
+//! | [`verify`] | recompute a stage here, compare it with the agreed result, post a `Challenge` and play the bisection game — shared by `procure` and `mcp` | here |
 //!
 //! The split follows the rest of the workspace: what decides (the layer split, the
 //! placement, the escrow, the bill) is plain functions over data, tested without a
@@ -29,3 +30,4 @@
 pub mod mcp;
 pub mod procure;
 pub mod requester;
+pub mod verify;

@@ -13,31 +13,37 @@
 //! recomputes, disputes, plays the bisection game and wins; the job fails and
 //! the payer is refunded.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use agentic_agent::mcp::{transport, Config, McpServer, TOOL_NAMES};
+use agentic_agent::mcp::transport::{self, BearerToken, TransportError};
+use agentic_agent::mcp::{Config, McpServer, TOOL_NAMES};
 use agentic_compute::bundle::Bundle;
 use agentic_node::keystore::KeyFile;
-use agentic_protocol::event::{Event, EventRecord};
-use agentic_protocol::state::Job;
-use agentic_protocol::test_utils::offer;
-use agentic_protocol::tx::{MandateTerms, StageResult};
+use agentic_protocol::tx::MandateTerms;
 use agentic_protocol::types::VerificationLevel;
-use agentic_protocol::{Address, Amount, Hash, Height, JobId, MandateId, TxBody};
+use agentic_protocol::{Address, Amount, Height, JobId};
 use agentic_provider::local::{self, LocalMarket, MarketSpec};
+use common::{grant_mandate, LyingProvider};
+use commonware_cryptography::ed25519::PrivateKey;
 use commonware_cryptography::Signer as _;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{RoleClient, ServiceExt as _};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const TEXTS: [&str; 2] = ["The Fox and the Crow", "a stage per provider"];
 
 type Client = RunningService<RoleClient, ()>;
 
 async fn connect(server: McpServer) -> (transport::HttpServer, Client) {
-    let http = transport::serve_http(server, "127.0.0.1:0").await.unwrap();
+    let http = transport::serve_http(server, "127.0.0.1:0", None)
+        .await
+        .unwrap();
     let client =
         ().serve(StreamableHttpClientTransport::from_uri(http.url()))
             .await
@@ -93,96 +99,6 @@ fn amount(v: &Value) -> u128 {
 
 fn job_args(stages: u32, max_price: &str) -> Value {
     json!({"model": "tiny-gpt", "texts": TEXTS, "stages": stages, "max_price": max_price})
-}
-
-async fn grant_mandate(net: &LocalMarket, principal: &KeyFile, terms: MandateTerms) -> MandateId {
-    let receipt = net
-        .client()
-        .send(
-            &principal.key,
-            TxBody::GrantMandate { terms },
-            Duration::from_secs(30),
-        )
-        .await
-        .expect("GrantMandate");
-    let events: Vec<EventRecord> = serde_json::from_value(receipt["events"].clone()).unwrap();
-    events
-        .iter()
-        .find_map(|e| match e.event {
-            Event::MandateGranted { mandate, .. } => Some(mandate),
-            _ => None,
-        })
-        .expect("MandateGranted")
-}
-
-/// A named adversary: a registered provider without a daemon that, named for a
-/// stage, commits and reveals a made-up result and never defends it.
-struct LyingProvider {
-    key: KeyFile,
-}
-
-impl LyingProvider {
-    async fn register(net: &LocalMarket, name: &str, price: u128) -> LyingProvider {
-        let key = net.key(name);
-        net.client()
-            .send(
-                &key.key,
-                TxBody::RegisterProvider {
-                    offer: offer(price, 4),
-                    stake: Amount(10_000),
-                },
-                Duration::from_secs(30),
-            )
-            .await
-            .expect("RegisterProvider");
-        LyingProvider { key }
-    }
-
-    fn address(&self) -> Address {
-        Address::from(&self.key.key.public_key())
-    }
-
-    /// Waits to be assigned stage 0 of `job`, then commits and reveals a made-up output.
-    async fn lie(&self, net: &LocalMarket, job: JobId) {
-        let c = net.client();
-        let me = self.address();
-        let start = Instant::now();
-        let j: Job = loop {
-            let j: Job = serde_json::from_value(c.job(job.0).await.unwrap()).unwrap();
-            if j.stages[0].slots[0].assignment.as_ref().map(|a| a.provider) == Some(me) {
-                break j;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "never assigned: {j:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let result = StageResult {
-            input: j.spec.input,
-            output: Hash([7; 32]),
-            trace_root: Hash([9; 32]),
-        };
-        let salt = Hash([3; 32]);
-        let commitment = result.commitment(job, 0, &salt, &me);
-        for body in [
-            TxBody::CommitResult {
-                job,
-                stage: 0,
-                commitment,
-            },
-            TxBody::RevealResult {
-                job,
-                stage: 0,
-                result,
-                salt,
-            },
-        ] {
-            c.send(&self.key.key, body, Duration::from_secs(30))
-                .await
-                .expect("the lie is accepted on chain");
-        }
-    }
 }
 
 /// Polls `job_status` until `until(status)`; returns that status.
@@ -459,8 +375,8 @@ async fn a_mandate_caps_what_the_agent_spends(net: &LocalMarket, agent: &KeyFile
         .as_u64()
         .unwrap();
     let mandate = grant_mandate(
-        net,
-        &principal,
+        &net.client(),
+        &principal.key,
         MandateTerms {
             agent: me,
             total_cap: Amount(escrow * 3),
@@ -529,12 +445,12 @@ async fn a_lie_is_challenged_and_the_job_refunded(net: &LocalMarket, c: &Client)
     .await;
     let job = sub["job"].as_u64().unwrap();
     let escrow = amount(&sub["escrow"]);
-    liar.lie(net, JobId(job)).await;
+    liar.lie(&net.client(), JobId(job)).await;
     poll(c, job, |st| st["stages"][0]["phase"] == "challengeable").await;
     let ch = ok(c, "challenge_result", json!({"job": job, "stage": 0})).await;
     assert_eq!(ch["posted"], true, "{ch}");
     assert_eq!(ch["verdict"], "differs");
-    assert_eq!(ch["agreed"]["output"], json!(Hash([7; 32])));
+    assert_eq!(ch["agreed"]["output"], json!(LyingProvider::CLAIM));
     eprintln!("  challenge_result: posted, dispute {}", ch["dispute"]);
     let st = poll(c, job, |st| st["done"] == true).await;
     assert_eq!(st["status"], "Failed", "{st}");
@@ -583,4 +499,138 @@ fn an_llm_client_buys_verified_compute_and_every_bad_call_is_a_tool_error() {
     })
     .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One raw HTTP/1.1 `initialize` POST to `/mcp` with `authorization` (if any);
+/// the status code and the whole response.
+async fn raw_initialize(addr: std::net::SocketAddr, authorization: Option<&str>) -> (u16, String) {
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        addr.port(),
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", addr.port()))
+        .await
+        .unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let status = |buf: &[u8]| -> Option<u16> {
+        let text = String::from_utf8_lossy(buf);
+        text.contains("\r\n\r\n")
+            .then(|| text.split_whitespace().nth(1).and_then(|c| c.parse().ok()))
+            .flatten()
+    };
+    // Read the head; a 401 is read to its end (the server closes), anything
+    // else (an event stream that may stay open) is returned with its head.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if status(&buf).is_some_and(|c| c != 401) {
+                break;
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    (status(&buf).unwrap_or(0), text)
+}
+
+/// The streamable HTTP endpoint is never open to anyone: beyond loopback it
+/// will not start without a bearer token, and with one every request without
+/// it, with another scheme or with a wrong token gets 401 and a JSON reason,
+/// while a client sending the right token initializes and calls tools.
+#[test]
+fn the_http_endpoint_answers_only_its_bearer_token() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let t0 = Instant::now();
+        let server = McpServer::new(Config::new("http://127.0.0.1:9", PrivateKey::from_seed(7)));
+        let e = transport::serve_http(server.clone(), "0.0.0.0:0", None)
+            .await
+            .expect_err("no token beyond loopback");
+        assert!(matches!(e, TransportError::Unguarded { .. }), "{e}");
+        assert!(e.to_string().contains("without a bearer token"), "{e}");
+        assert!(BearerToken::new("short").is_err());
+
+        let secret = "0b5e7c1f-agentic-test-token-6a2d";
+        let token = BearerToken::new(secret).unwrap();
+        let http = transport::serve_http(server.clone(), "127.0.0.1:0", Some(token.clone()))
+            .await
+            .unwrap();
+        let bearer = format!("Bearer {secret}");
+        for (auth, why) in [
+            (None, "no Authorization header"),
+            (Some("Basic dXNlcjpwYXNz"), "Bearer scheme"),
+            (
+                Some("Bearer 0b5e7c1f-agentic-test-token-6a2e"),
+                "wrong bearer token",
+            ),
+            (
+                Some("Bearer 0b5e7c1f-agentic-test-token-6a2"),
+                "wrong bearer token",
+            ),
+            (Some("Bearer "), "no token"),
+        ] {
+            let (status, text) = raw_initialize(http.addr, auth).await;
+            assert_eq!(status, 401, "{auth:?}: {text}");
+            let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or(""))
+                .unwrap_or_else(|e| panic!("a JSON reason, not {text:?}: {e}"));
+            assert_eq!(body["error"], "unauthorized");
+            assert!(body["reason"].as_str().unwrap().contains(why), "{body}");
+            assert!(
+                text.to_ascii_lowercase()
+                    .contains("www-authenticate: bearer"),
+                "{text}"
+            );
+        }
+        // The right token gets through to the MCP service (the scheme is case-insensitive).
+        let (status, text) = raw_initialize(http.addr, Some(&bearer)).await;
+        assert_eq!(status, 200, "{text}");
+        let (status, _) = raw_initialize(http.addr, Some(&format!("bearer {secret}"))).await;
+        assert_eq!(status, 200);
+        // An MCP client with the wrong token cannot even initialize…
+        assert!(()
+            .serve(StreamableHttpClientTransport::from_config(
+                StreamableHttpClientTransportConfig::with_uri(http.url())
+                    .auth_header("not-the-token-at-all-0000"),
+            ))
+            .await
+            .is_err());
+        // …and with the right one it lists and calls tools.
+        let c = ()
+            .serve(StreamableHttpClientTransport::from_config(
+                StreamableHttpClientTransportConfig::with_uri(http.url()).auth_header(secret),
+            ))
+            .await
+            .expect("initialize with the token");
+        let tools = c.list_all_tools().await.unwrap();
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        assert_eq!(names, TOOL_NAMES);
+        tool_error(&c, "list_offers", json!({}), &["cannot reach the node"]).await;
+        c.cancel().await.unwrap();
+        http.shutdown().await;
+
+        // Beyond loopback with a token: it starts, and still wants the token.
+        let open = transport::serve_http(server, "0.0.0.0:0", Some(token))
+            .await
+            .unwrap();
+        let (status, _) = raw_initialize(open.addr, None).await;
+        assert_eq!(status, 401);
+        let (status, text) = raw_initialize(open.addr, Some(&bearer)).await;
+        assert_eq!(status, 200, "{text}");
+        open.shutdown().await;
+        eprintln!("auth scenario: {:?}", t0.elapsed());
+    });
 }

@@ -3,47 +3,20 @@
 //! purchase its budget or mandate forbids is refused before anything is signed,
 //! and the same purchase forced past the agent is refused by the ledger.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use agentic_agent::procure::{Goal, Outcome, ProcurementAgent};
 use agentic_agent::requester::{prepare, Requester, RequesterError};
 use agentic_compute::registry;
-use agentic_node::client::Client;
-use agentic_protocol::event::{Event, EventRecord};
 use agentic_protocol::tx::MandateTerms;
 use agentic_protocol::types::VerificationLevel;
-use agentic_protocol::{Address, Amount, Height, MandateId, TxBody};
+use agentic_protocol::{Amount, Height, MandateId};
 use agentic_provider::local::{self, MarketSpec};
-use commonware_cryptography::ed25519::PrivateKey;
+use common::{balance, grant_mandate, height};
 
 const TEXT: &str = "The Fox and the Crow";
-
-async fn balance(c: &Client, a: &Address) -> Amount {
-    let v = c.account(a).await.unwrap();
-    serde_json::from_value(v["balance"].clone()).unwrap()
-}
-
-async fn height(c: &Client) -> u64 {
-    c.status().await.unwrap()["height"].as_u64().unwrap()
-}
-
-async fn grant(c: &Client, principal: &PrivateKey, terms: MandateTerms) -> MandateId {
-    let receipt = c
-        .send(
-            principal,
-            TxBody::GrantMandate { terms },
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
-    for e in receipt["events"].as_array().into_iter().flatten() {
-        let r: EventRecord = serde_json::from_value(e.clone()).unwrap();
-        if let Event::MandateGranted { mandate, .. } = r.event {
-            return mandate;
-        }
-    }
-    panic!("no MandateGranted in {receipt}");
-}
 
 fn goal(mandate: Option<MandateId>, budget: u128) -> Goal {
     let mandate = mandate
@@ -101,7 +74,7 @@ fn the_agent_buys_within_its_mandate_and_refuses_what_it_forbids() {
             expiry: Height(h + 10_000),
             min_verification: VerificationLevel::Optimistic,
         };
-        let mandate = grant(&c, &principal.key, terms.clone()).await;
+        let mandate = grant_mandate(&c, &principal.key, terms.clone()).await;
 
         let agent = ProcurementAgent::new(Requester::new(c.clone(), agent_key.key.clone()));
         let pb0 = balance(&c, &principal.address()).await;
@@ -161,7 +134,7 @@ fn the_agent_buys_within_its_mandate_and_refuses_what_it_forbids() {
 
         // An expired mandate: the agent refuses, and the ledger would too.
         let h = height(&c).await;
-        let short = grant(
+        let short = grant_mandate(
             &c,
             &principal.key,
             MandateTerms {

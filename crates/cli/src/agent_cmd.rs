@@ -29,7 +29,7 @@ pub enum AgentCmd {
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// The goal (TOML: model, texts or input_file, stages, budget, max_price, deadlines,
-    /// min_verification, attempts, mandate, [preferences]).
+    /// min_verification, attempts, mandate, verify_locally, [preferences]).
     #[arg(long)]
     pub goal: PathBuf,
     /// The agent's key file (it signs; under a mandate its principal pays).
@@ -86,6 +86,18 @@ pub fn run(cmd: AgentCmd) -> anyhow::Result<()> {
                     let stages: Vec<&str> = j.stages.iter().map(|s| s.phase.name()).collect();
                     bar.set_message(format!("{:?}: {}", j.status, stages.join(" │ ")));
                 }
+                Step::Checked { job, check } => {
+                    bar.println(format!(
+                        "job {job} stage {}: {:?}",
+                        check.stage, check.check
+                    ));
+                }
+                Step::Dispute { job, record } => {
+                    bar.println(format!(
+                        "job {job} stage {}: dispute {} ({:?}): {:?}",
+                        record.stage, record.dispute, record.opened_by, record.verdict
+                    ));
+                }
             })
             .await;
         bar.finish_and_clear();
@@ -134,24 +146,9 @@ fn print_report(r: &Report) {
         );
     }
     for a in &r.attempts {
-        println!(
-            "attempt {} `{}` job {}: {:?}, paid {}, fee {}, refund {}{}",
-            a.attempt,
-            a.plan,
-            a.job,
-            a.status,
-            a.cost.paid,
-            a.fee,
-            a.cost
-                .refund
-                .map(|x| x.to_string())
-                .unwrap_or_else(|| "-".into()),
-            if a.disputed_stages.is_empty() {
-                String::new()
-            } else {
-                format!(", disputed stages {:?}", a.disputed_stages)
-            }
-        );
+        for line in a.lines() {
+            println!("{line}");
+        }
     }
     match &r.outcome {
         Outcome::Completed {

@@ -3,11 +3,14 @@
 //!
 //! ```text
 //!   agentic mcp --key FILE [--node URL] [--mandate ID]              stdio (a desktop client launches it)
-//!   agentic mcp --http 127.0.0.1:7700 --key FILE [--node URL] …     streamable HTTP at http://ADDR/mcp
+//!   agentic mcp --http 127.0.0.1:7700 --key FILE [--node URL] [--token-file F] …
+//!                                                                     streamable HTTP at http://ADDR/mcp
 //! ```
 //!
 //! The node is `--node URL`, else `$AGENTIC_NODE`, else `http://127.0.0.1:8000`.
-//! In stdio mode stdout carries the protocol; logs go to stderr.
+//! In stdio mode stdout carries the protocol; logs go to stderr. Over HTTP a
+//! bearer token (`--token-file F`, else `$AGENTIC_MCP_TOKEN`) guards every
+//! request; without one only a loopback address is served.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +35,10 @@ pub struct McpArgs {
     /// Serve streamable HTTP on this address (at /mcp) instead of stdio.
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
+    /// HTTP only: clients must send `Authorization: Bearer <the file's content>`
+    /// (else the token in $AGENTIC_MCP_TOKEN; required beyond loopback).
+    #[arg(long, value_name = "FILE", requires = "http")]
+    token_file: Option<PathBuf>,
     /// Seconds to wait for a transaction to be finalized.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     tx_timeout: u64,
@@ -56,8 +63,22 @@ pub fn run(args: McpArgs) -> anyhow::Result<()> {
                 transport::serve_stdio(server).await?;
             }
             Some(addr) => {
-                let http = transport::serve_http(server, &addr).await?;
-                eprintln!("agentic mcp: streamable HTTP at {}", http.url());
+                let token = match (&args.token_file, std::env::var(transport::TOKEN_ENV)) {
+                    (Some(f), _) => Some(transport::BearerToken::from_file(f)?),
+                    (None, Ok(t)) if !t.trim().is_empty() => Some(transport::BearerToken::new(&t)?),
+                    _ => None,
+                };
+                let guarded = token.is_some();
+                let http = transport::serve_http(server, &addr, token).await?;
+                eprintln!(
+                    "agentic mcp: streamable HTTP at {}{}",
+                    http.url(),
+                    if guarded {
+                        " (bearer token required)"
+                    } else {
+                        " (loopback only, no token)"
+                    }
+                );
                 http.wait().await?;
             }
         }

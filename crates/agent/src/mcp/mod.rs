@@ -40,7 +40,9 @@
 //!    job record ([`crate::requester::cost`]).
 //!
 //! The server is transport-agnostic ([`McpServer`] is an rmcp
-//! [`rmcp::ServerHandler`]); [`transport`] serves it over stdio or streamable HTTP.
+//! [`rmcp::ServerHandler`]); [`transport`] serves it over stdio or streamable
+//! HTTP — the latter behind a bearer token ([`transport::BearerToken`]), and
+//! only on loopback without one.
 
 pub mod args;
 mod challenge;

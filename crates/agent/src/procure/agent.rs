@@ -5,27 +5,35 @@
 //!    offers ─▶ quotes (fastest / cheapest / reputable) ─▶ score by the preferences
 //!      ─▶ first quote, best score first, that the budget, the payer's balance and
 //!         the mandate allow ── none: refuse (the best quote's reason), nothing signed
-//!      ─▶ submit (under the mandate) ─▶ follow the job
-//!           Completed          ─▶ fetch the output (hash-checked) ─▶ report
-//!           Failed / Cancelled ─▶ the escrow came back (the ledger refunds the payer);
-//!                                 exclude the providers that failed, next attempt
-//!           goal time runs out ─▶ withdraw the job if nobody committed, report
+//!      ─▶ submit (under the mandate) ─▶ follow the job (watch.rs): disputes on it are
+//!         recorded; with `verify_locally`, each stage is recomputed here and a
+//!         differing one challenged (the agent's key locks the bond, plays the game)
+//!           Completed, every check agrees ─▶ fetch the output (hash-checked) ─▶ report
+//!           Completed, a stage found wrong
+//!             but not disputed in time    ─▶ not accepted: exclude its providers, next attempt
+//!           Failed / Cancelled            ─▶ the escrow came back (the ledger refunds the payer,
+//!                                            plus its share of a loser's slash); exclude the
+//!                                            providers that failed, next attempt
+//!           goal time runs out            ─▶ withdraw the job if nobody committed, report
 //! ```
 //!
-//! A stage that an audit or a replica disputes is followed to its verdict: a
-//! result that fails verification is never accepted — the ledger fails the job
-//! and refunds the payer — and the agent buys again from other providers.
+//! A stage that an audit, a replica or this agent disputes is followed to its
+//! verdict: a result that fails verification is never accepted — the ledger
+//! fails the job and refunds the payer — and the agent buys again from other
+//! providers, within what is left of the budget (a challenge's fees, and its
+//! bond if it were lost, count against the budget too).
 
 use std::time::{Duration, Instant};
 
 use agentic_node::client::ClientError;
-use agentic_protocol::state::{Job, JobStatus, Mandate, StagePhase};
+use agentic_protocol::state::{Job, JobStatus, Mandate};
 use agentic_protocol::{Address, Amount, Hash, JobId};
 use serde::Serialize;
 
 use super::goal::Goal;
 use super::plan::{self, Quote};
 use super::policy::{self, Means, Purchase, Refusal};
+use super::watch::{DisputeRecord, StageCheck, Watch};
 use crate::requester::{cost, CostBreakdown, Requester, RequesterError};
 
 /// Why the agent stopped without a result.
@@ -62,6 +70,20 @@ pub enum Step<'a> {
     },
     /// The job changed.
     Job(&'a Job),
+    /// A stage was recomputed here (`verify_locally`).
+    Checked {
+        /// The job.
+        job: JobId,
+        /// What was found.
+        check: &'a StageCheck,
+    },
+    /// A dispute on the job opened, or reached its verdict.
+    Dispute {
+        /// The job.
+        job: JobId,
+        /// The dispute as known so far.
+        record: &'a DisputeRecord,
+    },
 }
 
 /// One submission and how it ended.
@@ -83,8 +105,15 @@ pub struct Attempt {
     pub status: JobStatus,
     /// Stages that went to a dispute.
     pub disputed_stages: Vec<u32>,
+    /// Stages recomputed here (`verify_locally`), and what was found.
+    pub checks: Vec<StageCheck>,
+    /// Disputes on the job: who opened them, the verdict, what they moved.
+    pub disputes: Vec<DisputeRecord>,
     /// The bill: paid per stage, refund.
     pub cost: CostBreakdown,
+    /// What the attempt cost the goal: paid to providers, fees, escrow still
+    /// locked, and this agent's dispute fees and any bond it lost.
+    pub spent: Amount,
 }
 
 /// How the goal ended.
@@ -289,38 +318,42 @@ impl ProcurementAgent {
                 plan: q.plan,
                 escrow: sub.escrow,
             });
-            let left = until.saturating_duration_since(Instant::now());
-            let mut disputed: Vec<u32> = Vec::new();
-            let waited = self
-                .requester
-                .wait(sub.job, left, |j| {
-                    for (s, st) in j.stages.iter().enumerate() {
-                        if matches!(st.phase, StagePhase::Disputed { .. })
-                            && !disputed.contains(&(s as u32))
-                        {
-                            disputed.push(s as u32);
-                        }
-                    }
-                    on(Step::Job(j));
-                })
-                .await;
-            let job = match waited {
-                Ok(j) => j,
-                Err(RequesterError::Timeout { .. }) => {
-                    // Out of time: withdraw if nobody committed; otherwise the job runs on.
-                    let _ = self.requester.cancel(sub.job).await;
-                    self.requester.job(sub.job).await?
-                }
-                Err(e) => return Err(e.into()),
-            };
+            // The budget left for a challenge: what is not spent nor locked by this job.
+            let room = goal
+                .budget
+                .saturating_sub(spent)
+                .saturating_sub(sub.escrow)
+                .saturating_sub(sub.fee);
+            let followed = Watch {
+                requester: &self.requester,
+                goal,
+                job: sub.job,
+                until,
+                room,
+            }
+            .run(&mut on)
+            .await?;
+            let job = followed.job;
             let bill = cost(&job);
-            spent = Amount(
-                spent
+            let dispute_costs: u128 = followed.disputes.iter().map(|d| d.agent_cost().0).sum();
+            let this = Amount(
+                bill.paid
                     .0
-                    .saturating_add(bill.paid.0)
                     .saturating_add(sub.fee.0)
-                    .saturating_add(bill.still_locked.0),
+                    .saturating_add(bill.still_locked.0)
+                    .saturating_add(dispute_costs),
             );
+            spent = Amount(spent.0.saturating_add(this.0));
+            let mut disputed: Vec<u32> = followed.disputes.iter().map(|d| d.stage).collect();
+            disputed.sort_unstable();
+            disputed.dedup();
+            // A stage this machine found wrong whose dispute did not fail the job.
+            let wrong: Vec<u32> = followed
+                .checks
+                .iter()
+                .filter(|c| c.check.found_wrong())
+                .map(|c| c.stage)
+                .collect();
             attempts.push(Attempt {
                 attempt,
                 plan: q.plan,
@@ -330,8 +363,44 @@ impl ProcurementAgent {
                 fee: sub.fee,
                 status: job.status,
                 disputed_stages: disputed,
+                checks: followed.checks,
+                disputes: followed.disputes,
                 cost: bill,
+                spent: this,
             });
+            if followed.timed_out && job.status == JobStatus::Active {
+                outcome = Some(Outcome::GaveUp {
+                    reason: format!(
+                        "the goal's {} s ran out with job {} still running",
+                        goal.deadline_secs, sub.job
+                    ),
+                });
+                break;
+            }
+            if job.status == JobStatus::Completed && !wrong.is_empty() {
+                // Paid, but not what this machine computes: never accepted.
+                for s in &wrong {
+                    if let Some(st) = job.stages.get(*s as usize) {
+                        excluded.extend(
+                            st.slots
+                                .iter()
+                                .filter_map(|sl| sl.assignment.as_ref().map(|a| a.provider)),
+                        );
+                    }
+                }
+                excluded.sort();
+                excluded.dedup();
+                tracing::warn!(job = %sub.job, stages = ?wrong, "completed with a result this machine disputes; buying again");
+                if attempt == goal.attempts {
+                    outcome = Some(Outcome::GaveUp {
+                        reason: format!(
+                            "job {} completed, but stage(s) {wrong:?} differ from this machine's recomputation and could not be disputed; not accepted",
+                            sub.job
+                        ),
+                    });
+                }
+                continue;
+            }
             match job.status {
                 JobStatus::Completed => {
                     let r = self.requester.result(sub.job).await?;
@@ -344,10 +413,7 @@ impl ProcurementAgent {
                 }
                 JobStatus::Active => {
                     outcome = Some(Outcome::GaveUp {
-                        reason: format!(
-                            "the goal's {} s ran out with job {} still running",
-                            goal.deadline_secs, sub.job
-                        ),
+                        reason: format!("job {} is still running", sub.job),
                     });
                     break;
                 }

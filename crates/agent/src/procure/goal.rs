@@ -13,6 +13,8 @@
 //! min_verification = "optimistic"     # optimistic | sampled | audited
 //! attempts = 3                        # submissions before giving up
 //! mandate = 0                         # spend under this mandate (optional)
+//! verify_locally = true               # recompute every stage here; challenge a wrong one
+//!                                     # (the agent's key posts the bond; default false)
 //!
 //! [preferences]                       # relative weights, any non-negative numbers
 //! cost = 1.0
@@ -112,6 +114,12 @@ pub struct Goal {
     /// Spend under this mandate.
     #[serde(default)]
     pub mandate: Option<u64>,
+    /// Recompute every stage on this machine once it has an agreed result, and
+    /// challenge (bond from the agent's key, within the budget) one whose output
+    /// differs while its challenge window is open. A result found wrong is never
+    /// accepted.
+    #[serde(default)]
+    pub verify_locally: bool,
     /// What matters most.
     #[serde(default)]
     pub preferences: Preferences,
@@ -289,6 +297,12 @@ mod tests {
         assert_eq!(g.max_price, Amount(2_000));
         assert_eq!(g.min_verification, VerificationLevel::Sampled);
         assert_eq!(g.attempts, 3);
+        assert!(!g.verify_locally);
+        assert!(
+            Goal::parse(&format!("verify_locally = true\n{GOAL}"))
+                .unwrap()
+                .verify_locally
+        );
         assert_eq!(g.preferences.cost, 2.0);
         let r = g.request();
         assert_eq!(r.stages, 2);

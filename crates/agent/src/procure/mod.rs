@@ -5,7 +5,9 @@
 //!  goal.toml ─▶ Goal ─▶ ProcurementAgent::run ─▶ Report (what it bought, why, what it cost, what it got)
 //!                        │ plan: quotes + scores (pure)
 //!                        │ policy: budget, balance, mandate (pure) ── refuse with a reason
-//!                        └ requester: submit, wait, result, cancel (I/O)
+//!                        │ watch: follow the job, record disputes, recompute stages here
+//!                        │        and challenge a wrong one (crate::verify)
+//!                        └ requester: submit, result, cancel (I/O)
 //! ```
 //!
 //! The agent signs with its own key. Under a mandate the principal pays, and the
@@ -17,8 +19,11 @@ mod agent;
 pub mod goal;
 pub mod plan;
 pub mod policy;
+mod report;
+pub mod watch;
 
 pub use agent::{AgentError, Attempt, Outcome, ProcurementAgent, Report, Step};
 pub use goal::{Goal, GoalError, Preferences};
 pub use plan::Quote;
 pub use policy::Refusal;
+pub use watch::{Check, DisputeRecord, OpenedBy, StageCheck, Verdict};

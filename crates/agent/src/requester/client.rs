@@ -94,6 +94,11 @@ impl Requester {
         &self.client
     }
 
+    /// The signing key (for the verification module's challenge and moves).
+    pub(crate) fn key(&self) -> &PrivateKey {
+        &self.key
+    }
+
     /// The signer's address.
     pub fn address(&self) -> Address {
         Address::from(&self.key.public_key())

@@ -1,0 +1,267 @@
+//! Checking a job's result on this machine, and disputing one that differs.
+//!
+//! Shared by the procurement agent (`verify_locally = true` in its goal) and
+//! the MCP server's `challenge_result` tool:
+//!
+//! ```text
+//!   recompute(job, stage) ── GET the model and input blobs (hash-checked by the client)
+//!       │                    run layers 0..first (the stage's input), then first..end with a trace
+//!       ▼
+//!   Recomputed::compare(agreed)
+//!       ├─ Agrees        ─▶ nothing to do (the ledger would refuse a challenge)
+//!       ├─ InputDiffers  ─▶ an earlier stage diverged: challenge that one instead
+//!       └─ Differs       ─▶ post_challenge: Challenge { job, stage, our result } — the
+//!                           ledger locks `challenge_bond` from the signer — then
+//!                           play_round, once per poll, until the dispute leaves bisection:
+//!                           each round, our trace leaf at the midpoint + its Merkle proof
+//! ```
+//!
+//! A party that stays silent for `dispute_timeout` blocks loses, so whoever
+//! challenges must keep calling [`play_round`] until it answers [`Round::Over`].
+//! The runtime is bitwise deterministic, so an honest recomputation and the
+//! validators' referee agree on every layer: if ours differs from the agreed
+//! result, the provider's is wrong.
+//!
+//! Nothing here holds a signing lock: a caller that sends other transactions
+//! with the same key concurrently (the MCP server) serializes the calls that
+//! sign ([`post_challenge`], [`play_round`]) itself.
+
+use std::time::Duration;
+
+use agentic_compute::activation::DecodeLimits;
+use agentic_compute::bundle::{Bundle, BundleLimits};
+use agentic_compute::Activation;
+use agentic_node::client::{Client, ClientError};
+use agentic_protocol::event::{Event, EventRecord};
+use agentic_protocol::state::{Dispute, DisputePhase, Job};
+use agentic_protocol::tx::StageResult;
+use agentic_protocol::{merkle, Address, Amount, DisputeId, Hash, JobId, TxBody};
+use commonware_cryptography::ed25519::PrivateKey;
+use serde::Serialize;
+
+use crate::requester::RequesterError;
+
+/// This machine's run of one stage.
+#[derive(Clone, Debug)]
+pub struct Recomputed {
+    /// Input, output and trace root as a provider would commit them.
+    pub result: StageResult,
+    /// Trace leaves `[input, after each layer…]` (what bisection rounds open).
+    pub leaves: Vec<[u8; 32]>,
+}
+
+/// How a recomputation compares with a stage's agreed result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Comparison {
+    /// Same output: the result verifies.
+    Agrees,
+    /// Same input, different output: the agreed result is wrong.
+    Differs,
+    /// Different input: an earlier stage's output already diverged (challenge
+    /// the earliest stage whose output differs; the ledger refuses this one).
+    InputDiffers,
+}
+
+impl Recomputed {
+    /// Compares with the stage's agreed result.
+    pub fn compare(&self, agreed: &StageResult) -> Comparison {
+        if self.result.output == agreed.output {
+            Comparison::Agrees
+        } else if self.result.input != agreed.input {
+            Comparison::InputDiffers
+        } else {
+            Comparison::Differs
+        }
+    }
+}
+
+/// Why a stage cannot be recomputed here (nothing was posted).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct CannotRecompute {
+    /// Why, in a sentence.
+    pub reason: String,
+}
+
+fn cannot(reason: String) -> CannotRecompute {
+    CannotRecompute { reason }
+}
+
+/// Re-runs `stage` of `job` from the job's input, with the model and the input
+/// fetched from the node. Runs on a blocking thread.
+pub async fn recompute(
+    client: &Client,
+    job: &Job,
+    stage: u32,
+) -> Result<Recomputed, CannotRecompute> {
+    let Some(&spec) = job.spec.stages.get(stage as usize) else {
+        return Err(cannot(format!(
+            "the job has {} stage(s), no stage {stage}",
+            job.spec.stages.len()
+        )));
+    };
+    let model = client.get_blob(&job.spec.model).await.map_err(|e| {
+        cannot(format!(
+            "the node does not serve the job's model blob {}: {e}",
+            job.spec.model
+        ))
+    })?;
+    let input = client.get_blob(&job.spec.input).await.map_err(|e| {
+        cannot(format!(
+            "the node does not serve the job's input blob {}: {e}",
+            job.spec.input
+        ))
+    })?;
+    let run = tokio::task::spawn_blocking(move || -> Result<Recomputed, CannotRecompute> {
+        let bundle = Bundle::decode(&model, BundleLimits::default()).map_err(|e| {
+            cannot(format!("the job's model blob is not an inference model bundle (training jobs are not recomputed here): {e}"))
+        })?;
+        let loaded = bundle
+            .load()
+            .map_err(|e| cannot(format!("the model does not load: {e}")))?;
+        let act = Activation::from_canonical_bytes(&input, DecodeLimits::default())
+            .map_err(|e| cannot(format!("the job's input is not an activation: {e}")))?;
+        let first = spec.first_layer as usize;
+        let end = first + spec.layers as usize;
+        let act = if first > 0 {
+            loaded
+                .model
+                .run_range(0..first, act)
+                .map_err(|e| cannot(format!("running layers 0..{first}: {e}")))?
+                .output
+        } else {
+            act
+        };
+        let out = loaded
+            .model
+            .run_range(first..end, act)
+            .map_err(|e| cannot(format!("running layers {first}..{end}: {e}")))?;
+        Ok(Recomputed {
+            result: StageResult {
+                input: Hash(out.trace.input_hash.0),
+                output: Hash(out.trace.output_hash().0),
+                trace_root: Hash(out.trace.root.0),
+            },
+            leaves: out.trace.leaves().iter().map(|d| d.0).collect(),
+        })
+    })
+    .await
+    .map_err(|e| cannot(format!("the recomputation stopped: {e}")))?;
+    run
+}
+
+/// The chain's current `challenge_bond` (what a `Challenge` locks).
+pub async fn challenge_bond(client: &Client) -> Result<Amount, RequesterError> {
+    let p = client.get("/v1/params").await?;
+    serde_json::from_value(p["params"]["challenge_bond"].clone())
+        .map_err(|e| RequesterError::Unexpected(format!("params: challenge_bond: {e}: {p}")))
+}
+
+/// A challenge the ledger accepted.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ChallengePosted {
+    /// The dispute it opened.
+    pub dispute: Option<DisputeId>,
+    /// The bond the ledger locked from the signer (returned if it wins).
+    pub bond: Amount,
+    /// The transaction's fee (burned).
+    pub fee: Amount,
+}
+
+/// Signs and sends `Challenge { job, stage, ours }` with `key`; the ledger locks
+/// the challenge bond from the signer's balance.
+pub async fn post_challenge(
+    client: &Client,
+    key: &PrivateKey,
+    timeout: Duration,
+    job: JobId,
+    stage: u32,
+    ours: StageResult,
+) -> Result<ChallengePosted, RequesterError> {
+    let bond = challenge_bond(client).await?;
+    let fee = client.min_fee().await?;
+    let receipt = client
+        .send(
+            key,
+            TxBody::Challenge {
+                job,
+                stage,
+                result: ours,
+            },
+            timeout,
+        )
+        .await?;
+    let events: Vec<EventRecord> = serde_json::from_value(receipt["events"].clone())
+        .map_err(|e| RequesterError::Unexpected(format!("challenge receipt: {e}")))?;
+    let dispute = events.iter().find_map(|e| match e.event {
+        Event::DisputeOpened { dispute, .. } => Some(dispute),
+        _ => None,
+    });
+    Ok(ChallengePosted { dispute, bond, fee })
+}
+
+/// The dispute record (`/v1/disputes/{id}`), or `None` if the node has none.
+pub async fn dispute(client: &Client, id: DisputeId) -> Result<Option<Dispute>, RequesterError> {
+    match client.get(&format!("/v1/disputes/{}", id.0)).await {
+        Ok(v) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| RequesterError::Unexpected(format!("dispute {id}: {e}"))),
+        Err(ClientError::Api { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What one [`play_round`] call did.
+#[derive(Clone, Debug)]
+pub enum Round {
+    /// Posted our leaf at the round's midpoint.
+    Moved {
+        /// The leaf index opened.
+        mid: u32,
+        /// The `Bisect` transaction's fee.
+        fee: Amount,
+    },
+    /// Our move for this round is in; waiting for the other party.
+    Waiting,
+    /// The dispute left bisection (awaiting the referee or resolved), or
+    /// `key` is not its challenger: nothing more to play.
+    Over(Option<Box<Dispute>>),
+}
+
+/// Plays one round of `dispute` as its challenger: if this round still lacks
+/// our move, posts our trace leaf at the midpoint with its Merkle proof.
+pub async fn play_round(
+    client: &Client,
+    key: &PrivateKey,
+    timeout: Duration,
+    id: DisputeId,
+    leaves: &[[u8; 32]],
+) -> Result<Round, RequesterError> {
+    use commonware_cryptography::Signer as _;
+    let me = Address::from(&key.public_key());
+    let Some(d) = dispute(client, id).await? else {
+        return Ok(Round::Over(None));
+    };
+    if d.phase != DisputePhase::Bisecting || d.challenger != me {
+        return Ok(Round::Over(Some(Box::new(d))));
+    }
+    let (None, Some(mid)) = (d.challenger_move, d.game.midpoint()) else {
+        return Ok(Round::Waiting);
+    };
+    let i = mid as usize;
+    let (Some(leaf), Some(proof)) = (leaves.get(i), merkle::proof(leaves, i)) else {
+        return Err(RequesterError::Unexpected(format!(
+            "dispute {id}: round opens leaf {mid} but our trace has {} leaves",
+            leaves.len()
+        )));
+    };
+    let fee = client.min_fee().await?;
+    let body = TxBody::Bisect {
+        dispute: id,
+        leaf: Hash(*leaf),
+        proof: proof.into_iter().map(Hash).collect(),
+    };
+    client.send(key, body, timeout).await?;
+    Ok(Round::Moved { mid, fee })
+}
