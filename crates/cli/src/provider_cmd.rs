@@ -147,3 +147,39 @@ pub fn run(cmd: ProviderCmd) -> anyhow::Result<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: ProviderCmd,
+    }
+
+    fn parse(extra: &[&str]) -> Result<RunArgs, clap::Error> {
+        let args = ["agentic", "run", "--key", "p.json", "--data", "p"];
+        Cli::try_parse_from(args.iter().chain(extra)).map(|c| match c.cmd {
+            ProviderCmd::Run(a) => a,
+        })
+    }
+
+    #[test]
+    fn misbehave_takes_the_named_modes_only() {
+        assert_eq!(parse(&[]).unwrap().misbehave, None);
+        for &m in Misbehaviour::ALL {
+            let a = parse(&["--misbehave", m.name()]).unwrap();
+            assert_eq!(a.misbehave, Some(m));
+        }
+        let Err(err) = parse(&["--misbehave", "lazy"]) else {
+            panic!("an unknown mode is refused");
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains("lazy") && err.contains("wrong-output") && err.contains("collude"),
+            "{err}"
+        );
+    }
+}

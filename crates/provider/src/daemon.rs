@@ -410,36 +410,47 @@ async fn register(
     match existing {
         Some(v) if !retired => {
             if more.0 > 0 {
-                client
-                    .send(
-                        &config.key,
-                        TxBody::Bond { amount: more },
-                        config.tx_timeout,
-                    )
-                    .await?;
+                send_tx(client, config, TxBody::Bond { amount: more }).await?;
             }
             let current: Option<Offer> = serde_json::from_value(v["offer"].clone()).ok();
             if current.as_ref() != Some(&offer) {
-                client
-                    .send(
-                        &config.key,
-                        TxBody::UpdateProvider { offer },
-                        config.tx_timeout,
-                    )
-                    .await?;
+                send_tx(client, config, TxBody::UpdateProvider { offer }).await?;
             }
         }
         _ => {
-            client
-                .send(
-                    &config.key,
-                    TxBody::RegisterProvider { offer, stake: more },
-                    config.tx_timeout,
-                )
-                .await?;
+            send_tx(
+                client,
+                config,
+                TxBody::RegisterProvider { offer, stake: more },
+            )
+            .await?;
         }
     }
     Ok(())
+}
+
+/// Sends a transaction signed with the provider's key and waits for its receipt. A
+/// transaction of ours still pending from before a restart holds the next nonce until
+/// it lands: wait for it (up to `tx_timeout`) instead of failing.
+async fn send_tx(
+    client: &Client,
+    config: &Config,
+    body: TxBody,
+) -> Result<serde_json::Value, ClientError> {
+    let start = Instant::now();
+    loop {
+        match client
+            .send(&config.key, body.clone(), config.tx_timeout)
+            .await
+        {
+            Err(ClientError::Api { code, .. })
+                if code == "nonce_taken" && start.elapsed() < config.tx_timeout =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            r => return r,
+        }
+    }
 }
 
 /// The salt of a stage's commitment: derived from the provider's key, secret until
@@ -557,15 +568,14 @@ impl Daemon {
             coord,
             ..self.offer.clone()
         };
-        self.client
-            .send(
-                &self.config.key,
-                TxBody::UpdateProvider {
-                    offer: offer.clone(),
-                },
-                self.config.tx_timeout,
-            )
-            .await?;
+        send_tx(
+            &self.client,
+            &self.config,
+            TxBody::UpdateProvider {
+                offer: offer.clone(),
+            },
+        )
+        .await?;
         tracing::info!(
             drift_us = drift,
             ?coord,
@@ -664,18 +674,17 @@ impl Daemon {
                 // output (the next stage, the requester, a referee).
                 self.publish(&rec).await?;
                 let salt = salt_for(&self.salt_secret, id, s);
-                self.client
-                    .send(
-                        &self.config.key,
-                        TxBody::RevealResult {
-                            job: id,
-                            stage: s,
-                            result: rec.result,
-                            salt,
-                        },
-                        self.config.tx_timeout,
-                    )
-                    .await?;
+                send_tx(
+                    &self.client,
+                    &self.config,
+                    TxBody::RevealResult {
+                        job: id,
+                        stage: s,
+                        result: rec.result,
+                        salt,
+                    },
+                )
+                .await?;
                 // (The chain holds our commitment even if we died before noting it.)
                 self.journal.update(id, s, |r| {
                     r.committed = true;
@@ -720,17 +729,16 @@ impl Daemon {
             if height > a.deadline.0 {
                 return Ok(());
             }
-            self.client
-                .send(
-                    &self.config.key,
-                    TxBody::CommitResult {
-                        job: id,
-                        stage: s,
-                        commitment,
-                    },
-                    self.config.tx_timeout,
-                )
-                .await?;
+            send_tx(
+                &self.client,
+                &self.config,
+                TxBody::CommitResult {
+                    job: id,
+                    stage: s,
+                    commitment,
+                },
+            )
+            .await?;
             self.status().stages_committed += 1;
             tracing::warn!(
                 job = id.0,
@@ -750,18 +758,17 @@ impl Daemon {
         let salt = salt_for(&self.salt_secret, id, s);
         // The ledger refuses it (the commitment binds its author); the cheat then
         // sits out the reveal deadline.
-        self.client
-            .send(
-                &self.config.key,
-                TxBody::RevealResult {
-                    job: id,
-                    stage: s,
-                    result,
-                    salt,
-                },
-                self.config.tx_timeout,
-            )
-            .await?;
+        send_tx(
+            &self.client,
+            &self.config,
+            TxBody::RevealResult {
+                job: id,
+                stage: s,
+                result,
+                salt,
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -963,17 +970,16 @@ impl Daemon {
     }
 
     async fn report(&mut self, rec: StageRecord) -> Result<(), ProviderError> {
-        self.client
-            .send(
-                &self.config.key,
-                TxBody::AuditReport {
-                    job: rec.job,
-                    stage: rec.stage,
-                    result: rec.result,
-                },
-                self.config.tx_timeout,
-            )
-            .await?;
+        send_tx(
+            &self.client,
+            &self.config,
+            TxBody::AuditReport {
+                job: rec.job,
+                stage: rec.stage,
+                result: rec.result,
+            },
+        )
+        .await?;
         self.journal
             .update(rec.job, rec.stage, |r| r.committed = true)?;
         self.status().audits_reported += 1;
@@ -1035,17 +1041,16 @@ impl Daemon {
                 raw.len()
             )));
         };
-        self.client
-            .send(
-                &self.config.key,
-                TxBody::Bisect {
-                    dispute: id,
-                    leaf,
-                    proof: proof.into_iter().map(Hash).collect(),
-                },
-                self.config.tx_timeout,
-            )
-            .await?;
+        send_tx(
+            &self.client,
+            &self.config,
+            TxBody::Bisect {
+                dispute: id,
+                leaf,
+                proof: proof.into_iter().map(Hash).collect(),
+            },
+        )
+        .await?;
         self.status().bisect_moves += 1;
         tracing::info!(dispute = id.0, mid, defendant, "bisection move posted");
         Ok(())
@@ -1136,17 +1141,16 @@ impl Daemon {
     async fn commit(&mut self, id: JobId, s: u32, rec: StageRecord) -> Result<(), ProviderError> {
         let salt = salt_for(&self.salt_secret, id, s);
         let commitment = rec.result.commitment(id, s, &salt, &self.me);
-        self.client
-            .send(
-                &self.config.key,
-                TxBody::CommitResult {
-                    job: id,
-                    stage: s,
-                    commitment,
-                },
-                self.config.tx_timeout,
-            )
-            .await?;
+        send_tx(
+            &self.client,
+            &self.config,
+            TxBody::CommitResult {
+                job: id,
+                stage: s,
+                commitment,
+            },
+        )
+        .await?;
         self.journal.update(id, s, |r| r.committed = true)?;
         self.status().stages_committed += 1;
         tracing::info!(job = id.0, stage = s, output = %hex32(&rec.result.output), "committed");
@@ -1511,6 +1515,9 @@ impl ReplayTask {
     }
 }
 
+/// Blobs a computation leaves to store, each under its hash.
+type Blobs = Vec<(Hash, Vec<u8>)>;
+
 /// An inference stage: layers `layers` of `m` on the input activation's bytes, as
 /// `mode` runs them; the result and the blobs to store (the claimed output, and the
 /// pushed one when it differs).
@@ -1520,7 +1527,7 @@ fn run_layers(
     layers: Range<usize>,
     mode: Option<Misbehaviour>,
     seed: &[u8; 32],
-) -> Result<(Computed, Vec<(Hash, Vec<u8>)>), String> {
+) -> Result<(Computed, Blobs), String> {
     let act = Activation::from_canonical_bytes(input, DecodeLimits::default())
         .map_err(|e| e.to_string())?;
     let e = misbehave::execute(mode, &m.model, layers, act, seed).map_err(|e| e.to_string())?;
@@ -1549,7 +1556,7 @@ fn run_steps(
     t: &TrainTask,
     input: &[u8],
     steps: Range<usize>,
-) -> Result<(Computed, Vec<(Hash, Vec<u8>)>), String> {
+) -> Result<(Computed, Blobs), String> {
     let state = TrainState::decode(input, t).map_err(|e| e.to_string())?;
     let run = t
         .run_steps(&state, steps.start as u64..steps.end as u64)

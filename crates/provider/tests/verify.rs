@@ -14,7 +14,9 @@
 //! * with the validators' referee: `collude` (the downstream's broken chain is slashed
 //!   at its reveal; the upstream's false output is caught by its audit),
 //!   `wrong-output`, `perturb-ulp`, `smaller-model`, `random` (each audited, bisected to
-//!   the layer its module names, refereed), and a frivolous outside challenge.
+//!   the layer its module names, refereed), `wrong-output` again as a replica against
+//!   an honest replica (a replica dispute), and a frivolous outside challenge (whose
+//!   honest defendant restarts mid-dispute and plays on from its journal).
 //!
 //! Every balance is checked to the base unit: the fees a party paid are its nonce rise
 //! times the minimum fee (a refused transaction costs nothing).
@@ -92,9 +94,10 @@ fn cheats_caught_without_a_referee() {
 fn cheats_caught_by_the_referee() {
     with_market(
         "verify-referee",
-        1,
+        3,
         &[
-            "alice", "aud", "cu", "cd", "wrong", "ulp", "smaller", "random", "honest", "mallory",
+            "alice", "aud", "cu", "cd", "wrong", "ulp", "smaller", "random", "twin", "honest",
+            "mallory",
         ],
         &[
             ("reveal_window", 20),
@@ -140,6 +143,10 @@ fn cheats_caught_by_the_referee() {
                 assert_eq!(d.game.lo(), lo, "{mode}: the disputed layer");
                 eprintln!("{mode}: {:?}", s.elapsed());
             }
+
+            let s = Instant::now();
+            replica_dispute(&net, &aud, &params).await;
+            eprintln!("wrong-output against a replica: {:?}", s.elapsed());
 
             let s = Instant::now();
             frivolous_challenge(&net, &params).await;
@@ -327,6 +334,61 @@ async fn copy_replica(net: &Net, aud: &Provider, params: &Params) {
     );
 }
 
+/// `wrong-output` on a two-replica stage whose other replica is honest: the replicas
+/// disagree, the honest one (the challenger) plays the bisection, the referee convicts
+/// the cheater, and the honest replica is paid its bill and the winner's share.
+async fn replica_dispute(net: &Net, aud: &Provider, params: &Params) {
+    let c = net.client();
+    let twin = net
+        .provider("twin", CHEAT_PRICE, |cfg| {
+            cfg.misbehave = Some(Misbehaviour::WrongOutput)
+        })
+        .await
+        .unwrap();
+    let alice = net.key("alice");
+    let mut p = one_stage(
+        "Two replicas, one of them lying",
+        twin.address(),
+        VerificationLevel::Optimistic,
+    );
+    p.spec.requirements.replicas = 2;
+    let (a0, t0, u0) = (
+        snapshot(&c, &alice.address()).await,
+        snapshot(&c, &twin.address()).await,
+        snapshot(&c, &aud.address()).await,
+    );
+    let id = submit(&c, &alice, &p).await.unwrap();
+    let j = wait_finished(&c, id, TIMEOUT).await;
+    assert_eq!(j.status, JobStatus::Failed, "{j:#?}");
+    let (_, d) = the_dispute(&c, id).await;
+    assert_eq!(
+        (d.kind, d.defendant, d.challenger),
+        (DisputeKind::Replica, twin.address(), aud.address())
+    );
+    assert!(d.game.is_finished());
+    assert_eq!(d.game.lo(), LAYERS - 1);
+    let (a1, t1, u1) = (
+        snapshot(&c, &alice.address()).await,
+        snapshot(&c, &twin.address()).await,
+        snapshot(&c, &aud.address()).await,
+    );
+    let slash = Amount(t0.bonded).mul_ppm(params.slash_ppm).0;
+    let honest_bill = bill(p.spec.stages[0].ops, AUDITOR_PRICE);
+    assert_eq!(t1.bonded, t0.bonded - slash);
+    assert_eq!(t1.balance, t0.balance - t1.fees_since(&t0));
+    assert_eq!(u1.bonded, u0.bonded);
+    assert_eq!(
+        u1.balance,
+        u0.balance + honest_bill + Amount(slash).mul_ppm(params.slash_winner_ppm).0
+            - u1.fees_since(&u0)
+    );
+    assert_eq!(
+        a1.balance,
+        a0.balance - a1.fees_since(&a0) - honest_bill
+            + Amount(slash).mul_ppm(params.slash_requester_ppm).0
+    );
+}
+
 /// Two colluders on consecutive stages: the upstream reveals a false output and pushes
 /// the true activation, the downstream commits on the pushed activation. The
 /// downstream's reveal breaks the chain (slashed at once, no winner); the upstream's
@@ -407,6 +469,8 @@ async fn collude(net: &Net, aud: &Provider, params: &Params) {
 /// bisection faithfully for its false trace: the referee sides with the honest
 /// provider, the bond is forfeited (`slash_winner_ppm` of it to the provider,
 /// `slash_requester_ppm` to the requester, the rest burned), and the job completes.
+/// The honest provider's daemon is restarted once the dispute is open, so the game is
+/// won from what its journal kept.
 async fn frivolous_challenge(net: &Net, params: &Params) {
     let c = net.client();
     let honest = net.provider("honest", 1_500, |_| {}).await.unwrap();
@@ -463,6 +527,11 @@ async fn frivolous_challenge(net: &Net, params: &Params) {
             }
         })
         .expect("the challenge opened a dispute");
+    // The defendant's daemon restarts mid-dispute (same key, same data directory): it
+    // plays on from the trace leaves in its journal, and replays its computation to
+    // publish the agreed activation.
+    honest.kill();
+    let honest = net.provider("honest", 1_500, |_| {}).await.unwrap();
     play_challenger(&c, &mallory.key, dispute, &lie.leaves).await;
 
     let j = wait_finished(&c, id, TIMEOUT).await;
