@@ -4,7 +4,9 @@
 //! the chain (price, capacity, measured speed, network coordinate, data-plane
 //! endpoint), runs the pipeline stages the ledger assigns it, moves activations
 //! directly to the next stage's provider, commits and reveals its results, and is
-//! paid `ops × price` when the challenge window closes.
+//! paid `ops × price` when the challenge window closes. It also audits the stages the
+//! ledger draws it for, and plays the bisection game over results it defends or
+//! disputes, making the agreed activation available to the validators' referee.
 //!
 //! ```text
 //!                 ┌──────────────────────── node API (HTTP) ────────────────────────┐
