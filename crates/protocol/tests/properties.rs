@@ -567,8 +567,7 @@ proptest! {
         score in 0u32..=1_000_000,
         slash_ppm in 1u32..=1_000_000,
     ) {
-        let mut params = agentic_protocol::Params::default();
-        params.slash_ppm = slash_ppm;
+        let params = agentic_protocol::Params { slash_ppm, ..Default::default() };
         let p = State::audit_probability_for(&params, score, Amount(value), Amount(stake));
         prop_assert!(p <= 1_000_000);
         prop_assert!(p >= State::audit_probability_for(&params, score, Amount(0), Amount(stake)));

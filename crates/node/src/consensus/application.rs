@@ -88,6 +88,7 @@ pub enum InvalidBlock {
 }
 
 impl Application {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         chain: SharedChain,
         mempool: SharedMempool,

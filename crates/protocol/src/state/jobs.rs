@@ -873,7 +873,7 @@ impl State {
         let s = stake.mul_ppm(params.slash_ppm).0;
         let denom = v.saturating_add(s);
         let num = v.saturating_mul(PPM as u128);
-        let p = num / denom + u128::from(num % denom != 0);
+        let p = num / denom + u128::from(!num.is_multiple_of(denom));
         p.min(PPM as u128) as u32
     }
 
