@@ -6,6 +6,7 @@ pub mod ledger;
 pub mod matmul;
 pub mod model;
 pub mod pipeline;
+pub mod verify;
 
 use clap::Subcommand;
 
@@ -23,6 +24,9 @@ pub enum Bench {
     /// The same batch on one provider and as a k-stage pipeline over loopback: throughput
     /// ratio and the latency each extra stage adds.
     Pipeline(pipeline::Args),
+    /// What verification costs (audits, referee, bisection) and what each cheating strategy
+    /// earns on the ledger, vs full audits and honest work.
+    Verify(verify::Args),
 }
 
 pub fn run(bench: Bench) -> anyhow::Result<()> {
@@ -32,5 +36,6 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Matmul(args) => matmul::run(&args),
         Bench::Model(args) => model::run(&args),
         Bench::Pipeline(args) => pipeline::run(&args),
+        Bench::Verify(args) => verify::run(&args),
     }
 }
