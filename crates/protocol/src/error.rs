@@ -212,6 +212,42 @@ pub enum TxError {
     /// can no longer be cancelled.
     #[error("a provider already committed work; wait for the result or its deadline")]
     JobStarted,
+    /// A model or input hash of zero names no data anyone could fetch.
+    #[error("{0} hash is zero")]
+    ZeroHash(Reason),
+    /// The transaction's fee is below what its work costs
+    /// ([`crate::params::Params::required_fee`]).
+    #[error("fee {fee} below the {required} this transaction's work costs")]
+    FeeBelowWork {
+        /// The fee carried.
+        fee: Amount,
+        /// The fee required.
+        required: Amount,
+    },
+    /// The auditor already committed.
+    #[error("auditor already committed")]
+    AuditAlreadyCommitted,
+    /// The audit's commitment does not open to this result.
+    #[error("audit report does not match the auditor's commitment")]
+    AuditCommitmentMismatch,
+    /// The job already has an availability claim under check.
+    #[error("an availability claim on this job is already under check")]
+    ClaimPending,
+    /// Availability can be claimed only by a provider assigned to the job
+    /// that has not committed to its stage yet.
+    #[error("only an assigned provider that has not committed may claim data unavailable")]
+    NotClaimant,
+    /// The account has open work, audits or disputes: exits wait for them.
+    #[error("account has {jobs} open job role(s) and {disputes} open dispute(s)")]
+    OpenObligations {
+        /// Jobs in which it holds an unsettled assignment or audit.
+        jobs: u32,
+        /// Disputes it is a party to.
+        disputes: u32,
+    },
+    /// Stake that voted is locked until the vote ends.
+    #[error("stake voted on a proposal open until height {0}")]
+    StakeLocked(Height),
 
     // ---- disputes ----
     /// No such dispute.

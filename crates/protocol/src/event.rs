@@ -214,6 +214,41 @@ pub enum Event {
     },
     /// A passed change could no longer be applied (other changes made it invalid).
     ProposalVoided { proposal: ProposalId },
+    /// The drawn auditor committed to its own result; the stage's replicas may reveal.
+    AuditCommitted {
+        job: JobId,
+        stage: u32,
+        auditor: Address,
+    },
+    /// An assigned provider claimed the job's model or input unavailable;
+    /// the validators check it (the job's deadlines wait).
+    UnavailabilityClaimed { job: JobId, claimant: Address },
+    /// The validators fetched the data: the claim was false and the claimant
+    /// paid the miss penalty; the job's deadlines resume, extended by the wait.
+    ClaimRejected {
+        job: JobId,
+        claimant: Address,
+        penalty: Amount,
+    },
+    /// Nobody could fetch the job's model or input: the job is cancelled and
+    /// the payer compensated each assigned provider (`compensation` in all,
+    /// from the escrow) before the rest was refunded.
+    DataUnavailable {
+        job: JobId,
+        compensation: Amount,
+        refund: Amount,
+    },
+    /// A failed job's last live stage settled (honest delivered work paid);
+    /// the escrow still held for it was refunded.
+    JobSettled { job: JobId, refund: Amount },
+    /// Of a slash that failed a job, `amount` that would have been burned went
+    /// to the payer instead: it repays what the payer owes for the job's
+    /// honest delivered work ("from the cheater's slash first").
+    PayerCompensated {
+        job: JobId,
+        payer: Address,
+        amount: Amount,
+    },
 }
 
 /// An event with the index of the transaction that caused it (`None` for the

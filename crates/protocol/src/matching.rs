@@ -45,6 +45,13 @@
 //! ledger only checks that such a placement is valid
 //! ([`validate_placement`]). The ledger never runs the partitioner.
 //!
+//! # Draws ([`draw_by_stake`])
+//!
+//! Auditors and replicas after the first are not ranked but drawn from the
+//! block beacon among the qualified candidates, weighted by stake, so that
+//! nobody can arrange to audit or replicate its own work by offering the
+//! lowest price, and a coalition's odds are its share of qualified stake.
+//!
 //! Everything is integer arithmetic over slices: no hashing, no floats, no
 //! iteration over unordered maps.
 
@@ -314,6 +321,42 @@ pub fn best<Id: Ord + Copy>(
         &req.requester,
         &MatchWeights::default(),
     )
+}
+
+/// A qualified candidate not in `exclude`, drawn with probability
+/// proportional to its stake: the candidates are taken in the slice's order
+/// (callers pass them in address order), and the draw is
+/// `u128(seed[..16]) mod Σ stake` located on the cumulative stakes.
+///
+/// This is how auditors and replicas beyond the first are chosen: splitting
+/// a stake over many identities does not raise its odds, and a coalition is
+/// drawn with the probability of its share of qualified stake (the modulo
+/// bias is below `Σ stake / 2^128`). `None` when nobody qualifies.
+pub fn draw_by_stake<Id: Ord + Copy>(
+    candidates: &[Candidate<Id>],
+    req: &Requirement,
+    exclude: &[Id],
+    seed: &[u8; 32],
+) -> Option<Id> {
+    let eligible = || {
+        candidates
+            .iter()
+            .filter(|c| c.stake > 0 && !exclude.contains(&c.id) && qualifies(c, req))
+    };
+    let total = eligible().try_fold(0u128, |t, c| t.checked_add(c.stake))?;
+    if total == 0 {
+        return None;
+    }
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&seed[..16]);
+    let mut point = u128::from_le_bytes(b) % total;
+    for c in eligible() {
+        if point < c.stake {
+            return Some(c.id);
+        }
+        point -= c.stake;
+    }
+    None
 }
 
 /// One distinct qualified provider per stage, greedily (see the module docs).

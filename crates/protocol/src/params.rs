@@ -2,10 +2,16 @@
 //!
 //! A [`ParamChange`] names one parameter ([`ParamKey`]) and its new value
 //! (an integer; amounts in base units, windows in blocks, fractions in parts
-//! per million). [`Params::validate_change`] bounds every value and checks the
+//! per million). [`Params::with_change`] bounds every value and checks the
 //! cross-parameter rules (slash shares sum to at most one whole; a vote
-//! cannot outlast the unbonding delay, so bonded stake cannot vote twice by
-//! unbonding and re-bonding elsewhere).
+//! cannot outlast the unbonding delay; unbonding outlasts a challenge window
+//! plus a dispute round). Stake that voted is also locked until the vote
+//! ends whatever later changes say (see the governance module).
+//!
+//! Fees ([`Params::required_fee`]) grow with the work a transaction makes
+//! every validator do: `min_fee + fee_per_slot × slots + fee_per_kib ×
+//! ⌊body bytes / 1024⌋`, where `slots` counts the replica and auditor slots a
+//! `SubmitJob` asks the ledger to match (zero for other kinds).
 
 use crate::types::{Amount, PPM};
 use bytes::BufMut;
@@ -141,6 +147,12 @@ params! {
     reputation_stake_ratio: ppm = 1_000_000, tag 22, key ReputationStakeRatio, range 1 => PPM;
     /// Longest deadline (blocks) a job may ask for.
     max_deadline: blocks = 10_000, tag 23, key MaxDeadline, range 1 => MAX_WINDOW;
+    /// Fee (base units) per replica or auditor slot a `SubmitJob` makes the ledger
+    /// match: each slot is a scan of the qualified providers by every validator.
+    fee_per_slot: amount = 1, tag 24, key FeePerSlot, range 0 => u64::MAX;
+    /// Fee (base units) per whole KiB of a transaction's body: bytes every
+    /// validator receives, verifies and stores.
+    fee_per_kib: amount = 1, tag 25, key FeePerKib, range 0 => u64::MAX;
 }
 
 /// A proposed change of one parameter.
@@ -178,6 +190,10 @@ pub enum ParamError {
     /// The audit floor would exceed the base audit probability.
     #[error("audit floor exceeds the audit probability")]
     AuditFloorAboveBase,
+    /// Unbonding would end before a result's challenge window and a dispute
+    /// round could, so stake could leave before its offence is judged.
+    #[error("unbonding delay must be at least the challenge window plus the dispute timeout")]
+    UnbondingShorterThanChallenge,
 }
 
 impl Params {
@@ -199,6 +215,11 @@ impl Params {
         if self.audit_min_ppm > self.audit_ppm {
             return Err(ParamError::AuditFloorAboveBase);
         }
+        if (self.unbonding_delay as u128)
+            < self.challenge_window as u128 + self.dispute_timeout as u128
+        {
+            return Err(ParamError::UnbondingShorterThanChallenge);
+        }
         Ok(())
     }
 
@@ -217,6 +238,23 @@ impl Params {
         next.set_unchecked(change.key, change.value);
         next.validate()?;
         Ok(next)
+    }
+
+    /// The least fee a transaction with this body must carry: `min_fee +
+    /// fee_per_slot × slots + fee_per_kib × ⌊bytes / 1024⌋` (saturating), with
+    /// `slots` the replica and auditor slots a `SubmitJob` makes the ledger
+    /// match (see [`crate::tx::TxBody::match_slots`]) and `bytes` the body's
+    /// encoded size.
+    pub fn required_fee(&self, body: &crate::tx::TxBody) -> Amount {
+        use commonware_codec::EncodeSize;
+        let slots = body.match_slots() as u128;
+        let kib = (body.encode_size() / 1024) as u128;
+        Amount(
+            self.min_fee
+                .0
+                .saturating_add(self.fee_per_slot.0.saturating_mul(slots))
+                .saturating_add(self.fee_per_kib.0.saturating_mul(kib)),
+        )
     }
 }
 

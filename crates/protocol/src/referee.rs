@@ -27,6 +27,14 @@ use commonware_codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Writ
 
 use crate::types::Hash;
 
+/// The layer index of an **availability probe**: a question
+/// `(model, AVAILABILITY_PROBE, input)` asks only whether the model and the
+/// input can be fetched (both hash-checked), not to run anything. The answer
+/// is `Ok(Hash::ZERO)` when both are available, `ModelUnavailable` or
+/// `InputUnavailable` otherwise. The ledger asks it when a provider claims a
+/// job's data unavailable (`ClaimUnavailable`).
+pub const AVAILABILITY_PROBE: u32 = u32::MAX;
+
 /// Why the referee could not produce an output.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum RefereeError {

@@ -173,6 +173,9 @@ impl Referee for TestReferee {
         if self.unavailable_inputs.contains(input) {
             return Err(RefereeError::InputUnavailable);
         }
+        if layer == crate::referee::AVAILABILITY_PROBE {
+            return Ok(Hash::ZERO);
+        }
         Ok(layer_output(model, layer, input))
     }
 }

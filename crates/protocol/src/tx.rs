@@ -302,7 +302,8 @@ pub enum TxBody {
         /// The salt used in the commitment.
         salt: Hash,
     },
-    /// An assigned auditor's own result for a stage.
+    /// The drawn auditor opens its commitment once the stage's replicas
+    /// revealed: agree → paid, disagree → dispute.
     AuditReport {
         /// The job.
         job: JobId,
@@ -310,6 +311,8 @@ pub enum TxBody {
         stage: u32,
         /// The auditor's result.
         result: StageResult,
+        /// The salt of its [`TxBody::AuditCommit`] commitment.
+        salt: Hash,
     },
     /// Dispute a stage's result within its challenge window, posting a bond.
     Challenge {
@@ -348,9 +351,44 @@ pub enum TxBody {
         /// The job (the signer must be its requester).
         job: JobId,
     },
+    /// The drawn auditor commits to its own result
+    /// ([`StageResult::commitment`] with its address) before any replica of
+    /// the stage may reveal, so it cannot copy the result it audits.
+    AuditCommit {
+        /// The job.
+        job: JobId,
+        /// The stage.
+        stage: u32,
+        /// The commitment.
+        commitment: Hash,
+    },
+    /// An assigned provider cannot fetch the job's model or input: the
+    /// validators check (as for a referee verdict). Unavailable → the job is
+    /// cancelled and the payer compensates every assigned provider; available
+    /// → the claimant pays the miss penalty and the job goes on.
+    ClaimUnavailable {
+        /// The job.
+        job: JobId,
+    },
 }
 
 impl TxBody {
+    /// The replica and auditor slots this transaction asks the ledger to
+    /// match: `stages × (replicas + 1 auditor when audits can be drawn)` for a
+    /// `SubmitJob`, zero otherwise. Priced by `Params::fee_per_slot`.
+    pub fn match_slots(&self) -> u64 {
+        match self {
+            TxBody::SubmitJob { spec } => {
+                let audit = u64::from(
+                    spec.requirements.verification != VerificationLevel::Optimistic,
+                );
+                (spec.stages.len() as u64)
+                    .saturating_mul(u64::from(spec.requirements.replicas).saturating_add(audit))
+            }
+            _ => 0,
+        }
+    }
+
     fn tag(&self) -> u8 {
         match self {
             TxBody::Transfer { .. } => 0,
@@ -371,6 +409,8 @@ impl TxBody {
             TxBody::Propose { .. } => 15,
             TxBody::Vote { .. } => 16,
             TxBody::CancelJob { .. } => 17,
+            TxBody::AuditCommit { .. } => 18,
+            TxBody::ClaimUnavailable { .. } => 19,
         }
     }
 
@@ -395,6 +435,8 @@ impl TxBody {
             TxBody::Propose { .. } => "propose",
             TxBody::Vote { .. } => "vote",
             TxBody::CancelJob { .. } => "cancel_job",
+            TxBody::AuditCommit { .. } => "audit_commit",
+            TxBody::ClaimUnavailable { .. } => "claim_unavailable",
         }
     }
 }
@@ -439,8 +481,18 @@ impl Write for TxBody {
                 result.write(buf);
                 salt.write(buf);
             }
-            TxBody::AuditReport { job, stage, result }
-            | TxBody::Challenge { job, stage, result } => {
+            TxBody::AuditReport {
+                job,
+                stage,
+                result,
+                salt,
+            } => {
+                job.write(buf);
+                stage.write(buf);
+                result.write(buf);
+                salt.write(buf);
+            }
+            TxBody::Challenge { job, stage, result } => {
                 job.write(buf);
                 stage.write(buf);
                 result.write(buf);
@@ -459,7 +511,16 @@ impl Write for TxBody {
                 proposal.write(buf);
                 approve.write(buf);
             }
-            TxBody::CancelJob { job } => job.write(buf),
+            TxBody::CancelJob { job } | TxBody::ClaimUnavailable { job } => job.write(buf),
+            TxBody::AuditCommit {
+                job,
+                stage,
+                commitment,
+            } => {
+                job.write(buf);
+                stage.write(buf);
+                commitment.write(buf);
+            }
         }
     }
 }
@@ -479,15 +540,17 @@ impl EncodeSize for TxBody {
             TxBody::RevealResult { result, .. } => {
                 JobId::SIZE + 4 + result.encode_size() + Hash::SIZE
             }
-            TxBody::AuditReport { result, .. } | TxBody::Challenge { result, .. } => {
-                JobId::SIZE + 4 + result.encode_size()
+            TxBody::AuditReport { result, .. } => {
+                JobId::SIZE + 4 + result.encode_size() + Hash::SIZE
             }
+            TxBody::Challenge { result, .. } => JobId::SIZE + 4 + result.encode_size(),
             TxBody::Bisect { proof, .. } => {
                 DisputeId::SIZE + Hash::SIZE + crate::types::list_size(proof)
             }
             TxBody::Propose { .. } => ParamChange::SIZE,
             TxBody::Vote { .. } => ProposalId::SIZE + 1,
-            TxBody::CancelJob { .. } => JobId::SIZE,
+            TxBody::CancelJob { .. } | TxBody::ClaimUnavailable { .. } => JobId::SIZE,
+            TxBody::AuditCommit { .. } => JobId::SIZE + 4 + Hash::SIZE,
         }
     }
 }
@@ -542,6 +605,7 @@ impl Read for TxBody {
                 job: JobId::read(buf)?,
                 stage: u32::read(buf)?,
                 result: StageResult::read(buf)?,
+                salt: Hash::read(buf)?,
             },
             13 => TxBody::Challenge {
                 job: JobId::read(buf)?,
@@ -561,6 +625,14 @@ impl Read for TxBody {
                 approve: bool::read(buf)?,
             },
             17 => TxBody::CancelJob {
+                job: JobId::read(buf)?,
+            },
+            18 => TxBody::AuditCommit {
+                job: JobId::read(buf)?,
+                stage: u32::read(buf)?,
+                commitment: Hash::read(buf)?,
+            },
+            19 => TxBody::ClaimUnavailable {
                 job: JobId::read(buf)?,
             },
             t => return Err(CodecError::InvalidEnum(t)),

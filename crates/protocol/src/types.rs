@@ -217,6 +217,11 @@ impl Amount {
     pub fn checked_sub(self, o: Amount) -> Option<Amount> {
         self.0.checked_sub(o.0).map(Amount)
     }
+    /// Saturating addition.
+    #[inline]
+    pub fn saturating_add(self, o: Amount) -> Amount {
+        Amount(self.0.saturating_add(o.0))
+    }
     /// Saturating subtraction.
     #[inline]
     pub fn saturating_sub(self, o: Amount) -> Amount {
@@ -533,6 +538,14 @@ impl From<&ed25519::PublicKey> for Address {
 }
 
 impl Hash {
+    /// The all-zero hash (names no data).
+    pub const ZERO: Hash = Hash([0; 32]);
+
+    /// Whether this is the all-zero hash.
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 32]
+    }
+
     /// blake3 of the concatenation of `parts`, under a domain tag.
     pub fn digest(domain: &str, parts: &[&[u8]]) -> Hash {
         let mut h = blake3::Hasher::new_derive_key(domain);

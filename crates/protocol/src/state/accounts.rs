@@ -3,12 +3,20 @@
 //!
 //! ```text
 //!   balance ──Bond──▶ bonded ──Unbond──▶ unbonding queue ──(delay)──▶ withdrawable ──Withdraw──▶ balance
-//!                        │
-//!                        └── slashed (dispute lost, deadline missed)
+//!                        │                     │                              │
+//!                        └─────────────────────┴──────────────────────────────┴── slashed (dispute lost, deadline missed)
 //! ```
 //!
-//! A registered provider must keep `min_provider_stake` bonded; only the
-//! excess can be unbonded until it retires.
+//! **Slashable stake** is everything staked that has not been withdrawn:
+//! bonded + unbonding + withdrawable. Taking a slash draws from bonded
+//! first, then the unbonding queue (latest release first), then
+//! withdrawable. Unbonding therefore never dodges a slash, and stake leaves
+//! the ledger's reach only through `Withdraw`, which is refused while the
+//! account holds any open job role, audit or dispute.
+//!
+//! `Unbond` keeps, for a registered provider, `min_provider_stake` and the
+//! `min_stake` of every job it holds a role in bonded, and is refused while
+//! stake the account voted with is locked (until the vote ends).
 
 use super::{AccountSlot, BlockCtx, State, StateKey};
 use crate::error::TxError;
@@ -133,18 +141,21 @@ impl State {
                 have: acct.bonded,
             });
         }
-        // An active provider keeps the minimum stake bonded.
-        if let Some(p) = self.providers.get(&who) {
-            if !p.retired {
-                let min = self.params.min_provider_stake;
-                let left = acct.bonded.saturating_sub(amount);
-                if left < min {
-                    return Err(TxError::InsufficientStake {
-                        need: min.checked_add(amount).ok_or(TxError::Overflow)?,
-                        have: acct.bonded,
-                    });
-                }
+        // Stake that voted stays bonded until the longest vote it joined ends.
+        if let Some(&until) = self.vote_locks.get(&who) {
+            if self.now() <= until {
+                return Err(TxError::StakeLocked(until));
             }
+        }
+        // A provider keeps the minimum stake, and every assigned job's
+        // `min_stake`, bonded.
+        let min = self.required_bond(&who);
+        let left = acct.bonded.saturating_sub(amount);
+        if left < min {
+            return Err(TxError::InsufficientStake {
+                need: min.checked_add(amount).ok_or(TxError::Overflow)?,
+                have: acct.bonded,
+            });
         }
         let release = self.meta.height.plus(self.params.unbonding_delay);
         let key = (release, who);
@@ -157,6 +168,7 @@ impl State {
         self.commit
             .touch(StateKey::Unbonding(release, who), self.unbonding.get(&key));
         self.unbonding.insert(key, queued_after);
+        self.unbonding_by.entry(who).or_default().insert(release);
         ctx.emit(Event::UnbondStarted {
             who,
             amount,
@@ -182,6 +194,8 @@ impl State {
                 have: acct.withdrawable,
             });
         }
+        // Withdrawn stake is out of the ledger's reach: not while it may owe a slash.
+        self.check_no_obligations(&who)?;
         self.charge(who, fee);
         let a = self.account_mut(who);
         a.withdrawable = a.withdrawable.saturating_sub(amount);
@@ -201,6 +215,7 @@ impl State {
             self.commit
                 .touch(StateKey::Unbonding(release, who), Some(&amount));
             self.unbonding.remove(&(release, who));
+            self.forget_unbonding(who, release);
             let a = self.account_mut(who);
             a.withdrawable = Amount(a.withdrawable.0.saturating_add(amount.0));
             ctx.emit(Event::UnbondReleased { who, amount });
@@ -226,18 +241,86 @@ impl State {
         ctx.emit(Event::Issued { to, amount });
     }
 
-    /// Slashes `ppm` of `who`'s bonded stake; returns the amount taken (the
-    /// caller distributes it).
+    /// Everything `who` staked and has not withdrawn: bonded + unbonding +
+    /// withdrawable. Slashes are a share of this.
+    pub fn slashable(&self, who: &Address) -> Amount {
+        let a = self.account(who);
+        let unbonding: u128 = self
+            .unbonding_by
+            .get(who)
+            .map(|hs| {
+                hs.iter()
+                    .filter_map(|h| self.unbonding.get(&(*h, *who)))
+                    .map(|x| x.0)
+                    .sum()
+            })
+            .unwrap_or(0);
+        Amount(
+            a.bonded
+                .0
+                .saturating_add(unbonding)
+                .saturating_add(a.withdrawable.0),
+        )
+    }
+
+    /// Slashes `ppm` of `who`'s slashable stake ([`State::slashable`]): from
+    /// bonded first, then the unbonding queue (latest release first), then
+    /// withdrawable. Returns the amount taken (the caller distributes it).
     pub(crate) fn take_stake(&mut self, who: Address, ppm: u32) -> Amount {
-        let bonded = self.account(&who).bonded;
-        let amount = bonded.mul_ppm(ppm);
+        let amount = self.slashable(&who).mul_ppm(ppm);
         if amount.0 == 0 {
             return amount;
         }
+        let mut left = amount;
         let a = self.account_mut(who);
-        a.bonded = a.bonded.saturating_sub(amount);
-        self.meta.total_bonded = self.meta.total_bonded.saturating_sub(amount);
+        let from_bonded = if a.bonded < left { a.bonded } else { left };
+        a.bonded = a.bonded.saturating_sub(from_bonded);
+        left = left.saturating_sub(from_bonded);
+        self.meta.total_bonded = self.meta.total_bonded.saturating_sub(from_bonded);
+        let releases: Vec<Height> = self
+            .unbonding_by
+            .get(&who)
+            .map(|hs| hs.iter().rev().copied().collect())
+            .unwrap_or_default();
+        for release in releases {
+            if left.0 == 0 {
+                break;
+            }
+            let key = (release, who);
+            let Some(&queued) = self.unbonding.get(&key) else {
+                continue;
+            };
+            let take = if queued < left { queued } else { left };
+            left = left.saturating_sub(take);
+            self.commit.touch(StateKey::Unbonding(release, who), Some(&queued));
+            let rest = queued.saturating_sub(take);
+            if rest.0 == 0 {
+                self.unbonding.remove(&key);
+                self.forget_unbonding(who, release);
+            } else {
+                self.unbonding.insert(key, rest);
+            }
+        }
+        if left.0 > 0 {
+            let a = self.account_mut(who);
+            let take = if a.withdrawable < left {
+                a.withdrawable
+            } else {
+                left
+            };
+            a.withdrawable = a.withdrawable.saturating_sub(take);
+        }
         amount
+    }
+
+    /// Drops `release` from `who`'s unbonding index.
+    fn forget_unbonding(&mut self, who: Address, release: Height) {
+        if let Some(hs) = self.unbonding_by.get_mut(&who) {
+            hs.remove(&release);
+            if hs.is_empty() {
+                self.unbonding_by.remove(&who);
+            }
+        }
     }
 
     /// Height helper for handlers.

@@ -78,6 +78,8 @@ impl State {
             agreed: defendant.1.input,
             defendant_hi: defendant.1.output,
             challenger_hi: challenger.1.output,
+            defendant_output: defendant.1.output,
+            challenger_output: challenger.1.output,
             defendant_move: None,
             challenger_move: None,
             deadline,
@@ -85,6 +87,8 @@ impl State {
         };
         self.commit.touch::<Dispute>(StateKey::Dispute(id), None);
         self.disputes.insert(id, d);
+        self.add_party(defendant.0, id);
+        self.add_party(challenger.0, id);
         if phase == DisputePhase::AwaitingReferee {
             self.referee_queue.insert(id);
         } else {
@@ -106,13 +110,72 @@ impl State {
         });
     }
 
-    /// The provider whose result a stage's disputes defend (replica 0).
+    /// The provider whose result a stage's disputes defend: the first
+    /// replica that revealed the stage's agreed result.
     fn defendant_of(&self, job: JobId, stage: u32) -> Option<(Address, StageResult)> {
         let st = self.jobs.get(&job)?.stages.get(stage as usize)?;
-        let a = st.slots.first()?.assignment.as_ref()?;
-        Some((a.provider, a.result?))
+        let agreed = st.result?;
+        st.slots
+            .iter()
+            .filter_map(|s| s.assignment.as_ref())
+            .find_map(|a| {
+                a.result
+                    .filter(|r| r.output == agreed.output)
+                    .map(|r| (a.provider, r))
+            })
     }
 
+    /// `AuditCommit`: the drawn auditor commits to its own result before any
+    /// replica of the stage may reveal; reveals open at once.
+    pub(crate) fn audit_commit(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        job: JobId,
+        stage: u32,
+        commitment: Hash,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let now = self.now();
+        let j = self.jobs.get(&job).ok_or(TxError::UnknownJob(job))?;
+        let st = j
+            .stages
+            .get(stage as usize)
+            .ok_or(TxError::UnknownStage { job, stage })?;
+        let audit = st.audit.as_ref().ok_or(TxError::NotAuditor)?;
+        if audit.auditor != who {
+            return Err(TxError::NotAuditor);
+        }
+        if audit.commitment.is_some() {
+            return Err(TxError::AuditAlreadyCommitted);
+        }
+        if !matches!(
+            st.phase,
+            StagePhase::Running {
+                reveal_deadline: None
+            }
+        ) {
+            return Err(TxError::WrongPhase("waiting for the audit commitment".into()));
+        }
+        if now > audit.deadline {
+            return Err(TxError::DeadlinePassed(audit.deadline));
+        }
+        self.charge(who, fee);
+        if let Some(jm) = self.job_mut(job) {
+            if let Some(a) = jm.stages[stage as usize].audit.as_mut() {
+                a.commitment = Some(commitment);
+            }
+        }
+        ctx.emit(Event::AuditCommitted {
+            job,
+            stage,
+            auditor: who,
+        });
+        self.open_reveals(job, stage);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn audit_report(
         &mut self,
         who: Address,
@@ -120,6 +183,7 @@ impl State {
         job: JobId,
         stage: u32,
         result: &StageResult,
+        salt: &Hash,
         ctx: &mut BlockCtx,
     ) -> Result<(), TxError> {
         let now = self.now();
@@ -142,6 +206,14 @@ impl State {
         if now > deadline {
             return Err(TxError::DeadlinePassed(deadline));
         }
+        let committed = st
+            .audit
+            .as_ref()
+            .and_then(|a| a.commitment)
+            .ok_or(TxError::WrongPhase("auditing".into()))?;
+        if result.commitment(job, stage, salt, &who) != committed {
+            return Err(TxError::AuditCommitmentMismatch);
+        }
         let agreed = st.result.ok_or(TxError::WrongPhase("auditing".into()))?;
         if result.input != agreed.input {
             return Err(TxError::InputMismatch);
@@ -153,6 +225,11 @@ impl State {
         self.charge(who, fee);
         if let Some(p) = self.provider_mut(who) {
             p.active = p.active.saturating_sub(1);
+        }
+        // The audit slot ends here: agreement pays it, disagreement makes the
+        // auditor the dispute's challenger.
+        if let Some(jm) = self.job_mut(job) {
+            jm.stages[stage as usize].audit = None;
         }
         if result.output == agreed.output {
             let fee_due = Amount::cost(ops, price).unwrap_or_default();
@@ -409,6 +486,17 @@ impl State {
         payer: Address,
         ctx: &mut BlockCtx,
     ) -> Amount {
+        self.slash_burning(loser, winner, payer, ctx).0
+    }
+
+    /// [`State::slash`], also returning the part burned.
+    fn slash_burning(
+        &mut self,
+        loser: Address,
+        winner: Option<Address>,
+        payer: Address,
+        ctx: &mut BlockCtx,
+    ) -> (Amount, Amount) {
         let amount = self.take_stake(loser, self.params.slash_ppm);
         let (to_winner, to_requester, burned) = self.split(amount, winner, payer);
         let rp = self.reputation_params();
@@ -423,7 +511,7 @@ impl State {
             to_requester,
             burned,
         });
-        amount
+        (amount, burned)
     }
 
     /// Splits a forfeited amount between winner, payer and burn.
@@ -450,14 +538,14 @@ impl State {
     }
 
     /// Punishes a losing challenger: forfeits an outside bond, slashes a
-    /// provider challenger's stake.
+    /// provider challenger's stake. Returns the part burned.
     fn punish_challenger(
         &mut self,
         d: &Dispute,
         winner: Option<Address>,
         payer: Address,
         ctx: &mut BlockCtx,
-    ) {
+    ) -> Amount {
         match d.kind {
             DisputeKind::External { bond } => {
                 let (to_winner, to_requester, burned) = self.split(bond, winner, payer);
@@ -468,13 +556,32 @@ impl State {
                     to_requester,
                     burned,
                 });
+                burned
             }
             DisputeKind::Audit | DisputeKind::Replica => {
-                self.slash(d.challenger, winner, payer, ctx);
+                self.slash_burning(d.challenger, winner, payer, ctx).1
             }
         }
     }
 
+    /// Ends a dispute.
+    ///
+    /// ```text
+    ///   upheld output   = the winner's claimed stage output (none if both lose or annulled)
+    ///   every replica of the stage whose revealed output the outcome refutes
+    ///   (≠ upheld; or = a loser's output when both lose) is slashed, not only
+    ///   the two parties; when the challenger wins, every replica that revealed
+    ///   its output is paid its bill.
+    ///   defendant right / annulled → the stage goes on (fresh challenge window;
+    ///                                the next stage's commit deadline restarts)
+    ///   challenger right / both lose → the stage is cancelled and the job fails
+    ///                                (fail_job: delivered stages are still paid)
+    /// ```
+    ///
+    /// When the job fails, the part of this resolution's slashes that would
+    /// be burned goes first to the payer, up to the bills of the job's other
+    /// stages' honest work it pays for: honest work is paid from the
+    /// cheater's slash first, the escrow second.
     fn resolve(
         &mut self,
         id: DisputeId,
@@ -490,7 +597,12 @@ impl State {
         };
         let payer = j.payer;
         let stage_ops = j.spec.stages[d.stage as usize].ops;
-        let job_active = j.status == JobStatus::Active;
+        let replicas: Vec<(Address, Hash, Amount)> = j.stages[d.stage as usize]
+            .slots
+            .iter()
+            .filter_map(|s| s.assignment.as_ref())
+            .filter_map(|a| a.result.map(|r| (a.provider, r.output, a.price)))
+            .collect();
         if let Some(dm) = self.dispute_mut(id) {
             dm.phase = DisputePhase::Resolved;
         }
@@ -501,14 +613,21 @@ impl State {
             Outcome::ChallengerWins => Some(d.challenger),
             Outcome::BothLose | Outcome::Annulled => None,
         };
+        let mut burned = Amount::ZERO;
         match outcome {
             Outcome::DefendantWins => {
-                self.punish_challenger(&d, Some(d.defendant), payer, ctx);
+                burned = burned.saturating_add(self.punish_challenger(
+                    &d,
+                    Some(d.defendant),
+                    payer,
+                    ctx,
+                ));
             }
             Outcome::ChallengerWins | Outcome::BothLose => {
-                self.slash(d.defendant, winner, payer, ctx);
+                let (_, b) = self.slash_burning(d.defendant, winner, payer, ctx);
+                burned = burned.saturating_add(b);
                 if outcome == Outcome::BothLose {
-                    self.punish_challenger(&d, None, payer, ctx);
+                    burned = burned.saturating_add(self.punish_challenger(&d, None, payer, ctx));
                 } else {
                     match d.kind {
                         DisputeKind::External { bond } => {
@@ -527,27 +646,10 @@ impl State {
                                 p.reputation.record_success(paid.0, now.0, &rp);
                             }
                         }
-                        DisputeKind::Replica => {
-                            let bill =
-                                Amount::cost(stage_ops, d.challenger_price).unwrap_or_default();
-                            let paid = self.pay_from_escrow(d.job, d.challenger, bill);
-                            if let Some(p) = self.provider_mut(d.challenger) {
-                                p.reputation.record_success(paid.0, now.0, &rp);
-                            }
-                            ctx.emit(Event::StagePaid {
-                                job: d.job,
-                                stage: d.stage,
-                                provider: d.challenger,
-                                amount: paid,
-                            });
-                        }
+                        DisputeKind::Replica => {}
                     }
                 }
-                if let Some(jm) = self.job_mut(d.job) {
-                    if !jm.excluded.contains(&d.defendant) {
-                        jm.excluded.push(d.defendant);
-                    }
-                }
+                self.exclude(d.job, d.defendant);
             }
             Outcome::Annulled => {
                 if let DisputeKind::External { bond } = d.kind {
@@ -557,6 +659,52 @@ impl State {
                         amount: bond,
                     });
                 }
+            }
+        }
+        // Every other replica the outcome refutes is slashed too.
+        let upheld = match outcome {
+            Outcome::DefendantWins => Some(d.defendant_output),
+            Outcome::ChallengerWins => Some(d.challenger_output),
+            Outcome::BothLose | Outcome::Annulled => None,
+        };
+        let refuted: Vec<Hash> = match outcome {
+            Outcome::DefendantWins => vec![d.challenger_output],
+            Outcome::ChallengerWins => vec![d.defendant_output],
+            Outcome::BothLose => vec![d.defendant_output, d.challenger_output],
+            Outcome::Annulled => Vec::new(),
+        };
+        for &(p, output, _) in &replicas {
+            if p == d.defendant || p == d.challenger || outcome == Outcome::Annulled {
+                continue;
+            }
+            let wrong = match upheld {
+                Some(u) => output != u,
+                None => refuted.contains(&output),
+            };
+            if wrong {
+                let (_, b) = self.slash_burning(p, winner, payer, ctx);
+                burned = burned.saturating_add(b);
+                self.exclude(d.job, p);
+            }
+        }
+        // The challenger was right: every replica that revealed its output did
+        // honest work and is paid (the challenger itself when it is a replica).
+        if outcome == Outcome::ChallengerWins {
+            for &(p, output, price) in &replicas {
+                if output != d.challenger_output {
+                    continue;
+                }
+                let bill = Amount::cost(stage_ops, price).unwrap_or_default();
+                let paid = self.pay_from_escrow(d.job, p, bill);
+                if let Some(pm) = self.provider_mut(p) {
+                    pm.reputation.record_success(paid.0, now.0, &rp);
+                }
+                ctx.emit(Event::StagePaid {
+                    job: d.job,
+                    stage: d.stage,
+                    provider: p,
+                    amount: paid,
+                });
             }
         }
         // The auditor's assignment ends with its dispute.
@@ -576,12 +724,74 @@ impl State {
             .get(&d.job)
             .and_then(|j| j.stages.get(d.stage as usize))
             .is_some_and(|s| s.phase == StagePhase::Disputed { dispute: id });
-        if !job_active || !still_disputed {
+        if !still_disputed {
             return;
         }
         match outcome {
-            Outcome::DefendantWins | Outcome::Annulled => self.open_window(d.job, d.stage, ctx),
-            Outcome::ChallengerWins | Outcome::BothLose => self.fail_job(d.job, ctx),
+            Outcome::DefendantWins | Outcome::Annulled => {
+                self.open_window(d.job, d.stage, ctx);
+                // The next stage's input stood trial: its commit deadline
+                // starts over (a downstream provider never pays for an
+                // upstream dispute).
+                self.extend_next_stage(d.job, d.stage + 1);
+            }
+            Outcome::ChallengerWins | Outcome::BothLose => {
+                self.cancel_stage(d.job, d.stage);
+                let active = self
+                    .jobs
+                    .get(&d.job)
+                    .is_some_and(|j| j.status == JobStatus::Active);
+                if active {
+                    let owed = self.honest_bills(d.job, d.stage);
+                    let back = if burned < owed { burned } else { owed };
+                    if back.0 > 0 {
+                        self.meta.burned = self.meta.burned.saturating_sub(back);
+                        self.credit(payer, back);
+                        ctx.emit(Event::PayerCompensated {
+                            job: d.job,
+                            payer,
+                            amount: back,
+                        });
+                    }
+                    self.fail_job(d.job, ctx);
+                } else {
+                    self.settle_if_done(d.job, ctx);
+                }
+            }
         }
+    }
+
+    /// Adds `who` to the providers a job may no longer use.
+    fn exclude(&mut self, job: JobId, who: Address) {
+        if let Some(jm) = self.job_mut(job) {
+            if !jm.excluded.contains(&who) && jm.excluded.len() < crate::types::limits::MAX_EXCLUDED {
+                jm.excluded.push(who);
+            }
+        }
+    }
+
+    /// What the payer of `job` pays for its honest delivered work outside
+    /// stage `except`: the bills of every replica whose revealed output is its
+    /// stage's agreed result, in stages that delivered one (finalized, or
+    /// still being verified).
+    fn honest_bills(&self, job: JobId, except: u32) -> Amount {
+        let Some(j) = self.jobs.get(&job) else {
+            return Amount::ZERO;
+        };
+        let mut total = Amount::ZERO;
+        for (i, st) in j.stages.iter().enumerate() {
+            if i as u32 == except || matches!(st.phase, StagePhase::Cancelled) {
+                continue;
+            }
+            let Some(agreed) = st.result else { continue };
+            let ops = j.spec.stages[i].ops;
+            for a in st.slots.iter().filter_map(|s| s.assignment.as_ref()) {
+                if a.result.is_some_and(|r| r.output == agreed.output) {
+                    let bill = Amount::cost(ops, a.price).unwrap_or_default();
+                    total = total.saturating_add(bill);
+                }
+            }
+        }
+        total
     }
 }

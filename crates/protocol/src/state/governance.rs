@@ -14,8 +14,10 @@
 //! ```
 //!
 //! Snapshot rule: a vote's weight is fixed when cast. Stake cannot vote
-//! twice by moving, because moving bonded stake takes an unbonding delay at
-//! least as long as a voting period (a parameter rule).
+//! twice by moving: a voter's `Unbond` is refused until the end of the
+//! longest vote it joined (`StakeLocked`), fixed when it voted and so
+//! immune to later changes of `voting_period` or `unbonding_delay`; and a
+//! parameter rule keeps any new vote shorter than the unbonding delay.
 
 use super::{BlockCtx, Proposal, ProposalStatus, State, StateKey, Timer, VoteRecord};
 use crate::error::TxError;
@@ -103,6 +105,15 @@ impl State {
         self.commit
             .touch::<VoteRecord>(StateKey::Vote(id, who), None);
         self.votes.insert((id, who), VoteRecord { approve, weight });
+        // The stake that voted stays bonded until this vote ends, whatever
+        // later changes to the voting period or unbonding delay say.
+        let until = self.proposals.get(&id).map(|p| p.voting_ends);
+        if let Some(until) = until {
+            let lock = self.vote_locks.entry(who).or_insert(until);
+            if *lock < until {
+                *lock = until;
+            }
+        }
         ctx.emit(Event::Voted {
             proposal: id,
             voter: who,

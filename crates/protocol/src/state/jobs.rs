@@ -137,6 +137,12 @@ impl State {
         if spec.stages.is_empty() || spec.stages.len() > limits::MAX_STAGES {
             return Err(TxError::InvalidJob("stage count".into()));
         }
+        if spec.model.is_zero() {
+            return Err(TxError::ZeroHash("model".into()));
+        }
+        if spec.input.is_zero() {
+            return Err(TxError::ZeroHash("input".into()));
+        }
         let mut next_layer: Option<u32> = None;
         for s in &spec.stages {
             if s.layers == 0 || s.layers > limits::MAX_LAYERS {
@@ -275,9 +281,11 @@ impl State {
                     phase: StagePhase::Matching { since: now },
                     slots: vec![Slot { assignment: None }; spec.requirements.replicas as usize],
                     result: None,
+                    audit: None,
                 })
                 .collect(),
             excluded: Vec::new(),
+            claim: None,
         };
         // A named placement must qualify now (it is re-checked at matching).
         for (i, a) in spec.placement.iter().enumerate() {
@@ -378,6 +386,26 @@ impl State {
         Some((best, price))
     }
 
+    /// A qualified provider for a slot of `job`, not in `exclude`, drawn by
+    /// stake from `seed` ([`matching::draw_by_stake`]); with its price.
+    pub(crate) fn draw(
+        &self,
+        job: &Job,
+        exclude: &[Address],
+        seed: &[u8; 32],
+    ) -> Option<(Address, Amount)> {
+        let candidates: Vec<Candidate<Address>> = self
+            .providers
+            .iter()
+            .filter(|(a, _)| !exclude.contains(a) && !job.excluded.contains(a))
+            .filter_map(|(a, p)| self.candidate(a, p))
+            .collect();
+        let req = self.requirement(job);
+        let drawn = matching::draw_by_stake(&candidates, &req, &[], seed)?;
+        let price = self.providers.get(&drawn)?.offer.price;
+        Some((drawn, price))
+    }
+
     /// Providers currently holding a slot of `job` (any stage) — a job never
     /// gets the same provider twice, so replicas and auditors are independent.
     fn job_providers(job: &Job) -> Vec<Address> {
@@ -394,11 +422,18 @@ impl State {
             if let StagePhase::Auditing { auditor, .. } = s.phase {
                 out.push(auditor);
             }
+            if let Some(a) = &s.audit {
+                out.push(a.auditor);
+            }
         }
         out
     }
 
     /// Per-block: fill empty slots of waiting jobs, in job-id order.
+    ///
+    /// Replica 0 is the best-ranked offer (or the named placement); every
+    /// further replica is drawn by stake from the block's beacon, so nobody
+    /// can place itself as the replica that checks its own work.
     pub(crate) fn match_jobs(&mut self, ctx: &mut BlockCtx) {
         let queue: Vec<JobId> = self.matching.iter().copied().collect();
         let now = self.now();
@@ -424,11 +459,19 @@ impl State {
                     if slot.assignment.is_some() {
                         continue;
                     }
-                    let named =
-                        job.spec.placement.get(s).filter(|_| r == 0).and_then(|a| {
-                            self.qualify(job, a, &used).map(|c| (c.id, Amount(c.price)))
-                        });
-                    match named.or_else(|| self.select(job, &used)) {
+                    let pick = if r == 0 {
+                        job.spec
+                            .placement
+                            .get(s)
+                            .and_then(|a| {
+                                self.qualify(job, a, &used).map(|c| (c.id, Amount(c.price)))
+                            })
+                            .or_else(|| self.select(job, &used))
+                    } else {
+                        let seed = replica_seed(&ctx.beacon, id, s as u32, r as u8);
+                        self.draw(job, &used, &seed)
+                    };
+                    match pick {
                         Some((p, price)) => {
                             // Capacity is consumed by earlier picks in this loop.
                             let taken = assigned.iter().filter(|x| x.2 == p).count() as u32;
@@ -465,6 +508,7 @@ impl State {
                     prov.active += 1;
                     prov.open += 1;
                 }
+                self.add_role(p, id);
                 if let Some(job) = self.job_mut(id) {
                     if let Some(slot) = job.stages.get_mut(s).and_then(|st| st.slots.get_mut(r)) {
                         slot.assignment = Some(Assignment {
@@ -530,10 +574,14 @@ impl State {
         ctx: &mut BlockCtx,
     ) -> Result<(), TxError> {
         let now = self.now();
-        let (_, st) = self.stage_ref(job, stage)?;
+        let (j, st) = self.stage_ref(job, stage)?;
         if !matches!(st.phase, StagePhase::Running { .. }) {
             return Err(TxError::WrongPhase("running".into()));
         }
+        // A commitment needs an agreed input: the beacon of the block that
+        // completes the commitments draws the audit, and the auditor must be
+        // able to compute from that input at once.
+        State::expected_input(j, stage)?;
         let r = st
             .slots
             .iter()
@@ -550,35 +598,144 @@ impl State {
             return Err(TxError::DeadlinePassed(a.deadline));
         }
         self.charge(who, fee);
-        let reveal_window = self.params.reveal_window;
-        let mut schedule = None;
+        let mut all = false;
         if let Some(j) = self.job_mut(job) {
             let st = &mut j.stages[stage as usize];
             if let Some(a) = st.slots[r].assignment.as_mut() {
                 a.commitment = Some(commitment);
             }
-            let all = st.slots.iter().all(|s| {
+            all = st.slots.iter().all(|s| {
                 s.assignment
                     .as_ref()
                     .is_some_and(|a| a.commitment.is_some())
             });
-            if all {
-                let rd = now.plus(reveal_window);
-                st.phase = StagePhase::Running {
-                    reveal_deadline: Some(rd),
-                };
-                schedule = Some(rd);
-            }
-        }
-        if let Some(rd) = schedule {
-            self.schedule(rd.plus(1), Timer::Stage(job, stage));
         }
         ctx.emit(Event::ResultCommitted {
             job,
             stage,
             provider: who,
         });
+        if all {
+            self.on_stage_committed(job, stage, ctx);
+        }
         Ok(())
+    }
+
+    /// Every replica's commitment is final (in this block): the block's
+    /// beacon — unknowable when they signed — decides whether the stage is
+    /// audited and draws the auditor by stake. An audited stage waits for the
+    /// auditor's commitment before anyone reveals; otherwise reveals open now.
+    fn on_stage_committed(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        let st = &j.stages[stage as usize];
+        let level = j.spec.requirements.verification;
+        let audited = match level {
+            VerificationLevel::Optimistic => false,
+            VerificationLevel::Audited => true,
+            VerificationLevel::Sampled => {
+                // The most tempting provider sets the odds: the lowest score and,
+                // for the value floor, each provider's own value against its
+                // slashable stake.
+                let ops = j.spec.stages[stage as usize].ops;
+                let probability = st
+                    .slots
+                    .iter()
+                    .filter_map(|s| s.assignment.as_ref())
+                    .filter_map(|a| {
+                        let p = self.providers.get(&a.provider)?;
+                        let value = Amount::cost(ops, a.price).unwrap_or(Amount(u128::MAX));
+                        let stake = self.slashable(&a.provider);
+                        Some(State::audit_probability_for(
+                            &self.params,
+                            self.score(p, &a.provider),
+                            value,
+                            stake,
+                        ))
+                    })
+                    .max()
+                    .unwrap_or(self.params.audit_ppm);
+                audit_draw(&ctx.beacon, job, stage) < probability
+            }
+        };
+        if audited && self.assign_auditor(job, stage, ctx) {
+            return;
+        }
+        self.open_reveals(job, stage);
+    }
+
+    /// Draws an auditor for a stage by stake (excluding everyone holding a
+    /// role in the job and everyone excluded from it) and gives it
+    /// `audit_window` blocks to commit. Returns whether one was found.
+    pub(crate) fn assign_auditor(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) -> bool {
+        let Some(j) = self.jobs.get(&job) else {
+            return false;
+        };
+        let used = State::job_providers(j);
+        let seed = auditor_seed(&ctx.beacon, job, stage);
+        let Some((auditor, price)) = self.draw(j, &used, &seed) else {
+            return false;
+        };
+        let deadline = self.now().plus(self.params.audit_window);
+        if let Some(p) = self.provider_mut(auditor) {
+            p.active += 1;
+            p.open += 1;
+        }
+        self.add_role(auditor, job);
+        if let Some(jm) = self.job_mut(job) {
+            jm.stages[stage as usize].audit = Some(super::AuditSlot {
+                auditor,
+                price,
+                deadline,
+                commitment: None,
+            });
+        }
+        self.schedule(deadline.plus(1), Timer::Audit(job, stage));
+        ctx.emit(Event::AuditAssigned {
+            job,
+            stage,
+            auditor,
+            deadline,
+        });
+        true
+    }
+
+    /// Opens a stage's reveal window (every replica committed and, when
+    /// audited, the auditor too).
+    pub(crate) fn open_reveals(&mut self, job: JobId, stage: u32) {
+        let rd = self.now().plus(self.params.reveal_window);
+        if let Some(j) = self.job_mut(job) {
+            j.stages[stage as usize].phase = StagePhase::Running {
+                reveal_deadline: Some(rd),
+            };
+        }
+        self.schedule(rd.plus(1), Timer::Stage(job, stage));
+    }
+
+    /// Releases a stage's auditor (its slot ends without a report): paid its
+    /// fee if `pay` (it committed work that the stage no longer needs).
+    pub(crate) fn release_auditor(&mut self, job: JobId, stage: u32, pay: bool) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        let st = &j.stages[stage as usize];
+        let ops = j.spec.stages[stage as usize].ops;
+        let auditor = match (&st.audit, st.phase) {
+            (_, StagePhase::Auditing { auditor, price, .. }) => Some((auditor, price)),
+            (Some(a), _) => Some((a.auditor, a.price)),
+            _ => None,
+        };
+        let Some((auditor, price)) = auditor else {
+            return;
+        };
+        if let Some(jm) = self.job_mut(job) {
+            jm.stages[stage as usize].audit = None;
+        }
+        if pay {
+            let fee = Amount::cost(ops, price).unwrap_or_default();
+            self.pay_from_escrow(job, auditor, fee);
+        }
+        if let Some(p) = self.provider_mut(auditor) {
+            p.active = p.active.saturating_sub(1);
+            p.open = p.open.saturating_sub(1);
+        }
     }
 
     /// The input a stage must start from: the job input, or the previous
@@ -654,10 +811,13 @@ impl State {
             if let Some(a) = st.slots[r].assignment.as_mut() {
                 a.result = Some(*result);
             }
+            // Every replica still holding its slot revealed (a slot emptied
+            // after reveals began stays empty).
             all = st
                 .slots
                 .iter()
-                .all(|s| s.assignment.as_ref().is_some_and(|a| a.result.is_some()));
+                .filter_map(|s| s.assignment.as_ref())
+                .all(|a| a.result.is_some());
         }
         ctx.emit(Event::ResultRevealed {
             job,
@@ -699,19 +859,66 @@ impl State {
             p.active = p.active.saturating_sub(1);
             p.open = p.open.saturating_sub(1);
         }
-        let now = self.now();
-        if let Some(j) = self.job_mut(job) {
-            if !j.excluded.contains(&who) && j.excluded.len() < limits::MAX_EXCLUDED {
-                j.excluded.push(who);
-            }
-            let st = &mut j.stages[stage as usize];
-            st.slots[slot].assignment = None;
-            st.phase = StagePhase::Matching { since: now };
-        }
-        self.matching.insert(job);
+        self.vacate(job, stage, &[slot], ctx);
     }
 
-    /// Every replica revealed: compare, then audit or open the challenge window.
+    /// Empties the given slots of a stage (their providers were already
+    /// penalized and released) and excludes those providers from the job.
+    ///
+    /// Before any replica of the stage revealed, the slots go back to
+    /// matching: a replacement commits before any result is public. Once a
+    /// replica revealed, a replacement could only echo a public result, so
+    /// the slots stay empty and the stage goes on with the replicas left;
+    /// if those all revealed, the stage is judged now.
+    fn vacate(&mut self, job: JobId, stage: u32, slots: &[usize], ctx: &mut BlockCtx) {
+        let now = self.now();
+        let mut release_audit = false;
+        let mut judge = false;
+        let mut rematch = false;
+        if let Some(j) = self.job_mut(job) {
+            let st = &mut j.stages[stage as usize];
+            let mut gone = Vec::new();
+            for &r in slots {
+                if let Some(a) = st.slots.get_mut(r).and_then(|s| s.assignment.take()) {
+                    gone.push(a.provider);
+                }
+            }
+            let revealed = st
+                .slots
+                .iter()
+                .filter_map(|s| s.assignment.as_ref())
+                .any(|a| a.result.is_some());
+            if revealed {
+                judge = st
+                    .slots
+                    .iter()
+                    .filter_map(|s| s.assignment.as_ref())
+                    .all(|a| a.result.is_some());
+            } else {
+                st.phase = StagePhase::Matching { since: now };
+                // A fresh commit phase draws its own audit.
+                release_audit = st.audit.is_some();
+                rematch = true;
+            }
+            for who in gone {
+                if !j.excluded.contains(&who) && j.excluded.len() < limits::MAX_EXCLUDED {
+                    j.excluded.push(who);
+                }
+            }
+        }
+        if release_audit {
+            self.release_auditor(job, stage, false);
+        }
+        if rematch {
+            self.matching.insert(job);
+        }
+        if judge {
+            self.on_stage_revealed(job, stage, ctx);
+        }
+    }
+
+    /// Every replica revealed: compare, then let the auditor open its
+    /// commitment or open the challenge window.
     fn on_stage_revealed(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
         let Some(j) = self.jobs.get(&job) else { return };
         let st = &j.stages[stage as usize];
@@ -725,6 +932,12 @@ impl State {
             return;
         };
         if let Some(&(other, r1)) = results.iter().find(|(_, r)| r.output != r0.output) {
+            // The replica dispute decides; an auditor that committed did its
+            // work and is paid its fee, the game needs it no more.
+            let committed = st.audit.as_ref().is_some_and(|a| a.commitment.is_some());
+            self.release_auditor(job, stage, committed);
+            let Some(j) = self.jobs.get(&job) else { return };
+            let st = &j.stages[stage as usize];
             let price = st
                 .slots
                 .iter()
@@ -743,53 +956,21 @@ impl State {
             );
             return;
         }
-        // Agreement: decide on an audit from the beacon.
-        let level = j.spec.requirements.verification;
-        let audited = match level {
-            VerificationLevel::Optimistic => false,
-            VerificationLevel::Audited => true,
-            VerificationLevel::Sampled => {
-                // The most tempting provider sets the odds: the lowest score and,
-                // for the value floor, each provider's own value against its stake.
-                let ops = j.spec.stages[stage as usize].ops;
-                let probability = st
-                    .slots
-                    .iter()
-                    .filter_map(|s| s.assignment.as_ref())
-                    .filter_map(|a| {
-                        let p = self.providers.get(&a.provider)?;
-                        let value = Amount::cost(ops, a.price).unwrap_or(Amount(u128::MAX));
-                        let stake = self.account(&a.provider).bonded;
-                        Some(State::audit_probability_for(
-                            &self.params,
-                            self.score(p, &a.provider),
-                            value,
-                            stake,
-                        ))
-                    })
-                    .max()
-                    .unwrap_or(self.params.audit_ppm);
-                audit_draw(&ctx.beacon, job, stage) < probability
-            }
-        };
-        let auditor = if audited {
-            let used = State::job_providers(j);
-            self.select(j, &used)
-        } else {
-            None
-        };
+        // Agreement. An auditor drawn at commit time (and committed) now opens
+        // its commitment; otherwise the challenge window opens.
+        let audit = st
+            .audit
+            .as_ref()
+            .filter(|a| a.commitment.is_some())
+            .map(|a| (a.auditor, a.price));
         let now = self.now();
         if let Some(jm) = self.job_mut(job) {
             jm.stages[stage as usize].result = Some(r0);
         }
         self.extend_next_stage(job, stage + 1);
-        match auditor {
+        match audit {
             Some((auditor, price)) => {
                 let deadline = now.plus(self.params.audit_window);
-                if let Some(p) = self.provider_mut(auditor) {
-                    p.active += 1;
-                    p.open += 1;
-                }
                 if let Some(jm) = self.job_mut(job) {
                     jm.stages[stage as usize].phase = StagePhase::Auditing {
                         auditor,
@@ -798,12 +979,6 @@ impl State {
                     };
                 }
                 self.schedule(deadline.plus(1), Timer::Audit(job, stage));
-                ctx.emit(Event::AuditAssigned {
-                    job,
-                    stage,
-                    auditor,
-                    deadline,
-                });
             }
             None => self.open_window(job, stage, ctx),
         }
@@ -814,7 +989,7 @@ impl State {
     /// `deadline` from this block (never less than they had). Without this a
     /// downstream stage, assigned when the job was matched, would miss its
     /// deadline while an upstream stage is re-routed after a failure.
-    fn extend_next_stage(&mut self, job: JobId, stage: u32) {
+    pub(crate) fn extend_next_stage(&mut self, job: JobId, stage: u32) {
         let now = self.now();
         let Some(j) = self.job_mut(job) else { return };
         let until = now.plus(j.spec.deadline);
@@ -903,11 +1078,21 @@ impl State {
             return;
         };
         let ops = j.spec.stages[stage as usize].ops;
-        // A commit deadline runs only once the stage's input is agreed: an
+        // A commit deadline runs only once the stage's input is agreed and
+        // undisputed, and not while an availability claim is checked: an
         // honest downstream replica is never blamed for an upstream failure
-        // (its deadline is extended when the input arrives).
-        let input_ready = stage == 0 || j.stages[stage as usize - 1].result.is_some();
-        let missed: Vec<(usize, Address, Amount)> = st
+        // (its deadline is extended when the input arrives or its dispute
+        // ends, and after a rejected claim).
+        let input_ready = j.claim.is_none()
+            && (stage == 0 || {
+                let prev = &j.stages[stage as usize - 1];
+                prev.result.is_some() && !matches!(prev.phase, StagePhase::Disputed { .. })
+            });
+        // A replica that committed, then saw the audit drawn against it and
+        // kept its result back would otherwise trade the slash for the miss
+        // penalty: under audit, a missed reveal is slashed like a lost dispute.
+        let audited = st.audit.is_some();
+        let missed: Vec<(usize, Address, Amount, bool)> = st
             .slots
             .iter()
             .enumerate()
@@ -915,25 +1100,24 @@ impl State {
                 let a = s.assignment.as_ref()?;
                 let late_commit = input_ready && a.commitment.is_none() && a.deadline < now;
                 let late_reveal = a.result.is_none() && reveal_deadline.is_some_and(|rd| rd < now);
-                (late_commit || late_reveal).then_some((r, a.provider, a.price))
+                (late_commit || late_reveal).then_some((r, a.provider, a.price, late_reveal))
             })
             .collect();
         if missed.is_empty() {
             return;
         }
         let payer = j.payer;
-        for (r, provider, price) in missed {
+        let mut slots = Vec::new();
+        for (r, provider, price, late_reveal) in missed {
             let value = Amount::cost(ops, price).unwrap_or(Amount::ZERO);
-            let penalty = self.penalize_miss(provider, payer, value);
+            let penalty = if late_reveal && audited {
+                self.slash(provider, None, payer, ctx)
+            } else {
+                self.penalize_miss(provider, payer, value)
+            };
             if let Some(p) = self.provider_mut(provider) {
                 p.active = p.active.saturating_sub(1);
                 p.open = p.open.saturating_sub(1);
-            }
-            if let Some(j) = self.job_mut(job) {
-                j.stages[stage as usize].slots[r].assignment = None;
-                if !j.excluded.contains(&provider) && j.excluded.len() < limits::MAX_EXCLUDED {
-                    j.excluded.push(provider);
-                }
             }
             ctx.emit(Event::DeadlineMissed {
                 job,
@@ -941,11 +1125,9 @@ impl State {
                 provider,
                 penalty,
             });
+            slots.push(r);
         }
-        if let Some(j) = self.job_mut(job) {
-            j.stages[stage as usize].phase = StagePhase::Matching { since: now };
-        }
-        self.matching.insert(job);
+        self.vacate(job, stage, &slots, ctx);
     }
 
     /// Slashes `miss_penalty_ppm` of a provider's stake (the payer gets the
@@ -968,38 +1150,53 @@ impl State {
         penalty
     }
 
-    /// Per-block: an auditor that did not report in time is penalized and
-    /// the stage goes on to its challenge window unaudited.
+    /// Per-block: an auditor that did not act in time is penalized and
+    /// excluded. One that missed its commitment is replaced by a fresh draw
+    /// (the replicas wait; if nobody qualifies, reveals open unaudited); one
+    /// that committed but did not open its commitment lets the stage proceed
+    /// to its challenge window.
     pub(crate) fn check_audit_deadline(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
         let now = self.now();
         let Some(j) = self.jobs.get(&job) else { return };
         let Some(st) = j.stages.get(stage as usize) else {
             return;
         };
-        let StagePhase::Auditing {
-            auditor,
-            price,
-            deadline,
-        } = st.phase
-        else {
-            return;
+        let (auditor, price, reporting) = match (st.phase, &st.audit) {
+            (
+                StagePhase::Auditing {
+                    auditor,
+                    price,
+                    deadline,
+                },
+                _,
+            ) if deadline < now => (auditor, price, true),
+            (
+                StagePhase::Running {
+                    reveal_deadline: None,
+                },
+                Some(a),
+            ) if a.commitment.is_none() && a.deadline < now => (a.auditor, a.price, false),
+            _ => return,
         };
-        if deadline >= now {
-            return;
-        }
         let value = Amount::cost(j.spec.stages[stage as usize].ops, price).unwrap_or_default();
         let payer = j.payer;
         self.penalize_miss(auditor, payer, value);
-        if let Some(p) = self.provider_mut(auditor) {
-            p.active = p.active.saturating_sub(1);
-            p.open = p.open.saturating_sub(1);
+        self.release_auditor(job, stage, false);
+        if let Some(jm) = self.job_mut(job) {
+            if !jm.excluded.contains(&auditor) && jm.excluded.len() < limits::MAX_EXCLUDED {
+                jm.excluded.push(auditor);
+            }
         }
         ctx.emit(Event::AuditMissed {
             job,
             stage,
             auditor,
         });
-        self.open_window(job, stage, ctx);
+        if reporting {
+            self.open_window(job, stage, ctx);
+        } else if !self.assign_auditor(job, stage, ctx) {
+            self.open_reveals(job, stage);
+        }
     }
 
     // ------------------------------------------------------------------
@@ -1056,21 +1253,41 @@ impl State {
                 p.open = p.open.saturating_sub(1);
             }
         }
-        let mut complete = false;
         if let Some(j) = self.job_mut(job) {
             j.stages[stage as usize].phase = StagePhase::Finalized;
-            complete = j.stages.iter().all(|s| s.phase == StagePhase::Finalized);
         }
         ctx.emit(Event::StageFinalized { job, stage });
-        if complete {
-            let refund = self.refund_escrow(job, JobStatus::Completed);
-            ctx.emit(Event::JobCompleted { job, refund });
+        self.settle_if_done(job, ctx);
+    }
+
+    /// Once every stage is final, refunds what is left of the escrow: an
+    /// active job completes; a failed job whose delivered stages were still
+    /// being verified is settled.
+    pub(crate) fn settle_if_done(&mut self, job: JobId, ctx: &mut BlockCtx) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        let done = j
+            .stages
+            .iter()
+            .all(|s| matches!(s.phase, StagePhase::Finalized | StagePhase::Cancelled));
+        if !done {
+            return;
+        }
+        match j.status {
+            JobStatus::Active => {
+                let refund = self.refund_escrow(job, JobStatus::Completed);
+                ctx.emit(Event::JobCompleted { job, refund });
+            }
+            JobStatus::Failed if j.escrow.0 > 0 => {
+                let refund = self.refund_escrow(job, JobStatus::Failed);
+                ctx.emit(Event::JobSettled { job, refund });
+            }
+            _ => {}
         }
     }
 
     /// Returns the unused escrow to the payer (giving the mandate room back)
     /// and sets the job's final status.
-    fn refund_escrow(&mut self, job: JobId, status: JobStatus) -> Amount {
+    pub(crate) fn refund_escrow(&mut self, job: JobId, status: JobStatus) -> Amount {
         let Some(j) = self.job_mut(job) else {
             return Amount::ZERO;
         };
@@ -1088,22 +1305,23 @@ impl State {
         refund
     }
 
-    /// Releases every provider still holding part of a stopped job and
-    /// marks its unfinished stages cancelled.
-    fn stop_stages(&mut self, job: JobId) {
+    /// Releases every provider holding a role in one stage (no pay, no
+    /// penalty) and marks the stage cancelled.
+    pub(crate) fn cancel_stage(&mut self, job: JobId, stage: u32) {
         let Some(j) = self.jobs.get(&job) else { return };
-        let mut release: Vec<(Address, bool)> = Vec::new();
-        for st in &j.stages {
-            if matches!(st.phase, StagePhase::Finalized | StagePhase::Cancelled) {
-                continue;
-            }
-            for a in st.slots.iter().filter_map(|s| s.assignment.as_ref()) {
-                release.push((a.provider, a.result.is_none()));
-            }
-            if let StagePhase::Auditing { auditor, .. } = st.phase {
-                release.push((auditor, true));
-            }
+        let Some(st) = j.stages.get(stage as usize) else {
+            return;
+        };
+        if matches!(st.phase, StagePhase::Finalized | StagePhase::Cancelled) {
+            return;
         }
+        let release: Vec<(Address, bool)> = st
+            .slots
+            .iter()
+            .filter_map(|s| s.assignment.as_ref())
+            .map(|a| (a.provider, a.result.is_none()))
+            .collect();
+        self.release_auditor(job, stage, false);
         for (p, active) in release {
             if let Some(p) = self.provider_mut(p) {
                 if active {
@@ -1113,13 +1331,19 @@ impl State {
             }
         }
         if let Some(j) = self.job_mut(job) {
-            for st in j.stages.iter_mut() {
-                if !matches!(st.phase, StagePhase::Finalized) {
-                    st.phase = StagePhase::Cancelled;
-                }
-            }
+            j.stages[stage as usize].phase = StagePhase::Cancelled;
+        }
+    }
+
+    /// Releases every provider still holding part of a stopped job and
+    /// marks its unfinished stages cancelled.
+    pub(crate) fn stop_stages(&mut self, job: JobId) {
+        let n = self.jobs.get(&job).map_or(0, |j| j.stages.len());
+        for s in 0..n as u32 {
+            self.cancel_stage(job, s);
         }
         self.matching.remove(&job);
+        self.claims.remove(&job);
     }
 
     /// `CancelJob`: the requester withdraws a job no provider has committed
@@ -1165,14 +1389,92 @@ impl State {
         ctx.emit(Event::JobCancelled { job, refund });
     }
 
-    /// A stage lost a dispute: release, refund, fail.
+    /// A stage lost a dispute: the job fails.
+    ///
+    /// Stages that delivered a result and are still being verified (auditing,
+    /// challengeable, or in a dispute of their own) run on to their end and
+    /// pay their honest replicas and auditors from the escrow as usual: a
+    /// provider is never unpaid for delivered work because another party
+    /// cheated. Stages not yet delivered are released (no pay, no penalty).
+    /// The escrow is refunded now except what those live stages may still
+    /// pay; that remainder is refunded when the last of them settles
+    /// (`JobSettled`).
     pub(crate) fn fail_job(&mut self, job: JobId, ctx: &mut BlockCtx) {
-        if self.jobs.get(&job).map(|j| j.status) != Some(JobStatus::Active) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        if j.status != JobStatus::Active {
             return;
         }
-        self.stop_stages(job);
-        let refund = self.refund_escrow(job, JobStatus::Failed);
+        let undelivered: Vec<u32> = j
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                matches!(
+                    s.phase,
+                    StagePhase::Matching { .. } | StagePhase::Running { .. }
+                )
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        for s in undelivered {
+            self.cancel_stage(job, s);
+        }
+        self.matching.remove(&job);
+        self.claims.remove(&job);
+        let reserve = self.live_reserve(job);
+        let Some(j) = self.job_mut(job) else { return };
+        j.status = JobStatus::Failed;
+        let refund = j.escrow.saturating_sub(reserve);
+        j.escrow = j.escrow.saturating_sub(refund);
+        let payer = j.payer;
+        let mandate = j.spec.mandate;
+        self.credit(payer, refund);
+        if let Some(mid) = mandate {
+            if let Some(m) = self.mandate_mut(mid) {
+                m.spent = m.spent.saturating_sub(refund);
+            }
+        }
         ctx.emit(Event::JobFailed { job, refund });
+        self.settle_if_done(job, ctx);
+    }
+
+    /// What a job's live (delivered, still verified) stages may yet pay: each
+    /// replica's bill and each auditor's fee.
+    fn live_reserve(&self, job: JobId) -> Amount {
+        let Some(j) = self.jobs.get(&job) else {
+            return Amount::ZERO;
+        };
+        let mut total = Amount::ZERO;
+        for (i, st) in j.stages.iter().enumerate() {
+            if matches!(st.phase, StagePhase::Finalized | StagePhase::Cancelled) {
+                continue;
+            }
+            let ops = j.spec.stages[i].ops;
+            let mut prices: Vec<Amount> = st
+                .slots
+                .iter()
+                .filter_map(|s| s.assignment.as_ref())
+                .map(|a| a.price)
+                .collect();
+            match (&st.audit, st.phase) {
+                (_, StagePhase::Auditing { price, .. }) => prices.push(price),
+                (Some(a), _) => prices.push(a.price),
+                (None, StagePhase::Disputed { dispute }) => {
+                    // An auditor that disputes is paid if it wins.
+                    if let Some(d) = self.disputes.get(&dispute) {
+                        if d.kind == super::DisputeKind::Audit {
+                            prices.push(d.challenger_price);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            for p in prices {
+                let bill = Amount::cost(ops, p).unwrap_or_default();
+                total = Amount(total.0.saturating_add(bill.0));
+            }
+        }
+        total
     }
 }
 
@@ -1185,4 +1487,22 @@ pub fn audit_draw(beacon: &[u8; 32], job: JobId, stage: u32) -> u32 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&h.0[..8]);
     (u64::from_le_bytes(b) % PPM as u64) as u32
+}
+
+/// The seed of the stake-weighted draw of replica `replica` (≥ 1) of a stage.
+pub fn replica_seed(beacon: &[u8; 32], job: JobId, stage: u32, replica: u8) -> [u8; 32] {
+    Hash::digest(
+        "agentic replica draw v1",
+        &[beacon, &job.0.to_be_bytes(), &stage.to_be_bytes(), &[replica]],
+    )
+    .0
+}
+
+/// The seed of the stake-weighted draw of a stage's auditor.
+pub fn auditor_seed(beacon: &[u8; 32], job: JobId, stage: u32) -> [u8; 32] {
+    Hash::digest(
+        "agentic auditor draw v1",
+        &[beacon, &job.0.to_be_bytes(), &stage.to_be_bytes()],
+    )
+    .0
 }

@@ -17,10 +17,12 @@
 //! nonce or the fee).
 
 mod accounts;
+mod availability;
 mod commit;
 mod disputes;
 mod governance;
 mod jobs;
+mod obligations;
 mod providers;
 
 use crate::bisection::Bisection;
@@ -260,17 +262,55 @@ pub struct Slot {
 }
 codec_struct!(Slot { assignment });
 
+/// The auditor drawn for a stage when its replicas' commitments became final.
+///
+/// It commits to its own result before any replica may reveal (so it cannot
+/// copy), and opens that commitment with `AuditReport` once the replicas
+/// revealed (`StagePhase::Auditing`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditSlot {
+    /// The auditor.
+    pub auditor: Address,
+    /// Its price per mega-op (its fee is ops × price).
+    pub price: Amount,
+    /// Last height to commit.
+    pub deadline: Height,
+    /// Its commitment, once posted.
+    pub commitment: Option<Hash>,
+}
+codec_struct!(AuditSlot {
+    auditor,
+    price,
+    deadline,
+    commitment
+});
+
 /// A stage's runtime state (its layer range and ops are in the job's spec).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stage {
     /// Phase.
     pub phase: StagePhase,
-    /// One slot per replica.
+    /// One slot per replica. A replica that missed its reveal after another
+    /// replica revealed leaves its slot empty for good (a replacement could
+    /// only echo a public result).
     pub slots: Vec<Slot>,
     /// The agreed result once every replica revealed the same output.
     pub result: Option<StageResult>,
+    /// The auditor drawn for this stage, if any.
+    #[serde(default)]
+    pub audit: Option<AuditSlot>,
 }
-codec_struct!(Stage { phase, slots [list limits::MAX_REPLICAS], result });
+codec_struct!(Stage { phase, slots [list limits::MAX_REPLICAS], result, audit });
+
+/// An assigned provider's claim that the job's model or input cannot be fetched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Claim {
+    /// Who claimed.
+    pub claimant: Address,
+    /// When (the job's deadlines wait from here).
+    pub since: Height,
+}
+codec_struct!(Claim { claimant, since });
 
 /// Where a job is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -330,6 +370,9 @@ pub struct Job {
     pub stages: Vec<Stage>,
     /// Providers that may no longer take this job (missed a deadline, lost a dispute).
     pub excluded: Vec<Address>,
+    /// An availability claim under check, if any.
+    #[serde(default)]
+    pub claim: Option<Claim>,
 }
 codec_struct!(Job {
     requester,
@@ -340,6 +383,7 @@ codec_struct!(Job {
     status,
     stages [list limits::MAX_STAGES],
     excluded [list limits::MAX_EXCLUDED],
+    claim,
 });
 
 /// Who opened a dispute.
@@ -421,6 +465,10 @@ pub struct Dispute {
     pub defendant_hi: Hash,
     /// The challenger's value of leaf `hi`.
     pub challenger_hi: Hash,
+    /// The defendant's claimed stage output (its last leaf).
+    pub defendant_output: Hash,
+    /// The challenger's claimed stage output (its last leaf).
+    pub challenger_output: Hash,
     /// The defendant's leaf at the current midpoint, once moved.
     pub defendant_move: Option<Hash>,
     /// The challenger's leaf at the current midpoint, once moved.
@@ -478,6 +526,8 @@ codec_struct!(Dispute {
     agreed,
     defendant_hi,
     challenger_hi,
+    defendant_output,
+    challenger_output,
     defendant_move,
     challenger_move,
     deadline,
@@ -737,6 +787,18 @@ pub struct State {
     timers: BTreeSet<(Height, Timer)>,
     matching: BTreeSet<JobId>,
     referee_queue: BTreeSet<DisputeId>,
+    /// Jobs whose availability claim waits for the referee.
+    claims: BTreeSet<JobId>,
+    /// Jobs in which an address took a role (slot or audit); an index derived
+    /// from the jobs, checked against them on read (see `open_roles`).
+    roles: BTreeMap<Address, BTreeSet<JobId>>,
+    /// Disputes an address is a party to, until resolved (derived).
+    party_disputes: BTreeMap<Address, BTreeSet<DisputeId>>,
+    /// The latest `voting_ends` among proposals an address voted on (derived
+    /// from votes and proposals).
+    vote_locks: BTreeMap<Address, Height>,
+    /// Release heights of an address's unbonding entries (derived).
+    unbonding_by: BTreeMap<Address, BTreeSet<Height>>,
     commit: commit::Commitment,
 }
 
@@ -789,6 +851,11 @@ impl State {
             timers: BTreeSet::new(),
             matching: BTreeSet::new(),
             referee_queue: BTreeSet::new(),
+            claims: BTreeSet::new(),
+            roles: BTreeMap::new(),
+            party_disputes: BTreeMap::new(),
+            vote_locks: BTreeMap::new(),
+            unbonding_by: BTreeMap::new(),
             commit: commit::Commitment::default(),
         };
         state.rebuild_root();
@@ -1018,6 +1085,17 @@ impl State {
                 min: self.params.min_fee,
             });
         }
+        if !matches!(tx.body, TxBody::Transfer { .. }) {
+            // Transfers are smaller than a KiB and match nothing: `min_fee` is
+            // their whole price, checked above, and their path stays lean.
+            let required = self.params.required_fee(&tx.body);
+            if tx.fee < required {
+                return Err(TxError::FeeBelowWork {
+                    fee: tx.fee,
+                    required,
+                });
+            }
+        }
         let sender = stx.sender();
         if let TxBody::Transfer { to, amount } = &tx.body {
             // The hot path: one lookup per side, no allocation.
@@ -1065,9 +1143,18 @@ impl State {
                 result,
                 salt,
             } => self.reveal_result(sender, fee, *job, *stage, result, salt, ctx),
-            TxBody::AuditReport { job, stage, result } => {
-                self.audit_report(sender, fee, *job, *stage, result, ctx)
-            }
+            TxBody::AuditReport {
+                job,
+                stage,
+                result,
+                salt,
+            } => self.audit_report(sender, fee, *job, *stage, result, salt, ctx),
+            TxBody::AuditCommit {
+                job,
+                stage,
+                commitment,
+            } => self.audit_commit(sender, fee, *job, *stage, *commitment, ctx),
+            TxBody::ClaimUnavailable { job } => self.claim_unavailable(sender, fee, *job, ctx),
             TxBody::Challenge { job, stage, result } => {
                 self.challenge(sender, fee, avail, *job, *stage, result, ctx)
             }
@@ -1103,6 +1190,7 @@ impl State {
         }
         self.release_unbonded(ctx);
         self.run_referee(referee, ctx);
+        self.check_claims(referee, ctx);
         self.match_jobs(ctx);
         self.issue(ctx);
     }

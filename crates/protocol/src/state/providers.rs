@@ -124,6 +124,8 @@ impl State {
             }
             _ => return Err(TxError::NotProvider(who)),
         }
+        // Not out of a dispute either (as defendant, replica or auditor).
+        self.check_no_obligations(&who)?;
         self.charge(who, fee);
         if let Some(p) = self.provider_mut(who) {
             p.retired = true;
