@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use agentic_protocol::{Address, ChainId, Hash, SignedTx, Tx, TxBody};
+use agentic_protocol::params::Params;
+use agentic_protocol::{Address, Amount, ChainId, Hash, SignedTx, Tx, TxBody};
 use commonware_cryptography::ed25519::PrivateKey;
 use commonware_cryptography::Signer as _;
 use serde_json::{json, Value};
@@ -330,19 +331,26 @@ impl Client {
             .await
     }
 
-    /// The chain's `min_fee` (from `/v1/params`).
-    pub async fn min_fee(&self) -> Result<agentic_protocol::Amount, ClientError> {
+    /// The chain's current parameters (`/v1/params`).
+    pub async fn params(&self) -> Result<Params, ClientError> {
         let p = self.get("/v1/params").await?;
-        p["params"]["min_fee"]
-            .as_str()
-            .and_then(crate::genesis::parse_amount)
-            .ok_or_else(|| ClientError::Unexpected(format!("no params.min_fee in {p}")))
+        serde_json::from_value(p["params"].clone())
+            .map_err(|e| ClientError::Unexpected(format!("params: {e} in {p}")))
     }
 
-    /// Signs `body` with `key` (the chain's id, the signer's next nonce, the minimum
-    /// fee), submits it, waits up to `timeout` for its receipt, and returns the receipt;
-    /// a ledger rejection is [`ClientError::Rejected`]. One signer must not send two
-    /// transactions at once through this (they would take the same nonce).
+    /// The least fee the ledger accepts for a transaction with `body` under the chain's
+    /// current parameters ([`Params::required_fee`]: `min_fee`, plus `fee_per_slot` for
+    /// each replica and auditor slot a `SubmitJob` asks the ledger to match, plus
+    /// `fee_per_kib` for each whole KiB of the body).
+    pub async fn fee_for(&self, body: &TxBody) -> Result<Amount, ClientError> {
+        Ok(self.params().await?.required_fee(body))
+    }
+
+    /// Signs `body` with `key` (the chain's id, the signer's next nonce, the fee the body
+    /// requires: [`Client::fee_for`]), submits it, waits up to `timeout` for its
+    /// receipt, and returns the receipt; a ledger rejection is
+    /// [`ClientError::Rejected`]. One signer must not send two transactions at once
+    /// through this (they would take the same nonce).
     pub async fn send(
         &self,
         key: &PrivateKey,
@@ -355,7 +363,7 @@ impl Client {
             .ok_or_else(|| ClientError::Unexpected(format!("no chain_id in {st}")))?;
         let signer = Address::from(&key.public_key());
         let nonce = self.nonce(&signer).await?;
-        let fee = self.min_fee().await?;
+        let fee = self.fee_for(&body).await?;
         let kind = body.kind();
         let tx = SignedTx::sign(
             key,

@@ -2,7 +2,9 @@
 //!
 //! A transaction is admitted only if it could apply on top of the finalized state
 //! plus the transactions already pooled for its sender: a valid signature, this
-//! chain's id, at least the minimum fee, a nonce that is neither stale nor too far
+//! chain's id, at least the fee its work requires (`Params::required_fee`: the
+//! minimum fee, plus the slots a `SubmitJob` makes the ledger match and the body's
+//! whole KiB), a nonce that is neither stale nor too far
 //! ahead, and a balance that covers the fee. The ledger charges nothing for a
 //! rejected transaction, so the mempool is what keeps free garbage out of blocks;
 //! only admitted transactions are gossiped.
@@ -55,13 +57,14 @@ pub enum AdmitError {
         /// The transaction's.
         got: ChainId,
     },
-    /// The fee is below the governed minimum.
-    #[error("fee {fee} is below the minimum {min}")]
+    /// The fee is below what the transaction's work requires
+    /// (`Params::required_fee`: at least the governed minimum).
+    #[error("fee {fee} is below the {required} this transaction requires")]
     FeeTooLow {
         /// Offered.
         fee: Amount,
         /// Required.
-        min: Amount,
+        required: Amount,
     },
     /// The nonce was already used.
     #[error("stale nonce {got}: the sender's next nonce is {next}")]
@@ -173,9 +176,15 @@ impl Mempool {
                 got: body.chain_id,
             });
         }
-        let min = state.params().min_fee;
-        if body.fee < min {
-            return Err(AdmitError::FeeTooLow { fee: body.fee, min });
+        // The ledger's own rule (`min_fee` for a transfer, which matches nothing and
+        // is under a KiB; the work's price for everything else): a fee it would
+        // refuse never enters a block.
+        let required = state.params().required_fee(&body.body);
+        if body.fee < required {
+            return Err(AdmitError::FeeTooLow {
+                fee: body.fee,
+                required,
+            });
         }
         let sender = tx.sender();
         let next = state.nonce(&sender);

@@ -15,6 +15,8 @@ use agentic_node::{
     AdmitError, Chain, FinalizedBlock, Mempool, MempoolLimits, SharedChain, SharedMempool, Submit,
 };
 use agentic_protocol::test_utils::{address_of, key, GenesisBuilder, TestReferee};
+use agentic_protocol::tx::{JobSpec, Requirements, StageSpec};
+use agentic_protocol::types::VerificationLevel;
 use agentic_protocol::{Amount, ChainId, Hash, Height, SignedTx, Tx, TxBody};
 use serde_json::{json, Value};
 
@@ -273,6 +275,49 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
     // An account that cannot pay the fee.
     let (s, v) = n.submit(&transfer(9, 0, 2, 1)).await;
     assert_eq!((s, error_code(&v)), (422, "cannot_pay_fee"), "{v}");
+    // Fees by work: a `SubmitJob` of one stage with one replica and an auditor asks the
+    // ledger to match two slots, so it costs `min_fee + 2 × fee_per_slot` (3 at the
+    // defaults); the client's `fee_for` says so, and the bare minimum is refused.
+    let spec = JobSpec {
+        mandate: None,
+        model: Hash([1; 32]),
+        input: Hash([2; 32]),
+        stages: vec![StageSpec {
+            first_layer: 0,
+            layers: 1,
+            ops: 1_000,
+        }],
+        max_price: Amount(10),
+        deadline: 50,
+        requirements: Requirements {
+            replicas: 1,
+            verification: VerificationLevel::Audited,
+            ..Requirements::default()
+        },
+        coord: Default::default(),
+        placement: Vec::new(),
+    };
+    let body = TxBody::SubmitJob { spec };
+    let client = agentic_node::client::Client::new(n.base.clone());
+    assert_eq!(client.fee_for(&body).await.unwrap(), Amount(3));
+    assert_eq!(client.params().await.unwrap().fee_per_slot, Amount(1));
+    let sign = |fee: u128| {
+        SignedTx::sign(
+            &key(1),
+            Tx {
+                chain_id: ChainId(CHAIN),
+                nonce: 1,
+                fee: Amount(fee),
+                body: body.clone(),
+            },
+        )
+    };
+    let (s, v) = n.submit(&sign(2)).await;
+    assert_eq!((s, error_code(&v)), (422, "fee_too_low"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains('3'),
+        "the message names the required fee: {v}"
+    );
     // Bad path parameters.
     assert_eq!(error_code(&n.get("/v1/accounts/zz").await.1), "bad_address");
     assert_eq!(error_code(&n.get("/v1/txs/00").await.1), "bad_hash");

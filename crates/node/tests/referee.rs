@@ -154,6 +154,70 @@ async fn referee_runs_one_layer_from_fetched_data_and_meters_exactly_it() {
     );
 }
 
+/// The availability probe (`ClaimUnavailable`): the model and the job's input fetched and
+/// hash-checked, nothing executed; `Output(ZERO)` when both can be had.
+#[tokio::test]
+async fn availability_probe_fetches_both_blobs_and_runs_nothing() {
+    use agentic_protocol::referee::AVAILABILITY_PROBE;
+    let dir = TempDir::new("probe");
+    let bundle = tiny_gpt_bundle();
+    let model_hash = hash(&bundle);
+    let input = b"a job input (a probe never decodes it)".to_vec();
+    let input_hash = hash(&input);
+    let q = Question {
+        model: model_hash,
+        layer: AVAILABILITY_PROBE,
+        input: input_hash,
+    };
+    // A provider's data plane with the model only: the input is unavailable.
+    let party = Arc::new(BlobStore::open(dir.path().join("party"), DEFAULT_MAX_BLOB).unwrap());
+    party.put(&model_hash, &bundle).unwrap();
+    let url = serve(party.clone()).await;
+    let mine = Arc::new(BlobStore::open(dir.path().join("validator"), DEFAULT_MAX_BLOB).unwrap());
+    let arbiter = Arbiter::new(mine.clone());
+    assert_eq!(settled(&arbiter, &q, &[]).await, Finding::ModelUnavailable);
+    let sources = vec![url];
+    let (f, _) = arbiter_settle_fresh(&mine, &q, &sources).await;
+    assert_eq!(f, Finding::InputUnavailable);
+    assert!(mine.get(&model_hash).unwrap().is_some(), "kept the model");
+    // A voter that cannot get the input either agrees it is unavailable.
+    let voter = Arbiter::new(Arc::new(
+        BlobStore::open(dir.path().join("voter"), DEFAULT_MAX_BLOB).unwrap(),
+    ));
+    assert!(
+        voter
+            .agrees(&q.verdict(Finding::InputUnavailable), &sources)
+            .await
+    );
+    // Once the input is published (here: on the party's plane) both can be had: the
+    // answer is `Output(ZERO)` and no layer ran. A voter refuses the stale
+    // "unavailable" claim.
+    party.put(&input_hash, &input).unwrap();
+    let (f, ops) = arbiter_settle_fresh(&mine, &q, &sources).await;
+    assert_eq!(f, Finding::Output(Hash::ZERO));
+    assert_eq!(ops, 0, "a probe executes nothing");
+    assert!(mine.get(&input_hash).unwrap().is_some(), "kept the input");
+    assert!(
+        !voter
+            .agrees(&q.verdict(Finding::InputUnavailable), &sources)
+            .await
+    );
+    assert!(
+        voter
+            .agrees(&q.verdict(Finding::Output(Hash::ZERO)), &sources)
+            .await
+    );
+    // Another job's input that nobody published: unavailable, even from a validator
+    // that fetches the model afresh.
+    let fresh = Arc::new(BlobStore::open(dir.path().join("fresh"), DEFAULT_MAX_BLOB).unwrap());
+    let missing = Question {
+        input: Hash([5; 32]),
+        ..q
+    };
+    let (f, _) = arbiter_settle_fresh(&fresh, &missing, &sources).await;
+    assert_eq!(f, Finding::InputUnavailable);
+}
+
 /// A scratch directory removed on drop.
 struct TempDir(std::path::PathBuf);
 

@@ -374,27 +374,24 @@ async fn provider(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult
     Ok(Json(provider_json(&c, &addr, p)))
 }
 
-/// The active jobs in which `address` holds a stage slot or an audit, in full, and the
-/// open disputes (bisecting or awaiting the referee) it is a party to, each in full
-/// with its `id` (as `/v1/disputes/{id}`): what a provider daemon polls to find its
-/// work.
+/// The jobs in which `address` holds an open role — a replica slot or the audit of a
+/// stage not yet finalized or cancelled: an audit slot drawn at commit time
+/// (`stage.audit`, still to be committed) or a stage it is auditing
+/// (`StagePhase::Auditing`), also in a failed job whose delivered stages are still
+/// being verified — each in full with its `id`, and the open disputes (bisecting or
+/// awaiting the referee) it is a party to, each in full with its `id` (as
+/// `/v1/disputes/{id}`): what a provider daemon polls to find its work.
 async fn provider_work(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult {
-    use agentic_protocol::state::{DisputePhase, JobStatus, StagePhase};
+    use agentic_protocol::state::DisputePhase;
     let addr = parse_address_param(&a)?;
     let c = read_chain(&s);
+    // The ledger's role index: jobs where the address holds a slot or an audit of a
+    // stage still open, in id order.
     let list: Vec<Value> = c
         .state()
-        .jobs()
-        .filter(|(_, j)| j.status == JobStatus::Active)
-        .filter(|(_, j)| {
-            j.stages.iter().any(|st| {
-                st.slots
-                    .iter()
-                    .filter_map(|x| x.assignment.as_ref())
-                    .any(|x| x.provider == addr)
-                    || matches!(st.phase, StagePhase::Auditing { auditor, .. } if auditor == addr)
-            })
-        })
+        .open_roles(&addr)
+        .into_iter()
+        .filter_map(|id| c.state().job(id).map(|j| (id, j)))
         .take(s.config.max_list)
         .map(|(id, j)| {
             let mut v = to_value(j);

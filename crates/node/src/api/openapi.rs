@@ -124,7 +124,7 @@ pub fn document() -> Value {
     paths.insert(
         "/v1/providers/{address}/work".into(),
         get_one(
-            "Active jobs in which a provider holds a stage slot or an audit, and the open disputes (bisecting or awaiting the referee) where it is the defendant or the challenger, each with its id (what a provider daemon polls)",
+            "Jobs in which a provider holds an open role (a replica slot, or the audit of a stage: drawn at commit time to be committed, or being reported; also a failed job's stages still verified), and the open disputes (bisecting or awaiting the referee) where it is the defendant or the challenger, each with its id (what a provider daemon polls)",
             path_param("address", "provider address", hex64()),
             json!({"type": "object", "required": ["height", "jobs", "disputes"],
                 "properties": {"height": {"type": "integer"},

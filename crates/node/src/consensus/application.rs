@@ -4,11 +4,14 @@
 //! block's ancestry (newest first). It reads the chain and the mempool but never writes them:
 //! execution happens only at finalization, in the executor.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use agentic_protocol::state::{DisputePhase, State};
-use agentic_protocol::{verify_batch, Finding, Height as LedgerHeight, SignedTx, Verdict};
+use agentic_protocol::referee::AVAILABILITY_PROBE;
+use agentic_protocol::state::{Dispute, DisputePhase, Job, JobStatus, State};
+use agentic_protocol::{
+    verify_batch, Address, Finding, Height as LedgerHeight, SignedTx, Verdict,
+};
 use commonware_consensus::{
     marshal::ancestry::Ancestry,
     simplex::scheme::bls12381_threshold::vrf::Seed,
@@ -28,8 +31,8 @@ use crate::{SharedChain, SharedMempool};
 
 /// How often a proposer waiting for its parent's seed looks again.
 const SEED_POLL: Duration = Duration::from_millis(20);
-/// How many times (every `SEED_POLL`) a voter looks for a verdict's dispute in its
-/// applied state before refereeing with what it has.
+/// How many times (every `SEED_POLL`) a voter looks for a verdict's dispute (or, for an
+/// availability probe, its job) in its applied state before refereeing with what it has.
 const SOURCE_WAIT_POLLS: usize = 100;
 
 /// Builds blocks from the mempool and checks others' blocks.
@@ -210,35 +213,160 @@ impl Application {
         Ok(())
     }
 
-    /// The referee questions of the disputes in `state` (awaiting the referee, or every
-    /// dispute when `all`), each with the data planes of its two parties (where the
-    /// activation they agreed on can be fetched) and the last height at which the ledger
-    /// would still wait for the data.
-    fn questions(state: &State, all: bool) -> Vec<(Question, Vec<String>, LedgerHeight)> {
-        let endpoint = |a| {
-            state
-                .provider(a)
-                .map(|p| p.offer.endpoint.0.clone())
-                .filter(|e| !e.is_empty())
+    /// The questions the ledger asks the referee in `state`
+    /// ([`State::referee_questions`]: the layer of each dispute awaiting the referee and
+    /// the availability probe of each job under a claim), each with where its data can be
+    /// fetched and the last height at which the ledger would still wait for the data.
+    /// The ledger's queues name the questions; only when there are some are the
+    /// disputes and claims behind them looked up for their parties.
+    fn questions(state: &State) -> Vec<(Question, Vec<String>, LedgerHeight)> {
+        let asked = state.referee_questions();
+        if asked.is_empty() {
+            return Vec::new();
+        }
+        let probes = asked.iter().any(|(_, layer, _)| *layer == AVAILABILITY_PROBE);
+        let layers = asked.iter().any(|(_, layer, _)| *layer != AVAILABILITY_PROBE);
+        // Question → (sources, earliest deadline among the disputes or claims asking it).
+        let mut parties: BTreeMap<Question, (Vec<String>, LedgerHeight)> = BTreeMap::new();
+        let mut note = |q: Question, sources: Vec<String>, deadline: LedgerHeight| {
+            let e = parties.entry(q).or_insert((Vec::new(), deadline));
+            for src in sources {
+                if !e.0.contains(&src) {
+                    e.0.push(src);
+                }
+            }
+            if deadline < e.1 {
+                e.1 = deadline;
+            }
         };
-        state
-            .disputes()
-            .filter(|(_, d)| all || d.phase == DisputePhase::AwaitingReferee)
-            .filter_map(|(_, d)| {
-                let job = state.job(d.job)?;
-                let stage = job.spec.stages.get(d.stage as usize)?;
+        if layers {
+            for (_, d) in state.disputes() {
+                if d.phase != DisputePhase::AwaitingReferee {
+                    continue;
+                }
+                if let Some((q, sources)) = Self::dispute_question(state, d) {
+                    note(q, sources, d.deadline);
+                }
+            }
+        }
+        if probes {
+            let patience = state.params().dispute_timeout;
+            for (_, j) in state.jobs() {
+                let Some(claim) = j.claim else { continue };
+                if j.status != JobStatus::Active {
+                    continue;
+                }
+                note(
+                    Self::probe_question(j),
+                    Self::job_sources(state, j),
+                    claim.since.plus(patience),
+                );
+            }
+        }
+        asked
+            .into_iter()
+            .map(|(model, layer, input)| {
                 let q = Question {
-                    model: job.spec.model,
-                    layer: stage.first_layer.saturating_add(d.game.lo()),
-                    input: d.agreed,
+                    model,
+                    layer,
+                    input,
                 };
-                let sources = [endpoint(&d.defendant), endpoint(&d.challenger)]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                Some((q, sources, d.deadline))
+                let (sources, deadline) = parties
+                    .get(&q)
+                    .cloned()
+                    // (Every question comes from a dispute or claim found above; were one
+                    // not, it would never be answered "unavailable".)
+                    .unwrap_or((Vec::new(), LedgerHeight(u64::MAX)));
+                (q, sources, deadline)
             })
             .collect()
+    }
+
+    /// A provider's published data-plane endpoint, if any.
+    fn endpoint(state: &State, a: &Address) -> Option<String> {
+        state
+            .provider(a)
+            .map(|p| p.offer.endpoint.0.clone())
+            .filter(|e| !e.is_empty())
+    }
+
+    /// The question a dispute asks (layer `first_layer + lo` on the agreed activation),
+    /// with the data planes of its two parties (where that activation can be fetched).
+    fn dispute_question(state: &State, d: &Dispute) -> Option<(Question, Vec<String>)> {
+        let job = state.job(d.job)?;
+        let stage = job.spec.stages.get(d.stage as usize)?;
+        let q = Question {
+            model: job.spec.model,
+            layer: stage.first_layer.saturating_add(d.game.lo()),
+            input: d.agreed,
+        };
+        let sources = [
+            Self::endpoint(state, &d.defendant),
+            Self::endpoint(state, &d.challenger),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        Some((q, sources))
+    }
+
+    /// The availability probe of a job: its model and its input.
+    fn probe_question(j: &Job) -> Question {
+        Question {
+            model: j.spec.model,
+            layer: AVAILABILITY_PROBE,
+            input: j.spec.input,
+        }
+    }
+
+    /// The data planes of every provider holding a role in a job (replica slots and
+    /// auditors, the claimant included: a false claimant that serves the data refutes
+    /// itself). The requester has no data plane; what it uploaded is on the nodes.
+    fn job_sources(state: &State, j: &Job) -> Vec<String> {
+        let mut holders: Vec<Address> = Vec::new();
+        for st in &j.stages {
+            let slots = st.slots.iter().filter_map(|x| x.assignment.as_ref());
+            for a in slots.map(|a| a.provider).chain(st.audit.as_ref().map(|a| a.auditor)) {
+                if !holders.contains(&a) {
+                    holders.push(a);
+                }
+            }
+        }
+        holders
+            .iter()
+            .filter_map(|a| Self::endpoint(state, a))
+            .collect()
+    }
+
+    /// Where a voter fetches the data of a verdict's question from, as its applied
+    /// state knows it (any dispute asking it, resolved or not; any job whose probe it
+    /// is): `None` while that state knows no such dispute or job.
+    fn sources_for(state: &State, q: &Question) -> Option<Vec<String>> {
+        let mut found: Option<Vec<String>> = None;
+        let mut add = |sources: Vec<String>| {
+            let all = found.get_or_insert_with(Vec::new);
+            for src in sources {
+                if !all.contains(&src) {
+                    all.push(src);
+                }
+            }
+        };
+        if q.layer == AVAILABILITY_PROBE {
+            for (_, j) in state.jobs() {
+                if j.spec.model == q.model && j.spec.input == q.input {
+                    add(Self::job_sources(state, j));
+                }
+            }
+        } else {
+            for (_, d) in state.disputes() {
+                if let Some((x, sources)) = Self::dispute_question(state, d) {
+                    if x == *q {
+                        add(sources);
+                    }
+                }
+            }
+        }
+        found
     }
 
     /// The verdicts a block at `height` carries: every question this validator has
@@ -246,7 +374,7 @@ impl Application {
     /// out (before that the parties may still publish; the ledger would ignore it anyway).
     fn verdicts_for(&self, height: u64) -> Vec<Verdict> {
         let questions = match self.chain.read() {
-            Ok(c) => Self::questions(c.state(), false),
+            Ok(c) => Self::questions(c.state()),
             Err(_) => return Vec::new(),
         };
         let mut out: Vec<Verdict> = Vec::new();
@@ -268,7 +396,8 @@ impl Application {
 
     /// Whether this validator's own refereeing agrees with every verdict of `block`.
     /// Where to fetch from comes from this validator's applied state, which may lag the
-    /// proposer's by a block or two: it waits (briefly) for the dispute to appear there.
+    /// proposer's by a block or two: it waits (briefly) for the dispute (or the probed
+    /// job) to appear there.
     async fn check_verdicts<E: Clock>(
         &self,
         runtime: &E,
@@ -279,10 +408,7 @@ impl Application {
             let mut sources = Vec::new();
             for _ in 0..SOURCE_WAIT_POLLS {
                 let found = match self.chain.read() {
-                    Ok(c) => Self::questions(c.state(), true)
-                        .into_iter()
-                        .find(|(x, _, _)| *x == q)
-                        .map(|(_, s, _)| s),
+                    Ok(c) => Self::sources_for(c.state(), &q),
                     Err(_) => None,
                 };
                 if let Some(s) = found {

@@ -4,7 +4,8 @@
 //! (see `agentic_protocol::referee`). This module produces and checks them:
 //!
 //! ```text
-//!   propose:  for each dispute awaiting the referee (applied state)
+//!   propose:  for each question the ledger asks (State::referee_questions: disputes
+//!             awaiting the referee, availability claims)
 //!               arbiter.finding(question)  ── known? ──▶ Verdict in the block
 //!                      │ not yet: a background task fetches the model and the input
 //!                      ▼ (own blob store, then each party's data plane), runs ONE layer
@@ -14,6 +15,14 @@
 //!               ModelUnavailable   → the same, for the model
 //!               LayerOutOfRange    → load the model; refuse if the layer exists
 //! ```
+//!
+//! An **availability probe** — layer [`AVAILABILITY_PROBE`], asked when an assigned
+//! provider claims a job's model or input cannot be fetched (`ClaimUnavailable`) — runs
+//! nothing: the arbiter fetches both blobs the same way (hash-checked, kept) and answers
+//! `Output(Hash::ZERO)` when it has both, `ModelUnavailable` or `InputUnavailable`
+//! otherwise. The model blob is not decoded (a training task is as available as a model
+//! bundle). A voter re-checks a probe verdict like any other: it refuses an
+//! "unavailable" claim if it can fetch the data.
 //!
 //! Fetched blobs are checked against their hash and kept in the validator's blob store, so
 //! a block is refereed from data the validator holds itself. Loaded models are cached (a
@@ -29,6 +38,7 @@ use agentic_compute::activation::{Activation, DecodeLimits};
 use agentic_compute::bundle::{Bundle, BundleLimits};
 use agentic_compute::metering::OpCounter;
 use agentic_compute::models::Model;
+use agentic_protocol::referee::AVAILABILITY_PROBE;
 use agentic_protocol::{Finding, Hash, Verdict};
 
 use crate::blobs::BlobStore;
@@ -213,6 +223,9 @@ impl Arbiter {
     }
 
     async fn referee(&self, q: &Question, sources: &[String]) -> (Finding, u64) {
+        if q.layer == AVAILABILITY_PROBE {
+            return (self.probe(q, sources).await, 0);
+        }
         let Some(model) = self.model(&q.model, sources).await else {
             return (Finding::ModelUnavailable, 0);
         };
@@ -240,6 +253,38 @@ impl Arbiter {
                 (Finding::InputUnavailable, 0)
             }
         }
+    }
+
+    /// The availability probe: both blobs fetched (hash-checked and kept), nothing run.
+    async fn probe(&self, q: &Question, sources: &[String]) -> Finding {
+        if !self.available(&q.model, sources).await {
+            return Finding::ModelUnavailable;
+        }
+        if !self.available(&q.input, sources).await {
+            return Finding::InputUnavailable;
+        }
+        Finding::Output(Hash::ZERO)
+    }
+
+    /// Whether the blob is in the store or could be fetched into it (checked against
+    /// its hash). A loaded model counts: it was fetched from a checked blob.
+    async fn available(&self, hash: &Hash, sources: &[String]) -> bool {
+        let loaded = self
+            .inner
+            .models
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|(h, _)| h == hash);
+        if loaded {
+            return true;
+        }
+        if let Some(store) = &self.inner.blobs {
+            if matches!(store.size(hash), Ok(Some(_))) {
+                return true;
+            }
+        }
+        self.blob(hash, sources).await.is_some()
     }
 
     async fn model(&self, hash: &Hash, sources: &[String]) -> Option<Arc<Model>> {
