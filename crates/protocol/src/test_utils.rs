@@ -252,6 +252,17 @@ pub struct TestChain {
     pub pending: Vec<SignedTx>,
     /// The beacon of the next block (default: a hash of its height).
     pub next_beacon: Option<[u8; 32]>,
+    /// Whether [`TestChain::deliver`] lets a drawn auditor whose key this
+    /// chain knows commit the honest trace, so replicas can reveal (default
+    /// on; turn it off to script an auditor's moves).
+    pub auto_audit: bool,
+    /// Every key that signed through this chain, by address.
+    pub keys: BTreeMap<Address, PrivateKey>,
+    /// The trace each auditor committed through [`TestChain::audit_commit`].
+    pub audits: BTreeMap<(JobId, u32), Trace>,
+    /// Whether every produced block is followed by the supply check and an
+    /// incremental-root-equals-full-rebuild check (panics on failure).
+    pub check_invariants: bool,
     nonces: BTreeMap<Address, u64>,
 }
 
@@ -263,13 +274,20 @@ impl TestChain {
             referee: TestReferee::default(),
             pending: Vec::new(),
             next_beacon: None,
+            auto_audit: true,
+            keys: BTreeMap::new(),
+            audits: BTreeMap::new(),
+            check_invariants: false,
             nonces: BTreeMap::new(),
         }
     }
 
-    /// Signs `body` from `key` with the next nonce and the minimum fee.
+    /// Signs `body` from `key` with the next nonce and the fee its work
+    /// requires ([`Params::required_fee`]).
     pub fn sign(&mut self, key: &PrivateKey, body: TxBody) -> SignedTx {
         let who = address_of(key);
+        self.keys.entry(who).or_insert_with(|| key.clone());
+        let fee = self.state.params().required_fee(&body);
         let nonce = *self
             .nonces
             .entry(who)
@@ -280,7 +298,7 @@ impl TestChain {
             Tx {
                 chain_id: self.state.chain_id(),
                 nonce,
-                fee: self.state.params().min_fee,
+                fee,
                 body,
             },
         )
@@ -310,6 +328,16 @@ impl TestChain {
             .expect("test block has the next height");
         // Nonces of rejected transactions were not used.
         self.nonces.clear();
+        if self.check_invariants {
+            let (held, expected) = self.state.supply();
+            assert_eq!(held, expected, "supply broken at height {}", height);
+            assert_eq!(
+                self.state.root(),
+                self.state.full_root(),
+                "incremental root differs from a rebuild at height {}",
+                height
+            );
+        }
         out
     }
 
@@ -364,7 +392,91 @@ impl TestChain {
         out
     }
 
-    /// Commits then reveals `trace` for a stage from `key` (two blocks).
+    /// The honest trace of a stage from its agreed input (the test model's).
+    pub fn honest_trace(&self, job: JobId, stage: u32) -> Option<Trace> {
+        let j = self.state.job(job)?;
+        let spec = j.spec.stages.get(stage as usize)?;
+        let input = if stage == 0 {
+            j.spec.input
+        } else {
+            j.stages.get(stage as usize - 1)?.result?.output
+        };
+        Some(Trace::honest(
+            &j.spec.model,
+            spec.first_layer,
+            spec.layers,
+            input,
+        ))
+    }
+
+    /// The auditor drawn for a stage (committed or not, or reporting).
+    pub fn auditor_of(&self, job: JobId, stage: u32) -> Option<Address> {
+        let st = self.state.job(job)?.stages.get(stage as usize)?;
+        if let crate::state::StagePhase::Auditing { auditor, .. } = st.phase {
+            return Some(auditor);
+        }
+        st.audit.as_ref().map(|a| a.auditor)
+    }
+
+    /// The drawn auditor (whose key this chain must know) commits `trace`
+    /// for a stage, in its own block.
+    pub fn audit_commit(&mut self, job: JobId, stage: u32, trace: &Trace) -> Result<(), TxError> {
+        let auditor = self
+            .auditor_of(job, stage)
+            .ok_or(TxError::NotAuditor)?;
+        let key = self.keys.get(&auditor).cloned().ok_or(TxError::NotAuditor)?;
+        let salt = salt_for(&auditor, job, stage);
+        let commitment = trace.result().commitment(job, stage, &salt, &auditor);
+        self.audits.insert((job, stage), trace.clone());
+        self.step(
+            &key,
+            TxBody::AuditCommit {
+                job,
+                stage,
+                commitment,
+            },
+        )
+    }
+
+    /// The auditor opens the commitment it made through
+    /// [`TestChain::audit_commit`], in its own block.
+    pub fn audit_report(&mut self, job: JobId, stage: u32) -> Result<(), TxError> {
+        let auditor = self
+            .auditor_of(job, stage)
+            .ok_or(TxError::NotAuditor)?;
+        let key = self.keys.get(&auditor).cloned().ok_or(TxError::NotAuditor)?;
+        let trace = self
+            .audits
+            .get(&(job, stage))
+            .cloned()
+            .ok_or(TxError::NotAuditor)?;
+        let salt = salt_for(&auditor, job, stage);
+        self.step(
+            &key,
+            TxBody::AuditReport {
+                job,
+                stage,
+                result: trace.result(),
+                salt,
+            },
+        )
+    }
+
+    /// If a stage waits for its drawn auditor's commitment and
+    /// [`TestChain::auto_audit`] is on, the auditor commits the honest trace.
+    pub fn commit_pending_audit(&mut self, job: JobId, stage: u32) -> Result<(), TxError> {
+        let waiting = self.state.job(job).and_then(|j| j.stages.get(stage as usize)).is_some_and(|st| {
+            st.audit.as_ref().is_some_and(|a| a.commitment.is_none())
+        });
+        if !waiting || !self.auto_audit {
+            return Ok(());
+        }
+        let honest = self.honest_trace(job, stage).ok_or(TxError::NotAuditor)?;
+        self.audit_commit(job, stage, &honest)
+    }
+
+    /// Commits `trace` for a stage from `key`; lets a drawn auditor commit
+    /// (see [`TestChain::auto_audit`]); then reveals (two or three blocks).
     pub fn deliver(
         &mut self,
         key: &PrivateKey,
@@ -383,6 +495,7 @@ impl TestChain {
                 commitment: result.commitment(job, stage, &salt, &who),
             },
         )?;
+        self.commit_pending_audit(job, stage)?;
         self.step(
             key,
             TxBody::RevealResult {

@@ -73,7 +73,14 @@ fn samples() -> Vec<TxBody> {
             job: JobId(2),
             stage: 1,
             result: t.result(),
+            salt: Hash([9; 32]),
         },
+        TxBody::AuditCommit {
+            job: JobId(2),
+            stage: 1,
+            commitment: Hash([10; 32]),
+        },
+        TxBody::ClaimUnavailable { job: JobId(4) },
         TxBody::Challenge {
             job: JobId(3),
             stage: 0,

@@ -138,7 +138,7 @@ fn busy_chain() -> (TestChain, Vec<BlockOutcome>) {
         TxBody::Propose {
             change: ParamChange {
                 key: ParamKey::ChallengeWindow,
-                value: 9,
+                value: 7,
             },
         },
     );
@@ -205,24 +205,11 @@ fn busy_chain() -> (TestChain, Vec<BlockOutcome>) {
     let k = provider_key(&c, audited, 0);
     let cheat = Trace::cheating(&model(), 0, 8, input(), 2);
     c.deliver(&key(k), audited, 0, &cheat).unwrap();
-    let StagePhase::Auditing { auditor, .. } = c.state.job(audited).unwrap().stages[0].phase else {
+    let StagePhase::Auditing { .. } = c.state.job(audited).unwrap().stages[0].phase else {
         panic!("audited jobs are audited");
     };
-    let ka = [P1, P2, P3]
-        .into_iter()
-        .find(|p| address_of(&key(*p)) == auditor)
-        .unwrap();
-    let honest = Trace::honest(&model(), 0, 8, input());
     let dispute = c.state.meta().next_dispute;
-    c.push(
-        &key(ka),
-        TxBody::AuditReport {
-            job: audited,
-            stage: 0,
-            result: honest.result(),
-        },
-    );
-    outs.push(c.produce());
+    c.audit_report(audited, 0).unwrap();
     // Stage 2 of the pipeline: committed, not yet revealed.
     let st = spec.stages[2];
     let k = provider_key(&c, pipeline, 2);
@@ -241,9 +228,12 @@ fn busy_chain() -> (TestChain, Vec<BlockOutcome>) {
     outs.push(c.produce());
     // The auditor makes the first move of the dispute game.
     let mid = c.state.dispute(dispute).unwrap().game.midpoint().unwrap();
+    let honest = Trace::honest(&model(), 0, 8, input());
     let (leaf, proof) = honest.open(mid);
+    let auditor = c.state.dispute(dispute).unwrap().challenger;
+    let ka = c.keys[&auditor].clone();
     c.push(
-        &key(ka),
+        &ka,
         TxBody::Bisect {
             dispute,
             leaf,
@@ -372,7 +362,14 @@ fn every_transaction_kind_and_genesis_round_trip() {
             job: JobId(2),
             stage: 1,
             result: t.result(),
+            salt: Hash([9; 32]),
         },
+        TxBody::AuditCommit {
+            job: JobId(2),
+            stage: 1,
+            commitment: Hash([10; 32]),
+        },
+        TxBody::ClaimUnavailable { job: JobId(4) },
         TxBody::Challenge {
             job: JobId(3),
             stage: 0,

@@ -128,7 +128,7 @@ impl Driver {
         let tx = Tx {
             chain_id: ChainId(9),
             nonce: self.nonces[who],
-            fee: Amount(1),
+            fee: self.state.params().required_fee(&body),
             body,
         };
         self.nonces[who] += 1;
@@ -255,28 +255,48 @@ impl Driver {
                 }
             }
             Action::Audit(x, is_honest) => {
+                // A drawn auditor commits before the reveals, then opens
+                // whichever trace it committed once the stage is auditing.
                 let me = self.addrs[x];
                 let found = st.jobs().find_map(|(id, j)| {
-                    j.stages
-                        .iter()
-                        .enumerate()
-                        .find_map(|(s, stage)| match stage.phase {
-                            StagePhase::Auditing { auditor, .. } if auditor == me => {
-                                Some((*id, s as u32))
+                    j.stages.iter().enumerate().find_map(|(s, stage)| {
+                        let pending = stage
+                            .audit
+                            .as_ref()
+                            .filter(|a| a.auditor == me)
+                            .map(|a| a.commitment);
+                        match (stage.phase, pending) {
+                            (StagePhase::Auditing { auditor, .. }, Some(c)) if auditor == me => {
+                                Some((*id, s as u32, c))
                             }
+                            (StagePhase::Running { .. }, Some(None)) => Some((*id, s as u32, None)),
                             _ => None,
-                        })
+                        }
+                    })
                 });
-                if let Some((job, stage)) = found {
+                if let Some((job, stage, committed)) = found {
+                    let salt = salt_for(&me, job, stage);
                     let t = if is_honest { honest() } else { cheat() };
-                    self.tx(
-                        x,
-                        TxBody::AuditReport {
+                    let body = match committed {
+                        None => TxBody::AuditCommit {
                             job,
                             stage,
-                            result: t.result(),
+                            commitment: t.result().commitment(job, stage, &salt, &me),
                         },
-                    );
+                        Some(c) => {
+                            let result = [honest().result(), cheat().result()]
+                                .into_iter()
+                                .find(|r| r.commitment(job, stage, &salt, &me) == c)
+                                .unwrap_or(t.result());
+                            TxBody::AuditReport {
+                                job,
+                                stage,
+                                result,
+                                salt,
+                            }
+                        }
+                    };
+                    self.tx(x, body);
                 }
             }
             Action::Challenge(x) => {

@@ -110,9 +110,16 @@ fn honest_job_pays_exact_amounts() {
         10,
         VerificationLevel::Optimistic,
     );
+    // One slot to match (one stage, one replica, no audit): min_fee + fee_per_slot.
+    let submit_fee = chain
+        .state
+        .params()
+        .required_fee(&TxBody::SubmitJob { spec: spec.clone() })
+        .0;
+    assert_eq!(submit_fee, fee + chain.state.params().fee_per_slot.0);
     let job = submit(&mut chain, &req, spec);
     assert_eq!(chain.state.job(job).unwrap().escrow, Amount(100));
-    assert_eq!(chain.state.balance(&r).0, before.0 - fee - 100);
+    assert_eq!(chain.state.balance(&r).0, before.0 - submit_fee - 100);
     // The cheapest provider (price 5) took it.
     let p = assigned(&chain, job, 0);
     assert_eq!(p, address_of(&key(P1)));
@@ -135,7 +142,7 @@ fn honest_job_pays_exact_amounts() {
     assert_eq!(j.escrow, Amount::ZERO);
     // Provider: +ops × price, minus its two fees; requester: exactly the bill plus one fee.
     assert_eq!(chain.state.balance(&p).0, p_before.0 + 50 - 2 * fee);
-    assert_eq!(chain.state.balance(&r).0, before.0 - fee - 50);
+    assert_eq!(chain.state.balance(&r).0, before.0 - submit_fee - 50);
     assert_eq!(chain.state.provider(&p).unwrap().open, 0);
     assert_eq!(chain.state.provider(&p).unwrap().active, 0);
     assert!(chain.state.provider(&p).unwrap().reputation.success > 0);
@@ -157,45 +164,25 @@ fn pipeline_stages_get_distinct_providers_and_chain_inputs() {
     let b = assigned(&chain, job, 1);
     assert_ne!(a, b);
     let t0 = Trace::honest(&model(), 0, 2, input());
-    // Stage 1 cannot reveal before stage 0's output is known.
+    // Stage 1 cannot commit before stage 0's output is agreed (the audit
+    // drawn at its commitment must be computable from an agreed input).
     let t1 = Trace::honest(&model(), 2, 3, t0.result().output);
     let kb = key_of(b);
     let who = address_of(&kb);
     let salt = salt_for(&who, job, 1);
-    chain
-        .step(
+    assert_eq!(
+        chain.step(
             &kb,
             TxBody::CommitResult {
                 job,
                 stage: 1,
                 commitment: t1.result().commitment(job, 1, &salt, &who),
             },
-        )
-        .unwrap();
-    assert_eq!(
-        chain.step(
-            &kb,
-            TxBody::RevealResult {
-                job,
-                stage: 1,
-                result: t1.result(),
-                salt
-            }
         ),
         Err(TxError::PreviousStageUnrevealed)
     );
     chain.deliver(&key_of(a), job, 0, &t0).unwrap();
-    chain
-        .step(
-            &kb,
-            TxBody::RevealResult {
-                job,
-                stage: 1,
-                result: t1.result(),
-                salt,
-            },
-        )
-        .unwrap();
+    chain.deliver(&kb, job, 1, &t1).unwrap();
     advance(&mut chain, 5);
     assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Completed);
 }
@@ -263,7 +250,8 @@ fn named_placement_is_used_when_it_qualifies() {
 }
 
 /// Runs an audited job where P1 (cheapest) cheats at layer 2 and returns
-/// (chain, job, dispute).
+/// (chain, job, dispute). The job's max price (6) leaves P2 the only other
+/// qualified provider, so the stake-weighted draw makes it the auditor.
 fn cheating_job_under_audit() -> (TestChain, JobId, DisputeId) {
     let mut chain = network();
     let req = key(REQUESTER);
@@ -271,29 +259,20 @@ fn cheating_job_under_audit() -> (TestChain, JobId, DisputeId) {
         model(),
         input(),
         &[(8, 10_000_000)],
-        10,
+        6,
         VerificationLevel::Audited,
     );
     let job = submit(&mut chain, &req, spec);
     assert_eq!(assigned(&chain, job, 0), address_of(&key(P1)));
     let bad = Trace::cheating(&model(), 0, 8, input(), 2);
+    // The auditor commits the honest trace before P1 may reveal.
     chain.deliver(&key(P1), job, 0, &bad).unwrap();
     let StagePhase::Auditing { auditor, .. } = chain.state.job(job).unwrap().stages[0].phase else {
         panic!("stage should be audited");
     };
     assert_eq!(auditor, address_of(&key(P2)));
-    let honest = Trace::honest(&model(), 0, 8, input());
     let dispute = chain.state.meta().next_dispute;
-    chain
-        .step(
-            &key(P2),
-            TxBody::AuditReport {
-                job,
-                stage: 0,
-                result: honest.result(),
-            },
-        )
-        .unwrap();
+    chain.audit_report(job, 0).unwrap();
     assert!(chain.state.dispute(dispute).is_some());
     (chain, job, dispute)
 }
@@ -599,7 +578,8 @@ fn missed_deadline_reroutes_and_requester_pays_once() {
     assert_eq!(j.status, JobStatus::Completed);
     // Paid once, at P2's price (10 mega-ops × 6), plus its share of P1's penalty.
     let share = penalty.mul_ppm(params.slash_requester_ppm);
-    assert_eq!(chain.state.balance(&r).0, before.0 - 1 - 60 + share.0);
+    // The SubmitJob fee: min_fee + one slot × fee_per_slot = 2.
+    assert_eq!(chain.state.balance(&r).0, before.0 - 2 - 60 + share.0);
     assert_eq!(chain.state.provider(&p1).unwrap().open, 0);
     assert_eq!(chain.state.provider(&p1).unwrap().active, 0);
 }
@@ -672,7 +652,8 @@ fn unmatched_job_is_cancelled_and_refunded() {
     let wait = chain.state.params().match_timeout + 2;
     advance(&mut chain, wait);
     assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Cancelled);
-    assert_eq!(chain.state.balance(&r).0, before.0 - 1);
+    // Only the SubmitJob fee (min_fee + one slot) is spent.
+    assert_eq!(chain.state.balance(&r).0, before.0 - 2);
 }
 
 #[test]
@@ -794,7 +775,7 @@ fn mandate_caps_and_expiry_are_enforced() {
         )
         .unwrap();
     assert_eq!(chain.state.balance(&pa).0, p_before.0 - 100);
-    assert_eq!(chain.state.balance(&aa).0, a_before.0 - 1);
+    assert_eq!(chain.state.balance(&aa).0, a_before.0 - 2);
     assert_eq!(chain.state.mandate(m).unwrap().spent, Amount(100));
     // Per-job cap.
     assert_eq!(
@@ -932,7 +913,7 @@ fn passed_proposal_changes_the_parameter_at_its_height() {
     let mut chain = governance_chain();
     let change = ParamChange {
         key: ParamKey::ChallengeWindow,
-        value: 9,
+        value: 7,
     };
     let old = chain.state.params().challenge_window;
     chain.step(&key(30), TxBody::Propose { change }).unwrap();
@@ -983,7 +964,7 @@ fn passed_proposal_changes_the_parameter_at_its_height() {
     );
     assert_eq!(chain.state.params().challenge_window, old);
     produce(&mut chain);
-    assert_eq!(chain.state.params().challenge_window, 9);
+    assert_eq!(chain.state.params().challenge_window, 7);
     assert_eq!(
         chain.state.proposal(id).unwrap().status,
         ProposalStatus::Enacted

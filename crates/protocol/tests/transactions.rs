@@ -31,6 +31,7 @@ fn chain() -> TestChain {
     let g = GenesisBuilder::new(3)
         .params(agentic_protocol::params::Params {
             dispute_timeout: 10,
+            unbonding_delay: 20,
             ..fast_params()
         })
         .account(address_of(&key(A)), 100_000, 0)
@@ -745,27 +746,65 @@ fn audit_report_rules() {
     c.step(&key(A), TxBody::SubmitJob { spec }).unwrap();
     let job = JobId(0);
     let t = Trace::honest(&model(), 0, 3, input());
+    let (p1, p2) = (address_of(&key(P1)), address_of(&key(P2)));
     let report = |t: &Trace| TxBody::AuditReport {
         job,
         stage: 0,
         result: t.result(),
+        salt: salt_for(&p2, job, 0),
+    };
+    let commit = |t: &Trace| TxBody::AuditCommit {
+        job,
+        stage: 0,
+        commitment: t.result().commitment(job, 0, &salt_for(&p2, job, 0), &p2),
     };
     assert_eq!(
         c.reject(&key(P2), report(&t)),
         TxError::WrongPhase("auditing".into())
     );
-    c.deliver(&key(P1), job, 0, &t).unwrap();
+    assert_eq!(c.reject(&key(P2), commit(&t)), TxError::NotAuditor);
+    // P1's commitment is final: the block's beacon draws P2 (the only other
+    // qualified provider) to audit, before anyone reveals.
+    c.step(
+        &key(P1),
+        TxBody::CommitResult {
+            job,
+            stage: 0,
+            commitment: t.result().commitment(job, 0, &salt_for(&p1, job, 0), &p1),
+        },
+    )
+    .unwrap();
+    assert_eq!(c.auditor_of(job, 0), Some(p2));
+    let reveal = TxBody::RevealResult {
+        job,
+        stage: 0,
+        result: t.result(),
+        salt: salt_for(&p1, job, 0),
+    };
+    assert_eq!(c.reject(&key(P1), reveal.clone()), TxError::RevealTooEarly);
+    assert_eq!(c.reject(&key(P1), commit(&t)), TxError::NotAuditor);
+    c.step(&key(P2), commit(&t)).unwrap();
+    assert_eq!(
+        c.reject(&key(P2), commit(&t)),
+        TxError::AuditAlreadyCommitted
+    );
+    c.step(&key(P1), reveal).unwrap();
     assert!(matches!(
         c.state.job(job).unwrap().stages[0].phase,
         StagePhase::Auditing { .. }
     ));
     assert_eq!(c.reject(&key(P1), report(&t)), TxError::NotAuditor);
+    // A report must open the auditor's own commitment: no copying the
+    // revealed result after the fact.
     let other = Trace::honest(&model(), 0, 3, Hash([9; 32]));
-    assert_eq!(c.reject(&key(P2), report(&other)), TxError::InputMismatch);
-    let before = c.state.balance(&address_of(&key(P2)));
+    assert_eq!(
+        c.reject(&key(P2), report(&other)),
+        TxError::AuditCommitmentMismatch
+    );
+    let before = c.state.balance(&p2);
     c.step(&key(P2), report(&t)).unwrap();
     // Agreement pays the audit fee: 1 mega-op × 6.
-    assert_eq!(c.state.balance(&address_of(&key(P2))).0, before.0 + 6 - 1);
+    assert_eq!(c.state.balance(&p2).0, before.0 + 6 - 1);
     assert!(matches!(
         c.state.job(job).unwrap().stages[0].phase,
         StagePhase::Challengeable { .. }
@@ -787,15 +826,7 @@ fn bisect_rules() {
     let honest = Trace::honest(&model(), 0, 6, input());
     let bad = Trace::cheating(&model(), 0, 6, input(), 4);
     c.deliver(&key(P1), job, 0, &bad).unwrap();
-    c.step(
-        &key(P2),
-        TxBody::AuditReport {
-            job,
-            stage: 0,
-            result: honest.result(),
-        },
-    )
-    .unwrap();
+    c.audit_report(job, 0).unwrap();
     let d = DisputeId(0);
     let mid = c.state.dispute(d).unwrap().game.midpoint().unwrap();
     let (leaf, proof) = honest.open(mid);
@@ -946,8 +977,8 @@ fn cancel_job_while_matching_refunds_the_whole_escrow() {
     assert_eq!(j.status, JobStatus::Cancelled);
     assert_eq!(j.escrow, Amount::ZERO);
     assert!(j.stages.iter().all(|s| s.phase == StagePhase::Cancelled));
-    // Everything back but the two fees.
-    assert_eq!(c.state.balance(&a).0, before.0 - 2);
+    // Everything back but the two fees (SubmitJob: min_fee + one slot).
+    assert_eq!(c.state.balance(&a).0, before.0 - 3);
     // It left the matching queue: a provider that registers now gets nothing.
     apply(
         &mut c,
@@ -1174,7 +1205,7 @@ fn cancel_job_under_a_mandate_gives_the_mandate_its_room_back() {
     }));
     assert_eq!(c.state.mandate(mandate).unwrap().spent, Amount::ZERO);
     assert_eq!(c.state.balance(&a), a_before);
-    // The agent paid the two fees.
-    assert_eq!(c.state.balance(&b).0, b_before.0 - 2);
+    // The agent paid the two fees (SubmitJob: min_fee + one slot).
+    assert_eq!(c.state.balance(&b).0, b_before.0 - 3);
     assert_eq!(provider_load(&c, P1), (0, 0));
 }
