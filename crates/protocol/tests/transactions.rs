@@ -977,8 +977,9 @@ fn cancel_job_while_matching_refunds_the_whole_escrow() {
     assert_eq!(j.status, JobStatus::Cancelled);
     assert_eq!(j.escrow, Amount::ZERO);
     assert!(j.stages.iter().all(|s| s.phase == StagePhase::Cancelled));
-    // Everything back but the two fees (SubmitJob: min_fee + one slot).
-    assert_eq!(c.state.balance(&a).0, before.0 - 3);
+    // Everything back but the two fees (SubmitJob: min_fee + 2 stages ×
+    // (1 replica + 1 auditor) slots = 5; CancelJob: 1).
+    assert_eq!(c.state.balance(&a).0, before.0 - 6);
     // It left the matching queue: a provider that registers now gets nothing.
     apply(
         &mut c,
