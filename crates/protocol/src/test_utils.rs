@@ -421,10 +421,12 @@ impl TestChain {
     /// The drawn auditor (whose key this chain must know) commits `trace`
     /// for a stage, in its own block.
     pub fn audit_commit(&mut self, job: JobId, stage: u32, trace: &Trace) -> Result<(), TxError> {
-        let auditor = self
-            .auditor_of(job, stage)
+        let auditor = self.auditor_of(job, stage).ok_or(TxError::NotAuditor)?;
+        let key = self
+            .keys
+            .get(&auditor)
+            .cloned()
             .ok_or(TxError::NotAuditor)?;
-        let key = self.keys.get(&auditor).cloned().ok_or(TxError::NotAuditor)?;
         let salt = salt_for(&auditor, job, stage);
         let commitment = trace.result().commitment(job, stage, &salt, &auditor);
         self.audits.insert((job, stage), trace.clone());
@@ -441,10 +443,12 @@ impl TestChain {
     /// The auditor opens the commitment it made through
     /// [`TestChain::audit_commit`], in its own block.
     pub fn audit_report(&mut self, job: JobId, stage: u32) -> Result<(), TxError> {
-        let auditor = self
-            .auditor_of(job, stage)
+        let auditor = self.auditor_of(job, stage).ok_or(TxError::NotAuditor)?;
+        let key = self
+            .keys
+            .get(&auditor)
+            .cloned()
             .ok_or(TxError::NotAuditor)?;
-        let key = self.keys.get(&auditor).cloned().ok_or(TxError::NotAuditor)?;
         let trace = self
             .audits
             .get(&(job, stage))
@@ -465,9 +469,11 @@ impl TestChain {
     /// If a stage waits for its drawn auditor's commitment and
     /// [`TestChain::auto_audit`] is on, the auditor commits the honest trace.
     pub fn commit_pending_audit(&mut self, job: JobId, stage: u32) -> Result<(), TxError> {
-        let waiting = self.state.job(job).and_then(|j| j.stages.get(stage as usize)).is_some_and(|st| {
-            st.audit.as_ref().is_some_and(|a| a.commitment.is_none())
-        });
+        let waiting = self
+            .state
+            .job(job)
+            .and_then(|j| j.stages.get(stage as usize))
+            .is_some_and(|st| st.audit.as_ref().is_some_and(|a| a.commitment.is_none()));
         if !waiting || !self.auto_audit {
             return Ok(());
         }

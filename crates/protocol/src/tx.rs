@@ -379,9 +379,8 @@ impl TxBody {
     pub fn match_slots(&self) -> u64 {
         match self {
             TxBody::SubmitJob { spec } => {
-                let audit = u64::from(
-                    spec.requirements.verification != VerificationLevel::Optimistic,
-                );
+                let audit =
+                    u64::from(spec.requirements.verification != VerificationLevel::Optimistic);
                 (spec.stages.len() as u64)
                     .saturating_mul(u64::from(spec.requirements.replicas).saturating_add(audit))
             }

@@ -292,7 +292,8 @@ impl State {
             };
             let take = if queued < left { queued } else { left };
             left = left.saturating_sub(take);
-            self.commit.touch(StateKey::Unbonding(release, who), Some(&queued));
+            self.commit
+                .touch(StateKey::Unbonding(release, who), Some(&queued));
             let rest = queued.saturating_sub(take);
             if rest.0 == 0 {
                 self.unbonding.remove(&key);

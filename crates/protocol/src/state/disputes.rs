@@ -155,7 +155,9 @@ impl State {
                 reveal_deadline: None
             }
         ) {
-            return Err(TxError::WrongPhase("waiting for the audit commitment".into()));
+            return Err(TxError::WrongPhase(
+                "waiting for the audit commitment".into(),
+            ));
         }
         if now > audit.deadline {
             return Err(TxError::DeadlinePassed(audit.deadline));
@@ -764,7 +766,8 @@ impl State {
     /// Adds `who` to the providers a job may no longer use.
     fn exclude(&mut self, job: JobId, who: Address) {
         if let Some(jm) = self.job_mut(job) {
-            if !jm.excluded.contains(&who) && jm.excluded.len() < crate::types::limits::MAX_EXCLUDED {
+            if !jm.excluded.contains(&who) && jm.excluded.len() < crate::types::limits::MAX_EXCLUDED
+            {
                 jm.excluded.push(who);
             }
         }

@@ -1277,7 +1277,7 @@ impl State {
                 let refund = self.refund_escrow(job, JobStatus::Completed);
                 ctx.emit(Event::JobCompleted { job, refund });
             }
-            JobStatus::Failed if j.escrow.0 > 0 => {
+            JobStatus::Failed => {
                 let refund = self.refund_escrow(job, JobStatus::Failed);
                 ctx.emit(Event::JobSettled { job, refund });
             }
@@ -1434,8 +1434,9 @@ impl State {
                 m.spent = m.spent.saturating_sub(refund);
             }
         }
+        // With no live stage left the refund above was the whole escrow;
+        // otherwise the last live stage to end settles the job (`JobSettled`).
         ctx.emit(Event::JobFailed { job, refund });
-        self.settle_if_done(job, ctx);
     }
 
     /// What a job's live (delivered, still verified) stages may yet pay: each
@@ -1493,7 +1494,12 @@ pub fn audit_draw(beacon: &[u8; 32], job: JobId, stage: u32) -> u32 {
 pub fn replica_seed(beacon: &[u8; 32], job: JobId, stage: u32, replica: u8) -> [u8; 32] {
     Hash::digest(
         "agentic replica draw v1",
-        &[beacon, &job.0.to_be_bytes(), &stage.to_be_bytes(), &[replica]],
+        &[
+            beacon,
+            &job.0.to_be_bytes(),
+            &stage.to_be_bytes(),
+            &[replica],
+        ],
     )
     .0
 }

@@ -41,6 +41,7 @@ use commonware_codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Writ
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use commit::StateKey;
+pub use jobs::{audit_draw, auditor_seed, replica_seed};
 
 /// An account.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
