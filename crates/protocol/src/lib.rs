@@ -28,20 +28,24 @@
 //! ## Transactions
 //!
 //! Signed with ed25519 over `(chain id, nonce, fee, body)` under the
-//! namespace [`tx::TX_NAMESPACE`] ([`tx`]). The fee is burned. A
+//! namespace [`tx::TX_NAMESPACE`] ([`tx`]). The fee is burned and must cover
+//! the work the transaction causes ([`Params::required_fee`]: per slot to
+//! match and per KiB). A
 //! transaction applies fully or not at all: a rejected one returns a
 //! [`TxError`] and changes nothing, not even the nonce.
 //!
 //! | kind | effect |
 //! | --- | --- |
 //! | Transfer | move balance |
-//! | Bond / Unbond / Withdraw | balance → bonded → (unbonding delay) → withdrawable → balance |
-//! | RegisterProvider / UpdateProvider / Retire | standing offer; min stake bonded; retire once no open work |
+//! | Bond / Unbond / Withdraw | balance → bonded → (unbonding delay) → withdrawable → balance; all slashable until withdrawn; no withdraw with open work or disputes, no unbond of voted stake before the vote ends |
+//! | RegisterProvider / UpdateProvider / Retire | standing offer; min stake bonded; retire once no open work or dispute |
 //! | GrantMandate / RevokeMandate | let an agent spend the principal's balance within caps |
 //! | SubmitJob | lock escrow (own balance, or the principal's under a mandate) |
 //! | CancelJob | the requester withdraws a job before any commit: providers released, full refund |
 //! | CommitResult / RevealResult | commit-then-reveal a stage result |
-//! | AuditReport | the drawn auditor's own result: agree → paid, disagree → dispute |
+//! | AuditCommit | the auditor drawn at the stage's last commitment commits to its own result; replicas reveal only after it |
+//! | AuditReport | the auditor opens that commitment once replicas revealed: agree → paid, disagree → dispute |
+//! | ClaimUnavailable | an assigned provider claims the job's model or input unavailable; the referee checks |
 //! | Challenge | anyone, with a bond, within the challenge window → dispute |
 //! | Bisect | one move of the dispute game, with a Merkle proof |
 //! | Propose / Vote | parameter changes by bonded stake |
@@ -61,18 +65,19 @@
 //!    commit/reveal deadlines (penalize, exclude, re-route), audit
 //!    deadlines, challenge-window closes (payout), dispute timeouts;
 //! 2. release unbonded stake whose delay has passed;
-//! 3. the referee judges every dispute narrowed to one layer; slashing;
+//! 3. the referee judges every dispute narrowed to one layer (slashing,
+//!    settlement) and every availability claim;
 //! 4. match waiting stages to providers ([`matching`]);
 //! 5. issuance (a governed amount per block, zero by default).
 //!
 //! ## Job lifecycle
 //!
 //! ```text
-//!   SubmitJob ──▶ Matching ──▶ Running ──commit──▶ reveal ──▶ (audit?) ──▶ Challengeable ──▶ Finalized
+//!   SubmitJob ──▶ Matching ──▶ Running ──commit──▶ (audit drawn? auditor commits) ──▶ reveal ──▶ (auditor reports) ──▶ Challengeable ──▶ Finalized
 //!                    ▲  │         │ missed deadline              │ disagree       │ challenge
 //!                    └──┼ re-route┘ (penalty, excluded)          └────▶ Disputed ◀┘
 //!                       │                                          defendant wins → Challengeable
-//!                       │                                          defendant loses → job Failed, refund
+//!                       │                                          defendant loses → job Failed: delivered stages still paid, rest refunded
 //!                       └─ CancelJob (requester, before any commit) or no provider in time → Cancelled, full refund
 //! ```
 //!
@@ -105,6 +110,19 @@
 //! Frivolous challengers lose their bond, so challenges cost nothing to the
 //! honest. Reputation lowers audit probability, but is bounded by stake so
 //! it cannot be farmed cheaply.
+//!
+//! ## Coalitions
+//!
+//! Identities are free, so every rule is checked against a coalition of
+//! them: auditors and replicas after the first are drawn by stake (a
+//! coalition audits itself in proportion to its stake, whatever its
+//! prices); auditors commit before anyone reveals (no copying); stake stays
+//! slashable until withdrawn and cannot be withdrawn, retired or unbonded
+//! below a job's `min_stake` while its work or disputes are open; a failed
+//! job still pays honest delivered work, from the cheater's slash first;
+//! data a requester does not publish costs it the providers' penalties;
+//! voted stake stays locked until the vote ends. `tests/adversarial.rs`
+//! plays each attack.
 
 pub mod bisection;
 pub mod coord;
