@@ -4,16 +4,19 @@
 //!  start: open store + journal ─▶ serve data plane ─▶ measure speed ─▶ Vivaldi probes
 //!         ─▶ bond up to the configured stake ─▶ register (or update) the offer
 //!
-//!  every poll:  GET /v1/providers/{me}/work  (active jobs where I hold a slot)
+//!  every poll:  GET /v1/providers/{me}/work  (jobs where I hold an open slot or audit)
 //!    for each stage I hold, by phase:
 //!      Running, not committed ─▶ input known? ─▶ compute (fetch model + input, run layers)
 //!                               ─▶ input == previous stage's revealed output? ─▶ journal ─▶ CommitResult
 //!                               (output pushed to the next stage's providers as soon as computed)
+//!                               model or job input not fetchable, retries spent ─▶ ClaimUnavailable (once)
 //!      Running, reveal open   ─▶ publish the output on the node's blob store, then
 //!                               RevealResult (result from the journal, salt from the key)
 //!      finalized              ─▶ record the payment
-//!    for each stage I audit (Auditing { auditor: me }):
-//!      recompute from the agreed input ─▶ journal (result + trace leaves) ─▶ AuditReport
+//!    for each stage I was drawn to audit (when its last replica committed):
+//!      stage.audit = me, not committed ─▶ recompute from the agreed input ─▶ journal
+//!                                         (result + trace leaves) ─▶ AuditCommit (salted)
+//!      Auditing { auditor: me }        ─▶ AuditReport (result from the journal + the salt)
 //!    for each open dispute I am a party to (the work's `disputes`):
 //!      Bisecting, not moved this round ─▶ Bisect { my leaf at the midpoint, its Merkle proof }
 //!      AwaitingReferee (or lo = 0)     ─▶ replay up to the agreed leaf, check its hash,
@@ -38,6 +41,17 @@
 //! if neither party makes it available within `dispute_timeout` blocks, the defendant
 //! loses. So each party replays its own computation up to leaf `lo`, checks the hash,
 //! keeps the bytes in its data-plane store and uploads them to its node.
+//!
+//! Audits are commit-reveal: the ledger draws the auditor in the block where a stage's
+//! last replica commits, and no replica may reveal before the auditor committed to its
+//! own result, so an auditor can never copy what it checks. The auditor's salt is
+//! derived like a replica's ([`salt_for`]); a provider never holds both roles in a job.
+//!
+//! Data availability: a provider that cannot fetch a job's model or input (after
+//! [`CLAIM_AFTER_FAILURES`] tries over [`CLAIM_PATIENCE`]) claims it unavailable with
+//! `ClaimUnavailable` instead of missing its deadline; the validators check by fetching
+//! both blobs themselves. (The "once per job" is kept in memory: a restarted daemon may
+//! claim a job again.)
 //!
 //! Misbehaviour ([`Config::misbehave`], [`crate::misbehave`]): a daemon can be told to
 //! cheat on the stages it holds, for the tests and the demo; in every other role it
@@ -72,6 +86,13 @@ use crate::dataplane::{self, FetchError, Fetcher, Inbox, PlaneState};
 use crate::journal::{Journal, JournalError, Role, StageRecord};
 use crate::measure;
 use crate::misbehave::{self, copy_replica, Misbehaviour};
+
+/// Failed fetches in a row of a job's model or input before the daemon claims the data
+/// unavailable (each turn of the loop retries).
+pub const CLAIM_AFTER_FAILURES: u32 = 5;
+/// Least time between the first failed fetch and the claim (the requester may still be
+/// uploading).
+pub const CLAIM_PATIENCE: Duration = Duration::from_secs(2);
 
 /// How a provider is run.
 #[derive(Clone)]
@@ -195,8 +216,12 @@ pub struct Status {
     pub stages_computed: u64,
     /// Stages committed.
     pub stages_committed: u64,
-    /// Audit reports sent.
+    /// Audit commitments sent (`AuditCommit`).
+    pub audits_committed: u64,
+    /// Audit reports sent (`AuditReport`, opening the commitment).
     pub audits_reported: u64,
+    /// Jobs whose model or input this provider claimed unavailable (`ClaimUnavailable`).
+    pub claims_sent: u64,
     /// Bisection moves sent (as defendant or challenger).
     pub bisect_moves: u64,
     /// Agreed activations made available for the referee (stored and uploaded).
@@ -309,6 +334,8 @@ impl Provider {
             inbox,
             models: Arc::default(),
             running: BTreeMap::new(),
+            missing: BTreeMap::new(),
+            claimed: BTreeSet::new(),
             computed: BTreeMap::new(),
             pushed: BTreeSet::new(),
             endpoints: BTreeMap::new(),
@@ -481,6 +508,75 @@ enum Poll {
     Running,
     /// Finished with this result.
     Done(Computed),
+    /// Failed: no source had the model or the input (or none served its bytes).
+    Unavailable {
+        /// Which.
+        what: Blob,
+        /// What each source answered.
+        detail: String,
+    },
+}
+
+/// A blob a stage's computation needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Blob {
+    /// The job's model (or training task).
+    Model,
+    /// The stage's input: the job's input for stage 0, else the previous stage's output.
+    Input,
+}
+
+impl std::fmt::Display for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Blob::Model => "model",
+            Blob::Input => "input",
+        })
+    }
+}
+
+/// Why a background computation failed.
+#[derive(Debug)]
+enum TaskError {
+    /// No source had the blob, or every source that had it failed to serve bytes that
+    /// hash to its name.
+    Unavailable {
+        /// Which blob.
+        what: Blob,
+        /// What each source answered.
+        detail: String,
+    },
+    /// Anything else (a model that does not decode, a failed run, local storage).
+    Failed(String),
+}
+
+impl TaskError {
+    /// A failed fetch of `what`: unavailable when no source had it (or none served it
+    /// intact); a local failure or an oversized blob is not the data's absence.
+    fn fetch(what: Blob, e: FetchError) -> TaskError {
+        match e {
+            FetchError::NotFound(_) | FetchError::Failed { .. } => TaskError::Unavailable {
+                what,
+                detail: e.to_string(),
+            },
+            other => TaskError::Failed(format!("{what}: {other}")),
+        }
+    }
+}
+
+impl From<String> for TaskError {
+    fn from(e: String) -> TaskError {
+        TaskError::Failed(e)
+    }
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskError::Unavailable { what, detail } => write!(f, "{what}: {detail}"),
+            TaskError::Failed(e) => f.write_str(e),
+        }
+    }
 }
 
 /// Making one agreed activation available for the referee.
@@ -511,7 +607,11 @@ struct Daemon {
     journal: Journal,
     inbox: Inbox,
     models: Models,
-    running: BTreeMap<(JobId, u32), JoinHandle<Result<Computed, String>>>,
+    running: BTreeMap<(JobId, u32), JoinHandle<Result<Computed, TaskError>>>,
+    /// Failed fetches of a job's data in a row, by stage held, and when the first failed.
+    missing: BTreeMap<(JobId, u32), (u32, Instant)>,
+    /// Jobs whose data this daemon claimed unavailable (at most once each).
+    claimed: BTreeSet<JobId>,
     computed: BTreeMap<(JobId, u32), Computed>,
     pushed: BTreeSet<(JobId, u32, Address, Hash)>,
     endpoints: BTreeMap<Address, String>,
@@ -818,12 +918,16 @@ impl Daemon {
         };
         match h.await {
             Ok(Ok(c)) => {
+                self.missing.remove(&key);
                 let mut st = self.status();
                 st.stages_computed += 1;
                 st.ops += c.ops;
                 Ok(Poll::Done(c))
             }
-            Ok(Err(e)) => Err(ProviderError::Unexpected(e)),
+            Ok(Err(TaskError::Unavailable { what, detail })) => {
+                Ok(Poll::Unavailable { what, detail })
+            }
+            Ok(Err(TaskError::Failed(e))) => Err(ProviderError::Unexpected(e)),
             Err(e) => Err(ProviderError::Unexpected(format!("task: {e}"))),
         }
     }
@@ -859,24 +963,34 @@ impl Daemon {
     /// A stage assigned to us and not committed: compute, check, commit.
     async fn work_on(&mut self, id: JobId, job: &Job, s: u32) -> Result<(), ProviderError> {
         let key = (id, s);
-        // Committed before a crash but the transaction never landed: commit again.
+        // Committed before a crash but the transaction never landed: commit again. (A
+        // record of an audit of this stage that ended unreported is not a replica's
+        // result: compute afresh, the new record replaces it.)
         if let Some(rec) = self.journal.get(id, s).cloned() {
-            return self.commit(id, s, rec).await;
+            if rec.role == Role::Stage {
+                return self.commit(id, s, rec).await;
+            }
         }
         match self.poll_task(key).await? {
             Poll::Running => return Ok(()),
             Poll::Done(c) => {
                 self.computed.insert(key, c);
             }
+            Poll::Unavailable { what, detail } => {
+                // Tried again next turn; claimed unavailable once retries run out.
+                return self.data_missing(id, job, s, what, detail).await;
+            }
             Poll::Idle => {}
         }
         let mode = self.config.misbehave;
-        // A colluding downstream commits on the activation pushed to it, agreed or not.
+        // A colluding downstream commits on the activation pushed to it, agreed or not
+        // (as soon as the ledger takes a commitment: once the previous stage has an
+        // agreed result).
         let collude = mode.is_some_and(Misbehaviour::commits_on_pushed_input);
         let expected = Daemon::expected_input(job, s);
         if let Some(c) = self.computed.get(&key).cloned() {
             self.push_next(id, job, s, c.pushed).await;
-            if expected == Some(c.result.input) || collude {
+            if expected == Some(c.result.input) || (collude && expected.is_some()) {
                 let mut rec = StageRecord::new(id, s, Role::Stage, c.result, c.leaves, c.ops);
                 rec.misbehaviour = mode;
                 rec.pushed = (c.pushed != c.result.output).then_some(c.pushed);
@@ -919,9 +1033,57 @@ impl Daemon {
         Ok(())
     }
 
-    /// Audits stage `s` of `job` if this provider was drawn for it: recomputes it from
-    /// the agreed input (always honestly), journals the result with its trace leaves,
-    /// and reports it.
+    /// A computation of a stage we hold could not fetch `what`. The job's own data — its
+    /// model, or its input for stage 0 — may still be on its way, so the fetch is retried
+    /// every turn; once it has failed [`CLAIM_AFTER_FAILURES`] times in a row over at
+    /// least [`CLAIM_PATIENCE`], the daemon claims the data unavailable
+    /// (`ClaimUnavailable`, once per job) instead of silently missing its deadline. The
+    /// validators then try to fetch both blobs: if they can, the claim costs the miss
+    /// penalty and the job goes on (the daemon keeps trying); if nobody can, the job is
+    /// cancelled and the payer compensates every assigned provider. A later stage's
+    /// input is the previous stage's output, not the job's data: it is never claimed.
+    async fn data_missing(
+        &mut self,
+        id: JobId,
+        job: &Job,
+        s: u32,
+        what: Blob,
+        detail: String,
+    ) -> Result<(), ProviderError> {
+        let now = Instant::now();
+        let (failures, since) = {
+            let e = self.missing.entry((id, s)).or_insert((0, now));
+            e.0 += 1;
+            *e
+        };
+        let job_data = what == Blob::Model || s == 0;
+        let due = failures >= CLAIM_AFTER_FAILURES && now.duration_since(since) >= CLAIM_PATIENCE;
+        if !job_data || !due || job.claim.is_some() || self.claimed.contains(&id) {
+            return Err(ProviderError::Unexpected(format!(
+                "job {} stage {s}: cannot fetch the {what} ({failures} tries): {detail}",
+                id.0
+            )));
+        }
+        self.claimed.insert(id);
+        send_tx(&self.client, &self.config, TxBody::ClaimUnavailable { job: id }).await?;
+        self.status().claims_sent += 1;
+        tracing::warn!(
+            job = id.0,
+            stage = s,
+            %what,
+            failures,
+            %detail,
+            "the job's data cannot be fetched: claimed unavailable"
+        );
+        Ok(())
+    }
+
+    /// Audits stage `s` of `job` if this provider was drawn for it. The draw comes when
+    /// the stage's last replica commits (`stage.audit`): recompute the stage from its
+    /// agreed input (always honestly), journal the result with its trace leaves, and
+    /// commit to it (`AuditCommit`, salted like a reveal) — the replicas cannot reveal
+    /// before. Once they revealed and agree (`Auditing` with this provider as auditor),
+    /// open the commitment (`AuditReport` with the journaled result and the salt).
     async fn audit(
         &mut self,
         id: JobId,
@@ -930,10 +1092,21 @@ impl Daemon {
         height: u64,
     ) -> Result<(), ProviderError> {
         let st = &job.stages[s as usize];
+        if let (
+            StagePhase::Running {
+                reveal_deadline: None,
+            },
+            Some(slot),
+        ) = (st.phase, &st.audit)
+        {
+            if slot.auditor != self.me || slot.commitment.is_some() || height > slot.deadline.0
+            {
+                return Ok(());
+            }
+            return self.audit_commit(id, job, s, slot.price).await;
+        }
         let StagePhase::Auditing {
-            auditor,
-            price,
-            deadline,
+            auditor, deadline, ..
         } = st.phase
         else {
             return Ok(());
@@ -941,35 +1114,94 @@ impl Daemon {
         if auditor != self.me || height > deadline.0 {
             return Ok(());
         }
-        let Some(agreed) = st.result else {
-            return Ok(());
-        };
+        match self.journal.get(id, s).cloned() {
+            Some(rec) if matches!(rec.role, Role::Audit { .. }) => {
+                if rec.revealed {
+                    return Ok(());
+                }
+                self.report(rec).await
+            }
+            _ => Err(ProviderError::Unexpected(format!(
+                "auditing job {} stage {s} but the journal holds no committed audit result",
+                id.0
+            ))),
+        }
+    }
+
+    /// The commit half of an audit: compute the stage from its agreed input (the job's
+    /// input for stage 0, else the previous stage's agreed output — the ledger draws the
+    /// auditor only once that is known), journal the result, send `AuditCommit`.
+    async fn audit_commit(
+        &mut self,
+        id: JobId,
+        job: &Job,
+        s: u32,
+        price: Amount,
+    ) -> Result<(), ProviderError> {
         if let Some(rec) = self.journal.get(id, s).cloned() {
             if matches!(rec.role, Role::Audit { .. }) && !rec.committed {
-                return self.report(rec).await;
+                return self.send_audit_commit(rec).await;
             }
+            // Committed (the chain will show it), or a record of another role.
             return Ok(());
         }
+        let Some(input) = Daemon::expected_input(job, s) else {
+            return Ok(());
+        };
         match self.poll_task((id, s)).await? {
             Poll::Running => return Ok(()),
             Poll::Done(c) => {
-                if c.result.input != agreed.input {
+                if c.result.input != input {
                     return Err(ProviderError::Unexpected(format!(
                         "audit of job {} stage {s} ran on {} instead of the agreed input {}",
-                        id.0, c.result.input, agreed.input
+                        id.0, c.result.input, input
                     )));
                 }
                 let rec = StageRecord::new(id, s, Role::Audit { price }, c.result, c.leaves, c.ops);
                 self.journal.put(rec.clone())?;
-                return self.report(rec).await;
+                return self.send_audit_commit(rec).await;
+            }
+            Poll::Unavailable { what, detail } => {
+                // Only an assigned replica may claim the data unavailable; an auditor
+                // that cannot fetch it misses its commitment and is replaced.
+                return Err(ProviderError::Unexpected(format!(
+                    "audit of job {} stage {s}: cannot fetch the {what}: {detail}",
+                    id.0
+                )));
             }
             Poll::Idle => {}
         }
-        self.start_compute(id, job, s, agreed.input, None).await;
+        self.start_compute(id, job, s, input, None).await;
+        Ok(())
+    }
+
+    async fn send_audit_commit(&mut self, rec: StageRecord) -> Result<(), ProviderError> {
+        let salt = salt_for(&self.salt_secret, rec.job, rec.stage);
+        let commitment = rec.result.commitment(rec.job, rec.stage, &salt, &self.me);
+        send_tx(
+            &self.client,
+            &self.config,
+            TxBody::AuditCommit {
+                job: rec.job,
+                stage: rec.stage,
+                commitment,
+            },
+        )
+        .await?;
+        self.journal
+            .update(rec.job, rec.stage, |r| r.committed = true)?;
+        self.status().audits_committed += 1;
+        tracing::info!(
+            job = rec.job.0,
+            stage = rec.stage,
+            output = %hex32(&rec.result.output),
+            "audit committed"
+        );
         Ok(())
     }
 
     async fn report(&mut self, rec: StageRecord) -> Result<(), ProviderError> {
+        let salt = salt_for(&self.salt_secret, rec.job, rec.stage);
         send_tx(
             &self.client,
             &self.config,
@@ -977,11 +1209,14 @@ impl Daemon {
                 job: rec.job,
                 stage: rec.stage,
                 result: rec.result,
+                salt,
             },
         )
         .await?;
-        self.journal
-            .update(rec.job, rec.stage, |r| r.committed = true)?;
+        self.journal.update(rec.job, rec.stage, |r| {
+            r.committed = true;
+            r.revealed = true;
+        })?;
         self.status().audits_reported += 1;
         tracing::info!(
             job = rec.job.0,
@@ -1312,9 +1547,13 @@ impl Daemon {
         Ok(())
     }
 
-    /// Records an audit's fee once its stage moved on: paid when the audit agreed with
-    /// the stage's result; a disputed audit is settled by the dispute (see
-    /// [`StageRecord::paid`]).
+    /// Records an audit's fee once the audit ended. While the stage's audit slot (or its
+    /// `Auditing` phase) still names this provider, nothing is settled. A reported audit
+    /// that agreed with the stage's result was paid its fee; a disputed one is settled by
+    /// the dispute (see [`StageRecord::paid`]) and recorded once the stage is verified or
+    /// the job ended. An audit that ended unreported was paid only if its commitment was
+    /// on chain when the replicas disagreed (the replica dispute needs it no more);
+    /// otherwise (missed, or the stage went back to matching) it earned nothing.
     fn settle_audit(
         &mut self,
         rec: &StageRecord,
@@ -1322,18 +1561,38 @@ impl Daemon {
         price: Amount,
     ) -> Result<(), ProviderError> {
         let st = &job.stages[rec.stage as usize];
+        let holding = st.audit.as_ref().is_some_and(|a| a.auditor == self.me)
+            || matches!(st.phase, StagePhase::Auditing { auditor, .. } if auditor == self.me);
+        if holding && st.phase != StagePhase::Cancelled {
+            return Ok(());
+        }
         let verified = matches!(
             st.phase,
             StagePhase::Challengeable { .. } | StagePhase::Finalized
         );
-        if !verified && job.status == JobStatus::Active && st.phase != StagePhase::Cancelled {
-            return Ok(());
-        }
-        let agreed = verified && st.result.map(|r| r.output) == Some(rec.result.output);
-        let paid = if agreed {
-            Amount::cost(job.spec.stages[rec.stage as usize].ops, price).unwrap_or_default()
+        let fee = Amount::cost(job.spec.stages[rec.stage as usize].ops, price).unwrap_or_default();
+        let paid = if rec.revealed {
+            if !verified && job.status == JobStatus::Active && st.phase != StagePhase::Cancelled {
+                return Ok(());
+            }
+            let agreed = verified && st.result.map(|r| r.output) == Some(rec.result.output);
+            if agreed {
+                fee
+            } else {
+                Amount::ZERO
+            }
         } else {
-            Amount::ZERO
+            let outputs: BTreeSet<Hash> = st
+                .slots
+                .iter()
+                .filter_map(|x| x.assignment.as_ref())
+                .filter_map(|a| a.result.map(|r| r.output))
+                .collect();
+            if rec.committed && outputs.len() > 1 {
+                fee
+            } else {
+                Amount::ZERO
+            }
         };
         self.journal
             .update(rec.job, rec.stage, |r| r.paid = Some(paid))?;
@@ -1341,7 +1600,7 @@ impl Daemon {
             let mut status = self.status();
             status.earned = Amount(status.earned.0.saturating_add(paid.0));
         }
-        tracing::info!(job = rec.job.0, stage = rec.stage, %paid, agreed, "audit settled");
+        tracing::info!(job = rec.job.0, stage = rec.stage, %paid, reported = rec.revealed, "audit settled");
         Ok(())
     }
 }
@@ -1363,7 +1622,7 @@ async fn load_workload(
     models: &Models,
     model: Hash,
     sources: &[Client],
-) -> Result<Arc<Workload>, String> {
+) -> Result<Arc<Workload>, TaskError> {
     let quiet = |_: u64, _: u64| {};
     let cached = models
         .lock()
@@ -1376,7 +1635,7 @@ async fn load_workload(
     fetcher
         .fetch(&model, sources, &quiet)
         .await
-        .map_err(|e| format!("model: {e}"))?;
+        .map_err(|e| TaskError::fetch(Blob::Model, e))?;
     let store = fetcher.store().clone();
     let m = tokio::task::spawn_blocking(move || -> Result<Workload, String> {
         let bytes = store
@@ -1421,13 +1680,13 @@ struct ComputeTask {
 }
 
 impl ComputeTask {
-    async fn run(self) -> Result<Computed, String> {
+    async fn run(self) -> Result<Computed, TaskError> {
         let quiet = |_: u64, _: u64| {};
         let model = load_workload(&self.fetcher, &self.models, self.model, &self.sources).await?;
         self.fetcher
             .fetch(&self.input, &self.sources, &quiet)
             .await
-            .map_err(|e| format!("input: {e}"))?;
+            .map_err(|e| TaskError::fetch(Blob::Input, e))?;
         let store = self.fetcher.store().clone();
         let (input, layers, declared) = (self.input, self.layers.clone(), self.declared_ops);
         let (mode, seed) = (self.mode, self.seed);
@@ -1482,7 +1741,9 @@ impl ReplayTask {
     /// `None` when it has none there.
     async fn run(self) -> Result<Option<Hash>, String> {
         let quiet = |_: u64, _: u64| {};
-        let model = load_workload(&self.fetcher, &self.models, self.model, &self.sources).await?;
+        let model = load_workload(&self.fetcher, &self.models, self.model, &self.sources)
+            .await
+            .map_err(|e| e.to_string())?;
         self.fetcher
             .fetch(&self.input, &self.sources, &quiet)
             .await

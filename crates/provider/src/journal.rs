@@ -4,13 +4,14 @@
 //! cannot know yet — the result it committed to, so that after a restart it reveals
 //! exactly that (a commitment it cannot open would cost it its deadline penalty).
 //! A record is written, synced and renamed into place *before* the `CommitResult`
-//! transaction is sent; the stage's output activation is already in the local blob
-//! store by then. The salt is not stored: it is derived from the provider's key and
-//! the stage ([`crate::daemon::salt_for`]), secret until revealed.
+//! (or, for an audit, `AuditCommit`) transaction is sent; the stage's output activation
+//! is already in the local blob store by then. The salt is not stored: it is derived
+//! from the provider's key and the stage ([`crate::daemon::salt_for`]), secret until
+//! revealed.
 //!
 //! ```text
 //!   stage:  computed ──write record──▶ commit sent ──▶ published (output on the node) ──▶ revealed ──▶ paid
-//!   audit:  recomputed ──write record──▶ AuditReport sent ──▶ settled
+//!   audit:  recomputed ──write record──▶ AuditCommit sent ──▶ AuditReport sent (opens it) ──▶ settled
 //! ```
 //!
 //! Every record keeps the full trace of its result — the input's hash and each layer's
@@ -71,9 +72,10 @@ pub struct StageRecord {
     pub pushed: Option<Hash>,
     /// Metered operations of the run.
     pub ops: u64,
-    /// The commitment transaction was finalized (an audit: the `AuditReport`).
+    /// The commitment transaction was finalized (an audit: the `AuditCommit`).
     pub committed: bool,
-    /// The reveal transaction was finalized.
+    /// The reveal transaction was finalized (an audit: the `AuditReport` that opens its
+    /// commitment).
     pub revealed: bool,
     /// The output activation was uploaded to the node's blob store.
     pub published: bool,

@@ -5,8 +5,10 @@
 //! endpoint), runs the pipeline stages the ledger assigns it, moves activations
 //! directly to the next stage's provider, commits and reveals its results, and is
 //! paid `ops × price` when the challenge window closes. It also audits the stages the
-//! ledger draws it for, and plays the bisection game over results it defends or
-//! disputes, making the agreed activation available to the validators' referee.
+//! ledger draws it for (committing to its own result before the replicas reveal, then
+//! opening it), claims a job's data unavailable when it cannot fetch it, and plays the
+//! bisection game over results it defends or disputes, making the agreed activation
+//! available to the validators' referee.
 //!
 //! ```text
 //!                 ┌──────────────────────── node API (HTTP) ────────────────────────┐
@@ -19,8 +21,8 @@
 //! ```
 //!
 //! * [`daemon`] — the loop: registration, work polling, compute, commit-then-reveal,
-//!   publication, payment; audits; playing disputes (bisection moves, the agreed
-//!   activation for the referee).
+//!   publication, payment; audits (commit, then report); availability claims; playing
+//!   disputes (bisection moves, the agreed activation for the referee).
 //! * [`dataplane`] — content-addressed blob routes, the activation inbox, RTT pings,
 //!   and resumable verified downloads.
 //! * [`journal`] — what survives a crash (results committed to with their trace leaves,

@@ -1,7 +1,7 @@
 //! End to end on a local network: validators with real consensus, provider daemons
 //! with their data planes, a requester. Partitioned jobs return exactly the bits of a
 //! single local run and every base unit is accounted for — also when a stage provider
-//! dies mid-job or restarts.
+//! dies mid-job or restarts, or cannot fetch an input the requester never published.
 
 mod common;
 
@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use agentic_compute::trace::Trace;
+use agentic_protocol::event::Event;
 use agentic_protocol::state::{JobStatus, StagePhase, State};
 use agentic_protocol::{Address, Amount, Hash};
 use common::*;
@@ -110,7 +111,8 @@ fn three_stage_job_matches_a_local_run_and_pays_exactly() {
             }
             let (a0, _) = before[&alice.address()];
             let (a1, _) = balances(&c, &alice.address()).await;
-            assert_eq!(a1.0, a0.0 - paid_total - min_fee().0);
+            assert_eq!(a1.0, a0.0 - paid_total - submit_fee(&p.spec));
+            assert_eq!(submit_fee(&p.spec), 4, "three stages of one replica, no audit");
             let escrow = State::escrow_for(&p.spec).unwrap();
             assert!(escrow.0 > paid_total, "a refund was due");
             assert_eq!(j.escrow, Amount::ZERO);
@@ -142,7 +144,7 @@ fn three_stage_job_matches_a_local_run_and_pays_exactly() {
             assert_eq!(j.status, JobStatus::Cancelled);
             assert_eq!(j.escrow, Amount::ZERO);
             let (a1, _) = balances(&c, &alice.address()).await;
-            assert_eq!(a1.0, a0.0 - min_fee().0, "only the fee is spent");
+            assert_eq!(a1.0, a0.0 - submit_fee(&cheap.spec), "only the fee is spent");
         },
     );
 }
@@ -302,4 +304,139 @@ fn a_provider_restarted_mid_job_finishes_and_is_paid_once() {
             drop(p2);
         },
     );
+}
+
+/// Collects every ledger event validator 0 applies from now on (block-level events,
+/// such as a claim's outcome, are in no transaction's receipt).
+fn follow_events(net: &Net) -> std::sync::Arc<std::sync::Mutex<Vec<Event>>> {
+    let mut rx = net.validators[0].chain.read().unwrap().subscribe();
+    let log: std::sync::Arc<std::sync::Mutex<Vec<Event>>> = Default::default();
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(e) = rx.recv().await {
+            if let agentic_node::ChainEvent::Ledger { record, .. } = e {
+                sink.lock().unwrap().push(record.event);
+            }
+        }
+    });
+    log
+}
+
+/// A requester that never uploads its input: the assigned provider cannot fetch it,
+/// claims it unavailable (`ClaimUnavailable`) instead of missing its deadline, the
+/// validators cannot fetch it either, and once the ledger's patience runs out the job
+/// is cancelled with the provider compensated from the escrow (`miss_penalty_ppm` of
+/// its stake) and the rest refunded. A requester that uploads the input only after the
+/// claim: the validators fetch it, the claim is rejected (the claimant pays the miss
+/// penalty), and the job goes on to completion.
+#[test]
+fn a_provider_claims_an_unpublished_input_unavailable() {
+    // A challenge window longer than the claim's check (the arbiter retries a missing
+    // blob every second): the second job cannot complete before its claim is judged.
+    with_market(
+        "unavailable",
+        VALIDATORS,
+        &["alice", "p1"],
+        &[("challenge_window", 30), ("reveal_window", 20)],
+        |net| async move {
+            let c = net.client();
+            let params = params(&c).await;
+            let p1 = net.provider("p1", 1_000, |_| {}).await.unwrap();
+            let alice = net.key("alice");
+            let log = follow_events(&net);
+            let events_of = |job| {
+                let all = log.lock().unwrap().clone();
+                all.into_iter()
+                    .filter(|e| mentions(e, job))
+                    .collect::<Vec<Event>>()
+            };
+
+            // 1. Never published: the job is cancelled, the provider compensated.
+            let p = prepare(&["nobody will ever see this input"], &[], 10_000, 200);
+            let (a0, pr0) = (
+                snapshot(&c, &alice.address()).await,
+                snapshot(&c, &p1.address()).await,
+            );
+            let id = submit_spec(&c, &alice, &p.spec, &[&p.bundle]).await.unwrap();
+            let j = wait_finished(&c, id, Duration::from_secs(60)).await;
+            assert_eq!(j.status, JobStatus::Cancelled, "{j:#?}");
+            assert_eq!(j.escrow, Amount::ZERO);
+            assert_eq!(p1.status().claims_sent, 1, "{:?}", p1.status());
+            let (a1, pr1) = (
+                snapshot(&c, &alice.address()).await,
+                snapshot(&c, &p1.address()).await,
+            );
+            let due = Amount(pr0.bonded).mul_ppm(params.miss_penalty_ppm).0;
+            assert!(due > 0);
+            let events = events_of(id);
+            assert!(
+                events.iter().any(|e| matches!(e,
+                    Event::UnavailabilityClaimed { claimant, .. } if *claimant == p1.address())),
+                "{events:#?}"
+            );
+            let escrow = State::escrow_for(&p.spec).unwrap().0;
+            assert!(
+                events.iter().any(|e| matches!(e,
+                    Event::DataUnavailable { compensation, refund, .. }
+                        if compensation.0 == due && refund.0 == escrow - due)),
+                "{events:#?}"
+            );
+            // The provider: one transaction (the claim), the compensation, its stake whole.
+            assert_eq!(pr1.nonce, pr0.nonce + 1, "the claim only");
+            assert_eq!(pr1.bonded, pr0.bonded);
+            assert_eq!(pr1.balance, pr0.balance + due - pr1.fees_since(&pr0));
+            // The requester: its fee and the compensation, nothing else.
+            assert_eq!(a1.balance, a0.balance - submit_fee(&p.spec) - due);
+
+            // 2. Published after the claim: the claim is rejected, the job completes.
+            let p = prepare(&["an input that arrives late"], &[], 10_000, 200);
+            let (a0, pr0) = (
+                snapshot(&c, &alice.address()).await,
+                snapshot(&c, &p1.address()).await,
+            );
+            let id = submit_spec(&c, &alice, &p.spec, &[&p.bundle]).await.unwrap();
+            wait_job(&c, id, Duration::from_secs(60), |j| j.claim.is_some()).await;
+            c.put_blob(p.input.canonical_bytes()).await.unwrap();
+            let j = wait_finished(&c, id, Duration::from_secs(120)).await;
+            assert_eq!(j.status, JobStatus::Completed, "{j:#?}");
+            assert_eq!(
+                j.stages[0].result.unwrap().output,
+                Hash(p.local[0].trace.output_hash().0)
+            );
+            assert_eq!(p1.status().claims_sent, 2, "one claim per job");
+            let (a1, pr1) = (
+                snapshot(&c, &alice.address()).await,
+                snapshot(&c, &p1.address()).await,
+            );
+            let penalty = Amount(pr0.bonded).mul_ppm(params.miss_penalty_ppm).0;
+            let to_payer = Amount(penalty).mul_ppm(params.slash_requester_ppm).0;
+            let events = events_of(id);
+            assert!(
+                events.iter().any(|e| matches!(e,
+                    Event::ClaimRejected { claimant, penalty: x, .. }
+                        if *claimant == p1.address() && x.0 == penalty)),
+                "{events:#?}"
+            );
+            let price = j.stages[0].slots[0].assignment.as_ref().unwrap().price;
+            let bill = Amount::cost(p.spec.stages[0].ops, price).unwrap().0;
+            // The provider: the claim, the commit and the reveal; paid its bill; the miss
+            // penalty off its stake.
+            assert_eq!(pr1.nonce, pr0.nonce + 3);
+            assert_eq!(pr1.bonded, pr0.bonded - penalty);
+            assert_eq!(pr1.balance, pr0.balance + bill - pr1.fees_since(&pr0));
+            // The requester: its fee and the bill, less its share of the penalty.
+            assert_eq!(
+                a1.balance,
+                a0.balance - submit_fee(&p.spec) - bill + to_payer
+            );
+        },
+    );
+}
+
+/// Whether a ledger event concerns `job`.
+fn mentions(e: &Event, job: agentic_protocol::JobId) -> bool {
+    matches!(e,
+        Event::UnavailabilityClaimed { job: j, .. }
+        | Event::ClaimRejected { job: j, .. }
+        | Event::DataUnavailable { job: j, .. } if *j == job)
 }

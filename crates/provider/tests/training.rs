@@ -123,7 +123,7 @@ fn three_stage_training_job_returns_the_local_state_and_pays_exactly() {
             }
             let (a0, _) = before[&alice.address()];
             let (a1, _) = balances(&c, &alice.address()).await;
-            assert_eq!(a1.0, a0.0 - paid_total - min_fee().0);
+            assert_eq!(a1.0, a0.0 - paid_total - submit_fee(&p.spec));
             assert!(State::escrow_for(&p.spec).unwrap().0 > paid_total);
             assert_eq!(j.escrow, Amount::ZERO);
             for pr in &providers {

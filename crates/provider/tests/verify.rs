@@ -18,8 +18,10 @@
 //!   an honest replica (a replica dispute), and a frivolous outside challenge (whose
 //!   honest defendant restarts mid-dispute and plays on from its journal).
 //!
-//! Every balance is checked to the base unit: the fees a party paid are its nonce rise
-//! times the minimum fee (a refused transaction costs nothing).
+//! Every balance is checked to the base unit: the fees a provider paid are its nonce
+//! rise times the minimum fee (a refused transaction costs nothing); a requester's one
+//! transaction, the submission, costs its work (`submit_fee`: the minimum fee plus one
+//! per replica and auditor slot).
 
 mod common;
 
@@ -238,22 +240,30 @@ async fn caught_by_audit(
         u0.balance + fee + to_winner - u1.fees_since(&u0),
         "{mode}: auditor paid its fee and the winner's share"
     );
-    // The requester: the escrow back but the auditor's fee, plus its share.
+    // The requester: the escrow back but the auditor's fee, plus its share; it sent
+    // one transaction, the submission (its fee by its two slots: replica + auditor).
+    assert_eq!(a1.nonce, a0.nonce + 1);
     assert_eq!(
         a1.balance,
-        a0.balance - a1.fees_since(&a0) - fee + to_requester,
+        a0.balance - submit_fee(&p.spec) - fee + to_requester,
         "{mode}: requester refunded"
     );
     assert_eq!(j.escrow, Amount::ZERO);
-    // The honest auditor's daemon audited and played.
+    // The honest auditor's daemon committed to its result before the cheater revealed,
+    // opened it, and played.
     let st = aud.status();
-    assert!(st.audits_reported >= 1 && st.bisect_moves >= 1, "{st:?}");
+    assert!(
+        st.audits_committed >= 1 && st.audits_reported >= 1 && st.bisect_moves >= 1,
+        "{st:?}"
+    );
     (d, cheat)
 }
 
 /// `copy-replica` on a two-replica stage next to the honest auditor: it copies the
 /// auditor's commitment, cannot open it, misses the reveal deadline and is penalized
-/// `miss_penalty_ppm`; a spare takes its slot and both honest replicas are paid.
+/// `miss_penalty_ppm`. The other replica revealed, so a replacement could only echo a
+/// public result: the slot stays empty (the spare is not drawn), the stage goes on
+/// with the honest replica, which alone is paid.
 async fn copy_replica(net: &Net, aud: &Provider, params: &Params) {
     let c = net.client();
     let copier = net
@@ -262,7 +272,6 @@ async fn copy_replica(net: &Net, aud: &Provider, params: &Params) {
         })
         .await
         .unwrap();
-    let spare = net.provider("spare", 2_000, |_| {}).await.unwrap();
     let alice = net.key("alice");
     let mut p = one_stage(
         "Two replicas, one of them lazy",
@@ -270,25 +279,35 @@ async fn copy_replica(net: &Net, aud: &Provider, params: &Params) {
         VerificationLevel::Optimistic,
     );
     p.spec.requirements.replicas = 2;
+    let mut before = Vec::new();
+    for a in [alice.address(), copier.address(), aud.address()] {
+        before.push(snapshot(&c, &a).await);
+    }
+    let id = submit(&c, &alice, &p).await.unwrap();
+    // The second replica is drawn by stake among the qualified providers: the auditor
+    // alone here. A spare joins once both slots are held, in time to replace the copier
+    // — but the slot of a replica that misses its reveal after another revealed stays
+    // empty.
+    wait_job(&c, id, TIMEOUT, |j| {
+        j.stages[0].slots.iter().all(|s| s.assignment.is_some())
+    })
+    .await;
+    let spare = net.provider("spare", 2_000, |_| {}).await.unwrap();
+    before.push(snapshot(&c, &spare.address()).await);
     let parties = [
         alice.address(),
         copier.address(),
         aud.address(),
         spare.address(),
     ];
-    let mut before = Vec::new();
-    for a in &parties {
-        before.push(snapshot(&c, a).await);
-    }
-    let id = submit(&c, &alice, &p).await.unwrap();
     let j = wait_finished(&c, id, TIMEOUT).await;
     assert_eq!(j.status, JobStatus::Completed, "{j:#?}");
-    let holders: Vec<Address> = j.stages[0]
+    let holders: Vec<Option<Address>> = j.stages[0]
         .slots
         .iter()
-        .map(|s| s.assignment.as_ref().unwrap().provider)
+        .map(|s| s.assignment.as_ref().map(|a| a.provider))
         .collect();
-    assert_eq!(holders, vec![spare.address(), aud.address()]);
+    assert_eq!(holders, vec![None, Some(aud.address())], "the copier's slot stays empty");
     assert!(j.excluded.contains(&copier.address()));
     assert!(
         disputes_of(&c, id).await.is_empty(),
@@ -316,21 +335,18 @@ async fn copy_replica(net: &Net, aud: &Provider, params: &Params) {
         "penalized for the missed reveal"
     );
     assert_eq!(k1.balance, k0.balance - k1.fees_since(&k0));
-    // The honest replicas: paid ops × their price.
+    // The honest replica: paid ops × its price. The spare: untouched.
     assert_eq!(
         u1.balance,
         u0.balance + bill(ops, AUDITOR_PRICE) - u1.fees_since(&u0)
     );
-    assert_eq!(
-        s1.balance,
-        s0.balance + bill(ops, 2_000) - s1.fees_since(&s0)
-    );
-    assert_eq!((u1.bonded, s1.bonded), (u0.bonded, s0.bonded));
-    // The requester: paid the two honest bills, got the requester's share.
+    assert_eq!(s1, s0, "the spare took no part");
+    assert_eq!(u1.bonded, u0.bonded);
+    // The requester: paid the one honest bill, got the requester's share.
+    assert_eq!(a1.nonce, a0.nonce + 1);
     assert_eq!(
         a1.balance,
-        a0.balance - a1.fees_since(&a0) - bill(ops, AUDITOR_PRICE) - bill(ops, 2_000)
-            + to_requester
+        a0.balance - submit_fee(&p.spec) - bill(ops, AUDITOR_PRICE) + to_requester
     );
 }
 
@@ -382,17 +398,27 @@ async fn replica_dispute(net: &Net, aud: &Provider, params: &Params) {
         u0.balance + honest_bill + Amount(slash).mul_ppm(params.slash_winner_ppm).0
             - u1.fees_since(&u0)
     );
+    assert_eq!(a1.nonce, a0.nonce + 1);
     assert_eq!(
         a1.balance,
-        a0.balance - a1.fees_since(&a0) - honest_bill
+        a0.balance - submit_fee(&p.spec) - honest_bill
             + Amount(slash).mul_ppm(params.slash_requester_ppm).0
     );
 }
 
 /// Two colluders on consecutive stages: the upstream reveals a false output and pushes
-/// the true activation, the downstream commits on the pushed activation. The
-/// downstream's reveal breaks the chain (slashed at once, no winner); the upstream's
-/// audit disputes its false output and the referee convicts it.
+/// the true activation, the downstream commits on the pushed activation (as soon as the
+/// ledger takes it: once the upstream revealed). The downstream's reveal breaks the
+/// chain (slashed at once, no winner, its slot re-matched); the upstream's audit
+/// disputes its false output and the referee convicts it; the job fails.
+///
+/// Who takes the downstream stage again is the honest auditor (the only other
+/// qualified provider once it is free), computing from the chain's agreed input. If it
+/// delivered before the upstream's verdict failed the job, that delivered stage lives
+/// on: it is paid its bill at the end of its challenge window, the payer is repaid that
+/// bill from the upstream's slash first (what would have been burned), and the rest of
+/// the escrow comes back when it settles; otherwise the stage is cancelled unpaid.
+/// Either way every base unit is checked.
 async fn collude(net: &Net, aud: &Provider, params: &Params) {
     let c = net.client();
     let collude = |cfg: &mut agentic_provider::Config| cfg.misbehave = Some(Misbehaviour::Collude);
@@ -428,14 +454,13 @@ async fn collude(net: &Net, aud: &Provider, params: &Params) {
         "and never paid"
     );
 
-    // The upstream's false output: audited, disputed, refereed at its last layer.
-    let j = wait_finished(&c, id, TIMEOUT).await;
+    // The upstream's false output: audited, disputed, refereed at its last layer. The
+    // job fails; it is settled once its delivered stages are (no escrow held).
+    let j = wait_job(&c, id, TIMEOUT, |j| {
+        j.status != JobStatus::Active && j.escrow == Amount::ZERO
+    })
+    .await;
     assert_eq!(j.status, JobStatus::Failed, "{j:#?}");
-    assert_ne!(
-        j.stages[1].phase,
-        StagePhase::Finalized,
-        "nothing paid downstream"
-    );
     let (_, d) = the_dispute(&c, id).await;
     assert_eq!(
         (d.kind, d.stage, d.defendant, d.challenger),
@@ -443,6 +468,22 @@ async fn collude(net: &Net, aud: &Provider, params: &Params) {
     );
     assert!(d.game.is_finished());
     assert_eq!(d.game.lo(), p.spec.stages[0].layers - 1, "the last layer");
+    // The downstream stage: delivered by the auditor (on the chain's agreed input) and
+    // paid, or cancelled before it delivered.
+    let st1 = &j.stages[1];
+    let delivered = st1.phase == StagePhase::Finalized;
+    if delivered {
+        let a = st1.slots[0].assignment.as_ref().expect("a replacement");
+        assert_eq!(a.provider, aud.address(), "the auditor took the stage again");
+        assert_eq!(st1.result.unwrap().input, false_out, "it chained onto the agreed input");
+    } else {
+        assert_eq!(st1.phase, StagePhase::Cancelled, "{j:#?}");
+    }
+    let bill1 = if delivered {
+        bill(p.spec.stages[1].ops, AUDITOR_PRICE)
+    } else {
+        0
+    };
     let (a1, up1, u1) = (
         snapshot(&c, &alice.address()).await,
         snapshot(&c, &up.address()).await,
@@ -452,16 +493,24 @@ async fn collude(net: &Net, aud: &Provider, params: &Params) {
     assert_eq!(up1.bonded, up0.bonded - up_slash);
     assert_eq!(up1.balance, up0.balance - up1.fees_since(&up0));
     let fee = bill(p.spec.stages[0].ops, AUDITOR_PRICE);
+    let up_to_winner = Amount(up_slash).mul_ppm(params.slash_winner_ppm).0;
+    let up_to_requester = Amount(up_slash).mul_ppm(params.slash_requester_ppm).0;
+    // The auditor: its audit fee, the winner's share, and the downstream bill if it
+    // delivered that stage; its stake untouched.
     assert_eq!(u1.bonded, u0.bonded);
     assert_eq!(
         u1.balance,
-        u0.balance + fee + Amount(up_slash).mul_ppm(params.slash_winner_ppm).0 - u1.fees_since(&u0)
+        u0.balance + fee + up_to_winner + bill1 - u1.fees_since(&u0)
     );
-    let to_requester = Amount(up_slash).mul_ppm(params.slash_requester_ppm).0
-        + Amount(down_slash).mul_ppm(params.slash_requester_ppm).0;
+    // The requester: its fee, the audit, the downstream bill repaid from what the
+    // upstream's slash would have burned, and its shares of both slashes.
+    let up_burned = up_slash - up_to_winner - up_to_requester;
+    let compensated = up_burned.min(bill1);
+    let to_requester = up_to_requester + Amount(down_slash).mul_ppm(params.slash_requester_ppm).0;
+    assert_eq!(a1.nonce, a0.nonce + 1);
     assert_eq!(
         a1.balance,
-        a0.balance - a1.fees_since(&a0) - fee + to_requester
+        a0.balance - submit_fee(&p.spec) - fee - bill1 + compensated + to_requester
     );
 }
 
@@ -568,9 +617,10 @@ async fn frivolous_challenge(net: &Net, params: &Params) {
         h0.balance + stage_bill + bond.mul_ppm(params.slash_winner_ppm).0 - h1.fees_since(&h0),
         "paid for the stage, and the winner's share of the bond"
     );
+    assert_eq!(a1.nonce, a0.nonce + 1);
     assert_eq!(
         a1.balance,
-        a0.balance - a1.fees_since(&a0) - stage_bill + bond.mul_ppm(params.slash_requester_ppm).0
+        a0.balance - submit_fee(&p.spec) - stage_bill + bond.mul_ppm(params.slash_requester_ppm).0
     );
     let st = honest.status();
     assert!(

@@ -7,16 +7,19 @@
 //!   a false output (as [`super::wrong_output`]: a real activation, published on
 //!   reveal, with the honest trace up to the last leaf).
 //! * **Downstream** (it holds stage `s + 1`): computes on the activation pushed to it
-//!   and commits at once, without waiting for the chain to agree on stage `s`'s output
-//!   and without checking the pushed activation against it.
+//!   and commits on it as soon as the ledger takes a commitment (once stage `s` has an
+//!   agreed result: before that the ledger refuses it, `PreviousStageUnrevealed`),
+//!   without checking the pushed activation against that result.
 //!
 //! The pair hopes the requester gets the right answer while the chain records
 //! something else (so the upstream's lie is never exercised downstream). It cannot
 //! work: the downstream's reveal opens a commitment whose input is not the chain's
 //! agreed output of stage `s` — signed proof of a broken chain, so the ledger slashes
 //! it (`slash_ppm`, `slash_requester_ppm` of it to the payer, the rest burned) and
-//! re-routes the stage. The upstream's false output is caught like `wrong-output`,
-//! by its audit (or a challenge), the bisection game and the referee.
+//! re-routes the stage (no replica revealed yet: a replacement computes afresh from the
+//! agreed input). The upstream's false output is caught like `wrong-output`, by its
+//! audit (or a challenge), the bisection game and the referee; a replacement that
+//! delivered stage `s + 1` before that is paid (from the upstream's slash first).
 
 use agentic_compute::{Activation, ComputeError};
 

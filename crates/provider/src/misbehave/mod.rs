@@ -20,11 +20,13 @@
 //!                  random trace leaves                            referee
 //!   copy-replica   no compute: copies the other replica's         cannot open the copied commitment →
 //!                  commitment, then tries to reveal its result    misses the reveal deadline → penalty
+//!                                                                 (slashed in full if the stage is
+//!                                                                 audited); its slot stays empty
 //!   silent         like wrong-output, and never answers a round   loses the bisection by timeout
 //!   collude        upstream: reveals a false output, pushes the   downstream: its reveal does not chain →
 //!                  true activation; downstream: commits on the    slashed (chain broken); upstream: audit
-//!                  pushed activation without waiting for the      → bisection → referee → slashed
-//!                  chain
+//!                  pushed activation without checking it against  → bisection → referee → slashed
+//!                  the chain's
 //! ```
 //!
 //! A misbehaving daemon cheats only on the stages it holds. In every other role (an

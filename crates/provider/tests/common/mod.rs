@@ -92,10 +92,33 @@ pub async fn snapshot(c: &Client, a: &Address) -> Snapshot {
 }
 
 impl Snapshot {
-    /// The fees of the transactions sent since `before` (at the minimum fee).
+    /// The fees of the transactions sent since `before`, each at the minimum fee: what
+    /// a provider sends (commit, reveal, audit commit and report, bisection moves,
+    /// claims) matches no slots and stays under a KiB. A requester's `SubmitJob` costs
+    /// more: [`submit_fee`].
     pub fn fees_since(&self, before: &Snapshot) -> u128 {
         u128::from(self.nonce - before.nonce) * min_fee().0
     }
+}
+
+/// The fee of submitting `spec` at the default fee parameters
+/// (`Params::required_fee`): the minimum fee plus one per replica and auditor slot
+/// the ledger matches (plus one per whole KiB of the spec).
+pub fn submit_fee(spec: &JobSpec) -> u128 {
+    let params = agentic_protocol::params::Params::default();
+    let fee = params
+        .required_fee(&TxBody::SubmitJob { spec: spec.clone() })
+        .0;
+    let stages = spec.stages.len() as u128;
+    let audited =
+        u128::from(spec.requirements.verification != agentic_protocol::types::VerificationLevel::Optimistic);
+    let slots = stages * (u128::from(spec.requirements.replicas) + audited);
+    assert_eq!(
+        fee,
+        params.min_fee.0 + slots * params.fee_per_slot.0,
+        "a test spec is under a KiB"
+    );
+    fee
 }
 
 /// The disputes opened over `job`, by id.
