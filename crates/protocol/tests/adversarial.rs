@@ -1039,6 +1039,76 @@ fn item_9_voted_stake_stays_locked_whatever_later_changes_say() {
         .unwrap();
 }
 
+/// The sequence: X opens with a long vote; governance then shortens
+/// the voting period; a change that would shorten the unbonding delay below
+/// what is left of X's vote is refused (cross-parameter rules hold against
+/// every open vote), and X's voters stay locked anyway.
+#[test]
+fn item_9_parameter_changes_are_checked_against_open_votes() {
+    let params = Params {
+        voting_period: 20,
+        unbonding_delay: 20,
+        activation_delay: 1,
+        ..fast_params()
+    };
+    let voter = 30;
+    let mut g = GenesisBuilder::new(13).params(params);
+    g = g.account(addr(voter), 1_000, 100_000);
+    let mut chain = TestChain::new(&g.build());
+    chain.check_invariants = true;
+    let propose = |chain: &mut TestChain, key_: ParamKey, value: u128| {
+        chain.step(
+            &key(voter),
+            TxBody::Propose {
+                change: ParamChange { key: key_, value },
+            },
+        )
+    };
+    // Y: voting period 20 → 5; X: a long vote opened ten blocks later, so it
+    // is still open, with 10 blocks to run, when Y takes effect.
+    propose(&mut chain, ParamKey::VotingPeriod, 5).unwrap();
+    chain.advance(10);
+    propose(&mut chain, ParamKey::ChallengeWindow, 2).unwrap();
+    for id in [0, 1] {
+        chain
+            .step(
+                &key(voter),
+                TxBody::Vote {
+                    proposal: agentic_protocol::ProposalId(id),
+                    approve: true,
+                },
+            )
+            .unwrap();
+    }
+    let x_ends = chain
+        .state
+        .proposal(agentic_protocol::ProposalId(1))
+        .unwrap()
+        .voting_ends;
+    while chain.state.params().voting_period != 5 {
+        chain.produce();
+    }
+    // Now an unbonding delay of 6 passes the old rules (≥ voting period 5,
+    // ≥ challenge window + dispute timeout) but X's vote has longer to run.
+    assert!(x_ends.0 - chain.state.height().0 > 6);
+    assert_eq!(
+        chain.reject(
+            &key(voter),
+            TxBody::Propose {
+                change: ParamChange {
+                    key: ParamKey::UnbondingDelay,
+                    value: 6
+                }
+            }
+        ),
+        TxError::InvalidParam(agentic_protocol::params::ParamError::VotingOutlastsUnbonding)
+    );
+    assert_eq!(
+        chain.reject(&key(voter), TxBody::Unbond { amount: Amount(1) }),
+        TxError::StakeLocked(x_ends)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 10. min_stake held while assigned
 // ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@
 use super::{BlockCtx, Proposal, ProposalStatus, State, StateKey, Timer, VoteRecord};
 use crate::error::TxError;
 use crate::event::Event;
-use crate::params::ParamChange;
+use crate::params::{ParamChange, ParamError};
 use crate::types::{Address, Amount, ProposalId};
 
 impl State {
@@ -40,7 +40,8 @@ impl State {
                 have: bonded,
             });
         }
-        self.params.with_change(change)?;
+        let next = self.params.with_change(change)?;
+        self.check_open_votes(&next)?;
         self.charge(who, fee);
         let id = self.meta.next_proposal;
         self.meta.next_proposal = ProposalId(id.0 + 1);
@@ -123,6 +124,24 @@ impl State {
         Ok(())
     }
 
+    /// Cross-parameter rules against every open vote: the unbonding delay
+    /// may not become shorter than what is left of any vote still open (stake
+    /// unbonded now must not be free before a vote it could have joined ends).
+    fn check_open_votes(&self, next: &crate::params::Params) -> Result<(), ParamError> {
+        let now = self.now();
+        let longest = self
+            .proposals
+            .values()
+            .filter(|p| p.status == ProposalStatus::Voting)
+            .map(|p| p.voting_ends.0.saturating_sub(now.0))
+            .max()
+            .unwrap_or(0);
+        if next.unbonding_delay < longest {
+            return Err(ParamError::VotingOutlastsUnbonding);
+        }
+        Ok(())
+    }
+
     /// Per-block: count a proposal whose voting period ended.
     pub(crate) fn tally_proposal(&mut self, id: ProposalId, ctx: &mut BlockCtx) {
         let Some(p) = self.proposals.get(&id) else {
@@ -166,7 +185,11 @@ impl State {
             return;
         }
         let change = p.change;
-        match self.params.with_change(change) {
+        let next = self
+            .params
+            .with_change(change)
+            .and_then(|next| self.check_open_votes(&next).map(|()| next));
+        match next {
             Ok(next) => {
                 self.params = next;
                 if let Some(p) = self.proposal_mut(id) {
