@@ -180,18 +180,13 @@ pub async fn post_challenge(
     ours: StageResult,
 ) -> Result<ChallengePosted, RequesterError> {
     let bond = challenge_bond(client).await?;
-    let fee = client.min_fee().await?;
-    let receipt = client
-        .send(
-            key,
-            TxBody::Challenge {
-                job,
-                stage,
-                result: ours,
-            },
-            timeout,
-        )
-        .await?;
+    let body = TxBody::Challenge {
+        job,
+        stage,
+        result: ours,
+    };
+    let fee = client.fee_for(&body).await?;
+    let receipt = client.send(key, body, timeout).await?;
     let events: Vec<EventRecord> = serde_json::from_value(receipt["events"].clone())
         .map_err(|e| RequesterError::Unexpected(format!("challenge receipt: {e}")))?;
     let dispute = events.iter().find_map(|e| match e.event {
@@ -256,12 +251,12 @@ pub async fn play_round(
             leaves.len()
         )));
     };
-    let fee = client.min_fee().await?;
     let body = TxBody::Bisect {
         dispute: id,
         leaf: Hash(*leaf),
         proof: proof.into_iter().map(Hash).collect(),
     };
+    let fee = client.fee_for(&body).await?;
     client.send(key, body, timeout).await?;
     Ok(Round::Moved { mid, fee })
 }

@@ -193,6 +193,15 @@ fn auto_placement_submit_then_cancel_refunds_everything_but_fees() {
         let before = req.balance().await.unwrap();
         let sub = req.submit_detailed(&job).await.unwrap();
         assert_eq!(sub.escrow, job.escrow);
+        // Fees by work: two stages of one replica each, no auditor (optimistic): two
+        // slots over the minimum fee.
+        let params = Client::new(&net.url).params().await.unwrap();
+        assert_eq!(
+            job.spec.requirements.verification,
+            agentic_protocol::types::VerificationLevel::Optimistic
+        );
+        assert_eq!(sub.fee.0, params.min_fee.0 + 2 * params.fee_per_slot.0);
+        assert_eq!(sub.fee, job.fee(&params));
         assert_eq!(sub.payer, req.address());
         assert_eq!(
             sub.uploaded_bytes,
@@ -226,9 +235,11 @@ fn auto_placement_submit_then_cancel_refunds_everything_but_fees() {
             assert_eq!(c.paid, Amount::ZERO);
             assert_eq!(c.refund, Some(job.escrow));
         }
+        // Two submissions and two cancellations (a cancel matches nothing: the
+        // minimum fee).
         assert_eq!(
             req.balance().await.unwrap(),
-            Amount(before.0 - 4 * sub.fee.0)
+            Amount(before.0 - 2 * sub.fee.0 - 2 * params.min_fee.0)
         );
         // A second cancel is a ledger rejection with its reason.
         match req.cancel(sub.job).await {

@@ -80,7 +80,9 @@ fn a_lie_the_agent_catches_is_disputed_and_the_principal_refunded() {
         .unwrap();
 
         let p = params(&c).await;
-        let fee = c.min_fee().await.unwrap();
+        // A challenge and a bisection move match no slots and stay under a KiB: each
+        // costs the minimum fee. A `SubmitJob` costs more (its slots): `a.fee`.
+        let fee = p.min_fee;
         let pb0 = balance(&c, &principal.address()).await;
         let a0 = account(&c, &agent_addr).await;
         let mut req = Requester::new(c.clone(), agent_key.key.clone());
@@ -168,9 +170,16 @@ fn a_lie_the_agent_catches_is_disputed_and_the_principal_refunded() {
         let a1_ = account(&c, &agent_addr).await;
         let txs = a1_.nonce - a0.nonce;
         assert_eq!(txs, 2 + 1 + u64::from(d.moves), "two submissions, a challenge, the moves");
+        assert_eq!(a1.fee, a2.fee, "the same one-stage purchase");
+        assert_eq!(
+            a1.fee.0,
+            p.min_fee.0 + p.fee_per_slot.0,
+            "one stage, one replica slot, no auditor (optimistic verification)"
+        );
         assert_eq!(
             a1_.balance.0 as i128 - a0.balance.0 as i128,
-            to_winner.0 as i128 - (fee.0 * u128::from(txs)) as i128
+            to_winner.0 as i128
+                - (fee.0 * u128::from(1 + d.moves) + a1.fee.0 + a2.fee.0) as i128
         );
         // The goal's accounting.
         assert_eq!(a1.spent.0, a1.fee.0 + d.fees.0);

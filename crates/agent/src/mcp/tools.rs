@@ -170,7 +170,7 @@ impl Market {
         job: &PreparedJob,
         mandate: Option<&MandateView>,
     ) -> Result<Result<(), policy::Refusal>, ToolError> {
-        let fee = self.client().min_fee().await?;
+        let fee = job.fee(&self.client().params().await?);
         let me = self.me();
         let signer_balance = self.account(&me).await?.balance;
         let payer_balance = match mandate {
@@ -233,7 +233,7 @@ impl Market {
         let offers = self.requester.offers().await?;
         let job = Self::prepare(req.clone(), offers.clone()).await?;
         let check = self.check_purchase(&req, &job, mandate.as_ref()).await?;
-        let fee = self.client().min_fee().await?;
+        let fee = job.fee(&self.client().params().await?);
         let mut out = plan_json(&req, &job, &offers);
         out["fee"] = json!(fee);
         out["payer"] = json!(mandate.as_ref().map_or(self.me(), |m| m.mandate.principal));
@@ -316,7 +316,9 @@ impl Market {
                 })
             })
             .collect();
-        let done = job.status != JobStatus::Active;
+        // Done once settled: a failed job holds what its delivered stages still being
+        // verified may pay until the last of them settles.
+        let done = job.status != JobStatus::Active && job.escrow == Amount::ZERO;
         Ok(json!({
             "job": id.0,
             "status": job.status,
@@ -333,6 +335,7 @@ impl Market {
             "next": match job.status {
                 JobStatus::Active => "still running: poll again (a block comes every fraction of a second to a few seconds)",
                 JobStatus::Completed => "completed: get_result returns the verified output",
+                JobStatus::Failed if !done => "failed: a stage lost a dispute; the payer got the escrow back except what delivered stages still being verified may pay (their honest providers are paid), refunded when they settle: poll again",
                 JobStatus::Failed => "failed: a stage lost a dispute; the payer got the unused escrow back",
                 JobStatus::Cancelled => "cancelled: no provider in time or withdrawn; the escrow went back to the payer",
             },

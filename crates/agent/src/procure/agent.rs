@@ -260,10 +260,10 @@ impl ProcurementAgent {
                 Some(m) => self.balance_of(&m.principal).await?,
                 None => signer_balance,
             };
-            let fee = self
+            let params = self
                 .requester
                 .client()
-                .min_fee()
+                .params()
                 .await
                 .map_err(RequesterError::from)?;
             let means = Means {
@@ -281,7 +281,7 @@ impl ProcurementAgent {
                     escrow: q.escrow,
                     max_price: q.max_price,
                     verification: q.job.spec.requirements.verification,
-                    fee,
+                    fee: q.job.fee(&params),
                 };
                 match policy::check(&p, &means) {
                     Ok(()) => {

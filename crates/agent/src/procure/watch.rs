@@ -2,7 +2,9 @@
 //! `verify_locally`) this machine's own check of every stage.
 //!
 //! ```text
-//!  every poll, until the job ends or the goal's time runs out:
+//!  every poll, until the job is settled (ended, and no escrow held: a failed job's
+//!  delivered stages still being verified settle after it fails) or the goal's time
+//!  runs out:
 //!    job record changed ─▶ Step::Job
 //!    a stage Disputed { d } not seen before ─▶ record who opened it (an audit, a
 //!        replica, an outside challenger, or this agent) and both parties' stakes
@@ -28,7 +30,7 @@
 use std::time::Instant;
 
 use agentic_protocol::state::{Account, DisputeKind, Job, JobStatus, StagePhase};
-use agentic_protocol::{Address, Amount, DisputeId, Hash, JobId, Params};
+use agentic_protocol::{Address, Amount, DisputeId, Hash, JobId, Params, TxBody};
 use serde::Serialize;
 
 use super::agent::{AgentError, Step};
@@ -280,8 +282,10 @@ impl Watch<'_> {
                 still.push((id, leaves));
             }
             playing = still;
-            // Verdicts of disputes whose stage moved on.
-            let done = job.status != JobStatus::Active;
+            // Verdicts of disputes whose stage moved on. The job is done once it is
+            // settled: a failed job keeps what its live delivered stages may still pay
+            // until the last of them settles (`JobSettled` refunds the rest).
+            let done = job.status != JobStatus::Active && job.escrow == Amount::ZERO;
             for rec in disputes.iter_mut().filter(|d| d.verdict == Verdict::Open) {
                 let left = job.stages.get(rec.stage as usize).is_none_or(|st| {
                     st.phase
@@ -453,7 +457,14 @@ impl Watch<'_> {
             ));
         };
         let bond = verify::challenge_bond(r.client()).await?;
-        let fee = r.client().min_fee().await?;
+        let fee = r
+            .client()
+            .fee_for(&TxBody::Challenge {
+                job: self.job,
+                stage,
+                result: mine.result,
+            })
+            .await?;
         let need = plus(bond, fee);
         if need > room {
             return Ok((

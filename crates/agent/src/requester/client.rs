@@ -151,7 +151,7 @@ impl Requester {
     /// uploaded. A ledger rejection is [`RequesterError::Rejected`] with the
     /// ledger's reason.
     pub async fn submit_detailed(&self, job: &PreparedJob) -> Result<Submitted, RequesterError> {
-        let fee = self.client.min_fee().await?;
+        let fee = job.fee(&self.client.params().await?);
         if job.spec.mandate.is_none() {
             let have = self.balance().await?;
             if have.0 < job.escrow.0.saturating_add(fee.0) {
@@ -166,13 +166,7 @@ impl Requester {
         uploaded += self.upload(&job.input_hash, &job.input).await?;
         let receipt = self
             .client
-            .send(
-                &self.key,
-                TxBody::SubmitJob {
-                    spec: job.spec.clone(),
-                },
-                self.tx_timeout,
-            )
+            .send(&self.key, job.submit_body(), self.tx_timeout)
             .await?;
         for e in events(&receipt)? {
             if let Event::JobSubmitted { job, payer, escrow } = e.event {
@@ -197,9 +191,11 @@ impl Requester {
         serde_json::from_value(v).map_err(|e| RequesterError::Unexpected(format!("job {id}: {e}")))
     }
 
-    /// Polls the job until it is no longer active, calling `on_progress` with the
-    /// first record and each one that differs from the last; returns the final
-    /// record, or [`RequesterError::Timeout`].
+    /// Polls the job until it is settled — no longer active and no escrow held (a
+    /// failed job's delivered stages still being verified settle after it fails:
+    /// their honest providers are paid and the rest is refunded then) — calling
+    /// `on_progress` with the first record and each one that differs from the last;
+    /// returns the final record, or [`RequesterError::Timeout`].
     pub async fn wait(
         &self,
         id: JobId,
@@ -213,7 +209,7 @@ impl Requester {
             if last.as_ref() != Some(&job) {
                 on_progress(&job);
             }
-            if job.status != JobStatus::Active {
+            if job.status != JobStatus::Active && job.escrow == Amount::ZERO {
                 return Ok(job);
             }
             last = Some(job);

@@ -10,8 +10,15 @@
 //! ```text
 //!   locked  = Σ_stages ops × max_price × (replicas + [audited])   (at submission)
 //!   paid    = Σ_finalized stages Σ_agreeing slots ops × slot price
-//!   refund  = locked − paid                                        (once the job is not active)
+//!   refund  = locked − paid                                        (once the job is settled)
 //! ```
+//!
+//! A job is settled once it is no longer active and the ledger holds none of
+//! its escrow. A failed job refunds in two steps: at failure everything but
+//! what its delivered stages still being verified may pay (`JobFailed`), the
+//! rest when the last of them settles (`JobSettled`) — its honest delivered
+//! stages are still paid. Until then `refund` is `None` and `still_locked`
+//! says what is held.
 //!
 //! Not visible in the job record: an auditor's fee (`ops × auditor price`,
 //! paid from the escrow when an audit agrees) and the pay of a replica that
@@ -38,7 +45,7 @@ pub struct CostBreakdown {
     pub locked: Amount,
     /// Escrow the ledger still holds for the job.
     pub still_locked: Amount,
-    /// `locked − paid`, once the job is no longer active.
+    /// `locked − paid`, once the job is settled (not active, no escrow held).
     pub refund: Option<Amount>,
 }
 
@@ -131,7 +138,8 @@ pub fn cost(job: &Job) -> CostBreakdown {
         paid: paid_total,
         locked,
         still_locked: job.escrow,
-        refund: (job.status != JobStatus::Active).then(|| locked.saturating_sub(paid_total)),
+        refund: (job.status != JobStatus::Active && job.escrow == Amount::ZERO)
+            .then(|| locked.saturating_sub(paid_total)),
     }
 }
 
@@ -205,14 +213,17 @@ mod tests {
                     phase: StagePhase::Finalized,
                     slots: vec![slot(10, 40, Some(5)), slot(11, 60, Some(6))],
                     result: Some(result(5)),
+                    audit: None,
                 },
                 Stage {
                     phase: StagePhase::Challengeable { until: Height(30) },
                     slots: vec![slot(12, 80, Some(8)), slot(13, 100, Some(8))],
                     result: Some(result(8)),
+                    audit: None,
                 },
             ],
             excluded: vec![],
+            claim: None,
         }
     }
 
@@ -249,6 +260,22 @@ mod tests {
         let v = serde_json::to_value(&c).unwrap();
         assert_eq!(v["refund"], "510");
         assert_eq!(v["stages"][0]["slots"][0]["paid"], "120");
+    }
+
+    /// A failed job whose delivered stage is still in its challenge window holds
+    /// that stage's bills: no refund figure until it settles.
+    #[test]
+    fn a_failed_job_settles_when_its_live_stages_do() {
+        let mut j = job(JobStatus::Failed);
+        j.escrow = Amount(270);
+        let c = cost(&j);
+        assert_eq!((c.refund, c.still_locked), (None, Amount(270)));
+        // The live stage finalized: its replicas paid, the rest refunded.
+        j.stages[1].phase = StagePhase::Finalized;
+        j.escrow = Amount::ZERO;
+        let c = cost(&j);
+        assert_eq!(c.paid, Amount(390));
+        assert_eq!(c.refund, Some(Amount(510)));
     }
 
     #[test]

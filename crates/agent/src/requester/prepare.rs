@@ -21,9 +21,10 @@ use agentic_compute::activation::{ActivationKind, DecodeLimits};
 use agentic_compute::bundle::Bundle;
 use agentic_compute::registry::LoadedModel;
 use agentic_compute::{Activation, ComputeError, Model};
+use agentic_protocol::params::Params;
 use agentic_protocol::tx::{JobSpec, Requirements, StageSpec};
 use agentic_protocol::types::limits;
-use agentic_protocol::{Amount, Hash, State};
+use agentic_protocol::{Amount, Hash, State, TxBody};
 
 use std::ops::Range;
 
@@ -67,6 +68,20 @@ impl PreparedJob {
     /// Total metered operations.
     pub fn total_ops(&self) -> u64 {
         self.layer_ops.iter().sum()
+    }
+
+    /// The `SubmitJob` transaction body of this job.
+    pub fn submit_body(&self) -> TxBody {
+        TxBody::SubmitJob {
+            spec: self.spec.clone(),
+        }
+    }
+
+    /// The fee its `SubmitJob` costs under `params` ([`Params::required_fee`]: the
+    /// minimum fee plus one `fee_per_slot` per replica and auditor slot the ledger
+    /// matches, plus `fee_per_kib` per whole KiB of the spec).
+    pub fn fee(&self, params: &Params) -> Amount {
+        params.required_fee(&self.submit_body())
     }
 }
 

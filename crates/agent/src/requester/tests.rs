@@ -413,9 +413,11 @@ fn agreed(p: &PreparedJob, results: &[agentic_protocol::tx::StageResult]) -> Job
                 phase: StagePhase::Finalized,
                 slots: vec![],
                 result: Some(*r),
+                audit: None,
             })
             .collect(),
         excluded: vec![],
+        claim: None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use agentic_node::client::Client;
 use agentic_node::keystore::KeyFile;
 use agentic_protocol::event::{Event, EventRecord};
-use agentic_protocol::state::{Account, Job, Mandate};
+use agentic_protocol::state::{Account, Job, Mandate, StagePhase};
 use agentic_protocol::test_utils::offer;
 use agentic_protocol::tx::{MandateTerms, StageResult};
 use agentic_protocol::{Address, Amount, Hash, JobId, MandateId, Params, TxBody};
@@ -123,23 +123,44 @@ impl LyingProvider {
         };
         let salt = Hash([3; 32]);
         let commitment = result.commitment(job, 0, &salt, &me);
-        for body in [
+        c.send(
+            &self.key.key,
             TxBody::CommitResult {
                 job,
                 stage: 0,
                 commitment,
             },
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("the commitment is accepted on chain");
+        // Reveals open once every replica committed and, when the stage is audited,
+        // the auditor committed too.
+        let start = Instant::now();
+        while !matches!(
+            self::job(c, job).await.stages[0].phase,
+            StagePhase::Running {
+                reveal_deadline: Some(_)
+            }
+        ) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "reveals never opened on job {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        c.send(
+            &self.key.key,
             TxBody::RevealResult {
                 job,
                 stage: 0,
                 result,
                 salt,
             },
-        ] {
-            c.send(&self.key.key, body, Duration::from_secs(30))
-                .await
-                .expect("the lie is accepted on chain");
-        }
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("the lie is accepted on chain");
     }
 
     /// Lies on every job whose stage 0 it is assigned, in the background, until
