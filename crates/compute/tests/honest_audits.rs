@@ -6,9 +6,13 @@
 //!
 //! ```text
 //!   job j: model (tiny-gpt | small GPT | small BERT), 1 or 2 stages, its own input
-//!     stage s ── provider, pool of THREADS[(j+s) % 3] ──▶ commit, reveal (real trace)
-//!             └─ auditor, any other thread count ────────▶ AuditReport (real trace)
+//!     stage s ── provider, pool of THREADS[(j+s) % 3] ──▶ commit ─────────────┐ reveal (real trace)
+//!             └─ auditor (drawn at the last commit), any other thread count ──┴▶ AuditCommit,
+//!                                                      then AuditReport opening it (real trace)
 //! ```
+//!
+//! A downstream stage commits once its upstream stage has an agreed result (the
+//! ledger's rule), and its replicas reveal only after the auditor committed.
 //!
 //! Inputs are small so the suite stays quick; every 100th job is a 512-token tiny-gpt
 //! batch large enough for the kernels to split work across threads (the gemm and GELU
@@ -159,6 +163,8 @@ fn no_honest_provider_is_slashed_across_1000_audited_jobs_on_different_thread_co
     // Per (job, stage): the provider's run (its output activation feeds the next stage
     // and the auditor) and the thread-pool index it ran on.
     let mut runs: HashMap<(JobId, u32), (RunOutput, usize)> = HashMap::new();
+    // Per (job, stage): the auditor's result, committed before the reveals.
+    let mut audits: HashMap<(JobId, u32), StageResult> = HashMap::new();
     let mut by_id: HashMap<JobId, usize> = HashMap::new();
     let mut open: BTreeSet<JobId> = BTreeSet::new();
     let mut sent: BTreeSet<(JobId, u32, u8)> = BTreeSet::new();
@@ -202,11 +208,57 @@ fn no_honest_provider_is_slashed_across_1000_audited_jobs_on_different_thread_co
             let job = chain.state.job(id).unwrap().clone();
             for (s, st) in job.stages.iter().enumerate() {
                 let s32 = s as u32;
+                // The auditor drawn when the stage's last replica committed recomputes it
+                // from the agreed input (the job input, or the upstream stage's agreed
+                // output, whose activation the upstream provider published) and commits.
+                if let (
+                    StagePhase::Running {
+                        reveal_deadline: None,
+                    },
+                    Some(slot),
+                ) = (st.phase, &st.audit)
+                {
+                    if slot.commitment.is_none() && sent.insert((id, s32, 2)) {
+                        let input = if s == 0 {
+                            p.input.clone()
+                        } else {
+                            runs[&(id, s32 - 1)].0.output.clone()
+                        };
+                        if s > 0 {
+                            let agreed = job.stages[s - 1].result.unwrap().output;
+                            assert_eq!(Hash(input.hash().0), agreed);
+                        }
+                        let (ref provider_run, provider_pool) = runs[&(id, s32)];
+                        let pool = (provider_pool + 1 + (j / 3) % 2) % THREADS.len();
+                        assert_ne!(pool, provider_pool);
+                        let audit = pools[pool]
+                            .install(|| model.run_range(p.stages[s].clone(), input))
+                            .unwrap();
+                        assert_eq!(
+                            audit.trace, provider_run.trace,
+                            "job {j} ({}) stage {s}: {} threads and {} threads disagree",
+                            models[p.model].name, THREADS[provider_pool], THREADS[pool]
+                        );
+                        thread_pairs.insert((THREADS[provider_pool], THREADS[pool]));
+                        let result = stage_result(&audit);
+                        let salt = salt_for(&slot.auditor, id, s32);
+                        chain.push(
+                            key_of[&slot.auditor],
+                            TxBody::AuditCommit {
+                                job: id,
+                                stage: s32,
+                                commitment: result.commitment(id, s32, &salt, &slot.auditor),
+                            },
+                        );
+                        audits.insert((id, s32), result);
+                    }
+                }
                 match st.phase {
                     StagePhase::Running { reveal_deadline } => {
                         let a = st.slots[0].assignment.clone().unwrap();
                         let who = key_of[&a.provider];
-                        let input_ready = s == 0 || runs.contains_key(&(id, s32 - 1));
+                        // The ledger takes a commitment once the input is agreed.
+                        let input_ready = s == 0 || job.stages[s - 1].result.is_some();
                         if a.commitment.is_none() && input_ready && sent.insert((id, s32, 0)) {
                             let input = if s == 0 {
                                 p.input.clone()
@@ -246,34 +298,17 @@ fn no_honest_provider_is_slashed_across_1000_audited_jobs_on_different_thread_co
                             );
                         }
                     }
-                    StagePhase::Auditing { auditor, .. } if sent.insert((id, s32, 2)) => {
-                        // The auditor starts from the agreed input (the job input, or the
-                        // activation the upstream provider published for its output).
-                        let agreed = st.result.unwrap();
-                        let input = if s == 0 {
-                            p.input.clone()
-                        } else {
-                            runs[&(id, s32 - 1)].0.output.clone()
-                        };
-                        assert_eq!(Hash(input.hash().0), agreed.input);
-                        let (ref provider_run, provider_pool) = runs[&(id, s32)];
-                        let pool = (provider_pool + 1 + (j / 3) % 2) % THREADS.len();
-                        assert_ne!(pool, provider_pool);
-                        let audit = pools[pool]
-                            .install(|| model.run_range(p.stages[s].clone(), input))
-                            .unwrap();
-                        assert_eq!(
-                            audit.trace, provider_run.trace,
-                            "job {j} ({}) stage {s}: {} threads and {} threads disagree",
-                            models[p.model].name, THREADS[provider_pool], THREADS[pool]
-                        );
-                        thread_pairs.insert((THREADS[provider_pool], THREADS[pool]));
+                    StagePhase::Auditing { auditor, .. } if sent.insert((id, s32, 3)) => {
+                        // The auditor opens the commitment it made before the reveals.
+                        let audit = audits[&(id, s32)];
+                        assert_eq!(audit.input, st.result.unwrap().input);
                         chain.push(
                             key_of[&auditor],
                             TxBody::AuditReport {
                                 job: id,
                                 stage: s32,
-                                result: stage_result(&audit),
+                                result: audit,
+                                salt: salt_for(&auditor, id, s32),
                             },
                         );
                     }
