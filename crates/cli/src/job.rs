@@ -767,13 +767,30 @@ fn stage_progress(job: &Job, s: usize) -> (u64, String) {
         ),
         StagePhase::Running {
             reveal_deadline: None,
-        } => {
-            let deadline = assigned.iter().map(|a| a.deadline.0).min().unwrap_or(0);
-            (
+        } => match &st.audit {
+            // Every replica committed; reveals wait for the drawn auditor's commitment.
+            Some(a) if committed == replicas => (
+                2,
+                format!(
+                    "committed on {who}; auditor {} commits by height {}",
+                    short(&a.auditor),
+                    a.deadline
+                ),
+            ),
+            _ if job.claim.is_some() => (
                 1,
-                format!("running on {who}: {committed}/{replicas} committed, commit by height {deadline}"),
-            )
-        }
+                format!(
+                    "running on {who}: {committed}/{replicas} committed; deadlines wait while the validators check a claim that the job's data is unavailable"
+                ),
+            ),
+            _ => {
+                let deadline = assigned.iter().map(|a| a.deadline.0).min().unwrap_or(0);
+                (
+                    1,
+                    format!("running on {who}: {committed}/{replicas} committed, commit by height {deadline}"),
+                )
+            }
+        },
         StagePhase::Running {
             reveal_deadline: Some(d),
         } => (

@@ -129,7 +129,16 @@ fn demo_tells_the_whole_story() {
     let paid = check_bill(&a["stages"]);
     assert_eq!(amount(&a["principal_paid"]), paid);
     assert_eq!(amount(&a["mandate_spent"]), paid);
-    assert_eq!(amount(&a["agent_paid"]), 1, "the agent pays its fee only");
+    assert_eq!(
+        amount(&a["agent_paid"]),
+        amount(&a["fee"]),
+        "the agent pays its fee only"
+    );
+    // Fees by work: min_fee 1 + one slot per stage (one replica, optimistic: no auditor).
+    assert_eq!(
+        amount(&a["fee"]),
+        1 + a["stages"].as_array().unwrap().len() as u128
+    );
     let refused = a["refused"].as_str().unwrap();
     assert!(refused.contains("per-job cap"), "{refused}");
     assert!(refused.contains(&cap.to_string()), "{refused}");
@@ -192,6 +201,10 @@ fn demo_tells_the_whole_story() {
         amount(&d["requester_spent"]) + amount(&d["to_requester"]),
         amount(&d["fee"]) + amount(&d["auditor_fee"])
     );
+    // One Audited stage, one replica: two slots (the replica and the auditor) over the
+    // minimum fee. The auditor committed before the cheater could reveal.
+    assert_eq!(amount(&d["fee"]), 1 + 2);
+    assert!(int(&d["audit_committed_at"]) <= int(&d["revealed_at"]), "{d}");
 
     // Governance: the voted value, in force from its activation height.
     let g = &r["governance"];

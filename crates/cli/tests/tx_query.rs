@@ -442,6 +442,27 @@ fn staking_provider_mandate_job_and_governance_encode_as_the_ledger_expects() {
     );
     assert_eq!(n.query(&["provider", &alice])["active"], 1);
 
+    // The audit and availability kinds reach the ledger, which refuses them from dave
+    // (not the stage's auditor; not assigned to the job).
+    let (_, err) = fails(&n.tx(
+        &n.dave,
+        &[
+            "audit-commit",
+            "--job",
+            &job_id,
+            "--stage",
+            "0",
+            "--commitment",
+            &hex(&[0xcc; 32]),
+        ],
+    ));
+    assert!(err.contains("rejected") && err.contains("not the auditor"), "{err}");
+    let (_, err) = fails(&n.tx(&n.dave, &["claim-unavailable", "--job", &job_id]));
+    assert!(
+        err.contains("rejected") && err.contains("only an assigned provider"),
+        "{err}"
+    );
+
     // Bob withdraws the job before anyone committed work: only he may, and only once.
     let (_, err) = fails(&n.tx(&n.dave, &["cancel-job", "--job", &job_id]));
     assert!(
@@ -459,8 +480,10 @@ fn staking_provider_mandate_job_and_governance_encode_as_the_ledger_expects() {
     let prov = n.query(&["provider", &alice]);
     assert_eq!(prov["active"], 0, "{prov}");
     assert_eq!(prov["open"], 0, "{prov}");
-    // All of the escrow came back: bob paid only the two fees.
-    assert_eq!(n.account(&n.bob)["balance"], (BOB_FUNDS - 2).to_string());
+    // All of the escrow came back: bob paid only the two fees — the submission's by its
+    // work (min_fee 1 + one per replica slot: 2 stages × 1, no auditor as optimistic)
+    // and the cancellation's (1).
+    assert_eq!(n.account(&n.bob)["balance"], (BOB_FUNDS - 3 - 1).to_string());
     let (_, err) = fails(&n.tx(&n.bob, &["cancel-job", "--job", &job_id]));
     assert!(err.contains("is not active"), "{err}");
 

@@ -74,7 +74,7 @@ use agentic_protocol::event::{Event, EventRecord};
 use agentic_protocol::state::{Job, JobStatus};
 use agentic_protocol::tx::{SignedTx, Tx};
 use agentic_protocol::types::ChainId;
-use agentic_protocol::{Address, Hash, JobId, TxBody};
+use agentic_protocol::{Address, Hash, JobId};
 use agentic_provider::local::{self, LocalMarket, MarketSpec};
 use agentic_provider::Provider;
 use anyhow::{bail, ensure, Context as _};
@@ -740,7 +740,8 @@ impl Bench {
         use commonware_cryptography::Signer as _;
         let me = Address::from(&self.key.public_key());
         let nonce = self.client.nonce(&me).await?;
-        let fee = self.client.min_fee().await?;
+        // Each job's fee by its work (`Params::required_fee`: its replica and auditor slots).
+        let params = self.client.params().await?;
         let txs: Vec<SignedTx> = jobs
             .iter()
             .enumerate()
@@ -750,10 +751,8 @@ impl Bench {
                     Tx {
                         chain_id: ChainId(CHAIN),
                         nonce: nonce + i as u64,
-                        fee,
-                        body: TxBody::SubmitJob {
-                            spec: j.spec.clone(),
-                        },
+                        fee: j.fee(&params),
+                        body: j.submit_body(),
                     },
                 )
             })

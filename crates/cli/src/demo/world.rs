@@ -205,7 +205,10 @@ pub struct World {
     pub events: EventLog,
     /// The progress display.
     pub progress: Progress,
-    /// The minimum fee (every transaction here pays it).
+    /// The minimum fee: what each provider transaction here pays (commit, reveal, audit
+    /// commit and report, bisection moves, offer updates: none matches slots or reaches
+    /// a KiB). A `SubmitJob` pays more, by the slots it asks the ledger to match (its
+    /// `Submitted::fee`).
     pub fee: Amount,
     /// Running provider daemons by name.
     pub providers: BTreeMap<String, Provider>,
@@ -221,7 +224,11 @@ impl World {
     pub async fn new(market: LocalMarket, acts: u64) -> anyhow::Result<World> {
         let events = EventLog::follow(&market);
         let client = market.client();
-        let fee = client.min_fee().await.context("reading the minimum fee")?;
+        let fee = client
+            .params()
+            .await
+            .context("reading the parameters")?
+            .min_fee;
         let mut names = BTreeMap::new();
         for (_, k) in market.files.validators.iter().chain(&market.files.accounts) {
             names.insert(k.address(), k.name.clone());
@@ -405,7 +412,13 @@ impl World {
             StagePhase::Matching { since } => (0, format!("matching since height {since}")),
             StagePhase::Running {
                 reveal_deadline: None,
-            } => (1, format!("running on {who}")),
+            } => match &st.audit {
+                Some(a) if st.slots.iter().all(|x| x.assignment.as_ref().is_some_and(|a| a.commitment.is_some())) => (
+                    2,
+                    format!("{who} committed; auditor {} commits first", self.name(&a.auditor)),
+                ),
+                _ => (1, format!("running on {who}")),
+            },
             StagePhase::Running {
                 reveal_deadline: Some(d),
             } => (2, format!("{who} reveals by height {d}")),

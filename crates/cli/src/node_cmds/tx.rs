@@ -1,12 +1,13 @@
-//! `agentic tx`: build one transaction of any of the ledger's 18 kinds from flags,
+//! `agentic tx`: build one transaction of any of the ledger's 20 kinds from flags,
 //! sign it with a key file, submit it to a node and (by default) wait for its
 //! receipt.
 //!
 //! ```text
 //!   flags ──▶ TxBody ──▶ Tx { chain_id, nonce, fee, body } ──sign(key)──▶ SignedTx
 //!                              ▲        ▲      ▲
-//!              /v1/status ─────┘        │      └── /v1/params min_fee
-//!              /v1/accounts/{signer} ───┘          (each only when not given)
+//!              /v1/status ─────┘        │      └── /v1/params: the fee the body's work
+//!              /v1/accounts/{signer} ───┘          requires (Params::required_fee)
+//!                                                  (each only when not given)
 //!   POST /v1/txs ──▶ id ──poll /v1/txs/{id}──▶ receipt: height, ok | ledger error, events
 //! ```
 //!
@@ -40,7 +41,9 @@ pub struct TxArgs {
     /// The signer's key file.
     #[arg(long, global = true, value_name = "FILE")]
     key: Option<PathBuf>,
-    /// Fee in base units (burned) [default: the chain's `min_fee`].
+    /// Fee in base units (burned) [default: what the transaction's work requires:
+    /// the chain's `min_fee`, plus `fee_per_slot` per replica and auditor slot of a
+    /// submit-job, plus `fee_per_kib` per whole KiB].
     #[arg(long, global = true, value_parser = super::amount)]
     fee: Option<Amount>,
     /// The signer's nonce [default: the account's next nonce on the node, which does not
@@ -248,7 +251,32 @@ enum Kind {
         #[arg(long, value_parser = super::hash)]
         salt: Hash,
     },
-    /// An assigned auditor's own result for a stage.
+    /// The drawn auditor commits to its own result for a stage (before the replicas
+    /// may reveal): --commitment, or the result and --salt to compute it.
+    AuditCommit {
+        /// The job id.
+        #[arg(long)]
+        job: u64,
+        /// The stage index.
+        #[arg(long)]
+        stage: u32,
+        /// The commitment, if computed elsewhere.
+        #[arg(long, value_parser = super::hash)]
+        commitment: Option<Hash>,
+        /// Stage input hash (to compute the commitment).
+        #[arg(long, value_parser = super::hash)]
+        input: Option<Hash>,
+        /// Stage output hash (to compute the commitment).
+        #[arg(long, value_parser = super::hash)]
+        output: Option<Hash>,
+        /// Trace root (to compute the commitment).
+        #[arg(long, value_parser = super::hash)]
+        trace_root: Option<Hash>,
+        /// Secret salt, 64 hex digits; keep it for audit-report.
+        #[arg(long, value_parser = super::hash)]
+        salt: Option<Hash>,
+    },
+    /// The auditor opens its commitment once the replicas revealed.
     AuditReport {
         /// The job id.
         #[arg(long)]
@@ -258,6 +286,16 @@ enum Kind {
         stage: u32,
         #[command(flatten)]
         result: ResultArgs,
+        /// The salt used in the audit commitment.
+        #[arg(long, value_parser = super::hash)]
+        salt: Hash,
+    },
+    /// As an assigned provider that has not committed: claim the job's model or input
+    /// cannot be fetched (the validators check; a false claim costs the miss penalty).
+    ClaimUnavailable {
+        /// The job id.
+        #[arg(long)]
+        job: u64,
     },
     /// Dispute a stage's result, posting the challenge bond.
     Challenge {
@@ -424,31 +462,35 @@ impl Kind {
                 output,
                 trace_root,
                 salt,
-            } => {
-                let parts = (input, output, trace_root, salt);
-                let commitment = match (commitment, parts) {
-                    (Some(c), (None, None, None, None)) => *c,
-                    (Some(_), _) => bail!(
-                        "give either --commitment or --input/--output/--trace-root/--salt, not both"
-                    ),
-                    (None, (Some(input), Some(output), Some(trace_root), Some(salt))) => {
-                        StageResult {
-                            input: *input,
-                            output: *output,
-                            trace_root: *trace_root,
-                        }
-                        .commitment(JobId(*job), *stage, salt, signer)
-                    }
-                    (None, _) => bail!(
-                        "commit-result needs --commitment HASH, or all of --input, --output, --trace-root and --salt"
-                    ),
-                };
-                TxBody::CommitResult {
-                    job: JobId(*job),
-                    stage: *stage,
-                    commitment,
-                }
-            }
+            } => TxBody::CommitResult {
+                job: JobId(*job),
+                stage: *stage,
+                commitment: commitment_of(
+                    "commit-result",
+                    (*job, *stage, signer),
+                    *commitment,
+                    (*input, *output, *trace_root, *salt),
+                )?,
+            },
+            Kind::AuditCommit {
+                job,
+                stage,
+                commitment,
+                input,
+                output,
+                trace_root,
+                salt,
+            } => TxBody::AuditCommit {
+                job: JobId(*job),
+                stage: *stage,
+                commitment: commitment_of(
+                    "audit-commit",
+                    (*job, *stage, signer),
+                    *commitment,
+                    (*input, *output, *trace_root, *salt),
+                )?,
+            },
+            Kind::ClaimUnavailable { job } => TxBody::ClaimUnavailable { job: JobId(*job) },
             Kind::RevealResult {
                 job,
                 stage,
@@ -460,10 +502,16 @@ impl Kind {
                 result: result.result(),
                 salt: *salt,
             },
-            Kind::AuditReport { job, stage, result } => TxBody::AuditReport {
+            Kind::AuditReport {
+                job,
+                stage,
+                result,
+                salt,
+            } => TxBody::AuditReport {
                 job: JobId(*job),
                 stage: *stage,
                 result: result.result(),
+                salt: *salt,
             },
             Kind::Challenge { job, stage, result } => TxBody::Challenge {
                 job: JobId(*job),
@@ -491,6 +539,32 @@ impl Kind {
             },
         })
     }
+}
+
+/// A commitment given as is, or computed from the result's parts and the salt
+/// ([`StageResult::commitment`], bound to the job, the stage and the signer).
+#[allow(clippy::type_complexity)]
+fn commitment_of(
+    kind: &str,
+    (job, stage, signer): (u64, u32, &Address),
+    commitment: Option<Hash>,
+    parts: (Option<Hash>, Option<Hash>, Option<Hash>, Option<Hash>),
+) -> anyhow::Result<Hash> {
+    Ok(match (commitment, parts) {
+        (Some(c), (None, None, None, None)) => c,
+        (Some(_), _) => {
+            bail!("give either --commitment or --input/--output/--trace-root/--salt, not both")
+        }
+        (None, (Some(input), Some(output), Some(trace_root), Some(salt))) => StageResult {
+            input,
+            output,
+            trace_root,
+        }
+        .commitment(JobId(job), stage, &salt, signer),
+        (None, _) => bail!(
+            "{kind} needs --commitment HASH, or all of --input, --output, --trace-root and --salt"
+        ),
+    })
 }
 
 pub fn run(args: TxArgs) -> anyhow::Result<()> {
@@ -525,13 +599,10 @@ pub fn run(args: TxArgs) -> anyhow::Result<()> {
         };
         let fee = match args.fee {
             Some(f) => f,
-            None => {
-                let p = client.get("/v1/params").await.context("reading min_fee")?;
-                p["params"]["min_fee"]
-                    .as_str()
-                    .and_then(agentic_node::genesis::parse_amount)
-                    .with_context(|| format!("no params.min_fee in /v1/params: {p}"))?
-            }
+            None => client
+                .fee_for(&body)
+                .await
+                .context("reading the parameters for the fee")?,
         };
         let kind = body.kind();
         let tx = SignedTx::sign(

@@ -4,14 +4,19 @@
 //! (`--misbehave perturb-ulp`: one element of one middle layer's output is one
 //! ulp off, and it computes on from there, so its trace is self-consistent). The
 //! requester names it for a one-stage job that asks for `Audited` verification.
-//! At the reveal the ledger assigns an independent auditor from the block's
-//! beacon; the auditor's daemon recomputes the stage, disagrees, and files its
-//! `AuditReport`, which opens a dispute. Both daemons play the bisection game
-//! (each round a trace leaf with its Merkle proof) down to one layer; the
-//! validators fetch that layer's agreed input from the parties, re-execute the
-//! single layer, and put the verdict in a block. The cheater loses `slash_ppm`
-//! of its stake (split winner / requester / burn), the job fails, and the
-//! requester gets its escrow back, less the auditor's fee, plus its share.
+//! When the cheater commits, the ledger draws an independent auditor by stake
+//! from the block's beacon; the auditor's daemon recomputes the stage and
+//! commits to its own result (`AuditCommit`) — the cheater may reveal only
+//! after that, so the auditor cannot copy it. Once the cheater revealed, the
+//! auditor opens its commitment (`AuditReport`), which disagrees and opens a
+//! dispute. Both daemons play the bisection game (each round a trace leaf with
+//! its Merkle proof) down to one layer; the validators fetch that layer's
+//! agreed input from the parties, re-execute the single layer, and put the
+//! verdict in a block. The cheater loses `slash_ppm` of its stake (split
+//! winner / requester / burn), the job fails, and the requester gets its escrow
+//! back, less the auditor's fee, plus its share. (A failed job refunds in up
+//! to two steps — at failure, and when its last delivered stage settles — both
+//! counted.)
 
 use std::time::Instant;
 
@@ -55,6 +60,11 @@ pub struct DisputeReport {
     pub layers: u32,
     /// The auditor the beacon chose.
     pub auditor: String,
+    /// Height at which the auditor committed to its result (before the cheater's
+    /// reveal).
+    pub audit_committed_at: Height,
+    /// Height of the cheater's reveal.
+    pub revealed_at: Height,
     /// The dispute.
     pub dispute: DisputeId,
     /// Height it opened at.
@@ -87,11 +97,12 @@ pub struct DisputeReport {
     pub burned: Amount,
     /// The job's escrow.
     pub escrow: Amount,
-    /// Refunded when the job failed.
+    /// Refunded when the job failed (and, if a delivered stage was still being
+    /// verified, when it settled).
     pub refund: Amount,
     /// The auditor's fee, paid from the escrow (ops × its price).
     pub auditor_fee: Amount,
-    /// The `SubmitJob` fee.
+    /// The `SubmitJob` fee: the minimum fee plus one per replica and auditor slot.
     pub fee: Amount,
     /// The requester's balance drop: fee + auditor fee − its slash share.
     pub requester_spent: Amount,
@@ -152,8 +163,9 @@ pub async fn run(w: &mut World) -> anyhow::Result<DisputeReport> {
         cast::REQUESTER,
         profile.name,
     ));
-    w.progress
-        .step("the cheater reveals; the beacon assigns an auditor; the game is played");
+    w.progress.step(
+        "the cheater commits; the beacon draws an auditor, which commits first; the game is played",
+    );
     let job = w.follow(&alice, job_id).await?;
     let seconds = t0.elapsed().as_secs_f64();
     let layers = job.spec.stages[0].layers;
@@ -219,15 +231,47 @@ pub async fn run(w: &mut World) -> anyhow::Result<DisputeReport> {
         .into_iter()
         .next()
         .unwrap_or_default();
+    // A failed job refunds at failure and, if a delivered stage was still being
+    // verified, the rest when it settles.
     let refund = w
         .events
         .select(|_, e| match e {
-            Event::JobFailed { job, refund } if *job == job_id => Some(*refund),
+            Event::JobFailed { job, refund } | Event::JobSettled { job, refund }
+                if *job == job_id =>
+            {
+                Some(*refund)
+            }
+            _ => None,
+        })
+        .into_iter()
+        .fold(Amount::ZERO, Amount::saturating_add);
+    let audit_committed_at = w
+        .events
+        .select(|h, e| match e {
+            Event::AuditCommitted { job, auditor: a, .. } if *job == job_id && *a == auditor => {
+                Some(h)
+            }
             _ => None,
         })
         .into_iter()
         .next()
-        .unwrap_or_default();
+        .context("the auditor never committed")?;
+    let revealed_at = w
+        .events
+        .select(|h, e| match e {
+            Event::ResultRevealed { job, provider, .. } if *job == job_id && *provider == cheater => {
+                Some(h)
+            }
+            _ => None,
+        })
+        .into_iter()
+        .next()
+        .context("the cheater never revealed")?;
+    let auditor_price = w
+        .state(|s| s.provider(&auditor).map(|p| p.offer.price))
+        .context("the auditor is no provider")?;
+    let expected_auditor_fee = Amount::cost(job.spec.stages[0].ops, auditor_price)
+        .context("the auditor's fee overflows")?;
     let refereed_layer = match resolution {
         Resolution::Refereed { layer } => layer,
         other => bail!("the dispute ended {other:?}, not by the referee"),
@@ -243,7 +287,11 @@ pub async fn run(w: &mut World) -> anyhow::Result<DisputeReport> {
     let auditor_name = w.name(&auditor);
 
     log.push(format!(
-        "{} revealed output {} (the honest run gives {}); the beacon picked {auditor_name} to audit",
+        "{} committed; the beacon picked {auditor_name} to audit, which committed to its own result at height {audit_committed_at}",
+        profile.name,
+    ));
+    log.push(format!(
+        "height {revealed_at}: {} revealed output {} (the honest run gives {})",
         profile.name,
         short(&claimed_output),
         short(&honest_output)
@@ -283,6 +331,7 @@ pub async fn run(w: &mut World) -> anyhow::Result<DisputeReport> {
             && challenger == auditor
             && winner == Some(auditor)
             && claimed_output != honest_output
+            && audit_committed_at <= revealed_at
             && !rounds.is_empty()
             && rounds.len() as u32 <= max_rounds
             && rounds.last().is_some_and(|r| r.hi == r.lo + 1),
@@ -305,9 +354,10 @@ pub async fn run(w: &mut World) -> anyhow::Result<DisputeReport> {
     );
     w.check(
         "dispute: the requester paid only the fee and the audit, and got its share of the slash",
-        requester_spent.0 + to_requester.0 == sub.fee.0 + auditor_fee.0,
+        requester_spent.0 + to_requester.0 == sub.fee.0 + auditor_fee.0
+            && auditor_fee == expected_auditor_fee,
         format!(
-            "spent {requester_spent} = {} + {auditor_fee} − {to_requester}",
+            "spent {requester_spent} = {} + {auditor_fee} − {to_requester}; audit fee = ops × the auditor's price {auditor_price}",
             sub.fee
         ),
     );
@@ -318,6 +368,8 @@ pub async fn run(w: &mut World) -> anyhow::Result<DisputeReport> {
         job: job_id,
         layers,
         auditor: auditor_name,
+        audit_committed_at,
+        revealed_at,
         dispute,
         opened_at,
         rounds,

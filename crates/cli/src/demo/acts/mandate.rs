@@ -65,6 +65,9 @@ pub struct MandateReport {
     pub principal_paid: Amount,
     /// The agent's balance drop (its fee only).
     pub agent_paid: Amount,
+    /// The `SubmitJob` fee the agent paid: the minimum fee plus one per replica and
+    /// auditor slot the ledger matched.
+    pub fee: Amount,
     /// The mandate's `spent` after the job (escrow refunds give room back).
     pub mandate_spent: Amount,
     /// The escrow of the purchase over the cap.
@@ -276,6 +279,7 @@ pub async fn run(w: &mut World) -> anyhow::Result<MandateReport> {
         paid,
         principal_paid: bob0.saturating_sub(bob1),
         agent_paid: agent0.saturating_sub(agent1),
+        fee: sub.fee,
         mandate_spent: spent,
         refused_escrow: big.escrow,
         refused,
