@@ -204,7 +204,10 @@ fn demo_tells_the_whole_story() {
     // One Audited stage, one replica: two slots (the replica and the auditor) over the
     // minimum fee. The auditor committed before the cheater could reveal.
     assert_eq!(amount(&d["fee"]), 1 + 2);
-    assert!(int(&d["audit_committed_at"]) <= int(&d["revealed_at"]), "{d}");
+    assert!(
+        int(&d["audit_committed_at"]) <= int(&d["revealed_at"]),
+        "{d}"
+    );
 
     // Governance: the voted value, in force from its activation height.
     let g = &r["governance"];

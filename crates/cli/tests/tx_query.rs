@@ -456,7 +456,10 @@ fn staking_provider_mandate_job_and_governance_encode_as_the_ledger_expects() {
             &hex(&[0xcc; 32]),
         ],
     ));
-    assert!(err.contains("rejected") && err.contains("not the auditor"), "{err}");
+    assert!(
+        err.contains("rejected") && err.contains("not the auditor"),
+        "{err}"
+    );
     let (_, err) = fails(&n.tx(&n.dave, &["claim-unavailable", "--job", &job_id]));
     assert!(
         err.contains("rejected") && err.contains("only an assigned provider"),
@@ -483,7 +486,10 @@ fn staking_provider_mandate_job_and_governance_encode_as_the_ledger_expects() {
     // All of the escrow came back: bob paid only the two fees — the submission's by its
     // work (min_fee 1 + one per replica slot: 2 stages × 1, no auditor as optimistic)
     // and the cancellation's (1).
-    assert_eq!(n.account(&n.bob)["balance"], (BOB_FUNDS - 3 - 1).to_string());
+    assert_eq!(
+        n.account(&n.bob)["balance"],
+        (BOB_FUNDS - 3 - 1).to_string()
+    );
     let (_, err) = fails(&n.tx(&n.bob, &["cancel-job", "--job", &job_id]));
     assert!(err.contains("is not active"), "{err}");
 

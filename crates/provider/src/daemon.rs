@@ -1065,7 +1065,12 @@ impl Daemon {
             )));
         }
         self.claimed.insert(id);
-        send_tx(&self.client, &self.config, TxBody::ClaimUnavailable { job: id }).await?;
+        send_tx(
+            &self.client,
+            &self.config,
+            TxBody::ClaimUnavailable { job: id },
+        )
+        .await?;
         self.status().claims_sent += 1;
         tracing::warn!(
             job = id.0,
@@ -1099,8 +1104,7 @@ impl Daemon {
             Some(slot),
         ) = (st.phase, &st.audit)
         {
-            if slot.auditor != self.me || slot.commitment.is_some() || height > slot.deadline.0
-            {
+            if slot.auditor != self.me || slot.commitment.is_some() || height > slot.deadline.0 {
                 return Ok(());
             }
             return self.audit_commit(id, job, s, slot.price).await;

@@ -112,7 +112,11 @@ fn three_stage_job_matches_a_local_run_and_pays_exactly() {
             let (a0, _) = before[&alice.address()];
             let (a1, _) = balances(&c, &alice.address()).await;
             assert_eq!(a1.0, a0.0 - paid_total - submit_fee(&p.spec));
-            assert_eq!(submit_fee(&p.spec), 4, "three stages of one replica, no audit");
+            assert_eq!(
+                submit_fee(&p.spec),
+                4,
+                "three stages of one replica, no audit"
+            );
             let escrow = State::escrow_for(&p.spec).unwrap();
             assert!(escrow.0 > paid_total, "a refund was due");
             assert_eq!(j.escrow, Amount::ZERO);
@@ -144,7 +148,11 @@ fn three_stage_job_matches_a_local_run_and_pays_exactly() {
             assert_eq!(j.status, JobStatus::Cancelled);
             assert_eq!(j.escrow, Amount::ZERO);
             let (a1, _) = balances(&c, &alice.address()).await;
-            assert_eq!(a1.0, a0.0 - submit_fee(&cheap.spec), "only the fee is spent");
+            assert_eq!(
+                a1.0,
+                a0.0 - submit_fee(&cheap.spec),
+                "only the fee is spent"
+            );
         },
     );
 }
@@ -357,7 +365,9 @@ fn a_provider_claims_an_unpublished_input_unavailable() {
                 snapshot(&c, &alice.address()).await,
                 snapshot(&c, &p1.address()).await,
             );
-            let id = submit_spec(&c, &alice, &p.spec, &[&p.bundle]).await.unwrap();
+            let id = submit_spec(&c, &alice, &p.spec, &[&p.bundle])
+                .await
+                .unwrap();
             let j = wait_finished(&c, id, Duration::from_secs(60)).await;
             assert_eq!(j.status, JobStatus::Cancelled, "{j:#?}");
             assert_eq!(j.escrow, Amount::ZERO);
@@ -394,7 +404,9 @@ fn a_provider_claims_an_unpublished_input_unavailable() {
                 snapshot(&c, &alice.address()).await,
                 snapshot(&c, &p1.address()).await,
             );
-            let id = submit_spec(&c, &alice, &p.spec, &[&p.bundle]).await.unwrap();
+            let id = submit_spec(&c, &alice, &p.spec, &[&p.bundle])
+                .await
+                .unwrap();
             wait_job(&c, id, Duration::from_secs(60), |j| j.claim.is_some()).await;
             c.put_blob(p.input.canonical_bytes()).await.unwrap();
             let j = wait_finished(&c, id, Duration::from_secs(120)).await;

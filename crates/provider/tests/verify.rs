@@ -307,7 +307,11 @@ async fn copy_replica(net: &Net, aud: &Provider, params: &Params) {
         .iter()
         .map(|s| s.assignment.as_ref().map(|a| a.provider))
         .collect();
-    assert_eq!(holders, vec![None, Some(aud.address())], "the copier's slot stays empty");
+    assert_eq!(
+        holders,
+        vec![None, Some(aud.address())],
+        "the copier's slot stays empty"
+    );
     assert!(j.excluded.contains(&copier.address()));
     assert!(
         disputes_of(&c, id).await.is_empty(),
@@ -474,8 +478,16 @@ async fn collude(net: &Net, aud: &Provider, params: &Params) {
     let delivered = st1.phase == StagePhase::Finalized;
     if delivered {
         let a = st1.slots[0].assignment.as_ref().expect("a replacement");
-        assert_eq!(a.provider, aud.address(), "the auditor took the stage again");
-        assert_eq!(st1.result.unwrap().input, false_out, "it chained onto the agreed input");
+        assert_eq!(
+            a.provider,
+            aud.address(),
+            "the auditor took the stage again"
+        );
+        assert_eq!(
+            st1.result.unwrap().input,
+            false_out,
+            "it chained onto the agreed input"
+        );
     } else {
         assert_eq!(st1.phase, StagePhase::Cancelled, "{j:#?}");
     }

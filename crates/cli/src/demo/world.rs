@@ -413,10 +413,21 @@ impl World {
             StagePhase::Running {
                 reveal_deadline: None,
             } => match &st.audit {
-                Some(a) if st.slots.iter().all(|x| x.assignment.as_ref().is_some_and(|a| a.commitment.is_some())) => (
-                    2,
-                    format!("{who} committed; auditor {} commits first", self.name(&a.auditor)),
-                ),
+                Some(a)
+                    if st.slots.iter().all(|x| {
+                        x.assignment
+                            .as_ref()
+                            .is_some_and(|a| a.commitment.is_some())
+                    }) =>
+                {
+                    (
+                        2,
+                        format!(
+                            "{who} committed; auditor {} commits first",
+                            self.name(&a.auditor)
+                        ),
+                    )
+                }
                 _ => (1, format!("running on {who}")),
             },
             StagePhase::Running {

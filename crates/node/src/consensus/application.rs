@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use agentic_protocol::referee::AVAILABILITY_PROBE;
 use agentic_protocol::state::{Dispute, DisputePhase, Job, JobStatus, State};
-use agentic_protocol::{
-    verify_batch, Address, Finding, Height as LedgerHeight, SignedTx, Verdict,
-};
+use agentic_protocol::{verify_batch, Address, Finding, Height as LedgerHeight, SignedTx, Verdict};
 use commonware_consensus::{
     marshal::ancestry::Ancestry,
     simplex::scheme::bls12381_threshold::vrf::Seed,
@@ -224,8 +222,12 @@ impl Application {
         if asked.is_empty() {
             return Vec::new();
         }
-        let probes = asked.iter().any(|(_, layer, _)| *layer == AVAILABILITY_PROBE);
-        let layers = asked.iter().any(|(_, layer, _)| *layer != AVAILABILITY_PROBE);
+        let probes = asked
+            .iter()
+            .any(|(_, layer, _)| *layer == AVAILABILITY_PROBE);
+        let layers = asked
+            .iter()
+            .any(|(_, layer, _)| *layer != AVAILABILITY_PROBE);
         // Question → (sources, earliest deadline among the disputes or claims asking it).
         let mut parties: BTreeMap<Question, (Vec<String>, LedgerHeight)> = BTreeMap::new();
         let mut note = |q: Question, sources: Vec<String>, deadline: LedgerHeight| {
@@ -326,7 +328,10 @@ impl Application {
         let mut holders: Vec<Address> = Vec::new();
         for st in &j.stages {
             let slots = st.slots.iter().filter_map(|x| x.assignment.as_ref());
-            for a in slots.map(|a| a.provider).chain(st.audit.as_ref().map(|a| a.auditor)) {
+            for a in slots
+                .map(|a| a.provider)
+                .chain(st.audit.as_ref().map(|a| a.auditor))
+            {
                 if !holders.contains(&a) {
                     holders.push(a);
                 }

@@ -110,8 +110,9 @@ pub fn submit_fee(spec: &JobSpec) -> u128 {
         .required_fee(&TxBody::SubmitJob { spec: spec.clone() })
         .0;
     let stages = spec.stages.len() as u128;
-    let audited =
-        u128::from(spec.requirements.verification != agentic_protocol::types::VerificationLevel::Optimistic);
+    let audited = u128::from(
+        spec.requirements.verification != agentic_protocol::types::VerificationLevel::Optimistic,
+    );
     let slots = stages * (u128::from(spec.requirements.replicas) + audited);
     assert_eq!(
         fee,

@@ -248,9 +248,9 @@ pub async fn run(w: &mut World) -> anyhow::Result<DisputeReport> {
     let audit_committed_at = w
         .events
         .select(|h, e| match e {
-            Event::AuditCommitted { job, auditor: a, .. } if *job == job_id && *a == auditor => {
-                Some(h)
-            }
+            Event::AuditCommitted {
+                job, auditor: a, ..
+            } if *job == job_id && *a == auditor => Some(h),
             _ => None,
         })
         .into_iter()
@@ -259,7 +259,9 @@ pub async fn run(w: &mut World) -> anyhow::Result<DisputeReport> {
     let revealed_at = w
         .events
         .select(|h, e| match e {
-            Event::ResultRevealed { job, provider, .. } if *job == job_id && *provider == cheater => {
+            Event::ResultRevealed { job, provider, .. }
+                if *job == job_id && *provider == cheater =>
+            {
                 Some(h)
             }
             _ => None,
