@@ -95,7 +95,9 @@ use agentic_protocol::bisection::max_rounds;
 use agentic_protocol::merkle;
 use agentic_protocol::referee::{Referee, RefereeError};
 use agentic_protocol::reputation::ReputationParams;
-use agentic_protocol::state::{BlockOutcome, DisputeKind, DisputePhase, Job, JobStatus, StagePhase};
+use agentic_protocol::state::{
+    BlockOutcome, DisputeKind, DisputePhase, Job, JobStatus, StagePhase,
+};
 use agentic_protocol::test_utils::{
     address_of, job_spec, key, layer_output, offer, salt_for, GenesisBuilder, TestReferee,
     Trace as TestTrace,
@@ -183,7 +185,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     ensure!(args.jobs > 0, "--jobs must be positive");
     ensure!(args.jobs_per_block > 0, "--jobs-per-block must be positive");
     ensure!(args.providers > 0, "--providers must be positive");
-    ensure!(args.coalition >= 2, "--coalition needs at least 2 identities");
+    ensure!(
+        args.coalition >= 2,
+        "--coalition needs at least 2 identities"
+    );
     ensure!(
         (0.0..=1.0).contains(&args.cheaters),
         "--cheaters is a share in 0..=1"
@@ -1605,8 +1610,7 @@ impl Market {
             let a = &self.actors[i];
             self.registered[i]
                 && state.provider(&a.addr).is_some_and(|p| !p.retired)
-                && state.account(&a.addr).bonded.0 + topped.get(&a.addr).unwrap_or(&0)
-                    >= min_stake
+                && state.account(&a.addr).bonded.0 + topped.get(&a.addr).unwrap_or(&0) >= min_stake
         };
         let honest: Vec<usize> = (0..self.actors.len())
             .filter(|&i| self.actors[i].strategy == Strategy::Honest && qualified(i))
@@ -1796,12 +1800,12 @@ impl Market {
                         for a in st.slots.iter().filter_map(|x| x.assignment.as_ref()) {
                             let who = self.index[&a.provider];
                             let strategy = self.actors[who].strategy;
-                            let work = self
-                                .works
-                                .entry((id, stage, a.provider))
-                                .or_insert_with(|| {
-                                    make_work(strategy, &a.provider, id, stage, input, &span, w)
-                                });
+                            let work =
+                                self.works
+                                    .entry((id, stage, a.provider))
+                                    .or_insert_with(|| {
+                                        make_work(strategy, &a.provider, id, stage, input, &span, w)
+                                    });
                             if a.commitment.is_none() {
                                 if self.sent.insert((id.0, a.provider, Act::Commit, stage)) {
                                     self.flows.entry((u, who)).or_default().computed_ops =
@@ -1868,7 +1872,13 @@ impl Market {
                         if committing && complete {
                             // The last commitment: this block's beacon draws the audit.
                             let p = audit_probability(
-                                state, &self.params, &self.rp, job, s, height, topped,
+                                state,
+                                &self.params,
+                                &self.rp,
+                                job,
+                                s,
+                                height,
+                                topped,
                             );
                             let predicted = audit_draw(&self.ledger.next_beacon, id, stage) < p;
                             let shares =
@@ -1903,7 +1913,9 @@ impl Market {
                         // The drawn auditor commits before anyone reveals.
                         if audit.commitment.is_none()
                             && reveal_deadline.is_none()
-                            && self.sent.insert((id.0, audit.auditor, Act::AuditCommit, stage))
+                            && self
+                                .sent
+                                .insert((id.0, audit.auditor, Act::AuditCommit, stage))
                         {
                             let who = self.index[&audit.auditor];
                             let work = audit_work(
@@ -2135,10 +2147,8 @@ impl Market {
                                 *self.refused_by.entry((i, name)).or_default() += 1;
                             }
                         }
-                        None => unexpected.push(format!(
-                            "{strategy}: {e:?} (expected {:?})",
-                            tag.expect
-                        )),
+                        None => unexpected
+                            .push(format!("{strategy}: {e:?} (expected {:?})", tag.expect)),
                     }
                 }
             }
@@ -2192,7 +2202,10 @@ impl Market {
                     self.flow(u, who).price = price.0;
                 }
                 Event::AuditAssigned {
-                    job, stage, auditor, ..
+                    job,
+                    stage,
+                    auditor,
+                    ..
                 } => {
                     let u = self.unit_of(*job, *stage)?;
                     let who = self.index[auditor];
@@ -2217,7 +2230,8 @@ impl Market {
                     unit.auditor = Some(who);
                     unit.audit_committed = false;
                     unit.audit_settled = false;
-                    if approves && self.actors[unit.provider].coalition == self.actors[who].coalition
+                    if approves
+                        && self.actors[unit.provider].coalition == self.actors[who].coalition
                     {
                         unit.self_audited = true;
                     }
@@ -2347,7 +2361,11 @@ impl Market {
                         }
                     }
                     // An auditor that disputed and won is paid its fee.
-                    let d = self.ledger.state.dispute(*dispute).map(|d| (d.kind, d.challenger));
+                    let d = self
+                        .ledger
+                        .state
+                        .dispute(*dispute)
+                        .map(|d| (d.kind, d.challenger));
                     if let Some((DisputeKind::Audit, challenger)) = d {
                         if *winner == Some(challenger) {
                             self.settle_audit(u, self.index[&challenger]);
@@ -2435,8 +2453,10 @@ impl Market {
             }
         }
         if !slashes.is_empty() {
-            self.anomalies
-                .push(format!("slashes with no cause at block {}: {slashes:?}", out.height.0));
+            self.anomalies.push(format!(
+                "slashes with no cause at block {}: {slashes:?}",
+                out.height.0
+            ));
         }
         for &(u, predicted, first) in completing {
             let actual = audited_now.contains(&u);
@@ -2601,7 +2621,11 @@ fn sybil_shares(
         if st.phase == StagePhase::Cancelled {
             continue;
         }
-        used.extend(st.slots.iter().filter_map(|s| s.assignment.as_ref().map(|a| a.provider)));
+        used.extend(
+            st.slots
+                .iter()
+                .filter_map(|s| s.assignment.as_ref().map(|a| a.provider)),
+        );
         if let StagePhase::Auditing { auditor, .. } = st.phase {
             used.push(auditor);
         }
@@ -2697,7 +2721,11 @@ fn make_work(
             for l in first..first + layers {
                 if l == 0 || l + 1 == w.layers {
                     x = layer_output(&w.model, l, &x);
-                    ops += span.layer_ops.get((l - first) as usize).copied().unwrap_or(0);
+                    ops += span
+                        .layer_ops
+                        .get((l - first) as usize)
+                        .copied()
+                        .unwrap_or(0);
                 }
                 leaves.push(x);
             }
@@ -2927,7 +2955,8 @@ impl Market {
         } else {
             0.0
         };
-        fee * (2.0 + moves + partner) + self.compute(self.flow_of(u, self.units[u].provider).computed_ops)
+        fee * (2.0 + moves + partner)
+            + self.compute(self.flow_of(u, self.units[u].provider).computed_ops)
     }
 
     /// The stage's profit for the placed provider's side in expectation over the ledger's
@@ -2979,9 +3008,7 @@ impl Market {
         let f = self.flow_of(u, unit.provider);
         match (s.replica(), b) {
             (Replica::Honest, _) => true,
-            (Replica::Blind, Branch::Unaudited) => {
-                f.penalty > 0 && f.slashed == 0 && f.paid == 0
-            }
+            (Replica::Blind, Branch::Unaudited) => f.penalty > 0 && f.slashed == 0 && f.paid == 0,
             (Replica::Blind, _) => f.slashed > 0 && f.missed_under_audit && f.paid == 0,
             (_, Branch::Unaudited) => {
                 f.paid == unit.value
@@ -3172,7 +3199,9 @@ fn inequality(params: &Params, value: u128) -> Value {
 
 /// The single cheaters' figures (cheater run): per strategy and stake.
 #[allow(clippy::type_complexity)]
-fn singles(m: &Market) -> anyhow::Result<(Value, Option<(f64, Strategy, u128)>, usize, usize, usize)> {
+fn singles(
+    m: &Market,
+) -> anyhow::Result<(Value, Option<(f64, Strategy, u128)>, usize, usize, usize)> {
     let costs = m.branch_costs();
     let mut strategies = serde_json::Map::new();
     let mut best: Option<(f64, Strategy, u128)> = None;
@@ -3247,7 +3276,12 @@ fn coalitions(m: &Market) -> (Value, Option<(f64, String)>, usize) {
     for kind in CoalitionKind::ALL {
         let mut variants = Vec::new();
         let mut kind_best: Option<f64> = None;
-        for (c, co) in m.coalitions.iter().enumerate().filter(|(_, x)| x.kind == kind) {
+        for (c, co) in m
+            .coalitions
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.kind == kind)
+        {
             let label = match kind {
                 CoalitionKind::PenaltyFarming => "requester".to_string(),
                 _ if co.partners.is_empty() => format!("stake {}", co.worker_stake),
@@ -3284,9 +3318,21 @@ fn coalitions(m: &Market) -> (Value, Option<(f64, String)>, usize) {
                 v.insert("compensation_paid".into(), json!(compensation as f64));
                 v.insert(
                     "miss_penalties_collected".into(),
-                    json!(jobs.iter().flat_map(|j| j.units.iter()).map(|&u| m.flows.iter().filter(|((fu, _), _)| *fu == u).map(|(_, f)| f.penalty).sum::<u128>()).sum::<u128>() as f64),
+                    json!(jobs
+                        .iter()
+                        .flat_map(|j| j.units.iter())
+                        .map(|&u| m
+                            .flows
+                            .iter()
+                            .filter(|((fu, _), _)| *fu == u)
+                            .map(|(_, f)| f.penalty)
+                            .sum::<u128>())
+                        .sum::<u128>() as f64),
                 );
-                v.insert("best_job_profit".into(), json!(per_job.iter().copied().fold(f64::NEG_INFINITY, f64::max)));
+                v.insert(
+                    "best_job_profit".into(),
+                    json!(per_job.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+                );
                 v.insert("realized_profit_per_job".into(), json!(expected));
                 expected
             } else {
@@ -3310,10 +3356,17 @@ fn coalitions(m: &Market) -> (Value, Option<(f64, String)>, usize) {
                 v.insert("worker_price".into(), json!(co.worker_price as f64));
                 v.insert("jobs".into(), json!(us.len()));
                 v.insert("audited".into(), json!(audited.len()));
-                v.insert("caught".into(), json!(us.iter().filter(|&&u| m.caught(u)).count()));
+                v.insert(
+                    "caught".into(),
+                    json!(us.iter().filter(|&&u| m.caught(u)).count()),
+                );
                 v.insert(
                     "mean_audit_probability".into(),
-                    json!(mean(us.iter().filter_map(|&u| m.units[u].draw).map(|d| d.p_ppm as f64 / PPM as f64))),
+                    json!(mean(
+                        us.iter()
+                            .filter_map(|&u| m.units[u].draw)
+                            .map(|d| d.p_ppm as f64 / PPM as f64)
+                    )),
                 );
                 v.insert(
                     "realized_profit_per_job".into(),
@@ -3326,9 +3379,17 @@ fn coalitions(m: &Market) -> (Value, Option<(f64, String)>, usize) {
                         let own = audited.iter().filter(|&&u| m.units[u].self_audited).count();
                         let (expected_draws, draws) =
                             m.partner_draws.get(&c).copied().unwrap_or_default();
-                        v.insert("qualified_stake_share".into(), json!(mean(us.iter().filter_map(|&u| m.units[u].draw).map(|d| d.share))));
+                        v.insert(
+                            "qualified_stake_share".into(),
+                            json!(mean(
+                                us.iter().filter_map(|&u| m.units[u].draw).map(|d| d.share)
+                            )),
+                        );
                         v.insert("self_audited".into(), json!(own));
-                        v.insert("self_audit_frequency".into(), json!(own as f64 / audited.len().max(1) as f64));
+                        v.insert(
+                            "self_audit_frequency".into(),
+                            json!(own as f64 / audited.len().max(1) as f64),
+                        );
                         v.insert(
                             "partner_draws_all_audits".into(),
                             json!({
@@ -3355,10 +3416,7 @@ fn coalitions(m: &Market) -> (Value, Option<(f64, String)>, usize) {
                             .count();
                         v.insert("unbonds_accepted".into(), json!(n));
                         v.insert("unbonded_total".into(), json!(amount as f64));
-                        v.insert(
-                            "refused".into(),
-                            json!(refusals(m, worker)),
-                        );
+                        v.insert("refused".into(), json!(refusals(m, worker)));
                         v.insert(
                             "slashed_as_if_never_unbonded".into(),
                             json!({ "audited": audited.len(), "slash_of_full_stake": exact }),
@@ -3380,10 +3438,7 @@ fn coalitions(m: &Market) -> (Value, Option<(f64, String)>, usize) {
                         let disputed = us.iter().filter(|&&u| m.units[u].dispute.is_some()).count();
                         v.insert("disputed".into(), json!(disputed));
                         v.insert("withdrawable_stake".into(), json!(co.worker_stake as f64));
-                        v.insert(
-                            "refused".into(),
-                            json!(refusals(m, worker)),
-                        );
+                        v.insert("refused".into(), json!(refusals(m, worker)));
                     }
                     CoalitionKind::PenaltyFarming => {}
                 }
@@ -3504,7 +3559,8 @@ fn report(
         .map(|d| d.score_ppm as f64 / PPM as f64)
         .collect();
 
-    let (strategies, best_single, cheater_jobs, cheater_caught, single_mismatches) = singles(cheat)?;
+    let (strategies, best_single, cheater_jobs, cheater_caught, single_mismatches) =
+        singles(cheat)?;
     let Some((single_profit, best_strategy, best_stake)) = best_single else {
         bail!("no job went to a single cheater: raise --jobs or --cheaters");
     };
@@ -3690,10 +3746,7 @@ fn print_text(r: &Value) {
             );
         }
     }
-    println!(
-        "  detection rate        {:.4}",
-        f(&r["detection_rate"])
-    );
+    println!("  detection rate        {:.4}", f(&r["detection_rate"]));
     println!(
         "  honest unpaid         {} of {} delivered",
         f(&r["honest_unpaid"]),
