@@ -1,7 +1,7 @@
 //! `agentic bench verify` through the built binary with small market runs: the JSON has
-//! the documented figures, the best cheating strategy loses money in expectation, the
-//! referee re-executes exactly one layer, and the bisection takes the ledger's
-//! ⌈log2 layers⌉ rounds. No timing is asserted.
+//! the documented figures, the best cheating strategy — single or coalition — loses money
+//! in expectation, honest work is always paid, the referee re-executes exactly one layer,
+//! and the bisection takes the ledger's ⌈log2 layers⌉ rounds. No timing is asserted.
 
 use std::process::Command;
 
@@ -78,6 +78,56 @@ fn small_run_has_the_figures_and_cheating_does_not_pay() {
         strategies["copy_replica"]["detection_rate"].as_f64(),
         Some(1.0)
     );
+
+    // Coalitions: every strategy took jobs and loses in expectation, in every variant;
+    // `max_cheater_profit` covers them all.
+    let coalitions = v["coalitions"].as_object().unwrap();
+    for s in [
+        "auditor_sybil",
+        "unbond_then_lose",
+        "echo_replica",
+        "penalty_farming",
+        "retire_while_disputed",
+    ] {
+        let c = &coalitions[s];
+        let best = c["expected_profit_per_job"].as_f64().unwrap();
+        assert!(best < 0.0, "{s}: {c}");
+        assert!(best <= v["max_cheater_profit"].as_f64().unwrap());
+        let variants = c["variants"].as_array().unwrap();
+        assert!(!variants.is_empty(), "{s}");
+        for x in variants {
+            assert!(x["jobs"].as_u64().unwrap() > 0, "{s} took no job: {x}");
+            assert!(
+                x["expected_profit_per_job"].as_f64().unwrap() < 0.0,
+                "{s}: {x}"
+            );
+        }
+    }
+    assert!(v["max_coalition_profit"].as_f64().unwrap() < 0.0, "{v}");
+    assert!(
+        v["max_single_cheater_profit"].as_f64().unwrap() < 0.0,
+        "{v}"
+    );
+    // A slot freed after a reveal is never refilled (no echo), and a requester whose
+    // data nobody can fetch pays the claimant instead of collecting penalties.
+    for x in coalitions["echo_replica"]["variants"].as_array().unwrap() {
+        assert_eq!(x["refills_after_reveal"], 0, "{x}");
+    }
+    for x in coalitions["penalty_farming"]["variants"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(x["miss_penalties_collected"].as_f64(), Some(0.0), "{x}");
+        assert!(x["compensation_paid"].as_f64().unwrap() > 0.0, "{x}");
+    }
+
+    // Honest work is paid in full in every run, and the ledger's audit draws are the
+    // ones the bench predicted (its probabilities are the ledger's).
+    assert_eq!(v["honest_unpaid"].as_f64(), Some(0.0), "{v}");
+    assert!(v["honest_delivered"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["supply_conserved"], true);
+    assert_eq!(v["simulation"]["unreconciled_accounts"], 0);
+    assert_eq!(v["simulation"]["audit_predictions_wrong"], 0);
     assert_eq!(v["simulation"]["honest_providers_slashed"], 0);
     assert_eq!(v["simulation"]["outcomes_not_as_modelled"], 0);
     for run in v["runs"].as_array().unwrap() {
@@ -86,6 +136,7 @@ fn small_run_has_the_figures_and_cheating_does_not_pay() {
     }
     let i = &v["inequality"];
     assert_eq!(i["holds"], true, "{i}");
+    assert_eq!(i["mean_stage"]["holds"], true, "{i}");
     assert!(i["expected_slash"].as_f64().unwrap() >= i["expected_gain"].as_f64().unwrap());
     assert!(i["p"].as_f64().unwrap() >= i["p_min"].as_f64().unwrap());
 

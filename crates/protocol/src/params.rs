@@ -153,6 +153,11 @@ params! {
     /// Fee (base units) per whole KiB of a transaction's body: bytes every
     /// validator receives, verifies and stores.
     fee_per_kib: amount = 1, tag 25, key FeePerKib, range 0 => u64::MAX;
+    /// Largest share (ppm) of the stake qualified for an auditor draw that the audit
+    /// probability assumes one coalition may hold: a coalition drawn as its own
+    /// worker's auditor approves a wrong result, so the value floor discounts the
+    /// slash by this share (below one half, like a BFT quorum's `f`).
+    audit_collusion_ppm: ppm = 333_333, tag 26, key AuditCollusionPpm, range 0 => PPM / 2 - 1;
 }
 
 /// A proposed change of one parameter.

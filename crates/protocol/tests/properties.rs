@@ -577,23 +577,39 @@ fn deterministic_walk_reaches_payouts_and_disputes() {
 
 proptest! {
     /// The audit probability of a sampled stage always makes skipping the work
-    /// unprofitable in expectation: `p·S ≥ (1 − p)·V` with `S = slash_ppm ×
-    /// stake`, for any value, stake, reputation and slash share; and it never
-    /// drops below the reputation-discounted probability.
+    /// unprofitable in expectation, even for a coalition holding `c =
+    /// audit_collusion_ppm` of the qualified stake (its partner, drawn as the
+    /// auditor with probability `c`, approves and earns the fee `F`):
+    /// `p·(1 − c)·S ≥ (1 − p)·V + p·c·(V + F)` with `S = slash_ppm × stake`, for
+    /// any value, fee, stake, reputation, slash share and collusion bound (always
+    /// audited where no probability can make it hold); and it never drops below
+    /// the reputation-discounted probability.
     #[test]
     fn audit_probability_makes_cheating_unprofitable(
         value in 0u128..1_000_000_000_000u128,
+        fee in 0u128..1_000_000_000_000u128,
         stake in 0u128..1_000_000_000_000u128,
         score in 0u32..=1_000_000,
         slash_ppm in 1u32..=1_000_000,
+        collusion in 0u32..500_000,
     ) {
-        let params = agentic_protocol::Params { slash_ppm, ..Default::default() };
-        let p = State::audit_probability_for(&params, score, Amount(value), Amount(stake));
+        let params = agentic_protocol::Params {
+            slash_ppm,
+            audit_collusion_ppm: collusion,
+            ..Default::default()
+        };
+        let p = State::audit_probability_for(&params, score, Amount(value), Amount(fee), Amount(stake));
         prop_assert!(p <= 1_000_000);
-        prop_assert!(p >= State::audit_probability_for(&params, score, Amount(0), Amount(stake)));
+        prop_assert!(p >= State::audit_probability_for(&params, score, Amount(0), Amount(0), Amount(stake)));
         let s = Amount(stake).mul_ppm(slash_ppm).0;
-        // p/10^6 · S ≥ (1 − p/10^6) · V  ⇔  p·S ≥ (10^6 − p)·V
-        prop_assert!(p as u128 * s >= (1_000_000 - p as u128) * value,
-            "p {} S {} V {}", p, s, value);
+        let (p, c, m) = (p as u128, collusion as u128, 1_000_000u128);
+        // In ppm²: p·(m − c)·S ≥ (m − p)·m·V + p·c·(V + F). When even p = 1
+        // cannot satisfy it ((1 − c)·S < c·(V + F): a stake too small for the
+        // stage), the stage is always audited.
+        let holds = p * (m - c) * s >= (m - p) * m * value + p * c * (value + fee);
+        prop_assert!(
+            holds || (p == m && (m - c) * s < c * (value + fee)),
+            "p {} S {} V {} F {} c {}", p, s, value, fee, c
+        );
     }
 }

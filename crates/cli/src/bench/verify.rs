@@ -20,7 +20,8 @@
 //!        cheater run     Sampled, f       → six single cheaters × stakes 10k / 100k / 1M
 //!        coalition run   Sampled, f       → five coalition strategies
 //!
-//!  3. the inequality at the defaults   p·S ≥ (1 − p)·V   (State::audit_probability_for)
+//!  3. the inequality at the defaults   p·(1 − c)·S ≥ (1 − p)·V + p·c·(V + F)
+//!                                       (State::audit_probability_for)
 //! ```
 //!
 //! # The market
@@ -2591,6 +2592,7 @@ fn audit_probability(
                         params,
                         p.reputation.score_ppm(height, bonded, rp),
                         Amount::cost(ops, a.price).unwrap_or(Amount(u128::MAX)),
+                        Amount::cost(ops, job.spec.max_price).unwrap_or(Amount(u128::MAX)),
                         Amount(state.slashable(&a.provider).0 + top),
                     ))
                 })
@@ -3172,21 +3174,27 @@ impl Market {
 // Report
 // ----------------------------------------------------------------------------------------
 
-/// Both sides of `p·S ≥ (1 − p)·V` for a stage worth `value` to a provider with the
-/// minimum stake and a perfect reputation (the lowest probability the ledger allows).
-fn inequality(params: &Params, value: u128) -> Value {
+/// Both sides of the ledger's audit inequality `p·(1 − c)·S ≥ (1 − p)·V + p·c·(V + F)`
+/// for a stage worth `value` to a provider with the minimum stake and a perfect
+/// reputation (the lowest probability the ledger allows), an auditor's fee of at most
+/// `fee`, and `c = audit_collusion_ppm` (a coalition's assumed share of the qualified
+/// stake, which approves when drawn as the auditor).
+fn inequality(params: &Params, value: u128, fee: u128) -> Value {
     let stake = params.min_provider_stake;
-    let value = Amount(value);
-    let p_ppm = State::audit_probability_for(params, PPM, value, stake);
-    let floor_ppm = State::value_floor(params, value, stake);
+    let (value, fee) = (Amount(value), Amount(fee));
+    let p_ppm = State::audit_probability_for(params, PPM, value, fee, stake);
+    let floor_ppm = State::value_floor(params, value, fee, stake);
     let p = p_ppm as f64 / PPM as f64;
+    let c = params.audit_collusion_ppm as f64 / PPM as f64;
     let slash = stake.mul_ppm(params.slash_ppm).0 as f64;
-    let expected_slash = p * slash;
-    let expected_gain = (1.0 - p) * value.0 as f64;
+    let expected_slash = p * (1.0 - c) * slash;
+    let expected_gain = (1.0 - p) * value.0 as f64 + p * c * (value.0 + fee.0) as f64;
     json!({
         "stage_value": value.0 as f64,
+        "audit_fee_bound": fee.0 as f64,
         "stake": stake.0 as f64,
         "slash": slash,
+        "collusion_share": c,
         "reputation": 1.0,
         "p_min": floor_ppm as f64 / PPM as f64,
         "p_reputation_floor": params.audit_min_ppm as f64 / PPM as f64,
@@ -3600,16 +3608,21 @@ fn report(
         .map(|j| Amount::cost(j.ops, Amount(MAX_PRICE)).unwrap_or_default().0)
         .collect();
     let max_value = values.iter().copied().max().unwrap_or(0);
-    let mean_value = Amount::cost(
-        (w.jobs.iter().map(|j| j.ops as u128).sum::<u128>() / w.jobs.len().max(1) as u128) as u64,
-        Amount(CHEATER_PRICE),
-    )
-    .unwrap_or_default()
-    .0;
-    let mut ineq = inequality(&params, max_value);
+    let mean_ops =
+        (w.jobs.iter().map(|j| j.ops as u128).sum::<u128>() / w.jobs.len().max(1) as u128) as u64;
+    let mean_value = Amount::cost(mean_ops, Amount(CHEATER_PRICE))
+        .unwrap_or_default()
+        .0;
+    let mean_fee = Amount::cost(mean_ops, Amount(MAX_PRICE))
+        .unwrap_or_default()
+        .0;
+    let mut ineq = inequality(&params, max_value, max_value);
     if let Some(o) = ineq.as_object_mut() {
         o.insert("case".into(), json!("the workload's largest stage at the highest price, minimum stake, perfect reputation"));
-        o.insert("mean_stage".into(), inequality(&params, mean_value));
+        o.insert(
+            "mean_stage".into(),
+            inequality(&params, mean_value, mean_fee),
+        );
     }
 
     Ok(json!({
@@ -3754,11 +3767,14 @@ fn print_text(r: &Value) {
     );
     let i = &r["inequality"];
     println!(
-        "  p·S ≥ (1−p)·V         {:.2} ≥ {:.2} at p = {:.4} (V = {}, stake = {})",
+        "  audit inequality      p·(1−c)·S ≥ (1−p)·V + p·c·(V+F): {:.2} ≥ {:.2} at p = {:.4} \
+         (V = {}, F = {}, stake = {}, c = {})",
         f(&i["expected_slash"]),
         f(&i["expected_gain"]),
         f(&i["p"]),
         i["stage_value"],
+        i["audit_fee_bound"],
         i["stake"],
+        i["collusion_share"],
     );
 }

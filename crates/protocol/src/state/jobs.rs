@@ -637,6 +637,7 @@ impl State {
                 // for the value floor, each provider's own value against its
                 // slashable stake.
                 let ops = j.spec.stages[stage as usize].ops;
+                let audit_fee = Amount::cost(ops, j.spec.max_price).unwrap_or(Amount(u128::MAX));
                 let probability = st
                     .slots
                     .iter()
@@ -649,6 +650,7 @@ impl State {
                             &self.params,
                             self.score(p, &a.provider),
                             value,
+                            audit_fee,
                             stake,
                         ))
                     })
@@ -1009,47 +1011,79 @@ impl State {
     }
 
     /// Audit probability (ppm) of a `Sampled` stage worth `value` to a provider
-    /// with reputation `score` and bonded `stake`.
+    /// with reputation `score` and slashable `stake`, when an auditor's fee for
+    /// the stage is at most `audit_fee` (ops × the job's `max_price`).
     ///
     /// Reputation discounts it from `audit_ppm` down to `audit_min_ppm`; the
     /// result is then raised, where needed, to the value floor
-    /// `⌈V / (V + S)⌉` (in ppm) with `S = slash_ppm × stake`, so that
+    /// ([`State::value_floor`]) with `S = slash_ppm × stake` and `c =
+    /// audit_collusion_ppm`, so that
     ///
     /// ```text
-    ///   p · S  ≥  (1 − p) · V        expected slash ≥ expected gain
+    ///   p · (1 − c) · S  ≥  (1 − p) · V  +  p · c · (V + F)      expected slash ≥ expected gain
     /// ```
     ///
-    /// A cheater who skips the work is paid `V` only when not audited and loses
-    /// `S` (and the payment) when audited, so its expected profit
-    /// `(1 − p)·V − p·S` is never positive, however valuable the stage is
-    /// relative to the stake. Stakes large against job values keep `p` at the
-    /// reputation level; a stage worth more than the stake can back is audited
-    /// more, up to always.
+    /// A cheater who skips the work is paid `V` when not audited. When
+    /// audited, the auditor is drawn by stake: with probability `c` at most it
+    /// is the cheater's own partner, who approves (the worker is paid `V`, the
+    /// partner its fee `F`); otherwise the cheater loses `S`. So a coalition
+    /// holding at most `c` of the qualified stake has a non-positive expected
+    /// profit, however valuable the stage is relative to the stake. Stakes
+    /// large against job values keep `p` at the reputation level; a stage worth
+    /// more than the stake can back is audited more, up to always.
     pub fn audit_probability_for(
         params: &crate::params::Params,
         score: u32,
         value: Amount,
+        audit_fee: Amount,
         stake: Amount,
     ) -> u32 {
         let base = params.audit_ppm as u64;
         let floor = (params.audit_min_ppm as u64).min(base);
         let discount = (base - floor) * score.min(PPM) as u64 / PPM as u64;
         let reputational = (base - discount) as u32;
-        reputational.max(Self::value_floor(params, value, stake))
+        reputational.max(Self::value_floor(params, value, audit_fee, stake))
     }
 
-    /// `⌈V·10^6 / (V + slash_ppm × stake)⌉`, the least audit probability (ppm)
-    /// at which skipping the work does not pay (saturating for absurd amounts).
-    pub fn value_floor(params: &crate::params::Params, value: Amount, stake: Amount) -> u32 {
+    /// The least audit probability (ppm) at which skipping the work does not
+    /// pay, even for a coalition holding `c = audit_collusion_ppm` of the
+    /// qualified stake: solving the inequality of
+    /// [`State::audit_probability_for`] for `p`,
+    ///
+    /// ```text
+    ///   p  ≥  V / ((1 − c)·(S + V) − c·F)
+    /// ```
+    ///
+    /// rounded up, and 10^6 (always audit) when the denominator is not
+    /// positive or the amounts are absurd. With `c = 0` it is `⌈V / (V + S)⌉`.
+    pub fn value_floor(
+        params: &crate::params::Params,
+        value: Amount,
+        audit_fee: Amount,
+        stake: Amount,
+    ) -> u32 {
         let v = value.0;
         if v == 0 || params.audit_ppm == 0 {
             return 0;
         }
+        let ppm = PPM as u128;
+        let c = (params.audit_collusion_ppm as u128).min(ppm);
         let s = stake.mul_ppm(params.slash_ppm).0;
-        let denom = v.saturating_add(s);
-        let num = v.saturating_mul(PPM as u128);
+        // Everything in ppm units: (1 − c)·(S + V) − c·F.
+        let Some(gain) = s.checked_add(v).and_then(|sv| sv.checked_mul(ppm - c)) else {
+            return PPM;
+        };
+        let Some(loss) = audit_fee.0.checked_mul(c) else {
+            return PPM;
+        };
+        let Some(denom) = gain.checked_sub(loss).filter(|d| *d > 0) else {
+            return PPM;
+        };
+        let Some(num) = v.checked_mul(ppm).and_then(|x| x.checked_mul(ppm)) else {
+            return PPM;
+        };
         let p = num / denom + u128::from(!num.is_multiple_of(denom));
-        p.min(PPM as u128) as u32
+        p.min(ppm) as u32
     }
 
     /// Starts (or restarts) a stage's challenge window.
