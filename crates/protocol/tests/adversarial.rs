@@ -272,6 +272,7 @@ fn item_1_the_cheapest_partner_does_not_become_the_auditor() {
     for (_, p) in chain.state.providers() {
         assert_eq!((p.active, p.open), (0, 0));
     }
+    assert_eq!(chain.state.obligation_index_sizes(), (0, 0, 0));
 }
 
 /// A lazy auditor cannot copy: replicas reveal only after the auditor's
@@ -1262,9 +1263,11 @@ fn own_an_unqualified_provider_is_never_drawn() {
     }
 }
 
-/// A frivolous outside challenger cannot grief a failed job's honest stage
-/// into non-payment, and cannot withdraw... it holds a bond, not stake; the
-/// ledger returns its bond only when it wins.
+/// Twelve jobs, audited and sampled, a third of them cheated and disputed:
+/// the supply is conserved after every block, every job ends with its
+/// escrow settled and every provider released, and the obligation indexes
+/// (which gate `Retire`, `Withdraw` and `Unbond`) hold open work only —
+/// empty once everything settled, so they do not grow with history.
 #[test]
 fn own_supply_is_conserved_through_a_busy_adversarial_run() {
     let providers: Vec<(u64, u128, u128)> = (10..16)
@@ -1306,6 +1309,7 @@ fn own_supply_is_conserved_through_a_busy_adversarial_run() {
     for (_, p) in chain.state.providers() {
         assert_eq!((p.active, p.open), (0, 0));
     }
+    assert_eq!(chain.state.obligation_index_sizes(), (0, 0, 0));
 }
 
 // ---------------------------------------------------------------------------

@@ -608,6 +608,7 @@ impl State {
         if let Some(dm) = self.dispute_mut(id) {
             dm.phase = DisputePhase::Resolved;
         }
+        self.release_parties(id, [d.defendant, d.challenger]);
         let now = self.now();
         let rp = self.reputation_params();
         let winner = match outcome {

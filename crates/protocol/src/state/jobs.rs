@@ -1331,6 +1331,7 @@ impl State {
         let payer = j.payer;
         let mandate = j.spec.mandate;
         self.credit(payer, refund);
+        self.release_roles(job);
         if let Some(mid) = mandate {
             if let Some(m) = self.mandate_mut(mid) {
                 m.spent = m.spent.saturating_sub(refund);
@@ -1470,6 +1471,7 @@ impl State {
         }
         // With no live stage left the refund above was the whole escrow;
         // otherwise the last live stage to end settles the job (`JobSettled`).
+        self.release_roles(job);
         ctx.emit(Event::JobFailed { job, refund });
     }
 

@@ -793,6 +793,9 @@ pub struct State {
     /// Jobs in which an address took a role (slot or audit); an index derived
     /// from the jobs, checked against them on read (see `open_roles`).
     roles: BTreeMap<Address, BTreeSet<JobId>>,
+    /// The reverse of `roles`: who took a role in each job not yet settled, so
+    /// a settled job's entries can be dropped without a scan (derived).
+    role_holders: BTreeMap<JobId, BTreeSet<Address>>,
     /// Disputes an address is a party to, until resolved (derived).
     party_disputes: BTreeMap<Address, BTreeSet<DisputeId>>,
     /// The latest `voting_ends` among proposals an address voted on (derived
@@ -854,6 +857,7 @@ impl State {
             referee_queue: BTreeSet::new(),
             claims: BTreeSet::new(),
             roles: BTreeMap::new(),
+            role_holders: BTreeMap::new(),
             party_disputes: BTreeMap::new(),
             vote_locks: BTreeMap::new(),
             unbonding_by: BTreeMap::new(),

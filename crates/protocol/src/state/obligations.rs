@@ -15,10 +15,13 @@
 //! and `Unbond` is refused outright while stake the account voted with is
 //! locked (until the end of the longest vote it joined).
 //!
-//! The indexes here (`roles`, `party_disputes`) are derived: entries are
-//! added when a role or dispute starts, and every read re-checks them
-//! against the job or dispute itself, so a stale entry can never grant or
-//! deny anything. They are not part of the state root.
+//! The indexes here (`roles`, `role_holders`, `party_disputes`) are derived:
+//! entries are added when a role or dispute starts, and every read re-checks
+//! them against the job or dispute itself, so a stale entry can never grant
+//! or deny anything. They are not part of the state root (a node rebuilds
+//! them by replaying blocks). They hold open obligations only: a job's
+//! entries are dropped when its escrow is settled with every stage final,
+//! a dispute's when it is resolved, so they do not grow with history.
 
 use super::{DisputePhase, Job, StagePhase, State};
 use crate::error::TxError;
@@ -28,11 +31,55 @@ impl State {
     /// Records that `who` took a role (slot or audit) in `job`.
     pub(crate) fn add_role(&mut self, who: Address, job: JobId) {
         self.roles.entry(who).or_default().insert(job);
+        self.role_holders.entry(job).or_default().insert(who);
+    }
+
+    /// Drops `job` from the role index once every stage is final (finalized
+    /// or cancelled): nobody can hold an open role in it any more.
+    pub(crate) fn release_roles(&mut self, job: JobId) {
+        let settled = self.jobs.get(&job).is_none_or(|j| {
+            j.stages
+                .iter()
+                .all(|s| matches!(s.phase, StagePhase::Finalized | StagePhase::Cancelled))
+        });
+        if !settled {
+            return;
+        }
+        for who in self.role_holders.remove(&job).unwrap_or_default() {
+            if let Some(jobs) = self.roles.get_mut(&who) {
+                jobs.remove(&job);
+                if jobs.is_empty() {
+                    self.roles.remove(&who);
+                }
+            }
+        }
     }
 
     /// Records that `who` is a party to dispute `id`.
     pub(crate) fn add_party(&mut self, who: Address, id: DisputeId) {
         self.party_disputes.entry(who).or_default().insert(id);
+    }
+
+    /// Drops a resolved dispute from its parties' index entries.
+    pub(crate) fn release_parties(&mut self, id: DisputeId, parties: [Address; 2]) {
+        for who in parties {
+            if let Some(ds) = self.party_disputes.get_mut(&who) {
+                ds.remove(&id);
+                if ds.is_empty() {
+                    self.party_disputes.remove(&who);
+                }
+            }
+        }
+    }
+
+    /// Sizes of the obligation indexes (addresses with a role, jobs with a
+    /// holder, addresses with a dispute): bounded by open work, not history.
+    pub fn obligation_index_sizes(&self) -> (usize, usize, usize) {
+        (
+            self.roles.len(),
+            self.role_holders.len(),
+            self.party_disputes.len(),
+        )
     }
 
     /// Whether `who` holds an unsettled slot or audit in `job`.
