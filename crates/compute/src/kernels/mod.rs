@@ -3,7 +3,7 @@
 //! # The determinism contract
 //!
 //! Every kernel produces the *same bits* on every x86-64 and ARM CPU, at every thread
-//! count and every SIMD width. [`reference`] states each kernel's arithmetic as the
+//! count and every SIMD width. [`reference`](mod@reference) states each kernel's arithmetic as the
 //! plainest loop; the functions re-exported here are the fast versions and equal the
 //! reference bit for bit (the tests compare them on many shapes, SIMD against forced
 //! scalar, and 1, 2 and 3 threads).

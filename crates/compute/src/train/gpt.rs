@@ -98,7 +98,7 @@ pub struct TokenBatch {
 }
 
 impl TokenBatch {
-    fn input(&self, b: usize, t: usize) -> u32 {
+    pub(crate) fn input(&self, b: usize, t: usize) -> u32 {
         self.tokens[b * (self.seq + 1) + t]
     }
     fn target(&self, b: usize, t: usize) -> u32 {
@@ -115,23 +115,29 @@ pub struct GptParams<T> {
     pub params: ParamSet<T>,
 }
 
-struct LayerCache<T> {
-    ln1: LayerNormCache<T>,
-    ln1_out: Vec<T>,
-    qkv: Vec<T>,
-    probs: Vec<T>,
-    att: Vec<T>,
-    ln2: LayerNormCache<T>,
-    ln2_out: Vec<T>,
-    fc_pre: Vec<T>,
-    fc_act: Vec<T>,
+/// What block `l`'s backward needs from its forward: the saved activations of one
+/// transformer block (a step's carry holds these between the forward and backward
+/// units, [`super::units`]). Sizes with `n = batch·seq` rows, width `d`:
+/// `ln1, ln2` (`xhat [n×d]`, `rstd [n]`), `ln1_out, att, ln2_out [n×d]`,
+/// `qkv [n×3d]`, `probs [batch×heads×seq×seq]`, `fc_pre, fc_act [n×4d]`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct LayerCache<T> {
+    pub(crate) ln1: LayerNormCache<T>,
+    pub(crate) ln1_out: Vec<T>,
+    pub(crate) qkv: Vec<T>,
+    pub(crate) probs: Vec<T>,
+    pub(crate) att: Vec<T>,
+    pub(crate) ln2: LayerNormCache<T>,
+    pub(crate) ln2_out: Vec<T>,
+    pub(crate) fc_pre: Vec<T>,
+    pub(crate) fc_act: Vec<T>,
 }
 
-struct Forward<T> {
-    layers: Vec<LayerCache<T>>,
-    lnf: LayerNormCache<T>,
-    lnf_out: Vec<T>,
-    logits: Vec<T>,
+/// The head's forward: `ln_f` (its cache and output) and the logits.
+pub(crate) struct HeadForward<T> {
+    pub(crate) lnf: LayerNormCache<T>,
+    pub(crate) lnf_out: Vec<T>,
+    pub(crate) logits: Vec<T>,
 }
 
 /// Two distinct mutable gradient buffers (`i < j`).
@@ -182,7 +188,7 @@ impl<T: Real> GptParams<T> {
         &self.params.tensors[i].data
     }
 
-    fn check(&self, b: &TokenBatch) -> Result<(), TrainError> {
+    pub(crate) fn check(&self, b: &TokenBatch) -> Result<(), TrainError> {
         if b.batch == 0 || b.seq == 0 || b.tokens.len() != b.batch * (b.seq + 1) {
             return Err(TrainError::BadBatch(format!(
                 "batch={} seq={} tokens={} (need batch·(seq+1))",
@@ -200,7 +206,7 @@ impl<T: Real> GptParams<T> {
         check_ids(&b.tokens, self.config.vocab_size)
     }
 
-    fn attn_shape(&self, batch: usize, seq: usize) -> AttnShape {
+    pub(crate) fn attn_shape(&self, batch: usize, seq: usize) -> AttnShape {
         let c = &self.config;
         AttnShape {
             batch,
@@ -210,13 +216,16 @@ impl<T: Real> GptParams<T> {
         }
     }
 
-    /// Forward over `batch` sequences of `seq` inputs given by `input(b, t)`.
-    fn forward(&self, batch: usize, seq: usize, input: impl Fn(usize, usize) -> u32) -> Forward<T> {
-        let c = self.config;
-        let (d, v, n) = (c.n_embd, c.vocab_size, batch * seq);
-        let eps = T::from_f64(f64::from(c.layer_norm_epsilon));
+    /// The embedding unit: `x = wte[input(b, t)] + wpe[t]`, rows `b·seq + t`.
+    pub(crate) fn embed_forward(
+        &self,
+        batch: usize,
+        seq: usize,
+        input: impl Fn(usize, usize) -> u32,
+    ) -> Vec<T> {
+        let d = self.config.n_embd;
         let (wte, wpe) = (self.t(WTE), self.t(WPE));
-        let mut x = vec![T::ZERO; n * d];
+        let mut x = vec![T::ZERO; batch * seq * d];
         for b in 0..batch {
             for t in 0..seq {
                 let tok = input(b, t) as usize;
@@ -226,70 +235,212 @@ impl<T: Real> GptParams<T> {
                 }
             }
         }
-        let shape = self.attn_shape(batch, seq);
-        let mut layers = Vec::with_capacity(c.n_layer);
-        for l in 0..c.n_layer {
-            let o = block(l);
-            let (ln1_out, ln1) =
-                ops::layer_norm_forward(&x, self.t(o + B_LN1_W), self.t(o + B_LN1_B), n, d, eps);
-            let qkv = ops::linear_forward(
-                &ln1_out,
-                self.t(o + B_ATTN_W),
-                self.t(o + B_ATTN_B),
-                n,
-                d,
-                3 * d,
-            );
-            let (att, probs) = ops::attention_forward(&qkv, shape);
-            let proj =
-                ops::linear_forward(&att, self.t(o + B_APROJ_W), self.t(o + B_APROJ_B), n, d, d);
-            for (a, &p) in x.iter_mut().zip(&proj) {
-                *a += p;
-            }
-            let (ln2_out, ln2) =
-                ops::layer_norm_forward(&x, self.t(o + B_LN2_W), self.t(o + B_LN2_B), n, d, eps);
-            let fc_pre = ops::linear_forward(
-                &ln2_out,
-                self.t(o + B_FC_W),
-                self.t(o + B_FC_B),
-                n,
-                d,
-                4 * d,
-            );
-            let fc_act = ops::gelu_tanh_forward(&fc_pre);
-            let mlp = ops::linear_forward(
-                &fc_act,
-                self.t(o + B_MPROJ_W),
-                self.t(o + B_MPROJ_B),
-                n,
-                4 * d,
-                d,
-            );
-            for (a, &p) in x.iter_mut().zip(&mlp) {
-                *a += p;
-            }
-            layers.push(LayerCache {
-                ln1,
-                ln1_out,
-                qkv,
-                probs,
-                att,
-                ln2,
-                ln2_out,
-                fc_pre,
-                fc_act,
-            });
+        x
+    }
+
+    /// Block `l`'s forward on the residual stream `x` (updated in place); returns
+    /// what its backward needs.
+    pub(crate) fn block_forward(&self, l: usize, x: &mut [T], shape: AttnShape) -> LayerCache<T> {
+        let c = self.config;
+        let (d, n) = (c.n_embd, shape.batch * shape.seq);
+        let eps = T::from_f64(f64::from(c.layer_norm_epsilon));
+        let o = block(l);
+        let (ln1_out, ln1) =
+            ops::layer_norm_forward(x, self.t(o + B_LN1_W), self.t(o + B_LN1_B), n, d, eps);
+        let qkv = ops::linear_forward(
+            &ln1_out,
+            self.t(o + B_ATTN_W),
+            self.t(o + B_ATTN_B),
+            n,
+            d,
+            3 * d,
+        );
+        let (att, probs) = ops::attention_forward(&qkv, shape);
+        let proj = ops::linear_forward(&att, self.t(o + B_APROJ_W), self.t(o + B_APROJ_B), n, d, d);
+        for (a, &p) in x.iter_mut().zip(&proj) {
+            *a += p;
         }
+        let (ln2_out, ln2) =
+            ops::layer_norm_forward(x, self.t(o + B_LN2_W), self.t(o + B_LN2_B), n, d, eps);
+        let fc_pre = ops::linear_forward(
+            &ln2_out,
+            self.t(o + B_FC_W),
+            self.t(o + B_FC_B),
+            n,
+            d,
+            4 * d,
+        );
+        let fc_act = ops::gelu_tanh_forward(&fc_pre);
+        let mlp = ops::linear_forward(
+            &fc_act,
+            self.t(o + B_MPROJ_W),
+            self.t(o + B_MPROJ_B),
+            n,
+            4 * d,
+            d,
+        );
+        for (a, &p) in x.iter_mut().zip(&mlp) {
+            *a += p;
+        }
+        LayerCache {
+            ln1,
+            ln1_out,
+            qkv,
+            probs,
+            att,
+            ln2,
+            ln2_out,
+            fc_pre,
+            fc_act,
+        }
+    }
+
+    /// The head's forward on the final residual stream `x` (`n` rows):
+    /// `ln_f(x) · wteᵀ`.
+    pub(crate) fn head_forward(&self, x: &[T], n: usize) -> HeadForward<T> {
+        let c = self.config;
+        let (d, v) = (c.n_embd, c.vocab_size);
+        let eps = T::from_f64(f64::from(c.layer_norm_epsilon));
         let lf = block(c.n_layer);
-        let (lnf_out, lnf) = ops::layer_norm_forward(&x, self.t(lf), self.t(lf + 1), n, d, eps);
-        let wte_t = ops::transpose(wte, v, d);
+        let (lnf_out, lnf) = ops::layer_norm_forward(x, self.t(lf), self.t(lf + 1), n, d, eps);
+        let wte_t = ops::transpose(self.t(WTE), v, d);
         let mut logits = vec![T::ZERO; n * v];
         ops::matmul(&lnf_out, &wte_t, &mut logits, n, d, v);
-        Forward {
-            layers,
+        HeadForward {
             lnf,
             lnf_out,
             logits,
+        }
+    }
+
+    /// Forward over `batch` sequences of `seq` inputs given by `input(b, t)`.
+    fn forward(
+        &self,
+        batch: usize,
+        seq: usize,
+        input: impl Fn(usize, usize) -> u32,
+    ) -> (Vec<LayerCache<T>>, HeadForward<T>) {
+        let mut x = self.embed_forward(batch, seq, input);
+        let shape = self.attn_shape(batch, seq);
+        let layers = (0..self.config.n_layer)
+            .map(|l| self.block_forward(l, &mut x, shape))
+            .collect();
+        (layers, self.head_forward(&x, batch * seq))
+    }
+
+    /// The head's backward (tied LM head, then `ln_f`): writes `g[wte]` (the head's
+    /// part, `dlogitsᵀ·ln_f(x)`) and `g[ln_f.*]`; returns the residual gradient.
+    pub(crate) fn head_backward(
+        &self,
+        dlogits: &[T],
+        lnf_out: &[T],
+        lnf: &LayerNormCache<T>,
+        n: usize,
+        g: &mut [Vec<T>],
+    ) -> Vec<T> {
+        let c = self.config;
+        let (d, v) = (c.n_embd, c.vocab_size);
+        // Tied head: logits = lnf_out · wteᵀ.
+        let mut dh = vec![T::ZERO; n * d];
+        ops::matmul(dlogits, self.t(WTE), &mut dh, n, v, d);
+        let dlogits_t = ops::transpose(dlogits, n, v);
+        ops::matmul(&dlogits_t, lnf_out, &mut g[WTE], v, n, d);
+        let lf = block(c.n_layer);
+        let mut dx = vec![T::ZERO; n * d];
+        let (gw, gb) = pair(g, lf, lf + 1);
+        ops::layer_norm_backward(&dh, lnf, self.t(lf), gw, gb, &mut dx, n, d);
+        dx
+    }
+
+    /// Block `l`'s backward from its saved forward `lc`: writes the block's twelve
+    /// gradients and updates the residual gradient `dx` in place.
+    pub(crate) fn block_backward(
+        &self,
+        l: usize,
+        lc: &LayerCache<T>,
+        dx: &mut [T],
+        g: &mut [Vec<T>],
+        shape: AttnShape,
+    ) {
+        let (d, n) = (self.config.n_embd, shape.batch * shape.seq);
+        let o = block(l);
+        // MLP branch.
+        let d_act = {
+            let (gw, gb) = pair(g, o + B_MPROJ_W, o + B_MPROJ_B);
+            ops::linear_backward(
+                &lc.fc_act,
+                self.t(o + B_MPROJ_W),
+                dx,
+                gw,
+                gb,
+                n,
+                4 * d,
+                d,
+                true,
+            )
+        };
+        let d_pre = ops::gelu_tanh_backward(&lc.fc_pre, &d_act.unwrap_or_default());
+        let d_ln2 = {
+            let (gw, gb) = pair(g, o + B_FC_W, o + B_FC_B);
+            ops::linear_backward(
+                &lc.ln2_out,
+                self.t(o + B_FC_W),
+                &d_pre,
+                gw,
+                gb,
+                n,
+                d,
+                4 * d,
+                true,
+            )
+        };
+        {
+            let (gw, gb) = pair(g, o + B_LN2_W, o + B_LN2_B);
+            let d_ln2 = d_ln2.unwrap_or_default();
+            ops::layer_norm_backward(&d_ln2, &lc.ln2, self.t(o + B_LN2_W), gw, gb, dx, n, d);
+        }
+        // Attention branch.
+        let d_att = {
+            let (gw, gb) = pair(g, o + B_APROJ_W, o + B_APROJ_B);
+            ops::linear_backward(&lc.att, self.t(o + B_APROJ_W), dx, gw, gb, n, d, d, true)
+        };
+        let d_qkv = ops::attention_backward(&lc.qkv, &lc.probs, &d_att.unwrap_or_default(), shape);
+        let d_ln1 = {
+            let (gw, gb) = pair(g, o + B_ATTN_W, o + B_ATTN_B);
+            ops::linear_backward(
+                &lc.ln1_out,
+                self.t(o + B_ATTN_W),
+                &d_qkv,
+                gw,
+                gb,
+                n,
+                d,
+                3 * d,
+                true,
+            )
+        };
+        let (gw, gb) = pair(g, o + B_LN1_W, o + B_LN1_B);
+        let d_ln1 = d_ln1.unwrap_or_default();
+        ops::layer_norm_backward(&d_ln1, &lc.ln1, self.t(o + B_LN1_W), gw, gb, dx, n, d);
+    }
+
+    /// The embeddings' backward: adds each row's residual gradient into `g[wte]`
+    /// (after the head's part) and `g[wpe]`, rows in order (`b·seq + t` increasing).
+    pub(crate) fn embed_backward(&self, b: &TokenBatch, dx: &[T], g: &mut [Vec<T>]) {
+        let d = self.config.n_embd;
+        let (gte, gpe) = pair(g, WTE, WPE);
+        for bb in 0..b.batch {
+            for t in 0..b.seq {
+                let r = bb * b.seq + t;
+                let tok = b.input(bb, t) as usize;
+                let src = &dx[r * d..(r + 1) * d];
+                for (a, &s) in gte[tok * d..(tok + 1) * d].iter_mut().zip(src) {
+                    *a += s;
+                }
+                for (a, &s) in gpe[t * d..(t + 1) * d].iter_mut().zip(src) {
+                    *a += s;
+                }
+            }
         }
     }
 
@@ -305,7 +456,7 @@ impl<T: Real> GptParams<T> {
             });
         }
         check_ids(tokens, self.config.vocab_size)?;
-        Ok(self.forward(1, tokens.len(), |_, t| tokens[t]).logits)
+        Ok(self.forward(1, tokens.len(), |_, t| tokens[t]).1.logits)
     }
 }
 
@@ -329,131 +480,32 @@ impl<T: Real> Trainable<T> for GptParams<T> {
 
     fn loss(&self, b: &TokenBatch) -> Result<T, TrainError> {
         self.check(b)?;
-        let f = self.forward(b.batch, b.seq, |bb, t| b.input(bb, t));
+        let (_, head) = self.forward(b.batch, b.seq, |bb, t| b.input(bb, t));
         let targets = targets(b);
-        Ok(ops::cross_entropy(&f.logits, &targets, b.batch * b.seq, self.config.vocab_size).0)
+        Ok(ops::cross_entropy(
+            &head.logits,
+            &targets,
+            b.batch * b.seq,
+            self.config.vocab_size,
+        )
+        .0)
     }
 
+    /// The units of [`super::units`] in order, in one call: the same functions, so
+    /// a step cut into units gives these bits by construction.
     fn loss_and_grads(&self, b: &TokenBatch) -> Result<(T, Vec<Vec<T>>), TrainError> {
         self.check(b)?;
-        let c = self.config;
-        let (d, v, n) = (c.n_embd, c.vocab_size, b.batch * b.seq);
-        let f = self.forward(b.batch, b.seq, |bb, t| b.input(bb, t));
-        let (loss, dlogits) = ops::cross_entropy(&f.logits, &targets(b), n, v);
+        let n = b.batch * b.seq;
+        let (layers, head) = self.forward(b.batch, b.seq, |bb, t| b.input(bb, t));
+        let (loss, dlogits) =
+            ops::cross_entropy(&head.logits, &targets(b), n, self.config.vocab_size);
         let mut g = self.params.zeros_like();
-
-        // Tied head: logits = lnf_out · wteᵀ.
-        let mut dh = vec![T::ZERO; n * d];
-        ops::matmul(&dlogits, self.t(WTE), &mut dh, n, v, d);
-        let dlogits_t = ops::transpose(&dlogits, n, v);
-        ops::matmul(&dlogits_t, &f.lnf_out, &mut g[WTE], v, n, d);
-
-        let lf = block(c.n_layer);
-        let mut dx = vec![T::ZERO; n * d];
-        {
-            let (gw, gb) = pair(&mut g, lf, lf + 1);
-            ops::layer_norm_backward(&dh, &f.lnf, self.t(lf), gw, gb, &mut dx, n, d);
-        }
+        let mut dx = self.head_backward(&dlogits, &head.lnf_out, &head.lnf, n, &mut g);
         let shape = self.attn_shape(b.batch, b.seq);
-        for (l, lc) in f.layers.iter().enumerate().rev() {
-            let o = block(l);
-            // MLP branch.
-            let d_act = {
-                let (gw, gb) = pair(&mut g, o + B_MPROJ_W, o + B_MPROJ_B);
-                ops::linear_backward(
-                    &lc.fc_act,
-                    self.t(o + B_MPROJ_W),
-                    &dx,
-                    gw,
-                    gb,
-                    n,
-                    4 * d,
-                    d,
-                    true,
-                )
-            };
-            let d_pre = ops::gelu_tanh_backward(&lc.fc_pre, &d_act.unwrap_or_default());
-            let d_ln2 = {
-                let (gw, gb) = pair(&mut g, o + B_FC_W, o + B_FC_B);
-                ops::linear_backward(
-                    &lc.ln2_out,
-                    self.t(o + B_FC_W),
-                    &d_pre,
-                    gw,
-                    gb,
-                    n,
-                    d,
-                    4 * d,
-                    true,
-                )
-            };
-            {
-                let (gw, gb) = pair(&mut g, o + B_LN2_W, o + B_LN2_B);
-                let d_ln2 = d_ln2.unwrap_or_default();
-                ops::layer_norm_backward(
-                    &d_ln2,
-                    &lc.ln2,
-                    self.t(o + B_LN2_W),
-                    gw,
-                    gb,
-                    &mut dx,
-                    n,
-                    d,
-                );
-            }
-            // Attention branch.
-            let d_att = {
-                let (gw, gb) = pair(&mut g, o + B_APROJ_W, o + B_APROJ_B);
-                ops::linear_backward(&lc.att, self.t(o + B_APROJ_W), &dx, gw, gb, n, d, d, true)
-            };
-            let d_qkv =
-                ops::attention_backward(&lc.qkv, &lc.probs, &d_att.unwrap_or_default(), shape);
-            let d_ln1 = {
-                let (gw, gb) = pair(&mut g, o + B_ATTN_W, o + B_ATTN_B);
-                ops::linear_backward(
-                    &lc.ln1_out,
-                    self.t(o + B_ATTN_W),
-                    &d_qkv,
-                    gw,
-                    gb,
-                    n,
-                    d,
-                    3 * d,
-                    true,
-                )
-            };
-            {
-                let (gw, gb) = pair(&mut g, o + B_LN1_W, o + B_LN1_B);
-                let d_ln1 = d_ln1.unwrap_or_default();
-                ops::layer_norm_backward(
-                    &d_ln1,
-                    &lc.ln1,
-                    self.t(o + B_LN1_W),
-                    gw,
-                    gb,
-                    &mut dx,
-                    n,
-                    d,
-                );
-            }
+        for (l, lc) in layers.iter().enumerate().rev() {
+            self.block_backward(l, lc, &mut dx, &mut g, shape);
         }
-        // Embeddings, rows in order.
-        {
-            let (gte, gpe) = pair(&mut g, WTE, WPE);
-            for bb in 0..b.batch {
-                for t in 0..b.seq {
-                    let r = bb * b.seq + t;
-                    let tok = b.input(bb, t) as usize;
-                    let src = &dx[r * d..(r + 1) * d];
-                    for (a, &s) in gte[tok * d..(tok + 1) * d].iter_mut().zip(src) {
-                        *a += s;
-                    }
-                    for (a, &s) in gpe[t * d..(t + 1) * d].iter_mut().zip(src) {
-                        *a += s;
-                    }
-                }
-            }
-        }
+        self.embed_backward(b, &dx, &mut g);
         Ok((loss, g))
     }
 
@@ -468,7 +520,7 @@ impl<T: Real> Trainable<T> for GptParams<T> {
     }
 }
 
-fn targets(b: &TokenBatch) -> Vec<u32> {
+pub(crate) fn targets(b: &TokenBatch) -> Vec<u32> {
     let mut out = Vec::with_capacity(b.batch * b.seq);
     for bb in 0..b.batch {
         for t in 0..b.seq {

@@ -28,6 +28,11 @@
 //! (GPT-2 architecture: token + position embeddings, pre-LN blocks with causal
 //! multi-head attention and a gelu_tanh MLP, final LN, LM head tied to `wte`).
 //! [`shipped`] trains the small byte-level GPT that ships in `assets/`.
+//!
+//! [`task`] makes training a market job (content-addressed task and state, step
+//! ranges chained by hash); [`units`] cuts one step into re-executable units
+//! (embedding, each block's forward and backward, head, optimizer) joined by
+//! hash-addressed carries, so a dispute over a step narrows to one unit.
 
 pub mod gpt;
 pub mod mlp;
@@ -39,6 +44,7 @@ pub mod rng;
 pub mod shipped;
 pub mod task;
 pub mod trace;
+pub mod units;
 
 pub use gpt::{GptConfig, GptParams, TokenBatch};
 pub use mlp::{ClassBatch, MlpParams};
@@ -101,17 +107,30 @@ pub fn train_step<T: Real, M: Trainable<T>>(
     batch: &M::Batch,
 ) -> Result<StepTrace, TrainError> {
     let (loss, grads) = model.loss_and_grads(batch)?;
-    opt.apply(model.params_mut(), &grads);
+    Ok(apply_update(model, opt, batch, loss, &grads))
+}
+
+/// The second half of [`train_step`]: the optimizer update from the step's loss and
+/// gradients, and the step's trace (also the last unit of a step cut into units,
+/// [`units`]).
+pub fn apply_update<T: Real, M: Trainable<T>>(
+    model: &mut M,
+    opt: &mut OptState<T>,
+    batch: &M::Batch,
+    loss: T,
+    grads: &[Vec<T>],
+) -> StepTrace {
+    opt.apply(model.params_mut(), grads);
     let mut loss_bytes = Vec::with_capacity(T::BYTES);
     T::extend_le_bytes(&[loss], &mut loss_bytes);
-    Ok(StepTrace::new(
+    StepTrace::new(
         opt.step,
         loss.to_f64(),
         hash_bytes(&M::batch_bytes(batch)),
         hash_bytes(&loss_bytes),
         model.params().hashes(),
         opt.leaf_hashes(),
-    ))
+    )
 }
 
 /// A fresh optimizer state sized for `model`'s parameters.

@@ -170,6 +170,7 @@ pub fn col_sum<T: Real>(a: &[T], rows: usize, cols: usize, out: &mut [T]) {
 }
 
 /// What layer norm's backward needs from its forward.
+#[derive(Clone, Debug, PartialEq)]
 pub struct LayerNormCache<T> {
     /// Normalized input `(x − mean)·rstd`, `[rows×cols]`.
     pub xhat: Vec<T>,

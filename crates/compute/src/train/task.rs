@@ -101,6 +101,8 @@
 //! steps` and the bill is exact. The training kernels are not instrumented as the
 //! inference ones are: [`TrainTask::run_steps`] charges each executed step the
 //! formula on the shape of the batch it actually ran, which the task fixes.
+//! [`super::units::unit_ops`] splits a step's ops by unit (embedding, each block's
+//! forward and backward, head, optimizer); the step's formula is written as that sum.
 
 use std::ops::Range;
 
@@ -109,7 +111,7 @@ use super::optim::{AdamConfig, OptState, OptimizerConfig};
 use super::rng::SplitMix64;
 use super::shipped::Recipe;
 use super::trace::{hash_bytes, merkle_root, Hash, StepTrace};
-use super::{train_step, TrainError};
+use super::{apply_update, TrainError, Trainable};
 use crate::bundle::Bundle;
 use crate::metering::TRANSCENDENTAL;
 
@@ -122,8 +124,8 @@ pub const TRAIN_OP_MODEL_VERSION: u32 = 1;
 
 const ARCH_GPT: u8 = 1;
 const TASK_HEADER: usize = 104;
-const STATE_HEADER: usize = 33;
-const LOG_ENTRY: usize = 36;
+pub(crate) const STATE_HEADER: usize = 33;
+pub(crate) const LOG_ENTRY: usize = 36;
 const BATCH_SEED_CONTEXT: &str = "agentic train batch v1";
 
 /// Bounds for decoding an untrusted task (a state is bounded by its task).
@@ -189,6 +191,17 @@ pub enum TaskError {
         start: u64,
         /// One past the last.
         end: u64,
+        /// Why not.
+        reason: String,
+    },
+    /// A unit of a step cannot run on this carry (wrong step, wrong position in the
+    /// step, or a unit index past the step's last), [`super::units`].
+    #[error("step {step}, unit {unit}: {reason}")]
+    UnitMismatch {
+        /// The step asked for (0-based).
+        step: u64,
+        /// The unit asked for.
+        unit: u32,
         /// Why not.
         reason: String,
     },
@@ -314,13 +327,13 @@ pub struct TrainRun {
 
 // ---- little helpers for bounded reading ----
 
-struct Reader<'a> {
-    rest: &'a [u8],
-    what: &'static str,
+pub(crate) struct Reader<'a> {
+    pub(crate) rest: &'a [u8],
+    pub(crate) what: &'static str,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], TaskError> {
+    pub(crate) fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], TaskError> {
         if self.rest.len() < n {
             return Err(TaskError::Malformed {
                 what: self.what,
@@ -331,7 +344,7 @@ impl<'a> Reader<'a> {
         self.rest = tail;
         Ok(head)
     }
-    fn arr<const N: usize>(&mut self, field: &str) -> Result<[u8; N], TaskError> {
+    pub(crate) fn arr<const N: usize>(&mut self, field: &str) -> Result<[u8; N], TaskError> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N, field)?);
         Ok(a)
@@ -339,19 +352,19 @@ impl<'a> Reader<'a> {
     fn u8(&mut self, field: &str) -> Result<u8, TaskError> {
         Ok(self.arr::<1>(field)?[0])
     }
-    fn u32(&mut self, field: &str) -> Result<u32, TaskError> {
+    pub(crate) fn u32(&mut self, field: &str) -> Result<u32, TaskError> {
         Ok(u32::from_le_bytes(self.arr(field)?))
     }
-    fn u64(&mut self, field: &str) -> Result<u64, TaskError> {
+    pub(crate) fn u64(&mut self, field: &str) -> Result<u64, TaskError> {
         Ok(u64::from_le_bytes(self.arr(field)?))
     }
-    fn f32(&mut self, field: &str) -> Result<f32, TaskError> {
+    pub(crate) fn f32(&mut self, field: &str) -> Result<f32, TaskError> {
         Ok(f32::from_le_bytes(self.arr(field)?))
     }
     fn f64(&mut self, field: &str) -> Result<f64, TaskError> {
         Ok(f64::from_le_bytes(self.arr(field)?))
     }
-    fn f32s(&mut self, n: usize, field: &str) -> Result<Vec<f32>, TaskError> {
+    pub(crate) fn f32s(&mut self, n: usize, field: &str) -> Result<Vec<f32>, TaskError> {
         let bytes = self.take(n.checked_mul(4).ok_or_else(|| task_err("overflow"))?, field)?;
         Ok(bytes
             .chunks_exact(4)
@@ -418,9 +431,30 @@ mod cost {
     }
 }
 
-/// Forward ops of `batch` sequences of `seq` tokens: the inference meter's formulas
-/// (`Model::meter`, summed over layers).
-fn forward_ops(c: &GptConfig, batch: usize, seq: usize) -> u128 {
+/// The op model's parts of one step, one per kind of unit of [`super::units`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StepParts {
+    /// Embeddings: `n·d` additions.
+    pub(crate) embed: u128,
+    /// One block's forward.
+    pub(crate) block: u128,
+    /// `ln_f` and the LM head's matmul.
+    pub(crate) head: u128,
+    /// Cross-entropy (loss and `dlogits`).
+    pub(crate) loss: u128,
+    /// The tied head's backward (`dh`, `dwte`) and `ln_f`'s backward.
+    pub(crate) head_backward: u128,
+    /// One block's backward.
+    pub(crate) block_backward: u128,
+    /// The embeddings' backward.
+    pub(crate) embed_backward: u128,
+    /// The optimizer update.
+    pub(crate) optimizer: u128,
+}
+
+/// The op model's parts for `batch` sequences of `seq` tokens. The forward parts are
+/// the inference meter's formulas (`Model::meter`, per layer).
+fn step_parts(c: &GptConfig, opt: &OptimizerConfig, batch: usize, seq: usize) -> StepParts {
     let (b, s) = (batch as u128, seq as u128);
     let (d, v, heads) = (c.n_embd as u128, c.vocab_size as u128, c.n_head as u128);
     let hd = d / heads;
@@ -436,17 +470,7 @@ fn forward_ops(c: &GptConfig, batch: usize, seq: usize) -> u128 {
         + cost::gelu_tanh(n * 4 * d)
         + cost::linear(n, 4 * d, d)
         + n * d;
-    n * d + c.n_layer as u128 * block + cost::layer_norm(n, d) + cost::matmul(n, d, v)
-}
-
-/// Loss, backward and optimizer ops of one step (everything but the forward).
-fn backward_ops(c: &GptConfig, opt: &OptimizerConfig, batch: usize, seq: usize) -> u128 {
-    let (b, s) = (batch as u128, seq as u128);
-    let (d, v, heads) = (c.n_embd as u128, c.vocab_size as u128, c.n_head as u128);
-    let hd = d / heads;
-    let n = b * s;
-    let pairs = b * (s * (s + 1) / 2);
-    let block = cost::linear_backward(n, 4 * d, d)
+    let block_backward = cost::linear_backward(n, 4 * d, d)
         + cost::gelu_tanh_backward(n * 4 * d)
         + cost::linear_backward(n, d, 4 * d)
         + cost::layer_norm_backward(n, d)
@@ -459,13 +483,40 @@ fn backward_ops(c: &GptConfig, opt: &OptimizerConfig, batch: usize, seq: usize) 
         OptimizerConfig::Sgd { momentum, .. } => p * if *momentum != 0.0 { 4 } else { 2 },
         OptimizerConfig::Adam(a) => p * if a.weight_decay != 0.0 { 16 } else { 14 } + 7,
     };
-    cost::cross_entropy(n, v)
-        + cost::matmul(n, v, d)
-        + cost::matmul(v, n, d)
-        + cost::layer_norm_backward(n, d)
-        + c.n_layer as u128 * block
-        + 2 * n * d
-        + optimizer
+    StepParts {
+        embed: n * d,
+        block,
+        head: cost::layer_norm(n, d) + cost::matmul(n, d, v),
+        loss: cost::cross_entropy(n, v),
+        head_backward: cost::matmul(n, v, d)
+            + cost::matmul(v, n, d)
+            + cost::layer_norm_backward(n, d),
+        block_backward,
+        embed_backward: 2 * n * d,
+        optimizer,
+    }
+}
+
+/// Forward ops of `batch` sequences of `seq` tokens: the inference meter's formulas
+/// (`Model::meter`, summed over layers).
+fn forward_ops(c: &GptConfig, batch: usize, seq: usize) -> u128 {
+    // The forward parts do not depend on the optimizer.
+    let s = step_parts(
+        c,
+        &OptimizerConfig::Sgd {
+            lr: 0.0,
+            momentum: 0.0,
+        },
+        batch,
+        seq,
+    );
+    s.embed + c.n_layer as u128 * s.block + s.head
+}
+
+/// Loss, backward and optimizer ops of one step (everything but the forward).
+fn backward_ops(c: &GptConfig, opt: &OptimizerConfig, batch: usize, seq: usize) -> u128 {
+    let s = step_parts(c, opt, batch, seq);
+    s.loss + s.head_backward + c.n_layer as u128 * s.block_backward + s.embed_backward + s.optimizer
 }
 
 /// The seed of step `t`'s batch sampler.
@@ -700,7 +751,7 @@ impl TrainTask {
 
     /// The checks that keep [`TrainTask::run_steps`] from failing half-way (shape,
     /// hyper-parameters, window length); token ids are checked per batch by the model.
-    fn check_runnable(&self) -> Result<(), TaskError> {
+    pub(crate) fn check_runnable(&self) -> Result<(), TaskError> {
         let invalid = |s: String| Err(TaskError::Invalid(s));
         let c = &self.config;
         c.validate()
@@ -782,6 +833,11 @@ impl TrainTask {
         Ok(())
     }
 
+    /// The op model's parts of one of this task's steps ([`super::units::unit_ops`]).
+    pub(crate) fn step_parts(&self) -> StepParts {
+        step_parts(&self.config, &self.optimizer, self.batch, self.seq)
+    }
+
     fn step_ops_u128(&self) -> u128 {
         forward_ops(&self.config, self.batch, self.seq)
             + backward_ops(&self.config, &self.optimizer, self.batch, self.seq)
@@ -836,7 +892,7 @@ impl TrainTask {
 
     /// [`TrainTask::batch_at`] for a task [`TrainTask::check_runnable`] accepted
     /// (the data holds at least `seq + 2` tokens, so every window fits).
-    fn sample(&self, t: u64) -> TokenBatch {
+    pub(crate) fn sample(&self, t: u64) -> TokenBatch {
         let mut rng = SplitMix64::new(batch_seed(self.data_seed, t));
         let span = (self.tokens() - self.seq - 1) as u64;
         let mut tokens = Vec::with_capacity(self.batch * (self.seq + 1));
@@ -852,7 +908,7 @@ impl TrainTask {
     }
 
     /// Moment buffers the optimizer keeps per tensor (0, 1 or 2).
-    fn moment_buffers(&self) -> u8 {
+    pub(crate) fn moment_buffers(&self) -> u8 {
         match self.optimizer {
             OptimizerConfig::Sgd { momentum, .. } => u8::from(momentum != 0.0),
             OptimizerConfig::Adam(_) => 2,
@@ -898,33 +954,46 @@ impl TrainTask {
             )));
         }
         state.check_layout(self)?;
-        let mut params = state.params.clone();
-        let mut opt = state.opt.clone();
-        let mut log = state.log.clone();
+        let mut state = state.clone();
         let mut traces = Vec::with_capacity((steps.end - steps.start) as usize);
         let mut ops: u64 = 0;
         for t in steps.clone() {
             let batch = self.sample(t);
-            opt.config = self.optimizer;
-            opt.config.set_lr(self.lr_at(t + 1));
-            let trace = train_step(&mut params, &mut opt, &batch)?;
+            let (loss, grads) = state.params.loss_and_grads(&batch)?;
+            traces.push(self.finish_step(t, &mut state, &batch, loss, &grads));
             // Charged from the batch that ran (its shape is the task's).
             let step_ops = forward_ops(&self.config, batch.batch, batch.seq)
                 + backward_ops(&self.config, &self.optimizer, batch.batch, batch.seq);
             ops = ops.saturating_add(u64::try_from(step_ops).unwrap_or(u64::MAX));
-            log.push(StepRecord {
-                loss: trace.loss as f32,
-                root: trace.root,
-            });
-            traces.push(trace);
         }
         let roots: Vec<Hash> = traces.iter().map(|s| s.root).collect();
         Ok(TrainRun {
-            state: TrainState { params, opt, log },
+            state,
             trace_root: merkle_root(&roots),
             steps: traces,
             ops,
         })
+    }
+
+    /// The end of step `t` once its loss and gradients are known: the schedule's
+    /// rate, the optimizer update ([`apply_update`]) and the step's log record. The
+    /// monolithic step and the optimizer unit ([`super::units`]) both end here.
+    pub(crate) fn finish_step(
+        &self,
+        t: u64,
+        state: &mut TrainState,
+        batch: &TokenBatch,
+        loss: f32,
+        grads: &[Vec<f32>],
+    ) -> StepTrace {
+        state.opt.config = self.optimizer;
+        state.opt.config.set_lr(self.lr_at(t + 1));
+        let trace = apply_update(&mut state.params, &mut state.opt, batch, loss, grads);
+        state.log.push(StepRecord {
+            loss: trace.loss as f32,
+            root: trace.root,
+        });
+        trace
     }
 }
 
@@ -968,7 +1037,7 @@ impl TrainState {
     }
 
     /// Whether this state has the task's tensor layout and optimizer buffers.
-    fn check_layout(&self, task: &TrainTask) -> Result<(), TaskError> {
+    pub(crate) fn check_layout(&self, task: &TrainTask) -> Result<(), TaskError> {
         let mismatch = |s: String| Err(TaskError::StateMismatch(s));
         if self.params.config != task.config {
             return mismatch("model shape".into());
