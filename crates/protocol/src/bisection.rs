@@ -55,6 +55,15 @@
 //! from the same leaf and end at different leaves, which is exactly the
 //! precondition of the single-level game, and the inner game finds the layer.
 //! Rounds: `max_rounds(S + 1) + max_rounds(m)`.
+//!
+//! The ledger plays exactly this sequence for a training stage
+//! (`StageSpec::step_units > 0`), as two [`Bisection`]s: the step-level one
+//! over the stage's state hashes, then — after the `StepRoots` phase, where
+//! each party's `StepRoot` transaction carries the two proofs above — the
+//! unit-level one over the isolated step's `step_units + 1` carries. The
+//! referee then re-executes unit `lo` of that step (see
+//! `state::disputes` and `Dispute::referee_layer`). [`TwoLevel`] is the pure
+//! model of the same game, tested exhaustively on its own.
 
 use bytes::BufMut;
 use commonware_codec::{Buf, Error as CodecError, FixedSize, Read, ReadExt, Write};

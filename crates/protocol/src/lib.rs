@@ -48,6 +48,7 @@
 //! | ClaimUnavailable | an assigned provider claims the job's model or input unavailable; the referee checks |
 //! | Challenge | anyone, with a bond, within the challenge window → dispute |
 //! | Bisect | one move of the dispute game, with a Merkle proof |
+//! | StepRoot | a training dispute's root over the disputed step's units |
 //! | Propose / Vote | parameter changes by bonded stake |
 //!
 //! ## JSON

@@ -83,6 +83,7 @@ pub fn job_spec(
                 first_layer: first,
                 layers,
                 ops,
+                step_units: 0,
             };
             first += layers;
             s

@@ -115,12 +115,31 @@ pub struct StageSpec {
     pub layers: u32,
     /// Operations the compute runtime meters for this stage.
     pub ops: u64,
+    /// Units of one step of a training stage (`0`: an inference stage). A
+    /// training stage's `[first_layer, first_layer + layers)` are steps, and its
+    /// disputes bisect twice: over the steps, then over the `step_units` units
+    /// (layer passes, head, optimizer) of the one disputed step.
+    #[serde(default)]
+    pub step_units: u32,
 }
 codec_struct!(StageSpec {
     first_layer,
     layers,
-    ops
+    ops,
+    step_units
 });
+
+impl StageSpec {
+    /// An inference stage: `layers` layers from `first_layer`, metered at `ops`.
+    pub fn layers(first_layer: u32, layers: u32, ops: u64) -> StageSpec {
+        StageSpec {
+            first_layer,
+            layers,
+            ops,
+            step_units: 0,
+        }
+    }
+}
 
 /// What a provider must satisfy to take a job.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -370,6 +389,20 @@ pub enum TxBody {
         /// The job.
         job: JobId,
     },
+    /// A party of a training dispute whose step-level game isolated one step
+    /// posts its root over that step's `step_units + 1` unit leaves, with the
+    /// proofs that leaf 0 is the agreed state before the step and the last
+    /// leaf its own state after it.
+    StepRoot {
+        /// The dispute.
+        dispute: DisputeId,
+        /// Merkle root of the signer's unit leaves of the step.
+        root: Hash,
+        /// Proof of leaf 0 (the agreed state) against `root`.
+        first_proof: Vec<Hash>,
+        /// Proof of the last leaf (the signer's state after the step).
+        last_proof: Vec<Hash>,
+    },
 }
 
 impl TxBody {
@@ -410,6 +443,7 @@ impl TxBody {
             TxBody::CancelJob { .. } => 17,
             TxBody::AuditCommit { .. } => 18,
             TxBody::ClaimUnavailable { .. } => 19,
+            TxBody::StepRoot { .. } => 20,
         }
     }
 
@@ -436,6 +470,7 @@ impl TxBody {
             TxBody::CancelJob { .. } => "cancel_job",
             TxBody::AuditCommit { .. } => "audit_commit",
             TxBody::ClaimUnavailable { .. } => "claim_unavailable",
+            TxBody::StepRoot { .. } => "step_root",
         }
     }
 }
@@ -520,6 +555,17 @@ impl Write for TxBody {
                 stage.write(buf);
                 commitment.write(buf);
             }
+            TxBody::StepRoot {
+                dispute,
+                root,
+                first_proof,
+                last_proof,
+            } => {
+                dispute.write(buf);
+                root.write(buf);
+                crate::types::write_list(first_proof, buf);
+                crate::types::write_list(last_proof, buf);
+            }
         }
     }
 }
@@ -550,6 +596,16 @@ impl EncodeSize for TxBody {
             TxBody::Vote { .. } => ProposalId::SIZE + 1,
             TxBody::CancelJob { .. } | TxBody::ClaimUnavailable { .. } => JobId::SIZE,
             TxBody::AuditCommit { .. } => JobId::SIZE + 4 + Hash::SIZE,
+            TxBody::StepRoot {
+                first_proof,
+                last_proof,
+                ..
+            } => {
+                DisputeId::SIZE
+                    + Hash::SIZE
+                    + crate::types::list_size(first_proof)
+                    + crate::types::list_size(last_proof)
+            }
         }
     }
 }
@@ -633,6 +689,12 @@ impl Read for TxBody {
             },
             19 => TxBody::ClaimUnavailable {
                 job: JobId::read(buf)?,
+            },
+            20 => TxBody::StepRoot {
+                dispute: DisputeId::read(buf)?,
+                root: Hash::read(buf)?,
+                first_proof: crate::types::read_list(buf, limits::MAX_PROOF)?,
+                last_proof: crate::types::read_list(buf, limits::MAX_PROOF)?,
             },
             t => return Err(CodecError::InvalidEnum(t)),
         })

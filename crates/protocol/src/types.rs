@@ -18,7 +18,7 @@
 //! | --- | --- |
 //! | [`Amount`] | a decimal string of base units (`"1000000"`); a JSON integer is accepted too |
 //! | [`Height`], ids, [`Region`], [`Capabilities`] | a JSON integer |
-//! | [`Hash`], [`Address`] | 64 hex digits (written lowercase, read in either case) |
+//! | [`Hash`](struct@Hash), [`Address`] | 64 hex digits (written lowercase, read in either case) |
 //! | [`Endpoint`] | a string, `host:port` |
 //!
 //! Decoding JSON never panics; a malformed value is an error that says what
@@ -42,6 +42,8 @@ pub mod limits {
     pub const MAX_REGIONS: usize = 32;
     /// Most layers in one stage (the bisection game is over `layers + 1` leaves).
     pub const MAX_LAYERS: u32 = 1 << 20;
+    /// Most units in one training step ([`crate::tx::StageSpec::step_units`]).
+    pub const MAX_STEP_UNITS: u32 = 1 << 12;
     /// Longest Merkle proof (siblings) accepted in a `Bisect` step.
     pub const MAX_PROOF: usize = 32;
     /// Most transactions in one block.

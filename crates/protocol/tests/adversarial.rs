@@ -18,12 +18,14 @@
 //! | 9 | vote, unbond, vote again | voted stake locked until the vote ends |
 //! | 10 | unbond below a job's `min_stake` while assigned | refused |
 //! | 11 | huge jobs for a flat fee | fee per slot |
+//! | 12 | cheat inside one unit of one training step | bisected to the step, then the unit; refereed; slashed |
 
 use agentic_protocol::event::Event;
 use agentic_protocol::params::{ParamChange, ParamKey, Params};
 use agentic_protocol::state::{DisputePhase, JobStatus, StagePhase};
 use agentic_protocol::test_utils::{
-    address_of, fast_params, job_spec, key, offer, salt_for, GenesisBuilder, TestChain, Trace,
+    address_of, fast_params, job_spec, key, layer_output, offer, salt_for, GenesisBuilder,
+    TestChain, Trace,
 };
 use agentic_protocol::tx::{JobSpec, TxBody};
 use agentic_protocol::types::{Amount, Hash, Height, JobId, VerificationLevel};
@@ -1385,4 +1387,312 @@ mod coalition {
             prop_assert!(freq >= share - 0.02, "draw not proportional: {freq} vs {share}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// 12. Training disputes: step, then unit
+// ---------------------------------------------------------------------------
+
+/// Units per training step in these tests (2 blocks: 2·2 + 5).
+const UNITS: u32 = 9;
+
+/// A training stage's traces: the step-level trace over the states (leaf
+/// `t` = the state after `t` steps) and, per step, the trace over its unit
+/// carries (leaf 0 = the state before the step, leaf `UNITS` = after). Unit
+/// `k` of absolute step `t` is the test referee's layer `t · UNITS + k`.
+struct TrainTrace {
+    states: Trace,
+    steps: Vec<Trace>,
+}
+
+/// Steps `first..first + steps` from `input`, corrupting the output of unit
+/// `bad.1` of stage-relative step `bad.0` when given.
+fn train(first: u32, steps: u32, input: Hash, bad: Option<(u32, u32)>) -> TrainTrace {
+    let mut state = input;
+    let mut states = vec![input];
+    let mut per_step = Vec::new();
+    for t in 0..steps {
+        let mut leaves = vec![state];
+        let mut x = state;
+        for k in 0..UNITS {
+            x = layer_output(&model(), (first + t) * UNITS + k, &x);
+            if bad == Some((t, k)) {
+                x = Hash::digest("agentic test corruption", &[&x.0]);
+            }
+            leaves.push(x);
+        }
+        state = x;
+        states.push(state);
+        per_step.push(Trace { leaves });
+    }
+    TrainTrace {
+        states: Trace { leaves: states },
+        steps: per_step,
+    }
+}
+
+/// A one-stage training job of `steps` steps with two replicas.
+fn training_job(chain: &mut TestChain, steps: u32) -> JobId {
+    let mut s = spec(&[(steps, 1_000_000)], VerificationLevel::Optimistic);
+    s.requirements.replicas = 2;
+    s.stages[0].step_units = UNITS;
+    submit(chain, s)
+}
+
+fn step_root_tx(id: DisputeId, t: &Trace) -> TxBody {
+    TxBody::StepRoot {
+        dispute: id,
+        root: t.result().trace_root,
+        first_proof: t.open(0).1,
+        last_proof: t.open(UNITS).1,
+    }
+}
+
+/// Plays a training dispute with both parties answering from their traces
+/// (`def = None`: the defendant stays silent). Returns every event and the
+/// step the step-level game isolated.
+fn play_training(
+    chain: &mut TestChain,
+    id: DisputeId,
+    def: Option<&TrainTrace>,
+    chal: &TrainTrace,
+    max_blocks: u64,
+) -> (Vec<Event>, Option<u32>) {
+    let mut evs = Vec::new();
+    let mut isolated = None;
+    for _ in 0..max_blocks {
+        let d = chain.state.dispute(id).unwrap().clone();
+        let parties = [
+            (d.challenger, Some(chal), d.challenger_move),
+            (d.defendant, def, d.defendant_move),
+        ];
+        match d.phase {
+            DisputePhase::Resolved => break,
+            DisputePhase::StepRoots => {
+                let t = d.step.expect("a step once the step level is done");
+                isolated = Some(t);
+                for (who, trace, moved) in parties {
+                    if let (Some(tr), None) = (trace, moved) {
+                        let k = key_at(chain, who);
+                        chain.push(&k, step_root_tx(id, &tr.steps[t as usize]));
+                    }
+                }
+            }
+            DisputePhase::Bisecting => {
+                if let Some(mid) = d.game.midpoint() {
+                    for (who, trace, moved) in parties {
+                        if let (Some(tr), None) = (trace, moved) {
+                            let level = match d.step {
+                                None => &tr.states,
+                                Some(t) => &tr.steps[t as usize],
+                            };
+                            let (leaf, proof) = level.open(mid);
+                            let k = key_at(chain, who);
+                            chain.push(
+                                &k,
+                                TxBody::Bisect {
+                                    dispute: id,
+                                    leaf,
+                                    proof,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+            DisputePhase::AwaitingReferee => {}
+        }
+        evs.extend(produce(chain));
+    }
+    assert_eq!(
+        chain.state.dispute(id).unwrap().phase,
+        DisputePhase::Resolved,
+        "dispute {id} did not end"
+    );
+    (evs, isolated)
+}
+
+/// Opens the dispute of a training job whose replicas deliver `traces`.
+fn training_dispute(
+    chain: &mut TestChain,
+    steps: u32,
+    traces: [&TrainTrace; 2],
+) -> (JobId, [Address; 2], DisputeId) {
+    let job = training_job(chain, steps);
+    let reps = [slot(chain, job, 0, 0), slot(chain, job, 0, 1)];
+    for (r, t) in reps.iter().zip(traces) {
+        commit(chain, *r, job, 0, &t.states);
+    }
+    produce(chain);
+    for (r, t) in reps.iter().zip(traces) {
+        reveal(chain, *r, job, 0, &t.states);
+    }
+    let dispute = chain.state.meta().next_dispute;
+    produce(chain);
+    let d = chain
+        .state
+        .dispute(dispute)
+        .expect("the replicas disagree")
+        .clone();
+    assert_eq!((d.defendant, d.challenger), (reps[0], reps[1]));
+    assert_eq!((d.step_units, d.step), (UNITS, None));
+    (job, reps, dispute)
+}
+
+/// A replica that corrupts one unit of one step — as defendant or as
+/// challenger — is bisected first to that step (over the state hashes), then
+/// to that unit (over the step's carries); the referee re-executes exactly
+/// unit `step · units + unit` and the cheater alone is slashed.
+#[test]
+fn item_12_a_training_cheat_is_bisected_to_one_unit_of_one_step_and_slashed() {
+    for cheater_first in [true, false] {
+        for (bad_step, bad_unit) in [(2u32, 3u32), (0, 0), (4, UNITS - 1)] {
+            let providers: Vec<(u64, u128, u128)> = (10..14).map(|s| (s, 1, 10_000)).collect();
+            let mut chain = net(&providers);
+            let good = train(0, 5, input(), None);
+            let bad = train(0, 5, input(), Some((bad_step, bad_unit)));
+            let traces = if cheater_first {
+                [&bad, &good]
+            } else {
+                [&good, &bad]
+            };
+            let (job, reps, id) = training_dispute(&mut chain, 5, traces);
+            let (cheater, honest_rep) = if cheater_first {
+                (reps[0], reps[1])
+            } else {
+                (reps[1], reps[0])
+            };
+            let (def, chal) = (traces[0], traces[1]);
+            let (evs, isolated) = play_training(&mut chain, id, Some(def), chal, 60);
+            assert_eq!(
+                isolated,
+                Some(bad_step),
+                "the step-level game found the step"
+            );
+            let d = chain.state.dispute(id).unwrap().clone();
+            assert_eq!(d.step, Some(bad_step));
+            assert_eq!(d.game.leaves(), UNITS + 1, "the unit-level game");
+            assert_eq!(d.game.lo(), bad_unit, "the unit-level game found the unit");
+            let layer = bad_step * UNITS + bad_unit;
+            assert!(
+                evs.contains(&Event::DisputeResolved {
+                    dispute: id,
+                    winner: Some(honest_rep),
+                    resolution: agentic_protocol::event::Resolution::Refereed { layer },
+                }),
+                "{evs:#?}"
+            );
+            assert_eq!(slashed(&evs, cheater), Amount(5_000));
+            assert_eq!(slashed(&evs, honest_rep), Amount::ZERO);
+            // The wrong state never completes the job.
+            let j = chain.state.job(job).unwrap();
+            let bad_out = *bad.states.leaves.last().unwrap();
+            assert!(
+                j.status != JobStatus::Completed || j.stages[0].result.unwrap().output != bad_out
+            );
+        }
+    }
+}
+
+/// The unit-level roots are checked: a root whose leaf 0 is not the agreed
+/// state, one whose last leaf is not the party's own state after the step
+/// (the cheater posting the honest party's carries), a second root, an
+/// outsider's root and a root before the step is isolated are each refused
+/// with nothing changed; a party that posts no root loses by timeout.
+#[test]
+fn item_12_step_roots_are_checked_and_a_silent_party_loses() {
+    let providers: Vec<(u64, u128, u128)> = (10..14).map(|s| (s, 1, 10_000)).collect();
+    // Rounds long enough for the refused attempts below (each takes a block).
+    let params = Params {
+        dispute_timeout: 12,
+        unbonding_delay: 30,
+        ..fast_params()
+    };
+    let mut chain = net_with(params, &providers);
+    let good = train(0, 4, input(), None);
+    let bad = train(0, 4, input(), Some((1, 5)));
+    let (_, reps, id) = training_dispute(&mut chain, 4, [&bad, &good]);
+    let (cheater, honest_rep) = (reps[0], reps[1]);
+    let ck = key_at(&chain, cheater);
+    // Too early: still at the step level.
+    assert!(matches!(
+        chain.reject(&ck, step_root_tx(id, &bad.steps[1])),
+        TxError::WrongPhase(_)
+    ));
+    // Play the step level to its end.
+    for _ in 0..20 {
+        let d = chain.state.dispute(id).unwrap().clone();
+        if d.phase != DisputePhase::Bisecting {
+            break;
+        }
+        let mid = d.game.midpoint().unwrap();
+        for (who, tr) in [(cheater, &bad), (honest_rep, &good)] {
+            let (leaf, proof) = tr.states.open(mid);
+            let k = key_at(&chain, who);
+            chain.push(
+                &k,
+                TxBody::Bisect {
+                    dispute: id,
+                    leaf,
+                    proof,
+                },
+            );
+        }
+        produce(&mut chain);
+    }
+    let d = chain.state.dispute(id).unwrap().clone();
+    assert_eq!((d.phase, d.step), (DisputePhase::StepRoots, Some(1)));
+    // Another step's carries: leaf 0 is not the agreed state.
+    assert_eq!(
+        chain.reject(&ck, step_root_tx(id, &bad.steps[2])),
+        TxError::BadProof { index: 0 }
+    );
+    // The honest party's carries: the last leaf is not the cheater's state.
+    assert_eq!(
+        chain.reject(&ck, step_root_tx(id, &good.steps[1])),
+        TxError::BadProof { index: UNITS }
+    );
+    // An outsider.
+    assert_eq!(
+        chain.reject(&key(OUTSIDER), step_root_tx(id, &good.steps[1])),
+        TxError::NotParty
+    );
+    // The honest party posts; a second post is refused.
+    let hk = key_at(&chain, honest_rep);
+    chain.step(&hk, step_root_tx(id, &good.steps[1])).unwrap();
+    assert_eq!(
+        chain.reject(&hk, step_root_tx(id, &good.steps[1])),
+        TxError::AlreadyMoved
+    );
+    // The cheater stays silent past the deadline and loses.
+    let evs = events(&chain.advance(16));
+    assert!(
+        evs.contains(&Event::DisputeResolved {
+            dispute: id,
+            winner: Some(honest_rep),
+            resolution: agentic_protocol::event::Resolution::Timeout,
+        }),
+        "{evs:#?}"
+    );
+    assert_eq!(slashed(&evs, cheater), Amount(5_000));
+}
+
+/// A training stage's step units are bounded, and steps × units must fit the
+/// referee's index.
+#[test]
+fn item_12_step_units_are_bounded() {
+    let providers: Vec<(u64, u128, u128)> = (10..14).map(|s| (s, 1, 10_000)).collect();
+    let mut chain = net(&providers);
+    let mut s = spec(&[(4, 1_000_000)], VerificationLevel::Optimistic);
+    s.stages[0].step_units = agentic_protocol::types::limits::MAX_STEP_UNITS + 1;
+    assert!(matches!(
+        chain.reject(&key(REQ), TxBody::SubmitJob { spec: s.clone() }),
+        TxError::InvalidJob(_)
+    ));
+    s.stages[0].first_layer = u32::MAX / 4_000;
+    s.stages[0].step_units = 4_096;
+    assert!(matches!(
+        chain.reject(&key(REQ), TxBody::SubmitJob { spec: s }),
+        TxError::InvalidJob(_)
+    ));
 }

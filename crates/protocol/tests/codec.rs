@@ -91,6 +91,12 @@ fn samples() -> Vec<TxBody> {
             leaf,
             proof,
         },
+        TxBody::StepRoot {
+            dispute: DisputeId(5),
+            root: Hash([11; 32]),
+            first_proof: vec![Hash([12; 32]), Hash([13; 32])],
+            last_proof: vec![Hash([14; 32])],
+        },
         TxBody::Propose {
             change: ParamChange {
                 key: ParamKey::QuorumPpm,

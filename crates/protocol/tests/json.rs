@@ -380,6 +380,12 @@ fn every_transaction_kind_and_genesis_round_trip() {
             leaf,
             proof,
         },
+        TxBody::StepRoot {
+            dispute: DisputeId(5),
+            root: Hash([11; 32]),
+            first_proof: vec![Hash([12; 32]), Hash([13; 32])],
+            last_proof: vec![Hash([14; 32])],
+        },
         TxBody::Propose {
             change: ParamChange {
                 key: ParamKey::QuorumPpm,
@@ -454,6 +460,7 @@ fn every_variant_of_the_small_enums_round_trips() {
         DisputePhase::Bisecting,
         DisputePhase::AwaitingReferee,
         DisputePhase::Resolved,
+        DisputePhase::StepRoots,
     ] {
         round_trip(&p);
     }

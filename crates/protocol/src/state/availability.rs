@@ -184,7 +184,9 @@ impl State {
             let Some(spec) = j.spec.stages.get(d.stage as usize) else {
                 continue;
             };
-            let layer = spec.first_layer.saturating_add(d.game.lo());
+            let Some(layer) = d.referee_layer(spec.first_layer) else {
+                continue;
+            };
             out.push((j.spec.model, layer, d.agreed));
         }
         for id in &self.claims {

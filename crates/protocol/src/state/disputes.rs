@@ -54,13 +54,16 @@ impl State {
     ) {
         let Some(j) = self.jobs.get(&job) else { return };
         let layers = j.spec.stages[stage as usize].layers;
+        let step_units = j.spec.stages[stage as usize].step_units;
         let id = self.meta.next_dispute;
         self.meta.next_dispute = DisputeId(id.0 + 1);
         let deadline = self.now().plus(self.params.dispute_timeout);
         let Ok(game) = crate::bisection::Bisection::new(layers.saturating_add(1)) else {
             return;
         };
-        let phase = if game.is_finished() {
+        let phase = if game.is_finished() && step_units > 0 {
+            DisputePhase::StepRoots
+        } else if game.is_finished() {
             DisputePhase::AwaitingReferee
         } else {
             DisputePhase::Bisecting
@@ -84,6 +87,8 @@ impl State {
             challenger_move: None,
             deadline,
             phase,
+            step_units,
+            step: (phase == DisputePhase::StepRoots).then_some(0),
         };
         self.commit.touch::<Dispute>(StateKey::Dispute(id), None);
         self.disputes.insert(id, d);
@@ -388,7 +393,12 @@ impl State {
                 d.challenger_move = None;
                 d.deadline = now.plus(timeout);
                 narrowed = Some((d.game.lo(), d.game.hi()));
-                if d.game.is_finished() {
+                if d.game.is_finished() && d.step_units > 0 && d.step.is_none() {
+                    // A training dispute found its step: on to the units.
+                    d.phase = DisputePhase::StepRoots;
+                    d.step = Some(d.game.lo());
+                    reschedule = Some(d.deadline);
+                } else if d.game.is_finished() {
                     d.phase = DisputePhase::AwaitingReferee;
                     ready = true;
                 } else {
@@ -412,6 +422,104 @@ impl State {
         Ok(())
     }
 
+    /// `StepRoot`: in a training dispute whose step-level game isolated step
+    /// `t` (both agree on the state before it, `agreed`, and disagree on the
+    /// state after it), a party posts its root over the step's `step_units +
+    /// 1` unit leaves, proving that leaf 0 is the agreed state and the last
+    /// leaf its own state after the step. Once both posted, the game restarts
+    /// over the units against these roots.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn step_root(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        id: DisputeId,
+        root: Hash,
+        first_proof: &[Hash],
+        last_proof: &[Hash],
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let now = self.now();
+        let d = self.disputes.get(&id).ok_or(TxError::UnknownDispute(id))?;
+        if d.phase != DisputePhase::StepRoots {
+            return Err(TxError::WrongPhase("step roots".into()));
+        }
+        if now > d.deadline {
+            return Err(TxError::DeadlinePassed(d.deadline));
+        }
+        let is_defendant = if who == d.defendant {
+            true
+        } else if who == d.challenger {
+            false
+        } else {
+            return Err(TxError::NotParty);
+        };
+        let (moved, hi) = if is_defendant {
+            (d.defendant_move.is_some(), d.defendant_hi)
+        } else {
+            (d.challenger_move.is_some(), d.challenger_hi)
+        };
+        if moved {
+            return Err(TxError::AlreadyMoved);
+        }
+        let units = d.step_units;
+        let leaves = u64::from(units) + 1;
+        let first: Vec<[u8; 32]> = first_proof.iter().map(|h| h.0).collect();
+        if !crate::merkle::verify(&root.0, 0, leaves, &d.agreed.0, &first) {
+            return Err(TxError::BadProof { index: 0 });
+        }
+        let last: Vec<[u8; 32]> = last_proof.iter().map(|h| h.0).collect();
+        if !crate::merkle::verify(&root.0, u64::from(units), leaves, &hi.0, &last) {
+            return Err(TxError::BadProof { index: units });
+        }
+        let game = crate::bisection::Bisection::new(units.saturating_add(1))
+            .map_err(|_| TxError::WrongPhase("step roots".into()))?;
+        self.charge(who, fee);
+        let timeout = self.params.dispute_timeout;
+        let mut started = None;
+        if let Some(d) = self.dispute_mut(id) {
+            if is_defendant {
+                d.defendant_move = Some(root);
+            } else {
+                d.challenger_move = Some(root);
+            }
+            if let (Some(dr), Some(cr)) = (d.defendant_move, d.challenger_move) {
+                d.defendant_root = dr;
+                d.challenger_root = cr;
+                d.game = game;
+                d.defendant_move = None;
+                d.challenger_move = None;
+                d.deadline = now.plus(timeout);
+                d.phase = if game.is_finished() {
+                    DisputePhase::AwaitingReferee
+                } else {
+                    DisputePhase::Bisecting
+                };
+                started = Some((d.phase, d.deadline, d.game.lo(), d.game.hi()));
+            }
+        }
+        match started {
+            Some((DisputePhase::AwaitingReferee, _, lo, hi)) => {
+                ctx.emit(Event::BisectionNarrowed {
+                    dispute: id,
+                    lo,
+                    hi,
+                });
+                self.referee_queue.insert(id);
+            }
+            Some((_, deadline, lo, hi)) => {
+                ctx.emit(Event::BisectionNarrowed {
+                    dispute: id,
+                    lo,
+                    hi,
+                });
+                self.schedule(deadline.plus(1), Timer::Dispute(id));
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
     /// Per-block: a party that did not move before the round's deadline
     /// loses; if neither moved, the challenger (who carries the burden of
     /// proof) loses.
@@ -420,7 +528,9 @@ impl State {
         let Some(d) = self.disputes.get(&id) else {
             return;
         };
-        if d.phase != DisputePhase::Bisecting || d.deadline >= now {
+        if !matches!(d.phase, DisputePhase::Bisecting | DisputePhase::StepRoots)
+            || d.deadline >= now
+        {
             return;
         }
         let outcome = match (d.defendant_move.is_some(), d.challenger_move.is_some()) {
@@ -451,7 +561,10 @@ impl State {
             let Some(spec) = j.spec.stages.get(d.stage as usize) else {
                 continue;
             };
-            let layer = spec.first_layer.saturating_add(d.game.lo());
+            let Some(layer) = d.referee_layer(spec.first_layer) else {
+                self.resolve(id, Outcome::Annulled, Resolution::Annulled, ctx);
+                continue;
+            };
             let patient = now <= d.deadline;
             let (outcome, resolution) = match referee.execute_layer(&j.spec.model, layer, &d.agreed)
             {

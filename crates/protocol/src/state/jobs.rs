@@ -151,6 +151,21 @@ impl State {
             if s.ops == 0 {
                 return Err(TxError::InvalidJob("stage ops must be positive".into()));
             }
+            if s.step_units > limits::MAX_STEP_UNITS {
+                return Err(TxError::InvalidJob("step units".into()));
+            }
+            // A training dispute's referee question names unit `step × units + unit`,
+            // below `end × units` ≤ u32::MAX, so never the availability probe's index.
+            if s.step_units > 0
+                && s.first_layer
+                    .checked_add(s.layers)
+                    .and_then(|end| end.checked_mul(s.step_units))
+                    .is_none()
+            {
+                return Err(TxError::InvalidJob(
+                    "training steps × step units overflow the referee's index".into(),
+                ));
+            }
             if let Some(n) = next_layer {
                 if s.first_layer != n {
                     return Err(TxError::InvalidJob("stages must be contiguous".into()));

@@ -9,7 +9,7 @@
 //! | `accounts` | Transfer, Bond, Unbond, Withdraw | release unbonded stake, issuance |
 //! | `providers` | RegisterProvider, UpdateProvider, Retire | |
 //! | `jobs` | GrantMandate, RevokeMandate, SubmitJob, CommitResult, RevealResult, CancelJob | matching, deadlines, audits, challenge windows, payout |
-//! | `disputes` | AuditReport, Challenge, Bisect | dispute timeouts, referee, slashing |
+//! | `disputes` | AuditReport, Challenge, Bisect, StepRoot | dispute timeouts, referee, slashing |
 //! | `governance` | Propose, Vote | tallies, activation |
 //!
 //! Every handler validates everything first and mutates only after all
@@ -478,6 +478,29 @@ pub struct Dispute {
     pub deadline: Height,
     /// Where the game is.
     pub phase: DisputePhase,
+    /// Units of one step when the stage is a training stage (`0`: inference).
+    pub step_units: u32,
+    /// A training dispute's step (stage-relative), once the step-level game
+    /// isolated it. From then on `game` is over the step's `step_units + 1`
+    /// unit leaves and the roots are the parties' step roots.
+    pub step: Option<u32>,
+}
+
+impl Dispute {
+    /// The referee question's layer index once the game is down to one leaf
+    /// pair: the absolute layer `first_layer + lo` for inference; for a
+    /// training stage, the flat unit index
+    /// `(first_layer + step) × step_units + lo` (the referee splits it back).
+    /// `None` when a training dispute has no step yet, or on overflow.
+    pub fn referee_layer(&self, first_layer: u32) -> Option<u32> {
+        if self.step_units == 0 {
+            return Some(first_layer.saturating_add(self.game.lo()));
+        }
+        first_layer
+            .checked_add(self.step?)?
+            .checked_mul(self.step_units)?
+            .checked_add(self.game.lo())
+    }
 }
 
 /// Where a dispute is.
@@ -489,6 +512,9 @@ pub enum DisputePhase {
     AwaitingReferee,
     /// Over.
     Resolved,
+    /// A training dispute's step-level game isolated one step: each party
+    /// posts its root over that step's unit leaves (`StepRoot`).
+    StepRoots,
 }
 
 impl Write for DisputePhase {
@@ -497,6 +523,7 @@ impl Write for DisputePhase {
             DisputePhase::Bisecting => 0,
             DisputePhase::AwaitingReferee => 1,
             DisputePhase::Resolved => 2,
+            DisputePhase::StepRoots => 3,
         });
     }
 }
@@ -510,6 +537,7 @@ impl Read for DisputePhase {
             0 => DisputePhase::Bisecting,
             1 => DisputePhase::AwaitingReferee,
             2 => DisputePhase::Resolved,
+            3 => DisputePhase::StepRoots,
             t => return Err(CodecError::InvalidEnum(t)),
         })
     }
@@ -533,6 +561,8 @@ codec_struct!(Dispute {
     challenger_move,
     deadline,
     phase,
+    step_units,
+    step,
 });
 
 /// A governance proposal's status.
@@ -1168,6 +1198,12 @@ impl State {
                 leaf,
                 proof,
             } => self.bisect(sender, fee, *dispute, *leaf, proof, ctx),
+            TxBody::StepRoot {
+                dispute,
+                root,
+                first_proof,
+                last_proof,
+            } => self.step_root(sender, fee, *dispute, *root, first_proof, last_proof, ctx),
             TxBody::Propose { change } => self.propose(sender, fee, *change, ctx),
             TxBody::Vote { proposal, approve } => self.vote(sender, fee, *proposal, *approve, ctx),
             TxBody::CancelJob { job } => self.cancel_job_tx(sender, fee, *job, ctx),
