@@ -286,6 +286,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
             first_layer: 0,
             layers: 1,
             ops: 1_000,
+            step_units: 0,
         }],
         max_price: Amount(10),
         deadline: 50,

@@ -250,3 +250,106 @@ async fn arbiter_settle_fresh(
     let f = settled(&arbiter, q, sources).await;
     (f, arbiter.ops_of(q).unwrap_or(0))
 }
+
+/// A small training task (2 blocks, d = 16, AdamW) on the fables.
+fn train_task() -> agentic_compute::train::task::TrainTask {
+    use agentic_compute::train::task::{LrSchedule, TokenWidth, TrainTask};
+    use agentic_compute::train::{AdamConfig, GptConfig, OptimizerConfig};
+    TrainTask {
+        config: GptConfig {
+            n_layer: 2,
+            n_head: 2,
+            n_embd: 16,
+            vocab_size: 256,
+            n_positions: 12,
+            layer_norm_epsilon: 1e-5,
+        },
+        optimizer: OptimizerConfig::Adam(AdamConfig {
+            lr: 3e-3,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        }),
+        schedule: LrSchedule::Constant,
+        steps: 3,
+        batch: 2,
+        seq: 10,
+        data_seed: 42,
+        token_width: TokenWidth::U8,
+        data: agentic_compute::train::shipped::CORPUS.as_bytes()[..2000].to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn referee_runs_one_unit_of_one_training_step_from_a_fetched_carry() {
+    use agentic_compute::train::task::Init;
+    use agentic_compute::train::units::{carry_bytes_at, step_leaves, step_units, unit_ops};
+    let task = train_task();
+    let units = step_units(&task);
+    assert_eq!(units, 2 * 2 + 5);
+    // The state before step 1, and that step's unit leaves.
+    let s0 = task.initial_state(Init::Seed(7)).unwrap();
+    let (_, s1) = step_leaves(&task, &s0).unwrap();
+    let (leaves, _) = step_leaves(&task, &s1).unwrap();
+    // The disputed unit: the second block's forward pass (unit 2) of step 1.
+    let unit = 2u32;
+    let carry = carry_bytes_at(&task, &s1, unit).unwrap();
+    let carry_hash = hash(&carry);
+    assert_eq!(
+        carry_hash.0, leaves[unit as usize].0,
+        "the carry is leaf {unit}"
+    );
+
+    let dir = TempDir::new("referee-train");
+    let party = Arc::new(BlobStore::open(dir.path().join("party"), DEFAULT_MAX_BLOB).unwrap());
+    let task_bytes = task.encode();
+    let task_hash = hash(&task_bytes);
+    party.put(&task_hash, &task_bytes).unwrap();
+    party.put(&carry_hash, &carry).unwrap();
+    let url = serve(party).await;
+    let sources = vec![url];
+    let mine = Arc::new(BlobStore::open(dir.path().join("validator"), DEFAULT_MAX_BLOB).unwrap());
+
+    // The question names unit `step × units + unit`.
+    let q = Question {
+        model: task_hash,
+        layer: units + unit,
+        input: carry_hash,
+    };
+    let (found, ops) = arbiter_settle_fresh(&mine, &q, &sources).await;
+    assert_eq!(found, Finding::Output(Hash(leaves[unit as usize + 1].0)));
+    // Exactly one unit's ops: a fraction of the step's.
+    assert_eq!(ops, unit_ops(&task, unit));
+    assert!(ops < task.step_ops());
+
+    // A voter agrees with it and refuses another output.
+    let voter = Arbiter::new(Arc::new(
+        BlobStore::open(dir.path().join("voter"), DEFAULT_MAX_BLOB).unwrap(),
+    ));
+    assert!(voter.agrees(&q.verdict(found), &sources).await);
+    assert!(
+        !voter
+            .agrees(&q.verdict(Finding::Output(Hash([3; 32]))), &sources)
+            .await
+    );
+
+    // The same carry asked as another unit does not decode for that position: as good
+    // as absent. A step outside the task is out of range.
+    let other = Question {
+        layer: units + unit + 1,
+        ..q
+    };
+    assert_eq!(
+        arbiter_settle_fresh(&mine, &other, &sources).await.0,
+        Finding::InputUnavailable
+    );
+    let beyond = Question {
+        layer: units * 3,
+        ..q
+    };
+    assert_eq!(
+        arbiter_settle_fresh(&mine, &beyond, &sources).await.0,
+        Finding::LayerOutOfRange
+    );
+}

@@ -378,8 +378,8 @@ async fn provider(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult
 /// stage not yet finalized or cancelled: an audit slot drawn at commit time
 /// (`stage.audit`, still to be committed) or a stage it is auditing
 /// (`StagePhase::Auditing`), also in a failed job whose delivered stages are still
-/// being verified — each in full with its `id`, and the open disputes (bisecting or
-/// awaiting the referee) it is a party to, each in full with its `id` (as
+/// being verified — each in full with its `id`, and the open disputes (bisecting,
+/// waiting for step roots, or awaiting the referee) it is a party to, each in full with its `id` (as
 /// `/v1/disputes/{id}`): what a provider daemon polls to find its work.
 async fn provider_work(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult {
     use agentic_protocol::state::DisputePhase;
@@ -405,7 +405,7 @@ async fn provider_work(State(s): State<ApiState>, Path(a): Path<String>) -> ApiR
         .filter(|(_, d)| {
             matches!(
                 d.phase,
-                DisputePhase::Bisecting | DisputePhase::AwaitingReferee
+                DisputePhase::Bisecting | DisputePhase::StepRoots | DisputePhase::AwaitingReferee
             ) && (d.defendant == addr || d.challenger == addr)
         })
         .take(s.config.max_list)

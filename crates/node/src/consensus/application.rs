@@ -292,14 +292,16 @@ impl Application {
             .filter(|e| !e.is_empty())
     }
 
-    /// The question a dispute asks (layer `first_layer + lo` on the agreed activation),
-    /// with the data planes of its two parties (where that activation can be fetched).
+    /// The question a dispute asks (layer `first_layer + lo` on the agreed activation, or
+    /// for a training stage the flat unit `step × step_units + lo` on the agreed carry:
+    /// [`Dispute::referee_layer`]), with the data planes of its two parties (where that
+    /// activation can be fetched).
     fn dispute_question(state: &State, d: &Dispute) -> Option<(Question, Vec<String>)> {
         let job = state.job(d.job)?;
         let stage = job.spec.stages.get(d.stage as usize)?;
         let q = Question {
             model: job.spec.model,
-            layer: stage.first_layer.saturating_add(d.game.lo()),
+            layer: d.referee_layer(stage.first_layer)?,
             input: d.agreed,
         };
         let sources = [

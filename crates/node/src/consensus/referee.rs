@@ -16,6 +16,16 @@
 //!               LayerOutOfRange    → load the model; refuse if the layer exists
 //! ```
 //!
+//! A **training stage** (the job's model blob is a training task, `AGTRAIN1`) asks about
+//! one *unit* of one step (see `agentic_compute::train::units`): the question's layer is
+//! the flat index `step × step_units + unit` (`Dispute::referee_layer`) and its input the
+//! hash of the unit's input carry (`AGCARRY1`, or the state itself for unit 0). The
+//! arbiter decodes the task, splits the index back with the task's own `step_units`
+//! (a step outside the task, or a mismatch, is `LayerOutOfRange`: annulled), fetches the
+//! carry like an activation, checks and decodes it for that position (bytes that do not
+//! decode are as good as absent: `InputUnavailable`) and runs that one unit
+//! (`reexecute_unit`); its ops are the unit's share of the step (`unit_ops`).
+//!
 //! An **availability probe** — layer [`AVAILABILITY_PROBE`], asked when an assigned
 //! provider claims a job's model or input cannot be fetched (`ClaimUnavailable`) — runs
 //! nothing: the arbiter fetches both blobs the same way (hash-checked, kept) and answers
@@ -38,6 +48,8 @@ use agentic_compute::activation::{Activation, DecodeLimits};
 use agentic_compute::bundle::{Bundle, BundleLimits};
 use agentic_compute::metering::OpCounter;
 use agentic_compute::models::Model;
+use agentic_compute::train::task::{TaskLimits, TrainTask};
+use agentic_compute::train::units::{self, CarryLimits};
 use agentic_protocol::referee::AVAILABILITY_PROBE;
 use agentic_protocol::{Finding, Hash, Verdict};
 
@@ -82,6 +94,12 @@ impl Question {
     }
 }
 
+/// What a job's model blob decodes to: a model bundle, or a training task.
+enum Workload {
+    Inference(Model),
+    Training(TrainTask),
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Slot {
     /// A task is working on it.
@@ -95,7 +113,7 @@ enum Slot {
 struct Inner {
     blobs: Option<Arc<BlobStore>>,
     http: reqwest::Client,
-    models: Mutex<Vec<(Hash, Arc<Model>)>>,
+    models: Mutex<Vec<(Hash, Arc<Workload>)>>,
     slots: Mutex<BTreeMap<Question, Slot>>,
 }
 
@@ -226,8 +244,21 @@ impl Arbiter {
         if q.layer == AVAILABILITY_PROBE {
             return (self.probe(q, sources).await, 0);
         }
-        let Some(model) = self.model(&q.model, sources).await else {
+        let Some(workload) = self.model(&q.model, sources).await else {
             return (Finding::ModelUnavailable, 0);
+        };
+        let model = match &*workload {
+            Workload::Inference(m) => m,
+            Workload::Training(task) => {
+                let units = units::step_units(task);
+                let (step, unit) = (u64::from(q.layer / units), q.layer % units);
+                if step >= task.steps {
+                    return (Finding::LayerOutOfRange, 0);
+                }
+                return self
+                    .referee_unit(q, workload.clone(), step, unit, sources)
+                    .await;
+            }
         };
         if q.layer as usize >= model.layers() {
             return (Finding::LayerOutOfRange, 0);
@@ -237,12 +268,50 @@ impl Arbiter {
         };
         let layer = q.layer as usize;
         let run = tokio::task::spawn_blocking(move || -> Option<(Finding, u64)> {
+            let Workload::Inference(model) = &*workload else {
+                return None;
+            };
             // Bytes that hash to the agreed name but are not an activation the layer can
             // read are as good as absent: the defendant loses, as for a missing input.
             let act = Activation::from_canonical_bytes(&input, DecodeLimits::default()).ok()?;
             let ops = OpCounter::new();
             let out = model.run_layer_counted(layer, &act, &ops).ok()?;
             Some((Finding::Output(Hash(out.hash().0)), ops.get()))
+        })
+        .await;
+        match run {
+            Ok(Some(found)) => found,
+            Ok(None) => (Finding::InputUnavailable, 0),
+            Err(e) => {
+                tracing::warn!(error = %e, "referee task failed");
+                (Finding::InputUnavailable, 0)
+            }
+        }
+    }
+
+    /// One unit of one training step, from the agreed carry.
+    async fn referee_unit(
+        &self,
+        q: &Question,
+        workload: Arc<Workload>,
+        step: u64,
+        unit: u32,
+        sources: &[String],
+    ) -> (Finding, u64) {
+        let Some(input) = self.blob(&q.input, sources).await else {
+            return (Finding::InputUnavailable, 0);
+        };
+        let agreed = agentic_compute::trace::Digest(q.input.0);
+        let run = tokio::task::spawn_blocking(move || -> Option<(Finding, u64)> {
+            let Workload::Training(task) = &*workload else {
+                return None;
+            };
+            // A carry that hashes to the agreed name but does not decode for this
+            // position is as good as absent: the defendant loses.
+            let out =
+                units::reexecute_unit(task, step, unit, &input, &agreed, CarryLimits::default())
+                    .ok()?;
+            Some((Finding::Output(Hash(out.0)), units::unit_ops(task, unit)))
         })
         .await;
         match run {
@@ -287,7 +356,7 @@ impl Arbiter {
         self.blob(hash, sources).await.is_some()
     }
 
-    async fn model(&self, hash: &Hash, sources: &[String]) -> Option<Arc<Model>> {
+    async fn model(&self, hash: &Hash, sources: &[String]) -> Option<Arc<Workload>> {
         {
             let cache = self.inner.models.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((_, m)) = cache.iter().find(|(h, _)| h == hash) {
@@ -296,12 +365,17 @@ impl Arbiter {
         }
         let bytes = self.blob(hash, sources).await?;
         let loaded = tokio::task::spawn_blocking(move || {
+            if TrainTask::is_task(&bytes) {
+                return TrainTask::decode(&bytes, TaskLimits::default())
+                    .ok()
+                    .map(Workload::Training);
+            }
             let bundle = Bundle::decode(&bytes, BundleLimits::default()).ok()?;
-            bundle.load().ok()
+            bundle.load().ok().map(|l| Workload::Inference(l.model))
         })
         .await
         .ok()??;
-        let m = Arc::new(loaded.model);
+        let m = Arc::new(loaded);
         let mut cache = self.inner.models.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MODEL_CACHE {
             cache.remove(0);
