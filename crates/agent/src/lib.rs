@@ -15,7 +15,7 @@
 //!
 //! | module | what | state |
 //! | --- | --- | --- |
-//! | [`requester`] | the requester SDK: [`requester::prepare`] (pure), [`requester::Requester`] (the I/O shell over the node API), [`requester::cost`] | here |
+//! | [`requester`] | the requester SDK: [`requester::prepare`] (pure), [`requester::Requester`] (the I/O shell over the node API), [`requester::cost`](mod@requester::cost) | here |
 //! | [`procure`] | the autonomous procurement agent: a goal and a budget in, quotes, jobs, monitoring, local verification and challenges, re-purchase, and a report out, spending under an on-chain mandate | here |
 //! | [`mcp`] | a Model Context Protocol server (rmcp, stdio and bearer-token-guarded streamable HTTP) exposing offers, quote, submit, status, result, challenge, balance and mandate as tools | here |
 //! | [`verify`] | recompute a stage here, compare it with the agreed result, post a `Challenge` and play the bisection game — shared by `procure` and `mcp` | here |

@@ -29,7 +29,7 @@ pub enum AgentCmd {
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// The goal (TOML: model, texts or input_file, stages, budget, max_price, deadlines,
-    /// min_verification, attempts, mandate, verify_locally, [preferences]).
+    /// min_verification, attempts, mandate, verify_locally, `[preferences]`).
     #[arg(long)]
     pub goal: PathBuf,
     /// The agent's key file (it signs; under a mandate its principal pays).

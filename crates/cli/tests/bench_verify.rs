@@ -55,6 +55,28 @@ fn small_run_has_the_figures_and_cheating_does_not_pay() {
     assert!(overhead > 0.0 && overhead < 1.0, "{overhead}");
     assert_eq!(v["audit"]["baseline_audited_overhead"].as_f64(), Some(1.0));
 
+    // A training dispute: bisected to the corrupted step, then to its unit; one unit of
+    // one step re-executed, a small share of the job; the cheater slashed.
+    let t = &v["training_referee"];
+    let steps = t["steps"].as_u64().unwrap();
+    let units = t["step_units"].as_u64().unwrap();
+    assert_eq!(t["referee_units"], 1, "{t}");
+    assert_eq!(
+        t["referee_index"].as_u64(),
+        Some(t["disputed_step"].as_u64().unwrap() * units + t["disputed_unit"].as_u64().unwrap()),
+        "{t}"
+    );
+    // Each level takes at most the ledger's ⌈log2⌉ rounds of its leaves.
+    let (sr, ur) = (
+        t["step_rounds"].as_u64().unwrap(),
+        t["unit_rounds"].as_u64().unwrap(),
+    );
+    assert!((1..=ceil_log2(steps)).contains(&sr), "{t}");
+    assert!((1..=ceil_log2(units)).contains(&ur), "{t}");
+    let tf = t["fraction"].as_f64().unwrap();
+    assert!(tf > 0.0 && tf < 1.0 / steps as f64, "{t}");
+    assert!(t["cheater_slashed"].as_f64().unwrap() > 0.0, "{t}");
+
     // Economics: every cheating strategy loses in expectation; honest work earns.
     assert!(v["max_cheater_profit"].as_f64().unwrap() < 0.0, "{v}");
     assert!(v["honest_earnings"].as_f64().unwrap() > 0.0);

@@ -37,7 +37,7 @@
 //!    calls never race for a nonce.
 //! 5. **Results are checked, not trusted**: `get_result` hashes the output blob
 //!    against the stage's agreed output, and the bill is recomputed from the
-//!    job record ([`crate::requester::cost`]).
+//!    job record ([`crate::requester::cost`](mod@crate::requester::cost)).
 //!
 //! The server is transport-agnostic ([`McpServer`] is an rmcp
 //! [`rmcp::ServerHandler`]); [`transport`] serves it over stdio or streamable

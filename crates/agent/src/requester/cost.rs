@@ -184,11 +184,13 @@ mod tests {
                     first_layer: 0,
                     layers: 2,
                     ops: 3_000_000,
+                    step_units: 0,
                 },
                 StageSpec {
                     first_layer: 2,
                     layers: 2,
                     ops: 1_500_000,
+                    step_units: 0,
                 },
             ],
             max_price: Amount(100),

@@ -31,7 +31,7 @@
 //!    input; the last stage's output is the job's output, published by its
 //!    provider to the node's blob store; [`Requester::result`] refuses bytes
 //!    that do not hash to it.
-//! 5. **Costs are recomputed, not trusted** ([`cost`]): the same formula the
+//! 5. **Costs are recomputed, not trusted** ([`cost`](mod@cost)): the same formula the
 //!    ledger pays with, from the job record.
 //! 6. **Training is a job of the same shape** ([`training`]): the model blob is a
 //!    training task, the input a training state, a stage's layer range a step

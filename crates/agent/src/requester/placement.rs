@@ -1,6 +1,6 @@
 //! Placement: which contiguous layers each stage runs, and (optionally) on whom.
 //!
-//! Three ways, one per [`PlacementChoice`]:
+//! Three ways, one per [`PlacementChoice`](super::request::PlacementChoice):
 //!
 //! ```text
 //!   Ledger   balanced_split(layer_ops, k)                  → ranges; the ledger matches providers

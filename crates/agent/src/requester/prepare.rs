@@ -183,6 +183,7 @@ pub(crate) fn finish_spec(
             first_layer: r.start as u32,
             layers: r.len() as u32,
             ops,
+            step_units: 0,
         });
     }
     let spec = JobSpec {

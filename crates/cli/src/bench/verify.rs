@@ -7,6 +7,10 @@
 //!       ─▶ Bisect rounds, both parties opening their real traces with Merkle proofs
 //!       ─▶ the referee re-executes layer k alone (compute runtime, metered) ─▶ slash
 //!     referee_fraction = ops(layer k) / ops(whole job);   rounds vs ⌈log2⌉
+//!  1b. a training dispute (real compute, real ledger)   verify/training.rs
+//!     a 4-step stage of tiny-gpt's shape; the cheater corrupts one unit of one step
+//!       ─▶ bisect over state hashes ─▶ StepRoots ─▶ bisect over that step's carries
+//!       ─▶ the referee re-executes that one unit ─▶ slash      (training_referee)
 //!
 //!  2. market (the ledger's own State at Params::default())
 //!     seeded PRNG ─▶ N jobs (tiny-gpt input shapes, metered ops; a share are two-stage
@@ -103,7 +107,7 @@ use agentic_protocol::test_utils::{
     address_of, job_spec, key, layer_output, offer, salt_for, GenesisBuilder, TestReferee,
     Trace as TestTrace,
 };
-use agentic_protocol::tx::{SignedTx, StageResult, Tx};
+use agentic_protocol::tx::{SignedTx, StageResult, StageSpec, Tx};
 use agentic_protocol::types::{Amount, VerificationLevel, PPM};
 use agentic_protocol::{
     Address, Block, DisputeId, Event, Genesis, Hash, JobId, Params, State, TxBody, TxError,
@@ -210,6 +214,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .encode(&[DISPUTE_TEXT])
         .context("tokenize the dispute input")?;
     let disputes = real_disputes(model, &input, &progress)?;
+    progress.set_message("a real training dispute: steps, then one step's units");
+    let training = training::training_dispute().context("the training dispute")?;
 
     let workload = Workload::generate(args, model)?;
     let honest = Market::run(
@@ -246,12 +252,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     )?;
     progress.finish_and_clear();
 
-    let report = report(
+    let mut report = report(
         args,
         &workload,
         &disputes,
         &[&honest, &audited, &cheat, &coalitions],
     )?;
+    report["training_referee"] = training;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -263,6 +270,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 // ----------------------------------------------------------------------------------------
 // Part 1: real disputes
 // ----------------------------------------------------------------------------------------
+
+mod training;
 
 /// The referee validators run: re-executes one layer of the real model on an activation
 /// fetched by hash from what the parties published, metering it.
@@ -432,12 +441,6 @@ fn dispute_at(
         .iter()
         .sum::<u64>()
         .max(1);
-    let (requester, cheater, auditor) = (key(1), key(2), key(3));
-    let genesis = GenesisBuilder::new(CHAIN)
-        .account(address_of(&requester), 1_000_000_000_000, 0)
-        .account(address_of(&cheater), 1_000_000_000, 100_000)
-        .account(address_of(&auditor), 1_000_000_000, 100_000)
-        .build();
     // What the parties published: every activation of both traces.
     let store = honest
         .iter()
@@ -450,101 +453,18 @@ fn dispute_at(
         store,
         calls: RefCell::new(Vec::new()),
     };
-    let mut ledger = Ledger::new(&genesis, k as u64)?;
-    for p in [&cheater, &auditor] {
-        ledger.push(
-            p,
-            TxBody::RegisterProvider {
-                offer: offer(10, 10),
-                stake: Amount::ZERO,
-            },
-            Tag::none(),
-        );
-    }
-    ledger.produce_ok(&referee)?;
-    let mut spec = job_spec(
+    let stage = StageSpec::layers(0, model.layers() as u32, job_ops);
+    let mut o = open_audited_dispute(
+        &referee,
         model_hash,
         Hash(input.hash().0),
-        &[(model.layers() as u32, job_ops)],
-        10,
-        VerificationLevel::Audited,
-    );
-    spec.placement = vec![address_of(&cheater)];
-    ledger.push(&requester, TxBody::SubmitJob { spec }, Tag::none());
-    let out = ledger.produce_ok(&referee)?;
-    let job = out
-        .events
-        .iter()
-        .find_map(|e| match e.event {
-            Event::JobSubmitted { job, .. } => Some(job),
-            _ => None,
-        })
-        .context("the job was not submitted")?;
-    let claim = bad.result();
-    let who = address_of(&cheater);
-    let salt = salt_for(&who, job, 0);
-    ledger.push(
-        &cheater,
-        TxBody::CommitResult {
-            job,
-            stage: 0,
-            commitment: claim.commitment(job, 0, &salt, &who),
-        },
-        Tag::none(),
-    );
-    // The commitment completes the stage: the block's beacon draws the auditor (an
-    // Audited stage always is), who commits to its own result before anyone reveals.
-    let out = ledger.produce_ok(&referee)?;
-    let auditor_addr = address_of(&auditor);
-    ensure!(
-        out.events.iter().any(|e| matches!(
-            e.event,
-            Event::AuditAssigned { auditor: a, .. } if a == auditor_addr
-        )),
-        "the Audited stage got no auditor"
-    );
-    let audit_salt = salt_for(&auditor_addr, job, 0);
-    ledger.push(
-        &auditor,
-        TxBody::AuditCommit {
-            job,
-            stage: 0,
-            commitment: good.result().commitment(job, 0, &audit_salt, &auditor_addr),
-        },
-        Tag::none(),
-    );
-    ledger.produce_ok(&referee)?;
-    ledger.push(
-        &cheater,
-        TxBody::RevealResult {
-            job,
-            stage: 0,
-            result: claim,
-            salt,
-        },
-        Tag::none(),
-    );
-    ledger.produce_ok(&referee)?;
-    ledger.push(
-        &auditor,
-        TxBody::AuditReport {
-            job,
-            stage: 0,
-            result: good.result(),
-            salt: audit_salt,
-        },
-        Tag::none(),
-    );
-    let out = ledger.produce_ok(&referee)?;
-    let dispute = out
-        .events
-        .iter()
-        .find_map(|e| match e.event {
-            Event::DisputeOpened { dispute, .. } => Some(dispute),
-            _ => None,
-        })
-        .context("the auditor's disagreement opened no dispute")?;
-    let mut events: Vec<Event> = out.events.into_iter().map(|e| e.event).collect();
+        stage,
+        (bad.result(), good.result()),
+        k as u64,
+    )?;
+    let (ledger, dispute, cheater, auditor) = (&mut o.ledger, o.dispute, &o.cheater, &o.auditor);
+    let auditor_addr = address_of(auditor);
+    let mut events = std::mem::take(&mut o.events);
     for _ in 0..64 {
         let d = ledger.state.dispute(dispute).context("the dispute")?;
         if d.phase != DisputePhase::Bisecting {
@@ -554,7 +474,7 @@ fn dispute_at(
             .game
             .midpoint()
             .context("a bisecting game has a midpoint")?;
-        for (party, trace) in [(&cheater, &bad), (&auditor, &good)] {
+        for (party, trace) in [(cheater, &bad), (auditor, &good)] {
             let (leaf, proof) = trace.open(mid);
             ledger.push(
                 party,
@@ -586,7 +506,7 @@ fn dispute_at(
     let slashed = events
         .iter()
         .filter_map(|e| match e {
-            Event::Slashed { who, amount, .. } if *who == address_of(&cheater) => Some(amount.0),
+            Event::Slashed { who, amount, .. } if *who == address_of(cheater) => Some(amount.0),
             _ => None,
         })
         .sum();
@@ -598,6 +518,138 @@ fn dispute_at(
         rounds,
         referee_calls,
         slashed,
+    })
+}
+
+/// An audited job whose provider (`cheater`) claims `results.0` and whose drawn auditor
+/// claims `results.1`, up to the dispute the auditor's report opens.
+struct OpenedDispute {
+    ledger: Ledger,
+    dispute: DisputeId,
+    cheater: PrivateKey,
+    auditor: PrivateKey,
+    /// Every event so far.
+    events: Vec<Event>,
+}
+
+/// Runs the real ledger from genesis to the dispute over a one-stage `Audited` job:
+/// the cheater commits, the auditor is drawn and commits to its own result, the cheater
+/// reveals, the auditor reports and disagrees.
+fn open_audited_dispute(
+    referee: &dyn Referee,
+    model_hash: Hash,
+    input: Hash,
+    stage: StageSpec,
+    results: (StageResult, StageResult),
+    seed: u64,
+) -> anyhow::Result<OpenedDispute> {
+    let (claim, honest) = results;
+    let (requester, cheater, auditor) = (key(1), key(2), key(3));
+    let genesis = GenesisBuilder::new(CHAIN)
+        .account(address_of(&requester), 1_000_000_000_000, 0)
+        .account(address_of(&cheater), 1_000_000_000, 100_000)
+        .account(address_of(&auditor), 1_000_000_000, 100_000)
+        .build();
+    let mut ledger = Ledger::new(&genesis, seed)?;
+    for p in [&cheater, &auditor] {
+        ledger.push(
+            p,
+            TxBody::RegisterProvider {
+                offer: offer(10, 10),
+                stake: Amount::ZERO,
+            },
+            Tag::none(),
+        );
+    }
+    ledger.produce_ok(referee)?;
+    let mut spec = job_spec(
+        model_hash,
+        input,
+        &[(stage.layers, stage.ops)],
+        10,
+        VerificationLevel::Audited,
+    );
+    spec.stages[0] = stage;
+    spec.placement = vec![address_of(&cheater)];
+    ledger.push(&requester, TxBody::SubmitJob { spec }, Tag::none());
+    let out = ledger.produce_ok(referee)?;
+    let job = out
+        .events
+        .iter()
+        .find_map(|e| match e.event {
+            Event::JobSubmitted { job, .. } => Some(job),
+            _ => None,
+        })
+        .context("the job was not submitted")?;
+    let who = address_of(&cheater);
+    let salt = salt_for(&who, job, 0);
+    ledger.push(
+        &cheater,
+        TxBody::CommitResult {
+            job,
+            stage: 0,
+            commitment: claim.commitment(job, 0, &salt, &who),
+        },
+        Tag::none(),
+    );
+    // The commitment completes the stage: the block's beacon draws the auditor (an
+    // Audited stage always is), who commits to its own result before anyone reveals.
+    let out = ledger.produce_ok(referee)?;
+    let auditor_addr = address_of(&auditor);
+    ensure!(
+        out.events.iter().any(|e| matches!(
+            e.event,
+            Event::AuditAssigned { auditor: a, .. } if a == auditor_addr
+        )),
+        "the Audited stage got no auditor"
+    );
+    let audit_salt = salt_for(&auditor_addr, job, 0);
+    ledger.push(
+        &auditor,
+        TxBody::AuditCommit {
+            job,
+            stage: 0,
+            commitment: honest.commitment(job, 0, &audit_salt, &auditor_addr),
+        },
+        Tag::none(),
+    );
+    ledger.produce_ok(referee)?;
+    ledger.push(
+        &cheater,
+        TxBody::RevealResult {
+            job,
+            stage: 0,
+            result: claim,
+            salt,
+        },
+        Tag::none(),
+    );
+    ledger.produce_ok(referee)?;
+    ledger.push(
+        &auditor,
+        TxBody::AuditReport {
+            job,
+            stage: 0,
+            result: honest,
+            salt: audit_salt,
+        },
+        Tag::none(),
+    );
+    let out = ledger.produce_ok(referee)?;
+    let dispute = out
+        .events
+        .iter()
+        .find_map(|e| match e.event {
+            Event::DisputeOpened { dispute, .. } => Some(dispute),
+            _ => None,
+        })
+        .context("the auditor's disagreement opened no dispute")?;
+    Ok(OpenedDispute {
+        ledger,
+        dispute,
+        cheater,
+        auditor,
+        events: out.events.into_iter().map(|e| e.event).collect(),
     })
 }
 
@@ -3738,6 +3790,17 @@ fn print_text(r: &Value) {
     println!(
         "  bisection             {} rounds (ledger bound {})",
         r["bisection_rounds"], r["bisection"]["ledger_bound"],
+    );
+    let t = &r["training_referee"];
+    println!(
+        "  training referee      {:.4} of a {}-step job's ops (1 unit of {} in step {}; {} + {} rounds; {:.4} of its wall time)",
+        f(&t["fraction"]),
+        t["steps"],
+        t["step_units"],
+        t["disputed_step"],
+        t["step_rounds"],
+        t["unit_rounds"],
+        f(&t["time_ratio"]),
     );
     println!(
         "  best cheat            {:.2} per job ({}){}; honest {:.2} per stage",

@@ -183,6 +183,7 @@ pub fn stage(s: &str) -> Result<StageSpec, String> {
         first_layer: first.parse().map_err(|_| bad())?,
         layers: layers.parse().map_err(|_| bad())?,
         ops: ops.parse().map_err(|_| bad())?,
+        step_units: 0,
     })
 }
 
@@ -337,7 +338,8 @@ mod tests {
             Ok(StageSpec {
                 first_layer: 0,
                 layers: 4,
-                ops: 1000
+                ops: 1000,
+                step_units: 0,
             })
         );
         assert!(stage("0:4").is_err());

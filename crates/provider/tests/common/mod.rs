@@ -175,6 +175,7 @@ pub fn prepare(texts: &[&str], cuts: &[u32], max_price: u128, deadline: u64) -> 
             first_layer: w[0],
             layers: w[1] - w[0],
             ops: out.total_ops(),
+            step_units: 0,
         });
         act = out.output.clone();
         local.push(out);
@@ -308,6 +309,7 @@ pub fn prepare_training(
             first_layer: w[0],
             layers: w[1] - w[0],
             ops: task.step_ops() * u64::from(w[1] - w[0]),
+            step_units: 0,
         });
         bytes = run.state.encode();
         local.push(run);
