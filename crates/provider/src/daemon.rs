@@ -21,6 +21,12 @@
 //!      Bisecting, not moved this round ─▶ Bisect { my leaf at the midpoint, its Merkle proof }
 //!      AwaitingReferee (or lo = 0)     ─▶ replay up to the agreed leaf, check its hash,
 //!                                        store it (data plane) and upload it to the node
+//!    training disputes, once the step-level game found the step (`dispute.step`):
+//!      replay the stage to the state before that step and run the step unit by unit
+//!      StepRoots, not moved            ─▶ StepRoot { Merkle root of the unit leaves,
+//!                                        proofs of leaf 0 and leaf U }
+//!      Bisecting, not moved            ─▶ Bisect over the unit leaves
+//!      AwaitingReferee                 ─▶ the carry entering unit lo, checked, uploaded
 //! ```
 //!
 //! The input of stage `s > 0` is the output of stage `s − 1`. It normally arrives
@@ -222,9 +228,13 @@ pub struct Status {
     pub audits_reported: u64,
     /// Jobs whose model or input this provider claimed unavailable (`ClaimUnavailable`).
     pub claims_sent: u64,
-    /// Bisection moves sent (as defendant or challenger).
+    /// Bisection moves sent (as defendant or challenger), inner rounds of training
+    /// disputes included.
     pub bisect_moves: u64,
-    /// Agreed activations made available for the referee (stored and uploaded).
+    /// Step roots posted (`StepRoot`: the unit leaves of a disputed training step).
+    pub step_roots_posted: u64,
+    /// Agreed activations (or, in training disputes, carries) made available for the
+    /// referee (stored and uploaded).
     pub activations_provided: u64,
     /// The misbehaviour it runs with, if any.
     pub misbehaviour: Option<Misbehaviour>,
@@ -340,6 +350,7 @@ impl Provider {
             pushed: BTreeSet::new(),
             endpoints: BTreeMap::new(),
             provisions: BTreeMap::new(),
+            step_plays: BTreeMap::new(),
             copy_attempted: BTreeSet::new(),
             status: status.clone(),
             salt_secret,
@@ -493,7 +504,8 @@ pub fn salt_for(secret: &[u8; 32], job: JobId, stage: u32) -> Hash {
 #[derive(Clone, Debug)]
 struct Computed {
     result: StageResult,
-    /// The trace leaves behind `result.trace_root` (empty for training stages).
+    /// The trace leaves behind `result.trace_root` (activation hashes for inference,
+    /// state hashes for training).
     leaves: Vec<Hash>,
     ops: u64,
     /// What goes to the next stage: `result.output`, except for a colluding upstream.
@@ -617,6 +629,8 @@ struct Daemon {
     endpoints: BTreeMap<Address, String>,
     /// Agreed activations being (or made) available, by dispute and hash.
     provisions: BTreeMap<(DisputeId, Hash), Provision>,
+    /// Training disputes that reached one step: this party's replay of it.
+    step_plays: BTreeMap<DisputeId, StepPlay>,
     /// Stages whose copied result a `copy-replica` daemon already tried to reveal.
     copy_attempted: BTreeSet<(JobId, u32)>,
     status: Arc<Mutex<Status>>,
@@ -725,6 +739,9 @@ impl Daemon {
                 }
             }
         }
+        // A step replay is dropped once its dispute is no longer open.
+        self.step_plays
+            .retain(|id, _| disputes.iter().any(|(open, _)| open == id));
         for (id, d) in &disputes {
             if let Err(e) = self.play(*id, d, &jobs).await {
                 tracing::warn!(dispute = id.0, error = %e, "dispute");
@@ -1245,6 +1262,9 @@ impl Daemon {
                 d.job.0, d.stage
             )));
         };
+        if d.step.is_some() {
+            return self.play_step(id, d, &rec, jobs).await;
+        }
         let defendant = d.defendant == self.me;
         let (root, moved) = if defendant {
             (d.defendant_root, d.defendant_move.is_some())
@@ -1257,7 +1277,9 @@ impl Daemon {
                 d.job.0, d.stage
             )));
         }
-        if d.phase == DisputePhase::AwaitingReferee || d.game.lo() == 0 {
+        // (A training dispute's referee needs a carry inside the disputed step, not a
+        // state: see `play_step`.)
+        if d.step_units == 0 && (d.phase == DisputePhase::AwaitingReferee || d.game.lo() == 0) {
             self.provide(id, d, &rec, jobs).await?;
         }
         if d.phase != DisputePhase::Bisecting || moved {
@@ -1292,6 +1314,191 @@ impl Daemon {
         .await?;
         self.status().bisect_moves += 1;
         tracing::info!(dispute = id.0, mid, defendant, "bisection move posted");
+        Ok(())
+    }
+
+    /// One turn of a training dispute that reached one step (`d.step`): replay this
+    /// party's own computation to the state before that step and its unit leaves (in
+    /// the background, once), then post the step root (`StepRoots`), this round's
+    /// move over the units (`Bisecting`), or the agreed carry for the referee
+    /// (`AwaitingReferee`).
+    async fn play_step(
+        &mut self,
+        id: DisputeId,
+        d: &Dispute,
+        rec: &StageRecord,
+        jobs: &[(JobId, Job)],
+    ) -> Result<(), ProviderError> {
+        let Some(step) = d.step else {
+            return Ok(());
+        };
+        let work = match self.step_plays.remove(&id) {
+            Some(StepPlay::Ready(w)) => w,
+            Some(StepPlay::Failed) => {
+                self.step_plays.insert(id, StepPlay::Failed);
+                return Ok(());
+            }
+            Some(StepPlay::Replaying(h)) if !h.is_finished() => {
+                self.step_plays.insert(id, StepPlay::Replaying(h));
+                return Ok(());
+            }
+            Some(StepPlay::Replaying(h)) => {
+                match h.await.map_err(|e| e.to_string()).and_then(|r| r) {
+                    Ok(w) => Arc::new(w),
+                    Err(e) => {
+                        // Try again next turn (a fetch may have failed).
+                        return Err(ProviderError::Unexpected(format!("step replay: {e}")));
+                    }
+                }
+            }
+            None => {
+                let job = match jobs.iter().find(|(j, _)| *j == d.job) {
+                    Some((_, j)) => j.clone(),
+                    None => serde_json::from_value(self.client.job(d.job.0).await?)
+                        .map_err(|e| ProviderError::Unexpected(format!("job {}: {e}", d.job.0)))?,
+                };
+                let spec = job.spec.stages[d.stage as usize];
+                let first = u64::from(spec.first_layer);
+                let task = StepReplay {
+                    fetcher: self.fetcher.clone(),
+                    models: self.models.clone(),
+                    sources: self.sources(&job, d.stage).await,
+                    model: job.spec.model,
+                    steps: first..first + u64::from(spec.layers),
+                    input: rec.result.input,
+                    mode: rec.misbehaviour,
+                    step: u64::from(step),
+                };
+                tracing::info!(dispute = id.0, step, "replaying to the disputed step");
+                self.step_plays
+                    .insert(id, StepPlay::Replaying(tokio::spawn(task.run())));
+                return Ok(());
+            }
+        };
+        self.step_plays.insert(id, StepPlay::Ready(work.clone()));
+        let defendant = d.defendant == self.me;
+        let moved = if defendant {
+            d.defendant_move.is_some()
+        } else {
+            d.challenger_move.is_some()
+        };
+        let silent =
+            rec.role == Role::Stage && self.config.misbehave.is_some_and(|m| !m.answers_disputes());
+        let raw: Vec<[u8; 32]> = work.leaves.iter().map(|h| h.0).collect();
+        let root = Hash(merkle::root(&raw));
+        match d.phase {
+            DisputePhase::StepRoots if !moved && !silent => {
+                let units = work.leaves.len() - 1;
+                let (Some(first_proof), Some(last_proof)) =
+                    (merkle::proof(&raw, 0), merkle::proof(&raw, units))
+                else {
+                    return Err(ProviderError::Unexpected("empty step leaves".into()));
+                };
+                send_tx(
+                    &self.client,
+                    &self.config,
+                    TxBody::StepRoot {
+                        dispute: id,
+                        root,
+                        first_proof: first_proof.into_iter().map(Hash).collect(),
+                        last_proof: last_proof.into_iter().map(Hash).collect(),
+                    },
+                )
+                .await?;
+                self.status().step_roots_posted += 1;
+                tracing::info!(dispute = id.0, step, defendant, "step root posted");
+            }
+            DisputePhase::Bisecting if !moved && !silent => {
+                let mine = if defendant {
+                    d.defendant_root
+                } else {
+                    d.challenger_root
+                };
+                if mine != root {
+                    return Err(ProviderError::Unexpected(format!(
+                        "dispute {}: the step root on chain is not this party's replay",
+                        id.0
+                    )));
+                }
+                let Some(mid) = d.game.midpoint() else {
+                    return Ok(());
+                };
+                let (Some(leaf), Some(proof)) = (
+                    work.leaves.get(mid as usize).copied(),
+                    merkle::proof(&raw, mid as usize),
+                ) else {
+                    return Err(ProviderError::Unexpected(format!(
+                        "unit leaf {mid} is outside the step's {} leaves",
+                        raw.len()
+                    )));
+                };
+                send_tx(
+                    &self.client,
+                    &self.config,
+                    TxBody::Bisect {
+                        dispute: id,
+                        leaf,
+                        proof: proof.into_iter().map(Hash).collect(),
+                    },
+                )
+                .await?;
+                self.status().bisect_moves += 1;
+                tracing::info!(
+                    dispute = id.0,
+                    step,
+                    mid,
+                    defendant,
+                    "unit bisection move posted"
+                );
+            }
+            DisputePhase::AwaitingReferee => self.provide_carry(id, d, &work).await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Makes the carry the referee re-runs from — `d.agreed`, the input of unit `lo`
+    /// of the disputed step — available on the node, once per dispute.
+    async fn provide_carry(
+        &mut self,
+        id: DisputeId,
+        d: &Dispute,
+        work: &Arc<StepWork>,
+    ) -> Result<(), ProviderError> {
+        let key = (id, d.agreed);
+        if self.provisions.contains_key(&key) {
+            return Ok(());
+        }
+        let (w, k, mode) = (work.clone(), d.game.lo(), work.mode);
+        let bytes = tokio::task::spawn_blocking(move || {
+            let Workload::Training(t) = &*w.task else {
+                return Err(TaskError::Failed("not a training task".into()));
+            };
+            misbehave::carry_bytes_at(mode, t, &w.steps, &w.state_before, k)
+                .map_err(|e| TaskError::Failed(e.to_string()))
+        })
+        .await
+        .map_err(|e| ProviderError::Unexpected(e.to_string()))?
+        .map_err(|e| ProviderError::Unexpected(format!("carry {k}: {e}")))?;
+        if Hash(*blake3::hash(&bytes).as_bytes()) != d.agreed {
+            tracing::warn!(
+                dispute = id.0,
+                agreed = %hex32(&d.agreed),
+                "no carry of ours hashes to the agreed leaf"
+            );
+            self.provisions.insert(key, Provision::Failed);
+            return Ok(());
+        }
+        self.fetcher.store().put(&d.agreed, &bytes)?;
+        self.client.put_blob(bytes).await?;
+        self.provisions.insert(key, Provision::Done);
+        self.status().activations_provided += 1;
+        tracing::info!(
+            dispute = id.0,
+            unit = k,
+            agreed = %hex32(&d.agreed),
+            "agreed carry available for the referee"
+        );
         Ok(())
     }
 
@@ -1702,7 +1909,7 @@ impl ComputeTask {
                 .ok_or("input vanished from the store")?;
             let (computed, blobs) = match &*model {
                 Workload::Inference(m) => run_layers(m, &bytes, layers, mode, &seed)?,
-                Workload::Training(t) => run_steps(t, &bytes, layers)?,
+                Workload::Training(t) => run_steps(t, &bytes, layers, mode)?,
             };
             if computed.ops != declared && mode.is_none() {
                 tracing::warn!(
@@ -1755,7 +1962,7 @@ impl ReplayTask {
         let store = self.fetcher.store().clone();
         tokio::task::spawn_blocking(move || -> Result<Option<Hash>, String> {
             let Workload::Inference(m) = &*model else {
-                return Err("training stages cannot be disputed layer by layer".into());
+                return Err("a training dispute is refereed inside one step (StepPlay)".into());
             };
             let bytes = store
                 .get(&self.input)
@@ -1774,6 +1981,88 @@ impl ReplayTask {
                 .put(&hash, &a.canonical_bytes())
                 .map_err(|e| e.to_string())?;
             Ok(Some(hash))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+/// A party's replay of a training dispute's step.
+enum StepPlay {
+    /// Replaying the stage to the disputed step.
+    Replaying(JoinHandle<Result<StepWork, String>>),
+    /// Replayed.
+    Ready(Arc<StepWork>),
+    /// Not playable (never set today: a failed replay is retried).
+    #[allow(dead_code)]
+    Failed,
+}
+
+/// The disputed step as this party computed it.
+struct StepWork {
+    /// The job's training task.
+    task: Arc<Workload>,
+    /// The stage's steps.
+    steps: Range<u64>,
+    /// The misbehaviour the disputed result was computed under.
+    mode: Option<Misbehaviour>,
+    /// The state before the step (carry 0).
+    state_before: TrainState,
+    /// The step's unit leaves (carries `0 ..= step_units`).
+    leaves: Vec<Hash>,
+}
+
+/// Replaying a training stage up to one step and that step's units, for a dispute.
+struct StepReplay {
+    fetcher: Fetcher,
+    models: Models,
+    sources: Vec<Client>,
+    model: Hash,
+    /// The stage's steps.
+    steps: Range<u64>,
+    /// The stage's input state.
+    input: Hash,
+    /// The misbehaviour the disputed result was computed under.
+    mode: Option<Misbehaviour>,
+    /// The disputed step's position in the stage.
+    step: u64,
+}
+
+impl StepReplay {
+    async fn run(self) -> Result<StepWork, String> {
+        let quiet = |_: u64, _: u64| {};
+        let workload = load_workload(&self.fetcher, &self.models, self.model, &self.sources)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !matches!(&*workload, Workload::Training(_)) {
+            return Err("not a training task: no step to replay".into());
+        }
+        self.fetcher
+            .fetch(&self.input, &self.sources, &quiet)
+            .await
+            .map_err(|e| format!("input: {e}"))?;
+        let store = self.fetcher.store().clone();
+        tokio::task::spawn_blocking(move || -> Result<StepWork, String> {
+            let Workload::Training(t) = &*workload else {
+                return Err("not a training task".into());
+            };
+            let bytes = store
+                .get(&self.input)
+                .map_err(|e| e.to_string())?
+                .ok_or("input vanished from the store")?;
+            let input = TrainState::decode(&bytes, t).map_err(|e| e.to_string())?;
+            let state_before =
+                misbehave::state_at(self.mode, t, &input, self.steps.clone(), self.step)
+                    .map_err(|e| e.to_string())?;
+            let leaves = misbehave::step_leaves(self.mode, t, &self.steps, &state_before)
+                .map_err(|e| e.to_string())?;
+            Ok(StepWork {
+                task: workload.clone(),
+                steps: self.steps,
+                mode: self.mode,
+                state_before,
+                leaves,
+            })
         })
         .await
         .map_err(|e| e.to_string())?
@@ -1815,28 +2104,24 @@ fn run_layers(
 }
 
 /// A training stage: the ledger's layer range is the step range; steps `steps` of
-/// task `t` on the input state's bytes; the result and the output state to store.
-/// (Trace leaves are not kept: training stages are not disputed layer by layer.)
+/// task `t` on the input state's bytes, as `mode` runs them; the result (its trace
+/// leaves are the state hashes, [`misbehave::execute_steps`]) and the output state to
+/// store.
 fn run_steps(
     t: &TrainTask,
     input: &[u8],
     steps: Range<usize>,
+    mode: Option<Misbehaviour>,
 ) -> Result<(Computed, Blobs), String> {
     let state = TrainState::decode(input, t).map_err(|e| e.to_string())?;
-    let run = t
-        .run_steps(&state, steps.start as u64..steps.end as u64)
+    let e = misbehave::execute_steps(mode, t, &state, steps.start as u64..steps.end as u64)
         .map_err(|e| e.to_string())?;
-    let bytes = run.state.encode();
-    let output = Hash(*blake3::hash(&bytes).as_bytes());
+    let bytes = e.output.encode();
     let computed = Computed {
-        result: StageResult {
-            input: Hash(*blake3::hash(input).as_bytes()),
-            output,
-            trace_root: Hash(run.trace_root.0),
-        },
-        leaves: Vec::new(),
-        ops: run.ops,
-        pushed: output,
+        result: e.result,
+        leaves: e.leaves,
+        ops: e.ops,
+        pushed: e.result.output,
     };
-    Ok((computed, vec![(output, bytes)]))
+    Ok((computed, vec![(e.result.output, bytes)]))
 }

@@ -1,7 +1,10 @@
 //! Training jobs end to end on a local network: a task blob as the job's model, a
 //! training state as its input, and the steps cut into stages run by different
 //! provider daemons. The market returns exactly the state a single local run
-//! produces, and pays each provider `ops × price`.
+//! produces, and pays each provider `ops × price`. A training cheater (`wrong-step`:
+//! one bit flipped inside one step) is caught by an audit, bisected to one step and
+//! then to one unit of it, refereed by the validators re-running that unit, and
+//! slashed.
 
 mod common;
 
@@ -10,9 +13,13 @@ use std::time::{Duration, Instant};
 
 use agentic_compute::train::task::TrainState;
 use agentic_compute::train::trace::merkle_root;
+use agentic_compute::train::units::{self, CarryLimits, StepCarry};
 use agentic_compute::train::GptParams;
-use agentic_protocol::state::{JobStatus, State};
+use agentic_protocol::state::{DisputeKind, DisputePhase, JobStatus, State};
+use agentic_protocol::types::VerificationLevel;
 use agentic_protocol::{Address, Amount, Hash};
+use agentic_provider::misbehave::wrong_step;
+use agentic_provider::Misbehaviour;
 use common::*;
 
 /// A short text to fine-tune on (the fables' first lines would do as well).
@@ -80,23 +87,22 @@ fn three_stage_training_job_returns_the_local_state_and_pays_exactly() {
                 .await
                 .expect("the final state is on the node");
             assert_eq!(bytes, p.whole.state.encode());
-            let step_roots: Vec<_> = p
-                .local
-                .iter()
-                .flat_map(|r| r.steps.iter().map(|s| s.root))
-                .collect();
-            assert_eq!(merkle_root(&step_roots), p.whole.trace_root);
-            // The requester reads every step's loss from the state and checks each
-            // stage's agreed trace root against it.
+            // The stages' trace leaves (state hashes) chain into the single run's: a
+            // stage's first leaf is the previous stage's last.
+            let mut leaves = p.local[0].states.clone();
+            for r in &p.local[1..] {
+                assert_eq!(leaves.last(), r.states.first());
+                leaves.extend(r.states[1..].iter().copied());
+            }
+            assert_eq!(leaves, p.whole.states);
+            assert_eq!(merkle_root(&leaves), p.whole.trace_root);
+            // The requester reads every step's loss and root from the state (its hash
+            // is the last stage's agreed output, so the log is authenticated).
             let state = TrainState::decode(&bytes, &p.task).unwrap();
             assert_eq!(state.log.len(), 5);
-            for (s, spec) in p.spec.stages.iter().enumerate() {
-                let range = u64::from(spec.first_layer)..u64::from(spec.first_layer + spec.layers);
-                assert_eq!(
-                    Hash(state.trace_root_of(range).unwrap().0),
-                    j.stages[s].result.unwrap().trace_root
-                );
-            }
+            let logged: Vec<_> = state.log.iter().map(|r| r.root).collect();
+            let ran: Vec<_> = p.whole.steps.iter().map(|s| s.root).collect();
+            assert_eq!(logged, ran);
             // The new weights, as the requester writes them, are the local run's.
             let weights = state.params.to_safetensors().unwrap();
             let back = GptParams::from_safetensors(p.task.config, &weights).unwrap();
@@ -135,6 +141,136 @@ fn three_stage_training_job_returns_the_local_state_and_pays_exactly() {
                 assert_eq!(st.stages_paid, 1, "{st:?}");
                 assert!(st.ops > 0);
             }
+        },
+    );
+}
+
+#[test]
+fn a_training_cheater_is_bisected_to_one_unit_of_one_step_refereed_and_slashed() {
+    with_market(
+        "training-cheat",
+        1,
+        &["alice", "aud", "cheat"],
+        &[
+            ("reveal_window", 20),
+            ("challenge_window", 10),
+            ("audit_window", 20),
+            // Each party replays its stage to the disputed step before it can post
+            // its step root: more blocks than the inference games need.
+            ("dispute_timeout", 40),
+            ("match_timeout", 100),
+        ],
+        |net| async move {
+            let c = net.client();
+            let params = params(&c).await;
+            // The honest auditor is the only other qualified provider: the ledger
+            // draws it.
+            let aud = net.provider("aud", 100, |_| {}).await.unwrap();
+            let cheat = net
+                .provider("cheat", 1_000, |cfg| {
+                    cfg.misbehave = Some(Misbehaviour::WrongStep)
+                })
+                .await
+                .unwrap();
+            let alice = net.key("alice");
+
+            // One audited stage of 4 steps on the cheater; it corrupts step 2.
+            let mut p = prepare_training(TEXT, 4, &[], 10_000, 300);
+            p.spec.placement = vec![cheat.address()];
+            p.spec.requirements.verification = VerificationLevel::Audited;
+            let units = units::step_units(&p.task);
+            assert_eq!(p.spec.stages[0].step_units, units);
+            let (c0, u0) = (
+                snapshot(&c, &cheat.address()).await,
+                snapshot(&c, &aud.address()).await,
+            );
+            let t0 = Instant::now();
+            let id = submit_spec(&c, &alice, &p.spec, &[&p.task_bytes, &p.init_bytes])
+                .await
+                .unwrap();
+            let j = wait_finished(&c, id, Duration::from_secs(240)).await;
+            eprintln!("training cheat caught in {:?}", t0.elapsed());
+            assert_eq!(j.status, JobStatus::Failed, "{j:#?}");
+            assert!(j.excluded.contains(&cheat.address()));
+
+            let all = disputes_of(&c, id).await;
+            assert_eq!(all.len(), 1, "{all:?}");
+            let (_, d) = &all[0];
+            eprintln!(
+                "{d:?}\nauditor {:?}\ncheater {:?}",
+                aud.status(),
+                cheat.status()
+            );
+            assert_eq!(d.phase, DisputePhase::Resolved, "{d:?}");
+            assert_eq!(d.kind, DisputeKind::Audit);
+            assert_eq!(
+                (d.defendant, d.challenger),
+                (cheat.address(), aud.address())
+            );
+            // Bisected to the corrupted step, then to the corrupted unit of it.
+            let step = wrong_step::step(4) as u32;
+            assert_eq!(d.step, Some(step), "{d:?}");
+            assert_eq!(d.step_units, units);
+            assert!(d.game.is_finished(), "refereed, not timed out: {d:?}");
+            assert_eq!(
+                d.game.leaves(),
+                units + 1,
+                "the inner game is over the units"
+            );
+            assert_eq!(d.game.lo(), wrong_step::UNIT, "{d:?}");
+            assert_eq!(d.referee_layer(0), Some(step * units + wrong_step::UNIT));
+
+            // The agreed carry is on the node, and re-running the one unit from it
+            // gives the auditor's next carry, not the cheater's.
+            let carry = c.get_blob(&d.agreed).await.expect("the agreed carry");
+            let decoded = StepCarry::decode(&carry, &p.task, CarryLimits::default()).unwrap();
+            assert_eq!(
+                decoded.position(),
+                Some((u64::from(step), wrong_step::UNIT))
+            );
+            let out = units::reexecute_unit(
+                &p.task,
+                u64::from(step),
+                wrong_step::UNIT,
+                &carry,
+                &agentic_compute::trace::Digest(d.agreed.0),
+                CarryLimits::default(),
+            )
+            .unwrap();
+            assert_eq!(
+                Hash(out.0),
+                d.challenger_hi,
+                "the auditor's carry is the honest one"
+            );
+            assert_ne!(Hash(out.0), d.defendant_hi);
+
+            // The cheater is slashed and unpaid; the auditor's stake is untouched.
+            let (c1, u1) = (
+                snapshot(&c, &cheat.address()).await,
+                snapshot(&c, &aud.address()).await,
+            );
+            let slash = Amount(c0.bonded).mul_ppm(params.slash_ppm).0;
+            assert!(slash > 0);
+            assert_eq!(c1.bonded, c0.bonded - slash, "cheater slashed");
+            assert_eq!(
+                c1.balance,
+                c0.balance - c1.fees_since(&c0),
+                "cheater unpaid"
+            );
+            assert_eq!(u1.bonded, u0.bonded);
+            assert!(u1.balance > u0.balance - u1.fees_since(&u0), "auditor paid");
+            // Both daemons played the step-level and the unit-level games.
+            let (sa, sc) = (aud.status(), cheat.status());
+            assert_eq!(sa.step_roots_posted, 1, "{sa:?}");
+            assert_eq!(sc.step_roots_posted, 1, "{sc:?}");
+            assert!(
+                sa.bisect_moves >= 3 && sc.bisect_moves >= 3,
+                "{sa:?} {sc:?}"
+            );
+            assert!(
+                sa.activations_provided >= 1,
+                "the auditor served the carry: {sa:?}"
+            );
         },
     );
 }

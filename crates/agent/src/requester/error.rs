@@ -235,9 +235,13 @@ pub enum RequesterError {
         /// Why.
         reason: TaskError,
     },
-    /// The output state's step log does not reproduce a stage's agreed trace root.
-    #[error("job {job}: the output's step log does not match stage {stage}'s agreed trace root")]
-    TraceMismatch {
+    /// A stage's agreed result does not chain: its input is not the job's input (stage
+    /// 0) or the previous stage's output, or the last stage's output is not the
+    /// fetched state.
+    #[error(
+        "job {job}: stage {stage}'s agreed result does not chain from the job's input to the fetched output"
+    )]
+    ChainMismatch {
         /// The job.
         job: JobId,
         /// The stage.

@@ -141,6 +141,7 @@ pub fn prepare(req: &JobRequest, offers: &[OfferView]) -> Result<PreparedJob, Re
         &ranges,
         &layer_ops,
         &plan,
+        0,
     )?;
     let layer_names = (0..layers).map(|i| loaded.model.layer_name(i)).collect();
     Ok(PreparedJob {
@@ -160,7 +161,8 @@ pub fn prepare(req: &JobRequest, offers: &[OfferView]) -> Result<PreparedJob, Re
 
 /// The ledger's job spec for `ranges` of `layer_ops` (a stage's ops are the sum of
 /// its layers'), and the escrow it locks; refuses a zero-op stage and an escrow that
-/// overflows or rounds to zero.
+/// overflows or rounds to zero. `step_units` is 0 for inference and the task's units
+/// per step for training (what a training dispute bisects inside a step).
 pub(crate) fn finish_spec(
     req: &JobRequest,
     model: Hash,
@@ -168,6 +170,7 @@ pub(crate) fn finish_spec(
     ranges: &[Range<usize>],
     layer_ops: &[u64],
     plan: &Option<PlanSummary>,
+    step_units: u32,
 ) -> Result<(JobSpec, Amount), RequesterError> {
     let mut stages = Vec::with_capacity(ranges.len());
     for (i, r) in ranges.iter().enumerate() {
@@ -183,7 +186,7 @@ pub(crate) fn finish_spec(
             first_layer: r.start as u32,
             layers: r.len() as u32,
             ops,
-            step_units: 0,
+            step_units,
         });
     }
     let spec = JobSpec {

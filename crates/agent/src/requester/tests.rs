@@ -422,7 +422,7 @@ fn agreed(p: &PreparedJob, results: &[agentic_protocol::tx::StageResult]) -> Job
 }
 
 #[test]
-fn a_training_result_is_checked_against_every_stage_trace_root() {
+fn a_training_result_is_checked_against_the_agreed_stage_chain() {
     use agentic_compute::train::task::{TaskLimits, TrainState};
     use agentic_protocol::tx::StageResult;
     let p = prepare(&training(3, 5), &[]).unwrap();
@@ -458,12 +458,19 @@ fn a_training_result_is_checked_against_every_stage_trace_root() {
     );
     assert!(steps.iter().all(|s| s.loss.is_finite() && s.loss > 0.0));
 
-    // A stage whose agreed root the log does not reproduce.
+    // A stage whose agreed input is not the previous stage's output.
     let mut wrong = results.clone();
-    wrong[1].trace_root = Hash([0xAB; 32]);
+    wrong[1].input = Hash([0xAB; 32]);
     assert!(matches!(
         training::check_training_output(JobId(1), &agreed(&p, &wrong), &p.bundle, out, &bytes),
-        Err(RequesterError::TraceMismatch { stage: 1, .. })
+        Err(RequesterError::ChainMismatch { stage: 1, .. })
+    ));
+    // The fetched state is not the last stage's agreed output.
+    let mut wrong = results.clone();
+    wrong[2].output = Hash([0xAB; 32]);
+    assert!(matches!(
+        training::check_training_output(JobId(1), &agreed(&p, &wrong), &p.bundle, out, &bytes),
+        Err(RequesterError::ChainMismatch { stage: 2, .. })
     ));
     // An intermediate state is not the job's output.
     assert!(matches!(

@@ -26,7 +26,7 @@ use agentic_compute::bundle::Bundle;
 use agentic_compute::train::task::{
     gpt_of_bundle, Init, TaskError, TaskLimits, TokenWidth, TrainState, TrainTask,
 };
-use agentic_compute::train::{GptConfig, GptParams};
+use agentic_compute::train::{units, GptConfig, GptParams};
 use agentic_protocol::state::{Job, JobStatus};
 use agentic_protocol::tx::StageResult;
 use agentic_protocol::{Hash, JobId};
@@ -142,7 +142,15 @@ pub(crate) fn prepare_training(
     };
     let model_hash = Hash(task.hash().0);
     let input_hash = Hash(state.hash().0);
-    let (spec, escrow) = finish_spec(req, model_hash, input_hash, &ranges, &layer_ops, &plan)?;
+    let (spec, escrow) = finish_spec(
+        req,
+        model_hash,
+        input_hash,
+        &ranges,
+        &layer_ops,
+        &plan,
+        units::step_units(&task),
+    )?;
     let summary = TrainingSummary {
         steps: t.steps,
         step_ops,
@@ -209,8 +217,9 @@ impl TrainingResult {
 }
 
 /// Checks a training job's fetched blobs against its record: the state decodes for
-/// the task, has done every step of the job, and its log reproduces each stage's
-/// agreed trace root. Returns the per-step summary.
+/// the task, has done every step of the job, and the stages' agreed results chain
+/// from the job's input to it (so its step log, inside the state, is the one the
+/// chain agreed on). Returns the per-step summary.
 pub(crate) fn check_training_output(
     id: JobId,
     job: &Job,
@@ -246,10 +255,23 @@ pub(crate) fn check_training_output(
     for (s, (spec, st)) in job.spec.stages.iter().zip(&job.stages).enumerate() {
         let range =
             u64::from(spec.first_layer)..u64::from(spec.first_layer) + u64::from(spec.layers);
-        let agreed = st.result.map(|r| r.trace_root);
-        match (state.trace_root_of(range.clone()), agreed) {
-            (Some(root), Some(agreed)) if Hash(root.0) == agreed => {}
-            _ => return Err(RequesterError::TraceMismatch { job: id, stage: s }),
+        // The log is inside the state, whose hash is the last stage's agreed output:
+        // it is authenticated once the stages chain from the job's input to it.
+        let want_input = if s == 0 {
+            job.spec.input
+        } else {
+            job.stages[s - 1]
+                .result
+                .map_or(Hash::default(), |r| r.output)
+        };
+        let want_output = if s + 1 == job.spec.stages.len() {
+            Some(output_hash)
+        } else {
+            None
+        };
+        match st.result {
+            Some(r) if r.input == want_input && want_output.is_none_or(|o| o == r.output) => {}
+            _ => return Err(RequesterError::ChainMismatch { job: id, stage: s }),
         }
         for t in range {
             let r = state.log[t as usize];

@@ -13,7 +13,7 @@
 //!   stage i range       layers [first, first+layers)     steps  [first, first+layers)
 //!   StageResult.input   activation hash before           state hash before the first step
 //!   StageResult.output  activation hash after            state hash after the last step
-//!   trace_root          Merkle(input, layer hashes…)     Merkle(step roots of the range)
+//!   trace_root          Merkle(input, layer hashes…)     Merkle(state hashes: input, after each step)
 //!   StageSpec.ops       Σ metered layer ops              step_ops() × steps (known in advance)
 //! ```
 //!
@@ -41,14 +41,22 @@
 //! encode → decode → `run_steps(a..N)` produce identical bytes, at any thread count
 //! (the training kernels' rules, [`crate::train`]).
 //!
-//! # The state carries its own step log
+//! # The trace: one state hash per step
 //!
-//! After `t` steps the state holds one `(loss, step root)` record per step done. The
-//! records are split-invariant (step `t`'s root does not depend on where the stages
-//! were cut), so a requester who fetches only the final state can show the loss of
-//! every step *and* check each stage's committed `trace_root` against the Merkle root
-//! of that stage's records — the per-step trace is verified by the same hashes the
-//! chain agreed on, with no extra blob.
+//! A stage over steps `[a, b)` commits the Merkle root of `b − a + 1` leaves: the hash
+//! of its input state, then the hash of the state after each of its steps
+//! ([`TrainRun::states`]). Leaf `i` is the hash of the state after `a + i` steps,
+//! whoever computed it, so the leaves are split-invariant and are exactly what a
+//! dispute bisects first: two parties that agree on leaf `i` and not on leaf `i + 1`
+//! disagree about step `a + i`, and the game goes on inside that step
+//! ([`super::units`]: leaf 0 of a step's units is the state before it, its last leaf
+//! the state after it — the same two hashes).
+//!
+//! The state also carries its own step log: after `t` steps it holds one `(loss, step
+//! root)` record per step done. The log is inside the state bytes, so the final state's
+//! hash — the last stage's agreed output — authenticates every record: a requester
+//! who fetches only the final state can show the loss of every step with no extra
+//! blob.
 //!
 //! # Canonical bytes (version 1, little-endian)
 //!
@@ -319,7 +327,10 @@ pub struct TrainRun {
     pub state: TrainState,
     /// Every step's trace, in order.
     pub steps: Vec<StepTrace>,
-    /// Merkle root over the steps' roots: the stage's committed trace root.
+    /// The trace leaves: the input state's hash, then the hash of the state after
+    /// each step (`steps.len() + 1` hashes).
+    pub states: Vec<Hash>,
+    /// Merkle root over `states`: the stage's committed trace root.
     pub trace_root: Hash,
     /// Operations charged (`step_ops() × steps`).
     pub ops: u64,
@@ -932,8 +943,9 @@ impl TrainTask {
 
     /// Runs steps `steps` (0-based, absolute) from `state`, which must have done
     /// exactly `steps.start` steps; `steps.end ≤ self.steps`. Returns the new state,
-    /// every step's trace, the stage's trace root (Merkle over the step roots) and the
-    /// ops charged. `state` is not modified.
+    /// every step's trace, the state hash after each step, the stage's trace root
+    /// (Merkle over the input state's hash and those) and the ops charged. `state` is
+    /// not modified.
     pub fn run_steps(&self, state: &TrainState, steps: Range<u64>) -> Result<TrainRun, TaskError> {
         let range_err = |reason: String| TaskError::StepRange {
             start: steps.start,
@@ -954,6 +966,8 @@ impl TrainTask {
             )));
         }
         state.check_layout(self)?;
+        let mut states = Vec::with_capacity((steps.end - steps.start) as usize + 1);
+        states.push(state.hash());
         let mut state = state.clone();
         let mut traces = Vec::with_capacity((steps.end - steps.start) as usize);
         let mut ops: u64 = 0;
@@ -961,15 +975,16 @@ impl TrainTask {
             let batch = self.sample(t);
             let (loss, grads) = state.params.loss_and_grads(&batch)?;
             traces.push(self.finish_step(t, &mut state, &batch, loss, &grads));
+            states.push(state.hash());
             // Charged from the batch that ran (its shape is the task's).
             let step_ops = forward_ops(&self.config, batch.batch, batch.seq)
                 + backward_ops(&self.config, &self.optimizer, batch.batch, batch.seq);
             ops = ops.saturating_add(u64::try_from(step_ops).unwrap_or(u64::MAX));
         }
-        let roots: Vec<Hash> = traces.iter().map(|s| s.root).collect();
         Ok(TrainRun {
             state,
-            trace_root: merkle_root(&roots),
+            trace_root: merkle_root(&states),
+            states,
             steps: traces,
             ops,
         })
@@ -1220,19 +1235,5 @@ impl TrainState {
             },
             log,
         })
-    }
-
-    /// Merkle root over the step roots of steps `range` (0-based) in the log — what a
-    /// stage running that range committed as its trace root.
-    pub fn trace_root_of(&self, range: Range<u64>) -> Option<Hash> {
-        let (a, b) = (
-            usize::try_from(range.start).ok()?,
-            usize::try_from(range.end).ok()?,
-        );
-        if a >= b || b > self.log.len() {
-            return None;
-        }
-        let roots: Vec<Hash> = self.log[a..b].iter().map(|r| r.root).collect();
-        Some(merkle_root(&roots))
     }
 }

@@ -27,7 +27,13 @@
 //!                  true activation; downstream: commits on the    slashed (chain broken); upstream: audit
 //!                  pushed activation without checking it against  → bisection → referee → slashed
 //!                  the chain's
+//!   wrong-step     training: one bit flipped in the residual      audit → bisection over steps, then over
+//!                  stream inside the middle step, trained on       the step's units → referee re-runs one
+//!                  from there                                     unit of one step → slashed
 //! ```
+//!
+//! The inference modes cheat on inference stages only (a training stage they hold is
+//! trained honestly); `wrong-step` cheats on training stages only.
 //!
 //! A misbehaving daemon cheats only on the stages it holds. In every other role (an
 //! audit, a dispute over someone else's result) it is honest, and it plays the
@@ -38,7 +44,10 @@
 //! ([`agentic_compute::Model::run_layer_counted`]), letting the mode change what each
 //! layer yields, and returns the claimed result, its trace leaves, and the output to
 //! store (and to push, which differs for `collude`). [`activation_at`] replays the same
-//! walk up to one leaf: what a party must publish for the referee.
+//! walk up to one leaf: what a party must publish for the referee. For training,
+//! [`execute_steps`], [`state_at`], [`step_leaves`] and [`carry_bytes_at`] are the same
+//! four things one level down: the stage's state hashes, the state before a disputed
+//! step, that step's unit leaves, and the carry a referee needs.
 
 pub mod collude;
 pub mod copy_replica;
@@ -47,12 +56,15 @@ pub mod random;
 pub mod silent;
 pub mod smaller_model;
 pub mod wrong_output;
+pub mod wrong_step;
 
 use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
 
 use agentic_compute::metering::OpCounter;
+use agentic_compute::train::task::{TaskError, TrainState, TrainTask};
+use agentic_compute::train::units;
 use agentic_compute::{Activation, ComputeError, Model};
 use agentic_protocol::tx::StageResult;
 use agentic_protocol::{merkle, Hash};
@@ -88,6 +100,8 @@ pub enum Misbehaviour {
     Silent,
     /// Breaks the pipeline chain with the provider of the next stage ([`collude`]).
     Collude,
+    /// Training: one bit wrong inside the middle step ([`wrong_step`]).
+    WrongStep,
 }
 
 /// A mode name that is not one of [`Misbehaviour::ALL`].
@@ -110,6 +124,7 @@ impl Misbehaviour {
         Misbehaviour::CopyReplica,
         Misbehaviour::Silent,
         Misbehaviour::Collude,
+        Misbehaviour::WrongStep,
     ];
 
     /// The mode's name (`wrong-output`, …), as on the command line.
@@ -122,6 +137,7 @@ impl Misbehaviour {
             Misbehaviour::CopyReplica => "copy-replica",
             Misbehaviour::Silent => "silent",
             Misbehaviour::Collude => "collude",
+            Misbehaviour::WrongStep => "wrong-step",
         }
     }
 
@@ -276,6 +292,130 @@ fn layer(
             perturb_ulp::bump(&model.run_layer_counted(i, act, counter)?)
         }
         _ => model.run_layer_counted(i, act, counter),
+    }
+}
+
+/// A training stage's execution as this provider claims it.
+#[derive(Clone, Debug)]
+pub struct TrainExecution {
+    /// The result it commits to.
+    pub result: StageResult,
+    /// Its trace leaves: the input state's hash, then the hash of the state after each
+    /// step (`merkle::root(leaves) = result.trace_root`).
+    pub leaves: Vec<Hash>,
+    /// Operations charged (`step_ops × steps`).
+    pub ops: u64,
+    /// The claimed output state (hash `result.output`).
+    pub output: TrainState,
+}
+
+/// Whether `mode` corrupts step `t` of a stage over `steps`.
+fn corrupts(mode: Option<Misbehaviour>, steps: &Range<u64>, t: u64) -> bool {
+    let n = (steps.end - steps.start) as usize;
+    mode == Some(Misbehaviour::WrongStep) && t == steps.start + wrong_step::step(n) as u64
+}
+
+/// Runs steps `steps` of `task` from `input` (the state before `steps.start`) as
+/// `mode` would (honestly for `None` and for the inference-only modes).
+pub fn execute_steps(
+    mode: Option<Misbehaviour>,
+    task: &TrainTask,
+    input: &TrainState,
+    steps: Range<u64>,
+) -> Result<TrainExecution, TaskError> {
+    let end = steps.end;
+    execute_prefix(mode, task, input, &steps, end)
+}
+
+/// [`execute_steps`] over the first steps of a stage over `stage`, up to step `end`
+/// (the cheat's position is the whole stage's).
+fn execute_prefix(
+    mode: Option<Misbehaviour>,
+    task: &TrainTask,
+    input: &TrainState,
+    stage: &Range<u64>,
+    end: u64,
+) -> Result<TrainExecution, TaskError> {
+    let (leaves, output, ops) = if mode == Some(Misbehaviour::WrongStep) {
+        let mut leaves = vec![Hash(input.hash().0)];
+        let mut state = input.clone();
+        for t in stage.start..end {
+            state = if corrupts(mode, stage, t) {
+                wrong_step::run(task, &state)?.1
+            } else {
+                task.run_steps(&state, t..t + 1)?.state
+            };
+            leaves.push(Hash(state.hash().0));
+        }
+        let ops = task
+            .step_ops()
+            .saturating_mul(end.saturating_sub(stage.start));
+        (leaves, state, ops)
+    } else {
+        let run = task.run_steps(input, stage.start..end)?;
+        let leaves = run.states.iter().map(|h| Hash(h.0)).collect();
+        (leaves, run.state, run.ops)
+    };
+    Ok(TrainExecution {
+        result: result_of(&leaves),
+        leaves,
+        ops,
+        output,
+    })
+}
+
+/// The state `mode` claims after the first `i` steps of a stage over `steps`, replayed
+/// from the stage's `input`: the input of a disputed step.
+pub fn state_at(
+    mode: Option<Misbehaviour>,
+    task: &TrainTask,
+    input: &TrainState,
+    steps: Range<u64>,
+    i: u64,
+) -> Result<TrainState, TaskError> {
+    if i == 0 {
+        return Ok(input.clone());
+    }
+    let end = steps.start.saturating_add(i);
+    if end > steps.end {
+        return Err(TaskError::StepRange {
+            start: steps.start,
+            end,
+            reason: format!("the stage runs steps {}..{}", steps.start, steps.end),
+        });
+    }
+    Ok(execute_prefix(mode, task, input, &steps, end)?.output)
+}
+
+/// The unit leaves (`step_units + 1` carry hashes) `mode` claims for the step after
+/// `state_before` in a stage over `steps`.
+pub fn step_leaves(
+    mode: Option<Misbehaviour>,
+    task: &TrainTask,
+    steps: &Range<u64>,
+    state_before: &TrainState,
+) -> Result<Vec<Hash>, TaskError> {
+    let leaves = if corrupts(mode, steps, state_before.step()) {
+        wrong_step::run(task, state_before)?.0
+    } else {
+        units::step_leaves(task, state_before)?.0
+    };
+    Ok(leaves.into_iter().map(|h| Hash(h.0)).collect())
+}
+
+/// Carry `k` of the step after `state_before` as `mode` claims it, as bytes: what a
+/// party publishes for a referee who re-runs unit `k`.
+pub fn carry_bytes_at(
+    mode: Option<Misbehaviour>,
+    task: &TrainTask,
+    steps: &Range<u64>,
+    state_before: &TrainState,
+    k: u32,
+) -> Result<Vec<u8>, TaskError> {
+    if corrupts(mode, steps, state_before.step()) {
+        wrong_step::carry_bytes(task, state_before, k)
+    } else {
+        units::carry_bytes_at(task, state_before, k)
     }
 }
 
@@ -434,5 +574,120 @@ mod tests {
             honest_run.ops[0] + honest_run.ops[n - 1],
             "only the first and last layer ran"
         );
+    }
+
+    fn tiny_task(steps: u64) -> TrainTask {
+        use agentic_compute::train::task::{LrSchedule, TokenWidth};
+        use agentic_compute::train::{AdamConfig, GptConfig, OptimizerConfig};
+        TrainTask {
+            config: GptConfig {
+                n_layer: 2,
+                n_head: 2,
+                n_embd: 8,
+                vocab_size: 256,
+                n_positions: 8,
+                layer_norm_epsilon: 1e-5,
+            },
+            optimizer: OptimizerConfig::Adam(AdamConfig::default()),
+            schedule: LrSchedule::Constant,
+            steps,
+            batch: 2,
+            seq: 4,
+            data_seed: 3,
+            token_width: TokenWidth::U8,
+            data: b"the quick brown fox jumps over the lazy dog".to_vec(),
+        }
+    }
+
+    #[test]
+    fn wrong_step_diverges_inside_its_step_and_replays_consistently() {
+        use agentic_compute::train::task::Init;
+        let task = tiny_task(5);
+        let input = task.initial_state(Init::Seed(5)).unwrap();
+        // A stage over steps 1..5: the corrupted step is 1 + 4/2 = 3.
+        let steps = 1..5u64;
+        let s1 = task.run_steps(&input, 0..1).unwrap().state;
+        let honest = execute_steps(None, &task, &s1, steps.clone()).unwrap();
+        let run = task.run_steps(&s1, steps.clone()).unwrap();
+        assert_eq!(honest.result.trace_root, Hash(run.trace_root.0));
+        assert_eq!(honest.output, run.state);
+        // The inference-only modes train honestly.
+        let wrong_output =
+            execute_steps(Some(Misbehaviour::WrongOutput), &task, &s1, steps.clone()).unwrap();
+        assert_eq!(wrong_output.result, honest.result);
+
+        let cheat =
+            execute_steps(Some(Misbehaviour::WrongStep), &task, &s1, steps.clone()).unwrap();
+        assert_eq!(cheat.leaves.len(), 5);
+        assert_eq!(cheat.result, result_of(&cheat.leaves));
+        assert_eq!(cheat.ops, honest.ops);
+        let at = wrong_step::step(4);
+        assert_eq!(at, 2);
+        // Agrees up to the state before the corrupted step, differs from after it on.
+        assert_eq!(cheat.leaves[..=at], honest.leaves[..=at]);
+        assert!((at + 1..5).all(|i| cheat.leaves[i] != honest.leaves[i]));
+        assert_eq!(cheat.result.output, Hash(cheat.output.hash().0));
+
+        // Replays give the same states; the disputed step's unit leaves agree up to
+        // carry UNIT and differ from UNIT + 1 on, ending at the claimed state after it.
+        for i in 0..=4u64 {
+            let st = state_at(Some(Misbehaviour::WrongStep), &task, &s1, steps.clone(), i).unwrap();
+            assert_eq!(Hash(st.hash().0), cheat.leaves[i as usize], "state {i}");
+        }
+        assert!(state_at(None, &task, &s1, steps.clone(), 5).is_err());
+        let before = state_at(None, &task, &s1, steps.clone(), at as u64).unwrap();
+        let ours = step_leaves(None, &task, &steps, &before).unwrap();
+        let theirs = step_leaves(Some(Misbehaviour::WrongStep), &task, &steps, &before).unwrap();
+        let u = units::step_units(&task) as usize;
+        assert_eq!((ours.len(), theirs.len()), (u + 1, u + 1));
+        assert_eq!(ours[0], honest.leaves[at]);
+        assert_eq!(theirs[0], honest.leaves[at]);
+        assert_eq!(ours[u], honest.leaves[at + 1]);
+        assert_eq!(theirs[u], cheat.leaves[at + 1]);
+        let k = wrong_step::UNIT as usize;
+        assert_eq!(ours[..=k], theirs[..=k]);
+        assert!((k + 1..=u).all(|i| ours[i] != theirs[i]));
+        let raw = |l: &[Hash]| {
+            l.iter()
+                .map(|h| agentic_compute::trace::Digest(h.0))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            units::disputed_unit(&raw(&ours), &raw(&theirs)),
+            Some(wrong_step::UNIT)
+        );
+        // The carries a party serves hash to its own leaves; the honest one is what the
+        // referee re-runs the disputed unit from.
+        for k in [0, wrong_step::UNIT, wrong_step::UNIT + 1, u as u32] {
+            let c =
+                carry_bytes_at(Some(Misbehaviour::WrongStep), &task, &steps, &before, k).unwrap();
+            assert_eq!(
+                *blake3::hash(&c).as_bytes(),
+                theirs[k as usize].0,
+                "carry {k}"
+            );
+            let h = carry_bytes_at(None, &task, &steps, &before, k).unwrap();
+            assert_eq!(
+                *blake3::hash(&h).as_bytes(),
+                ours[k as usize].0,
+                "carry {k}"
+            );
+        }
+        let agreed = carry_bytes_at(None, &task, &steps, &before, wrong_step::UNIT).unwrap();
+        let out = units::reexecute_unit(
+            &task,
+            before.step(),
+            wrong_step::UNIT,
+            &agreed,
+            &agentic_compute::trace::Digest(ours[k].0),
+            units::CarryLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            out.0,
+            ours[k + 1].0,
+            "the referee sides with the honest party"
+        );
+        assert_ne!(out.0, theirs[k + 1].0);
     }
 }

@@ -309,7 +309,7 @@ pub fn prepare_training(
             first_layer: w[0],
             layers: w[1] - w[0],
             ops: task.step_ops() * u64::from(w[1] - w[0]),
-            step_units: 0,
+            step_units: agentic_compute::train::units::step_units(&task),
         });
         bytes = run.state.encode();
         local.push(run);
