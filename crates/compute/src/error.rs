@@ -29,6 +29,10 @@ pub enum ComputeError {
     #[error("tensor `{name}` missing from the checkpoint")]
     MissingTensor { name: String },
 
+    /// A GGUF file that is truncated or malformed; `offset` is where reading failed.
+    #[error("corrupt GGUF file at byte {offset}: {detail}")]
+    Gguf { offset: u64, detail: String },
+
     /// A checkpoint tensor has the wrong shape for the configuration.
     #[error("tensor `{name}` has shape {actual:?}, the configuration requires {expected:?}")]
     TensorShape {
@@ -46,7 +50,7 @@ pub enum ComputeError {
     InvalidConfig(String),
 
     /// `config.json` names an architecture this runtime does not implement.
-    #[error("unknown model architecture `{0}` (supported: bert, gpt2, mlp)")]
+    #[error("unknown model architecture `{0}` (supported: bert, gpt2, mlp, and for LLMs llama, mistral, qwen2)")]
     UnknownArchitecture(String),
 
     /// No model of that name in the registry and no such directory.

