@@ -4,6 +4,7 @@ mod agent_cmd;
 mod bench;
 mod demo;
 mod job;
+mod llm_run;
 mod mcp_cmd;
 mod model;
 mod network;

@@ -22,8 +22,8 @@ pub enum Model {
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Registry name (`tiny-gpt`, `minilm`) or a directory with config.json +
-    /// model.safetensors (+ tokenizer.json).
+    /// Registry name (`smollm2-135m`, `tiny-gpt`, `minilm`), a `.gguf` file, or a
+    /// directory with config.json + model.safetensors (+ tokenizer.json).
     #[arg(long, default_value = "tiny-gpt")]
     pub model: String,
     /// The input text, or a file: a prompt for a decoder, one sentence per line for an
@@ -48,6 +48,12 @@ pub struct RunArgs {
     /// Decoder: sample among the k most likely tokens (0 = all).
     #[arg(long, default_value_t = 40)]
     pub top_k: usize,
+    /// LLM: sample within the smallest set of tokens holding this much probability.
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// LLM: wrap the input as one user turn of the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
 }
 
 pub fn run(model: Model) -> anyhow::Result<()> {
@@ -57,6 +63,10 @@ pub fn run(model: Model) -> anyhow::Result<()> {
 }
 
 fn run_model(args: &RunArgs) -> anyhow::Result<()> {
+    if registry::is_llm(&args.model) {
+        return crate::llm_run::run(args);
+    }
+    anyhow::ensure!(!args.chat, "--chat applies to LLMs (smollm2-135m, a .gguf file …)");
     let loaded =
         registry::load(&args.model).with_context(|| format!("loading `{}`", args.model))?;
     let input_text = if Path::new(&args.input).is_file() {

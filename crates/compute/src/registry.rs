@@ -246,10 +246,32 @@ fn cache_dir(var: &str, leaf: &str) -> PathBuf {
     base.join("agentic").join(leaf)
 }
 
+/// Whether `name` is a registry LLM (`smollm2-135m`).
+pub fn is_registry_llm(name: &str) -> bool {
+    matches!(name, "smollm2-135m" | "SmolLM2-135M-Instruct")
+}
+
+/// Whether `name_or_path` names an LLM: a registry LLM, a `.gguf` file, or a directory
+/// whose `config.json` has `model_type` llama, mistral or qwen2.
+pub fn is_llm(name_or_path: &str) -> bool {
+    if is_registry_llm(name_or_path) {
+        return true;
+    }
+    let p = Path::new(name_or_path);
+    if p.is_file() {
+        return p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    }
+    read_file(&p.join("config.json"))
+        .ok()
+        .and_then(|b| parse_config(&b).ok())
+        .and_then(|c| c.get("model_type")?.as_str().map(str::to_string))
+        .is_some_and(|t| matches!(t.as_str(), "llama" | "mistral" | "qwen2"))
+}
+
 /// The GGUF file of a registry LLM name (`smollm2-135m`), `None` for other names. Errors
 /// when the name is a registry LLM whose file is not on disk.
 pub fn llm_path(name: &str) -> Result<Option<PathBuf>, ComputeError> {
-    if !matches!(name, "smollm2-135m" | "SmolLM2-135M-Instruct") {
+    if !is_registry_llm(name) {
         return Ok(None);
     }
     let path = smollm2_dir().join(SMOLLM2_FILE);
@@ -257,7 +279,7 @@ pub fn llm_path(name: &str) -> Result<Option<PathBuf>, ComputeError> {
         return Err(ComputeError::ModelNotFound {
             name: name.into(),
             detail: format!(
-                "no {} (set AGENTIC_SMOLLM2_DIR, run scripts/fetch-smollm2.sh, or `agentic model fetch smollm2-135m`)",
+                "no {} (set AGENTIC_SMOLLM2_DIR or run scripts/fetch-smollm2.sh; `agentic model run` fetches it)",
                 path.display()
             ),
         });

@@ -3,6 +3,7 @@
 
 pub mod consensus;
 pub mod ledger;
+pub mod llm;
 pub mod matmul;
 pub mod model;
 pub mod pipeline;
@@ -17,6 +18,8 @@ pub enum Bench {
     Consensus(consensus::Args),
     /// Signed and apply-only transfer throughput vs raw ed25519 batch verification.
     Ledger(ledger::Args),
+    /// SmolLM2 prefill and decode tokens per second vs candle's quantized Llama.
+    Llm(llm::Args),
     /// Deterministic matmul vs the `matrixmultiply` crate's sgemm.
     Matmul(matmul::Args),
     /// MiniLM embeddings vs candle's BERT, and decoder tokens per second.
@@ -33,6 +36,7 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Consensus(args) => consensus::run(&args),
         Bench::Ledger(args) => ledger::run(&args),
+        Bench::Llm(args) => llm::run(&args),
         Bench::Matmul(args) => matmul::run(&args),
         Bench::Model(args) => model::run(&args),
         Bench::Pipeline(args) => pipeline::run(&args),

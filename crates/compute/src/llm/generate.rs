@@ -114,9 +114,11 @@ pub fn load_gguf(path: &Path) -> Result<LlmModel, ComputeError> {
         source,
     };
     let mut r = BufReader::new(File::open(path).map_err(io)?);
-    let g = Gguf::parse(&mut r)?;
-    let model = Llama::from_gguf(&g, &mut r)?;
+    let mut g = Gguf::parse(&mut r)?;
+    // The tokenizer first, then its metadata (~100k strings) is dropped before the weights.
     let v = vocab::from_gguf(&g)?;
+    g.metadata.retain(|k, _| !k.starts_with("tokenizer.ggml."));
+    let model = Llama::from_gguf(&g, &mut r)?;
     if v.tokenizer.vocab_size() > model.config().vocab {
         return Err(ComputeError::config(format!(
             "tokenizer has {} tokens, the model {}",
@@ -220,7 +222,7 @@ impl LlmModel {
             return Err(ComputeError::config("max_tokens must be at least 1"));
         }
         let cfg = self.model.config();
-        let mut cache = KvCache::new(cfg);
+        let mut cache = KvCache::with_capacity(cfg, prompt.len() + params.max_tokens);
         let mut g = Generation {
             prompt: prompt.to_vec(),
             tokens: Vec::new(),

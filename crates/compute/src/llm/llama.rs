@@ -386,6 +386,17 @@ impl KvCache {
         }
     }
 
+    /// An empty cache with room for `positions` positions in every block (no
+    /// reallocation while it fills).
+    pub fn with_capacity(cfg: &LlamaConfig, positions: usize) -> Self {
+        let n = positions.min(cfg.context) * cfg.kv_dim();
+        KvCache {
+            k: (0..cfg.n_layer).map(|_| Vec::with_capacity(n)).collect(),
+            v: (0..cfg.n_layer).map(|_| Vec::with_capacity(n)).collect(),
+            kv_dim: cfg.kv_dim(),
+        }
+    }
+
     /// Positions cached in block `layer` (0-based block index).
     pub fn len(&self, layer: usize) -> usize {
         self.k
@@ -496,7 +507,8 @@ impl Llama {
             Some(mat("output.weight", cfg.vocab, d)?)
         };
         let norm = gguf_vector(g, r, "output_norm.weight", d)?;
-        let mut blocks = Vec::with_capacity(cfg.n_layer);
+        // Grown as tensors are found: a hostile `block_count` cannot size an allocation.
+        let mut blocks = Vec::new();
         for l in 0..cfg.n_layer {
             let p = |s: &str| format!("blk.{l}.{s}");
 
@@ -584,7 +596,8 @@ impl Llama {
             Some(mat("lm_head.weight", cfg.vocab, d)?)
         };
         let norm = vecf("model.norm.weight", d)?;
-        let mut blocks = Vec::with_capacity(cfg.n_layer);
+        // Grown as tensors are found: a hostile `block_count` cannot size an allocation.
+        let mut blocks = Vec::new();
         for l in 0..cfg.n_layer {
             let p = |s: &str| format!("model.layers.{l}.{s}");
             let qkv_bias = if cfg.qkv_bias {

@@ -53,6 +53,9 @@ use crate::ComputeError;
 pub const BLOCK: usize = 32;
 /// Output rows per panel.
 pub const PANEL: usize = 32;
+/// Below this many rows of `x`, AVX2 decodes quantized blocks in registers per row
+/// instead of once into a tile shared by the rows.
+const FUSED_ROWS: usize = 4;
 /// Below this many multiply-adds a product runs on the calling thread.
 const PARALLEL_MACS: usize = 1 << 18;
 
@@ -444,6 +447,89 @@ mod avx2 {
     #[derive(Clone, Copy)]
     pub(super) struct Avx(__m256);
 
+    /// One panel of a Q4_0 / Q4_1 / Q8_0 matrix for few rows of `x`, decoding each
+    /// block's integers in registers instead of through a tile (decode: one row, where a
+    /// tile would be used once). Same operations in the same order as `super::panel`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn panel_fused(p: &super::Product<'_>, panel: usize, acc: &mut [f32]) {
+        use super::{WeightType, BLOCK, PANEL};
+        let w = p.w;
+        let (k, blocks) = (w.k, w.blocks());
+        let ty = w.ty;
+        let scales = if ty == WeightType::Q4_1 { 2 } else { 1 };
+        assert!(acc.len() >= p.m * PANEL);
+        acc[..p.m * PANEL].fill(0.0);
+        // SAFETY: the caller guarantees AVX2/FMA/F16C; every pointer below stays inside a
+        // chunk whose length was checked against the layout (scales at 0 and 64, quants after).
+        unsafe {
+            let mask = _mm256_set1_epi32(15);
+            let off = _mm256_set1_epi32(if ty == WeightType::Q4_0 { 8 } else { 0 });
+            for b in 0..blocks {
+                let c = w.chunk(panel, b);
+                assert!(c.len() >= w.ty.chunk_bytes());
+                // SAFETY (this block): every pointer below stays inside `c`, whose length was
+                // checked against the chunk layout (scales at 0 and 64, quants after).
+                let cp = c.as_ptr();
+                let mut d = [_mm256_setzero_ps(); 4];
+                let mut mn = [_mm256_setzero_ps(); 4];
+                for v in 0..4 {
+                    d[v] = _mm256_cvtph_ps(_mm_loadu_si128(cp.add(16 * v) as *const __m128i));
+                    if scales == 2 {
+                        mn[v] = _mm256_cvtph_ps(_mm_loadu_si128(cp.add(64 + 16 * v) as *const __m128i));
+                    }
+                }
+                let qs = cp.add(64 * scales);
+                for i in 0..p.m {
+                    let xr = &p.x[i * k + b * BLOCK..][..BLOCK];
+                    let mut lo = [_mm256_setzero_ps(); 4];
+                    let mut hi = [_mm256_setzero_ps(); 4];
+                    if ty == WeightType::Q8_0 {
+                        for q in 0..16 {
+                            let a = _mm256_set1_ps(xr[q]);
+                            let h = _mm256_set1_ps(xr[q + 16]);
+                            for v in 0..4 {
+                                let bl = _mm_loadl_epi64(qs.add(q * PANEL + v * 8) as *const __m128i);
+                                let bh = _mm_loadl_epi64(qs.add((q + 16) * PANEL + v * 8) as *const __m128i);
+                                let ql = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bl));
+                                let qh = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bh));
+                                lo[v] = _mm256_fmadd_ps(a, ql, lo[v]);
+                                hi[v] = _mm256_fmadd_ps(h, qh, hi[v]);
+                            }
+                        }
+                    } else {
+                        for q in 0..16 {
+                            let a = _mm256_set1_ps(xr[q]);
+                            let h = _mm256_set1_ps(xr[q + 16]);
+                            for v in 0..4 {
+                                let bytes = _mm_loadl_epi64(qs.add(q * PANEL + v * 8) as *const __m128i);
+                                let wide = _mm256_cvtepu8_epi32(bytes);
+                                let ql = _mm256_sub_epi32(_mm256_and_si256(wide, mask), off);
+                                let qh = _mm256_sub_epi32(_mm256_srli_epi32(wide, 4), off);
+                                lo[v] = _mm256_fmadd_ps(a, _mm256_cvtepi32_ps(ql), lo[v]);
+                                hi[v] = _mm256_fmadd_ps(h, _mm256_cvtepi32_ps(qh), hi[v]);
+                            }
+                        }
+                    }
+                    let row = &mut acc[i * PANEL..][..PANEL];
+                    let sx = _mm256_set1_ps(if scales == 2 { p.sx[i * blocks + b] } else { 0.0 });
+                    for v in 0..4 {
+                        let rp = row[v * 8..][..8].as_mut_ptr();
+                        let mut a = _mm256_loadu_ps(rp);
+                        a = _mm256_fmadd_ps(d[v], lo[v], a);
+                        a = _mm256_fmadd_ps(d[v], hi[v], a);
+                        if scales == 2 {
+                            a = _mm256_fmadd_ps(mn[v], sx, a);
+                        }
+                        _mm256_storeu_ps(rp, a);
+                    }
+                }
+            }
+        }
+    }
+
     impl super::Lanes for Avx {
         #[inline(always)]
         fn zero() -> Self {
@@ -574,7 +660,7 @@ enum Path {
 fn path() -> Path {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::kernels::use_avx2() {
+        if crate::kernels::use_avx2() && std::arch::is_x86_feature_detected!("f16c") {
             return Path::Avx2;
         }
         if crate::kernels::has_hw_fma() {
@@ -604,9 +690,20 @@ fn panel_scalar_hw(p: &Product<'_>, j: usize, acc: &mut [f32]) {
 
 fn panel_on(path: Path, p: &Product<'_>, j: usize, acc: &mut [f32]) {
     match path {
-        // SAFETY: `path()` chose this arm only on a CPU with AVX2 and FMA.
+        // SAFETY: `path()` chose this arm only on a CPU with AVX2, FMA and F16C.
         #[cfg(target_arch = "x86_64")]
-        Path::Avx2 => unsafe { panel_avx2(p, j, acc) },
+        Path::Avx2 => unsafe {
+            if p.m < FUSED_ROWS
+                && matches!(
+                    p.w.ty,
+                    WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q8_0
+                )
+            {
+                avx2::panel_fused(p, j, acc)
+            } else {
+                panel_avx2(p, j, acc)
+            }
+        },
         // SAFETY: `path()` chose this arm only on a CPU with FMA.
         #[cfg(target_arch = "x86_64")]
         Path::ScalarHwFma => unsafe { panel_scalar_hw(p, j, acc) },
