@@ -66,7 +66,10 @@ fn run_model(args: &RunArgs) -> anyhow::Result<()> {
     if registry::is_llm(&args.model) {
         return crate::llm_run::run(args);
     }
-    anyhow::ensure!(!args.chat, "--chat applies to LLMs (smollm2-135m, a .gguf file …)");
+    anyhow::ensure!(
+        !args.chat,
+        "--chat applies to LLMs (smollm2-135m, a .gguf file …)"
+    );
     let loaded =
         registry::load(&args.model).with_context(|| format!("loading `{}`", args.model))?;
     let input_text = if Path::new(&args.input).is_file() {

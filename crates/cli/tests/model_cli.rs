@@ -119,3 +119,74 @@ fn model_directory_same_root_on_one_and_two_threads() {
     assert_eq!(one["trace"]["layer_hashes"].as_array().unwrap().len(), 3);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// SmolLM2 (fetched once into the cache): a chat turn sampled with every knob gives the
+/// same tokens and trace root on 1 and 2 threads and on the scalar path; the human
+/// output streams the text, then tokens/s, ops and the root; bad input is a clear error.
+#[test]
+fn smollm2_chat_same_root_everywhere() {
+    let args = [
+        "model",
+        "run",
+        "--model",
+        "smollm2-135m",
+        "--chat",
+        "--input",
+        "Name a colour.",
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0.7",
+        "--top-k",
+        "20",
+        "--top-p",
+        "0.9",
+        "--seed",
+        "3",
+        "--json",
+    ];
+    let one = run(&args, "1", false);
+    let two = run(&args, "2", false);
+    assert_eq!(root(&one), root(&two));
+    assert_eq!(one["tokens"], two["tokens"]);
+    assert_eq!(
+        root(&one),
+        root(&run(&args, "2", true)),
+        "scalar path agrees"
+    );
+    assert_eq!(one["architecture"], "llama");
+    assert!(one["ops"]["prefill"].as_u64().unwrap() > 0);
+    assert!(!one["text"].as_str().unwrap().is_empty());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_agentic"))
+        .args(&args[..args.len() - 1])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        one["text"].as_str().unwrap().trim(),
+        "streamed text equals the JSON text"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tokens/s") && err.contains(&root(&one)),
+        "{err}"
+    );
+
+    for (bad, want) in [
+        (vec!["--input", ""], "empty"),
+        (vec!["--input", "hi", "--temperature", "0"], "temperature"),
+        (vec!["--input", "hi", "--max-tokens", "0"], "max_tokens"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_agentic"))
+            .args(["model", "run", "--model", "smollm2-135m"])
+            .args(&bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains(want), "{bad:?}: {e}");
+        assert!(!e.contains("panicked"), "{e}");
+    }
+}

@@ -259,7 +259,9 @@ pub fn is_llm(name_or_path: &str) -> bool {
     }
     let p = Path::new(name_or_path);
     if p.is_file() {
-        return p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        return p
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
     }
     read_file(&p.join("config.json"))
         .ok()

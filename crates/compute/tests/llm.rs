@@ -311,3 +311,252 @@ fn text_streams_whole_characters() {
     let text: String = ids.iter().map(|&id| s.push(&m.tokenizer, id)).collect();
     assert_eq!(text, "Grüße aus Köln 🌍!");
 }
+
+/// The SmolLM2 file's bytes with `edit` applied, loaded from memory.
+fn load_edited(edit: impl FnOnce(&mut Vec<u8>)) -> Result<LlmModel, ComputeError> {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    let bytes = BYTES.get_or_init(|| {
+        smollm2();
+        std::fs::read(registry::smollm2_dir().join(registry::SMOLLM2_FILE)).unwrap()
+    });
+    let mut b = bytes.clone();
+    edit(&mut b);
+    llm::generate::load_gguf_from(&mut std::io::Cursor::new(b))
+}
+
+/// Byte offset just after the tensor-directory entry's name `name`.
+fn after_name(b: &[u8], name: &str) -> usize {
+    let mut key = (name.len() as u64).to_le_bytes().to_vec();
+    key.extend(name.as_bytes());
+    b.windows(key.len())
+        .position(|w| w == key.as_slice())
+        .unwrap()
+        + key.len()
+}
+
+#[test]
+fn corrupt_gguf_files_are_typed_errors_that_say_where() {
+    // Truncated: in the header, in the metadata, in the tensor data.
+    for cut in [3usize, 100, 1_000_000, 50_000_000] {
+        let e = load_edited(|b| b.truncate(cut)).unwrap_err();
+        assert!(matches!(e, ComputeError::Gguf { .. }), "cut {cut}: {e}");
+    }
+    let e = load_edited(|b| b[..4].copy_from_slice(b"GGML")).unwrap_err();
+    assert!(e.to_string().contains("not a GGUF file"), "{e}");
+    // An unknown tensor type is named.
+    let e = load_edited(|b| {
+        let at = after_name(b, "blk.0.ffn_up.weight") + 4 + 16;
+        b[at..at + 4].copy_from_slice(&12u32.to_le_bytes());
+    })
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("Q4_K") && e.to_string().contains("blk.0.ffn_up.weight"),
+        "{e}"
+    );
+    // Wrong shape (same element count, so the data still fits the file).
+    let e = load_edited(|b| {
+        let at = after_name(b, "blk.0.ffn_up.weight") + 4;
+        b[at..at + 8].copy_from_slice(&288u64.to_le_bytes());
+        b[at + 8..at + 16].copy_from_slice(&3072u64.to_le_bytes());
+    })
+    .unwrap_err();
+    assert!(
+        matches!(e, ComputeError::TensorShape { ref name, .. } if name == "blk.0.ffn_up.weight"),
+        "{e}"
+    );
+    // A missing tensor.
+    let e = load_edited(|b| {
+        let at = after_name(b, "blk.3.attn_q.weight") - "q.weight".len();
+        b[at] = b'X';
+    })
+    .unwrap_err();
+    assert!(
+        matches!(e, ComputeError::MissingTensor { ref name } if name == "blk.3.attn_q.weight"),
+        "{e}"
+    );
+    // An architecture the runtime does not implement.
+    let e = load_edited(|b| {
+        let at = after_name(b, "general.architecture") + 4 + 8;
+        b[at..at + 5].copy_from_slice(b"mamba");
+    })
+    .unwrap_err();
+    assert!(
+        matches!(e, ComputeError::UnknownArchitecture(ref a) if a == "mamba"),
+        "{e}"
+    );
+}
+
+mod hf {
+    //! A small Qwen2-style Hugging Face checkpoint (q/k/v biases, tied embeddings,
+    //! bf16 and f16 weights, rotation of halves), built here.
+    use super::*;
+    use agentic_compute::llm::llama::Llama;
+    use common::values;
+    use safetensors::tensor::TensorView;
+    use safetensors::Dtype;
+
+    fn config(model_type: &str) -> serde_json::Value {
+        serde_json::json!({
+            "model_type": model_type, "hidden_size": 64, "intermediate_size": 96,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "vocab_size": 100, "max_position_embeddings": 48, "rms_norm_eps": 1e-6,
+            "rope_theta": 10000.0, "tie_word_embeddings": true,
+        })
+    }
+
+    fn checkpoint(skip: Option<&str>, bad_shape: Option<&str>) -> Vec<u8> {
+        let mut rng = agentic_compute::models::gpt::SplitMix64::new(9);
+        let (d, kv, f, v) = (64usize, 32usize, 96usize, 100usize);
+        let mut shapes: Vec<(String, Vec<usize>)> = vec![
+            ("model.embed_tokens.weight".into(), vec![v, d]),
+            ("model.norm.weight".into(), vec![d]),
+        ];
+        for l in 0..2 {
+            let p = |s: &str| format!("model.layers.{l}.{s}");
+            shapes.extend([
+                (p("input_layernorm.weight"), vec![d]),
+                (p("post_attention_layernorm.weight"), vec![d]),
+                (p("self_attn.q_proj.weight"), vec![d, d]),
+                (p("self_attn.q_proj.bias"), vec![d]),
+                (p("self_attn.k_proj.weight"), vec![kv, d]),
+                (p("self_attn.k_proj.bias"), vec![kv]),
+                (p("self_attn.v_proj.weight"), vec![kv, d]),
+                (p("self_attn.v_proj.bias"), vec![kv]),
+                (p("self_attn.o_proj.weight"), vec![d, d]),
+                (p("mlp.gate_proj.weight"), vec![f, d]),
+                (p("mlp.up_proj.weight"), vec![f, d]),
+                (p("mlp.down_proj.weight"), vec![d, f]),
+            ]);
+        }
+        let mut data: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
+        for (i, (name, mut shape)) in shapes.into_iter().enumerate() {
+            if skip == Some(name.as_str()) {
+                continue;
+            }
+            if bad_shape == Some(name.as_str()) {
+                shape[0] += 1;
+            }
+            let n: usize = shape.iter().product();
+            let norm = name.contains("norm");
+            let vals: Vec<f32> = values(&mut rng, n, if norm { 0.1 } else { 0.5 })
+                .into_iter()
+                .map(|x| if norm { 1.0 + x } else { x })
+                .collect();
+            // Alternate storage formats: bf16, f16, f32.
+            let (dtype, bytes) = match i % 3 {
+                0 => (
+                    Dtype::BF16,
+                    vals.iter()
+                        .flat_map(|x| x.to_le_bytes()[2..].to_vec())
+                        .collect(),
+                ),
+                1 => (
+                    Dtype::F32,
+                    vals.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                ),
+                _ => (
+                    Dtype::F16,
+                    vals.iter()
+                        .flat_map(|x| f32_to_f16(*x).to_le_bytes())
+                        .collect(),
+                ),
+            };
+            data.push((name, shape, dtype, bytes));
+        }
+        let views: Vec<(String, TensorView<'_>)> = data
+            .iter()
+            .map(|(n, s, dt, b)| (n.clone(), TensorView::new(*dt, s.clone(), b).unwrap()))
+            .collect();
+        safetensors::serialize(views, None).unwrap()
+    }
+
+    /// Round to nearest f16 for normal values of moderate size (test data only).
+    fn f32_to_f16(x: f32) -> u16 {
+        let b = x.to_bits();
+        let sign = ((b >> 31) as u16) << 15;
+        let exp = ((b >> 23) & 0xff) as i32 - 127 + 15;
+        if exp <= 0 {
+            return sign;
+        }
+        let man = ((b >> 13) & 0x3ff) as u16;
+        sign | ((exp as u16) << 10) | man
+    }
+
+    #[test]
+    fn a_qwen2_checkpoint_runs_batch_invariantly() {
+        let m = Llama::from_safetensors(&config("qwen2"), &checkpoint(None, None)).unwrap();
+        let cfg = m.config();
+        assert!(cfg.qkv_bias && cfg.tied_embeddings);
+        let ids: Vec<u32> = (0..12).map(|i| (i * 7 + 3) % 100).collect();
+        // Token by token with the cache vs one prefill cut into the same steps.
+        let mut cache = KvCache::new(cfg);
+        let mut stepwise = Vec::new();
+        for i in 0..ids.len() {
+            let o = m
+                .forward(&mut [SeqInput {
+                    cache: &mut cache,
+                    tokens: &ids[i..i + 1],
+                    steps: &[1],
+                }])
+                .unwrap();
+            stepwise.extend(o[0].leaves.clone());
+        }
+        let steps: Vec<usize> = (1..=ids.len()).collect();
+        let mut fresh = KvCache::new(cfg);
+        let pre = m
+            .forward(&mut [SeqInput {
+                cache: &mut fresh,
+                tokens: &ids,
+                steps: &steps,
+            }])
+            .unwrap();
+        assert_eq!(pre[0].leaves, stepwise);
+        let threaded = with_threads(3, || {
+            let mut c = KvCache::new(cfg);
+            m.forward(&mut [SeqInput {
+                cache: &mut c,
+                tokens: &ids,
+                steps: &steps,
+            }])
+            .unwrap()
+        });
+        assert_eq!(threaded[0].leaves, stepwise);
+        // Context overflow is refused before the cache changes.
+        let long = vec![1u32; 49];
+        let mut c = KvCache::new(cfg);
+        assert!(matches!(
+            m.forward(&mut [SeqInput {
+                cache: &mut c,
+                tokens: &long,
+                steps: &[49]
+            }]),
+            Err(ComputeError::InputTooLong { len: 49, max: 48 })
+        ));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn bad_checkpoints_are_typed_errors() {
+        let name = "model.layers.1.self_attn.k_proj.bias";
+        assert!(matches!(
+            Llama::from_safetensors(&config("qwen2"), &checkpoint(Some(name), None)),
+            Err(ComputeError::MissingTensor { name: n }) if n == name
+        ));
+        let name = "model.layers.0.mlp.up_proj.weight";
+        assert!(matches!(
+            Llama::from_safetensors(&config("qwen2"), &checkpoint(None, Some(name))),
+            Err(ComputeError::TensorShape { name: n, .. }) if n == name
+        ));
+        assert!(matches!(
+            Llama::from_safetensors(&config("phi3"), &checkpoint(None, None)),
+            Err(ComputeError::UnknownArchitecture(a)) if a == "phi3"
+        ));
+        let mut bad = config("llama");
+        bad["num_key_value_heads"] = 3.into();
+        assert!(matches!(
+            Llama::from_safetensors(&bad, &checkpoint(None, None)),
+            Err(ComputeError::InvalidConfig(_))
+        ));
+        assert!(Llama::from_safetensors(&config("qwen2"), b"not safetensors").is_err());
+    }
+}

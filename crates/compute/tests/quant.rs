@@ -69,8 +69,14 @@ fn every_format_and_row_count_equals_the_reference() {
                         let mut got = vec![0.0; m * n];
                         with_threads(threads, || matmul(&x, &w, &mut got, m));
                         set_force_scalar(false);
-                        let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
-                        assert!(same, "{ty:?} n={n} k={k} m={m} threads={threads} scalar={scalar}");
+                        let same = got
+                            .iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(
+                            same,
+                            "{ty:?} n={n} k={k} m={m} threads={threads} scalar={scalar}"
+                        );
                     }
                 }
                 // Row i of a batch equals row i alone (batch invariance of the product).
@@ -78,7 +84,10 @@ fn every_format_and_row_count_equals_the_reference() {
                 matmul(&x[(m - 1) * k..], &w, &mut alone, 1);
                 assert_eq!(
                     alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    want[(m - 1) * n..].iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                    want[(m - 1) * n..]
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>()
                 );
             }
         }

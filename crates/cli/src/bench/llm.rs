@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use agentic_compute::llm::generate::load_gguf;
 use agentic_compute::llm::gguf::Gguf;
-use agentic_compute::llm::vocab;
 use agentic_compute::llm::llama::SeqInput;
+use agentic_compute::llm::vocab;
 use agentic_compute::llm::{KvCache, Sampler};
 use agentic_compute::registry;
 use anyhow::{bail, Context};
@@ -48,7 +48,8 @@ pub struct Args {
 
 const THREADS: [usize; 2] = [1, 2];
 
-const TEXT: &str = "The network sells spare compute to anyone who needs it. A provider bonds stake, \
+const TEXT: &str =
+    "The network sells spare compute to anyone who needs it. A provider bonds stake, \
 runs the job, and commits to a trace of every layer; an auditor re-runs a sample of jobs and a \
 referee settles any dispute by re-executing a single layer. Requesters pay for the operations \
 they use, agents spend under mandates that cap their losses, and token holders govern the \
@@ -91,7 +92,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "decode_ratio": f(&ours, "decode_tokens_per_s") / f(&candle, "decode_tokens_per_s").max(1e-9),
         }));
     }
-    let two = rows.iter().find(|r| r["threads"] == 2).cloned().unwrap_or_default();
+    let two = rows
+        .iter()
+        .find(|r| r["threads"] == 2)
+        .cloned()
+        .unwrap_or_default();
     let ratio = two["decode_ratio"].as_f64().unwrap_or(0.0);
     let kv = two["ours"]["kv_cache_bytes"].as_u64().unwrap_or(0);
     let rss = rows
@@ -206,7 +211,9 @@ fn child(engine: &str, args: &Args) -> anyhow::Result<Value> {
                     tokens: &prompt,
                     steps: &steps,
                 }])?;
-                Ok(o.pop().and_then(|o| o.logits.into_iter().next()).unwrap_or_default())
+                Ok(o.pop()
+                    .and_then(|o| o.logits.into_iter().next())
+                    .unwrap_or_default())
             };
             let mut best_prefill = f64::INFINITY;
             let mut best_decode = f64::INFINITY;
@@ -231,7 +238,10 @@ fn child(engine: &str, args: &Args) -> anyhow::Result<Value> {
                         tokens: &input,
                         steps: &[1],
                     }])?;
-                    logits = o.pop().and_then(|o| o.logits.into_iter().next()).unwrap_or_default();
+                    logits = o
+                        .pop()
+                        .and_then(|o| o.logits.into_iter().next())
+                        .unwrap_or_default();
                 }
                 best_decode = best_decode.min(t1.elapsed().as_secs_f64());
                 kv_bytes = cache.bytes();

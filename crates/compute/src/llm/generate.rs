@@ -114,11 +114,20 @@ pub fn load_gguf(path: &Path) -> Result<LlmModel, ComputeError> {
         source,
     };
     let mut r = BufReader::new(File::open(path).map_err(io)?);
-    let mut g = Gguf::parse(&mut r)?;
+    let mut m = load_gguf_from(&mut r)?;
+    m.name = path.display().to_string();
+    Ok(m)
+}
+
+/// Loads a GGUF model from any seekable reader (a file, bytes in memory).
+pub fn load_gguf_from<R: std::io::Read + std::io::Seek>(
+    r: &mut R,
+) -> Result<LlmModel, ComputeError> {
+    let mut g = Gguf::parse(r)?;
     // The tokenizer first, then its metadata (~100k strings) is dropped before the weights.
     let v = vocab::from_gguf(&g)?;
     g.metadata.retain(|k, _| !k.starts_with("tokenizer.ggml."));
-    let model = Llama::from_gguf(&g, &mut r)?;
+    let model = Llama::from_gguf(&g, r)?;
     if v.tokenizer.vocab_size() > model.config().vocab {
         return Err(ComputeError::config(format!(
             "tokenizer has {} tokens, the model {}",
@@ -128,7 +137,7 @@ pub fn load_gguf(path: &Path) -> Result<LlmModel, ComputeError> {
     }
     let stop_tokens = stop_tokens(&v.tokenizer, v.eos);
     Ok(LlmModel {
-        name: path.display().to_string(),
+        name: "gguf".into(),
         model,
         tokenizer: v.tokenizer,
         bos: v.bos.filter(|_| v.add_bos),

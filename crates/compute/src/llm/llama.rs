@@ -35,6 +35,8 @@
 //! * SiLU: `g / (1 + expf(−g))`, then `· u`. Residual adds and biases: one f32 add, after
 //!   the full reduction.
 
+#![allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+
 use std::io::{Read, Seek};
 use std::ops::Range;
 
@@ -104,13 +106,13 @@ impl LlamaConfig {
         if self.n_layer == 0 || self.dim == 0 || self.n_head == 0 || self.ffn_dim == 0 {
             return bad(format!("empty dimension in {self:?}"));
         }
-        if self.n_kv_head == 0 || self.n_head % self.n_kv_head != 0 {
+        if self.n_kv_head == 0 || !self.n_head.is_multiple_of(self.n_kv_head) {
             return bad(format!(
                 "{} attention heads cannot share {} key/value heads",
                 self.n_head, self.n_kv_head
             ));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad(format!("head dimension {} must be even", self.head_dim));
         }
         if self.vocab == 0 || self.vocab > u32::MAX as usize || self.context == 0 {
@@ -173,8 +175,7 @@ impl LlamaConfig {
         };
         let head_dim = match g.get(&key("attention.key_length")) {
             Some(_) => u("attention.key_length")?,
-            None if n_head > 0 => dim / n_head,
-            None => 0,
+            None => dim.checked_div(n_head).unwrap_or(0),
         };
         if let Some(rot) = g.get(&key("rope.dimension_count")) {
             if rot.as_u64() != Some(head_dim as u64) {
@@ -255,10 +256,8 @@ impl LlamaConfig {
         };
         let head_dim = if v.get("head_dim").is_some_and(|x| !x.is_null()) {
             u("head_dim")?
-        } else if n_head > 0 {
-            dim / n_head
         } else {
-            0
+            dim.checked_div(n_head).unwrap_or(0)
         };
         let rope_scale = match v.get("rope_scaling") {
             None | Some(serde_json::Value::Null) => 1.0,
@@ -953,7 +952,11 @@ impl Llama {
             });
         }
         let prefix = inputs.len() / d;
-        if inputs.len() % d != 0 || prefix == 0 || rows.end > prefix || rows.start >= rows.end {
+        if !inputs.len().is_multiple_of(d)
+            || prefix == 0
+            || rows.end > prefix
+            || rows.start >= rows.end
+        {
             return Err(ComputeError::BadActivation {
                 layer,
                 detail: format!(

@@ -43,6 +43,8 @@
 //! the file; Q8_0: byte `p·32 + r`; floats: element `p·32 + r`). Bytes per weight equal
 //! the file's. Rows beyond `n` in the last panel are zero and their outputs dropped.
 
+#![allow(clippy::needless_range_loop)]
+
 use rayon::prelude::*;
 
 use crate::kernels::{Fma, HwFma, SoftFma};
@@ -162,7 +164,7 @@ impl QMatrix {
         k: usize,
         bytes: &[u8],
     ) -> Result<Self, ComputeError> {
-        if n == 0 || k == 0 || k % BLOCK != 0 {
+        if n == 0 || k == 0 || !k.is_multiple_of(BLOCK) {
             return Err(ComputeError::TensorShape {
                 name: name.into(),
                 expected: vec![n, k.div_ceil(BLOCK) * BLOCK],
@@ -478,7 +480,8 @@ mod avx2 {
                 for v in 0..4 {
                     d[v] = _mm256_cvtph_ps(_mm_loadu_si128(cp.add(16 * v) as *const __m128i));
                     if scales == 2 {
-                        mn[v] = _mm256_cvtph_ps(_mm_loadu_si128(cp.add(64 + 16 * v) as *const __m128i));
+                        mn[v] =
+                            _mm256_cvtph_ps(_mm_loadu_si128(cp.add(64 + 16 * v) as *const __m128i));
                     }
                 }
                 let qs = cp.add(64 * scales);
@@ -491,8 +494,11 @@ mod avx2 {
                             let a = _mm256_set1_ps(xr[q]);
                             let h = _mm256_set1_ps(xr[q + 16]);
                             for v in 0..4 {
-                                let bl = _mm_loadl_epi64(qs.add(q * PANEL + v * 8) as *const __m128i);
-                                let bh = _mm_loadl_epi64(qs.add((q + 16) * PANEL + v * 8) as *const __m128i);
+                                let bl =
+                                    _mm_loadl_epi64(qs.add(q * PANEL + v * 8) as *const __m128i);
+                                let bh = _mm_loadl_epi64(
+                                    qs.add((q + 16) * PANEL + v * 8) as *const __m128i
+                                );
                                 let ql = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bl));
                                 let qh = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bh));
                                 lo[v] = _mm256_fmadd_ps(a, ql, lo[v]);
@@ -504,7 +510,8 @@ mod avx2 {
                             let a = _mm256_set1_ps(xr[q]);
                             let h = _mm256_set1_ps(xr[q + 16]);
                             for v in 0..4 {
-                                let bytes = _mm_loadl_epi64(qs.add(q * PANEL + v * 8) as *const __m128i);
+                                let bytes =
+                                    _mm_loadl_epi64(qs.add(q * PANEL + v * 8) as *const __m128i);
                                 let wide = _mm256_cvtepu8_epi32(bytes);
                                 let ql = _mm256_sub_epi32(_mm256_and_si256(wide, mask), off);
                                 let qh = _mm256_sub_epi32(_mm256_srli_epi32(wide, 4), off);
@@ -514,7 +521,11 @@ mod avx2 {
                         }
                     }
                     let row = &mut acc[i * PANEL..][..PANEL];
-                    let sx = _mm256_set1_ps(if scales == 2 { p.sx[i * blocks + b] } else { 0.0 });
+                    let sx = _mm256_set1_ps(if scales == 2 {
+                        p.sx[i * blocks + b]
+                    } else {
+                        0.0
+                    });
                     for v in 0..4 {
                         let rp = row[v * 8..][..8].as_mut_ptr();
                         let mut a = _mm256_loadu_ps(rp);
