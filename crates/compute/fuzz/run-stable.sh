@@ -13,4 +13,4 @@ RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks" \
   cargo build --release --target "$target" --bin parse_gguf
 mkdir -p corpus/parse_gguf
-"$CARGO_TARGET_DIR/$target/release/parse_gguf" corpus/parse_gguf -max_total_time="$seconds"
+"$CARGO_TARGET_DIR/$target/release/parse_gguf" corpus/parse_gguf seeds -max_total_time="$seconds"

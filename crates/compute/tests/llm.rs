@@ -560,3 +560,64 @@ mod hf {
         assert!(Llama::from_safetensors(&config("qwen2"), b"not safetensors").is_err());
     }
 }
+
+/// The fuzz seed (a one-block Llama written by llama.cpp's `gguf` package with Q4_0,
+/// Q4_1, Q8_0, F16 and F32 tensors) loads, tokenizes and generates deterministically.
+#[test]
+fn the_fuzz_seed_is_a_working_model() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/tiny-llama.gguf");
+    let m = llm::generate::load_gguf(std::path::Path::new(path)).unwrap();
+    assert_eq!(m.tokenizer.encode("ab a").unwrap(), vec![4, 6]);
+    let params = GenerateParams {
+        max_tokens: 5,
+        sampler: Sampler::Sample {
+            seed: 1,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+        },
+    };
+    let g = m.generate(&[1, 2, 3], &params, |_| {}).unwrap();
+    let (leaves, picks) = m.replay(&[1, 2, 3], &g.tokens, &params.sampler).unwrap();
+    assert_eq!((leaves, picks), (g.leaves.clone(), g.tokens.clone()));
+    set_force_scalar(true);
+    let scalar = m.generate(&[1, 2, 3], &params, |_| {}).unwrap();
+    set_force_scalar(false);
+    assert_eq!(scalar.trace_root(), g.trace_root());
+}
+
+/// Rolling a cache back to an earlier position and decoding again gives the same leaves
+/// (a stage resuming from the last agreed step).
+#[test]
+fn a_truncated_cache_decodes_the_same_steps_again() {
+    let m = smollm2();
+    let cfg = m.model.config();
+    let prompt = m.encode_prompt("Seven plus five is", false).unwrap();
+    let g = m.generate(&prompt, &greedy(6), |_| {}).unwrap();
+    let mut cache = KvCache::new(cfg);
+    let mut full = prompt.clone();
+    full.extend_from_slice(&g.tokens[..g.tokens.len() - 1]);
+    let steps: Vec<usize> = (prompt.len()..=full.len()).collect();
+    m.model
+        .forward(&mut [SeqInput {
+            cache: &mut cache,
+            tokens: &full,
+            steps: &steps,
+        }])
+        .unwrap();
+    // Back to just after step 2 (prompt + 2 fed tokens), then decode steps 3.. again.
+    let keep = prompt.len() + 2;
+    cache.truncate(keep);
+    assert_eq!(cache.positions(), keep);
+    for (t, &tok) in full[keep..].iter().enumerate() {
+        let o = m
+            .model
+            .forward(&mut [SeqInput {
+                cache: &mut cache,
+                tokens: &[tok],
+                steps: &[1],
+            }])
+            .unwrap();
+        assert_eq!(o[0].leaves[0], g.leaves[3 + t], "step {}", 3 + t);
+    }
+}

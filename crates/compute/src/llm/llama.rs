@@ -368,39 +368,53 @@ pub struct Llama {
     head: Option<QMatrix>,
 }
 
-/// Per-sequence key/value cache: for each layer, `positions × kv_dim` keys and values.
+/// Keys per block of the transposed key cache.
+const KEY_BLOCK: usize = 8;
+
+/// Per-sequence key/value cache. Values are `positions × kv_dim` per layer; keys are
+/// kept per (layer, KV head) transposed in blocks of 8 positions (`[block][dim][8]`), so
+/// the scores of 8 keys are 8 independent chains over one contiguous load per dimension.
 #[derive(Clone, Debug, Default)]
 pub struct KvCache {
-    k: Vec<Vec<f32>>,
+    /// `k[layer][kv_head]`: blocks of `KEY_BLOCK × head_dim`.
+    k: Vec<Vec<Vec<f32>>>,
     v: Vec<Vec<f32>>,
+    /// Positions held per layer.
+    pos: Vec<usize>,
     kv_dim: usize,
+    head_dim: usize,
 }
 
 impl KvCache {
     pub fn new(cfg: &LlamaConfig) -> Self {
-        KvCache {
-            k: vec![Vec::new(); cfg.n_layer],
-            v: vec![Vec::new(); cfg.n_layer],
-            kv_dim: cfg.kv_dim(),
-        }
+        Self::with_capacity(cfg, 0)
     }
 
     /// An empty cache with room for `positions` positions in every block (no
     /// reallocation while it fills).
     pub fn with_capacity(cfg: &LlamaConfig, positions: usize) -> Self {
-        let n = positions.min(cfg.context) * cfg.kv_dim();
+        let positions = positions.min(cfg.context);
+        let kblocks = positions.div_ceil(KEY_BLOCK) * KEY_BLOCK * cfg.head_dim;
         KvCache {
-            k: (0..cfg.n_layer).map(|_| Vec::with_capacity(n)).collect(),
-            v: (0..cfg.n_layer).map(|_| Vec::with_capacity(n)).collect(),
+            k: (0..cfg.n_layer)
+                .map(|_| {
+                    (0..cfg.n_kv_head)
+                        .map(|_| Vec::with_capacity(kblocks))
+                        .collect()
+                })
+                .collect(),
+            v: (0..cfg.n_layer)
+                .map(|_| Vec::with_capacity(positions * cfg.kv_dim()))
+                .collect(),
+            pos: vec![0; cfg.n_layer],
             kv_dim: cfg.kv_dim(),
+            head_dim: cfg.head_dim,
         }
     }
 
     /// Positions cached in block `layer` (0-based block index).
     pub fn len(&self, layer: usize) -> usize {
-        self.k
-            .get(layer)
-            .map_or(0, |k| k.len() / self.kv_dim.max(1))
+        self.pos.get(layer).copied().unwrap_or(0)
     }
 
     /// Positions cached (in the first block).
@@ -412,17 +426,55 @@ impl KvCache {
         self.positions() == 0
     }
 
+    /// Appends one position's key and value rows (`kv_dim` each) to block `layer`.
+    fn push(&mut self, layer: usize, k: &[f32], v: &[f32]) {
+        let (pos, hd) = (self.pos[layer], self.head_dim);
+        let (blk, slot) = (pos / KEY_BLOCK, pos % KEY_BLOCK);
+        for (h, kh) in self.k[layer].iter_mut().enumerate() {
+            if slot == 0 {
+                kh.resize((blk + 1) * KEY_BLOCK * hd, 0.0);
+            }
+            let base = blk * KEY_BLOCK * hd;
+            for p in 0..hd {
+                kh[base + p * KEY_BLOCK + slot] = k[h * hd + p];
+            }
+        }
+        self.v[layer].extend_from_slice(v);
+        self.pos[layer] += 1;
+    }
+
     /// Drops every position from `pos` on (a rollback to an agreed step).
     pub fn truncate(&mut self, pos: usize) {
-        for l in 0..self.k.len() {
-            self.k[l].truncate(pos * self.kv_dim);
+        let hd = self.head_dim;
+        for l in 0..self.pos.len() {
+            if pos >= self.pos[l] {
+                continue;
+            }
+            for kh in &mut self.k[l] {
+                kh.truncate(pos.div_ceil(KEY_BLOCK) * KEY_BLOCK * hd);
+                // Clear the dropped slots of the last block.
+                if !pos.is_multiple_of(KEY_BLOCK) {
+                    let base = (pos / KEY_BLOCK) * KEY_BLOCK * hd;
+                    for p in 0..hd {
+                        for slot in pos % KEY_BLOCK..KEY_BLOCK {
+                            kh[base + p * KEY_BLOCK + slot] = 0.0;
+                        }
+                    }
+                }
+            }
             self.v[l].truncate(pos * self.kv_dim);
+            self.pos[l] = pos;
         }
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.k.iter().chain(&self.v).map(|x| x.len() * 4).sum()
+        self.k
+            .iter()
+            .flatten()
+            .chain(&self.v)
+            .map(|x| x.len() * 4)
+            .sum()
     }
 }
 
@@ -691,7 +743,7 @@ impl Llama {
             if s.steps.last() != Some(&s.tokens.len())
                 || s.steps.windows(2).any(|w| w[0] >= w[1])
                 || s.steps[0] == 0
-                || s.cache.k.len() != c.n_layer
+                || s.cache.pos.len() != c.n_layer
                 || (0..c.n_layer).any(|l| s.cache.len(l) != start)
             {
                 return Err(ComputeError::BadActivation {
@@ -825,8 +877,7 @@ impl Llama {
             let (row0, n, _) = spans[si];
             for r in row0..row0 + n {
                 let row = &qkv[r * n_qkv..(r + 1) * n_qkv];
-                s.cache.k[l].extend_from_slice(&row[qd..qd + kvd]);
-                s.cache.v[l].extend_from_slice(&row[qd + kvd..]);
+                s.cache.push(l, &row[qd..qd + kvd], &row[qd + kvd..]);
             }
         }
         let mut att = vec![0.0f32; m * qd];
@@ -838,35 +889,24 @@ impl Llama {
             .enumerate()
             .flat_map(|(si, &(_, n, _))| std::iter::repeat_n(si, n))
             .collect();
-        let caches: Vec<(&[f32], &[f32])> = seqs
+        let caches: Vec<(&[Vec<f32>], &[f32])> = seqs
             .iter()
             .map(|s| (s.cache.k[l].as_slice(), s.cache.v[l].as_slice()))
             .collect();
         let work: usize = positions.iter().map(|p| p + 1).sum::<usize>() * qd;
-        let one_row = |(r, o): (usize, &mut [f32])| {
+        let one_head = |(i, o): (usize, &mut [f32])| {
+            let (r, head) = (i / c.n_head, i % c.n_head);
             let (kc, vc) = caches[owner[r]];
             let keys = positions[r] + 1;
-            let q = &qkv[r * n_qkv..r * n_qkv + qd];
-            let mut scores = vec![0.0f32; keys];
-            for head in 0..c.n_head {
-                let kvh = head / group;
-                attend(
-                    &q[head * hd..(head + 1) * hd],
-                    kc,
-                    vc,
-                    keys,
-                    kvd,
-                    kvh * hd,
-                    scale,
-                    &mut scores,
-                    &mut o[head * hd..(head + 1) * hd],
-                );
-            }
+            let kvh = head / group;
+            let q = &qkv[r * n_qkv + head * hd..][..hd];
+            let mut scores = vec![0.0f32; keys.div_ceil(KEY_BLOCK) * KEY_BLOCK];
+            attend(q, &kc[kvh], vc, keys, kvd, kvh * hd, scale, &mut scores, o);
         };
         if work >= 1 << 16 {
-            att.par_chunks_mut(qd).enumerate().for_each(one_row);
+            att.par_chunks_mut(hd).enumerate().for_each(one_head);
         } else {
-            att.chunks_mut(qd).enumerate().for_each(one_row);
+            att.chunks_mut(hd).enumerate().for_each(one_head);
         }
         let mut o = vec![0.0; m * d];
         quant::matmul(&att, &b.wo, &mut o, m);
@@ -1146,11 +1186,12 @@ fn rms_with<F: Fma>(x: &[f32], g: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// One head of one row: softmax(q·Kᵀ·scale)·V over `keys` cached positions.
-#[allow(clippy::too_many_arguments)]
+/// One head of one row: softmax(q·Kᵀ·scale)·V over `keys` cached positions; `kt` is the
+/// head's transposed key blocks, `vc` all values (`stride` per position, the head at
+/// `off`).
 fn attend(
     q: &[f32],
-    kc: &[f32],
+    kt: &[f32],
     vc: &[f32],
     keys: usize,
     stride: usize,
@@ -1159,11 +1200,11 @@ fn attend(
     scores: &mut [f32],
     out: &mut [f32],
 ) {
-    attend_dispatch(q, kc, vc, keys, stride, off, scale, scores, out)
+    attend_dispatch(q, kt, vc, keys, stride, off, scale, scores, out)
 }
 
 fma_dispatch!(fn attend_dispatch => attend_with(
-    q: &[f32], kc: &[f32], vc: &[f32], keys: usize, stride: usize, off: usize, scale: f32,
+    q: &[f32], kt: &[f32], vc: &[f32], keys: usize, stride: usize, off: usize, scale: f32,
     scores: &mut [f32], out: &mut [f32],
 ));
 
@@ -1171,7 +1212,7 @@ fma_dispatch!(fn attend_dispatch => attend_with(
 #[allow(clippy::too_many_arguments)]
 fn attend_with<F: Fma>(
     q: &[f32],
-    kc: &[f32],
+    kt: &[f32],
     vc: &[f32],
     keys: usize,
     stride: usize,
@@ -1181,24 +1222,23 @@ fn attend_with<F: Fma>(
     out: &mut [f32],
 ) {
     let hd = q.len();
-    // Scores, eight keys at a time (independent chains; each is one chain over the head).
-    let mut s = 0;
-    while s + 8 <= keys {
-        let mut acc = [0.0f32; 8];
+    // Scores, eight keys per block: eight independent chains, each over the head dim in
+    // order from +0 (one chain per score, whatever the block).
+    for (b, sc) in scores.chunks_exact_mut(KEY_BLOCK).enumerate() {
+        if b * KEY_BLOCK >= keys {
+            break;
+        }
+        let kb = &kt[b * KEY_BLOCK * hd..][..KEY_BLOCK * hd];
+        let mut acc = [0.0f32; KEY_BLOCK];
         for p in 0..hd {
-            for (j, a) in acc.iter_mut().enumerate() {
-                *a = F::fma(q[p], kc[(s + j) * stride + off + p], *a);
+            let kp = &kb[p * KEY_BLOCK..][..KEY_BLOCK];
+            for j in 0..KEY_BLOCK {
+                acc[j] = F::fma(q[p], kp[j], acc[j]);
             }
         }
-        for j in 0..8 {
-            scores[s + j] = acc[j] * scale;
+        for j in 0..KEY_BLOCK {
+            sc[j] = acc[j] * scale;
         }
-        s += 8;
-    }
-    for s in s..keys {
-        let k = &kc[s * stride + off..][..hd];
-        let dot = q.iter().zip(k).fold(0.0f32, |a, (&x, &y)| F::fma(x, y, a));
-        scores[s] = dot * scale;
     }
     let max = scores[..keys]
         .iter()
