@@ -47,7 +47,9 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::{Fma, HwFma, SoftFma};
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::HwFma;
+use crate::kernels::{Fma, SoftFma};
 use crate::llm::gguf::GgmlType;
 use crate::ComputeError;
 
@@ -55,6 +57,7 @@ use crate::ComputeError;
 pub const BLOCK: usize = 32;
 /// Output rows per panel.
 pub const PANEL: usize = 32;
+#[cfg(target_arch = "x86_64")]
 /// Below this many rows of `x`, AVX2 decodes quantized blocks in registers per row
 /// instead of once into a tile shared by the rows.
 const FUSED_ROWS: usize = 4;
