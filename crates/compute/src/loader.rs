@@ -50,7 +50,9 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, ComputeError> {
     })
 }
 
-fn f16_to_f32(h: u16) -> f32 {
+/// Exact f16 → f32 (every half is an f32); shared by safetensors and GGUF loading.
+#[inline]
+pub fn f16_to_f32(h: u16) -> f32 {
     let sign = ((h >> 15) as u32) << 31;
     let exp = ((h >> 10) & 0x1f) as u32;
     let man = (h & 0x3ff) as u32;

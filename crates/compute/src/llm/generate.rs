@@ -35,14 +35,7 @@ pub struct LlmModel {
     pub chat_template: Option<String>,
 }
 
-/// Why generation stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    MaxTokens,
-    StopToken,
-    /// The sequence reached the model's context length.
-    ContextFull,
-}
+pub use crate::models::gpt::StopReason;
 
 /// A finished generation and its trace.
 #[derive(Clone, Debug)]

@@ -121,26 +121,7 @@ impl WeightType {
     }
 }
 
-/// Exact f16 → f32.
-#[inline(always)]
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h >> 15) as u32) << 31;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let man = (h & 0x3ff) as u32;
-    let bits = match (exp, man) {
-        (0, 0) => sign,
-        (0, m) => {
-            // Subnormal: normalize.
-            let shift = m.leading_zeros() - 21; // bring the top bit to position 10
-            let m = (m << shift) & 0x3ff;
-            sign | ((127 - 15 - shift + 1) << 23) | (m << 13)
-        }
-        (0x1f, 0) => sign | 0x7f80_0000,
-        (0x1f, m) => sign | 0x7fc0_0000 | (m << 13),
-        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
-    };
-    f32::from_bits(bits)
-}
+pub use crate::loader::f16_to_f32;
 
 /// Exact bf16 → f32.
 #[inline(always)]
