@@ -15,7 +15,6 @@
 //!
 //! Top-level `ratio` = our decode tokens/s / candle's, on 2 threads.
 
-use std::process::Command;
 use std::time::Instant;
 
 use agentic_compute::llm::generate::load_gguf;
@@ -155,23 +154,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 fn spawn(engine: &str, threads: usize, args: &Args) -> anyhow::Result<Value> {
-    eprintln!("bench llm: {engine} on {threads} thread(s) …");
-    let out = Command::new(std::env::current_exe()?)
-        .args(["bench", "llm", "--child", engine])
-        .args(["--prompt-tokens", &args.prompt_tokens.to_string()])
-        .args(["--new-tokens", &args.new_tokens.to_string()])
-        .args(["--reps", &args.reps.to_string()])
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .output()
-        .context("spawning the bench child")?;
-    if !out.status.success() {
-        bail!(
-            "bench child `{engine}` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let line = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(line.trim()).context("bench child output")
+    let child_args: [String; 6] = [
+        "--prompt-tokens".into(),
+        args.prompt_tokens.to_string(),
+        "--new-tokens".into(),
+        args.new_tokens.to_string(),
+        "--reps".into(),
+        args.reps.to_string(),
+    ];
+    super::spawn_child("llm", engine, threads, &child_args)
 }
 
 /// Peak resident set size of this process (Linux `VmHWM`), in bytes.

@@ -43,3 +43,29 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Verify(args) => verify::run(&args),
     }
 }
+
+/// Runs `agentic bench <bench> --child <engine> <args…>` with `RAYON_NUM_THREADS=threads`
+/// (rayon and candle size their pools once per process) and parses the JSON line it prints.
+pub(crate) fn spawn_child(
+    bench: &str,
+    engine: &str,
+    threads: usize,
+    args: &[String],
+) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    eprintln!("bench {bench}: {engine} on {threads} thread(s) …");
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", bench, "--child", engine])
+        .args(args)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .output()
+        .context("spawning the bench child")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "bench child `{engine}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(line.trim()).context("bench child output")
+}

@@ -21,7 +21,6 @@
 //!
 //! Top-level `ratio` = ours / candle sentences per second on 2 threads.
 
-use std::process::Command;
 use std::time::Instant;
 
 use agentic_compute::models::{GenerateConfig, Sampling};
@@ -137,23 +136,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 fn spawn(engine: &str, threads: usize, args: &Args) -> anyhow::Result<Value> {
-    eprintln!("bench model: {engine} on {threads} thread(s) …");
-    let out = Command::new(std::env::current_exe()?)
-        .args(["bench", "model", "--child", engine])
-        .args(["--sentences", &args.sentences.to_string()])
-        .args(["--batch", &args.batch.to_string()])
-        .args(["--reps", &args.reps.to_string()])
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .output()
-        .context("spawning the bench child")?;
-    if !out.status.success() {
-        bail!(
-            "bench child `{engine}` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let line = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(line.trim()).context("bench child output")
+    let child_args: [String; 6] = [
+        "--sentences".into(),
+        args.sentences.to_string(),
+        "--batch".into(),
+        args.batch.to_string(),
+        "--reps".into(),
+        args.reps.to_string(),
+    ];
+    super::spawn_child("model", engine, threads, &child_args)
 }
 
 /// 512 (or `n`) short sentences from fixed templates.
