@@ -442,15 +442,35 @@ async fn collude(net: &Net, aud: &Provider, params: &Params) {
 
     // The downstream's reveal: its input is the true activation, the chain agreed on
     // the upstream's false output. Slashed (no winner), excluded, stage re-routed.
-    let j = wait_job(&c, id, TIMEOUT, |j| j.excluded.contains(&down.address())).await;
+    // The downstream's reveal window opens only once the auditor drawn for its stage
+    // committed too; on a loaded machine the upstream's verdict can fail the job
+    // first, and then the downstream's undelivered stage is cancelled (no pay, no
+    // penalty). Both orders are the protocol's; each is checked.
+    let j = wait_job(&c, id, TIMEOUT, |j| {
+        j.excluded.contains(&down.address()) || j.status != JobStatus::Active
+    })
+    .await;
+    let chain_broken = j.excluded.contains(&down.address());
     let false_out = j.stages[0].result.expect("the upstream revealed").output;
     assert_ne!(false_out, Hash(p.local[0].trace.output_hash().0));
     let dn1 = snapshot(&c, &down.address()).await;
-    let down_slash = Amount(dn0.bonded).mul_ppm(params.slash_ppm).0;
+    let down_slash = if chain_broken {
+        Amount(dn0.bonded).mul_ppm(params.slash_ppm).0
+    } else {
+        eprintln!("collude: the upstream's verdict came before the downstream's reveal");
+        assert!(
+            j.stages[1].slots[0]
+                .assignment
+                .as_ref()
+                .is_some_and(|a| a.provider == down.address() && a.result.is_none()),
+            "{j:#?}"
+        );
+        0
+    };
     assert_eq!(
         dn1.bonded,
         dn0.bonded - down_slash,
-        "the broken chain is slashed"
+        "the broken chain is slashed (and only a broken chain)"
     );
     assert_eq!(
         dn1.balance,
