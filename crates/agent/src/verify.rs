@@ -139,9 +139,9 @@ pub async fn recompute(
             .map_err(|e| cannot(format!("running layers {first}..{end}: {e}")))?;
         Ok(Recomputed {
             result: StageResult {
-                input: Hash(out.trace.input_hash.0),
-                output: Hash(out.trace.output_hash().0),
-                trace_root: Hash(out.trace.root.0),
+                input: out.trace.input_hash,
+                output: out.trace.output_hash(),
+                trace_root: out.trace.root,
             },
             leaves: out.trace.leaves().iter().map(|d| d.0).collect(),
         })

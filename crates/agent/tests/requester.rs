@@ -330,8 +330,8 @@ async fn honest_provider(url: String, key: PrivateKey, job: JobId) {
             assert_eq!(run.total_ops(), spec.ops, "metering = execution");
             let result = StageResult {
                 input,
-                output: Hash(run.output.hash().0),
-                trace_root: Hash(run.trace.root.0),
+                output: run.output.hash(),
+                trace_root: run.trace.root,
             };
             client.put_blob(run.output.canonical_bytes()).await.unwrap();
             let salt = Hash([s as u8 + 1; 32]);
@@ -399,7 +399,7 @@ fn a_pipeline_job_runs_to_a_verified_result_and_an_exact_bill() {
         let refs: Vec<&str> = t.iter().map(String::as_str).collect();
         let local = m.model.run(m.encode(&refs).unwrap()).unwrap();
         assert_eq!(res.output, local.output);
-        assert_eq!(res.output_hash, Hash(local.output.hash().0));
+        assert_eq!(res.output_hash, local.output.hash());
         assert_eq!(res.stage_results.len(), 2);
         assert_eq!(res.stage_results[0].output, res.stage_results[1].input);
         assert_eq!(res.stage_results[0].input, job.input_hash);

@@ -18,7 +18,7 @@ use agentic_compute::registry;
 use agentic_protocol::state::JobStatus;
 use agentic_protocol::tx::MandateTerms;
 use agentic_protocol::types::VerificationLevel;
-use agentic_protocol::{Amount, Hash, Height};
+use agentic_protocol::{Amount, Height};
 use agentic_provider::local::{self, MarketSpec};
 use common::{account, balance, grant_mandate, height, mandate, params, LyingProvider};
 
@@ -103,7 +103,7 @@ fn a_lie_the_agent_catches_is_disputed_and_the_principal_refunded() {
             let m = registry::load("tiny-gpt").unwrap();
             m.model.run(m.encode(&[TEXT]).unwrap()).unwrap()
         };
-        let ours = Hash(local.trace.output_hash().0);
+        let ours = local.trace.output_hash();
         let Outcome::Completed { output_hash, .. } = &report.outcome else {
             panic!("not completed: {report:#?}");
         };

@@ -38,7 +38,6 @@ use agentic_compute::train::shipped;
 use agentic_compute::train::task::LrSchedule;
 use agentic_compute::train::{AdamConfig, OptimizerConfig};
 use agentic_compute::Activation;
-use agentic_node::blobs::hex32;
 use agentic_node::keystore::KeyFile;
 use agentic_protocol::coord::Coord;
 use agentic_protocol::state::{Job, JobStatus, StagePhase};
@@ -527,7 +526,7 @@ async fn result(node: &NodeArgs, id: JobId, out: &Path, json: bool) -> anyhow::R
     } else {
         println!(
             "job {id}: output {} ({} × {} {}, hash checked) written to {}",
-            hex32(&res.output_hash),
+            res.output_hash.to_hex(),
             res.output.rows(),
             res.output.width(),
             res.output.kind().name(),
@@ -573,7 +572,7 @@ async fn training_result(
     } else {
         println!(
             "job {id}: trained state {} (hash checked; every stage's trace root re-derived)",
-            hex32(&res.output_hash)
+            res.output_hash.to_hex()
         );
         print!("{}", training_text(&res, dir));
         if job.status != JobStatus::Completed {

@@ -5,10 +5,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agentic_node::genesis::{hex, AccountEntry, GenesisFile};
+use agentic_node::genesis::{AccountEntry, GenesisFile};
 use agentic_node::keystore::KeyFile;
 use agentic_node::localnet;
 use agentic_node::service::{self, Running, ValidatorSetup};
+use agentic_protocol::hex;
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use commonware_runtime::{Runner as _, Supervisor as _};
@@ -186,7 +187,11 @@ pub fn init(args: &InitArgs) -> anyhow::Result<()> {
         );
     }
     for (path, key) in &files.accounts {
-        println!("  account   {}  {}", path.display(), hex(&key.address().0));
+        println!(
+            "  account   {}  {}",
+            path.display(),
+            hex::encode(&key.address().0)
+        );
     }
     println!("start each validator with:");
     println!(
@@ -350,7 +355,7 @@ pub fn devnet(args: &DevnetArgs) -> anyhow::Result<()> {
                         .map(|r| {
                             let c = r.chain.read().expect("chain lock");
                             c.block(agentic_protocol::Height(h))
-                                .map(|b| hex(&b.state_root.0))
+                                .map(|b| hex::encode(&b.state_root.0))
                                 .unwrap_or_default()
                         })
                         .collect();
@@ -371,7 +376,7 @@ pub fn devnet(args: &DevnetArgs) -> anyhow::Result<()> {
                     let c = r.chain.read().expect("chain lock");
                     (
                         r.mempool.lock().map(|m| m.len()).unwrap_or(0),
-                        hex(&c.root().0),
+                        hex::encode(&c.root().0),
                     )
                 };
                 eprintln!("heights {heights:?}  root {}…  mempool {txs}", &root[..12]);

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use agentic_node::api::{self, ApiConfig, ApiState};
 use agentic_node::blobs::BlobStore;
-use agentic_node::genesis::hex;
 use agentic_node::keystore::KeyFile;
 use agentic_node::{
     AdmitError, Chain, FinalizedBlock, Mempool, MempoolLimits, SharedChain, SharedMempool, Submit,
 };
+use agentic_protocol::hex;
 use agentic_protocol::test_utils::{address_of, key, GenesisBuilder, TestReferee};
 use agentic_protocol::{Hash, SignedTx};
 use serde_json::Value;
@@ -221,7 +221,7 @@ fn keys_new_show_and_never_overwrite() {
     let address = created["address"].as_str().unwrap().to_string();
     assert_eq!(address.len(), 64);
     let loaded = KeyFile::read(&file).unwrap();
-    assert_eq!(hex(&loaded.address().0), address);
+    assert_eq!(hex::encode(&loaded.address().0), address);
 
     let shown = json(&["keys", "show", p(&file)]);
     assert_eq!(shown["address"], address.as_str());
@@ -238,7 +238,7 @@ fn keys_new_show_and_never_overwrite() {
     let (_, err) = fails(&["keys", "new", "--out", p(&file)]);
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(
-        hex(&KeyFile::read(&file).unwrap().address().0),
+        hex::encode(&KeyFile::read(&file).unwrap().address().0),
         address,
         "the existing key is untouched"
     );
@@ -314,8 +314,8 @@ fn transfer_waits_for_the_receipt_and_moves_balances() {
 #[test]
 fn staking_provider_mandate_job_and_governance_encode_as_the_ledger_expects() {
     let n = start("kinds");
-    let alice = hex(&address_of(&key(1)).0);
-    let bob = hex(&address_of(&key(2)).0);
+    let alice = hex::encode(&address_of(&key(1)).0);
+    let bob = hex::encode(&address_of(&key(2)).0);
 
     ok(&n.tx(&n.alice, &["bond", "--amount", "50000"]));
     assert_eq!(n.account(&n.alice)["bonded"], "50000");
@@ -394,8 +394,8 @@ fn staking_provider_mandate_job_and_governance_encode_as_the_ledger_expects() {
     assert_eq!(n.query(&["mandate", &mandate])["revoked"], true);
 
     // Bob posts a two-stage job with requirements.
-    let model = hex(&[0xaa; 32]);
-    let input = hex(&[0xbb; 32]);
+    let model = hex::encode(&[0xaa; 32]);
+    let input = hex::encode(&[0xbb; 32]);
     let r = json(&n.tx(
         &n.bob,
         &[
@@ -453,7 +453,7 @@ fn staking_provider_mandate_job_and_governance_encode_as_the_ledger_expects() {
             "--stage",
             "0",
             "--commitment",
-            &hex(&[0xcc; 32]),
+            &hex::encode(&[0xcc; 32]),
         ],
     ));
     assert!(
@@ -517,7 +517,7 @@ fn staking_provider_mandate_job_and_governance_encode_as_the_ledger_expects() {
 #[test]
 fn refusals_and_rejections_exit_nonzero_with_the_reason() {
     let n = start("errors");
-    let bob = hex(&address_of(&key(2)).0);
+    let bob = hex::encode(&address_of(&key(2)).0);
     let (_, err) = fails(&["query", "--node", &n.url, "block", "latest"]);
     assert!(err.contains("no_blocks_yet"), "{err}");
 
@@ -610,7 +610,7 @@ fn blobs_round_trip_and_events_follow_the_chain() {
     let hash = put["hash"].as_str().unwrap().to_string();
     assert_eq!(
         hash,
-        hex(blake3::hash(&data).as_bytes()),
+        hex::encode(blake3::hash(&data).as_bytes()),
         "named by its blake3 hash"
     );
     assert_eq!(put["size"], data.len());
@@ -626,7 +626,14 @@ fn blobs_round_trip_and_events_follow_the_chain() {
         p(&back),
     ]);
     assert_eq!(std::fs::read(&back).unwrap(), data);
-    let (_, err) = fails(&["query", "--node", &n.url, "blob", "get", &hex(&[3; 32])]);
+    let (_, err) = fails(&[
+        "query",
+        "--node",
+        &n.url,
+        "blob",
+        "get",
+        &hex::encode(&[3; 32]),
+    ]);
     assert!(err.contains("not_found"), "{err}");
 
     // `query events --count 2` sees a block and its Transferred event. Transfers are

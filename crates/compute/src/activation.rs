@@ -38,7 +38,7 @@
 //! runtime guarantees, and the hash checks exactly that.
 
 use crate::metering::InputShape;
-use crate::trace::Digest;
+use crate::trace::Hash;
 use crate::{ComputeError, Tensor};
 
 const TAG: &[u8; 6] = b"AGACT1";
@@ -298,7 +298,7 @@ impl Activation {
     }
 
     /// `blake3(canonical bytes)`, streamed without materializing the bytes.
-    pub fn hash(&self) -> Digest {
+    pub fn hash(&self) -> Hash {
         let mut header = Vec::with_capacity(64);
         self.write_header(&mut header);
         let mut h = blake3::Hasher::new();
@@ -310,7 +310,7 @@ impl Activation {
             }
             h.update(&buf[..4 * chunk.len()]);
         }
-        Digest(*h.finalize().as_bytes())
+        Hash(*h.finalize().as_bytes())
     }
 
     /// Decodes canonical bytes, bounded by `limits`; never panics on malformed input.

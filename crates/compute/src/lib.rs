@@ -10,7 +10,7 @@
 //!        registry (minilm, tiny-gpt, a path) ─────────┘                 blake3 (canonical bytes)
 //!                                                     │                         │
 //!        metering: ops per layer from shapes ◄────────┘            trace: Merkle root of hashes
-//!                                                                         (agentic_protocol::merkle)
+//!                                                                         (agentic_primitives::merkle)
 //! ```
 //!
 //! # Determinism rules
@@ -56,4 +56,4 @@ pub use error::ComputeError;
 pub use metering::InputShape;
 pub use models::{Model, RunOutput};
 pub use tensor::Tensor;
-pub use trace::{reexecute_layer, Digest, Trace};
+pub use trace::{reexecute_layer, Hash, Trace};

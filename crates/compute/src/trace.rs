@@ -9,7 +9,7 @@
 //!
 //! * `input_hash` is the hash of the activation the (stage's) first layer reads;
 //!   `layer_hashes[j]` the hash of the output of layer `first_layer + j`.
-//! * `root = agentic_protocol::merkle::root([input_hash, layer_hashes…])` — the same
+//! * `root = agentic_primitives::merkle::root([input_hash, layer_hashes…])` — the same
 //!   Merkle construction the ledger uses, so a trace root can be committed on chain and
 //!   a dispute bisects over its leaves.
 //! * Pipelines: stage `s` runs layers `a..b`; its `input_hash` equals stage `s-1`'s last
@@ -20,54 +20,15 @@
 //! * A trace is just "a list of step hashes": training reuses it with one leaf per
 //!   optimizer step via [`Trace::from_hashes`].
 
-use std::fmt;
 use std::ops::Range;
 
 use crate::activation::Activation;
 use crate::models::Model;
 use crate::ComputeError;
 
-/// A 32-byte blake3 digest (activation hashes, trace roots).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Digest(pub [u8; 32]);
-
-impl Digest {
-    /// Lower-case hex.
-    pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s
-    }
-
-    /// Parses 64 hex digits.
-    pub fn from_hex(s: &str) -> Option<Self> {
-        let b = s.as_bytes();
-        if b.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, o) in out.iter_mut().enumerate() {
-            let hi = (b[2 * i] as char).to_digit(16)?;
-            let lo = (b[2 * i + 1] as char).to_digit(16)?;
-            *o = (hi * 16 + lo) as u8;
-        }
-        Some(Digest(out))
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest({})", self.to_hex())
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
+/// A 32-byte blake3 digest (activation hashes, trace roots): the primitives' hash,
+/// the same type the ledger stores.
+pub use agentic_primitives::Hash;
 
 /// The commitment to one execution (a whole model or one pipeline stage).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,16 +36,16 @@ pub struct Trace {
     /// Index of the layer whose input `input_hash` commits to (0 for a whole model).
     pub first_layer: usize,
     /// Hash of the input activation.
-    pub input_hash: Digest,
+    pub input_hash: Hash,
     /// Hash of each layer's output, in order.
-    pub layer_hashes: Vec<Digest>,
+    pub layer_hashes: Vec<Hash>,
     /// Merkle root over `[input_hash, layer_hashes…]`.
-    pub root: Digest,
+    pub root: Hash,
 }
 
 impl Trace {
     /// A trace from its leaves; computes the root.
-    pub fn from_hashes(first_layer: usize, input_hash: Digest, layer_hashes: Vec<Digest>) -> Self {
+    pub fn from_hashes(first_layer: usize, input_hash: Hash, layer_hashes: Vec<Hash>) -> Self {
         let root = merkle_root(input_hash, &layer_hashes);
         Trace {
             first_layer,
@@ -95,7 +56,7 @@ impl Trace {
     }
 
     /// The leaves in Merkle order: `[input_hash, layer_hashes…]`.
-    pub fn leaves(&self) -> Vec<Digest> {
+    pub fn leaves(&self) -> Vec<Hash> {
         let mut v = Vec::with_capacity(1 + self.layer_hashes.len());
         v.push(self.input_hash);
         v.extend_from_slice(&self.layer_hashes);
@@ -103,7 +64,7 @@ impl Trace {
     }
 
     /// Hash of the final output (the input hash for a trace of zero layers).
-    pub fn output_hash(&self) -> Digest {
+    pub fn output_hash(&self) -> Hash {
         self.layer_hashes.last().copied().unwrap_or(self.input_hash)
     }
 
@@ -136,12 +97,12 @@ impl Trace {
 }
 
 /// The ledger's Merkle root over `[input_hash, layer_hashes…]`
-/// ([`agentic_protocol::merkle::root`]).
-pub fn merkle_root(input_hash: Digest, layer_hashes: &[Digest]) -> Digest {
+/// ([`agentic_primitives::merkle::root`]).
+pub fn merkle_root(input_hash: Hash, layer_hashes: &[Hash]) -> Hash {
     let mut leaves = Vec::with_capacity(1 + layer_hashes.len());
     leaves.push(input_hash.0);
     leaves.extend(layer_hashes.iter().map(|d| d.0));
-    Digest(agentic_protocol::merkle::root(&leaves))
+    Hash(agentic_primitives::merkle::root(&leaves))
 }
 
 /// The referee's operation: re-executes layer `layer` of `model` on the committed input
@@ -150,7 +111,7 @@ pub fn reexecute_layer(
     model: &Model,
     layer: usize,
     input: &Activation,
-) -> Result<Digest, ComputeError> {
+) -> Result<Hash, ComputeError> {
     Ok(model.run_layer(layer, input)?.hash())
 }
 

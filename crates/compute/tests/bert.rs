@@ -3,7 +3,7 @@
 
 mod common;
 
-use agentic_compute::{reexecute_layer, Activation, Digest, Model};
+use agentic_compute::{reexecute_layer, Activation, Hash, Model};
 use common::{minilm, small_bert, with_threads};
 
 #[derive(serde::Deserialize)]
@@ -118,7 +118,7 @@ fn minilm_golden_root_any_thread_count() {
     let r1 = root(1);
     assert_eq!(r1, root(2));
     assert_eq!(r1, root(2), "repeated runs agree");
-    assert_eq!(r1, Digest::from_hex(MINILM_GOLDEN).unwrap(), "got {r1}");
+    assert_eq!(r1, MINILM_GOLDEN.parse::<Hash>().unwrap(), "got {r1}");
 }
 
 const MINILM_GOLDEN: &str = "418e1702de067801f630e3f1c12c9bd1afbbfe759f85aad73514418760f35f1a";
@@ -157,7 +157,7 @@ fn small_bert_layers_meter_and_golden_root() {
     assert!(matches!(m.model, Model::Bert(_)));
     assert_eq!(
         run.trace.root,
-        Digest::from_hex(SMALL_BERT_GOLDEN).unwrap(),
+        SMALL_BERT_GOLDEN.parse::<Hash>().unwrap(),
         "got {}",
         run.trace.root
     );

@@ -6,7 +6,7 @@ mod common;
 use agentic_compute::models::gpt::tokens_from_logits;
 use agentic_compute::models::{GenerateConfig, Sampling, StopReason};
 use agentic_compute::registry;
-use agentic_compute::{reexecute_layer, Activation, Digest};
+use agentic_compute::{reexecute_layer, Activation, Hash};
 use common::{gpt_weights, small_gpt, with_threads, GPT_CONFIG};
 
 fn greedy(n: usize) -> GenerateConfig {
@@ -145,13 +145,13 @@ fn gpt_golden_roots_any_thread_count() {
     assert_eq!(one, go(2));
     assert_eq!(
         one.0,
-        Digest::from_hex(GPT_FORWARD_GOLDEN).unwrap(),
+        GPT_FORWARD_GOLDEN.parse::<Hash>().unwrap(),
         "forward {}",
         one.0
     );
     assert_eq!(
         one.1,
-        Digest::from_hex(GPT_GENERATE_GOLDEN).unwrap(),
+        GPT_GENERATE_GOLDEN.parse::<Hash>().unwrap(),
         "generate {}",
         one.1
     );

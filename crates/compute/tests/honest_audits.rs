@@ -123,9 +123,9 @@ fn pools() -> Vec<ThreadPool> {
 
 fn stage_result(run: &RunOutput) -> StageResult {
     StageResult {
-        input: Hash(run.trace.input_hash.0),
-        output: Hash(run.trace.output_hash().0),
-        trace_root: Hash(run.trace.root.0),
+        input: run.trace.input_hash,
+        output: run.trace.output_hash(),
+        trace_root: run.trace.root,
     }
 }
 
@@ -187,7 +187,7 @@ fn no_honest_provider_is_slashed_across_1000_audited_jobs_on_different_thread_co
                 .collect();
             let mut spec = job_spec(
                 m.hash,
-                Hash(p.input.hash().0),
+                p.input.hash(),
                 &stages,
                 PRICE,
                 VerificationLevel::Audited,
@@ -226,7 +226,7 @@ fn no_honest_provider_is_slashed_across_1000_audited_jobs_on_different_thread_co
                         };
                         if s > 0 {
                             let agreed = job.stages[s - 1].result.unwrap().output;
-                            assert_eq!(Hash(input.hash().0), agreed);
+                            assert_eq!(input.hash(), agreed);
                         }
                         let (ref provider_run, provider_pool) = runs[&(id, s32)];
                         let pool = (provider_pool + 1 + (j / 3) % 2) % THREADS.len();

@@ -9,7 +9,7 @@ use agentic_compute::activation::DecodeLimits;
 use agentic_compute::kernels::set_force_scalar;
 use agentic_compute::models::{GenerateConfig, Sampling};
 use agentic_compute::registry;
-use agentic_compute::{reexecute_layer, Activation, Digest, Model, Trace};
+use agentic_compute::{reexecute_layer, Activation, Hash, Model, Trace};
 use common::{minilm, small_bert, with_threads};
 
 /// Runs `f` with every combination of 1/2 threads and SIMD/scalar; all results equal.
@@ -63,12 +63,12 @@ fn shipped_decoder_golden_roots_threads_and_scalar() {
     assert_eq!(tokens.len(), 32);
     assert_eq!(
         fwd,
-        Digest::from_hex(TINY_GPT_FORWARD).unwrap(),
+        TINY_GPT_FORWARD.parse::<Hash>().unwrap(),
         "forward {fwd}"
     );
     assert_eq!(
         gen,
-        Digest::from_hex(TINY_GPT_GENERATE).unwrap(),
+        TINY_GPT_GENERATE.parse::<Hash>().unwrap(),
         "generate {gen}"
     );
 }
@@ -89,7 +89,7 @@ fn minilm_root_threads_and_scalar() {
             .trace
             .root
     });
-    assert_ne!(root, Digest::default());
+    assert_ne!(root, Hash::default());
 }
 
 /// A provider's pipeline: three stages on different "machines" (thread pools), handing
@@ -114,7 +114,7 @@ fn pipeline_stages_over_canonical_bytes() {
     assert_eq!(Trace::concat(&traces).unwrap(), whole.trace);
     // A stage that claims a different input does not chain.
     let mut broken = traces.clone();
-    broken[1].input_hash = Digest([7; 32]);
+    broken[1].input_hash = Hash([7; 32]);
     assert!(Trace::concat(&broken).is_err());
     // Referee: layer 2 from stage 1's decoded input bytes.
     let l1 = m

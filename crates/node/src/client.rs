@@ -12,8 +12,7 @@ use commonware_cryptography::ed25519::PrivateKey;
 use commonware_cryptography::Signer as _;
 use serde_json::{json, Value};
 
-use crate::blobs::hex32;
-use crate::genesis::hex;
+use agentic_protocol::hex;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +142,8 @@ impl Client {
 
     /// `GET /v1/accounts/{address}`.
     pub async fn account(&self, who: &Address) -> Result<Value, ClientError> {
-        self.get(&format!("/v1/accounts/{}", hex(&who.0))).await
+        self.get(&format!("/v1/accounts/{}", hex::encode(&who.0)))
+            .await
     }
 
     /// Submits a signed transaction; returns its id (hex).
@@ -152,7 +152,7 @@ impl Client {
         let r = self
             .http
             .post(&url)
-            .json(&json!({"tx": hex(&tx.to_bytes())}))
+            .json(&json!({"tx": hex::encode(&tx.to_bytes())}))
             .send()
             .await
             .map_err(|source| ClientError::Transport {
@@ -195,7 +195,7 @@ impl Client {
     /// Stores a blob; returns its hash.
     pub async fn put_blob(&self, bytes: Vec<u8>) -> Result<Hash, ClientError> {
         let hash = Hash(*blake3::hash(&bytes).as_bytes());
-        let url = format!("{}/v1/blobs/{}", self.base, hex32(&hash));
+        let url = format!("{}/v1/blobs/{}", self.base, hash.to_hex());
         let r = self
             .http
             .put(&url)
@@ -212,7 +212,7 @@ impl Client {
 
     /// Fetches a blob and checks its hash.
     pub async fn get_blob(&self, hash: &Hash) -> Result<Vec<u8>, ClientError> {
-        let url = format!("{}/v1/blobs/{}", self.base, hex32(hash));
+        let url = format!("{}/v1/blobs/{}", self.base, hash.to_hex());
         let r = self
             .http
             .get(&url)
@@ -232,7 +232,7 @@ impl Client {
         if blake3::hash(&bytes).as_bytes() != &hash.0 {
             return Err(ClientError::Unexpected(format!(
                 "blob {} does not hash to its name",
-                hex32(hash)
+                hash.to_hex()
             )));
         }
         Ok(bytes.to_vec())
@@ -240,7 +240,7 @@ impl Client {
 
     /// The blob's size if the server holds it (`HEAD`), `None` if not.
     pub async fn blob_size(&self, hash: &Hash) -> Result<Option<u64>, ClientError> {
-        let url = format!("{}/v1/blobs/{}", self.base, hex32(hash));
+        let url = format!("{}/v1/blobs/{}", self.base, hash.to_hex());
         let r = self
             .http
             .head(&url)
@@ -273,7 +273,7 @@ impl Client {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, ClientError> {
-        let url = format!("{}/v1/blobs/{}", self.base, hex32(hash));
+        let url = format!("{}/v1/blobs/{}", self.base, hash.to_hex());
         let end = offset.saturating_add(len.max(1)) - 1;
         let r = self
             .http
@@ -327,7 +327,7 @@ impl Client {
     /// `GET /v1/providers/{address}/work`: the active jobs where `provider` holds a
     /// slot or an audit.
     pub async fn provider_work(&self, provider: &Address) -> Result<Value, ClientError> {
-        self.get(&format!("/v1/providers/{}/work", hex(&provider.0)))
+        self.get(&format!("/v1/providers/{}/work", hex::encode(&provider.0)))
             .await
     }
 

@@ -148,8 +148,12 @@ impl GenesisFile {
         let mut accounts = Vec::with_capacity(self.accounts.len());
         for (i, a) in self.accounts.iter().enumerate() {
             accounts.push(GenesisAccount {
-                address: parse_address(&a.address)
-                    .ok_or_else(|| field(format!("accounts[{i}].address"), "not 64 hex digits"))?,
+                address: a.address.parse::<Address>().map_err(|e| {
+                    field(
+                        format!("accounts[{i}].address"),
+                        format!("not 64 hex digits ({e})"),
+                    )
+                })?,
                 balance: parse_amount(&a.balance).ok_or_else(|| {
                     field(format!("accounts[{i}].balance"), "not a decimal amount")
                 })?,
@@ -162,8 +166,10 @@ impl GenesisFile {
             chain_id: ChainId(self.chain_id),
             params,
             accounts,
-            treasury: parse_address(&self.treasury)
-                .ok_or_else(|| field("treasury", "not 64 hex digits"))?,
+            treasury: self
+                .treasury
+                .parse::<Address>()
+                .map_err(|e| field("treasury", format!("not 64 hex digits ({e})")))?,
         };
         // Let the ledger check the rest (duplicates, overflow, parameter rules).
         agentic_protocol::State::new(&genesis)?;
@@ -178,8 +184,15 @@ impl GenesisFile {
         }
         let mut out: Vec<[u8; 32]> = Vec::with_capacity(self.validators.len());
         for (i, v) in self.validators.iter().enumerate() {
-            let k = parse_address(&v.public_key)
-                .ok_or_else(|| field(format!("validators[{i}].public_key"), "not 64 hex digits"))?
+            let k = v
+                .public_key
+                .parse::<Address>()
+                .map_err(|e| {
+                    field(
+                        format!("validators[{i}].public_key"),
+                        format!("not 64 hex digits ({e})"),
+                    )
+                })?
                 .0;
             if out.contains(&k) {
                 return Err(field(format!("validators[{i}].public_key"), "listed twice"));
@@ -190,11 +203,6 @@ impl GenesisFile {
     }
 }
 
-/// Parses 64 hex digits into an address.
-pub fn parse_address(s: &str) -> Option<Address> {
-    crate::blobs::parse_hash(s).ok().map(|h| Address(h.0))
-}
-
 /// Parses a decimal amount of base units.
 pub fn parse_amount(s: &str) -> Option<Amount> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -203,46 +211,23 @@ pub fn parse_amount(s: &str) -> Option<Amount> {
     s.parse::<u128>().ok().map(Amount)
 }
 
-/// 64 lowercase hex digits of 32 bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
-/// Decodes an even-length hex string.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return None;
-    }
-    b.chunks(2)
-        .map(|p| {
-            let hi = (p[0] as char).to_digit(16)?;
-            let lo = (p[1] as char).to_digit(16)?;
-            Some((hi * 16 + lo) as u8)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agentic_protocol::hex;
 
     fn sample() -> GenesisFile {
         GenesisFile {
             chain_id: 7,
-            treasury: hex(&[9; 32]),
+            treasury: hex::encode(&[9; 32]),
             params: BTreeMap::from([("min_fee".to_string(), "2".to_string())]),
             accounts: vec![AccountEntry {
-                address: hex(&[1; 32]),
+                address: hex::encode(&[1; 32]),
                 balance: "1000000000000000000000000".to_string(),
                 bonded: "5".to_string(),
             }],
             validators: vec![ValidatorEntry {
-                public_key: hex(&[3; 32]),
+                public_key: hex::encode(&[3; 32]),
                 p2p: "127.0.0.1:7001".parse().unwrap(),
                 api: "127.0.0.1:8001".parse().unwrap(),
             }],
@@ -287,7 +272,7 @@ mod tests {
             .to_string()
             .contains("twice"));
         assert!(serde_json::from_str::<GenesisFile>("{\"chain_id\": 1}").is_err());
-        assert!(unhex("abc").is_none());
-        assert!(unhex("zz").is_none());
+        assert!(hex::decode("abc").ok().is_none());
+        assert!(hex::decode("zz").ok().is_none());
     }
 }

@@ -18,7 +18,7 @@ use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
 use commonware_cryptography::Signer;
 use serde::{Deserialize, Serialize};
 
-use crate::genesis::{hex, unhex};
+use agentic_protocol::hex;
 
 /// Why a key file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ impl std::fmt::Debug for KeyFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyFile")
             .field("name", &self.name)
-            .field("public_key", &hex(self.key.public_key().as_ref()))
+            .field("public_key", &hex::encode(self.key.public_key().as_ref()))
             .finish_non_exhaustive()
     }
 }
@@ -106,8 +106,8 @@ impl KeyFile {
         let j = KeyFileJson {
             version: 1,
             name: self.name.clone(),
-            ed25519_secret: hex(&self.key.encode()),
-            public_key: hex(self.key.public_key().as_ref()),
+            ed25519_secret: hex::encode(&self.key.encode()),
+            public_key: hex::encode(self.key.public_key().as_ref()),
             bls_share: self.bls_share.clone(),
         };
         serde_json::to_string_pretty(&j).expect("plain struct serializes") + "\n"
@@ -119,18 +119,19 @@ impl KeyFile {
         if j.version != 1 {
             return Err(KeyError::Version(j.version));
         }
-        let secret = unhex(&j.ed25519_secret)
+        let secret = hex::decode(&j.ed25519_secret)
+            .ok()
             .filter(|b| b.len() == 32)
             .ok_or(KeyError::Corrupt("ed25519_secret is not 64 hex digits"))?;
         let key = PrivateKey::decode(secret)
             .map_err(|_| KeyError::Corrupt("ed25519_secret does not decode"))?;
-        if hex(key.public_key().as_ref()) != j.public_key.to_ascii_lowercase() {
+        if hex::encode(key.public_key().as_ref()) != j.public_key.to_ascii_lowercase() {
             return Err(KeyError::Corrupt(
                 "public_key does not match ed25519_secret",
             ));
         }
         if let Some(s) = &j.bls_share {
-            if unhex(s).is_none() {
+            if hex::decode(s).ok().is_none() {
                 return Err(KeyError::Corrupt("bls_share is not hex"));
             }
         }
@@ -189,8 +190,8 @@ mod tests {
         // A different public key is refused.
         let other = KeyFile::generate("bob");
         let tampered = k.to_json().replace(
-            &hex(k.public_key().as_ref()),
-            &hex(other.public_key().as_ref()),
+            &hex::encode(k.public_key().as_ref()),
+            &hex::encode(other.public_key().as_ref()),
         );
         assert!(matches!(
             KeyFile::from_json(&tampered),

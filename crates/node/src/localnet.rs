@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use commonware_runtime::{Clock, Metrics, Network as RuntimeNetwork, Resolver, Spawner, Storage};
 
 use crate::consensus;
-use crate::genesis::{hex, AccountEntry, GenesisFile, GenesisFileError, ValidatorEntry};
+use crate::genesis::{AccountEntry, GenesisFile, GenesisFileError, ValidatorEntry};
 use crate::keystore::{KeyError, KeyFile};
 use crate::service::{self, Running, ServiceError, ValidatorSetup};
+use agentic_protocol::hex;
 
 /// Balance every generated account starts with (base units).
 pub const FUNDING: u128 = 1_000_000_000_000;
@@ -149,12 +150,12 @@ pub fn create(dir: &Path, spec: NetworkSpec) -> Result<NetworkFiles, LocalnetErr
         key.bls_share = Some(consensus::share_to_hex(share));
         let (p2p, api) = spec.addresses[i];
         entries.push(ValidatorEntry {
-            public_key: hex(key.public_key().as_ref()),
+            public_key: hex::encode(key.public_key().as_ref()),
             p2p,
             api,
         });
         funded.push(AccountEntry {
-            address: hex(&key.address().0),
+            address: hex::encode(&key.address().0),
             balance: FUNDING.to_string(),
             bonded: "0".to_string(),
         });
@@ -173,14 +174,14 @@ pub fn create(dir: &Path, spec: NetworkSpec) -> Result<NetworkFiles, LocalnetErr
         }
         let key = KeyFile::generate(name.clone());
         funded.push(AccountEntry {
-            address: hex(&key.address().0),
+            address: hex::encode(&key.address().0),
             balance: balance.unwrap_or(FUNDING).to_string(),
             bonded: "0".to_string(),
         });
         users.push((dir.join(format!("{name}.json")), key));
     }
     funded.extend(spec.funded);
-    let treasury = hex(&validators[0].1.address().0);
+    let treasury = hex::encode(&validators[0].1.address().0);
     let genesis = GenesisFile {
         chain_id: spec.chain_id,
         treasury,

@@ -115,7 +115,7 @@ where
         .zip(&participants)
         .find(|(_, pk)| **pk == me)
         .map(|(e, _)| e.clone())
-        .ok_or_else(|| ServiceError::NotValidator(crate::genesis::hex(me.as_ref())))?;
+        .ok_or_else(|| ServiceError::NotValidator(agentic_protocol::hex::encode(me.as_ref())))?;
     let polynomial =
         consensus::polynomial_from_hex(&setup.genesis.threshold_public, participants.len() as u32)?;
     let share = consensus::share_from_hex(

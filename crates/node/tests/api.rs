@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use agentic_node::api::{self, ApiConfig, ApiState};
 use agentic_node::blobs::BlobStore;
-use agentic_node::genesis::hex;
 use agentic_node::{
     AdmitError, Chain, FinalizedBlock, Mempool, MempoolLimits, SharedChain, SharedMempool, Submit,
 };
+use agentic_protocol::hex;
 use agentic_protocol::test_utils::{address_of, key, GenesisBuilder, TestReferee};
 use agentic_protocol::tx::{JobSpec, Requirements, StageSpec};
 use agentic_protocol::types::VerificationLevel;
@@ -110,8 +110,11 @@ impl Node {
     }
 
     async fn submit(&self, tx: &SignedTx) -> (u16, Value) {
-        self.post_raw("/v1/txs", json!({"tx": hex(&tx.to_bytes())}).to_string())
-            .await
+        self.post_raw(
+            "/v1/txs",
+            json!({"tx": hex::encode(&tx.to_bytes())}).to_string(),
+        )
+        .await
     }
 
     /// Finalizes one block with what the mempool would propose.
@@ -178,13 +181,13 @@ async fn submit_finalize_query() {
     assert_eq!(r["result"]["ok"], true, "{r}");
     assert!(!r["events"].as_array().unwrap().is_empty());
 
-    let to = hex(&address_of(&key(2)).0);
+    let to = hex::encode(&address_of(&key(2)).0);
     let (_, acct) = n.get(&format!("/v1/accounts/{to}")).await;
     assert_eq!(
         acct["balance"], "750",
         "amounts are decimal strings: {acct}"
     );
-    let from = hex(&address_of(&key(1)).0);
+    let from = hex::encode(&address_of(&key(1)).0);
     let (_, acct) = n.get(&format!("/v1/accounts/{from}")).await;
     assert_eq!(acct["nonce"], 1);
     assert_eq!(acct["balance"], "999749");
@@ -247,7 +250,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     let (s, v) = n
-        .post_raw("/v1/txs", json!({"tx": hex(&bytes)}).to_string())
+        .post_raw("/v1/txs", json!({"tx": hex::encode(&bytes)}).to_string())
         .await;
     assert_eq!((s, error_code(&v)), (422, "bad_signature"), "{v}");
     // Wrong chain id.
@@ -332,7 +335,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
     let (s, st) = n.get("/v1/status").await;
     assert_eq!(s, 200);
     assert_eq!(st["height"], 1);
-    let from = hex(&address_of(&key(1)).0);
+    let from = hex::encode(&address_of(&key(1)).0);
     assert_eq!(n.get(&format!("/v1/accounts/{from}")).await.1["nonce"], 1);
 }
 
@@ -340,7 +343,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
 async fn blobs_are_content_addressed_and_limited() {
     let n = start("blobs").await;
     let data = b"the weights of a very small model".to_vec();
-    let h = hex(blake3::hash(&data).as_bytes());
+    let h = hex::encode(blake3::hash(&data).as_bytes());
     let url = format!("{}/v1/blobs/{h}", n.base);
     let put = |body: Vec<u8>, url: String| {
         let http = n.http.clone();
@@ -369,13 +372,13 @@ async fn blobs_are_content_addressed_and_limited() {
     let head = n.http.head(&url).send().await.unwrap();
     assert_eq!(head.status().as_u16(), 200);
     // Wrong hash: refused, nothing stored under that name.
-    let wrong = hex(&[5; 32]);
+    let wrong = hex::encode(&[5; 32]);
     let (s, v) = put(data.clone(), format!("{}/v1/blobs/{wrong}", n.base)).await;
     assert_eq!((s, error_code(&v)), (422, "hash_mismatch"), "{v}");
     assert_eq!(n.get(&format!("/v1/blobs/{wrong}")).await.0, 404);
     // Too large (the store allows 4096 bytes here).
     let big = vec![1u8; 5000];
-    let hb = hex(blake3::hash(&big).as_bytes());
+    let hb = hex::encode(blake3::hash(&big).as_bytes());
     let (s, v) = put(big, format!("{}/v1/blobs/{hb}", n.base)).await;
     assert_eq!((s, error_code(&v)), (413, "blob_too_large"), "{v}");
     // Not a hash.

@@ -90,7 +90,7 @@ async fn referee_runs_one_layer_from_fetched_data_and_meters_exactly_it() {
     // With it: fetched, stored, run.
     let sources = vec!["http://127.0.0.1:9".to_string(), url.clone()];
     let found = arbiter_settle_fresh(&mine, &q, &sources).await;
-    assert_eq!(found.0, Finding::Output(Hash(expected_out.0)));
+    assert_eq!(found.0, Finding::Output(expected_out));
     assert!(mine.get(&agreed_hash).unwrap().is_some(), "kept the input");
     assert!(mine.get(&model_hash).unwrap().is_some(), "kept the model");
     // The referee's metered operations are exactly one layer's.
@@ -104,7 +104,7 @@ async fn referee_runs_one_layer_from_fetched_data_and_meters_exactly_it() {
     ));
     assert!(
         voter
-            .agrees(&q.verdict(Finding::Output(Hash(expected_out.0))), &sources)
+            .agrees(&q.verdict(Finding::Output(expected_out)), &sources)
             .await
     );
     assert!(
@@ -318,7 +318,7 @@ async fn referee_runs_one_unit_of_one_training_step_from_a_fetched_carry() {
         input: carry_hash,
     };
     let (found, ops) = arbiter_settle_fresh(&mine, &q, &sources).await;
-    assert_eq!(found, Finding::Output(Hash(leaves[unit as usize + 1].0)));
+    assert_eq!(found, Finding::Output(leaves[unit as usize + 1]));
     // Exactly one unit's ops: a fraction of the step's.
     assert_eq!(ops, unit_ops(&task, unit));
     assert!(ops < task.step_ops());

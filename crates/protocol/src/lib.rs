@@ -130,7 +130,7 @@ pub mod coord;
 pub mod error;
 pub mod event;
 pub mod matching;
-pub mod merkle;
+pub use agentic_primitives::{hex, merkle};
 pub mod params;
 pub mod referee;
 pub mod reputation;

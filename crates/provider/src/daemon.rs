@@ -75,7 +75,7 @@ use agentic_compute::bundle::{Bundle, BundleLimits};
 use agentic_compute::registry::LoadedModel;
 use agentic_compute::train::task::{TaskLimits, TrainState, TrainTask};
 use agentic_compute::Activation;
-use agentic_node::blobs::{hex32, BlobStore, DEFAULT_MAX_BLOB};
+use agentic_node::blobs::{BlobStore, DEFAULT_MAX_BLOB};
 use agentic_node::client::{Client, ClientError};
 use agentic_protocol::coord::{Coord, VivaldiNode};
 use agentic_protocol::state::{Dispute, DisputePhase, Job, JobStatus, StagePhase};
@@ -301,7 +301,7 @@ impl Provider {
         let coord = vivaldi.lock().unwrap_or_else(|e| e.into_inner()).coord;
 
         let status = Arc::new(Mutex::new(Status {
-            address: hex32(&Hash(address.0)),
+            address: address.to_hex(),
             endpoint: endpoint.clone(),
             speed,
             coord,
@@ -324,7 +324,7 @@ impl Provider {
             return Err(e);
         }
         tracing::info!(
-            provider = %hex32(&Hash(address.0)),
+            provider = %address.to_hex(),
             %endpoint,
             speed,
             "provider registered"
@@ -407,7 +407,7 @@ async fn peer_clients(client: &Client, me: &Address) -> Vec<Client> {
     let Ok(v) = client.get("/v1/offers").await else {
         return Vec::new();
     };
-    let mine = hex32(&Hash(me.0));
+    let mine = me.to_hex();
     v["offers"]
         .as_array()
         .map(|list| {
@@ -434,10 +434,7 @@ async fn register(
         .and_then(agentic_node::genesis::parse_amount)
         .unwrap_or(Amount::ZERO);
     let more = config.stake.saturating_sub(bonded);
-    let existing = match client
-        .get(&format!("/v1/providers/{}", hex32(&Hash(me.0))))
-        .await
-    {
+    let existing = match client.get(&format!("/v1/providers/{}", me.to_hex())).await {
         Ok(v) => Some(v),
         Err(ClientError::Api { status: 404, .. }) => None,
         Err(e) => return Err(e.into()),
@@ -973,7 +970,7 @@ impl Daemon {
             mode,
             seed: seed_for(&self.salt_secret, id, s),
         };
-        tracing::info!(job = id.0, stage = s, input = %hex32(&input), "computing");
+        tracing::info!(job = id.0, stage = s, input = %input.to_hex(), "computing");
         self.running.insert((id, s), tokio::spawn(task.run()));
     }
 
@@ -1021,8 +1018,8 @@ impl Daemon {
             tracing::warn!(
                 job = id.0,
                 stage = s,
-                pushed = %hex32(&c.result.input),
-                agreed = %hex32(&h),
+                pushed = %c.result.input.to_hex(),
+                agreed = %h.to_hex(),
                 "pushed input differs from the chain's; recomputing"
             );
             self.computed.remove(&key);
@@ -1215,7 +1212,7 @@ impl Daemon {
         tracing::info!(
             job = rec.job.0,
             stage = rec.stage,
-            output = %hex32(&rec.result.output),
+            output = %rec.result.output.to_hex(),
             "audit committed"
         );
         Ok(())
@@ -1242,7 +1239,7 @@ impl Daemon {
         tracing::info!(
             job = rec.job.0,
             stage = rec.stage,
-            output = %hex32(&rec.result.output),
+            output = %rec.result.output.to_hex(),
             "audit reported"
         );
         Ok(())
@@ -1483,7 +1480,7 @@ impl Daemon {
         if Hash(*blake3::hash(&bytes).as_bytes()) != d.agreed {
             tracing::warn!(
                 dispute = id.0,
-                agreed = %hex32(&d.agreed),
+                agreed = %d.agreed.to_hex(),
                 "no carry of ours hashes to the agreed leaf"
             );
             self.provisions.insert(key, Provision::Failed);
@@ -1496,7 +1493,7 @@ impl Daemon {
         tracing::info!(
             dispute = id.0,
             unit = k,
-            agreed = %hex32(&d.agreed),
+            agreed = %d.agreed.to_hex(),
             "agreed carry available for the referee"
         );
         Ok(())
@@ -1531,7 +1528,7 @@ impl Daemon {
                         // Not this party's activation: the other party must provide it.
                         tracing::warn!(
                             dispute = id.0,
-                            agreed = %hex32(&d.agreed),
+                            agreed = %d.agreed.to_hex(),
                             replayed = ?got,
                             "no activation of ours hashes to the agreed leaf"
                         );
@@ -1578,7 +1575,7 @@ impl Daemon {
         self.status().activations_provided += 1;
         tracing::info!(
             dispute = id.0,
-            agreed = %hex32(&d.agreed),
+            agreed = %d.agreed.to_hex(),
             "agreed activation available for the referee"
         );
         Ok(())
@@ -1599,7 +1596,7 @@ impl Daemon {
         .await?;
         self.journal.update(id, s, |r| r.committed = true)?;
         self.status().stages_committed += 1;
-        tracing::info!(job = id.0, stage = s, output = %hex32(&rec.result.output), "committed");
+        tracing::info!(job = id.0, stage = s, output = %rec.result.output.to_hex(), "committed");
         Ok(())
     }
 
@@ -1639,7 +1636,7 @@ impl Daemon {
         }
         let v = self
             .client
-            .get(&format!("/v1/providers/{}", hex32(&Hash(a.0))))
+            .get(&format!("/v1/providers/{}", a.to_hex()))
             .await
             .ok()?;
         let e = v["offer"]["endpoint"]

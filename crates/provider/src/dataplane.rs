@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentic_node::blobs::{hex32, BlobError, BlobStore};
+use agentic_node::blobs::{BlobError, BlobStore};
 use agentic_node::client::{Client, ClientError};
 use agentic_protocol::coord::VivaldiNode;
 use agentic_protocol::{Address, Hash, JobId};
@@ -94,7 +94,7 @@ async fn ping(State(s): State<PlaneState>) -> Response {
     }
     let v = *s.vivaldi.lock().unwrap_or_else(|e| e.into_inner());
     Json(json!({
-        "address": hex32(&Hash(s.address.0)),
+        "address": s.address.to_hex(),
         "coord": {"x": v.coord.x, "y": v.coord.y, "height": v.coord.height},
         "error_ppm": v.error_ppm,
     }))
@@ -124,7 +124,7 @@ async fn push_activation(
                 .insert((JobId(job), stage), hash);
             (
                 StatusCode::OK,
-                Json(json!({"hash": hex32(&hash), "job": job, "stage": stage})),
+                Json(json!({"hash": hash.to_hex(), "job": job, "stage": stage})),
             )
                 .into_response()
         }
@@ -207,7 +207,7 @@ impl Fetcher {
         if self.store.size(hash)?.is_some() {
             return Ok(());
         }
-        let name = hex32(hash);
+        let name = hash.to_hex();
         let part = self.partial.join(format!("{name}.part"));
         let mut failures = Vec::new();
         for src in sources {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentic_node::blobs::{hex32, BlobStore};
+use agentic_node::blobs::BlobStore;
 use agentic_node::client::{Client, ClientError};
 use agentic_protocol::coord::VivaldiNode;
 use agentic_protocol::{Address, Hash};
@@ -117,7 +117,7 @@ async fn a_blob_put_under_a_wrong_hash_is_refused_and_not_stored() {
     let (bytes, hash) = blob(1000);
     let (_, other) = blob(999);
     let err = c
-        .put_bytes(&format!("/v1/blobs/{}", hex32(&other)), bytes.clone())
+        .put_bytes(&format!("/v1/blobs/{}", other.to_hex()), bytes.clone())
         .await
         .unwrap_err();
     assert!(
@@ -134,7 +134,7 @@ async fn a_blob_put_under_a_wrong_hash_is_refused_and_not_stored() {
     );
     // The ping answers the provider's address.
     let ping = c.get("/v1/ping").await.unwrap();
-    assert_eq!(ping["address"], hex32(&Hash([7; 32])));
+    assert_eq!(ping["address"], Hash([7; 32]).to_hex());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -158,7 +158,7 @@ async fn a_lying_peer_is_refused_and_the_next_source_is_used() {
     assert_eq!(f.store().size(&hash).unwrap(), None);
     assert!(!dir
         .join("partial")
-        .join(format!("{}.part", hex32(&hash)))
+        .join(format!("{}.part", hash.to_hex()))
         .exists());
     // The liar first, then an honest peer: the honest bytes land.
     let (honest, _) = peer(bytes.clone()).await;
@@ -178,7 +178,7 @@ async fn a_download_resumes_from_its_partial_file() {
     let (bytes, hash) = blob(10_000);
     let f = fetcher(&dir, 1000);
     // An earlier run got 6,500 bytes before it died.
-    let part = dir.join("partial").join(format!("{}.part", hex32(&hash)));
+    let part = dir.join("partial").join(format!("{}.part", hash.to_hex()));
     std::fs::write(&part, &bytes[..6500]).unwrap();
     let (src, sent) = peer(bytes.clone()).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -200,7 +200,7 @@ async fn a_download_resumes_from_its_partial_file() {
     // A corrupt partial file makes the finished download hash wrong: it is thrown
     // away (refused), and the next attempt starts over and succeeds.
     let (bytes, hash) = blob(4000);
-    let part = dir.join("partial").join(format!("{}.part", hex32(&hash)));
+    let part = dir.join("partial").join(format!("{}.part", hash.to_hex()));
     std::fs::write(&part, vec![0u8; 1500]).unwrap();
     let (src, _) = peer(bytes.clone()).await;
     let err = f

@@ -23,10 +23,7 @@ fn the_coordinate_on_chain_follows_the_measurements() {
         let published = |v: serde_json::Value| -> Coord {
             serde_json::from_value(v["offer"]["coord"].clone()).unwrap()
         };
-        let path = format!(
-            "/v1/providers/{}",
-            agentic_node::blobs::hex32(&agentic_protocol::Hash(near.address().0))
-        );
+        let path = format!("/v1/providers/{}", near.address().to_hex());
         assert_eq!(published(c.get(&path).await.unwrap()), Coord::ORIGIN);
         // A provider 40 ms away joins.
         let _far = net

@@ -69,17 +69,9 @@ fn three_stage_job_matches_a_local_run_and_pays_exactly() {
             let mut stage_traces = Vec::new();
             for (s, local) in p.local.iter().enumerate() {
                 let r = j.stages[s].result.expect("agreed result");
-                assert_eq!(r.input, Hash(local.trace.input_hash.0), "stage {s} input");
-                assert_eq!(
-                    r.output,
-                    Hash(local.trace.output_hash().0),
-                    "stage {s} output"
-                );
-                assert_eq!(
-                    r.trace_root,
-                    Hash(local.trace.root.0),
-                    "stage {s} trace root"
-                );
+                assert_eq!(r.input, local.trace.input_hash, "stage {s} input");
+                assert_eq!(r.output, local.trace.output_hash(), "stage {s} output");
+                assert_eq!(r.trace_root, local.trace.root, "stage {s} trace root");
                 stage_traces.push(local.trace.clone());
             }
             let whole = bundle_run(&p);
@@ -210,12 +202,9 @@ fn a_stage_provider_that_dies_is_replaced_and_the_requester_pays_once() {
             assert_eq!(h[1].0, spare.address(), "stage 1 was re-routed");
             let whole = bundle_run(&p);
             let out = j.stages[2].result.unwrap().output;
-            assert_eq!(out, Hash(whole.trace.output_hash().0), "same output");
+            assert_eq!(out, whole.trace.output_hash(), "same output");
             for (s, local) in p.local.iter().enumerate() {
-                assert_eq!(
-                    j.stages[s].result.unwrap().trace_root,
-                    Hash(local.trace.root.0)
-                );
+                assert_eq!(j.stages[s].result.unwrap().trace_root, local.trace.root);
             }
 
             // The victim lost miss_penalty_ppm (1 %) of its stake; the requester got
@@ -237,10 +226,7 @@ fn a_stage_provider_that_dies_is_replaced_and_the_requester_pays_once() {
             let bill = Amount::cost(p.spec.stages[1].ops, h[1].1).unwrap();
             assert_eq!(s1.0, s0.0 + bill.0 - 2 * min_fee().0);
             let rep = c
-                .get(&format!(
-                    "/v1/providers/{}",
-                    agentic_node::blobs::hex32(&Hash(victim_addr.0))
-                ))
+                .get(&format!("/v1/providers/{}", victim_addr.to_hex()))
                 .await
                 .unwrap();
             assert!(
@@ -413,7 +399,7 @@ fn a_provider_claims_an_unpublished_input_unavailable() {
             assert_eq!(j.status, JobStatus::Completed, "{j:#?}");
             assert_eq!(
                 j.stages[0].result.unwrap().output,
-                Hash(p.local[0].trace.output_hash().0)
+                p.local[0].trace.output_hash()
             );
             assert_eq!(p1.status().claims_sent, 2, "one claim per job");
             let (a1, pr1) = (

@@ -68,20 +68,16 @@ fn three_stage_training_job_returns_the_local_state_and_pays_exactly() {
             let mut input = Hash(*blake3::hash(&p.init_bytes).as_bytes());
             for (s, local) in p.local.iter().enumerate() {
                 let r = j.stages[s].result.expect("agreed result");
-                let out = Hash(local.state.hash().0);
+                let out = local.state.hash();
                 assert_eq!(r.input, input, "stage {s} input = previous output");
                 assert_eq!(r.output, out, "stage {s} output");
-                assert_eq!(
-                    r.trace_root,
-                    Hash(local.trace_root.0),
-                    "stage {s} trace root"
-                );
+                assert_eq!(r.trace_root, local.trace_root, "stage {s} trace root");
                 input = out;
             }
             // The last output is the single local run's final state, bit for bit, and
             // the stages' step roots chain into the single run's trace root.
             let last = j.stages[2].result.unwrap().output;
-            assert_eq!(last, Hash(p.whole.state.hash().0));
+            assert_eq!(last, p.whole.state.hash());
             let bytes = c
                 .get_blob(&last)
                 .await
@@ -233,16 +229,15 @@ fn a_training_cheater_is_bisected_to_one_unit_of_one_step_refereed_and_slashed()
                 u64::from(step),
                 wrong_step::UNIT,
                 &carry,
-                &agentic_compute::trace::Digest(d.agreed.0),
+                &d.agreed,
                 CarryLimits::default(),
             )
             .unwrap();
             assert_eq!(
-                Hash(out.0),
-                d.challenger_hi,
+                out, d.challenger_hi,
                 "the auditor's carry is the honest one"
             );
-            assert_ne!(Hash(out.0), d.defendant_hi);
+            assert_ne!(out, d.defendant_hi);
 
             // The cheater is slashed and unpaid; the auditor's stake is untouched.
             let (c1, u1) = (

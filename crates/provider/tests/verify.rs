@@ -452,7 +452,7 @@ async fn collude(net: &Net, aud: &Provider, params: &Params) {
     .await;
     let chain_broken = j.excluded.contains(&down.address());
     let false_out = j.stages[0].result.expect("the upstream revealed").output;
-    assert_ne!(false_out, Hash(p.local[0].trace.output_hash().0));
+    assert_ne!(false_out, p.local[0].trace.output_hash());
     let dn1 = snapshot(&c, &down.address()).await;
     let down_slash = if chain_broken {
         Amount(dn0.bonded).mul_ppm(params.slash_ppm).0
@@ -619,7 +619,7 @@ async fn frivolous_challenge(net: &Net, params: &Params) {
     assert_eq!(j.status, JobStatus::Completed, "{j:#?}");
     assert_eq!(
         j.stages[0].result.unwrap().output,
-        Hash(p.local[0].trace.output_hash().0)
+        p.local[0].trace.output_hash()
     );
     let (_, d) = the_dispute(&c, id).await;
     assert_eq!(d.phase, DisputePhase::Resolved);

@@ -194,7 +194,7 @@ pub struct NoArgs {}
 
 /// Parses a provider address (64 hex digits).
 pub(crate) fn address(s: &str) -> Option<Address> {
-    agentic_node::genesis::parse_address(s.trim())
+    s.trim().parse().ok()
 }
 
 #[cfg(test)]

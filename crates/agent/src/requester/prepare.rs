@@ -137,7 +137,7 @@ pub fn prepare(req: &JobRequest, offers: &[OfferView]) -> Result<PreparedJob, Re
     let (spec, escrow) = finish_spec(
         req,
         Hash(bundle.hash()),
-        Hash(input.hash().0),
+        input.hash(),
         &ranges,
         &layer_ops,
         &plan,

@@ -440,7 +440,7 @@ fn a_training_result_is_checked_against_the_agreed_stage_chain() {
         results.push(StageResult {
             input: Hash(*blake3::hash(&bytes).as_bytes()),
             output: Hash(*blake3::hash(&out).as_bytes()),
-            trace_root: Hash(run.trace_root.0),
+            trace_root: run.trace_root,
         });
         states.push(out.clone());
         bytes = out;

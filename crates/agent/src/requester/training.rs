@@ -140,8 +140,8 @@ pub(crate) fn prepare_training(
             (r, Some(p))
         }
     };
-    let model_hash = Hash(task.hash().0);
-    let input_hash = Hash(state.hash().0);
+    let model_hash = task.hash();
+    let input_hash = state.hash();
     let (spec, escrow) = finish_spec(
         req,
         model_hash,
@@ -279,7 +279,7 @@ pub(crate) fn check_training_output(
                 step: t + 1,
                 stage: s,
                 loss: r.loss,
-                root: Hash(r.root.0),
+                root: r.root,
             });
         }
     }

@@ -44,9 +44,10 @@ use std::time::{Duration, Instant};
 
 use agentic_node::chain::{BlockRecord, SharedChain};
 use agentic_node::consensus::BlockLimits;
-use agentic_node::genesis::{hex, AccountEntry};
+use agentic_node::genesis::AccountEntry;
 use agentic_node::service::Running;
 use agentic_node::{AdmitError, MempoolLimits, Submit};
+use agentic_protocol::hex;
 use agentic_protocol::test_utils::{address_of, key};
 use agentic_protocol::tx::{SignedTx, Tx, TxBody};
 use agentic_protocol::types::{Amount, ChainId, Hash, Height};
@@ -180,7 +181,7 @@ impl Transfers {
         let accounts = addresses
             .iter()
             .map(|a| AccountEntry {
-                address: hex(&a.0),
+                address: hex::encode(&a.0),
                 balance: network::FUNDING.to_string(),
                 bonded: "0".to_string(),
             })
@@ -532,7 +533,7 @@ fn measure(
                 c.read()
                     .ok()
                     .and_then(|c| c.block(Height(final_height)))
-                    .map(|b| hex(&b.state_root.0))
+                    .map(|b| hex::encode(&b.state_root.0))
                     .unwrap_or_default()
             })
             .collect();

@@ -148,7 +148,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "block_size": args.block,
         "blocks": blocks.len(),
         "reps": args.reps,
-        "final_state_root": final_root.map(|r| hex(&r.0)),
+        "final_state_root": final_root.map(|r| agentic_protocol::hex::encode(&r.0)),
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -277,10 +277,6 @@ fn best_with_state(
         best = best.min(start.elapsed());
     }
     Ok(best)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The batch-verification entry of a transaction (its signed payload under the

@@ -67,7 +67,6 @@ use agentic_agent::requester::{
 };
 use agentic_compute::bundle::Bundle;
 use agentic_compute::Activation;
-use agentic_node::blobs::hex32;
 use agentic_node::chain::ChainEvent;
 use agentic_node::client::Client;
 use agentic_protocol::event::{Event, EventRecord};
@@ -273,7 +272,7 @@ impl Workload {
                     boundaries.push(act.canonical_bytes());
                 }
             }
-            reference.push(Hash(act.hash().0));
+            reference.push(act.hash());
         }
         Ok(Workload {
             batch,
@@ -567,7 +566,7 @@ impl Phase {
     fn outputs(&self) -> Vec<Option<String>> {
         self.runs
             .iter()
-            .map(|r| r.output.as_ref().map(hex32))
+            .map(|r| r.output.as_ref().map(Hash::to_hex))
             .collect()
     }
 
@@ -604,7 +603,7 @@ impl Phase {
                 "latency_ms": self.solo_ms(),
                 "output_agreed_ms": self.solo.ms(Mark::Revealed(self.stages as u32 - 1)),
                 "hop_ms": self.solo_hop_ms(),
-                "output": self.solo.output.as_ref().map(hex32),
+                "output": self.solo.output.as_ref().map(Hash::to_hex),
             },
             "blocks": self.block_timestamps.len(),
             "measured_block_interval_ms": self.measured_block_interval_ms(),
@@ -952,7 +951,7 @@ fn report(args: &Args, work: &Workload, f: &Figures, market_s: f64) -> anyhow::R
         (Some(a), Some(b)) => Some((a - b) / extra_stages),
         _ => None,
     };
-    let reference: Vec<Option<String>> = work.reference.iter().map(|h| Some(hex32(h))).collect();
+    let reference: Vec<Option<String>> = work.reference.iter().map(|h| Some(h.to_hex())).collect();
     let all_completed = s.completed() == args.jobs && p.completed() == args.jobs;
     let solo_identical = [s, p]
         .iter()

@@ -298,7 +298,7 @@ impl Referee for RuntimeReferee<'_> {
             .run_layer_counted(layer as usize, x, &ops)
             .map_err(|_| RefereeError::LayerOutOfRange(layer))?;
         self.calls.borrow_mut().push((layer, ops.get()));
-        Ok(Hash(out.hash().0))
+        Ok(out.hash())
     }
 }
 
@@ -445,7 +445,7 @@ fn dispute_at(
     let store = honest
         .iter()
         .chain(&cheated)
-        .map(|a| (Hash(a.hash().0), a.clone()))
+        .map(|a| (a.hash(), a.clone()))
         .collect();
     let referee = RuntimeReferee {
         model,
@@ -457,7 +457,7 @@ fn dispute_at(
     let mut o = open_audited_dispute(
         &referee,
         model_hash,
-        Hash(input.hash().0),
+        input.hash(),
         stage,
         (bad.result(), good.result()),
         k as u64,

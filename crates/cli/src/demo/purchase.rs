@@ -11,7 +11,7 @@
 
 use agentic_agent::requester::JobResult;
 use agentic_compute::registry;
-use agentic_compute::trace::{Digest, Trace};
+use agentic_compute::trace::Trace;
 use agentic_protocol::event::Event;
 use agentic_protocol::state::Job;
 use agentic_protocol::{Address, Amount, Hash, JobId};
@@ -36,7 +36,7 @@ impl Reference {
         let m = registry::load(model).with_context(|| format!("loading {model}"))?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let input = m.encode(&refs).context("encoding the input")?;
-        let input_hash = Hash(input.hash().0);
+        let input_hash = input.hash();
         let out = m.model.run(input).context("the reference run")?;
         Ok(Reference {
             input_hash,
@@ -47,7 +47,7 @@ impl Reference {
 
     /// The trace of layers `first..first + layers` cut out of the whole run.
     pub fn stage_trace(&self, first: usize, layers: usize) -> Option<Trace> {
-        let input: Digest = if first == 0 {
+        let input: Hash = if first == 0 {
             self.trace.input_hash
         } else {
             *self.trace.layer_hashes.get(first - 1)?
@@ -58,7 +58,7 @@ impl Reference {
 
     /// The output hash of the whole run.
     pub fn output_hash(&self) -> Hash {
-        Hash(self.trace.output_hash().0)
+        self.trace.output_hash()
     }
 }
 
@@ -89,14 +89,12 @@ impl Identity {
         let mut stages_match = result.stage_results.len() == job.spec.stages.len();
         for (s, spec) in job.spec.stages.iter().enumerate() {
             let t = reference.stage_trace(spec.first_layer as usize, spec.layers as usize);
-            let root = t.as_ref().map_or(Hash([0; 32]), |t| Hash(t.root.0));
+            let root = t.as_ref().map_or(Hash([0; 32]), |t| t.root);
             local_trace_roots.push(root);
             let agreed = result.stage_results.get(s);
             stages_match &= match (t, agreed) {
                 (Some(t), Some(r)) => {
-                    r.trace_root == root
-                        && r.input == Hash(t.input_hash.0)
-                        && r.output == Hash(t.output_hash().0)
+                    r.trace_root == root && r.input == t.input_hash && r.output == t.output_hash()
                 }
                 _ => false,
             };
@@ -111,7 +109,7 @@ impl Identity {
             local_output_hash: reference.output_hash(),
             trace_roots,
             local_trace_roots,
-            local_whole_trace_root: Hash(reference.trace.root.0),
+            local_whole_trace_root: reference.trace.root,
             output_bytes_equal,
             bit_identical,
         }

@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use agentic_node::genesis::hex;
 use agentic_node::keystore::KeyFile;
+use agentic_protocol::hex;
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
@@ -59,8 +59,8 @@ pub fn run(cmd: Keys) -> anyhow::Result<()> {
 }
 
 fn print(key: &KeyFile, path: &Path, as_json: bool, what: &str) {
-    let public = hex(key.public_key().as_ref());
-    let address = hex(&key.address().0);
+    let public = hex::encode(key.public_key().as_ref());
+    let address = hex::encode(&key.address().0);
     if as_json {
         println!(
             "{}",

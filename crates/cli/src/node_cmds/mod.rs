@@ -21,9 +21,8 @@ pub mod tx;
 
 use std::path::Path;
 
-use agentic_node::blobs::parse_hash;
 use agentic_node::client::Client;
-use agentic_node::genesis::{parse_address, parse_amount};
+use agentic_node::genesis::parse_amount;
 use agentic_node::keystore::KeyFile;
 use agentic_protocol::coord::Coord;
 use agentic_protocol::tx::StageSpec;
@@ -73,12 +72,13 @@ pub fn amount(s: &str) -> Result<Amount, String> {
 
 /// 64 hex digits.
 pub fn hash(s: &str) -> Result<Hash, String> {
-    parse_hash(s).map_err(|_| format!("{s:?} is not 64 hex digits"))
+    s.parse::<Hash>()
+        .map_err(|e| format!("{s:?} is not 64 hex digits ({e})"))
 }
 
 /// An address: 64 hex digits, or a key file whose address to use.
 pub fn address(s: &str) -> Result<Address, String> {
-    if let Some(a) = parse_address(s) {
+    if let Ok(a) = s.parse::<Address>() {
         return Ok(a);
     }
     let path = Path::new(s);

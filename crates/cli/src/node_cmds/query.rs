@@ -8,9 +8,8 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use agentic_node::blobs::hex32;
-use agentic_node::genesis::hex;
 use agentic_node::keystore::KeyFile;
+use agentic_protocol::hex;
 use agentic_protocol::{Address, Hash};
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -172,10 +171,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                         .address(),
                     (None, None) => bail!("give an ADDRESS or --key FILE"),
                 };
-                format!("/v1/accounts/{}", hex(&addr.0))
+                format!("/v1/accounts/{}", hex::encode(&addr.0))
             }
             What::Providers => "/v1/providers".to_string(),
-            What::Provider { address } => format!("/v1/providers/{}", hex(&address.0)),
+            What::Provider { address } => format!("/v1/providers/{}", hex::encode(&address.0)),
             What::Offers => "/v1/offers".to_string(),
             What::Jobs(p) => format!("/v1/jobs{}", p.query()),
             What::Job { id } => format!("/v1/jobs/{id}"),
@@ -209,7 +208,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                     format!("/v1/blocks?{}", q.join("&"))
                 }
             }
-            What::Tx { id } => format!("/v1/txs/{}", hex32(id)),
+            What::Tx { id } => format!("/v1/txs/{}", id.to_hex()),
             What::Events { count } => return events(&args.node.url(), *count, json).await,
             What::Blob(Blob::Put { file }) => {
                 let bytes = std::fs::read(file)
@@ -220,10 +219,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("storing {} on {}", file.display(), client.base()))?;
                 if json {
-                    println!("{}", json!({"hash": hex32(&hash), "size": size}));
+                    println!("{}", json!({"hash": hash.to_hex(), "size": size}));
                 } else {
                     println!("stored {} ({size} bytes)", file.display());
-                    println!("hash {}", hex32(&hash));
+                    println!("hash {}", hash.to_hex());
                 }
                 return Ok(());
             }
@@ -231,7 +230,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                 let bytes = client
                     .get_blob(hash)
                     .await
-                    .with_context(|| format!("fetching blob {}", hex32(hash)))?;
+                    .with_context(|| format!("fetching blob {}", hash.to_hex()))?;
                 match out {
                     Some(path) => {
                         std::fs::write(path, &bytes)
@@ -239,7 +238,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                         if json {
                             println!(
                                 "{}",
-                                json!({"hash": hex32(hash), "size": bytes.len(), "file": path.display().to_string()})
+                                json!({"hash": hash.to_hex(), "size": bytes.len(), "file": path.display().to_string()})
                             );
                         } else {
                             println!(

@@ -18,9 +18,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agentic_node::genesis::hex;
 use agentic_node::keystore::KeyFile;
 use agentic_protocol::coord::Coord;
+use agentic_protocol::hex;
 use agentic_protocol::tx::{JobSpec, MandateTerms, Offer, Requirements, StageResult, StageSpec};
 use agentic_protocol::types::{Capabilities, Endpoint, Region, VerificationLevel};
 use agentic_protocol::{
@@ -621,7 +621,7 @@ pub fn run(args: TxArgs) -> anyhow::Result<()> {
         if !args.json {
             println!(
                 "sent {kind} from {} (nonce {nonce}, fee {fee}, chain {chain_id})",
-                hex(&signer.0)
+                hex::encode(&signer.0)
             );
             println!("id {id}");
         }

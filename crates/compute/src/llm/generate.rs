@@ -17,7 +17,7 @@ use crate::llm::sample::Sampler;
 use crate::llm::vocab::{self, ChatTemplate};
 use crate::loader::{parse_config, read_file};
 use crate::tokenizer::TextTokenizer;
-use crate::trace::Digest;
+use crate::trace::Hash;
 use crate::ComputeError;
 
 /// A Llama-family model with its tokenizer.
@@ -45,19 +45,19 @@ pub struct Generation {
     pub tokens: Vec<u32>,
     pub stop: StopReason,
     /// `leaves[step][layer]`; one step per generated token.
-    pub leaves: Vec<Vec<Digest>>,
+    pub leaves: Vec<Vec<Hash>>,
     /// `ops[step][layer]`.
     pub ops: Vec<Vec<u64>>,
 }
 
 impl Generation {
     /// All leaves, step-major.
-    pub fn flat_leaves(&self) -> Vec<Digest> {
+    pub fn flat_leaves(&self) -> Vec<Hash> {
         self.leaves.iter().flatten().copied().collect()
     }
 
     /// The Merkle root over [`Generation::flat_leaves`]: what a provider commits.
-    pub fn trace_root(&self) -> Digest {
+    pub fn trace_root(&self) -> Hash {
         trace_root(&self.leaves)
     }
 
@@ -73,9 +73,9 @@ impl Generation {
 }
 
 /// Merkle root of `(step, layer)` leaves, step-major.
-pub fn trace_root(leaves: &[Vec<Digest>]) -> Digest {
+pub fn trace_root(leaves: &[Vec<Hash>]) -> Hash {
     let flat: Vec<[u8; 32]> = leaves.iter().flatten().map(|d| d.0).collect();
-    Digest(agentic_protocol::merkle::root(&flat))
+    Hash(agentic_primitives::merkle::root(&flat))
 }
 
 /// Loads `smollm2-135m` (the registry), a `.gguf` file, or a Hugging Face directory
@@ -276,7 +276,7 @@ impl LlmModel {
         prompt: &[u32],
         tokens: &[u32],
         sampler: &Sampler,
-    ) -> Result<(Vec<Vec<Digest>>, Vec<u32>), ComputeError> {
+    ) -> Result<(Vec<Vec<Hash>>, Vec<u32>), ComputeError> {
         if tokens.is_empty() {
             return Err(ComputeError::EmptyInput(
                 "no generated tokens to replay".into(),

@@ -46,7 +46,7 @@ use crate::kernels::{fma_dispatch, Fma};
 use crate::llm::gguf::{Gguf, TensorInfo};
 use crate::llm::quant::{self, bf16_to_f32, f16_to_f32, QMatrix, WeightType};
 use crate::metering::TRANSCENDENTAL;
-use crate::trace::Digest;
+use crate::trace::Hash;
 use crate::ComputeError;
 
 /// How rotary embeddings pair the dimensions of a head.
@@ -491,7 +491,7 @@ pub struct SeqInput<'a> {
 #[derive(Clone, Debug, Default)]
 pub struct SeqOutput {
     /// `leaves[s][l]`: hash of layer `l`'s output rows for step `s`.
-    pub leaves: Vec<Vec<Digest>>,
+    pub leaves: Vec<Vec<Hash>>,
     /// Logits of each step's last row.
     pub logits: Vec<Vec<f32>>,
     /// `ops[s][l]`: metered operations of layer `l` for step `s`.
@@ -502,7 +502,7 @@ pub struct SeqOutput {
 const LEAF_TAG: &[u8; 8] = b"AGLLMRW1";
 
 /// Leaf hash of layer `layer`'s output rows (`rows × width` f32, row-major).
-pub fn rows_hash(layer: usize, rows: &[f32], width: usize) -> Digest {
+pub fn rows_hash(layer: usize, rows: &[f32], width: usize) -> Hash {
     let mut h = blake3::Hasher::new();
     h.update(LEAF_TAG);
     h.update(&(layer as u32).to_le_bytes());
@@ -511,7 +511,7 @@ pub fn rows_hash(layer: usize, rows: &[f32], width: usize) -> Digest {
     for v in rows {
         h.update(&v.to_le_bytes());
     }
-    Digest(*h.finalize().as_bytes())
+    Hash(*h.finalize().as_bytes())
 }
 
 impl Llama {

@@ -1206,7 +1206,7 @@ impl TrainState {
         let mut log = Vec::with_capacity(step as usize);
         for _ in 0..step {
             let loss = r.f32("log loss")?;
-            let root = crate::trace::Digest(r.arr::<32>("log root")?);
+            let root = crate::trace::Hash(r.arr::<32>("log root")?);
             log.push(StepRecord { loss, root });
         }
         let tensors = layout

@@ -18,38 +18,38 @@
 //! agreeing on step t−1's parameter and optimizer leaves fixes step t's input,
 //! so a referee re-executes one step from committed tensors and compares.
 //!
-//! The tree is the protocol's ([`agentic_protocol::merkle`]): leaves hashed
+//! The tree is the protocol's ([`agentic_primitives::merkle`]): leaves hashed
 //! `blake3(0x00 ‖ leaf)`, inner nodes `blake3(0x01 ‖ left ‖ right)`, odd nodes
 //! promoted, and the root binding the leaf count — the same function the
 //! ledger checks inference traces with.
 
-use agentic_protocol::merkle;
+use agentic_primitives::merkle;
 
-/// A 32-byte blake3 digest — the runtime's [`crate::trace::Digest`].
-pub type Hash = crate::trace::Digest;
+/// A 32-byte blake3 digest ([`agentic_primitives::Hash`]).
+pub use agentic_primitives::Hash;
 
 /// blake3 of `bytes`.
 pub fn hash_bytes(bytes: &[u8]) -> Hash {
-    crate::trace::Digest(*blake3::hash(bytes).as_bytes())
+    crate::trace::Hash(*blake3::hash(bytes).as_bytes())
 }
 
 fn raw(leaves: &[Hash]) -> Vec<[u8; 32]> {
     leaves.iter().map(|h| h.0).collect()
 }
 
-/// Merkle root of `leaves` ([`agentic_protocol::merkle::root`]).
+/// Merkle root of `leaves` ([`agentic_primitives::merkle::root`]).
 pub fn merkle_root(leaves: &[Hash]) -> Hash {
-    crate::trace::Digest(merkle::root(&raw(leaves)))
+    crate::trace::Hash(merkle::root(&raw(leaves)))
 }
 
 /// The sibling hashes from leaf `index` up to the root, or `None` if `index`
-/// is out of range ([`agentic_protocol::merkle::proof`]).
+/// is out of range ([`agentic_primitives::merkle::proof`]).
 pub fn merkle_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
-    merkle::proof(&raw(leaves), index).map(|p| p.into_iter().map(crate::trace::Digest).collect())
+    merkle::proof(&raw(leaves), index).map(|p| p.into_iter().map(crate::trace::Hash).collect())
 }
 
 /// Checks that `leaf` sits at `index` of a `len`-leaf tree with root `root`
-/// ([`agentic_protocol::merkle::verify`]).
+/// ([`agentic_primitives::merkle::verify`]).
 pub fn merkle_verify(root: &Hash, leaf: &Hash, index: usize, len: usize, proof: &[Hash]) -> bool {
     merkle::verify(&root.0, index as u64, len as u64, &leaf.0, &raw(proof))
 }

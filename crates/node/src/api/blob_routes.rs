@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::{parse_hash_param, ApiError};
-use crate::blobs::{hex32, BlobStore};
+use crate::blobs::BlobStore;
 
 /// The blob routes over `store`, for any router state.
 pub fn routes<S: Clone + Send + Sync + 'static>(store: Arc<BlobStore>) -> Router<S> {
@@ -75,7 +75,7 @@ async fn blob_put(
         } else {
             StatusCode::OK
         },
-        Json(json!({"hash": hex32(&hash), "size": len, "new": new})),
+        Json(json!({"hash": hash.to_hex(), "size": len, "new": new})),
     ))
 }
 

@@ -48,10 +48,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::blobs::{hex32, parse_hash, BlobError, BlobStore};
+use crate::blobs::{BlobError, BlobStore};
 use crate::chain::{BlockRecord, ChainEvent, SharedChain, TxReceipt};
-use crate::genesis::{hex, parse_address, unhex};
 use crate::mempool::{AdmitError, SharedMempool, Submit};
+use agentic_protocol::hex;
 
 /// Limits of the API.
 #[derive(Clone, Copy, Debug)]
@@ -245,7 +245,7 @@ async fn status(State(s): State<ApiState>) -> ApiResult {
     Ok(Json(json!({
         "chain_id": chain_id.0,
         "height": height.0,
-        "state_root": hex32(&root),
+        "state_root": root.to_hex(),
         "latest_block": latest,
         "mempool": {"txs": txs, "bytes": bytes},
         "version": env!("CARGO_PKG_VERSION"),
@@ -269,7 +269,8 @@ async fn submit_tx(
             format!("expected {{\"tx\": \"<hex>\"}}: {e}"),
         )
     })?;
-    let bytes = unhex(parsed.tx.trim())
+    let bytes = hex::decode(parsed.tx.trim())
+        .ok()
         .ok_or_else(|| ApiError::bad("bad_hex", "tx is not an even-length hex string"))?;
     let tx = SignedTx::from_bytes(&bytes)
         .map_err(|e| ApiError::bad("bad_tx_encoding", format!("tx does not decode: {e}")))?;
@@ -277,17 +278,18 @@ async fn submit_tx(
     let id = submit.submit(tx)?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"id": hex32(&id), "status": "pending"})),
+        Json(json!({"id": id.to_hex(), "status": "pending"})),
     ))
 }
 
 fn parse_hash_param(s: &str) -> Result<Hash, ApiError> {
-    parse_hash(s).map_err(|_| ApiError::bad("bad_hash", format!("not 64 hex digits: {s:?}")))
+    s.parse::<Hash>()
+        .map_err(|_| ApiError::bad("bad_hash", format!("not 64 hex digits: {s:?}")))
 }
 
 fn parse_address_param(s: &str) -> Result<Address, ApiError> {
-    parse_address(s)
-        .ok_or_else(|| ApiError::bad("bad_address", format!("not 64 hex digits: {s:?}")))
+    s.parse::<Address>()
+        .map_err(|_| ApiError::bad("bad_address", format!("not 64 hex digits: {s:?}")))
 }
 
 fn parse_u64_param(s: &str, what: &'static str) -> Result<u64, ApiError> {
@@ -306,7 +308,7 @@ pub fn receipt_json(r: &TxReceipt) -> Value {
         Err(e) => json!({"ok": false, "error": e.to_string(), "detail": to_value(e)}),
     };
     json!({
-        "id": hex32(&r.id),
+        "id": r.id.to_hex(),
         "status": "finalized",
         "height": r.height.0,
         "index": r.index,
@@ -325,7 +327,7 @@ async fn tx_status(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResu
         .unwrap_or_else(|e| e.into_inner())
         .contains(&id)
     {
-        return Ok(Json(json!({"id": hex32(&id), "status": "pending"})));
+        return Ok(Json(json!({"id": id.to_hex(), "status": "pending"})));
     }
     Err(ApiError::not_found("transaction"))
 }
@@ -335,7 +337,7 @@ async fn account(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult 
     let c = read_chain(&s);
     let acct = c.state().account(&addr);
     let mut v = to_value(&acct);
-    v["address"] = json!(hex32(&Hash(addr.0)));
+    v["address"] = json!(addr.to_hex());
     v["height"] = json!(c.height().0);
     v["is_provider"] = json!(c.state().provider(&addr).is_some());
     Ok(Json(v))
@@ -347,7 +349,7 @@ fn provider_json(
     p: &agentic_protocol::state::Provider,
 ) -> Value {
     let mut v = to_value(p);
-    v["address"] = json!(hex32(&Hash(a.0)));
+    v["address"] = json!(a.to_hex());
     v["reputation_ppm"] = json!(c.state().reputation_ppm(a));
     v["bonded"] = to_value(&c.state().account(a).bonded);
     v
@@ -429,7 +431,7 @@ async fn offers(State(s): State<ApiState>) -> ApiResult {
         .take(s.config.max_list)
         .map(|(a, p)| {
             json!({
-                "provider": hex32(&Hash(a.0)),
+                "provider": a.to_hex(),
                 "offer": to_value(&p.offer),
                 "reputation_ppm": c.state().reputation_ppm(a),
                 "bonded": to_value(&c.state().account(a).bonded),
@@ -561,12 +563,12 @@ async fn params(State(s): State<ApiState>) -> ApiResult {
 pub fn block_json(b: &BlockRecord) -> Value {
     json!({
         "height": b.height.0,
-        "digest": hex(&b.digest),
+        "digest": hex::encode(&b.digest),
         "view": b.view,
         "timestamp_ms": b.timestamp_ms,
-        "beacon": hex(&b.beacon),
-        "state_root": hex32(&b.state_root),
-        "txs": b.tx_ids.iter().map(hex32).collect::<Vec<_>>(),
+        "beacon": hex::encode(&b.beacon),
+        "state_root": b.state_root.to_hex(),
+        "txs": b.tx_ids.iter().map(Hash::to_hex).collect::<Vec<_>>(),
         "succeeded": b.succeeded,
     })
 }

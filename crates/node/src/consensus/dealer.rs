@@ -58,7 +58,7 @@ pub fn participant_index(participants: &[PublicKey], key: &PublicKey) -> Option<
 
 /// The public polynomial as hex.
 pub fn polynomial_to_hex(polynomial: &Sharing) -> String {
-    to_hex(&polynomial.encode())
+    agentic_protocol::hex::encode(&polynomial.encode())
 }
 
 /// Decodes a public polynomial for at most `max_participants` validators.
@@ -73,7 +73,7 @@ pub fn polynomial_from_hex(s: &str, max_participants: u32) -> Result<Sharing, Ke
 
 /// A secret share as hex (keep it secret: it is a signing key).
 pub fn share_to_hex(share: &Share) -> String {
-    to_hex(&share.encode())
+    agentic_protocol::hex::encode(&share.encode())
 }
 
 /// Decodes a secret share.
@@ -82,34 +82,10 @@ pub fn share_from_hex(s: &str) -> Result<Share, KeyError> {
     Ok(Share::decode(Copying(from_hex(s)?.as_slice()))?)
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 0xf) as usize] as char);
-    }
-    out
-}
-
+/// Hex of a dealt value, read leniently (surrounding space, an optional `0x`).
 fn from_hex(s: &str) -> Result<Vec<u8>, KeyError> {
     let s = s.trim();
-    let s = s.strip_prefix("0x").unwrap_or(s);
-    if !s.len().is_multiple_of(2) {
-        return Err(KeyError::Hex);
-    }
-    let digit = |c: u8| -> Result<u8, KeyError> {
-        match c {
-            b'0'..=b'9' => Ok(c - b'0'),
-            b'a'..=b'f' => Ok(c - b'a' + 10),
-            b'A'..=b'F' => Ok(c - b'A' + 10),
-            _ => Err(KeyError::Hex),
-        }
-    };
-    s.as_bytes()
-        .chunks(2)
-        .map(|p| Ok((digit(p[0])? << 4) | digit(p[1])?))
-        .collect()
+    agentic_protocol::hex::decode(s.strip_prefix("0x").unwrap_or(s)).map_err(|_| KeyError::Hex)
 }
 
 /// A deterministic CSPRNG for the dealer: blake3 in XOF mode keyed by the seed.

@@ -276,7 +276,7 @@ impl Arbiter {
             let act = Activation::from_canonical_bytes(&input, DecodeLimits::default()).ok()?;
             let ops = OpCounter::new();
             let out = model.run_layer_counted(layer, &act, &ops).ok()?;
-            Some((Finding::Output(Hash(out.hash().0)), ops.get()))
+            Some((Finding::Output(out.hash()), ops.get()))
         })
         .await;
         match run {
@@ -301,7 +301,7 @@ impl Arbiter {
         let Some(input) = self.blob(&q.input, sources).await else {
             return (Finding::InputUnavailable, 0);
         };
-        let agreed = agentic_compute::trace::Digest(q.input.0);
+        let agreed = q.input;
         let run = tokio::task::spawn_blocking(move || -> Option<(Finding, u64)> {
             let Workload::Training(task) = &*workload else {
                 return None;
@@ -311,7 +311,7 @@ impl Arbiter {
             let out =
                 units::reexecute_unit(task, step, unit, &input, &agreed, CarryLimits::default())
                     .ok()?;
-            Some((Finding::Output(Hash(out.0)), units::unit_ops(task, unit)))
+            Some((Finding::Output(out), units::unit_ops(task, unit)))
         })
         .await;
         match run {
@@ -391,7 +391,7 @@ impl Arbiter {
         if let Ok(Some(b)) = store.get(hash) {
             return Some(b);
         }
-        let hex = crate::genesis::hex(&hash.0);
+        let hex = hash.to_hex();
         for src in sources {
             // Offers publish `host:port` or a URL.
             let base = src.trim_end_matches('/');

@@ -337,7 +337,7 @@ fn execute_prefix(
     end: u64,
 ) -> Result<TrainExecution, TaskError> {
     let (leaves, output, ops) = if mode == Some(Misbehaviour::WrongStep) {
-        let mut leaves = vec![Hash(input.hash().0)];
+        let mut leaves = vec![input.hash()];
         let mut state = input.clone();
         for t in stage.start..end {
             state = if corrupts(mode, stage, t) {
@@ -345,7 +345,7 @@ fn execute_prefix(
             } else {
                 task.run_steps(&state, t..t + 1)?.state
             };
-            leaves.push(Hash(state.hash().0));
+            leaves.push(state.hash());
         }
         let ops = task
             .step_ops()
@@ -353,7 +353,7 @@ fn execute_prefix(
         (leaves, state, ops)
     } else {
         let run = task.run_steps(input, stage.start..end)?;
-        let leaves = run.states.iter().map(|h| Hash(h.0)).collect();
+        let leaves = run.states.clone();
         (leaves, run.state, run.ops)
     };
     Ok(TrainExecution {
@@ -395,12 +395,11 @@ pub fn step_leaves(
     steps: &Range<u64>,
     state_before: &TrainState,
 ) -> Result<Vec<Hash>, TaskError> {
-    let leaves = if corrupts(mode, steps, state_before.step()) {
+    Ok(if corrupts(mode, steps, state_before.step()) {
         wrong_step::run(task, state_before)?.0
     } else {
         units::step_leaves(task, state_before)?.0
-    };
-    Ok(leaves.into_iter().map(|h| Hash(h.0)).collect())
+    })
 }
 
 /// Carry `k` of the step after `state_before` as `mode` claims it, as bytes: what a
@@ -421,7 +420,7 @@ pub fn carry_bytes_at(
 
 /// The ledger's hash of an activation.
 pub fn digest(a: &Activation) -> Hash {
-    Hash(a.hash().0)
+    a.hash()
 }
 
 /// The result whose trace has these leaves (input first, output last).
@@ -493,7 +492,7 @@ mod tests {
         let n = m.model.layers();
         let honest_run = m.model.run_range(0..n, x.clone()).unwrap();
         let honest = execute(None, &m.model, 0..n, x.clone(), &[0; 32]).unwrap();
-        assert_eq!(honest.result.trace_root, Hash(honest_run.trace.root.0));
+        assert_eq!(honest.result.trace_root, honest_run.trace.root);
         assert_eq!(honest.output, honest_run.output);
         assert_eq!(honest.ops, honest_run.total_ops());
         let first_diff = |e: &Execution| {
@@ -609,7 +608,7 @@ mod tests {
         let s1 = task.run_steps(&input, 0..1).unwrap().state;
         let honest = execute_steps(None, &task, &s1, steps.clone()).unwrap();
         let run = task.run_steps(&s1, steps.clone()).unwrap();
-        assert_eq!(honest.result.trace_root, Hash(run.trace_root.0));
+        assert_eq!(honest.result.trace_root, run.trace_root);
         assert_eq!(honest.output, run.state);
         // The inference-only modes train honestly.
         let wrong_output =
@@ -626,13 +625,13 @@ mod tests {
         // Agrees up to the state before the corrupted step, differs from after it on.
         assert_eq!(cheat.leaves[..=at], honest.leaves[..=at]);
         assert!((at + 1..5).all(|i| cheat.leaves[i] != honest.leaves[i]));
-        assert_eq!(cheat.result.output, Hash(cheat.output.hash().0));
+        assert_eq!(cheat.result.output, cheat.output.hash());
 
         // Replays give the same states; the disputed step's unit leaves agree up to
         // carry UNIT and differ from UNIT + 1 on, ending at the claimed state after it.
         for i in 0..=4u64 {
             let st = state_at(Some(Misbehaviour::WrongStep), &task, &s1, steps.clone(), i).unwrap();
-            assert_eq!(Hash(st.hash().0), cheat.leaves[i as usize], "state {i}");
+            assert_eq!(st.hash(), cheat.leaves[i as usize], "state {i}");
         }
         assert!(state_at(None, &task, &s1, steps.clone(), 5).is_err());
         let before = state_at(None, &task, &s1, steps.clone(), at as u64).unwrap();
@@ -647,15 +646,7 @@ mod tests {
         let k = wrong_step::UNIT as usize;
         assert_eq!(ours[..=k], theirs[..=k]);
         assert!((k + 1..=u).all(|i| ours[i] != theirs[i]));
-        let raw = |l: &[Hash]| {
-            l.iter()
-                .map(|h| agentic_compute::trace::Digest(h.0))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            units::disputed_unit(&raw(&ours), &raw(&theirs)),
-            Some(wrong_step::UNIT)
-        );
+        assert_eq!(units::disputed_unit(&ours, &theirs), Some(wrong_step::UNIT));
         // The carries a party serves hash to its own leaves; the honest one is what the
         // referee re-runs the disputed unit from.
         for k in [0, wrong_step::UNIT, wrong_step::UNIT + 1, u as u32] {
@@ -679,7 +670,7 @@ mod tests {
             before.step(),
             wrong_step::UNIT,
             &agreed,
-            &agentic_compute::trace::Digest(ours[k].0),
+            &ours[k],
             units::CarryLimits::default(),
         )
         .unwrap();

@@ -183,7 +183,7 @@ pub fn prepare(texts: &[&str], cuts: &[u32], max_price: u128, deadline: u64) -> 
     let spec = JobSpec {
         mandate: None,
         model: Hash(bundle.hash()),
-        input: Hash(input.hash().0),
+        input: input.hash(),
         stages,
         max_price: Amount(max_price),
         deadline,
@@ -317,7 +317,7 @@ pub fn prepare_training(
     let whole = task.run_steps(&init, 0..steps).unwrap();
     let spec = JobSpec {
         mandate: None,
-        model: Hash(task.hash().0),
+        model: task.hash(),
         input: Hash(*blake3::hash(&init_bytes).as_bytes()),
         stages,
         max_price: Amount(max_price),

@@ -64,21 +64,14 @@ impl Referee for UnitReferee<'_> {
             .get(input)
             .ok_or(RefereeError::InputUnavailable)?;
         let start = Instant::now();
-        let out = reexecute_unit(
-            self.task,
-            t,
-            k,
-            bytes,
-            &agentic_compute::trace::Digest(input.0),
-            CarryLimits::default(),
-        )
-        .map_err(|_| RefereeError::InputUnavailable)?;
+        let out = reexecute_unit(self.task, t, k, bytes, input, CarryLimits::default())
+            .map_err(|_| RefereeError::InputUnavailable)?;
         self.calls.borrow_mut().push((
             layer,
             unit_ops(self.task, k),
             start.elapsed().as_secs_f64(),
         ));
-        Ok(Hash(out.0))
+        Ok(out)
     }
 }
 
@@ -157,7 +150,7 @@ pub(super) fn training_dispute() -> anyhow::Result<Value> {
     let init = task.initial_state(Init::Seed(Recipe::shipped().init_seed))?;
     let good = run_party(&task, &init, false)?;
     let bad = run_party(&task, &init, true)?;
-    let task_hash = Hash(task.hash().0);
+    let task_hash = task.hash();
     let step_ops = task.step_ops();
     let job_ops = step_ops * STEPS;
     let carries = good
@@ -181,7 +174,7 @@ pub(super) fn training_dispute() -> anyhow::Result<Value> {
     let mut o = open_audited_dispute(
         &referee,
         task_hash,
-        Hash(init.hash().0),
+        init.hash(),
         stage,
         (bad.states.result(), good.states.result()),
         7,
