@@ -35,7 +35,7 @@ use agentic_node::client::{Client, ClientError};
 use agentic_protocol::event::{Event, EventRecord};
 use agentic_protocol::state::{Dispute, DisputePhase, Job};
 use agentic_protocol::tx::StageResult;
-use agentic_protocol::{merkle, Address, Amount, DisputeId, Hash, JobId, TxBody};
+use agentic_protocol::{Address, Amount, DisputeId, JobId, Leaves, TxBody};
 use commonware_cryptography::ed25519::PrivateKey;
 use serde::Serialize;
 
@@ -47,7 +47,7 @@ pub struct Recomputed {
     /// Input, output and trace root as a provider would commit them.
     pub result: StageResult,
     /// Trace leaves `[input, after each layer…]` (what bisection rounds open).
-    pub leaves: Vec<[u8; 32]>,
+    pub leaves: Leaves,
 }
 
 /// How a recomputation compares with a stage's agreed result.
@@ -143,7 +143,7 @@ pub async fn recompute(
                 output: out.trace.output_hash(),
                 trace_root: out.trace.root,
             },
-            leaves: out.trace.leaves().iter().map(|d| d.0).collect(),
+            leaves: Leaves::new(out.trace.leaves()),
         })
     })
     .await
@@ -231,7 +231,7 @@ pub async fn play_round(
     key: &PrivateKey,
     timeout: Duration,
     id: DisputeId,
-    leaves: &[[u8; 32]],
+    leaves: &Leaves,
 ) -> Result<Round, RequesterError> {
     use commonware_cryptography::Signer as _;
     let me = Address::from(&key.public_key());
@@ -241,20 +241,12 @@ pub async fn play_round(
     if d.phase != DisputePhase::Bisecting || d.challenger != me {
         return Ok(Round::Over(Some(Box::new(d))));
     }
-    let (None, Some(mid)) = (d.challenger_move, d.game.midpoint()) else {
+    let mid = d.game.midpoint().unwrap_or_default();
+    let Some(body) = leaves
+        .next_move(id, &d, me)
+        .map_err(|e| RequesterError::Unexpected(format!("dispute {id}: {e}")))?
+    else {
         return Ok(Round::Waiting);
-    };
-    let i = mid as usize;
-    let (Some(leaf), Some(proof)) = (leaves.get(i), merkle::proof(leaves, i)) else {
-        return Err(RequesterError::Unexpected(format!(
-            "dispute {id}: round opens leaf {mid} but our trace has {} leaves",
-            leaves.len()
-        )));
-    };
-    let body = TxBody::Bisect {
-        dispute: id,
-        leaf: Hash(*leaf),
-        proof: proof.into_iter().map(Hash).collect(),
     };
     let fee = client.fee_for(&body).await?;
     client.send(key, body, timeout).await?;

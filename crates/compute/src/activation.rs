@@ -38,8 +38,8 @@
 //! runtime guarantees, and the hash checks exactly that.
 
 use crate::metering::InputShape;
-use crate::trace::Hash;
 use crate::{ComputeError, Tensor};
+use agentic_primitives::Hash;
 
 const TAG: &[u8; 6] = b"AGACT1";
 

@@ -54,6 +54,7 @@ pub use activation::{Activation, ActivationKind};
 pub use bundle::Bundle;
 pub use error::ComputeError;
 pub use metering::InputShape;
+pub use models::reexecute_layer;
 pub use models::{Model, RunOutput};
 pub use tensor::Tensor;
-pub use trace::{reexecute_layer, Hash, Trace};
+pub use trace::{Hash, Trace};

@@ -15,15 +15,11 @@
 //! * Pipelines: stage `s` runs layers `a..b`; its `input_hash` equals stage `s-1`'s last
 //!   layer hash, so the concatenation of the stages' leaves is the single-job trace.
 //! * Referee: given the agreed input activation of layer `i` (fetched by hash from the
-//!   blob store), [`reexecute_layer`] recomputes the layer's output hash; bitwise
+//!   blob store), [`crate::models::reexecute_layer`] recomputes the layer's output hash; bitwise
 //!   determinism makes the result the same on every validator.
 //! * A trace is just "a list of step hashes": training reuses it with one leaf per
 //!   optimizer step via [`Trace::from_hashes`].
 
-use std::ops::Range;
-
-use crate::activation::Activation;
-use crate::models::Model;
 use crate::ComputeError;
 
 /// A 32-byte blake3 digest (activation hashes, trace roots): the primitives' hash,
@@ -103,25 +99,4 @@ pub fn merkle_root(input_hash: Hash, layer_hashes: &[Hash]) -> Hash {
     leaves.push(input_hash.0);
     leaves.extend(layer_hashes.iter().map(|d| d.0));
     Hash(agentic_primitives::merkle::root(&leaves))
-}
-
-/// The referee's operation: re-executes layer `layer` of `model` on the committed input
-/// and returns the output's hash, to compare with the disputed `layer_hashes` entry.
-pub fn reexecute_layer(
-    model: &Model,
-    layer: usize,
-    input: &Activation,
-) -> Result<Hash, ComputeError> {
-    Ok(model.run_layer(layer, input)?.hash())
-}
-
-/// Checks a stage's trace by re-running `layers` from `input` (an auditor's operation).
-pub fn verify_stage(
-    model: &Model,
-    layers: Range<usize>,
-    input: Activation,
-    claimed: &Trace,
-) -> Result<bool, ComputeError> {
-    let out = model.run_range(layers, input)?;
-    Ok(out.trace == *claimed)
 }

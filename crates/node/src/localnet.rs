@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use commonware_runtime::{Clock, Metrics, Network as RuntimeNetwork, Resolver, Spawner, Storage};
+use commonware_runtime::Supervisor as _;
 
 use crate::consensus;
 use crate::genesis::{AccountEntry, GenesisFile, GenesisFileError, ValidatorEntry};
@@ -205,17 +205,40 @@ pub fn create(dir: &Path, spec: NetworkSpec) -> Result<NetworkFiles, LocalnetErr
 /// Starts every validator of `files` in this process (storage under the runtime's
 /// directory, blobs under `dir/blobs-i`), proposing at most one block per
 /// `block_interval`, and waits until each has finalized a block.
-pub async fn start<E>(
-    context: E,
+///
+/// On the tokio runtime, not generic over it, and a boxed future: the validator stack
+/// under this call is generic over the runtime context, and both a generic entry point
+/// and a plain `async fn` (whose body is compiled in every crate that awaits it) made
+/// every test binary that starts a local network compile that whole stack again. This
+/// is compiled once, here.
+pub fn start<'a>(
+    context: commonware_runtime::tokio::Context,
+    dir: &'a Path,
+    genesis: &'a GenesisFile,
+    validators: &'a [(PathBuf, KeyFile)],
+    block_interval: Duration,
+    ready_within: Duration,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<Running>, LocalnetError>> + Send + 'a>,
+> {
+    Box::pin(start_inner(
+        context,
+        dir,
+        genesis,
+        validators,
+        block_interval,
+        ready_within,
+    ))
+}
+
+async fn start_inner(
+    context: commonware_runtime::tokio::Context,
     dir: &Path,
     genesis: &GenesisFile,
     validators: &[(PathBuf, KeyFile)],
     block_interval: Duration,
     ready_within: Duration,
-) -> Result<Vec<Running>, LocalnetError>
-where
-    E: Spawner + Clock + rand_core::CryptoRng + RuntimeNetwork + Resolver + Metrics + Storage,
-{
+) -> Result<Vec<Running>, LocalnetError> {
     let mut running: Vec<Running> = Vec::new();
     for (i, (_, key)) in validators.iter().enumerate() {
         let label: &'static str = Box::leak(format!("validator_{i}").into_boxed_str());

@@ -129,6 +129,7 @@ pub mod bisection;
 pub mod coord;
 pub mod error;
 pub mod event;
+pub mod leaves;
 pub mod matching;
 pub use agentic_primitives::{hex, merkle};
 pub mod params;
@@ -144,6 +145,7 @@ pub mod test_utils;
 
 pub use error::{BlockError, TxError};
 pub use event::{Event, EventRecord, Resolution};
+pub use leaves::{Leaves, MoveError};
 pub use params::{ParamChange, ParamKey, Params};
 pub use referee::{Finding, Referee, RefereeError, Verdict, Verdicts};
 pub use state::{Block, BlockOutcome, Genesis, GenesisAccount, GenesisError, Receipt, State};

@@ -13,11 +13,11 @@
 
 use crate::coord::Coord;
 use crate::error::TxError;
-use crate::merkle;
+use crate::leaves::Leaves;
 use crate::params::Params;
 use crate::referee::{Referee, RefereeError};
 use crate::state::{Block, BlockOutcome, Genesis, GenesisAccount, State};
-use crate::tx::{JobSpec, Offer, Requirements, SignedTx, StageResult, StageSpec, Tx, TxBody};
+use crate::tx::{JobSpec, Offer, Requirements, SignedTx, StageSpec, Tx, TxBody};
 use crate::types::{
     Address, Amount, Capabilities, ChainId, DisputeId, Endpoint, Hash, Height, JobId, Region,
     VerificationLevel,
@@ -181,23 +181,19 @@ impl Referee for TestReferee {
     }
 }
 
-/// A stage's execution trace: leaf 0 is the input, leaf `i` the output of
-/// the stage's layer `i - 1`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Trace {
-    /// The leaves.
-    pub leaves: Vec<Hash>,
-}
+/// A stage's execution trace in tests: [`Leaves`] (leaf 0 is the input, leaf `i` the
+/// output of the stage's layer `i - 1`) built from [`layer_output`].
+pub type Trace = Leaves;
 
-impl Trace {
+impl Leaves {
     /// The honest trace of layers `first..first + layers` from `input`.
-    pub fn honest(model: &Hash, first: u32, layers: u32, input: Hash) -> Trace {
-        Trace::cheating(model, first, layers, input, u32::MAX)
+    pub fn honest(model: &Hash, first: u32, layers: u32, input: Hash) -> Leaves {
+        Leaves::cheating(model, first, layers, input, u32::MAX)
     }
 
     /// A trace that is honest up to stage-relative layer `bad` and then
     /// corrupts that layer's output (and everything computed from it).
-    pub fn cheating(model: &Hash, first: u32, layers: u32, input: Hash, bad: u32) -> Trace {
+    pub fn cheating(model: &Hash, first: u32, layers: u32, input: Hash, bad: u32) -> Leaves {
         let mut leaves = Vec::with_capacity(layers as usize + 1);
         leaves.push(input);
         let mut x = input;
@@ -208,30 +204,7 @@ impl Trace {
             }
             leaves.push(x);
         }
-        Trace { leaves }
-    }
-
-    fn raw(&self) -> Vec<[u8; 32]> {
-        self.leaves.iter().map(|h| h.0).collect()
-    }
-
-    /// The claimed result (input, output, Merkle root).
-    pub fn result(&self) -> StageResult {
-        StageResult {
-            input: self.leaves[0],
-            output: *self.leaves.last().unwrap_or(&self.leaves[0]),
-            trace_root: Hash(merkle::root(&self.raw())),
-        }
-    }
-
-    /// Leaf `i` and its Merkle proof.
-    pub fn open(&self, i: u32) -> (Hash, Vec<Hash>) {
-        let proof = merkle::proof(&self.raw(), i as usize)
-            .unwrap_or_default()
-            .into_iter()
-            .map(Hash)
-            .collect();
-        (self.leaves[i as usize], proof)
+        Leaves::new(leaves)
     }
 }
 
@@ -529,7 +502,9 @@ impl TestChain {
             }
             let Some(mid) = d.game.midpoint() else { break };
             for (k, t) in [defendant, challenger] {
-                let (leaf, proof) = t.open(mid);
+                let Some((leaf, proof)) = t.open(mid) else {
+                    return errors;
+                };
                 self.push(
                     k,
                     TxBody::Bisect {

@@ -195,7 +195,7 @@ fn play(
         if d.phase == DisputePhase::Bisecting {
             if let Some(mid) = d.game.midpoint() {
                 if d.challenger_move.is_none() {
-                    let (leaf, proof) = chal.open(mid);
+                    let (leaf, proof) = chal.open(mid).unwrap();
                     let k = key_at(chain, d.challenger);
                     chain.push(
                         &k,
@@ -207,7 +207,7 @@ fn play(
                     );
                 }
                 if let (Some(t), None) = (def, d.defendant_move) {
-                    let (leaf, proof) = t.open(mid);
+                    let (leaf, proof) = t.open(mid).unwrap();
                     let k = key_at(chain, d.defendant);
                     chain.push(
                         &k,
@@ -515,7 +515,7 @@ fn item_3_a_defendant_cannot_retire_out_of_its_dispute() {
                 moves.push((d.defendant, t));
             }
             for (who, t) in moves {
-                let (leaf, proof) = t.open(mid);
+                let (leaf, proof) = t.open(mid).unwrap();
                 let k = key_at(&chain, who);
                 chain.push(
                     &k,
@@ -539,7 +539,7 @@ fn item_3_a_defendant_cannot_retire_out_of_its_dispute() {
     let d = chain.state.dispute(d0).unwrap().clone();
     let mid = d.game.midpoint().unwrap();
     for (who, t) in [(d.defendant, &bad0), (d.challenger, &honest0)] {
-        let (leaf, proof) = t.open(mid);
+        let (leaf, proof) = t.open(mid).unwrap();
         let k = key_at(&chain, who);
         chain.push(
             &k,
@@ -930,7 +930,7 @@ fn item_8_a_downstream_stage_waits_out_an_upstream_dispute() {
         evs.extend(events(&chain.advance_to(Height(dd.deadline.0 - 1))));
         let mid = dd.game.midpoint().unwrap();
         for (who, t) in [(dd.defendant, &t0), (dd.challenger, &wrong)] {
-            let (leaf, proof) = t.open(mid);
+            let (leaf, proof) = t.open(mid).unwrap();
             let k = key_at(&chain, who);
             chain.push(
                 &k,
@@ -1423,10 +1423,10 @@ fn train(first: u32, steps: u32, input: Hash, bad: Option<(u32, u32)>) -> TrainT
         }
         state = x;
         states.push(state);
-        per_step.push(Trace { leaves });
+        per_step.push(Trace::new(leaves));
     }
     TrainTrace {
-        states: Trace { leaves: states },
+        states: Trace::new(states),
         steps: per_step,
     }
 }
@@ -1443,8 +1443,8 @@ fn step_root_tx(id: DisputeId, t: &Trace) -> TxBody {
     TxBody::StepRoot {
         dispute: id,
         root: t.result().trace_root,
-        first_proof: t.open(0).1,
-        last_proof: t.open(UNITS).1,
+        first_proof: t.open(0).unwrap().1,
+        last_proof: t.open(UNITS).unwrap().1,
     }
 }
 
@@ -1486,7 +1486,7 @@ fn play_training(
                                 None => &tr.states,
                                 Some(t) => &tr.steps[t as usize],
                             };
-                            let (leaf, proof) = level.open(mid);
+                            let (leaf, proof) = level.open(mid).unwrap();
                             let k = key_at(chain, who);
                             chain.push(
                                 &k,
@@ -1586,7 +1586,7 @@ fn item_12_a_training_cheat_is_bisected_to_one_unit_of_one_step_and_slashed() {
             assert_eq!(slashed(&evs, honest_rep), Amount::ZERO);
             // The wrong state never completes the job.
             let j = chain.state.job(job).unwrap();
-            let bad_out = *bad.states.leaves.last().unwrap();
+            let bad_out = *bad.states.last().unwrap();
             assert!(
                 j.status != JobStatus::Completed || j.stages[0].result.unwrap().output != bad_out
             );
@@ -1627,7 +1627,7 @@ fn item_12_step_roots_are_checked_and_a_silent_party_loses() {
         }
         let mid = d.game.midpoint().unwrap();
         for (who, tr) in [(cheater, &bad), (honest_rep, &good)] {
-            let (leaf, proof) = tr.states.open(mid);
+            let (leaf, proof) = tr.states.open(mid).unwrap();
             let k = key_at(&chain, who);
             chain.push(
                 &k,

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 
 fn samples() -> Vec<TxBody> {
     let t = Trace::honest(&Hash([1; 32]), 0, 6, Hash([2; 32]));
-    let (leaf, proof) = t.open(3);
+    let (leaf, proof) = t.open(3).unwrap();
     let mut spec = job_spec(
         Hash([1; 32]),
         Hash([2; 32]),

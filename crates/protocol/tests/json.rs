@@ -229,7 +229,7 @@ fn busy_chain() -> (TestChain, Vec<BlockOutcome>) {
     // The auditor makes the first move of the dispute game.
     let mid = c.state.dispute(dispute).unwrap().game.midpoint().unwrap();
     let honest = Trace::honest(&model(), 0, 8, input());
-    let (leaf, proof) = honest.open(mid);
+    let (leaf, proof) = honest.open(mid).unwrap();
     let auditor = c.state.dispute(dispute).unwrap().challenger;
     let ka = c.keys[&auditor].clone();
     c.push(
@@ -320,7 +320,7 @@ fn every_transaction_kind_and_genesis_round_trip() {
     let (c, _) = busy_chain();
     let job = c.state.job(JobId(0)).unwrap().clone();
     let t = Trace::honest(&model(), 0, 6, input());
-    let (leaf, proof) = t.open(3);
+    let (leaf, proof) = t.open(3).unwrap();
     let bodies = vec![
         TxBody::Transfer {
             to: address_of(&key(4)),

@@ -344,7 +344,7 @@ impl Driver {
                     } else {
                         cheat()
                     };
-                    let (leaf, proof) = t.open(mid);
+                    let (leaf, proof) = t.open(mid).unwrap();
                     self.tx(
                         x,
                         TxBody::Bisect {

@@ -335,7 +335,7 @@ fn silent_defendant_loses_by_timeout() {
     let honest = Trace::honest(&model(), 0, 8, input());
     let d = chain.state.dispute(dispute).unwrap().clone();
     let mid = d.game.midpoint().unwrap();
-    let (leaf, proof) = honest.open(mid);
+    let (leaf, proof) = honest.open(mid).unwrap();
     chain
         .step(
             &key(P2),
@@ -364,7 +364,7 @@ fn unavailable_input_makes_the_defendant_lose() {
     let honest = Trace::honest(&model(), 0, 8, input());
     let bad = Trace::cheating(&model(), 0, 8, input(), 2);
     // The activation after layer 1 (the disputed layer's input) is withheld.
-    chain.referee.unavailable_inputs.insert(honest.leaves[2]);
+    chain.referee.unavailable_inputs.insert(honest[2]);
     chain.play_dispute(dispute, (&key(P1), &bad), (&key(P2), &honest));
     // The parties get `dispute_timeout` blocks to publish it: the referee waits.
     let d = chain.state.dispute(dispute).unwrap();
@@ -398,7 +398,7 @@ fn bad_merkle_proof_is_rejected() {
         .game
         .midpoint()
         .unwrap();
-    let (_, proof) = honest.open(mid);
+    let (_, proof) = honest.open(mid).unwrap();
     let root = chain.state.root();
     assert_eq!(
         chain.step(
@@ -420,7 +420,7 @@ fn bad_merkle_proof_is_rejected() {
         .challenger_move
         .is_none());
     // Outsiders cannot move.
-    let (leaf, proof) = honest.open(mid);
+    let (leaf, proof) = honest.open(mid).unwrap();
     assert_eq!(
         chain.step(
             &key(P3),
@@ -1125,6 +1125,6 @@ fn state_root_is_incremental_and_matches_a_full_rebuild() {
     let _: &State = &chain.state;
     assert_eq!(
         layer_output(&model(), 0, &input()),
-        Trace::honest(&model(), 0, 1, input()).leaves[1]
+        Trace::honest(&model(), 0, 1, input())[1]
     );
 }

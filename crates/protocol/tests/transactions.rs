@@ -829,7 +829,7 @@ fn bisect_rules() {
     c.audit_report(job, 0).unwrap();
     let d = DisputeId(0);
     let mid = c.state.dispute(d).unwrap().game.midpoint().unwrap();
-    let (leaf, proof) = honest.open(mid);
+    let (leaf, proof) = honest.open(mid).unwrap();
     let mv = |leaf, proof| TxBody::Bisect {
         dispute: d,
         leaf,
@@ -849,7 +849,7 @@ fn bisect_rules() {
     c.step(&key(P2), mv(leaf, proof.clone())).unwrap();
     assert_eq!(c.reject(&key(P2), mv(leaf, proof)), TxError::AlreadyMoved);
     // The defendant's leaf must open against its own root.
-    let (bl, bp) = bad.open(mid);
+    let (bl, bp) = bad.open(mid).unwrap();
     assert_eq!(
         c.reject(&key(P1), mv(Hash([9; 32]), bp.clone())),
         TxError::BadProof { index: mid }
@@ -860,7 +860,7 @@ fn bisect_rules() {
     let errs = c.play_dispute(d, (&key(P1), &bad), (&key(P2), &honest));
     assert!(errs.is_empty(), "{errs:?}");
     assert_eq!(c.state.dispute(d).unwrap().phase, DisputePhase::Resolved);
-    let (leaf, proof) = honest.open(1);
+    let (leaf, proof) = honest.open(1).unwrap();
     assert_eq!(c.reject(&key(P2), mv(leaf, proof)), TxError::DisputeNotOpen);
 }
 

@@ -81,7 +81,7 @@ use agentic_protocol::coord::{Coord, VivaldiNode};
 use agentic_protocol::state::{Dispute, DisputePhase, Job, JobStatus, StagePhase};
 use agentic_protocol::tx::{Offer, StageResult};
 use agentic_protocol::types::{Capabilities, Endpoint, Region};
-use agentic_protocol::{merkle, Address, Amount, DisputeId, Hash, JobId, TxBody};
+use agentic_protocol::{Address, Amount, DisputeId, Hash, JobId, Leaves, TxBody};
 use commonware_codec::Encode as _;
 use commonware_cryptography::ed25519::PrivateKey;
 use commonware_cryptography::Signer as _;
@@ -259,7 +259,18 @@ pub struct Provider {
 impl Provider {
     /// Starts the daemon: data plane, measurements, bonding and registration, then the
     /// work loop in the background.
-    pub async fn start(config: Config) -> Result<Provider, ProviderError> {
+    ///
+    /// A boxed future, built here: an `async fn` body is compiled again in every crate
+    /// that awaits it, and this one reaches the whole daemon (each test binary paid
+    /// for it). Behind a `dyn Future` it is compiled once, in this crate.
+    pub fn start(
+        config: Config,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Provider, ProviderError>> + Send>>
+    {
+        Box::pin(Provider::start_inner(config))
+    }
+
+    async fn start_inner(config: Config) -> Result<Provider, ProviderError> {
         let address = Address::from(&config.key.public_key());
         let client = Client::new(config.node.clone());
         std::fs::create_dir_all(&config.data_dir)?;
@@ -1262,55 +1273,34 @@ impl Daemon {
         if d.step.is_some() {
             return self.play_step(id, d, &rec, jobs).await;
         }
-        let defendant = d.defendant == self.me;
-        let (root, moved) = if defendant {
-            (d.defendant_root, d.defendant_move.is_some())
-        } else {
-            (d.challenger_root, d.challenger_move.is_some())
-        };
-        if rec.leaves.is_empty() || rec.result.trace_root != root {
+        let on_chain = d.party(self.me).map(|p| p.root);
+        if rec.leaves.is_empty() || on_chain != Some(rec.result.trace_root) {
             return Err(ProviderError::Unexpected(format!(
-                "the journal holds no trace with root {root} for job {} stage {}",
+                "the journal holds no trace with root {on_chain:?} for job {} stage {}",
                 d.job.0, d.stage
             )));
         }
+        let leaves = Leaves::new(rec.leaves.clone());
         // (A training dispute's referee needs a carry inside the disputed step, not a
         // state: see `play_step`.)
         if d.step_units == 0 && (d.phase == DisputePhase::AwaitingReferee || d.game.lo() == 0) {
             self.provide(id, d, &rec, jobs).await?;
         }
-        if d.phase != DisputePhase::Bisecting || moved {
-            return Ok(());
-        }
         // `silent` does not defend its own results.
         if rec.role == Role::Stage && self.config.misbehave.is_some_and(|m| !m.answers_disputes()) {
             return Ok(());
         }
-        let Some(mid) = d.game.midpoint() else {
+        let Some(tx) = leaves
+            .next_move(id, d, self.me)
+            .map_err(|e| ProviderError::Unexpected(format!("dispute {}: {e}", id.0)))?
+        else {
             return Ok(());
         };
-        let raw: Vec<[u8; 32]> = rec.leaves.iter().map(|h| h.0).collect();
-        let (Some(leaf), Some(proof)) = (
-            rec.leaves.get(mid as usize).copied(),
-            merkle::proof(&raw, mid as usize),
-        ) else {
-            return Err(ProviderError::Unexpected(format!(
-                "leaf {mid} is outside the trace of {} leaves",
-                raw.len()
-            )));
-        };
-        send_tx(
-            &self.client,
-            &self.config,
-            TxBody::Bisect {
-                dispute: id,
-                leaf,
-                proof: proof.into_iter().map(Hash).collect(),
-            },
-        )
-        .await?;
+        let mid = d.game.midpoint();
+        send_tx(&self.client, &self.config, tx).await?;
         self.status().bisect_moves += 1;
-        tracing::info!(dispute = id.0, mid, defendant, "bisection move posted");
+        let defendant = d.defendant == self.me;
+        tracing::info!(dispute = id.0, ?mid, defendant, "bisection move posted");
         Ok(())
     }
 
@@ -1373,83 +1363,36 @@ impl Daemon {
             }
         };
         self.step_plays.insert(id, StepPlay::Ready(work.clone()));
-        let defendant = d.defendant == self.me;
-        let moved = if defendant {
-            d.defendant_move.is_some()
-        } else {
-            d.challenger_move.is_some()
+        if d.phase == DisputePhase::AwaitingReferee {
+            return self.provide_carry(id, d, &work).await;
+        }
+        // `silent` does not defend its own results.
+        if rec.role == Role::Stage && self.config.misbehave.is_some_and(|m| !m.answers_disputes()) {
+            return Ok(());
+        }
+        let leaves = Leaves::new(work.leaves.clone());
+        let Some(tx) = leaves
+            .next_move(id, d, self.me)
+            .map_err(|e| ProviderError::Unexpected(format!("dispute {} step {step}: {e}", id.0)))?
+        else {
+            return Ok(());
         };
-        let silent =
-            rec.role == Role::Stage && self.config.misbehave.is_some_and(|m| !m.answers_disputes());
-        let raw: Vec<[u8; 32]> = work.leaves.iter().map(|h| h.0).collect();
-        let root = Hash(merkle::root(&raw));
-        match d.phase {
-            DisputePhase::StepRoots if !moved && !silent => {
-                let units = work.leaves.len() - 1;
-                let (Some(first_proof), Some(last_proof)) =
-                    (merkle::proof(&raw, 0), merkle::proof(&raw, units))
-                else {
-                    return Err(ProviderError::Unexpected("empty step leaves".into()));
-                };
-                send_tx(
-                    &self.client,
-                    &self.config,
-                    TxBody::StepRoot {
-                        dispute: id,
-                        root,
-                        first_proof: first_proof.into_iter().map(Hash).collect(),
-                        last_proof: last_proof.into_iter().map(Hash).collect(),
-                    },
-                )
-                .await?;
-                self.status().step_roots_posted += 1;
-                tracing::info!(dispute = id.0, step, defendant, "step root posted");
-            }
-            DisputePhase::Bisecting if !moved && !silent => {
-                let mine = if defendant {
-                    d.defendant_root
-                } else {
-                    d.challenger_root
-                };
-                if mine != root {
-                    return Err(ProviderError::Unexpected(format!(
-                        "dispute {}: the step root on chain is not this party's replay",
-                        id.0
-                    )));
-                }
-                let Some(mid) = d.game.midpoint() else {
-                    return Ok(());
-                };
-                let (Some(leaf), Some(proof)) = (
-                    work.leaves.get(mid as usize).copied(),
-                    merkle::proof(&raw, mid as usize),
-                ) else {
-                    return Err(ProviderError::Unexpected(format!(
-                        "unit leaf {mid} is outside the step's {} leaves",
-                        raw.len()
-                    )));
-                };
-                send_tx(
-                    &self.client,
-                    &self.config,
-                    TxBody::Bisect {
-                        dispute: id,
-                        leaf,
-                        proof: proof.into_iter().map(Hash).collect(),
-                    },
-                )
-                .await?;
-                self.status().bisect_moves += 1;
-                tracing::info!(
-                    dispute = id.0,
-                    step,
-                    mid,
-                    defendant,
-                    "unit bisection move posted"
-                );
-            }
-            DisputePhase::AwaitingReferee => self.provide_carry(id, d, &work).await?,
-            _ => {}
+        let defendant = d.defendant == self.me;
+        let root_posted = matches!(tx, TxBody::StepRoot { .. });
+        let mid = d.game.midpoint();
+        send_tx(&self.client, &self.config, tx).await?;
+        if root_posted {
+            self.status().step_roots_posted += 1;
+            tracing::info!(dispute = id.0, step, defendant, "step root posted");
+        } else {
+            self.status().bisect_moves += 1;
+            tracing::info!(
+                dispute = id.0,
+                step,
+                ?mid,
+                defendant,
+                "unit bisection move posted"
+            );
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ use agentic_protocol::event::{Event, EventRecord};
 use agentic_protocol::params::Params;
 use agentic_protocol::state::{Dispute, DisputeKind, DisputePhase, JobStatus, StagePhase};
 use agentic_protocol::types::VerificationLevel;
-use agentic_protocol::{merkle, Address, Amount, DisputeId, Hash, JobId, TxBody};
+use agentic_protocol::{Address, Amount, DisputeId, Hash, JobId, Leaves, TxBody};
 use agentic_provider::misbehave::{self, perturb_ulp};
 use agentic_provider::{Misbehaviour, Provider};
 use common::*;
@@ -670,7 +670,8 @@ async fn play_challenger(
     dispute: DisputeId,
     leaves: &[Hash],
 ) {
-    let raw: Vec<[u8; 32]> = leaves.iter().map(|h| h.0).collect();
+    let leaves = Leaves::new(leaves.to_vec());
+    let me = Address::from(&commonware_cryptography::Signer::public_key(key));
     let start = Instant::now();
     loop {
         let d: Dispute =
@@ -679,19 +680,8 @@ async fn play_challenger(
         if d.phase != DisputePhase::Bisecting {
             return;
         }
-        if let (None, Some(mid)) = (d.challenger_move, d.game.midpoint()) {
-            let proof = merkle::proof(&raw, mid as usize).unwrap();
-            c.send(
-                key,
-                TxBody::Bisect {
-                    dispute,
-                    leaf: leaves[mid as usize],
-                    proof: proof.into_iter().map(Hash).collect(),
-                },
-                Duration::from_secs(30),
-            )
-            .await
-            .unwrap();
+        if let Some(tx) = leaves.next_move(dispute, &d, me).unwrap() {
+            c.send(key, tx, Duration::from_secs(30)).await.unwrap();
         }
         assert!(
             start.elapsed() < TIMEOUT,

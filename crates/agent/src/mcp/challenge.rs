@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentic_protocol::state::StagePhase;
-use agentic_protocol::{DisputeId, JobId};
+use agentic_protocol::{DisputeId, JobId, Leaves};
 use serde_json::{json, Value};
 
 use super::args::ChallengeArgs;
@@ -146,7 +146,7 @@ impl Market {
 /// Answers every bisection round of `dispute` (where this server is the
 /// challenger) with its trace leaf at the round's midpoint and the leaf's
 /// Merkle proof, until the dispute leaves the bisection phase.
-fn play_dispute(market: Arc<Market>, dispute: DisputeId, leaves: Vec<[u8; 32]>) {
+fn play_dispute(market: Arc<Market>, dispute: DisputeId, leaves: Leaves) {
     tokio::spawn(async move {
         let start = Instant::now();
         while start.elapsed() < MAX_DISPUTE_PLAY {

@@ -26,65 +26,16 @@
 use std::time::{Duration, Instant};
 
 use agentic_node::client::ClientError;
-use agentic_protocol::state::{Job, JobStatus, Mandate};
+use agentic_protocol::state::{JobStatus, Mandate};
 use agentic_protocol::{Address, Amount, Hash, JobId};
 use serde::Serialize;
 
+use super::error::AgentError;
 use super::goal::Goal;
 use super::plan::{self, Quote};
 use super::policy::{self, Means, Purchase, Refusal};
-use super::watch::{DisputeRecord, StageCheck, Watch};
+use super::watch::{DisputeRecord, StageCheck, Step, Watch};
 use crate::requester::{cost, CostBreakdown, Requester, RequesterError};
-
-/// Why the agent stopped without a result.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// Talking to the node or preparing a job failed.
-    #[error(transparent)]
-    Requester(#[from] RequesterError),
-    /// The mandate named by the goal does not exist.
-    #[error("mandate {0} does not exist")]
-    NoMandate(u64),
-}
-
-/// What the agent reports while it works.
-#[derive(Debug)]
-pub enum Step<'a> {
-    /// Quotes for attempt `attempt`, scored; `chosen` is the one bought.
-    Quoted {
-        /// 1-based attempt.
-        attempt: u32,
-        /// The scored quotes.
-        quotes: &'a [Quote],
-    },
-    /// A job was submitted.
-    Submitted {
-        /// 1-based attempt.
-        attempt: u32,
-        /// The job.
-        job: JobId,
-        /// The plan bought.
-        plan: &'static str,
-        /// Escrow locked.
-        escrow: Amount,
-    },
-    /// The job changed.
-    Job(&'a Job),
-    /// A stage was recomputed here (`verify_locally`).
-    Checked {
-        /// The job.
-        job: JobId,
-        /// What was found.
-        check: &'a StageCheck,
-    },
-    /// A dispute on the job opened, or reached its verdict.
-    Dispute {
-        /// The job.
-        job: JobId,
-        /// The dispute as known so far.
-        record: &'a DisputeRecord,
-    },
-}
 
 /// One submission and how it ended.
 #[derive(Clone, Debug, Serialize)]

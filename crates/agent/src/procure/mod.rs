@@ -16,14 +16,16 @@
 //! signed, and adds its goal's own budget on top.
 
 mod agent;
+mod error;
 pub mod goal;
 pub mod plan;
 pub mod policy;
 mod report;
 pub mod watch;
 
-pub use agent::{AgentError, Attempt, Outcome, ProcurementAgent, Report, Step};
+pub use agent::{Attempt, Outcome, ProcurementAgent, Report};
+pub use error::AgentError;
 pub use goal::{Goal, GoalError, Preferences};
 pub use plan::Quote;
 pub use policy::Refusal;
-pub use watch::{Check, DisputeRecord, OpenedBy, StageCheck, Verdict};
+pub use watch::{Check, DisputeRecord, OpenedBy, StageCheck, Step, Verdict};

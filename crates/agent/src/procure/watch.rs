@@ -30,13 +30,53 @@
 use std::time::Instant;
 
 use agentic_protocol::state::{Account, DisputeKind, Job, JobStatus, StagePhase};
-use agentic_protocol::{Address, Amount, DisputeId, Hash, JobId, Params, TxBody};
+use agentic_protocol::{Address, Amount, DisputeId, Hash, JobId, Leaves, Params, TxBody};
 use serde::Serialize;
 
-use super::agent::{AgentError, Step};
+use super::error::AgentError;
 use super::goal::Goal;
+use super::plan::Quote;
 use crate::requester::{Requester, RequesterError};
 use crate::verify::{self, Comparison, Round};
+
+/// What the agent reports while it works.
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// Quotes for attempt `attempt`, scored; `chosen` is the one bought.
+    Quoted {
+        /// 1-based attempt.
+        attempt: u32,
+        /// The scored quotes.
+        quotes: &'a [Quote],
+    },
+    /// A job was submitted.
+    Submitted {
+        /// 1-based attempt.
+        attempt: u32,
+        /// The job.
+        job: JobId,
+        /// The plan bought.
+        plan: &'static str,
+        /// Escrow locked.
+        escrow: Amount,
+    },
+    /// The job changed.
+    Job(&'a Job),
+    /// A stage was recomputed here (`verify_locally`).
+    Checked {
+        /// The job.
+        job: JobId,
+        /// What was found.
+        check: &'a StageCheck,
+    },
+    /// A dispute on the job opened, or reached its verdict.
+    Dispute {
+        /// The job.
+        job: JobId,
+        /// The dispute as known so far.
+        record: &'a DisputeRecord,
+    },
+}
 
 /// What checking one stage here found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -211,7 +251,7 @@ impl Watch<'_> {
         let mut checks: Vec<StageCheck> = Vec::new();
         let mut disputes: Vec<DisputeRecord> = Vec::new();
         // Our own disputes still in bisection, with our trace leaves.
-        let mut playing: Vec<(DisputeId, Vec<[u8; 32]>)> = Vec::new();
+        let mut playing: Vec<(DisputeId, Leaves)> = Vec::new();
         let mut room = self.room;
         loop {
             let job = r.job(self.job).await?;
@@ -414,7 +454,7 @@ impl Watch<'_> {
         job: &Job,
         stage: u32,
         room: Amount,
-    ) -> Result<(Check, Option<(DisputeRecord, Vec<[u8; 32]>)>), RequesterError> {
+    ) -> Result<(Check, Option<(DisputeRecord, Leaves)>), RequesterError> {
         let r = self.requester;
         let st = &job.stages[stage as usize];
         let Some(agreed) = st.result else {

@@ -15,8 +15,9 @@ use commonware_cryptography::Signer as _;
 use serde_json::Value;
 
 use super::error::RequesterError;
-use super::prepare::{prepare, PreparedJob};
+use super::prepare::prepare;
 use super::request::{JobRequest, OfferView, PlacementChoice};
+use super::spec::PreparedJob;
 use super::training::{check_training_output, TrainingResult};
 
 /// A finished job's output, fetched and checked.

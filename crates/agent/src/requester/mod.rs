@@ -45,14 +45,16 @@ mod error;
 pub mod placement;
 mod prepare;
 mod request;
+mod spec;
 pub mod training;
 
 pub use client::{JobResult, Requester, Submitted};
 pub use cost::{cost, CostBreakdown, SlotCost, StageCost};
 pub use error::RequesterError;
 pub use placement::{PlanSummary, PlannedStage, ASSUMED_BANDWIDTH_BYTES_PER_S};
-pub use prepare::{prepare, PreparedJob};
+pub use prepare::prepare;
 pub use request::{JobInput, JobRequest, OfferView, PlacementChoice, TrainingInput};
+pub use spec::PreparedJob;
 pub use training::{StepSummary, TrainingResult, TrainingSummary};
 
 #[cfg(test)]

@@ -34,8 +34,8 @@ use serde::Serialize;
 
 use super::error::RequesterError;
 use super::placement;
-use super::prepare::{finish_spec, PreparedJob};
 use super::request::{JobRequest, OfferView, PlacementChoice, TrainingInput};
+use super::spec::{finish_spec, PreparedJob};
 
 /// What a prepared training job is, beyond its blobs and spec.
 #[derive(Clone, Debug, PartialEq, Serialize)]

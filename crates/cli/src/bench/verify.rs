@@ -97,7 +97,6 @@ use agentic_compute::metering::{InputShape, OpCounter};
 use agentic_compute::registry;
 use agentic_compute::{Activation, Model};
 use agentic_protocol::bisection::max_rounds;
-use agentic_protocol::merkle;
 use agentic_protocol::referee::{Referee, RefereeError};
 use agentic_protocol::reputation::ReputationParams;
 use agentic_protocol::state::{
@@ -110,7 +109,7 @@ use agentic_protocol::test_utils::{
 use agentic_protocol::tx::{SignedTx, StageResult, StageSpec, Tx};
 use agentic_protocol::types::{Amount, VerificationLevel, PPM};
 use agentic_protocol::{
-    Address, Block, DisputeId, Event, Genesis, Hash, JobId, Params, State, TxBody, TxError,
+    Address, Block, DisputeId, Event, Genesis, Hash, JobId, Leaves, Params, State, TxBody, TxError,
 };
 use anyhow::{bail, ensure, Context as _};
 use commonware_cryptography::ed25519::PrivateKey;
@@ -335,32 +334,9 @@ fn run_layers(
     Ok((acts, ops))
 }
 
-/// A party's trace over real activations: leaves, root, and what it claims.
-struct RealTrace {
-    leaves: Vec<[u8; 32]>,
-}
-
-impl RealTrace {
-    fn of(acts: &[Activation]) -> Self {
-        RealTrace {
-            leaves: acts.iter().map(|a| a.hash().0).collect(),
-        }
-    }
-    fn result(&self) -> StageResult {
-        StageResult {
-            input: Hash(self.leaves[0]),
-            output: Hash(*self.leaves.last().unwrap_or(&self.leaves[0])),
-            trace_root: Hash(merkle::root(&self.leaves)),
-        }
-    }
-    fn open(&self, i: u32) -> (Hash, Vec<Hash>) {
-        let proof = merkle::proof(&self.leaves, i as usize)
-            .unwrap_or_default()
-            .into_iter()
-            .map(Hash)
-            .collect();
-        (Hash(self.leaves[i as usize]), proof)
-    }
+/// A party's trace over real activations.
+fn real_trace(acts: &[Activation]) -> Leaves {
+    Leaves::new(acts.iter().map(Activation::hash).collect())
 }
 
 /// One real dispute's figures.
@@ -392,7 +368,7 @@ fn real_disputes(
     let (honest, layer_ops) = run_layers(model, input, None)?;
     let job_ops: u64 = layer_ops.iter().sum();
     let run = model.run(input.clone())?;
-    let honest_trace = RealTrace::of(&honest);
+    let honest_trace = real_trace(&honest);
     ensure!(
         run.trace.root.0 == honest_trace.result().trace_root.0,
         "layer-by-layer trace root differs from Model::run's"
@@ -434,8 +410,8 @@ fn dispute_at(
     k: usize,
 ) -> anyhow::Result<RealDispute> {
     let (cheated, _) = run_layers(model, input, Some(k))?;
-    let good = RealTrace::of(honest);
-    let bad = RealTrace::of(&cheated);
+    let good = real_trace(honest);
+    let bad = real_trace(&cheated);
     let job_ops: u64 = model
         .meter(&input.input_shape())?
         .iter()
@@ -466,25 +442,18 @@ fn dispute_at(
     let auditor_addr = address_of(auditor);
     let mut events = std::mem::take(&mut o.events);
     for _ in 0..64 {
-        let d = ledger.state.dispute(dispute).context("the dispute")?;
+        let d = ledger
+            .state
+            .dispute(dispute)
+            .context("the dispute")?
+            .clone();
         if d.phase != DisputePhase::Bisecting {
             break;
         }
-        let mid = d
-            .game
-            .midpoint()
-            .context("a bisecting game has a midpoint")?;
         for (party, trace) in [(cheater, &bad), (auditor, &good)] {
-            let (leaf, proof) = trace.open(mid);
-            ledger.push(
-                party,
-                TxBody::Bisect {
-                    dispute,
-                    leaf,
-                    proof,
-                },
-                Tag::none(),
-            );
+            if let Some(tx) = trace.next_move(dispute, &d, address_of(party))? {
+                ledger.push(party, tx, Tag::none());
+            }
         }
         let out = ledger.produce_ok(&referee)?;
         events.extend(out.events.into_iter().map(|e| e.event));
@@ -2088,9 +2057,9 @@ impl Market {
                                 ));
                             }
                         }
-                        let Some(mid) = d.game.midpoint() else {
+                        if d.game.midpoint().is_none() {
                             continue;
-                        };
+                        }
                         let round = d.game.round();
                         for (party, moved) in [
                             (d.defendant, d.defendant_move.is_some()),
@@ -2108,16 +2077,9 @@ impl Market {
                                 .and_then(|x| x.trace.clone());
                             match (auditor || strategy.plays(), trace) {
                                 (true, Some(t)) => {
-                                    let (leaf, proof) = t.open(mid);
-                                    regular.push((
-                                        who,
-                                        TxBody::Bisect {
-                                            dispute,
-                                            leaf,
-                                            proof,
-                                        },
-                                        Tag::unit(u),
-                                    ));
+                                    if let Ok(Some(tx)) = t.next_move(dispute, d, party) {
+                                        regular.push((who, tx, Tag::unit(u)));
+                                    }
                                 }
                                 _ if !auditor && strategy == Strategy::RandomOutput => {
                                     // It answers, but nothing it says opens its root.
@@ -2752,7 +2714,7 @@ fn make_work(
         Replica::MadeUp => {
             let mut leaves = vec![input];
             leaves.extend((1..=layers).map(made_up));
-            (Some(TestTrace { leaves }), 0)
+            (Some(TestTrace::new(leaves)), 0)
         }
         Replica::Perturbed => {
             let bad = u32::from(
@@ -2783,7 +2745,7 @@ fn make_work(
                 }
                 leaves.push(x);
             }
-            (Some(TestTrace { leaves }), ops)
+            (Some(TestTrace::new(leaves)), ops)
         }
         Replica::Random | Replica::Blind => (None, 0),
     };

@@ -9,7 +9,7 @@
 //! | a provider running a whole job | [`Model::run`] → output + [`Trace`] + metered ops |
 //! | a pipeline stage (layers `a..b`) | [`Model::run_range`] |
 //! | the market, before execution | [`Model::meter`] → ops per layer |
-//! | the dispute referee | [`Model::run_layer`] / [`crate::trace::reexecute_layer`] |
+//! | the dispute referee | [`Model::run_layer`] / [`reexecute_layer`] |
 //! | the partitioner | [`Model::layers`], [`Model::meter`], activation sizes |
 //!
 //! Layer boundaries:
@@ -26,6 +26,8 @@ pub mod mlp;
 pub mod ops;
 
 use std::ops::Range;
+
+use agentic_primitives::Hash;
 
 use crate::activation::Activation;
 use crate::metering::{InputShape, OpCounter};
@@ -238,4 +240,25 @@ pub(crate) fn token_lens(shape: &InputShape, max_len: usize) -> Result<&[usize],
             detail: "a language model takes token sequences, not feature rows".into(),
         }),
     }
+}
+
+/// The referee's operation: re-executes layer `layer` of `model` on the committed input
+/// and returns the output's hash, to compare with the disputed `layer_hashes` entry.
+pub fn reexecute_layer(
+    model: &Model,
+    layer: usize,
+    input: &Activation,
+) -> Result<Hash, ComputeError> {
+    Ok(model.run_layer(layer, input)?.hash())
+}
+
+/// Checks a stage's trace by re-running `layers` from `input` (an auditor's operation).
+pub fn verify_stage(
+    model: &Model,
+    layers: Range<usize>,
+    input: Activation,
+    claimed: &Trace,
+) -> Result<bool, ComputeError> {
+    let out = model.run_range(layers, input)?;
+    Ok(out.trace == *claimed)
 }

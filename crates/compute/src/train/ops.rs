@@ -29,68 +29,10 @@ use rayon::prelude::*;
 
 use super::real::Real;
 
-/// Rows of output handed to one rayon task in [`matmul`].
-const ROWS_PER_TASK: usize = 8;
-
 /// `c[m×n] = a[m×k] · b[k×n]`, row-major, through [`Real::matmul`]: the inference
 /// kernel for `f32`, [`matmul_generic`] for `f64` — the same order either way.
 pub fn matmul<T: Real>(a: &[T], b: &[T], c: &mut [T], m: usize, k: usize, n: usize) {
     T::matmul(a, b, c, m, k, n)
-}
-
-/// `c[m×n] = a[m×k] · b[k×n]`, row-major. Each `c[i][j]` is `acc = fma(a[i,p],
-/// b[p,j], acc)` over `p` increasing from `acc = 0` — the order of
-/// `crate::kernels::matmul`, so both give identical bits. The loop runs `i, p, j`
-/// so the inner loop runs across independent outputs `j`.
-pub fn matmul_generic<T: Real>(a: &[T], b: &[T], c: &mut [T], m: usize, k: usize, n: usize) {
-    assert_eq!(a.len(), m * k, "matmul: a is not m×k");
-    assert_eq!(b.len(), k * n, "matmul: b is not k×n");
-    assert_eq!(c.len(), m * n, "matmul: c is not m×n");
-    if n == 0 {
-        return;
-    }
-    c.par_chunks_mut(n * ROWS_PER_TASK)
-        .enumerate()
-        .for_each(|(blk, cblock)| {
-            let rows = cblock.len() / n;
-            cblock.fill(T::ZERO);
-            let i0 = blk * ROWS_PER_TASK;
-            // Four rows at a time share each loaded row of `b`; every element
-            // still sees p = 0, 1, 2, … in order.
-            let mut r = 0;
-            while r + 4 <= rows {
-                let (c0, rest) = cblock[r * n..(r + 4) * n].split_at_mut(n);
-                let (c1, rest) = rest.split_at_mut(n);
-                let (c2, c3) = rest.split_at_mut(n);
-                let a0 = &a[(i0 + r) * k..(i0 + r + 1) * k];
-                let a1 = &a[(i0 + r + 1) * k..(i0 + r + 2) * k];
-                let a2 = &a[(i0 + r + 2) * k..(i0 + r + 3) * k];
-                let a3 = &a[(i0 + r + 3) * k..(i0 + r + 4) * k];
-                for p in 0..k {
-                    let brow = &b[p * n..(p + 1) * n];
-                    let (x0, x1, x2, x3) = (a0[p], a1[p], a2[p], a3[p]);
-                    for j in 0..n {
-                        let bj = brow[j];
-                        c0[j] = x0.fma(bj, c0[j]);
-                        c1[j] = x1.fma(bj, c1[j]);
-                        c2[j] = x2.fma(bj, c2[j]);
-                        c3[j] = x3.fma(bj, c3[j]);
-                    }
-                }
-                r += 4;
-            }
-            while r < rows {
-                let crow = &mut cblock[r * n..(r + 1) * n];
-                let arow = &a[(i0 + r) * k..(i0 + r + 1) * k];
-                for (p, &x) in arow.iter().enumerate() {
-                    let brow = &b[p * n..(p + 1) * n];
-                    for (cj, &bj) in crow.iter_mut().zip(brow) {
-                        *cj = x.fma(bj, *cj);
-                    }
-                }
-                r += 1;
-            }
-        });
 }
 
 /// `out[cols×rows] = a[rows×cols]ᵀ`.
@@ -549,6 +491,7 @@ pub fn attention_backward<T: Real>(qkv: &[T], probs: &[T], d_out: &[T], s: AttnS
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::real::matmul_generic;
 
     #[test]
     fn matmul_matches_reference_kernel_bits() {

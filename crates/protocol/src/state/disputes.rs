@@ -348,21 +348,11 @@ impl State {
         if now > d.deadline {
             return Err(TxError::DeadlinePassed(d.deadline));
         }
-        let is_defendant = if who == d.defendant {
-            true
-        } else if who == d.challenger {
-            false
-        } else {
-            return Err(TxError::NotParty);
-        };
-        let (moved, root) = if is_defendant {
-            (d.defendant_move.is_some(), d.defendant_root)
-        } else {
-            (d.challenger_move.is_some(), d.challenger_root)
-        };
-        if moved {
+        let party = d.party(who).ok_or(TxError::NotParty)?;
+        if party.moved {
             return Err(TxError::AlreadyMoved);
         }
+        let (is_defendant, root) = (party.defendant, party.root);
         let mid = d.game.midpoint().ok_or(TxError::DisputeNotOpen)?;
         let leaves = d.game.leaves();
         let siblings: Vec<[u8; 32]> = proof.iter().map(|h| h.0).collect();
@@ -447,21 +437,11 @@ impl State {
         if now > d.deadline {
             return Err(TxError::DeadlinePassed(d.deadline));
         }
-        let is_defendant = if who == d.defendant {
-            true
-        } else if who == d.challenger {
-            false
-        } else {
-            return Err(TxError::NotParty);
-        };
-        let (moved, hi) = if is_defendant {
-            (d.defendant_move.is_some(), d.defendant_hi)
-        } else {
-            (d.challenger_move.is_some(), d.challenger_hi)
-        };
-        if moved {
+        let party = d.party(who).ok_or(TxError::NotParty)?;
+        if party.moved {
             return Err(TxError::AlreadyMoved);
         }
+        let (is_defendant, hi) = (party.defendant, party.hi);
         let units = d.step_units;
         let leaves = u64::from(units) + 1;
         let first: Vec<[u8; 32]> = first_proof.iter().map(|h| h.0).collect();

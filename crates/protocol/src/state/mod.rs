@@ -486,7 +486,41 @@ pub struct Dispute {
     pub step: Option<u32>,
 }
 
+/// One party's side of a dispute ([`Dispute::party`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Party {
+    /// Whether it is the defendant (else the challenger).
+    pub defendant: bool,
+    /// Its trace root (its step root once a training dispute reached one step).
+    pub root: Hash,
+    /// Its value of leaf `game.hi()`.
+    pub hi: Hash,
+    /// Whether it already moved this round.
+    pub moved: bool,
+}
+
 impl Dispute {
+    /// `who`'s side, if it is a party.
+    pub fn party(&self, who: Address) -> Option<Party> {
+        if who == self.defendant {
+            Some(Party {
+                defendant: true,
+                root: self.defendant_root,
+                hi: self.defendant_hi,
+                moved: self.defendant_move.is_some(),
+            })
+        } else if who == self.challenger {
+            Some(Party {
+                defendant: false,
+                root: self.challenger_root,
+                hi: self.challenger_hi,
+                moved: self.challenger_move.is_some(),
+            })
+        } else {
+            None
+        }
+    }
+
     /// The referee question's layer index once the game is down to one leaf
     /// pair: the absolute layer `first_layer + lo` for inference; for a
     /// training stage, the flat unit index

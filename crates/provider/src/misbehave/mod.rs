@@ -66,8 +66,9 @@ use agentic_compute::metering::OpCounter;
 use agentic_compute::train::task::{TaskError, TrainState, TrainTask};
 use agentic_compute::train::units;
 use agentic_compute::{Activation, ComputeError, Model};
+use agentic_protocol::leaves::result_of;
 use agentic_protocol::tx::StageResult;
-use agentic_protocol::{merkle, Hash};
+use agentic_protocol::Hash;
 
 /// A named way of cheating (see the module docs). A daemon without one is honest.
 #[derive(
@@ -421,16 +422,6 @@ pub fn carry_bytes_at(
 /// The ledger's hash of an activation.
 pub fn digest(a: &Activation) -> Hash {
     a.hash()
-}
-
-/// The result whose trace has these leaves (input first, output last).
-pub fn result_of(leaves: &[Hash]) -> StageResult {
-    let raw: Vec<[u8; 32]> = leaves.iter().map(|h| h.0).collect();
-    StageResult {
-        input: leaves.first().copied().unwrap_or_default(),
-        output: leaves.last().copied().unwrap_or_default(),
-        trace_root: Hash(merkle::root(&raw)),
-    }
 }
 
 /// `a` with its tensor's first element replaced by `f(x)` (the cheats' one-number

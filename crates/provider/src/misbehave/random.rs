@@ -15,7 +15,8 @@ use std::ops::Range;
 
 use agentic_compute::{Activation, ActivationKind, ComputeError, Model};
 
-use super::{digest, result_of, Execution};
+use super::{digest, Execution};
+use agentic_protocol::leaves::result_of;
 
 /// The output `[kind, rows, width]` of layer `last` of `model` for a batch shaped like
 /// `input` (the activation entering the stage).

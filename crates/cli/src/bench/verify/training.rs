@@ -22,15 +22,14 @@ use agentic_compute::train::units::{
     carry_layout, reexecute_unit, run_unit, step_units, unit_kind, unit_ops, CarryLimits, StepCarry,
 };
 use agentic_compute::train::OptimizerConfig;
-use agentic_protocol::merkle;
 use agentic_protocol::referee::{Referee, RefereeError};
 use agentic_protocol::state::DisputePhase;
-use agentic_protocol::tx::{StageSpec, TxBody};
-use agentic_protocol::{Event, Hash};
+use agentic_protocol::tx::StageSpec;
+use agentic_protocol::{Event, Hash, Leaves};
 use anyhow::{ensure, Context as _};
 use serde_json::{json, Value};
 
-use super::{open_audited_dispute, RealTrace, Tag};
+use super::{open_audited_dispute, Tag};
 use agentic_protocol::test_utils::address_of;
 
 /// Steps of the disputed training stage.
@@ -78,8 +77,8 @@ impl Referee for UnitReferee<'_> {
 /// One party's run of the stage: its state leaves, its unit leaves per step, the carries
 /// of step [`STEP`] (what it publishes for the referee) and the wall time.
 struct Party {
-    states: RealTrace,
-    steps: Vec<RealTrace>,
+    states: Leaves,
+    steps: Vec<Leaves>,
     carries: Vec<Vec<u8>>,
     seconds: f64,
 }
@@ -90,12 +89,12 @@ fn run_party(task: &TrainTask, init: &TrainState, corrupt: bool) -> anyhow::Resu
     let units = step_units(task);
     let start = Instant::now();
     let mut state = init.clone();
-    let mut states = vec![state.hash().0];
+    let mut states = vec![state.hash()];
     let mut steps = Vec::new();
     let mut carries = Vec::new();
     for t in 0..STEPS {
         let mut carry = StepCarry::start(state);
-        let mut leaves = vec![carry.hash().0];
+        let mut leaves = vec![carry.hash()];
         if t == STEP {
             carries.push(carry.encode());
         }
@@ -110,17 +109,17 @@ fn run_party(task: &TrainTask, init: &TrainState, corrupt: bool) -> anyhow::Resu
                 bytes[x.offset as usize] ^= 1;
                 carry = StepCarry::decode(&bytes, task, CarryLimits::default())?;
             }
-            leaves.push(carry.hash().0);
+            leaves.push(carry.hash());
             if t == STEP {
                 carries.push(carry.encode());
             }
         }
         state = carry.into_state();
-        states.push(state.hash().0);
-        steps.push(RealTrace { leaves });
+        states.push(state.hash());
+        steps.push(Leaves::new(leaves));
     }
     Ok(Party {
-        states: RealTrace { leaves: states },
+        states: Leaves::new(states),
         steps,
         carries,
         seconds: start.elapsed().as_secs_f64(),
@@ -189,43 +188,27 @@ pub(super) fn training_dispute() -> anyhow::Result<Value> {
             .dispute(dispute)
             .context("the dispute")?
             .clone();
-        match d.phase {
-            DisputePhase::Bisecting => {
-                let mid = d
-                    .game
-                    .midpoint()
-                    .context("a bisecting game has a midpoint")?;
-                for (key, party) in parties {
-                    let trace = match d.step {
-                        None => &party.states,
-                        Some(t) => &party.steps[t as usize],
-                    };
-                    let (leaf, proof) = trace.open(mid);
-                    let body = TxBody::Bisect {
-                        dispute,
-                        leaf,
-                        proof,
-                    };
-                    o.ledger.push(key, body, Tag::none());
-                }
-                match d.step {
-                    None => step_rounds += 1,
-                    Some(_) => unit_rounds += 1,
-                }
+        // Each party plays the level the game is at: the per-step states until it
+        // isolated a step, then that step's unit leaves.
+        fn level(party: &Party, step: Option<u32>) -> &Leaves {
+            match step {
+                None => &party.states,
+                Some(t) => &party.steps[t as usize],
             }
-            DisputePhase::StepRoots => {
-                let t = d.step.context("a step once the step level is over")?;
-                step = Some(t);
+        }
+        match d.phase {
+            DisputePhase::Bisecting | DisputePhase::StepRoots => {
                 for (key, party) in parties {
-                    let trace = &party.steps[t as usize];
-                    let open = |i: u32| trace.open(i).1;
-                    let body = TxBody::StepRoot {
-                        dispute,
-                        root: Hash(merkle::root(&trace.leaves)),
-                        first_proof: open(0),
-                        last_proof: open(units),
-                    };
-                    o.ledger.push(key, body, Tag::none());
+                    if let Some(tx) =
+                        level(party, d.step).next_move(dispute, &d, address_of(key))?
+                    {
+                        o.ledger.push(key, tx, Tag::none());
+                    }
+                }
+                match (d.phase, d.step) {
+                    (DisputePhase::StepRoots, t) => step = t,
+                    (_, None) => step_rounds += 1,
+                    (_, Some(_)) => unit_rounds += 1,
                 }
             }
             DisputePhase::AwaitingReferee => {}
