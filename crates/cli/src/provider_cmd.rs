@@ -68,7 +68,8 @@ pub struct RunArgs {
     pub extra_rtt_ms: u64,
     /// Cheat on the stages this provider holds, in the named way (it is slashed or
     /// penalized for it): wrong-output, perturb-ulp, smaller-model, random,
-    /// copy-replica, silent, collude. Audits and others' disputes stay honest.
+    /// copy-replica, silent, collude, wrong-step (training). Audits and others' disputes
+    /// stay honest.
     #[arg(long, value_enum, value_name = "MODE")]
     pub misbehave: Option<Misbehaviour>,
     /// Print the status as JSON lines instead of text.
