@@ -1286,21 +1286,47 @@ impl Daemon {
         if d.step_units == 0 && (d.phase == DisputePhase::AwaitingReferee || d.game.lo() == 0) {
             self.provide(id, d, &rec, jobs).await?;
         }
+        self.post_move(id, d, rec.role, &leaves, None).await
+    }
+
+    /// Posts this party's next move in dispute `id` over `leaves` (the stage's trace,
+    /// or one step's unit leaves: [`Leaves::next_move`] decides which move), unless it
+    /// is not our turn or this daemon is `silent` about its own results.
+    async fn post_move(
+        &mut self,
+        id: DisputeId,
+        d: &Dispute,
+        role: Role,
+        leaves: &Leaves,
+        step: Option<u32>,
+    ) -> Result<(), ProviderError> {
         // `silent` does not defend its own results.
-        if rec.role == Role::Stage && self.config.misbehave.is_some_and(|m| !m.answers_disputes()) {
+        if role == Role::Stage && self.config.misbehave.is_some_and(|m| !m.answers_disputes()) {
             return Ok(());
         }
-        let Some(tx) = leaves
-            .next_move(id, d, self.me)
-            .map_err(|e| ProviderError::Unexpected(format!("dispute {}: {e}", id.0)))?
+        let Some(tx) = leaves.next_move(id, d, self.me).map_err(|e| {
+            ProviderError::Unexpected(format!("dispute {} step {step:?}: {e}", id.0))
+        })?
         else {
             return Ok(());
         };
+        let defendant = d.defendant == self.me;
+        let root_posted = matches!(tx, TxBody::StepRoot { .. });
         let mid = d.game.midpoint();
         send_tx(&self.client, &self.config, tx).await?;
-        self.status().bisect_moves += 1;
-        let defendant = d.defendant == self.me;
-        tracing::info!(dispute = id.0, ?mid, defendant, "bisection move posted");
+        if root_posted {
+            self.status().step_roots_posted += 1;
+            tracing::info!(dispute = id.0, ?step, defendant, "step root posted");
+        } else {
+            self.status().bisect_moves += 1;
+            tracing::info!(
+                dispute = id.0,
+                ?step,
+                ?mid,
+                defendant,
+                "bisection move posted"
+            );
+        }
         Ok(())
     }
 
@@ -1366,35 +1392,8 @@ impl Daemon {
         if d.phase == DisputePhase::AwaitingReferee {
             return self.provide_carry(id, d, &work).await;
         }
-        // `silent` does not defend its own results.
-        if rec.role == Role::Stage && self.config.misbehave.is_some_and(|m| !m.answers_disputes()) {
-            return Ok(());
-        }
         let leaves = Leaves::new(work.leaves.clone());
-        let Some(tx) = leaves
-            .next_move(id, d, self.me)
-            .map_err(|e| ProviderError::Unexpected(format!("dispute {} step {step}: {e}", id.0)))?
-        else {
-            return Ok(());
-        };
-        let defendant = d.defendant == self.me;
-        let root_posted = matches!(tx, TxBody::StepRoot { .. });
-        let mid = d.game.midpoint();
-        send_tx(&self.client, &self.config, tx).await?;
-        if root_posted {
-            self.status().step_roots_posted += 1;
-            tracing::info!(dispute = id.0, step, defendant, "step root posted");
-        } else {
-            self.status().bisect_moves += 1;
-            tracing::info!(
-                dispute = id.0,
-                step,
-                ?mid,
-                defendant,
-                "unit bisection move posted"
-            );
-        }
-        Ok(())
+        self.post_move(id, d, rec.role, &leaves, Some(step)).await
     }
 
     /// Makes the carry the referee re-runs from — `d.agreed`, the input of unit `lo`
