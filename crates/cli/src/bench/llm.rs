@@ -57,6 +57,7 @@ layers and a cache of keys and values, so that text streams from the last stage 
 each token exists. ";
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    super::require_baselines("llm", "candle")?;
     if let Some(engine) = &args.child {
         let v = child(engine, args)?;
         println!("{v}");
@@ -252,6 +253,12 @@ fn child(engine: &str, args: &Args) -> anyhow::Result<Value> {
     }
 }
 
+#[cfg(not(feature = "baselines"))]
+fn candle_child(_: &std::path::Path, _: &[u32], _: &Args, _: usize) -> anyhow::Result<Value> {
+    super::require_baselines("llm", "candle").map(|()| Value::Null)
+}
+
+#[cfg(feature = "baselines")]
 fn candle_child(
     path: &std::path::Path,
     prompt: &[u32],

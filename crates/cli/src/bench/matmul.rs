@@ -19,7 +19,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use agentic_compute::kernels;
 use anyhow::{bail, ensure, Context};
@@ -64,6 +63,7 @@ struct Entry {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    super::require_baselines("matmul", "matrixmultiply")?;
     ensure!(args.reps > 0, "--reps must be positive");
     let sizes: &[usize] = if args.quick { &QUICK_SIZES } else { &SIZES };
     if let Some(threads) = args.child_threads {
@@ -157,7 +157,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(not(feature = "baselines"))]
+fn child(_: &[usize], _: usize, _: usize) -> anyhow::Result<()> {
+    super::require_baselines("matmul", "matrixmultiply")
+}
+
 /// Measures every size with the current process's thread settings; one JSON line each.
+#[cfg(feature = "baselines")]
 fn child(sizes: &[usize], threads: usize, reps: usize) -> anyhow::Result<()> {
     ensure!(
         rayon::current_num_threads() == threads,
@@ -200,12 +206,14 @@ fn child(sizes: &[usize], threads: usize, reps: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "baselines")]
 fn time(f: impl FnOnce()) -> f64 {
-    let t = Instant::now();
+    let t = std::time::Instant::now();
     f();
     t.elapsed().as_secs_f64()
 }
 
+#[cfg(feature = "baselines")]
 /// `c = a·b` with `matrixmultiply::sgemm` (square `n`, row-major).
 fn sgemm(a: &[f32], b: &[f32], c: &mut [f32], n: usize) {
     assert!(a.len() == n * n && b.len() == n * n && c.len() == n * n);
@@ -232,8 +240,10 @@ fn sgemm(a: &[f32], b: &[f32], c: &mut [f32], n: usize) {
 }
 
 /// Deterministic test data (64-bit LCG → [-1, 1)).
+#[cfg(feature = "baselines")]
 struct Lcg(u64);
 
+#[cfg(feature = "baselines")]
 impl Lcg {
     fn next_f32(&mut self) -> f32 {
         self.0 = self

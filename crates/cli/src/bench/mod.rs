@@ -44,6 +44,19 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
     }
 }
 
+/// Fails with how to get the baseline when this build was made without the `baselines`
+/// feature (`bench matmul`, `bench model` and `bench llm` measure against outside code).
+pub(crate) fn require_baselines(bench: &str, baseline: &str) -> anyhow::Result<()> {
+    if cfg!(feature = "baselines") {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "`agentic bench {bench}` measures against {baseline}, which this build leaves out; \
+         build with the `baselines` feature: \
+         cargo run --release -p agentic-cli --features baselines -- bench {bench}"
+    )
+}
+
 /// Runs `agentic bench <bench> --child <engine> <args…>` with `RAYON_NUM_THREADS=threads`
 /// (rayon and candle size their pools once per process) and parses the JSON line it prints.
 pub(crate) fn spawn_child(

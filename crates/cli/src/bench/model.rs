@@ -27,9 +27,6 @@ use agentic_compute::models::{GenerateConfig, Sampling};
 use agentic_compute::registry::{self, LoadedModel};
 use agentic_compute::Model;
 use anyhow::{bail, Context};
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde_json::{json, Value};
 
 #[derive(clap::Args)]
@@ -54,6 +51,7 @@ pub struct Args {
 const THREADS: [usize; 2] = [1, 2];
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    super::require_baselines("model", "candle")?;
     if let Some(engine) = &args.child {
         let v = child(engine, args)?;
         println!("{v}");
@@ -224,38 +222,7 @@ fn child(engine: &str, args: &Args) -> anyhow::Result<Value> {
                 "trace_root_first_batch": root.map(|r| r.to_hex()),
             }))
         }
-        "candle" => {
-            let ours = registry::load("minilm")?;
-            let dir = registry::minilm_dir();
-            let cfg: BertConfig = serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
-            let weights = std::fs::read(dir.join("model.safetensors"))?;
-            let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
-            let model = BertModel::load(vb, &cfg)?;
-            let (secs, _) = best_of(args.reps, || {
-                for b in &batches {
-                    candle_embed(&model, &ours, b)?;
-                }
-                Ok(())
-            })?;
-            // Equal work: compare the first batch's embeddings.
-            let first = batches.first().context("no sentence")?;
-            let theirs = candle_embed(&model, &ours, first)?;
-            let (mine, _) = ours.embed(first)?;
-            let min_cos = mine
-                .iter()
-                .zip(&theirs)
-                .map(|(a, b)| {
-                    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-                    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-                    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-                    dot / (na * nb)
-                })
-                .fold(f64::INFINITY, f64::min);
-            Ok(json!({
-                "sentences_per_s": texts.len() as f64 / secs,
-                "min_cosine_vs_ours": min_cos,
-            }))
-        }
+        "candle" => candle_engine(args, &texts, &batches),
         "gpt" => {
             let mut models = vec![("tiny-gpt".to_string(), registry::load("tiny-gpt")?)];
             if let Some(d) = std::env::var_os("AGENTIC_GPT2_DIR") {
@@ -270,6 +237,50 @@ fn child(engine: &str, args: &Args) -> anyhow::Result<Value> {
         }
         other => bail!("unknown bench engine `{other}`"),
     }
+}
+
+/// candle's BERT on the same sentences, and the least cosine between its embeddings of
+/// the first batch and ours.
+#[cfg(feature = "baselines")]
+fn candle_engine(args: &Args, texts: &[String], batches: &[Vec<&str>]) -> anyhow::Result<Value> {
+    use candle_core::{DType, Device};
+    use candle_nn::VarBuilder;
+    use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+    let ours = registry::load("minilm")?;
+    let dir = registry::minilm_dir();
+    let cfg: BertConfig = serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
+    let weights = std::fs::read(dir.join("model.safetensors"))?;
+    let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
+    let model = BertModel::load(vb, &cfg)?;
+    let (secs, _) = best_of(args.reps, || {
+        for b in batches {
+            candle_embed(&model, &ours, b)?;
+        }
+        Ok(())
+    })?;
+    // Equal work: compare the first batch's embeddings.
+    let first = batches.first().context("no sentence")?;
+    let theirs = candle_embed(&model, &ours, first)?;
+    let (mine, _) = ours.embed(first)?;
+    let min_cos = mine
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| {
+            let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            dot / (na * nb)
+        })
+        .fold(f64::INFINITY, f64::min);
+    Ok(json!({
+        "sentences_per_s": texts.len() as f64 / secs,
+        "min_cosine_vs_ours": min_cos,
+    }))
+}
+
+#[cfg(not(feature = "baselines"))]
+fn candle_engine(_: &Args, _: &[String], _: &[Vec<&str>]) -> anyhow::Result<Value> {
+    super::require_baselines("model", "candle").map(|()| Value::Null)
 }
 
 fn gpt_tokens_per_s(name: &str, m: &LoadedModel, reps: usize) -> anyhow::Result<Value> {
@@ -302,11 +313,13 @@ fn gpt_tokens_per_s(name: &str, m: &LoadedModel, reps: usize) -> anyhow::Result<
 }
 
 /// candle: padded batch + mask → BERT → masked mean pool → L2 normalize.
+#[cfg(feature = "baselines")]
 fn candle_embed(
-    model: &BertModel,
+    model: &candle_transformers::models::bert::BertModel,
     ours: &LoadedModel,
     batch: &[&str],
 ) -> anyhow::Result<Vec<Vec<f32>>> {
+    use candle_core::{DType, Device, Tensor};
     let tok = ours.tokenizer.as_ref().context("MiniLM tokenizer")?;
     let seqs = batch
         .iter()
