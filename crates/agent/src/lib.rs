@@ -9,8 +9,8 @@
 //!   (model, input,  │  pure: load the bundle,    │ uploads the bundle        │   │
 //!    stages, price, │  encode + meter the input, │ and input blobs, signs    │   ├─ result(): output
 //!    placement)     │  split layers, partition,  │ SubmitJob                 │   │  activation, hash-checked
-//!                   │  escrow                    ▼                           │   └─ cost(): ops × price
-//!          offers ──┘                     node API (agentic_node::client)  ◀─┘       per stage, refund
+//!                   │  escrow                    ▼                           │   └─ bill(): what the
+//!          offers ──┘                  node API (agentic_client::Client)  ◀──┘      ledger's events paid
 //! ```
 //!
 //! | module | what | state |

@@ -12,8 +12,10 @@
 //!       ├─ InputDiffers  ─▶ an earlier stage diverged: challenge that one instead
 //!       └─ Differs       ─▶ post_challenge: Challenge { job, stage, our result } — the
 //!                           ledger locks `challenge_bond` from the signer — then
-//!                           play_round, once per poll, until the dispute leaves bisection:
-//!                           each round, our trace leaf at the midpoint + its Merkle proof
+//!                           play_round, each time the caller wakes (the procurement agent
+//!                           on the dispute's events, the MCP server on a timer), until the
+//!                           dispute leaves bisection: each round, our trace leaf at the
+//!                           midpoint + its Merkle proof
 //! ```
 //!
 //! A party that stays silent for `dispute_timeout` blocks loses, so whoever
@@ -28,11 +30,11 @@
 
 use std::time::Duration;
 
+use agentic_client::Client;
 use agentic_compute::activation::DecodeLimits;
 use agentic_compute::bundle::{Bundle, BundleLimits};
 use agentic_compute::Activation;
-use agentic_node::client::{Client, ClientError};
-use agentic_protocol::event::{Event, EventRecord};
+use agentic_protocol::event::Event;
 use agentic_protocol::state::{Dispute, DisputePhase, Job};
 use agentic_protocol::tx::StageResult;
 use agentic_protocol::{Address, Amount, DisputeId, JobId, Leaves, TxBody};
@@ -153,9 +155,7 @@ pub async fn recompute(
 
 /// The chain's current `challenge_bond` (what a `Challenge` locks).
 pub async fn challenge_bond(client: &Client) -> Result<Amount, RequesterError> {
-    let p = client.get("/v1/params").await?;
-    serde_json::from_value(p["params"]["challenge_bond"].clone())
-        .map_err(|e| RequesterError::Unexpected(format!("params: challenge_bond: {e}: {p}")))
+    Ok(client.params().await?.challenge_bond)
 }
 
 /// A challenge the ledger accepted.
@@ -187,9 +187,7 @@ pub async fn post_challenge(
     };
     let fee = client.fee_for(&body).await?;
     let receipt = client.send(key, body, timeout).await?;
-    let events: Vec<EventRecord> = serde_json::from_value(receipt["events"].clone())
-        .map_err(|e| RequesterError::Unexpected(format!("challenge receipt: {e}")))?;
-    let dispute = events.iter().find_map(|e| match e.event {
+    let dispute = receipt.events.iter().find_map(|e| match e.event {
         Event::DisputeOpened { dispute, .. } => Some(dispute),
         _ => None,
     });
@@ -198,11 +196,9 @@ pub async fn post_challenge(
 
 /// The dispute record (`/v1/disputes/{id}`), or `None` if the node has none.
 pub async fn dispute(client: &Client, id: DisputeId) -> Result<Option<Dispute>, RequesterError> {
-    match client.get(&format!("/v1/disputes/{}", id.0)).await {
-        Ok(v) => serde_json::from_value(v)
-            .map(Some)
-            .map_err(|e| RequesterError::Unexpected(format!("dispute {id}: {e}"))),
-        Err(ClientError::Api { status: 404, .. }) => Ok(None),
+    match client.dispute(id).await {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -244,7 +240,10 @@ pub async fn play_round(
     let mid = d.game.midpoint().unwrap_or_default();
     let Some(body) = leaves
         .next_move(id, &d, me)
-        .map_err(|e| RequesterError::Unexpected(format!("dispute {id}: {e}")))?
+        .map_err(|reason| RequesterError::Bisection {
+            dispute: id,
+            reason,
+        })?
     else {
         return Ok(Round::Waiting);
     };

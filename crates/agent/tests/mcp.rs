@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use agentic_agent::mcp::transport::{self, BearerToken, TransportError};
 use agentic_agent::mcp::{Config, McpServer, TOOL_NAMES};
+use agentic_client::keystore::KeyFile;
 use agentic_compute::bundle::Bundle;
-use agentic_node::keystore::KeyFile;
 use agentic_protocol::tx::MandateTerms;
 use agentic_protocol::types::VerificationLevel;
 use agentic_protocol::{Address, Amount, Height, JobId};
@@ -371,9 +371,7 @@ async fn a_mandate_caps_what_the_agent_spends(net: &LocalMarket, agent: &KeyFile
     let me = Address::from(&agent.key.public_key());
     let principal = net.key("principal");
     let principal_addr = Address::from(&principal.key.public_key());
-    let height = net.client().status().await.unwrap()["height"]
-        .as_u64()
-        .unwrap();
+    let height = common::height(&net.client()).await;
     let mandate = grant_mandate(
         &net.client(),
         &principal.key,

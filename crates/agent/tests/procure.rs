@@ -107,14 +107,14 @@ fn the_agent_buys_within_its_mandate_and_refuses_what_it_forbids() {
         assert!(report.spent.0 <= report.goal.budget.0);
 
         // Over budget: refused by the agent, nothing signed.
-        let nonce = c.account(&agent_addr).await.unwrap()["nonce"].clone();
+        let nonce = c.nonce(&agent_addr).await.unwrap();
         let r = agent.run(&goal(Some(mandate), 10), |_| {}).await.unwrap();
         match &r.outcome {
             Outcome::Refused { reason } => assert!(reason.contains("over budget"), "{reason}"),
             o => panic!("{o:?}"),
         }
         assert!(r.attempts.is_empty());
-        assert_eq!(c.account(&agent_addr).await.unwrap()["nonce"], nonce);
+        assert_eq!(c.nonce(&agent_addr).await.unwrap(), nonce);
 
         // Forced past the agent: a job above the per-job cap is refused by the ledger
         // and the principal loses nothing.

@@ -13,12 +13,12 @@ use std::time::Duration;
 use agentic_agent::requester::{
     cost, JobInput, JobRequest, PlacementChoice, Requester, RequesterError,
 };
+use agentic_client::blobs::BlobStore;
+use agentic_client::Client;
 use agentic_compute::activation::DecodeLimits;
 use agentic_compute::bundle::{Bundle, BundleLimits};
 use agentic_compute::{registry, Activation};
 use agentic_node::api::{self, ApiConfig, ApiState};
-use agentic_node::blobs::BlobStore;
-use agentic_node::client::Client;
 use agentic_node::{
     AdmitError, Chain, FinalizedBlock, Mempool, MempoolLimits, SharedChain, SharedMempool, Submit,
 };
@@ -164,6 +164,9 @@ impl Net {
     fn requester(&self, seed: u64) -> Requester {
         let mut r = Requester::new(Client::new(&self.url), key(seed));
         r.poll_interval = Duration::from_millis(50);
+        // `wait` must be driven by the node's event feed: the fallback re-read alone
+        // would take longer than the tests allow.
+        r.resync_interval = Duration::from_secs(30);
         r
     }
 }
@@ -231,7 +234,7 @@ fn auto_placement_submit_then_cancel_refunds_everything_but_fees() {
             assert_eq!(req.cancel(id).await.unwrap(), job.escrow);
             let j = req.job(id).await.unwrap();
             assert_eq!(j.status, JobStatus::Cancelled);
-            let c = cost(&j);
+            let c = req.bill(id).await.unwrap();
             assert_eq!(c.paid, Amount::ZERO);
             assert_eq!(c.refund, Some(job.escrow));
         }
@@ -287,10 +290,9 @@ async fn honest_provider(url: String, key: PrivateKey, job: JobId) {
     let mut model = None;
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let Ok(v) = client.job(job.0).await else {
+        let Ok(j) = client.job(job).await else {
             continue;
         };
-        let j: agentic_protocol::state::Job = serde_json::from_value(v).unwrap();
         if j.status != JobStatus::Active {
             return;
         }
@@ -404,8 +406,13 @@ fn a_pipeline_job_runs_to_a_verified_result_and_an_exact_bill() {
         assert_eq!(res.stage_results[0].output, res.stage_results[1].input);
         assert_eq!(res.stage_results[0].input, job.input_hash);
 
-        // The bill: each stage's provider earns ops × its price; the rest comes back.
-        let c = cost(&done);
+        // The bill, from the ledger's events: each stage's provider was paid ops × its
+        // price; the rest came back.
+        let c = req.bill(sub.job).await.unwrap();
+        assert_eq!(
+            c,
+            cost(&done, sub.job, &req.job_events(sub.job).await.unwrap())
+        );
         let mut paid = 0u128;
         for (st, spec) in c.stages.iter().zip(&job.spec.stages) {
             let slot = &st.slots[0];

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use agentic_agent::procure::{Goal, Outcome, ProcurementAgent, Report, Step};
 use agentic_agent::requester::Requester;
-use agentic_node::client::Client;
-use agentic_node::keystore::KeyFile;
+use agentic_client::keystore::KeyFile;
+use agentic_client::Client;
 use anyhow::Context as _;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};

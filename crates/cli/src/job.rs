@@ -31,14 +31,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agentic_agent::requester::{
-    cost, CostBreakdown, JobInput, JobRequest, JobResult, PlacementChoice, PreparedJob, Requester,
+    CostBreakdown, JobInput, JobRequest, JobResult, PlacementChoice, PreparedJob, Requester,
     Submitted, TrainingInput, TrainingResult,
 };
+use agentic_client::keystore::KeyFile;
 use agentic_compute::train::shipped;
 use agentic_compute::train::task::LrSchedule;
 use agentic_compute::train::{AdamConfig, OptimizerConfig};
 use agentic_compute::Activation;
-use agentic_node::keystore::KeyFile;
 use agentic_protocol::coord::Coord;
 use agentic_protocol::state::{Job, JobStatus, StagePhase};
 use agentic_protocol::types::{Capabilities, Region, VerificationLevel};
@@ -241,7 +241,8 @@ pub fn run(args: JobArgs) -> anyhow::Result<()> {
         JobCmd::Wait { id, timeout } => rt.block_on(async {
             let req = reader(&node);
             let job = follow(&req, JobId(id), Duration::from_secs(timeout), json).await?;
-            finish(&job, JobId(id), None, json)
+            let c = bill(&req, JobId(id)).await?;
+            finish(&job, JobId(id), &c, None, json)
         }),
         JobCmd::Result { id, out } => rt.block_on(result(&node, JobId(id), &out, json)),
         JobCmd::Cancel { id, key } => rt.block_on(cancel(&node, JobId(id), &key, json)),
@@ -421,7 +422,7 @@ async fn submit(node: &NodeArgs, args: &SubmitArgs, json: bool) -> anyhow::Resul
         return Ok(());
     }
     let job = follow(&req, sub.job, Duration::from_secs(args.timeout), json).await?;
-    let c = cost(&job);
+    let c = bill(&req, sub.job).await?;
     out["status"] = json!(job.status);
     out["cost"] = serde_json::to_value(&c)?;
     if !json {
@@ -476,18 +477,13 @@ async fn status(node: &NodeArgs, id: JobId, json: bool) -> anyhow::Result<()> {
         .job(id)
         .await
         .with_context(|| format!("reading job {id} from {}", req.client().base()))?;
-    let c = cost(&job);
+    let c = bill(&req, id).await?;
     if json {
         let v = json!({"id": id.0, "job": job, "cost": c});
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let height = req
-        .client()
-        .status()
-        .await
-        .ok()
-        .and_then(|s| s["height"].as_u64());
+    let height = req.client().status().await.ok().map(|s| s.height.0);
     print!("{}", status_text(id, &job, height));
     print!("{}", cost_text(&c, None));
     Ok(())
@@ -511,7 +507,7 @@ async fn result(node: &NodeArgs, id: JobId, out: &Path, json: bool) -> anyhow::R
         .await
         .with_context(|| format!("fetching job {id}'s output"))?;
     write_result(out, &job, &res)?;
-    let c = cost(&job);
+    let c = bill(&req, id).await?;
     if json {
         let v = json!({
             "job": id.0,
@@ -556,7 +552,7 @@ async fn training_result(
         .await
         .with_context(|| format!("fetching job {id}'s trained state"))?;
     write_training(dir, job, &res)?;
-    let c = cost(job);
+    let c = bill(req, id).await?;
     if json {
         let v = json!({
             "job": id.0,
@@ -855,16 +851,28 @@ async fn follow(req: &Requester, id: JobId, timeout: Duration, json: bool) -> an
     Ok(job)
 }
 
+/// The job's bill as the ledger paid it (its events, replayed from the node).
+async fn bill(req: &Requester, id: JobId) -> anyhow::Result<CostBreakdown> {
+    req.bill(id)
+        .await
+        .with_context(|| format!("reading job {id}'s bill from {}", req.client().base()))
+}
+
 /// After `job wait`: the bill, and a non-zero exit unless the job completed.
-fn finish(job: &Job, id: JobId, sub: Option<&Submitted>, json: bool) -> anyhow::Result<()> {
-    let c = cost(job);
+fn finish(
+    job: &Job,
+    id: JobId,
+    c: &CostBreakdown,
+    sub: Option<&Submitted>,
+    json: bool,
+) -> anyhow::Result<()> {
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({"id": id.0, "status": job.status, "cost": c}))?
         );
     } else {
-        print!("{}", cost_text(&c, sub));
+        print!("{}", cost_text(c, sub));
     }
     if job.status != JobStatus::Completed {
         bail!("job {id} ended {:?}", job.status);

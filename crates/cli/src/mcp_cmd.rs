@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agentic_agent::mcp::{transport, Config, McpServer};
-use agentic_node::keystore::KeyFile;
+use agentic_client::keystore::KeyFile;
 use agentic_protocol::MandateId;
 use anyhow::Context;
 

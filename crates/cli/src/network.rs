@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use agentic_client::keystore::KeyFile;
 use agentic_node::genesis::{AccountEntry, GenesisFile};
-use agentic_node::keystore::KeyFile;
 use agentic_node::localnet;
 use agentic_node::service::{self, Running, ValidatorSetup};
 use agentic_protocol::hex;

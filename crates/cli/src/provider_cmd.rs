@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agentic_node::keystore::KeyFile;
+use agentic_client::keystore::KeyFile;
 use agentic_protocol::types::{Capabilities, Region};
 use agentic_protocol::Amount;
 use agentic_provider::{Config, Misbehaviour, Provider};

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agentic_node::client::Client;
-use agentic_node::keystore::KeyFile;
-use agentic_protocol::{Amount, ChainId, SignedTx, Tx, TxBody};
+use agentic_client::api::TxStatus;
+use agentic_client::keystore::KeyFile;
+use agentic_client::Client;
+use agentic_protocol::{Amount, ChainId, Hash, Height, SignedTx, Tx, TxBody};
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentic");
 const N: usize = 4;
@@ -59,7 +60,7 @@ impl Drop for Nodes {
 }
 
 async fn height(c: &Client) -> Option<u64> {
-    c.status().await.ok().and_then(|s| s["height"].as_u64())
+    c.status().await.ok().map(|s| s.height.0)
 }
 
 async fn wait_height(c: &Client, h: u64, what: &str) {
@@ -73,9 +74,8 @@ async fn wait_height(c: &Client, h: u64, what: &str) {
     }
 }
 
-async fn root_at(c: &Client, h: u64) -> String {
-    let b = c.get(&format!("/v1/blocks/{h}")).await.unwrap();
-    b["state_root"].as_str().unwrap().to_string()
+async fn root_at(c: &Client, h: u64) -> Hash {
+    c.block(Height(h)).await.unwrap().state_root
 }
 
 async fn transfer(
@@ -85,7 +85,7 @@ async fn transfer(
     amount: u128,
     chain: u64,
     nonce: u64,
-) -> String {
+) -> Hash {
     let tx = SignedTx::sign(
         &from.key,
         Tx {
@@ -144,12 +144,17 @@ async fn four_processes_agree_and_a_killed_node_rejoins() {
     }
     for id in &ids {
         let r = clients[3].wait(id, Duration::from_secs(60)).await.unwrap();
-        assert_eq!(r["result"]["ok"], true, "{r}");
+        assert!(r.result.ok, "{r:?}");
     }
-    let bob_balance = clients[1].account(&bob.address()).await.unwrap()["balance"].clone();
+    let bob_balance = clients[1]
+        .account(&bob.address())
+        .await
+        .unwrap()
+        .account
+        .balance;
     assert_eq!(
         bob_balance,
-        (1_000_000_000_000u128 + (10..18).sum::<u128>()).to_string()
+        Amount(1_000_000_000_000u128 + (10..18).sum::<u128>())
     );
 
     // Same root at the same height on every node.
@@ -190,12 +195,12 @@ async fn four_processes_agree_and_a_killed_node_rejoins() {
         root_at(&clients[0], h0).await
     );
     let r = clients[2].tx(&id).await.unwrap();
-    assert_eq!(r["status"], "finalized");
+    assert!(matches!(r, TxStatus::Finalized(_)), "{r:?}");
     // And it keeps taking part: a transaction submitted to it is finalized everywhere.
     let id = transfer(&clients[2], &alice, &bob, 1, 4242, 9).await;
     for c in &clients {
         let r = c.wait(&id, Duration::from_secs(60)).await.unwrap();
-        assert_eq!(r["result"]["ok"], true);
+        assert!(r.result.ok, "{r:?}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -57,6 +57,9 @@ pub struct BlockRecord {
     pub state_root: Hash,
     /// How many transactions succeeded.
     pub succeeded: u32,
+    /// Everything the ledger did in the block, in order (what `/v1/events?from=`
+    /// replays).
+    pub events: Vec<EventRecord>,
 }
 
 /// Where a transaction landed and what it did.
@@ -214,17 +217,19 @@ impl Chain {
             tx_ids,
             state_root: outcome.root,
             succeeded,
+            events: outcome.events,
         });
         self.blocks.insert(block.height, record.clone());
         self.by_digest.insert(block.digest, block.height);
-        // Nobody listening is fine.
-        let _ = self.feed.send(ChainEvent::Block(record.clone()));
-        for ev in outcome.events {
+        // The block's ledger events, then the block itself: a reader that has seen
+        // `Block(h)` has seen everything height `h` did. Nobody listening is fine.
+        for ev in &record.events {
             let _ = self.feed.send(ChainEvent::Ledger {
                 height: block.height,
-                record: ev,
+                record: ev.clone(),
             });
         }
+        let _ = self.feed.send(ChainEvent::Block(record.clone()));
         Ok(Some(record))
     }
 
@@ -248,7 +253,8 @@ impl Chain {
         self.receipts.get(id)
     }
 
-    /// Subscribes to the event feed (blocks and ledger events, from now on).
+    /// Subscribes to the event feed (from now on): each finalized block's ledger
+    /// events, then the block.
     pub fn subscribe(&self) -> broadcast::Receiver<ChainEvent> {
         self.feed.subscribe()
     }

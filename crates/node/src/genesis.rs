@@ -154,10 +154,10 @@ impl GenesisFile {
                         format!("not 64 hex digits ({e})"),
                     )
                 })?,
-                balance: parse_amount(&a.balance).ok_or_else(|| {
+                balance: Amount::from_decimal(&a.balance).ok_or_else(|| {
                     field(format!("accounts[{i}].balance"), "not a decimal amount")
                 })?,
-                bonded: parse_amount(&a.bonded).ok_or_else(|| {
+                bonded: Amount::from_decimal(&a.bonded).ok_or_else(|| {
                     field(format!("accounts[{i}].bonded"), "not a decimal amount")
                 })?,
             });
@@ -201,14 +201,6 @@ impl GenesisFile {
         }
         Ok(out)
     }
-}
-
-/// Parses a decimal amount of base units.
-pub fn parse_amount(s: &str) -> Option<Amount> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse::<u128>().ok().map(Amount)
 }
 
 #[cfg(test)]

@@ -15,12 +15,9 @@
 //! See `README.md` in this crate for the decisions.
 
 pub mod api;
-pub mod blobs;
 pub mod chain;
-pub mod client;
 pub mod consensus;
 pub mod genesis;
-pub mod keystore;
 pub mod localnet;
 pub mod mempool;
 pub mod service;

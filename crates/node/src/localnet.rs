@@ -16,8 +16,8 @@ use commonware_runtime::Supervisor as _;
 
 use crate::consensus;
 use crate::genesis::{AccountEntry, GenesisFile, GenesisFileError, ValidatorEntry};
-use crate::keystore::{KeyError, KeyFile};
 use crate::service::{self, Running, ServiceError, ValidatorSetup};
+use agentic_client::keystore::{KeyError, KeyFile};
 use agentic_protocol::hex;
 
 /// Balance every generated account starts with (base units).

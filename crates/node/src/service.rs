@@ -14,12 +14,12 @@ use commonware_runtime::{
 use rand_core::CryptoRng;
 
 use crate::api::{self, ApiConfig, ApiState};
-use crate::blobs::{BlobStore, DEFAULT_MAX_BLOB};
 use crate::chain::{Chain, SharedChain};
 use crate::consensus::{self, NetworkConfig, Peer, PublicKey};
 use crate::genesis::{GenesisFile, GenesisFileError};
-use crate::keystore::KeyFile;
 use crate::mempool::{Mempool, MempoolLimits, SharedMempool};
+use agentic_client::blobs::{BlobStore, DEFAULT_MAX_BLOB};
+use agentic_client::keystore::KeyFile;
 
 /// Why a validator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +41,7 @@ pub enum ServiceError {
     BadValidatorKey(String),
     /// The blob store could not open.
     #[error(transparent)]
-    Blobs(#[from] crate::blobs::BlobError),
+    Blobs(#[from] agentic_client::blobs::BlobError),
     /// The network or engine could not start.
     #[error(transparent)]
     Network(#[from] consensus::NetworkError),

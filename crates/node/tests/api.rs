@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
+use agentic_client::blobs::BlobStore;
 use agentic_node::api::{self, ApiConfig, ApiState};
-use agentic_node::blobs::BlobStore;
 use agentic_node::{
     AdmitError, Chain, FinalizedBlock, Mempool, MempoolLimits, SharedChain, SharedMempool, Submit,
 };
@@ -302,7 +302,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
         placement: Vec::new(),
     };
     let body = TxBody::SubmitJob { spec };
-    let client = agentic_node::client::Client::new(n.base.clone());
+    let client = agentic_client::Client::new(n.base.clone());
     assert_eq!(client.fee_for(&body).await.unwrap(), Amount(3));
     assert_eq!(client.params().await.unwrap().fee_per_slot, Amount(1));
     let sign = |fee: u128| {
@@ -469,4 +469,153 @@ async fn openapi_describes_every_route() {
             "{p} answered {code}: {body}"
         );
     }
+}
+
+/// Checks `v` against the OpenAPI `schema` (the subset the document uses: `$ref`,
+/// `type`, `required`, `properties`, `items`, `oneOf`, `const`, `enum`); an object whose
+/// schema lists `properties` may carry no key the schema does not describe.
+fn conforms(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/");
+        return conforms(doc, &doc["components"]["schemas"][name], v, at);
+    }
+    if let Some(options) = schema["oneOf"].as_array() {
+        return options
+            .iter()
+            .any(|o| conforms(doc, o, v, at).is_ok())
+            .then_some(())
+            .ok_or(format!("{at}: {v} matches no oneOf option"));
+    }
+    if let Some(c) = schema.get("const") {
+        if c != v {
+            return Err(format!("{at}: {v} is not {c}"));
+        }
+    }
+    if let Some(e) = schema["enum"].as_array() {
+        if !e.contains(v) {
+            return Err(format!("{at}: {v} not in {e:?}"));
+        }
+    }
+    let ok = match schema["type"].as_str() {
+        None => true,
+        Some("object") => v.is_object(),
+        Some("array") => v.is_array(),
+        Some("string") => v.is_string(),
+        Some("integer") => v.is_u64() || v.is_i64(),
+        Some("boolean") => v.is_boolean(),
+        Some("null") => v.is_null(),
+        Some(t) => return Err(format!("{at}: schema type {t} not handled")),
+    };
+    if !ok {
+        return Err(format!("{at}: {v} is not of type {}", schema["type"]));
+    }
+    if let Some(obj) = v.as_object() {
+        for k in schema["required"].as_array().into_iter().flatten() {
+            let k = k.as_str().unwrap_or_default();
+            if !obj.contains_key(k) {
+                return Err(format!("{at}: required `{k}` missing"));
+            }
+        }
+        if let Some(props) = schema["properties"].as_object() {
+            for (k, val) in obj {
+                let sub = props
+                    .get(k)
+                    .ok_or(format!("{at}: `{k}` is served but not described"))?;
+                conforms(doc, sub, val, &format!("{at}.{k}"))?;
+            }
+        }
+    }
+    if let (Some(items), Some(list)) = (schema.get("items"), v.as_array()) {
+        for (i, x) in list.iter().enumerate() {
+            conforms(doc, items, x, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The typed client (`agentic-client`) reads every route into the shared types, which
+/// serialize back to exactly the bytes' JSON the node served (nothing dropped, nothing
+/// invented), and each body conforms to what `/openapi.json` documents for it.
+#[tokio::test]
+async fn typed_client_openapi_and_wire_agree() {
+    use futures::StreamExt;
+    let n = start("typed").await;
+    let c = agentic_client::Client::new(n.base.clone());
+    let id = c.submit(&transfer(1, 0, 2, 3)).await.unwrap();
+    assert!(matches!(
+        c.tx(&id).await.unwrap(),
+        agentic_client::api::TxStatus::Pending(_)
+    ));
+    n.finalize();
+    let (_, doc) = n.get("/openapi.json").await;
+    let me = address_of(&key(1));
+    let typed: Vec<(String, Value)> = vec![
+        ("/v1/status".into(), json!(c.status().await.unwrap())),
+        (
+            format!("/v1/txs/{}", id.to_hex()),
+            json!(c.tx(&id).await.unwrap()),
+        ),
+        (
+            format!("/v1/accounts/{}", me.to_hex()),
+            json!(c.account(&me).await.unwrap()),
+        ),
+        ("/v1/providers".into(), json!(c.providers().await.unwrap())),
+        ("/v1/offers".into(), json!(c.offers().await.unwrap())),
+        (
+            "/v1/jobs".into(),
+            json!(c.jobs(Default::default()).await.unwrap()),
+        ),
+        (
+            "/v1/disputes".into(),
+            json!(c.disputes(Default::default()).await.unwrap()),
+        ),
+        (
+            "/v1/proposals".into(),
+            json!(c.proposals(Default::default()).await.unwrap()),
+        ),
+        ("/v1/params".into(), json!(c.params_view().await.unwrap())),
+        (
+            "/v1/blocks/latest".into(),
+            json!(c.latest_block().await.unwrap()),
+        ),
+        (
+            "/v1/blocks/1".into(),
+            json!(c.block(Height(1)).await.unwrap()),
+        ),
+        (
+            "/v1/blocks".into(),
+            json!(c.blocks(Default::default()).await.unwrap()),
+        ),
+    ];
+    for (path, v) in typed {
+        let (status, wire) = n.get(&path).await;
+        assert_eq!(status, 200, "{path}: {wire}");
+        assert_eq!(v, wire, "{path}: the typed body differs from the wire");
+        let template = path
+            .replace(&id.to_hex(), "{id}")
+            .replace(&me.to_hex(), "{address}")
+            .replace("/v1/blocks/1", "/v1/blocks/{height}");
+        let schema = &doc["paths"][&template]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"];
+        assert!(!schema.is_null(), "{template} has no documented 200 body");
+        conforms(&doc, schema, &wire, &template).unwrap();
+    }
+    // The event feed replays block 1 from storage: its ledger events, then the block.
+    let mut events = Box::pin(c.events_from(Height(1)).await.unwrap());
+    let mut kinds = Vec::new();
+    while kinds.last() != Some(&"block") {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(20), events.next())
+            .await
+            .expect("an event within 20 s")
+            .expect("stream open")
+            .unwrap();
+        if let agentic_client::api::Event::Ledger(l) = &e {
+            assert_eq!(l.height, Height(1));
+        }
+        kinds.push(e.kind());
+    }
+    assert!(kinds.len() > 1 && kinds[..kinds.len() - 1].iter().all(|k| *k == "ledger"));
+    // Errors arrive typed, with the API's code.
+    let err = c.job(agentic_protocol::JobId(9)).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
 }

@@ -8,10 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentic_client::blobs::{BlobStore, DEFAULT_MAX_BLOB};
 use agentic_compute::activation::Activation;
 use agentic_compute::bundle::Bundle;
 use agentic_compute::registry;
-use agentic_node::blobs::{BlobStore, DEFAULT_MAX_BLOB};
 use agentic_node::consensus::{Arbiter, Question};
 use agentic_protocol::{Finding, Hash};
 
@@ -36,7 +36,7 @@ async fn settled(arbiter: &Arbiter, q: &Question, sources: &[String]) -> Finding
 
 /// Serves `store` like a provider's data plane does (`GET /v1/blobs/{hash}`).
 async fn serve(store: Arc<BlobStore>) -> String {
-    let app: axum::Router = agentic_node::api::blob_routes::routes(store);
+    let app: axum::Router = agentic_client::blob_routes::routes(store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

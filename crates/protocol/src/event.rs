@@ -178,6 +178,21 @@ pub enum Event {
         provider: Address,
         amount: Amount,
     },
+    /// An auditor was paid its fee outside an agreeing report: it won the dispute
+    /// its report opened, or its commitment stood when the replicas disagreed.
+    AuditPaid {
+        job: JobId,
+        stage: u32,
+        auditor: Address,
+        fee: Amount,
+    },
+    /// Nobody could fetch a job's data: an assigned provider (or auditor) was
+    /// compensated from the escrow (one per party; `DataUnavailable` has the total).
+    ProviderCompensated {
+        job: JobId,
+        provider: Address,
+        amount: Amount,
+    },
     /// A stage is final.
     StageFinalized { job: JobId, stage: u32 },
     /// Every stage is final; the unused escrow was refunded.
@@ -249,6 +264,60 @@ pub enum Event {
         payer: Address,
         amount: Amount,
     },
+}
+
+impl Event {
+    /// The job this event is about, if any.
+    pub fn job(&self) -> Option<JobId> {
+        match self {
+            Self::JobSubmitted { job, .. }
+            | Self::StageAssigned { job, .. }
+            | Self::ResultCommitted { job, .. }
+            | Self::ResultRevealed { job, .. }
+            | Self::AuditAssigned { job, .. }
+            | Self::AuditAgreed { job, .. }
+            | Self::AuditMissed { job, .. }
+            | Self::AuditCommitted { job, .. }
+            | Self::AuditPaid { job, .. }
+            | Self::ChallengeWindowOpened { job, .. }
+            | Self::DisputeOpened { job, .. }
+            | Self::DeadlineMissed { job, .. }
+            | Self::ChainBroken { job, .. }
+            | Self::StagePaid { job, .. }
+            | Self::ProviderCompensated { job, .. }
+            | Self::StageFinalized { job, .. }
+            | Self::JobCompleted { job, .. }
+            | Self::JobFailed { job, .. }
+            | Self::JobCancelled { job, .. }
+            | Self::JobSettled { job, .. }
+            | Self::UnavailabilityClaimed { job, .. }
+            | Self::ClaimRejected { job, .. }
+            | Self::DataUnavailable { job, .. }
+            | Self::PayerCompensated { job, .. } => Some(*job),
+            Self::Transferred { .. }
+            | Self::Bonded { .. }
+            | Self::UnbondStarted { .. }
+            | Self::UnbondReleased { .. }
+            | Self::Withdrawn { .. }
+            | Self::Issued { .. }
+            | Self::ProviderRegistered { .. }
+            | Self::ProviderUpdated { .. }
+            | Self::ProviderRetired { .. }
+            | Self::MandateGranted { .. }
+            | Self::MandateRevoked { .. }
+            | Self::BisectionNarrowed { .. }
+            | Self::DisputeResolved { .. }
+            | Self::Slashed { .. }
+            | Self::BondForfeited { .. }
+            | Self::BondReturned { .. }
+            | Self::ProposalSubmitted { .. }
+            | Self::Voted { .. }
+            | Self::ProposalPassed { .. }
+            | Self::ProposalRejected { .. }
+            | Self::ParamChanged { .. }
+            | Self::ProposalVoided { .. } => None,
+        }
+    }
 }
 
 /// An event with the index of the transaction that caused it (`None` for the

@@ -165,7 +165,8 @@ params! {
 pub struct ParamChange {
     /// The parameter.
     pub key: ParamKey,
-    /// Its new value.
+    /// Its new value (JSON: a decimal string).
+    #[serde(with = "crate::types::decimal_u128")]
     pub value: u128,
 }
 
@@ -180,10 +181,13 @@ pub enum ParamError {
         /// The parameter.
         key: ParamKey,
         /// The refused value.
+        #[serde(with = "crate::types::decimal_u128")]
         value: u128,
         /// Smallest accepted value.
+        #[serde(with = "crate::types::decimal_u128")]
         lo: u128,
         /// Largest accepted value.
+        #[serde(with = "crate::types::decimal_u128")]
         hi: u128,
     },
     /// The winner's and requester's shares of a slash exceed one whole.

@@ -77,9 +77,11 @@ pub const PPM: u32 = 1_000_000;
 pub struct ReputationParams {
     /// Blocks for a weight to lose half its value (0 disables decay).
     pub half_life_blocks: u64,
-    /// Prior success weight (pseudo-count in value units).
+    /// Prior success weight (pseudo-count in value units; JSON: a decimal string).
+    #[serde(with = "crate::types::decimal_u128")]
     pub prior_success: u128,
-    /// Prior failure weight (pseudo-count in value units).
+    /// Prior failure weight (pseudo-count in value units; JSON: a decimal string).
+    #[serde(with = "crate::types::decimal_u128")]
     pub prior_failure: u128,
     /// Multiplier of a slashed job's value when counted as failure.
     pub slash_weight: u32,
@@ -119,9 +121,11 @@ impl ReputationParams {
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
 pub struct Reputation {
-    /// Success weight, decayed to `last_height`.
+    /// Success weight, decayed to `last_height` (JSON: a decimal string).
+    #[serde(with = "crate::types::decimal_u128")]
     pub success: u128,
-    /// Failure weight, decayed to `last_height`.
+    /// Failure weight, decayed to `last_height` (JSON: a decimal string).
+    #[serde(with = "crate::types::decimal_u128")]
     pub failure: u128,
     /// Height the weights were last decayed to.
     pub last_height: u64,

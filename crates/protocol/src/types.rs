@@ -88,6 +88,22 @@ impl serde::de::Visitor<'_> for DecimalU128 {
     }
 }
 
+/// Serde for a plain `u128` field as a decimal string, like [`Amount`] (reads a string
+/// or a JSON integer): `#[serde(with = "crate::types::decimal_u128")]`. JSON numbers
+/// lose precision above 2^53 in most clients, and serde's buffered forms (`flatten`,
+/// untagged enums) cannot hold a `u128` number at all.
+pub mod decimal_u128 {
+    /// Writes the decimal string.
+    pub fn serialize<S: serde::Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    /// Reads a decimal string or a non-negative integer.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        d.deserialize_any(super::DecimalU128)
+    }
+}
+
 /// Parses a non-empty string of ASCII decimal digits that fits in a `u128`.
 fn parse_decimal_u128(v: &str) -> Result<u128, String> {
     if v.is_empty() {
@@ -207,6 +223,14 @@ int_newtype!(
 impl Amount {
     /// Zero tokens.
     pub const ZERO: Amount = Amount(0);
+
+    /// Parses a decimal number of base units (digits only: no sign, no separators).
+    pub fn from_decimal(s: &str) -> Option<Amount> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse::<u128>().ok().map(Amount)
+    }
 
     /// Checked addition.
     #[inline]

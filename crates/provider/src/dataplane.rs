@@ -33,17 +33,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentic_node::blobs::{BlobError, BlobStore};
-use agentic_node::client::{Client, ClientError};
+use agentic_client::api::{ActivationStored, ApiError, Ping};
+use agentic_client::blobs::{BlobError, BlobStore};
+use agentic_client::{blob_routes, Client, ClientError};
 use agentic_protocol::coord::VivaldiNode;
 use agentic_protocol::{Address, Hash, JobId};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use serde_json::json;
 
 /// Pushed activations not yet consumed: `(job, stage) → blob hash`.
 pub type Inbox = Arc<Mutex<BTreeMap<(JobId, u32), Hash>>>;
@@ -64,14 +63,6 @@ pub struct PlaneState {
     pub extra_rtt: Duration,
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message.into()}})),
-    )
-        .into_response()
-}
-
 /// The data-plane router.
 pub fn router(state: PlaneState) -> Router {
     let limit = usize::try_from(state.store.max_size())
@@ -84,34 +75,32 @@ pub fn router(state: PlaneState) -> Router {
             put(push_activation).layer(DefaultBodyLimit::max(limit)),
         )
         .with_state(state.clone())
-        .merge(agentic_node::api::blob_routes::routes(state.store))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .merge(blob_routes::routes(state.store))
+        .fallback(|| async { ApiError::not_found("route") })
 }
 
-async fn ping(State(s): State<PlaneState>) -> Response {
+async fn ping(State(s): State<PlaneState>) -> Json<Ping> {
     if !s.extra_rtt.is_zero() {
         tokio::time::sleep(s.extra_rtt).await;
     }
     let v = *s.vivaldi.lock().unwrap_or_else(|e| e.into_inner());
-    Json(json!({
-        "address": s.address.to_hex(),
-        "coord": {"x": v.coord.x, "y": v.coord.y, "height": v.coord.height},
-        "error_ppm": v.error_ppm,
-    }))
-    .into_response()
+    Json(Ping {
+        address: s.address,
+        coord: v.coord,
+        error_ppm: v.error_ppm,
+    })
 }
 
 async fn push_activation(
     State(s): State<PlaneState>,
     Path((job, stage)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
+) -> Result<Json<ActivationStored>, ApiError> {
     let (Ok(job), Ok(stage)) = (job.parse::<u64>(), stage.parse::<u32>()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::bad(
             "bad_path",
             "expected /v1/activations/{job id}/{stage index}",
-        );
+        ));
     };
     let hash = Hash(*blake3::hash(&body).as_bytes());
     let store = s.store.clone();
@@ -122,19 +111,27 @@ async fn push_activation(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert((JobId(job), stage), hash);
-            (
-                StatusCode::OK,
-                Json(json!({"hash": hash.to_hex(), "job": job, "stage": stage})),
-            )
-                .into_response()
+            Ok(Json(ActivationStored {
+                hash,
+                job: JobId(job),
+                stage,
+            }))
         }
-        Ok(Err(BlobError::TooLarge { size, max })) => error(
+        Ok(Err(BlobError::TooLarge { size, max })) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "blob_too_large",
             format!("{size} bytes, the limit is {max}"),
-        ),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "task failed"),
+        )),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
+            e.to_string(),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "task failed",
+        )),
     }
 }
 

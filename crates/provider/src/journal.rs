@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use agentic_protocol::tx::StageResult;
-use agentic_protocol::{Amount, Hash, JobId};
+use agentic_protocol::{Amount, Hash, Height, JobId};
 use serde::{Deserialize, Serialize};
 
 use crate::misbehave::Misbehaviour;
@@ -79,10 +79,13 @@ pub struct StageRecord {
     pub revealed: bool,
     /// The output activation was uploaded to the node's blob store.
     pub published: bool,
-    /// What the ledger paid for it, once settled. For an audit: its fee when it agreed
-    /// with the stage's result; a disputed audit is settled by the dispute (the fee and
-    /// the winner's share of the slash are in the ledger's events, not here) and
-    /// recorded as zero.
+    /// What the ledger's events say it paid us for this stage so far (`StagePaid`,
+    /// `AuditAgreed`, `AuditPaid`, `ProviderCompensated`), read from the node's event
+    /// stream — never recomputed from prices here.
+    #[serde(default)]
+    pub received: Amount,
+    /// Set once the stage is settled (final, failed or cancelled, with the events up to
+    /// that height read): what it earned in all, `received` at that point.
     pub paid: Option<Amount>,
 }
 
@@ -108,6 +111,7 @@ impl StageRecord {
             committed: false,
             revealed: false,
             published: false,
+            received: Amount::ZERO,
             paid: None,
         }
     }
@@ -144,6 +148,32 @@ pub enum JournalError {
 pub struct Journal {
     path: PathBuf,
     records: BTreeMap<(JobId, u32), StageRecord>,
+    /// The last block whose ledger events were applied to the records (`None`: none
+    /// read yet).
+    events_height: Option<Height>,
+}
+
+/// The file: the records and how far the ledger's events were read. (A journal from
+/// before payments were read from events is a bare list of records.)
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum JournalFile {
+    Current {
+        records: Vec<StageRecord>,
+        events_height: Option<Height>,
+    },
+    Records(Vec<StageRecord>),
+}
+
+/// A payment to this provider that a ledger event reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Payment {
+    /// The job.
+    pub job: JobId,
+    /// The stage (`None`: compensation for the whole job's unavailable data).
+    pub stage: Option<u32>,
+    /// What was paid.
+    pub amount: Amount,
 }
 
 impl Journal {
@@ -152,17 +182,54 @@ impl Journal {
         let path = path.into();
         let records = match std::fs::read(&path) {
             Ok(bytes) => {
-                let list: Vec<StageRecord> =
+                let file: JournalFile =
                     serde_json::from_slice(&bytes).map_err(|e| JournalError::Corrupt {
                         path: path.clone(),
                         detail: e.to_string(),
                     })?;
-                list.into_iter().map(|r| ((r.job, r.stage), r)).collect()
+                match file {
+                    JournalFile::Current {
+                        records,
+                        events_height,
+                    } => (records, events_height),
+                    JournalFile::Records(records) => (records, None),
+                }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
             Err(source) => return Err(JournalError::Io { path, source }),
         };
-        Ok(Journal { path, records })
+        let (list, events_height) = records;
+        Ok(Journal {
+            path,
+            records: list.into_iter().map(|r| ((r.job, r.stage), r)).collect(),
+            events_height,
+        })
+    }
+
+    /// The last block whose ledger events were applied ([`Journal::apply_payments`]).
+    pub fn events_height(&self) -> Option<Height> {
+        self.events_height
+    }
+
+    /// Adds `payments` (read from the ledger's events up to block `height`) to the
+    /// records they name and persists them with `height` at once, so a restart neither
+    /// loses nor counts twice a payment. A payment naming a stage without a record
+    /// (or a whole job) is credited to no record. Returns their sum.
+    pub fn apply_payments(
+        &mut self,
+        payments: &[Payment],
+        height: Height,
+    ) -> Result<Amount, JournalError> {
+        let mut total = Amount::ZERO;
+        for p in payments {
+            total = total.saturating_add(p.amount);
+            if let Some(r) = p.stage.and_then(|s| self.records.get_mut(&(p.job, s))) {
+                r.received = r.received.saturating_add(p.amount);
+            }
+        }
+        self.events_height = Some(height);
+        self.save()?;
+        Ok(total)
     }
 
     /// The file.
@@ -208,8 +275,11 @@ impl Journal {
             path: self.path.clone(),
             source,
         };
-        let list: Vec<&StageRecord> = self.records.values().collect();
-        let bytes = serde_json::to_vec_pretty(&list).map_err(|e| JournalError::Corrupt {
+        let file = JournalFile::Current {
+            records: self.records.values().cloned().collect(),
+            events_height: self.events_height,
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| JournalError::Corrupt {
             path: self.path.clone(),
             detail: e.to_string(),
         })?;
@@ -269,6 +339,29 @@ mod tests {
             (Role::Stage, 0, None, None)
         );
         assert_eq!(r.pushed_output(), Hash([2; 32]));
+        // Payments from events land on their records and survive with the height.
+        let mut j = Journal::open(&path).unwrap();
+        let pays = [
+            Payment {
+                job: JobId(3),
+                stage: Some(0),
+                amount: Amount(40),
+            },
+            Payment {
+                job: JobId(3),
+                stage: Some(0),
+                amount: Amount(2),
+            },
+            Payment {
+                job: JobId(9),
+                stage: None,
+                amount: Amount(5),
+            },
+        ];
+        assert_eq!(j.apply_payments(&pays, Height(12)).unwrap(), Amount(47));
+        let back = Journal::open(&path).unwrap();
+        assert_eq!(back.events_height(), Some(Height(12)));
+        assert_eq!(back.get(JobId(3), 0).unwrap().received, Amount(42));
         std::fs::write(&path, b"{not json").unwrap();
         assert!(matches!(
             Journal::open(&path),

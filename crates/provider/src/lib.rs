@@ -20,9 +20,13 @@
 //!   └──────────────────────────┘                                    └──────────────────────────┘
 //! ```
 //!
-//! * [`daemon`] — the loop: registration, work polling, compute, commit-then-reveal,
-//!   publication, payment; audits (commit, then report); availability claims; playing
-//!   disputes (bisection moves, the agreed activation for the referee).
+//! * [`daemon`] — the loop (`daemon/mod.rs`) and one module per role it plays:
+//!   registration and the offer (`register`); the stages it holds — compute,
+//!   commit-then-reveal, publication, pushing activations, availability claims
+//!   (`stage`); audits, commit then report (`audit`); disputes, bisection moves and the
+//!   agreed activation for the referee (`dispute`); payment, planned by a pure function
+//!   of the journal and the jobs (`settle`); and the work it runs off the loop
+//!   (`tasks`).
 //! * [`dataplane`] — content-addressed blob routes, the activation inbox, RTT pings,
 //!   and resumable verified downloads.
 //! * [`journal`] — what survives a crash (results committed to with their trace leaves,
@@ -30,7 +34,9 @@
 //! * [`misbehave`] — the stage execution, and the named cheats a daemon can be told to
 //!   commit (`--misbehave`): what each does and how the ledger catches it.
 //! * [`measure`] — speed of the compute runtime and Vivaldi coordinates.
-//! * [`local`] — a whole market in one process (demo, benches, tests).
+//! * [`payments`] — what the ledger paid, read from its events.
+//! * `local` (feature `localnet`) — a whole market in one process (demo, benches,
+//!   tests).
 //!
 //! Everything the daemon does is checked by someone else: the chain checks the
 //! commitments and the stage chaining, the next provider checks its input against the
@@ -40,9 +46,11 @@
 pub mod daemon;
 pub mod dataplane;
 pub mod journal;
+#[cfg(feature = "localnet")]
 pub mod local;
 pub mod measure;
 pub mod misbehave;
+pub mod payments;
 
 pub use daemon::{Config, Provider, ProviderError, Status};
 pub use misbehave::{Misbehaviour, UnknownMisbehaviour};

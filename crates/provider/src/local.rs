@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agentic_node::client::Client;
-use agentic_node::keystore::KeyFile;
+use agentic_client::keystore::KeyFile;
+use agentic_client::Client;
 use agentic_node::localnet::{self, LocalnetError, NetworkFiles, NetworkSpec};
 use agentic_node::service::Running;
 use agentic_protocol::Amount;

@@ -12,8 +12,8 @@
 
 use std::time::{Duration, Instant};
 
+use agentic_client::Client;
 use agentic_compute::registry;
-use agentic_node::client::Client;
 use agentic_protocol::coord::{Coord, VivaldiNode, VivaldiParams};
 
 /// Measures the runtime's speed (operations per second) for about `budget`.
@@ -57,18 +57,15 @@ pub async fn probe(peer: &Client, samples: usize, own_delay: Duration) -> Option
         if !own_delay.is_zero() {
             tokio::time::sleep(own_delay).await;
         }
-        let Ok(v) = peer.get("/v1/ping").await else {
+        let Ok(ping) = peer.ping().await else {
             continue;
         };
         let rtt_us = start.elapsed().as_micros().max(1) as u64;
-        let coord = Coord::new(
-            v["coord"]["x"].as_i64().unwrap_or(0) as i32,
-            v["coord"]["y"].as_i64().unwrap_or(0) as i32,
-            v["coord"]["height"].as_u64().unwrap_or(0) as u32,
-        );
+        // Rebuilt through `Coord::new`: a peer's numbers are not trusted as they come.
+        let c = ping.coord;
         let remote = VivaldiNode {
-            coord,
-            error_ppm: v["error_ppm"].as_u64().unwrap_or(1_000_000).min(1_000_000) as u32,
+            coord: Coord::new(c.x, c.y, c.height),
+            error_ppm: ping.error_ppm.min(1_000_000),
         };
         if best.is_none_or(|b| rtt_us < b.rtt_us) {
             best = Some(Probe { rtt_us, remote });

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentic_node::blobs::BlobStore;
-use agentic_node::client::{Client, ClientError};
+use agentic_client::blobs::BlobStore;
+use agentic_client::{Client, ClientError};
 use agentic_protocol::coord::VivaldiNode;
 use agentic_protocol::{Address, Hash};
 use agentic_provider::dataplane::{self, FetchError, Fetcher, PlaneState};
@@ -116,10 +116,7 @@ async fn a_blob_put_under_a_wrong_hash_is_refused_and_not_stored() {
     let c = Client::new(serve(plane).await);
     let (bytes, hash) = blob(1000);
     let (_, other) = blob(999);
-    let err = c
-        .put_bytes(&format!("/v1/blobs/{}", other.to_hex()), bytes.clone())
-        .await
-        .unwrap_err();
+    let err = c.put_blob_named(&other, bytes.clone()).await.unwrap_err();
     assert!(
         matches!(&err, ClientError::Api { status: 422, code, .. } if code == "hash_mismatch"),
         "{err}"
@@ -133,8 +130,8 @@ async fn a_blob_put_under_a_wrong_hash_is_refused_and_not_stored() {
         &bytes[10..30]
     );
     // The ping answers the provider's address.
-    let ping = c.get("/v1/ping").await.unwrap();
-    assert_eq!(ping["address"], Hash([7; 32]).to_hex());
+    let ping = c.ping().await.unwrap();
+    assert_eq!(ping.address, Address([7; 32]));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -20,11 +20,9 @@ fn the_coordinate_on_chain_follows_the_measurements() {
             .await
             .unwrap();
         // Alone on the network: nothing to measure against, the origin is published.
-        let published = |v: serde_json::Value| -> Coord {
-            serde_json::from_value(v["offer"]["coord"].clone()).unwrap()
-        };
-        let path = format!("/v1/providers/{}", near.address().to_hex());
-        assert_eq!(published(c.get(&path).await.unwrap()), Coord::ORIGIN);
+        let published = |v: agentic_client::api::ProviderView| -> Coord { v.provider.offer.coord };
+        let me = near.address();
+        assert_eq!(published(c.provider(&me).await.unwrap()), Coord::ORIGIN);
         // A provider 40 ms away joins.
         let _far = net
             .provider("far", 1_000, |cfg| {
@@ -41,7 +39,7 @@ fn the_coordinate_on_chain_follows_the_measurements() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let on_chain = published(c.get(&path).await.unwrap());
+        let on_chain = published(c.provider(&me).await.unwrap());
         assert_ne!(on_chain, Coord::ORIGIN);
         // What is on chain is a coordinate the daemon measured (it may have moved on
         // since by less than the drift threshold).

@@ -58,9 +58,9 @@ fn three_stage_job_matches_a_local_run_and_pays_exactly() {
             );
             let id = submit(&c, &alice, &p).await.unwrap();
             let t0 = std::time::Instant::now();
-            let h0 = c.status().await.unwrap()["height"].as_u64().unwrap();
+            let h0 = c.status().await.unwrap().height.0;
             let j = wait_finished(&c, id, Duration::from_secs(120)).await;
-            let h1 = c.status().await.unwrap()["height"].as_u64().unwrap();
+            let h1 = c.status().await.unwrap().height.0;
             eprintln!("job took {:?}, {} blocks", t0.elapsed(), h1 - h0);
             assert_eq!(j.status, JobStatus::Completed, "{j:#?}");
 
@@ -225,13 +225,10 @@ fn a_stage_provider_that_dies_is_replaced_and_the_requester_pays_once() {
             let (s1, _) = balances(&c, &spare.address()).await;
             let bill = Amount::cost(p.spec.stages[1].ops, h[1].1).unwrap();
             assert_eq!(s1.0, s0.0 + bill.0 - 2 * min_fee().0);
-            let rep = c
-                .get(&format!("/v1/providers/{}", victim_addr.to_hex()))
-                .await
-                .unwrap();
+            let rep = c.provider(&victim_addr).await.unwrap().provider.reputation;
             assert!(
-                rep["reputation"].to_string().contains("fail"),
-                "a failure is on record: {rep}"
+                format!("{rep:?}").contains("fail"),
+                "a failure is on record: {rep:?}"
             );
         },
     );

@@ -28,7 +28,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use agentic_compute::bundle::Bundle;
-use agentic_protocol::event::{Event, EventRecord};
+use agentic_protocol::event::Event;
 use agentic_protocol::params::Params;
 use agentic_protocol::state::{Dispute, DisputeKind, DisputePhase, JobStatus, StagePhase};
 use agentic_protocol::types::VerificationLevel;
@@ -172,7 +172,7 @@ fn bill(ops: u64, price: u128) -> u128 {
 }
 
 /// The one dispute over `job`.
-async fn the_dispute(c: &agentic_node::client::Client, job: JobId) -> (DisputeId, Dispute) {
+async fn the_dispute(c: &agentic_client::Client, job: JobId) -> (DisputeId, Dispute) {
     let mut all = disputes_of(c, job).await;
     assert_eq!(all.len(), 1, "one dispute over job {}: {all:?}", job.0);
     all.remove(0)
@@ -594,18 +594,12 @@ async fn frivolous_challenge(net: &Net, params: &Params) {
         )
         .await
         .unwrap();
-    let dispute = receipt["events"]
-        .as_array()
-        .unwrap()
+    let dispute = receipt
+        .events
         .iter()
-        .find_map(|e| {
-            match serde_json::from_value::<EventRecord>(e.clone())
-                .unwrap()
-                .event
-            {
-                Event::DisputeOpened { dispute, .. } => Some(dispute),
-                _ => None,
-            }
+        .find_map(|e| match e.event {
+            Event::DisputeOpened { dispute, .. } => Some(dispute),
+            _ => None,
         })
         .expect("the challenge opened a dispute");
     // The defendant's daemon restarts mid-dispute (same key, same data directory): it
@@ -665,7 +659,7 @@ async fn frivolous_challenge(net: &Net, params: &Params) {
 /// midpoint with the Merkle proof, until the game leaves the bisection phase. It does
 /// not publish the agreed activation: the honest defendant's daemon must.
 async fn play_challenger(
-    c: &agentic_node::client::Client,
+    c: &agentic_client::Client,
     key: &commonware_cryptography::ed25519::PrivateKey,
     dispute: DisputeId,
     leaves: &[Hash],
@@ -674,9 +668,7 @@ async fn play_challenger(
     let me = Address::from(&commonware_cryptography::Signer::public_key(key));
     let start = Instant::now();
     loop {
-        let d: Dispute =
-            serde_json::from_value(c.get(&format!("/v1/disputes/{}", dispute.0)).await.unwrap())
-                .unwrap();
+        let d: Dispute = c.dispute(dispute).await.unwrap();
         if d.phase != DisputePhase::Bisecting {
             return;
         }

@@ -2,7 +2,7 @@
 //! tool result with `isError: true`, its message as text and
 //! `{"error": <kind>, "message": <text>}` as structured content.
 
-use agentic_node::client::ClientError;
+use agentic_client::ClientError;
 use agentic_protocol::state::JobStatus;
 use agentic_protocol::{Amount, JobId, MandateId};
 use rmcp::model::{CallToolResult, ContentBlock};
@@ -77,6 +77,10 @@ pub enum ToolError {
         /// Why.
         reason: String,
     },
+    /// The tool's task stopped before answering (a panic in this server); the
+    /// server goes on serving other calls.
+    #[error("the tool stopped unexpectedly ({0}); the server keeps serving")]
+    Stopped(String),
     /// Preparing, submitting or following the job failed (includes the ledger's
     /// rejections with its reason, and an unreachable node).
     #[error(transparent)]
@@ -101,10 +105,12 @@ impl ToolError {
             ToolError::NoSuchStage { .. } => "no_such_stage",
             ToolError::NotChallengeable { .. } => "not_challengeable",
             ToolError::CannotRecompute { .. } => "cannot_recompute",
+            ToolError::Stopped(_) => "internal_error",
             ToolError::Requester(e) => match e {
                 RequesterError::Rejected { .. } => "ledger_rejected",
                 RequesterError::Node(ClientError::Transport { .. }) => "node_unreachable",
-                RequesterError::Node(_) | RequesterError::Unexpected(_) => "node_error",
+                RequesterError::Node(_) | RequesterError::ReceiptWithout { .. } => "node_error",
+                RequesterError::Bisection { .. } => "dispute_error",
                 RequesterError::InsufficientBalance { .. } => "insufficient_balance",
                 RequesterError::Timeout { .. } => "timeout",
                 RequesterError::NoResult { .. } => "no_result_yet",

@@ -222,11 +222,7 @@ where
     let fut = body(args?);
     match tokio::spawn(fut).await {
         Ok(r) => r,
-        Err(e) => Err(ToolError::Requester(
-            crate::requester::RequesterError::Unexpected(format!(
-                "the tool stopped unexpectedly ({e}); the server keeps serving"
-            )),
-        )),
+        Err(e) => Err(ToolError::Stopped(e.to_string())),
     }
 }
 

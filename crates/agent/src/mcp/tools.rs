@@ -2,8 +2,8 @@
 //! turned into JSON answers for an LLM (amounts as decimal strings, hashes and
 //! addresses as hex).
 
+use agentic_client::Client;
 use agentic_compute::{Activation, ActivationKind};
-use agentic_node::client::{Client, ClientError};
 use agentic_protocol::matching;
 use agentic_protocol::state::{Account, Job, JobStatus, Mandate};
 use agentic_protocol::types::VerificationLevel;
@@ -16,8 +16,8 @@ use super::args::{self, JobArgs, ListOffersArgs, Placement, ResultArgs};
 use super::{Config, ToolError};
 use crate::procure::policy::{self, Means, Purchase};
 use crate::requester::{
-    cost, prepare, JobInput, JobRequest, OfferView, PlacementChoice, PreparedJob, Requester,
-    RequesterError,
+    candidate, cost, prepare, JobInput, JobRequest, OfferView, PlacementChoice, PreparedJob,
+    Requester, RequesterError,
 };
 
 /// The server's hold on the market: one key, one node, maybe one mandate.
@@ -59,29 +59,19 @@ impl Market {
 
     /// The chain's finalized height.
     pub(crate) async fn height(&self) -> Result<u64, ToolError> {
-        let st = self.client().status().await?;
-        st["height"].as_u64().ok_or_else(|| {
-            ToolError::Requester(RequesterError::Unexpected(format!("no height in {st}")))
-        })
+        Ok(self.client().status().await?.height.0)
     }
 
     /// The job record, or [`ToolError::UnknownJob`].
     pub(crate) async fn job(&self, id: JobId) -> Result<Job, ToolError> {
         match self.requester.job(id).await {
-            Err(RequesterError::Node(ClientError::Api { status: 404, .. })) => {
-                Err(ToolError::UnknownJob(id))
-            }
+            Err(RequesterError::Node(e)) if e.is_not_found() => Err(ToolError::UnknownJob(id)),
             other => Ok(other?),
         }
     }
 
     async fn account(&self, who: &Address) -> Result<Account, ToolError> {
-        let v = self.client().account(who).await?;
-        serde_json::from_value(v.clone()).map_err(|e| {
-            ToolError::Requester(RequesterError::Unexpected(format!(
-                "account {who}: {e}: {v}"
-            )))
-        })
+        Ok(self.client().account(who).await?.account)
     }
 
     /// The configured mandate's current state (`None` without one).
@@ -89,16 +79,11 @@ impl Market {
         let Some(id) = self.cfg.mandate else {
             return Ok(None);
         };
-        let v = match self.client().get(&format!("/v1/mandates/{}", id.0)).await {
-            Err(ClientError::Api { status: 404, .. }) => return Err(ToolError::UnknownMandate(id)),
-            other => other?,
-        };
-        let mandate = serde_json::from_value(v.clone()).map_err(|e| {
-            ToolError::Requester(RequesterError::Unexpected(format!(
-                "mandate {id}: {e}: {v}"
-            )))
-        })?;
-        Ok(Some(MandateView { id, mandate }))
+        match self.client().mandate(id).await {
+            Ok(mandate) => Ok(Some(MandateView { id, mandate })),
+            Err(e) if e.is_not_found() => Err(ToolError::UnknownMandate(id)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The request `args` describe (defaults filled in; a mandate's minimum
@@ -155,11 +140,7 @@ impl Market {
     async fn prepare(req: JobRequest, offers: Vec<OfferView>) -> Result<PreparedJob, ToolError> {
         tokio::task::spawn_blocking(move || prepare(&req, &offers))
             .await
-            .map_err(|e| {
-                ToolError::Requester(RequesterError::Unexpected(format!(
-                    "preparing the job stopped: {e}"
-                )))
-            })?
+            .map_err(|e| ToolError::Stopped(format!("preparing the job: {e}")))?
             .map_err(ToolError::from)
     }
 
@@ -277,6 +258,7 @@ impl Market {
     pub(crate) async fn status(&self, id: JobId) -> Result<Value, ToolError> {
         let job = self.job(id).await?;
         let height = self.height().await.ok();
+        let bill = cost(&job, id, &self.requester.job_events(id).await?);
         let stages: Vec<Value> = job
             .spec
             .stages
@@ -331,7 +313,7 @@ impl Market {
             "verification": job.spec.requirements.verification,
             "stages": stages,
             "excluded": job.excluded,
-            "bill": cost(&job),
+            "bill": bill,
             "next": match job.status {
                 JobStatus::Active => "still running: poll again (a block comes every fraction of a second to a few seconds)",
                 JobStatus::Completed => "completed: get_result returns the verified output",
@@ -345,7 +327,7 @@ impl Market {
     pub(crate) async fn result(&self, a: ResultArgs) -> Result<Value, ToolError> {
         let id = JobId(a.job);
         let job = self.job(id).await?;
-        let bill = cost(&job);
+        let bill = cost(&job, id, &self.requester.job_events(id).await?);
         if matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
             return Err(ToolError::NoOutput {
                 job: id,
@@ -439,7 +421,7 @@ fn plan_json(req: &JobRequest, job: &PreparedJob, offers: &[OfferView]) -> Value
     let requirement = req.requirement();
     let mut prices: Vec<Amount> = offers
         .iter()
-        .filter(|o| matching::qualifies(&o.candidate(), &requirement))
+        .filter(|o| matching::qualifies(&candidate(o), &requirement))
         .map(|o| o.offer.price)
         .collect();
     prices.sort();

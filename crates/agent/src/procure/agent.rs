@@ -25,9 +25,8 @@
 
 use std::time::{Duration, Instant};
 
-use agentic_node::client::ClientError;
 use agentic_protocol::state::{JobStatus, Mandate};
-use agentic_protocol::{Address, Amount, Hash, JobId};
+use agentic_protocol::{Address, Amount, Hash, JobId, MandateId};
 use serde::Serialize;
 
 use super::error::AgentError;
@@ -133,16 +132,9 @@ impl ProcurementAgent {
         let Some(id) = goal.mandate else {
             return Ok(None);
         };
-        match self
-            .requester
-            .client()
-            .get(&format!("/v1/mandates/{id}"))
-            .await
-        {
-            Ok(v) => serde_json::from_value(v)
-                .map(Some)
-                .map_err(|e| RequesterError::Unexpected(format!("mandate {id}: {e}")).into()),
-            Err(ClientError::Api { status: 404, .. }) => Err(AgentError::NoMandate(id)),
+        match self.requester.client().mandate(MandateId(id)).await {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.is_not_found() => Err(AgentError::NoMandate(id)),
             Err(e) => Err(RequesterError::from(e).into()),
         }
     }
@@ -154,8 +146,7 @@ impl ProcurementAgent {
             .account(a)
             .await
             .map_err(RequesterError::from)?;
-        serde_json::from_value(v["balance"].clone())
-            .map_err(|e| RequesterError::Unexpected(format!("account: {e}")).into())
+        Ok(v.account.balance)
     }
 
     /// Works the goal to its end; `on` sees every step.
@@ -203,9 +194,9 @@ impl ProcurementAgent {
                 .client()
                 .status()
                 .await
-                .map_err(RequesterError::from)?["height"]
-                .as_u64()
-                .unwrap_or(0);
+                .map_err(RequesterError::from)?
+                .height
+                .0;
             let signer_balance = self.balance_of(&me).await?;
             let payer_balance = match &mandate {
                 Some(m) => self.balance_of(&m.principal).await?,
@@ -285,7 +276,7 @@ impl ProcurementAgent {
             .run(&mut on)
             .await?;
             let job = followed.job;
-            let bill = cost(&job);
+            let bill = cost(&job, sub.job, &self.requester.job_events(sub.job).await?);
             let dispute_costs: u128 = followed.disputes.iter().map(|d| d.agent_cost().0).sum();
             let this = Amount(
                 bill.paid

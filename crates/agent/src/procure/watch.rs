@@ -2,9 +2,10 @@
 //! `verify_locally`) this machine's own check of every stage.
 //!
 //! ```text
-//!  every poll, until the job is settled (ended, and no escrow held: a failed job's
-//!  delivered stages still being verified settle after it fails) or the goal's time
-//!  runs out:
+//!  each time the node's event feed reports a block that touched the job or a dispute
+//!  on it (or every `resync_interval` regardless: requester::follow), until the job is
+//!  settled (ended, and no escrow held: a failed job's delivered stages still being
+//!  verified settle after it fails) or the goal's time runs out — re-read the job, then:
 //!    job record changed ─▶ Step::Job
 //!    a stage Disputed { d } not seen before ─▶ record who opened it (an audit, a
 //!        replica, an outside challenger, or this agent) and both parties' stakes
@@ -13,7 +14,7 @@
 //!          agrees                       ─▶ recorded
 //!          differs, window open, the bond
 //!          fits the budget and balance  ─▶ Challenge (bond locked), then answer one
-//!                                          bisection round per poll until it leaves bisection
+//!                                          bisection round per wake-up until it leaves bisection
 //!          differs, cannot challenge    ─▶ recorded with why (the agent will not accept it)
 //!          cannot recompute             ─▶ recorded with why
 //!    a recorded dispute whose stage left it (or the job ended) ─▶ its verdict:
@@ -30,7 +31,7 @@
 use std::time::Instant;
 
 use agentic_protocol::state::{Account, DisputeKind, Job, JobStatus, StagePhase};
-use agentic_protocol::{Address, Amount, DisputeId, Hash, JobId, Leaves, Params, TxBody};
+use agentic_protocol::{Address, Amount, DisputeId, Hash, JobId, Leaves, TxBody};
 use serde::Serialize;
 
 use super::error::AgentError;
@@ -231,14 +232,7 @@ pub(crate) struct Watch<'a> {
 }
 
 async fn account(r: &Requester, who: &Address) -> Result<Account, RequesterError> {
-    let v = r.client().account(who).await?;
-    serde_json::from_value(v).map_err(|e| RequesterError::Unexpected(format!("account {who}: {e}")))
-}
-
-async fn params(r: &Requester) -> Result<Params, RequesterError> {
-    let v = r.client().get("/v1/params").await?;
-    serde_json::from_value(v["params"].clone())
-        .map_err(|e| RequesterError::Unexpected(format!("params: {e}")))
+    Ok(r.client().account(who).await?.account)
 }
 
 impl Watch<'_> {
@@ -247,6 +241,7 @@ impl Watch<'_> {
     pub(crate) async fn run(&self, on: &mut impl FnMut(Step<'_>)) -> Result<Followed, AgentError> {
         let r = self.requester;
         let me = r.address();
+        let mut feed = r.follow(self.job).await;
         let mut last: Option<Job> = None;
         let mut checks: Vec<StageCheck> = Vec::new();
         let mut disputes: Vec<DisputeRecord> = Vec::new();
@@ -361,7 +356,7 @@ impl Watch<'_> {
                 });
             }
             last = Some(job);
-            tokio::time::sleep(r.poll_interval).await;
+            feed.changed(self.until).await;
         }
     }
 
@@ -420,7 +415,7 @@ impl Watch<'_> {
         if !resolved {
             return Ok(()); // the job ended another way; the dispute stays open
         }
-        let p = params(r).await?;
+        let p = r.client().params().await?;
         let lost = job.excluded.contains(&rec.defendant);
         rec.verdict = if lost {
             Verdict::ProviderLost

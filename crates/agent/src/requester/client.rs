@@ -1,20 +1,23 @@
-//! [`Requester`]: the I/O shell over the node API — uploads, transactions, polling.
+//! [`Requester`]: the I/O shell over the node API — uploads, transactions, following
+//! jobs (through the node's event feed, [`super::follow`]).
 
 use std::time::{Duration, Instant};
 
+use agentic_client::api::{Event as FeedEvent, TxReceipt};
+use agentic_client::{Client, ClientError};
 use agentic_compute::activation::DecodeLimits;
 use agentic_compute::train::task::TrainTask;
 use agentic_compute::Activation;
-use agentic_node::client::{Client, ClientError};
-use agentic_protocol::event::{Event, EventRecord};
+use agentic_protocol::event::Event;
 use agentic_protocol::state::{Job, JobStatus};
 use agentic_protocol::tx::StageResult;
 use agentic_protocol::{Address, Amount, Hash, JobId, TxBody};
 use commonware_cryptography::ed25519::PrivateKey;
 use commonware_cryptography::Signer as _;
-use serde_json::Value;
 
+use super::cost::{cost, CostBreakdown};
 use super::error::RequesterError;
+use super::follow::JobFeed;
 use super::prepare::prepare;
 use super::request::{JobRequest, OfferView, PlacementChoice};
 use super::spec::PreparedJob;
@@ -58,8 +61,13 @@ pub struct Requester {
     key: PrivateKey,
     /// How long to wait for a transaction to be finalized.
     pub tx_timeout: Duration,
-    /// How often [`Requester::wait`] polls the job.
+    /// How often [`Requester::result`] looks for the output blob while the last
+    /// provider publishes it.
     pub poll_interval: Duration,
+    /// How often a job followed through the node's event feed ([`Requester::wait`],
+    /// the procurement agent) is re-read when no event about it arrived: the slow
+    /// fallback for a feed that dropped (it is reconnected) or a change without one.
+    pub resync_interval: Duration,
     /// How long [`Requester::result`] waits for the last provider to publish
     /// the output blob once the result is agreed.
     pub output_wait: Duration,
@@ -74,10 +82,6 @@ impl std::fmt::Debug for Requester {
     }
 }
 
-fn unexpected(what: &str, v: &Value) -> RequesterError {
-    RequesterError::Unexpected(format!("{what}: {v}"))
-}
-
 impl Requester {
     /// A requester signing with `key` through the node behind `client`.
     pub fn new(client: Client, key: PrivateKey) -> Requester {
@@ -86,6 +90,7 @@ impl Requester {
             key,
             tx_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_millis(500),
+            resync_interval: Duration::from_secs(2),
             output_wait: Duration::from_secs(10),
         }
     }
@@ -107,15 +112,12 @@ impl Requester {
 
     /// The signer's spendable balance.
     pub async fn balance(&self) -> Result<Amount, RequesterError> {
-        let v = self.client.account(&self.address()).await?;
-        serde_json::from_value(v["balance"].clone()).map_err(|_| unexpected("account", &v))
+        Ok(self.client.account(&self.address()).await?.account.balance)
     }
 
     /// The market's current offers (`/v1/offers`).
     pub async fn offers(&self) -> Result<Vec<OfferView>, RequesterError> {
-        let v = self.client.get("/v1/offers").await?;
-        serde_json::from_value(v["offers"].clone())
-            .map_err(|e| RequesterError::Unexpected(format!("/v1/offers: {e}")))
+        Ok(self.client.offers().await?.offers)
     }
 
     /// [`prepare`] with the current offers when the placement needs them.
@@ -134,9 +136,7 @@ impl Requester {
         }
         let stored = self.client.put_blob(bytes.to_vec()).await?;
         if stored != *hash {
-            return Err(RequesterError::Unexpected(format!(
-                "uploaded blob hashed to {stored}, expected {hash}"
-            )));
+            return Err(ClientError::BlobMismatch(*hash).into());
         }
         Ok(bytes.len() as u64)
     }
@@ -165,11 +165,10 @@ impl Requester {
         }
         let mut uploaded = self.upload(&job.model_hash, &job.bundle).await?;
         uploaded += self.upload(&job.input_hash, &job.input).await?;
-        let receipt = self
-            .client
-            .send(&self.key, job.submit_body(), self.tx_timeout)
-            .await?;
-        for e in events(&receipt)? {
+        let body = job.submit_body();
+        let kind = body.kind();
+        let receipt = self.client.send(&self.key, body, self.tx_timeout).await?;
+        for e in &receipt.events {
             if let Event::JobSubmitted { job, payer, escrow } = e.event {
                 return Ok(Submitted {
                     job,
@@ -180,23 +179,21 @@ impl Requester {
                 });
             }
         }
-        Err(unexpected(
-            "a SubmitJob receipt without JobSubmitted",
-            &receipt,
-        ))
+        Err(receipt_without(&receipt, kind, "JobSubmitted"))
     }
 
     /// The job record (`/v1/jobs/{id}`).
     pub async fn job(&self, id: JobId) -> Result<Job, RequesterError> {
-        let v = self.client.job(id.0).await?;
-        serde_json::from_value(v).map_err(|e| RequesterError::Unexpected(format!("job {id}: {e}")))
+        Ok(self.client.job(id).await?)
     }
 
-    /// Polls the job until it is settled — no longer active and no escrow held (a
+    /// Follows the job until it is settled — no longer active and no escrow held (a
     /// failed job's delivered stages still being verified settle after it fails:
     /// their honest providers are paid and the rest is refunded then) — calling
     /// `on_progress` with the first record and each one that differs from the last;
-    /// returns the final record, or [`RequesterError::Timeout`].
+    /// returns the final record, or [`RequesterError::Timeout`]. The record is
+    /// re-read when the node's event feed reports a block that touched the job (and
+    /// every [`Requester::resync_interval`] regardless).
     pub async fn wait(
         &self,
         id: JobId,
@@ -204,6 +201,7 @@ impl Requester {
         mut on_progress: impl FnMut(&Job),
     ) -> Result<Job, RequesterError> {
         let start = Instant::now();
+        let mut feed = self.follow(id).await;
         let mut last: Option<Job> = None;
         loop {
             let job = self.job(id).await?;
@@ -220,8 +218,54 @@ impl Requester {
                     waited: start.elapsed(),
                 });
             }
-            tokio::time::sleep(self.poll_interval).await;
+            feed.changed(start + timeout).await;
         }
+    }
+
+    /// The ledger's events about job `id` so far, in order: replayed from the node's
+    /// stored blocks from the job's submission height up to the height finalized now
+    /// (`/v1/events?from=`).
+    pub async fn job_events(&self, id: JobId) -> Result<Vec<Event>, RequesterError> {
+        use futures::StreamExt as _;
+        let job = self.job(id).await?;
+        let tip = self.client.status().await?.height;
+        let mut out = Vec::new();
+        if tip < job.submitted_at {
+            return Ok(out);
+        }
+        let mut feed = Box::pin(self.client.events_from(job.submitted_at).await?);
+        let read = async {
+            while let Some(item) = feed.next().await {
+                match item? {
+                    FeedEvent::Ledger(l) if l.event.job() == Some(id) => out.push(l.event),
+                    FeedEvent::Block(b) if b.height >= tip => return Ok(()),
+                    FeedEvent::Lagged { missed } => {
+                        return Err(RequesterError::EventsLost { job: id, missed })
+                    }
+                    _ => {}
+                }
+            }
+            Err(RequesterError::EventsLost { job: id, missed: 0 })
+        };
+        tokio::time::timeout(Duration::from_secs(60), read)
+            .await
+            .map_err(|_| RequesterError::Timeout {
+                job: id,
+                waited: Duration::from_secs(60),
+            })??;
+        Ok(out)
+    }
+
+    /// The job's bill as the ledger paid it ([`cost`] over [`Requester::job_events`]).
+    pub async fn bill(&self, id: JobId) -> Result<CostBreakdown, RequesterError> {
+        let job = self.job(id).await?;
+        let events = self.job_events(id).await?;
+        Ok(cost(&job, id, &events))
+    }
+
+    /// Subscribes to the node's events about `id` (read the job after this).
+    pub(crate) async fn follow(&self, id: JobId) -> JobFeed {
+        JobFeed::open(&self.client, id, self.resync_interval).await
     }
 
     /// The job's output: the last stage's agreed output, fetched from the node's
@@ -255,14 +299,14 @@ impl Requester {
         loop {
             match self.client.get_blob(&output_hash).await {
                 Ok(bytes) => return Ok(bytes),
-                Err(ClientError::Api { status: 404, .. }) if start.elapsed() < self.output_wait => {
+                Err(e) if e.is_not_found() && start.elapsed() < self.output_wait => {
                     tokio::time::sleep(self.poll_interval).await;
                 }
                 Err(reason) => {
                     return Err(RequesterError::OutputUnavailable {
                         job: id,
                         hash: output_hash,
-                        reason,
+                        reason: Box::new(reason),
                     })
                 }
             }
@@ -290,7 +334,7 @@ impl Requester {
             .map_err(|reason| RequesterError::OutputUnavailable {
                 job: id,
                 hash: job.spec.model,
-                reason,
+                reason: Box::new(reason),
             })?;
         let state_bytes = self.output_bytes(id, output_hash).await?;
         let (task, state, steps) =
@@ -309,21 +353,17 @@ impl Requester {
     /// Withdraws a job no provider has committed work for (`CancelJob`); returns
     /// the refunded escrow.
     pub async fn cancel(&self, id: JobId) -> Result<Amount, RequesterError> {
-        let receipt = self
-            .client
-            .send(&self.key, TxBody::CancelJob { job: id }, self.tx_timeout)
-            .await?;
-        for e in events(&receipt)? {
+        let body = TxBody::CancelJob { job: id };
+        let kind = body.kind();
+        let receipt = self.client.send(&self.key, body, self.tx_timeout).await?;
+        for e in &receipt.events {
             if let Event::JobCancelled { job, refund } = e.event {
                 if job == id {
                     return Ok(refund);
                 }
             }
         }
-        Err(unexpected(
-            "a CancelJob receipt without JobCancelled",
-            &receipt,
-        ))
+        Err(receipt_without(&receipt, kind, "JobCancelled"))
     }
 }
 
@@ -343,8 +383,11 @@ fn agreed_results(id: JobId, job: &Job) -> Result<(Vec<StageResult>, Hash), Requ
     Ok((results, output))
 }
 
-/// The ledger events of a receipt.
-fn events(receipt: &Value) -> Result<Vec<EventRecord>, RequesterError> {
-    serde_json::from_value(receipt["events"].clone())
-        .map_err(|e| RequesterError::Unexpected(format!("receipt events: {e}: {receipt}")))
+/// [`RequesterError::ReceiptWithout`] for `receipt`.
+fn receipt_without(receipt: &TxReceipt, kind: &'static str, event: &'static str) -> RequesterError {
+    RequesterError::ReceiptWithout {
+        kind,
+        id: receipt.id,
+        event,
+    }
 }

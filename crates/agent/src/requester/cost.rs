@@ -1,33 +1,28 @@
-//! [`cost`]: what a job costs, from the job record alone.
+//! [`cost`]: what a job cost, as the ledger paid it.
 //!
-//! The bill is exact because metering is: a replica slot whose revealed result
-//! equals its stage's agreed result is paid `Amount::cost(stage ops, its
-//! matched price)` = `ops × price / 10^6` (rounded down) when the stage is
-//! finalized — the same formula the ledger applies when the challenge window
-//! closes. What was locked is `State::escrow_for(&spec)`; what comes back when
-//! the job ends is the rest.
+//! The ledger reports every token it moves for a job as an event: `StagePaid` for
+//! each replica paid when its stage's challenge window closes (or when it wins a
+//! dispute), `AuditAgreed` / `AuditPaid` for auditors' fees, `ProviderCompensated`
+//! when nobody could fetch the job's data, and the refunds (`JobCompleted`,
+//! `JobCancelled`, `JobFailed` then `JobSettled`, `DataUnavailable`, and
+//! `PayerCompensated` from a cheater's slash). [`cost`] adds those up; it never
+//! recomputes a payment from prices. Beside each slot it shows the *bill* —
+//! `Amount::cost(stage ops, matched price)`, what the slot earns by delivering the
+//! agreed result — so a reader sees what was owed next to what was paid (the ledger
+//! pays less when the escrow runs out).
 //!
 //! ```text
-//!   locked  = Σ_stages ops × max_price × (replicas + [audited])   (at submission)
-//!   paid    = Σ_finalized stages Σ_agreeing slots ops × slot price
-//!   refund  = locked − paid                                        (once the job is settled)
+//!   locked   = State::escrow_for(&spec)                          (at submission)
+//!   paid     = Σ StagePaid + Σ audit fees + Σ ProviderCompensated
+//!   refunded = Σ refunds of JobCompleted/JobCancelled/JobFailed/JobSettled/DataUnavailable
+//!   settled ⇔ not active and no escrow held; then locked = paid + refunded
 //! ```
 //!
-//! A job is settled once it is no longer active and the ledger holds none of
-//! its escrow. A failed job refunds in two steps: at failure everything but
-//! what its delivered stages still being verified may pay (`JobFailed`), the
-//! rest when the last of them settles (`JobSettled`) — its honest delivered
-//! stages are still paid. Until then `refund` is `None` and `still_locked`
-//! says what is held.
-//!
-//! Not visible in the job record: an auditor's fee (`ops × auditor price`,
-//! paid from the escrow when an audit agrees) and the pay of a replica that
-//! wins a dispute in a failed job. For such jobs `refund` over-states the
-//! tokens returned by those amounts; `still_locked` is always the ledger's own
-//! figure.
+//! [`crate::requester::Requester::bill`] reads the events from the node
+//! (`/v1/events?from=` the job's submission height) and calls [`cost`].
 
 use agentic_protocol::state::{Job, JobStatus, StagePhase};
-use agentic_protocol::{Address, Amount, State};
+use agentic_protocol::{Address, Amount, Event, State};
 use serde::Serialize;
 
 /// A job's bill (see the module docs); serializable for `--json`.
@@ -39,14 +34,20 @@ pub struct CostBreakdown {
     pub stages: Vec<StageCost>,
     /// Metered operations of the whole job (one replica).
     pub total_ops: u64,
-    /// Paid to stage providers so far.
+    /// Paid from the escrow so far: replicas, auditors, compensation.
     pub paid: Amount,
+    /// Paid to providers whose data could not be fetched (`ProviderCompensated`).
+    pub compensation: Amount,
     /// Escrow locked at submission (`State::escrow_for(&spec)`).
     pub locked: Amount,
     /// Escrow the ledger still holds for the job.
     pub still_locked: Amount,
-    /// `locked − paid`, once the job is settled (not active, no escrow held).
+    /// Returned to the payer from the escrow, once the job is settled (not active, no
+    /// escrow held): then `locked = paid + refund`.
     pub refund: Option<Amount>,
+    /// Paid to the payer out of a cheater's slash (`PayerCompensated`), beyond the
+    /// escrow.
+    pub from_slash: Amount,
 }
 
 /// One stage's bill.
@@ -64,8 +65,10 @@ pub struct StageCost {
     pub phase: StagePhase,
     /// One entry per replica slot.
     pub slots: Vec<SlotCost>,
-    /// Paid for this stage.
+    /// Paid to this stage's replicas.
     pub paid: Amount,
+    /// Paid to its auditor(s).
+    pub audit_fees: Amount,
 }
 
 /// One replica slot's bill.
@@ -79,54 +82,97 @@ pub struct SlotCost {
     pub price: Option<Amount>,
     /// What it earns by delivering the agreed result: `ops × price / 10^6`.
     pub bill: Option<Amount>,
-    /// What it was paid (its bill once the stage is finalized and its result agreed).
+    /// What the ledger paid it (`StagePaid`).
     pub paid: Amount,
 }
 
-/// The bill of `job` (see the module docs).
-pub fn cost(job: &Job) -> CostBreakdown {
+/// The bill of `job` from `events`, the ledger's events about it in order (see the
+/// module docs; events about other jobs are ignored).
+pub fn cost(job: &Job, job_id: agentic_protocol::JobId, events: &[Event]) -> CostBreakdown {
+    let mine = || events.iter().filter(|e| e.job() == Some(job_id));
+    let stage_paid_to = |stage: u32, who: &Address| {
+        mine().fold(Amount::ZERO, |acc, e| match e {
+            Event::StagePaid {
+                stage: s,
+                provider,
+                amount,
+                ..
+            } if *s == stage && provider == who => acc.saturating_add(*amount),
+            _ => acc,
+        })
+    };
     let mut stages = Vec::with_capacity(job.stages.len());
     let mut paid_total = Amount::ZERO;
     for (i, (st, spec)) in job.stages.iter().zip(&job.spec.stages).enumerate() {
-        let finalized = st.phase == StagePhase::Finalized;
-        let mut stage_paid = Amount::ZERO;
+        let stage = i as u32;
         let slots = st
             .slots
             .iter()
             .enumerate()
             .map(|(r, slot)| {
                 let a = slot.assignment.as_ref();
-                let bill = a.and_then(|a| Amount::cost(spec.ops, a.price));
-                let agreed = match (a.and_then(|a| a.result), st.result) {
-                    (Some(mine), Some(agreed)) => mine.output == agreed.output,
-                    _ => false,
-                };
-                let paid = match bill {
-                    Some(b) if finalized && agreed => b,
-                    _ => Amount::ZERO,
-                };
-                stage_paid = Amount(stage_paid.0.saturating_add(paid.0));
+                let paid = a.map_or(Amount::ZERO, |a| stage_paid_to(stage, &a.provider));
                 SlotCost {
                     replica: r as u8,
                     provider: a.map(|a| a.provider),
                     price: a.map(|a| a.price),
-                    bill,
+                    bill: a.and_then(|a| Amount::cost(spec.ops, a.price)),
                     paid,
                 }
             })
-            .collect();
-        paid_total = Amount(paid_total.0.saturating_add(stage_paid.0));
+            .collect::<Vec<_>>();
+        // Every `StagePaid` of the stage, slot or not: the ledger's figure.
+        let all_paid = mine().fold(Amount::ZERO, |acc, e| match e {
+            Event::StagePaid {
+                stage: s, amount, ..
+            } if *s == stage => acc.saturating_add(*amount),
+            _ => acc,
+        });
+        let audit_fees = mine().fold(Amount::ZERO, |acc, e| match e {
+            Event::AuditAgreed { stage: s, fee, .. } | Event::AuditPaid { stage: s, fee, .. }
+                if *s == stage =>
+            {
+                acc.saturating_add(*fee)
+            }
+            _ => acc,
+        });
+        paid_total = paid_total
+            .saturating_add(all_paid)
+            .saturating_add(audit_fees);
         stages.push(StageCost {
-            stage: i as u32,
+            stage,
             first_layer: spec.first_layer,
             layers: spec.layers,
             ops: spec.ops,
             phase: st.phase,
             slots,
-            paid: stage_paid,
+            paid: all_paid,
+            audit_fees,
         });
     }
+    let sum = |f: fn(&Event) -> Option<Amount>| {
+        mine()
+            .filter_map(f)
+            .fold(Amount::ZERO, Amount::saturating_add)
+    };
+    let compensation = sum(|e| match e {
+        Event::ProviderCompensated { amount, .. } => Some(*amount),
+        _ => None,
+    });
+    let refunded = sum(|e| match e {
+        Event::JobCompleted { refund, .. }
+        | Event::JobCancelled { refund, .. }
+        | Event::JobFailed { refund, .. }
+        | Event::JobSettled { refund, .. }
+        | Event::DataUnavailable { refund, .. } => Some(*refund),
+        _ => None,
+    });
+    let from_slash = sum(|e| match e {
+        Event::PayerCompensated { amount, .. } => Some(*amount),
+        _ => None,
+    });
     let locked = State::escrow_for(&job.spec).unwrap_or(Amount(u128::MAX));
+    let settled = job.status != JobStatus::Active && job.escrow == Amount::ZERO;
     CostBreakdown {
         status: job.status,
         stages,
@@ -135,11 +181,12 @@ pub fn cost(job: &Job) -> CostBreakdown {
             .stages
             .iter()
             .fold(0u64, |a, s| a.saturating_add(s.ops)),
-        paid: paid_total,
+        paid: paid_total.saturating_add(compensation),
+        compensation,
         locked,
         still_locked: job.escrow,
-        refund: (job.status != JobStatus::Active && job.escrow == Amount::ZERO)
-            .then(|| locked.saturating_sub(paid_total)),
+        refund: settled.then_some(refunded),
+        from_slash,
     }
 }
 
@@ -150,7 +197,7 @@ mod tests {
     use agentic_protocol::state::{Assignment, Slot, Stage};
     use agentic_protocol::tx::{JobSpec, Requirements, StageResult, StageSpec};
     use agentic_protocol::types::VerificationLevel;
-    use agentic_protocol::{Hash, Height};
+    use agentic_protocol::{Hash, Height, JobId};
 
     fn result(output: u8) -> StageResult {
         StageResult {
@@ -229,15 +276,37 @@ mod tests {
         }
     }
 
+    const ID: JobId = JobId(1);
+
+    fn paid(stage: u32, provider: u8, amount: u128) -> Event {
+        Event::StagePaid {
+            job: ID,
+            stage,
+            provider: Address([provider; 32]),
+            amount: Amount(amount),
+        }
+    }
+
     #[test]
-    fn pays_agreeing_slots_of_finalized_stages_only() {
+    fn the_bill_is_what_the_ledger_paid() {
         let mut j = job(JobStatus::Active);
         // locked = (3M × 100 + 1.5M × 100) / 10^6 × 2 replicas = 900.
         j.escrow = Amount(900 - 120);
-        let c = cost(&j);
+        let mut events = vec![
+            paid(0, 10, 120),
+            // Another job's payment is not this job's.
+            Event::StagePaid {
+                job: JobId(2),
+                stage: 0,
+                provider: Address([10; 32]),
+                amount: Amount(999),
+            },
+        ];
+        let c = cost(&j, ID, &events);
         assert_eq!(c.locked, Amount(900));
         assert_eq!(c.total_ops, 4_500_000);
-        // Stage 0: replica 0 agreed (3M × 40 / 10^6 = 120), replica 1 did not.
+        // Stage 0: replica 0 agreed and was paid its bill (3M × 40 / 10^6 = 120),
+        // replica 1 did not agree and was paid nothing.
         assert_eq!(c.stages[0].slots[0].bill, Some(Amount(120)));
         assert_eq!(c.stages[0].slots[0].paid, Amount(120));
         assert_eq!(c.stages[0].slots[1].bill, Some(Amount(180)));
@@ -250,18 +319,44 @@ mod tests {
         assert_eq!(c.still_locked, Amount(780));
         assert_eq!(c.refund, None);
 
-        // Once stage 1 is final and the job completed: both replicas paid, the rest refunded.
+        // Stage 1 final, the job completed: both replicas paid, an auditor's fee,
+        // the rest refunded — locked = paid + refund.
         let mut j = job(JobStatus::Completed);
         j.stages[1].phase = StagePhase::Finalized;
-        let c = cost(&j);
+        events.extend([
+            paid(1, 12, 120),
+            paid(1, 13, 150),
+            Event::AuditAgreed {
+                job: ID,
+                stage: 1,
+                auditor: Address([14; 32]),
+                fee: Amount(30),
+            },
+            Event::JobCompleted {
+                job: ID,
+                refund: Amount(480),
+            },
+        ]);
+        let c = cost(&j, ID, &events);
         assert_eq!(c.stages[1].paid, Amount(270));
-        assert_eq!(c.paid, Amount(390));
-        assert_eq!(c.refund, Some(Amount(510)));
-        assert_eq!(c.still_locked, Amount::ZERO);
+        assert_eq!(c.stages[1].audit_fees, Amount(30));
+        assert_eq!(c.paid, Amount(420));
+        assert_eq!(c.refund, Some(Amount(480)));
+        assert_eq!(c.paid.0 + c.refund.unwrap().0, c.locked.0);
         // JSON for --json.
         let v = serde_json::to_value(&c).unwrap();
-        assert_eq!(v["refund"], "510");
+        assert_eq!(v["refund"], "480");
         assert_eq!(v["stages"][0]["slots"][0]["paid"], "120");
+    }
+
+    /// The ledger pays what is left when the escrow runs short: the bill shows what
+    /// was owed, `paid` what arrived.
+    #[test]
+    fn a_short_payment_is_reported_as_paid_not_as_billed() {
+        let j = job(JobStatus::Active);
+        let c = cost(&j, ID, &[paid(0, 10, 70)]);
+        assert_eq!(c.stages[0].slots[0].bill, Some(Amount(120)));
+        assert_eq!(c.stages[0].slots[0].paid, Amount(70));
     }
 
     /// A failed job whose delivered stage is still in its challenge window holds
@@ -270,14 +365,30 @@ mod tests {
     fn a_failed_job_settles_when_its_live_stages_do() {
         let mut j = job(JobStatus::Failed);
         j.escrow = Amount(270);
-        let c = cost(&j);
+        let mut events = vec![
+            paid(0, 10, 120),
+            Event::JobFailed {
+                job: ID,
+                refund: Amount(510),
+            },
+        ];
+        let c = cost(&j, ID, &events);
         assert_eq!((c.refund, c.still_locked), (None, Amount(270)));
         // The live stage finalized: its replicas paid, the rest refunded.
         j.stages[1].phase = StagePhase::Finalized;
         j.escrow = Amount::ZERO;
-        let c = cost(&j);
+        events.extend([
+            paid(1, 12, 120),
+            paid(1, 13, 150),
+            Event::JobSettled {
+                job: ID,
+                refund: Amount::ZERO,
+            },
+        ]);
+        let c = cost(&j, ID, &events);
         assert_eq!(c.paid, Amount(390));
         assert_eq!(c.refund, Some(Amount(510)));
+        assert_eq!(c.paid.0 + c.refund.unwrap().0, c.locked.0);
     }
 
     #[test]
@@ -288,7 +399,14 @@ mod tests {
             st.result = None;
             st.slots[1].assignment = None;
         }
-        let c = cost(&j);
+        let c = cost(
+            &j,
+            ID,
+            &[Event::JobCancelled {
+                job: ID,
+                refund: Amount(900),
+            }],
+        );
         assert_eq!(c.paid, Amount::ZERO);
         assert_eq!(c.refund, Some(Amount(900)));
         assert_eq!(c.stages[0].slots[1].provider, None);

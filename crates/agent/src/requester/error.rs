@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
+use agentic_client::ClientError;
 use agentic_compute::partition::PartitionError;
 use agentic_compute::train::task::TaskError;
 use agentic_compute::ComputeError;
-use agentic_node::client::ClientError;
 use agentic_protocol::matching::Disqualified;
 use agentic_protocol::state::JobStatus;
-use agentic_protocol::{Address, Amount, Hash, JobId};
+use agentic_protocol::{Address, Amount, DisputeId, Hash, JobId, MoveError, TxError};
 
 /// Why preparing, submitting or following a job failed.
 #[derive(Debug, thiserror::Error)]
@@ -150,17 +150,45 @@ pub enum RequesterError {
     Rejected {
         /// The transaction kind.
         kind: &'static str,
-        /// Its id (hex).
-        id: String,
+        /// Its id.
+        id: Hash,
         /// The ledger's reason.
         reason: String,
+        /// The same, typed (absent from nodes that do not send it).
+        detail: Option<Box<TxError>>,
     },
-    /// The node could not be reached, refused a request, or timed out.
+    /// The node could not be reached, refused a request, answered something the
+    /// API does not document, or a transaction was not finalized in time.
     #[error(transparent)]
     Node(ClientError),
-    /// The node answered something the API does not document.
-    #[error("unexpected answer from the node: {0}")]
-    Unexpected(String),
+    /// The ledger applied a transaction but its receipt lacks the event that says
+    /// what it did (e.g. a `SubmitJob` without `JobSubmitted`).
+    #[error("the receipt of {kind} transaction {id} has no {event} event")]
+    ReceiptWithout {
+        /// The transaction kind.
+        kind: &'static str,
+        /// Its id.
+        id: Hash,
+        /// The event expected.
+        event: &'static str,
+    },
+    /// Our trace cannot play a dispute's next bisection move.
+    #[error("dispute {dispute}: cannot move: {reason}")]
+    Bisection {
+        /// The dispute.
+        dispute: DisputeId,
+        /// Why.
+        reason: MoveError,
+    },
+    /// The node's event feed dropped items (or ended) before it reached the present,
+    /// so a bill read from it would be incomplete.
+    #[error("job {job}: the node's event feed lost {missed} event(s) before the present")]
+    EventsLost {
+        /// The job.
+        job: JobId,
+        /// How many it said it dropped (0: it ended).
+        missed: u64,
+    },
     /// The job did not end in time.
     #[error("job {job} still active after {waited:?}")]
     Timeout {
@@ -187,7 +215,7 @@ pub enum RequesterError {
         /// The output hash.
         hash: Hash,
         /// Why.
-        reason: ClientError,
+        reason: Box<ClientError>,
     },
     /// The output blob is not a valid activation.
     #[error("job {job}'s output {hash} is not a valid activation: {reason}")]
@@ -252,9 +280,17 @@ pub enum RequesterError {
 impl From<ClientError> for RequesterError {
     fn from(e: ClientError) -> Self {
         match e {
-            ClientError::Rejected { kind, id, reason } => {
-                RequesterError::Rejected { kind, id, reason }
-            }
+            ClientError::Rejected {
+                kind,
+                id,
+                reason,
+                detail,
+            } => RequesterError::Rejected {
+                kind,
+                id,
+                reason,
+                detail,
+            },
             other => RequesterError::Node(other),
         }
     }

@@ -8,11 +8,14 @@
 //!            └─────────────────────────────────────────────────────────────────────┘
 //!                                          │
 //!  Requester (I/O): submit ── HEAD/PUT /v1/blobs (bundle, input) ── SubmitJob ──▶ JobId
-//!                   wait   ── GET /v1/jobs/{id} until not Active (progress callback)
+//!                   wait   ── GET /v1/events: re-read GET /v1/jobs/{id} after each block that
+//!                             touched the job, until settled (progress callback)
 //!                   result ── last stage's agreed output ── GET /v1/blobs/{hash} ── check ──▶ Activation
 //!                   cancel ── CancelJob (only before any provider committed)
 //!                                          │
-//!  cost(&Job) (pure): per stage and replica ops × price, paid, locked, refund
+//!                   bill   ── GET /v1/events?from=<submitted_at>: the job's payment events
+//!  cost(&Job, id, &events) (pure): per stage and replica what the ledger paid (beside
+//!                   the bill ops × price), auditors' fees, locked, refund
 //! ```
 //!
 //! # Rules this module follows
@@ -42,6 +45,7 @@
 mod client;
 pub mod cost;
 mod error;
+mod follow;
 pub mod placement;
 mod prepare;
 mod request;
@@ -53,6 +57,7 @@ pub use cost::{cost, CostBreakdown, SlotCost, StageCost};
 pub use error::RequesterError;
 pub use placement::{PlanSummary, PlannedStage, ASSUMED_BANDWIDTH_BYTES_PER_S};
 pub use prepare::prepare;
+pub(crate) use request::candidate;
 pub use request::{JobInput, JobRequest, OfferView, PlacementChoice, TrainingInput};
 pub use spec::PreparedJob;
 pub use training::{StepSummary, TrainingResult, TrainingSummary};

@@ -51,7 +51,7 @@ use agentic_protocol::{Address, Amount};
 use serde::Serialize;
 
 use super::error::RequesterError;
-use super::request::{JobRequest, OfferView};
+use super::request::{candidate, JobRequest, OfferView};
 
 /// The bandwidth assumed for every link (1 Gbit/s = 125,000,000 bytes/s).
 pub const ASSUMED_BANDWIDTH_BYTES_PER_S: f64 = 125_000_000.0;
@@ -218,7 +218,7 @@ pub fn auto(
     let requirement = req.requirement();
     let mut qualified: Vec<&OfferView> = offers
         .iter()
-        .filter(|o| o.offer.speed > 0 && matching::qualifies(&o.candidate(), &requirement))
+        .filter(|o| o.offer.speed > 0 && matching::qualifies(&candidate(o), &requirement))
         .collect();
     if qualified.is_empty() {
         return Err(RequesterError::NoQualifiedOffer {
@@ -320,7 +320,7 @@ pub fn named_ranges(
         .collect();
     for (stage, (a, o)) in names.iter().zip(&found).enumerate() {
         if let Some(o) = o {
-            matching::check(&o.candidate(), &requirement).map_err(|reason| {
+            matching::check(&candidate(o), &requirement).map_err(|reason| {
                 RequesterError::Unqualified {
                     stage,
                     provider: *a,

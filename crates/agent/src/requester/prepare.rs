@@ -35,16 +35,18 @@ use super::training;
 /// against those it lists; the ledger placement ignores them (pass `&[]`).
 pub fn prepare(req: &JobRequest, offers: &[OfferView]) -> Result<PreparedJob, RequesterError> {
     check_request(req)?;
-    if let JobInput::Training(t) = &req.input {
-        return training::prepare_training(req, t, offers);
-    }
+    let input = match &req.input {
+        JobInput::Training(t) => return training::prepare_training(req, t, offers),
+        JobInput::Texts(texts) => Inference::Texts(texts),
+        JobInput::Activation(bytes) => Inference::Activation(bytes),
+    };
     let model_err = |reason| RequesterError::Model {
         model: req.model.clone(),
         reason,
     };
     let bundle = Bundle::of(&req.model).map_err(model_err)?;
     let loaded = bundle.load().map_err(model_err)?;
-    let input = encode_input(req, &loaded)?;
+    let input = encode_input(req, input, &loaded)?;
     let input_err = |reason| RequesterError::Input {
         model: req.model.clone(),
         reason,
@@ -130,13 +132,23 @@ fn check_request(req: &JobRequest) -> Result<(), RequesterError> {
     Ok(())
 }
 
-fn encode_input(req: &JobRequest, loaded: &LoadedModel) -> Result<Activation, RequesterError> {
+/// The input of an inference job (a training job's is a state: [`training`]).
+enum Inference<'a> {
+    Texts(&'a [String]),
+    Activation(&'a [u8]),
+}
+
+fn encode_input(
+    req: &JobRequest,
+    input: Inference<'_>,
+    loaded: &LoadedModel,
+) -> Result<Activation, RequesterError> {
     let input_err = |reason| RequesterError::Input {
         model: req.model.clone(),
         reason,
     };
-    match &req.input {
-        JobInput::Texts(texts) => {
+    match input {
+        Inference::Texts(texts) => {
             if texts.is_empty() {
                 return Err(RequesterError::EmptyInput("no text given".into()));
             }
@@ -146,15 +158,12 @@ fn encode_input(req: &JobRequest, loaded: &LoadedModel) -> Result<Activation, Re
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             loaded.encode(&refs).map_err(input_err)
         }
-        JobInput::Activation(bytes) => {
+        Inference::Activation(bytes) => {
             if bytes.is_empty() {
                 return Err(RequesterError::EmptyInput("the tensor has no bytes".into()));
             }
             Activation::from_canonical_bytes(bytes, DecodeLimits::default()).map_err(input_err)
         }
-        JobInput::Training(_) => Err(RequesterError::Unexpected(
-            "a training input has no activation (prepare_training handles it)".into(),
-        )),
     }
 }
 

@@ -5,10 +5,8 @@ use agentic_compute::train::task::LrSchedule;
 use agentic_compute::train::{AdamConfig, OptimizerConfig};
 use agentic_protocol::coord::Coord;
 use agentic_protocol::matching::Candidate;
-use agentic_protocol::tx::Offer;
 use agentic_protocol::types::{Capabilities, Region, VerificationLevel};
 use agentic_protocol::{Address, Amount, MandateId};
-use serde::{Deserialize, Serialize};
 
 /// The input of a job.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,37 +153,22 @@ impl JobRequest {
     }
 }
 
-/// A provider's standing offer as `/v1/offers` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OfferView {
-    /// The provider.
-    pub provider: Address,
-    /// Its offer (price, capacity, coordinate, speed, endpoint, …).
-    pub offer: Offer,
-    /// Its reputation score (ppm).
-    pub reputation_ppm: u32,
-    /// Its bonded stake.
-    pub bonded: Amount,
-    /// Assignments and audits it has not settled yet.
-    #[serde(default)]
-    pub open_jobs: u32,
-}
+/// A provider's standing offer as `/v1/offers` shows it (the node API's type).
+pub use agentic_client::api::OfferView;
 
-impl OfferView {
-    /// The ledger's matching candidate for this offer. Free capacity is taken as
-    /// the whole capacity: `/v1/offers` shows unsettled work (`open_jobs`), not the
-    /// running assignments the ledger counts, so a busy provider is not filtered
-    /// out here (the ledger re-checks when the job is submitted and matched).
-    pub(crate) fn candidate(&self) -> Candidate<Address> {
-        Candidate {
-            id: self.provider,
-            price: self.offer.price.0,
-            reputation_ppm: self.reputation_ppm,
-            coord: self.offer.coord,
-            stake: self.bonded.0,
-            free_capacity: self.offer.capacity,
-            region: self.offer.region.0,
-            capabilities: self.offer.capabilities.0,
-        }
+/// The ledger's matching candidate for an offer. Free capacity is taken as the whole
+/// capacity: `/v1/offers` shows unsettled work (`open_jobs`), not the running
+/// assignments the ledger counts, so a busy provider is not filtered out here (the
+/// ledger re-checks when the job is submitted and matched).
+pub(crate) fn candidate(o: &OfferView) -> Candidate<Address> {
+    Candidate {
+        id: o.provider,
+        price: o.offer.price.0,
+        reputation_ppm: o.reputation_ppm,
+        coord: o.offer.coord,
+        stake: o.bonded.0,
+        free_capacity: o.offer.capacity,
+        region: o.offer.region.0,
+        capabilities: o.offer.capabilities.0,
     }
 }

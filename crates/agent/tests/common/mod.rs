@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use agentic_node::client::Client;
-use agentic_node::keystore::KeyFile;
-use agentic_protocol::event::{Event, EventRecord};
+use agentic_client::keystore::KeyFile;
+use agentic_client::Client;
+use agentic_protocol::event::Event;
 use agentic_protocol::state::{Account, Job, Mandate, StagePhase};
 use agentic_protocol::test_utils::offer;
 use agentic_protocol::tx::{MandateTerms, StageResult};
@@ -18,7 +18,7 @@ use commonware_cryptography::Signer as _;
 
 /// An account as the node reports it.
 pub async fn account(c: &Client, a: &Address) -> Account {
-    serde_json::from_value(c.account(a).await.unwrap()).unwrap()
+    c.account(a).await.unwrap().account
 }
 
 /// A spendable balance.
@@ -28,22 +28,22 @@ pub async fn balance(c: &Client, a: &Address) -> Amount {
 
 /// The chain's finalized height.
 pub async fn height(c: &Client) -> u64 {
-    c.status().await.unwrap()["height"].as_u64().unwrap()
+    c.status().await.unwrap().height.0
 }
 
 /// The governed parameters now.
 pub async fn params(c: &Client) -> Params {
-    serde_json::from_value(c.get("/v1/params").await.unwrap()["params"].clone()).unwrap()
+    c.params().await.unwrap()
 }
 
 /// A mandate's record.
 pub async fn mandate(c: &Client, id: MandateId) -> Mandate {
-    serde_json::from_value(c.get(&format!("/v1/mandates/{}", id.0)).await.unwrap()).unwrap()
+    c.mandate(id).await.unwrap()
 }
 
 /// A job's record.
 pub async fn job(c: &Client, id: JobId) -> Job {
-    serde_json::from_value(c.job(id.0).await.unwrap()).unwrap()
+    c.job(id).await.unwrap()
 }
 
 /// `principal` grants `terms`; returns the mandate's id.
@@ -56,8 +56,8 @@ pub async fn grant_mandate(c: &Client, principal: &PrivateKey, terms: MandateTer
         )
         .await
         .expect("GrantMandate");
-    let events: Vec<EventRecord> = serde_json::from_value(receipt["events"].clone()).unwrap();
-    events
+    receipt
+        .events
         .iter()
         .find_map(|e| match e.event {
             Event::MandateGranted { mandate, .. } => Some(mandate),
@@ -171,13 +171,17 @@ impl LyingProvider {
             let mut done: Vec<u64> = Vec::new();
             loop {
                 if let Ok(work) = c.provider_work(&me.address()).await {
-                    for j in work["jobs"].as_array().into_iter().flatten() {
-                        let Some(id) = j["id"].as_u64() else { continue };
-                        let assigned = j["stages"][0]["slots"][0]["assignment"]["provider"]
-                            == serde_json::json!(me.address());
-                        if assigned && !done.contains(&id) {
-                            done.push(id);
-                            me.lie(&c, JobId(id)).await;
+                    for j in work.jobs {
+                        let assigned = j
+                            .item
+                            .stages
+                            .first()
+                            .and_then(|st| st.slots.first())
+                            .and_then(|slot| slot.assignment.as_ref())
+                            .is_some_and(|a| a.provider == me.address());
+                        if assigned && !done.contains(&j.id) {
+                            done.push(j.id);
+                            me.lie(&c, JobId(j.id)).await;
                         }
                     }
                 }

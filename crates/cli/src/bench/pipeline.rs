@@ -65,12 +65,12 @@ use std::time::{Duration, Instant};
 use agentic_agent::requester::{
     prepare, JobInput, JobRequest, OfferView, PlacementChoice, PreparedJob,
 };
+use agentic_client::Client;
 use agentic_compute::bundle::Bundle;
 use agentic_compute::Activation;
 use agentic_node::chain::ChainEvent;
-use agentic_node::client::Client;
-use agentic_protocol::event::{Event, EventRecord};
-use agentic_protocol::state::{Job, JobStatus};
+use agentic_protocol::event::Event;
+use agentic_protocol::state::JobStatus;
 use agentic_protocol::tx::{SignedTx, Tx};
 use agentic_protocol::types::ChainId;
 use agentic_protocol::{Address, Hash, JobId};
@@ -703,8 +703,12 @@ struct Bench {
 
 impl Bench {
     async fn offers(&self) -> anyhow::Result<Vec<OfferView>> {
-        let v = self.client.get("/v1/offers").await?;
-        serde_json::from_value(v["offers"].clone()).context("decoding /v1/offers")
+        Ok(self
+            .client
+            .offers()
+            .await
+            .context("reading /v1/offers")?
+            .offers)
     }
 
     /// Prepares `texts` as a job over `names` (one stage each) with the requester SDK.
@@ -766,19 +770,18 @@ impl Bench {
         for (id, at) in posted {
             let receipt = self.client.wait(&id, Duration::from_secs(60)).await?;
             ensure!(
-                receipt["result"]["ok"] == true,
+                receipt.result.ok,
                 "SubmitJob {id} was rejected: {}",
-                receipt["result"]
+                receipt.result.error.as_deref().unwrap_or("unknown error")
             );
-            let events: Vec<EventRecord> = serde_json::from_value(receipt["events"].clone())
-                .context("decoding a receipt's events")?;
-            let job = events
+            let job = receipt
+                .events
                 .iter()
                 .find_map(|e| match e.event {
                     Event::JobSubmitted { job, .. } => Some(job),
                     _ => None,
                 })
-                .with_context(|| format!("no JobSubmitted in {receipt}"))?;
+                .with_context(|| format!("no JobSubmitted in the receipt of {id}"))?;
             out.push((job, at));
         }
         Ok(out)
@@ -899,8 +902,11 @@ impl Bench {
     /// The job's marks, final status and output (fetched from the node: it must be there
     /// and hash to the agreed result).
     async fn run_of(&self, id: JobId, posted: Instant) -> anyhow::Result<JobRun> {
-        let v = self.client.job(id.0).await?;
-        let job: Job = serde_json::from_value(v).with_context(|| format!("decoding job {id}"))?;
+        let job = self
+            .client
+            .job(id)
+            .await
+            .with_context(|| format!("reading job {id}"))?;
         let output = match job.stages.last().and_then(|s| s.result) {
             Some(r) if job.status == JobStatus::Completed => {
                 self.client

@@ -10,18 +10,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentic_agent::requester::Requester;
+use agentic_client::api::{Event as ApiEvent, TxReceipt};
+use agentic_client::keystore::KeyFile;
+use agentic_client::Client;
 use agentic_node::chain::ChainEvent;
-use agentic_node::client::Client;
-use agentic_node::keystore::KeyFile;
 use agentic_protocol::event::Event;
 use agentic_protocol::state::{Account, Job, StagePhase};
 use agentic_protocol::{Address, Amount, Height, JobId, State, TxBody};
 use agentic_provider::local::LocalMarket;
 use agentic_provider::Provider;
 use anyhow::{bail, Context};
+use futures::StreamExt as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::cast::ProviderProfile;
@@ -312,7 +313,7 @@ impl World {
     }
 
     /// `name` signs `body`; the receipt once finalized, or the ledger's refusal.
-    pub async fn send(&self, name: &str, body: TxBody) -> anyhow::Result<Value> {
+    pub async fn send(&self, name: &str, body: TxBody) -> anyhow::Result<TxReceipt> {
         let key = self.key(name)?;
         let kind = body.kind();
         self.client
@@ -322,7 +323,7 @@ impl World {
     }
 
     /// Several parties each send one transaction at once; the receipts in order.
-    pub async fn send_all(&self, txs: Vec<(String, TxBody)>) -> anyhow::Result<Vec<Value>> {
+    pub async fn send_all(&self, txs: Vec<(String, TxBody)>) -> anyhow::Result<Vec<TxReceipt>> {
         let mut set = tokio::task::JoinSet::new();
         for (i, (name, body)) in txs.into_iter().enumerate() {
             let key = self.key(&name)?;
@@ -396,6 +397,46 @@ impl World {
             bar.finish_and_clear();
         }
         job.with_context(|| format!("following job {id}"))
+    }
+
+    /// Reads job `id` now and again after each block validator 0 finalizes (following
+    /// its `/v1/events`, not polling) until `ready` says yes, or it errs; the job
+    /// then. Gives up after [`JOB_TIMEOUT`].
+    pub async fn job_when(
+        &self,
+        id: JobId,
+        what: &str,
+        mut ready: impl FnMut(&Job) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<Job> {
+        // Subscribed before the first read: no block between them goes unseen.
+        let events = self
+            .client
+            .events()
+            .await
+            .context("following validator 0's /v1/events")?;
+        let mut events = std::pin::pin!(events);
+        let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
+        loop {
+            let job = self
+                .client
+                .job(id)
+                .await
+                .with_context(|| format!("reading job {id}"))?;
+            if ready(&job)? {
+                return Ok(job);
+            }
+            // A block's ledger events come before it: once it is seen, the job read
+            // next includes everything the block did. A lagged reader reads again too.
+            loop {
+                match tokio::time::timeout_at(deadline, events.next()).await {
+                    Err(_) => bail!("waited {JOB_TIMEOUT:?} for {what}"),
+                    Ok(None) => bail!("validator 0 closed its event stream"),
+                    Ok(Some(Err(e))) => return Err(e).context("reading /v1/events"),
+                    Ok(Some(Ok(ApiEvent::Block(_) | ApiEvent::Lagged { .. }))) => break,
+                    Ok(Some(Ok(ApiEvent::Ledger(_)))) => {}
+                }
+            }
+        }
     }
 
     /// How far stage `s` has come (0..=5) and where it is, with provider names.

@@ -1,4 +1,4 @@
-//! `agentic keys`: create and inspect key files (see `agentic_node::keystore`).
+//! `agentic keys`: create and inspect key files (see `agentic_client::keystore`).
 //!
 //! A key file holds an ed25519 secret; `new` creates it with mode 0600 and never
 //! overwrites an existing file, `show` prints the name, public key and ledger
@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use agentic_node::keystore::KeyFile;
+use agentic_client::keystore::KeyFile;
 use agentic_protocol::hex;
 use anyhow::Context;
 use clap::Subcommand;

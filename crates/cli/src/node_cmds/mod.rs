@@ -7,11 +7,13 @@
 //!   agentic query <WHAT>              read the finalized chain, follow its events, move blobs
 //!                      │
 //!                      ▼
-//!            agentic_node::client::Client ──HTTP/JSON──▶ node API (`/v1/...`)
+//!            agentic_client::Client ──HTTP/JSON──▶ node API (`/v1/...`)
 //! ```
 //!
 //! The node is `--node URL`, else `$AGENTIC_NODE`, else `http://127.0.0.1:8000`.
-//! Every command prints readable text by default and the API's JSON with `--json`.
+//! The client answers with the API's typed bodies (`agentic_client::api`); every
+//! command prints readable text by default and, with `--json`, those bodies as the
+//! JSON the API documents.
 //! Failures (unreadable key file, unreachable node, the API's refusal with its
 //! `code`, the ledger's rejection in a receipt) exit non-zero with the reason.
 
@@ -21,9 +23,8 @@ pub mod tx;
 
 use std::path::Path;
 
-use agentic_node::client::Client;
-use agentic_node::genesis::parse_amount;
-use agentic_node::keystore::KeyFile;
+use agentic_client::keystore::KeyFile;
+use agentic_client::Client;
 use agentic_protocol::coord::Coord;
 use agentic_protocol::tx::StageSpec;
 use agentic_protocol::types::{Capabilities, Endpoint, VerificationLevel};
@@ -67,7 +68,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// A decimal amount of base units.
 pub fn amount(s: &str) -> Result<Amount, String> {
-    parse_amount(s).ok_or_else(|| format!("{s:?} is not a whole number of base units"))
+    Amount::from_decimal(s).ok_or_else(|| format!("{s:?} is not a whole number of base units"))
 }
 
 /// 64 hex digits.
@@ -283,6 +284,14 @@ pub fn event_line(event: &Value) -> String {
         }
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+/// A typed ledger event as one line ([`event_line`] of its JSON form).
+pub fn ledger_event_line(event: &agentic_protocol::event::Event) -> String {
+    match serde_json::to_value(event) {
+        Ok(v) => event_line(&v),
+        Err(e) => format!("{event:?} ({e})"),
     }
 }
 

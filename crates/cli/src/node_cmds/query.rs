@@ -1,21 +1,25 @@
 //! `agentic query`: read the node's finalized chain (one `GET /v1/...` per command),
 //! follow its event stream, and move blobs in and out of its blob store.
 //!
-//! Lists print as tables, single items as indented `key: value` lines, and
-//! `--json` prints the API's JSON unchanged (one JSON object per line for
+//! Each read is one typed call of [`Client`]; its answer is turned into the JSON the
+//! API documents here, locally. Lists print as tables, single items as indented
+//! `key: value` lines, and `--json` prints that JSON (one JSON object per line for
 //! `events`).
 
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use agentic_node::keystore::KeyFile;
-use agentic_protocol::hex;
-use agentic_protocol::{Address, Hash};
+use agentic_client::api::{self, BlockRange, Event, WithId};
+use agentic_client::keystore::KeyFile;
+use agentic_client::{Client, ClientError};
+use agentic_protocol::{Address, DisputeId, Hash, Height, JobId, MandateId, ProposalId};
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use futures::StreamExt as _;
+use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{event_line, render, scalar, table, NodeArgs};
+use super::{event_line, ledger_event_line, render, scalar, table, NodeArgs};
 
 #[derive(clap::Args)]
 pub struct QueryArgs {
@@ -36,22 +40,14 @@ struct Page {
     after: Option<u64>,
     /// At most this many.
     #[arg(long)]
-    limit: Option<u64>,
+    limit: Option<usize>,
 }
 
 impl Page {
-    fn query(&self) -> String {
-        let mut q = Vec::new();
-        if let Some(a) = self.after {
-            q.push(format!("after={a}"));
-        }
-        if let Some(l) = self.limit {
-            q.push(format!("limit={l}"));
-        }
-        if q.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", q.join("&"))
+    fn page(&self) -> api::Page {
+        api::Page {
+            after: self.after,
+            limit: self.limit,
         }
     }
 }
@@ -161,104 +157,12 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     let rt = super::runtime()?;
     let json = args.json;
     rt.block_on(async move {
-        let path = match &args.what {
-            What::Status => "/v1/status".to_string(),
-            What::Account { address, key } => {
-                let addr = match (address, key) {
-                    (Some(a), _) => *a,
-                    (None, Some(k)) => KeyFile::read(k)
-                        .with_context(|| format!("cannot use key file {}", k.display()))?
-                        .address(),
-                    (None, None) => bail!("give an ADDRESS or --key FILE"),
-                };
-                format!("/v1/accounts/{}", hex::encode(&addr.0))
-            }
-            What::Providers => "/v1/providers".to_string(),
-            What::Provider { address } => format!("/v1/providers/{}", hex::encode(&address.0)),
-            What::Offers => "/v1/offers".to_string(),
-            What::Jobs(p) => format!("/v1/jobs{}", p.query()),
-            What::Job { id } => format!("/v1/jobs/{id}"),
-            What::Disputes(p) => format!("/v1/disputes{}", p.query()),
-            What::Dispute { id } => format!("/v1/disputes/{id}"),
-            What::Proposals(p) => format!("/v1/proposals{}", p.query()),
-            What::Proposal { id } => format!("/v1/proposals/{id}"),
-            What::Mandate { id } => format!("/v1/mandates/{id}"),
-            What::Params => "/v1/params".to_string(),
-            What::Block { at } => {
-                if at == "latest" {
-                    "/v1/blocks/latest".to_string()
-                } else {
-                    let h: u64 = at
-                        .parse()
-                        .map_err(|_| anyhow::anyhow!("{at:?} is not a height nor `latest`"))?;
-                    format!("/v1/blocks/{h}")
-                }
-            }
-            What::Blocks { from, limit } => {
-                let mut q = Vec::new();
-                if let Some(f) = from {
-                    q.push(format!("from={f}"));
-                }
-                if let Some(l) = limit {
-                    q.push(format!("limit={l}"));
-                }
-                if q.is_empty() {
-                    "/v1/blocks".to_string()
-                } else {
-                    format!("/v1/blocks?{}", q.join("&"))
-                }
-            }
-            What::Tx { id } => format!("/v1/txs/{}", id.to_hex()),
-            What::Events { count } => return events(&args.node.url(), *count, json).await,
-            What::Blob(Blob::Put { file }) => {
-                let bytes = std::fs::read(file)
-                    .with_context(|| format!("reading {}", file.display()))?;
-                let size = bytes.len();
-                let hash = client
-                    .put_blob(bytes)
-                    .await
-                    .with_context(|| format!("storing {} on {}", file.display(), client.base()))?;
-                if json {
-                    println!("{}", json!({"hash": hash.to_hex(), "size": size}));
-                } else {
-                    println!("stored {} ({size} bytes)", file.display());
-                    println!("hash {}", hash.to_hex());
-                }
-                return Ok(());
-            }
-            What::Blob(Blob::Get { hash, out }) => {
-                let bytes = client
-                    .get_blob(hash)
-                    .await
-                    .with_context(|| format!("fetching blob {}", hash.to_hex()))?;
-                match out {
-                    Some(path) => {
-                        std::fs::write(path, &bytes)
-                            .with_context(|| format!("writing {}", path.display()))?;
-                        if json {
-                            println!(
-                                "{}",
-                                json!({"hash": hash.to_hex(), "size": bytes.len(), "file": path.display().to_string()})
-                            );
-                        } else {
-                            println!(
-                                "wrote {} bytes to {} (hash checked)",
-                                bytes.len(),
-                                path.display()
-                            );
-                        }
-                    }
-                    None => std::io::stdout()
-                        .write_all(&bytes)
-                        .context("writing to stdout")?,
-                }
-                return Ok(());
-            }
-        };
-        let v = client
-            .get(&path)
-            .await
-            .with_context(|| format!("querying {}{path}", client.base()))?;
+        match &args.what {
+            What::Events { count } => return events(&client, *count, json).await,
+            What::Blob(b) => return blob(&client, b, json).await,
+            _ => {}
+        }
+        let v = fetch(&client, &args.what).await?;
         if json {
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
@@ -266,6 +170,146 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// The typed answer of one route, as the JSON the API documents (what `--json` prints
+/// and the readable forms walk).
+fn as_json<T: Serialize>(
+    client: &Client,
+    path: &str,
+    answer: Result<T, ClientError>,
+) -> anyhow::Result<Value> {
+    let typed = answer.with_context(|| format!("querying {}{path}", client.base()))?;
+    serde_json::to_value(typed).with_context(|| format!("encoding the answer of {path}"))
+}
+
+/// One typed call of the client per [`What`] that reads the chain.
+async fn fetch(client: &Client, what: &What) -> anyhow::Result<Value> {
+    match what {
+        What::Status => as_json(client, "/v1/status", client.status().await),
+        What::Account { address, key } => {
+            let addr = match (address, key) {
+                (Some(a), _) => *a,
+                (None, Some(k)) => KeyFile::read(k)
+                    .with_context(|| format!("cannot use key file {}", k.display()))?
+                    .address(),
+                (None, None) => bail!("give an ADDRESS or --key FILE"),
+            };
+            let path = format!("/v1/accounts/{addr}");
+            as_json(client, &path, client.account(&addr).await)
+        }
+        What::Providers => as_json(client, "/v1/providers", client.providers().await),
+        What::Provider { address } => {
+            let path = format!("/v1/providers/{address}");
+            as_json(client, &path, client.provider(address).await)
+        }
+        What::Offers => as_json(client, "/v1/offers", client.offers().await),
+        What::Jobs(p) => as_json(client, "/v1/jobs", client.jobs(p.page()).await),
+        What::Job { id } => {
+            let answer = client.job(JobId(*id)).await.map(|item| with_id(*id, item));
+            as_json(client, &format!("/v1/jobs/{id}"), answer)
+        }
+        What::Disputes(p) => as_json(client, "/v1/disputes", client.disputes(p.page()).await),
+        What::Dispute { id } => {
+            let answer = client
+                .dispute(DisputeId(*id))
+                .await
+                .map(|item| with_id(*id, item));
+            as_json(client, &format!("/v1/disputes/{id}"), answer)
+        }
+        What::Proposals(p) => as_json(client, "/v1/proposals", client.proposals(p.page()).await),
+        What::Proposal { id } => {
+            let answer = client
+                .proposal(ProposalId(*id))
+                .await
+                .map(|item| with_id(*id, item));
+            as_json(client, &format!("/v1/proposals/{id}"), answer)
+        }
+        What::Mandate { id } => {
+            let answer = client
+                .mandate(MandateId(*id))
+                .await
+                .map(|item| with_id(*id, item));
+            as_json(client, &format!("/v1/mandates/{id}"), answer)
+        }
+        What::Params => as_json(client, "/v1/params", client.params_view().await),
+        What::Block { at } if at == "latest" => {
+            as_json(client, "/v1/blocks/latest", client.latest_block().await)
+        }
+        What::Block { at } => {
+            let h: u64 = at
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{at:?} is not a height nor `latest`"))?;
+            as_json(
+                client,
+                &format!("/v1/blocks/{h}"),
+                client.block(Height(h)).await,
+            )
+        }
+        What::Blocks { from, limit } => {
+            let range = BlockRange {
+                from: *from,
+                limit: *limit,
+            };
+            as_json(client, "/v1/blocks", client.blocks(range).await)
+        }
+        What::Tx { id } => as_json(client, &format!("/v1/txs/{id}"), client.tx(id).await),
+        What::Events { .. } | What::Blob(_) => bail!("not a read of the chain"),
+    }
+}
+
+/// An entity fetched by id, shown with its id as the API serves it.
+fn with_id<T>(id: u64, item: T) -> WithId<T> {
+    WithId { id, item }
+}
+
+/// `query blob put|get`.
+async fn blob(client: &Client, what: &Blob, json: bool) -> anyhow::Result<()> {
+    match what {
+        Blob::Put { file } => {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let size = bytes.len();
+            let hash = client
+                .put_blob(bytes)
+                .await
+                .with_context(|| format!("storing {} on {}", file.display(), client.base()))?;
+            if json {
+                println!("{}", json!({"hash": hash.to_hex(), "size": size}));
+            } else {
+                println!("stored {} ({size} bytes)", file.display());
+                println!("hash {}", hash.to_hex());
+            }
+        }
+        Blob::Get { hash, out } => {
+            let bytes = client
+                .get_blob(hash)
+                .await
+                .with_context(|| format!("fetching blob {}", hash.to_hex()))?;
+            match out {
+                Some(path) => {
+                    std::fs::write(path, &bytes)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    if json {
+                        println!(
+                            "{}",
+                            json!({"hash": hash.to_hex(), "size": bytes.len(), "file": path.display().to_string()})
+                        );
+                    } else {
+                        println!(
+                            "wrote {} bytes to {} (hash checked)",
+                            bytes.len(),
+                            path.display()
+                        );
+                    }
+                }
+                None => std::io::stdout()
+                    .write_all(&bytes)
+                    .context("writing to stdout")?,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Cells of one column: `path` is a `/`-separated walk into the item.
@@ -421,80 +465,66 @@ fn readable(what: &What, v: &Value) -> String {
     }
 }
 
-/// Follows `GET /v1/events` (server-sent events) and prints each event.
-async fn events(base: &str, count: Option<u64>, json: bool) -> anyhow::Result<()> {
-    let base = agentic_node::client::Client::new(base).base().to_string();
-    let url = format!("{base}/v1/events");
-    // No overall timeout: the stream lasts as long as the user wants.
-    let mut resp = reqwest::Client::new()
-        .get(&url)
-        .send()
+/// Follows `GET /v1/events` ([`Client::events`]) and prints each event.
+async fn events(client: &Client, count: Option<u64>, json: bool) -> anyhow::Result<()> {
+    let url = format!("{}/v1/events", client.base());
+    let stream = client
+        .events()
         .await
-        .with_context(|| format!("cannot reach the node at {url}"))?;
-    if !resp.status().is_success() {
-        bail!("the node answered {} for {url}", resp.status());
-    }
-    let mut seen = 0u64;
+        .with_context(|| format!("following {url}"))?;
     if count == Some(0) {
         return Ok(());
     }
-    let mut buf = String::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .with_context(|| format!("reading the event stream {url}"))?
-    {
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        // Events end with a blank line; normalize CRLF first.
-        if buf.contains('\r') {
-            buf = buf.replace("\r\n", "\n");
+    let mut stream = std::pin::pin!(stream);
+    let mut seen = 0u64;
+    while let Some(event) = stream.next().await {
+        let event = event.with_context(|| format!("reading the event stream {url}"))?;
+        if json {
+            println!(
+                "{}",
+                json!({"event": event.kind(), "data": event_json(&event)?})
+            );
+        } else {
+            println!("{}", event_text(&event));
         }
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            let mut kind = "message".to_string();
-            let mut data = String::new();
-            for line in frame.lines() {
-                if let Some(k) = line.strip_prefix("event:") {
-                    kind = k.trim().to_string();
-                } else if let Some(d) = line.strip_prefix("data:") {
-                    data.push_str(d.trim_start());
-                }
-            }
-            if data.is_empty() {
-                continue; // keep-alive comment
-            }
-            let value: Value = serde_json::from_str(&data).unwrap_or(Value::String(data));
-            if json {
-                println!("{}", json!({"event": kind, "data": value}));
-            } else {
-                println!("{}", event_text(&kind, &value));
-            }
-            std::io::stdout().flush().ok();
-            seen += 1;
-            if count.is_some_and(|c| seen >= c) {
-                return Ok(());
-            }
+        std::io::stdout().flush().ok();
+        seen += 1;
+        if count.is_some_and(|c| seen >= c) {
+            return Ok(());
         }
     }
     bail!("the node closed the event stream")
 }
 
-fn event_text(kind: &str, v: &Value) -> String {
-    match kind {
-        "block" => format!(
+/// An event's data as the API sends it.
+fn event_json(event: &Event) -> anyhow::Result<Value> {
+    Ok(match event {
+        Event::Block(b) => serde_json::to_value(b)?,
+        Event::Ledger(e) => serde_json::to_value(e)?,
+        Event::Lagged { missed } => json!({ "missed": missed }),
+    })
+}
+
+fn event_text(event: &Event) -> String {
+    match event {
+        Event::Block(b) => format!(
             "block {}: {} txs, {} ok, root {}",
-            v["height"],
-            cell(v, "txs"),
-            v["succeeded"],
-            scalar(&v["state_root"])
+            b.height,
+            b.txs.len(),
+            b.succeeded,
+            b.state_root
         ),
-        "ledger" => {
-            let tx = match &v["tx"] {
-                Value::Number(n) => format!("tx {n}"),
-                _ => "block".to_string(),
+        Event::Ledger(e) => {
+            let tx = match e.tx {
+                Some(n) => format!("tx {n}"),
+                None => "block".to_string(),
             };
-            format!("  height {} {tx}: {}", v["height"], event_line(&v["event"]))
+            format!(
+                "  height {} {tx}: {}",
+                e.height,
+                ledger_event_line(&e.event)
+            )
         }
-        other => format!("{other}: {v}"),
+        Event::Lagged { missed } => format!("lagged: {}", json!({ "missed": missed })),
     }
 }

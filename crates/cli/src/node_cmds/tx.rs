@@ -18,7 +18,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agentic_node::keystore::KeyFile;
+use agentic_client::api::TxReceipt;
+use agentic_client::keystore::KeyFile;
 use agentic_protocol::coord::Coord;
 use agentic_protocol::hex;
 use agentic_protocol::tx::{JobSpec, MandateTerms, Offer, Requirements, StageResult, StageSpec};
@@ -29,9 +30,9 @@ use agentic_protocol::{
 };
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{event_line, NodeArgs};
+use super::{ledger_event_line, NodeArgs};
 
 /// Flags shared by every kind (they may come before or after the kind).
 #[derive(clap::Args)]
@@ -581,13 +582,12 @@ pub fn run(args: TxArgs) -> anyhow::Result<()> {
         let chain_id = match args.chain_id {
             Some(c) => c,
             None => {
-                let st = client
+                client
                     .status()
                     .await
-                    .context("reading the node's chain id")?;
-                st["chain_id"]
-                    .as_u64()
-                    .with_context(|| format!("no chain_id in /v1/status: {st}"))?
+                    .context("reading the node's chain id")?
+                    .chain_id
+                    .0
             }
         };
         let nonce = match args.nonce {
@@ -646,36 +646,35 @@ pub fn run(args: TxArgs) -> anyhow::Result<()> {
     })
 }
 
-fn print_receipt(r: &Value) {
-    let outcome = if r["result"]["ok"] == true {
+fn print_receipt(r: &TxReceipt) {
+    let outcome = if r.result.ok {
         "ok".to_string()
     } else {
         format!(
             "REJECTED by the ledger: {}",
-            r["result"]["error"].as_str().unwrap_or("unknown error")
+            r.result.error.as_deref().unwrap_or("unknown error")
         )
     };
     println!(
         "finalized at height {} (index {}): {outcome}",
-        r["height"], r["index"]
+        r.height, r.index
     );
-    if let Some(events) = r["events"].as_array().filter(|e| !e.is_empty()) {
+    if !r.events.is_empty() {
         println!("events:");
-        for e in events {
-            println!("  {}", event_line(&e["event"]));
+        for e in &r.events {
+            println!("  {}", ledger_event_line(&e.event));
         }
     }
 }
 
 /// Errors unless the receipt says the ledger applied the transaction.
-fn check_receipt(id: &str, r: &Value) -> anyhow::Result<()> {
-    match r["result"]["ok"].as_bool() {
-        Some(true) => Ok(()),
-        Some(false) => bail!(
-            "the ledger rejected transaction {id} at height {}: {}",
-            r["height"],
-            r["result"]["error"].as_str().unwrap_or("unknown error")
-        ),
-        None => bail!("unexpected receipt for {id}: {r}"),
+fn check_receipt(id: &Hash, r: &TxReceipt) -> anyhow::Result<()> {
+    if r.result.ok {
+        return Ok(());
     }
+    bail!(
+        "the ledger rejected transaction {id} at height {}: {}",
+        r.height,
+        r.result.error.as_deref().unwrap_or("unknown error")
+    )
 }

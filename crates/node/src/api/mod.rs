@@ -30,13 +30,22 @@
 //! | PUT/GET/HEAD | `/v1/blobs/{hash}` | content-addressed blobs (blake3) |
 //! | GET | `/openapi.json`, `/metrics` | API description, Prometheus metrics |
 
-pub mod blob_routes;
 pub mod openapi;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use agentic_protocol::{Address, DisputeId, Hash, Height, JobId, MandateId, ProposalId, SignedTx};
+use crate::chain::{BlockRecord, ChainEvent, SharedChain, TxReceipt};
+use crate::mempool::{AdmitError, SharedMempool, Submit};
+use agentic_client::api::{
+    self as types, parse_address_param, parse_hash_param, AccountView, ApiError, Block, Blocks,
+    Disputes, Jobs, MempoolSize, OfferView, Offers, Page, ParamsView, Proposals, ProviderView,
+    ProviderWork, Providers, Status, SubmitTx, Submitted, TxOutcome, TxPhase, TxStatus, WithId,
+};
+use agentic_client::blob_routes;
+use agentic_client::blobs::BlobStore;
+use agentic_protocol::hex;
+use agentic_protocol::{Address, DisputeId, Height, JobId, MandateId, ProposalId, SignedTx};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -45,13 +54,6 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
-
-use crate::blobs::{BlobError, BlobStore};
-use crate::chain::{BlockRecord, ChainEvent, SharedChain, TxReceipt};
-use crate::mempool::{AdmitError, SharedMempool, Submit};
-use agentic_protocol::hex;
 
 /// Limits of the API.
 #[derive(Clone, Copy, Debug)]
@@ -89,55 +91,6 @@ pub struct ApiState {
     pub config: ApiConfig,
 }
 
-/// An API error: HTTP status, stable code, human message.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-    fn not_found(what: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no such {what}"),
-        )
-    }
-    fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": {"code": self.code, "message": self.message}})),
-        )
-            .into_response()
-    }
-}
-
-impl From<BytesRejection> for ApiError {
-    fn from(r: BytesRejection) -> ApiError {
-        let status = r.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, "body_too_large", r.body_text())
-        } else {
-            ApiError::new(status, "bad_body", r.body_text())
-        }
-    }
-}
-
 impl From<AdmitError> for ApiError {
     fn from(e: AdmitError) -> ApiError {
         let code = match &e {
@@ -162,33 +115,7 @@ impl From<AdmitError> for ApiError {
     }
 }
 
-impl From<BlobError> for ApiError {
-    fn from(e: BlobError) -> ApiError {
-        match e {
-            BlobError::HashMismatch { .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "hash_mismatch",
-                e.to_string(),
-            ),
-            BlobError::TooLarge { .. } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "blob_too_large",
-                e.to_string(),
-            ),
-            BlobError::BadName(_) => ApiError::bad("bad_hash", e.to_string()),
-            BlobError::Io(_) => {
-                tracing::error!(error = %e, "blob store");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "storage",
-                    "blob store failure",
-                )
-            }
-        }
-    }
-}
-
-type ApiResult = Result<Json<Value>, ApiError>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// The router with every route, its body limits and JSON fallbacks.
 pub fn router(state: ApiState) -> Router {
@@ -228,42 +155,35 @@ fn read_chain(s: &ApiState) -> std::sync::RwLockReadGuard<'_, crate::chain::Chai
     s.chain.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn to_value<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
-async fn status(State(s): State<ApiState>) -> ApiResult {
-    let (chain_id, height, root, latest) = {
+async fn status(State(s): State<ApiState>) -> ApiResult<Status> {
+    let (chain_id, height, state_root, latest_block) = {
         let c = read_chain(&s);
-        let latest = c.block(c.height()).map(|b| block_json(&b));
+        let latest = c.block(c.height()).map(|b| block_view(&b));
         (c.state().chain_id(), c.height(), c.root(), latest)
     };
     let (txs, bytes) = {
         let m = s.mempool.lock().unwrap_or_else(|e| e.into_inner());
         (m.len(), m.bytes())
     };
-    Ok(Json(json!({
-        "chain_id": chain_id.0,
-        "height": height.0,
-        "state_root": root.to_hex(),
-        "latest_block": latest,
-        "mempool": {"txs": txs, "bytes": bytes},
-        "version": env!("CARGO_PKG_VERSION"),
-    })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SubmitBody {
-    tx: String,
+    Ok(Json(Status {
+        chain_id,
+        height,
+        state_root,
+        latest_block,
+        mempool: MempoolSize {
+            txs: txs as u64,
+            bytes: bytes as u64,
+        },
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }))
 }
 
 async fn submit_tx(
     State(s): State<ApiState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     let body = body?;
-    let parsed: SubmitBody = serde_json::from_slice(&body).map_err(|e| {
+    let parsed: SubmitTx = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad(
             "malformed_json",
             format!("expected {{\"tx\": \"<hex>\"}}: {e}"),
@@ -278,18 +198,11 @@ async fn submit_tx(
     let id = submit.submit(tx)?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"id": id.to_hex(), "status": "pending"})),
+        Json(Submitted {
+            id,
+            status: TxPhase::Pending,
+        }),
     ))
-}
-
-fn parse_hash_param(s: &str) -> Result<Hash, ApiError> {
-    s.parse::<Hash>()
-        .map_err(|_| ApiError::bad("bad_hash", format!("not 64 hex digits: {s:?}")))
-}
-
-fn parse_address_param(s: &str) -> Result<Address, ApiError> {
-    s.parse::<Address>()
-        .map_err(|_| ApiError::bad("bad_address", format!("not 64 hex digits: {s:?}")))
 }
 
 fn parse_u64_param(s: &str, what: &'static str) -> Result<u64, ApiError> {
@@ -301,79 +214,82 @@ fn parse_u64_param(s: &str, what: &'static str) -> Result<u64, ApiError> {
     })
 }
 
-/// A receipt as JSON.
-pub fn receipt_json(r: &TxReceipt) -> Value {
-    let result = match &r.result {
-        Ok(()) => json!({"ok": true}),
-        Err(e) => json!({"ok": false, "error": e.to_string(), "detail": to_value(e)}),
-    };
-    json!({
-        "id": r.id.to_hex(),
-        "status": "finalized",
-        "height": r.height.0,
-        "index": r.index,
-        "result": result,
-        "events": r.events.iter().map(to_value).collect::<Vec<_>>(),
-    })
+/// A receipt as the API shows it.
+pub fn receipt_view(r: &TxReceipt) -> types::TxReceipt {
+    types::TxReceipt {
+        id: r.id,
+        status: TxPhase::Finalized,
+        height: r.height,
+        index: r.index,
+        result: TxOutcome::of(&r.result),
+        events: r.events.clone(),
+    }
 }
 
-async fn tx_status(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+async fn tx_status(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<TxStatus> {
     let id = parse_hash_param(&id)?;
     if let Some(r) = read_chain(&s).receipt(&id) {
-        return Ok(Json(receipt_json(r)));
+        return Ok(Json(TxStatus::Finalized(receipt_view(r))));
     }
     if s.mempool
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .contains(&id)
     {
-        return Ok(Json(json!({"id": id.to_hex(), "status": "pending"})));
+        return Ok(Json(TxStatus::Pending(Submitted {
+            id,
+            status: TxPhase::Pending,
+        })));
     }
     Err(ApiError::not_found("transaction"))
 }
 
-async fn account(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult {
-    let addr = parse_address_param(&a)?;
+async fn account(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult<AccountView> {
+    let address = parse_address_param(&a)?;
     let c = read_chain(&s);
-    let acct = c.state().account(&addr);
-    let mut v = to_value(&acct);
-    v["address"] = json!(addr.to_hex());
-    v["height"] = json!(c.height().0);
-    v["is_provider"] = json!(c.state().provider(&addr).is_some());
-    Ok(Json(v))
+    Ok(Json(AccountView {
+        address,
+        height: c.height(),
+        is_provider: c.state().provider(&address).is_some(),
+        account: c.state().account(&address),
+    }))
 }
 
-fn provider_json(
+fn provider_view(
     c: &crate::chain::Chain,
     a: &Address,
     p: &agentic_protocol::state::Provider,
-) -> Value {
-    let mut v = to_value(p);
-    v["address"] = json!(a.to_hex());
-    v["reputation_ppm"] = json!(c.state().reputation_ppm(a));
-    v["bonded"] = to_value(&c.state().account(a).bonded);
-    v
+) -> ProviderView {
+    ProviderView {
+        address: *a,
+        reputation_ppm: c.state().reputation_ppm(a),
+        bonded: c.state().account(a).bonded,
+        provider: p.clone(),
+    }
 }
 
-async fn providers(State(s): State<ApiState>) -> ApiResult {
+async fn providers(State(s): State<ApiState>) -> ApiResult<Providers> {
     let c = read_chain(&s);
-    let list: Vec<Value> = c
+    let providers = c
         .state()
         .providers()
         .take(s.config.max_list)
-        .map(|(a, p)| provider_json(&c, a, p))
+        .map(|(a, p)| provider_view(&c, a, p))
         .collect();
-    Ok(Json(json!({"height": c.height().0, "providers": list})))
+    Ok(Json(Providers {
+        height: c.height(),
+        providers,
+    }))
 }
 
-async fn provider(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult {
+async fn provider(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult<ProviderView> {
     let addr = parse_address_param(&a)?;
     let c = read_chain(&s);
     let p = c
         .state()
         .provider(&addr)
         .ok_or_else(|| ApiError::not_found("provider"))?;
-    Ok(Json(provider_json(&c, &addr, p)))
+    Ok(Json(provider_view(&c, &addr, p)))
 }
 
 /// The jobs in which `address` holds an open role — a replica slot or the audit of a
@@ -383,25 +299,27 @@ async fn provider(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult
 /// being verified — each in full with its `id`, and the open disputes (bisecting,
 /// waiting for step roots, or awaiting the referee) it is a party to, each in full with its `id` (as
 /// `/v1/disputes/{id}`): what a provider daemon polls to find its work.
-async fn provider_work(State(s): State<ApiState>, Path(a): Path<String>) -> ApiResult {
+async fn provider_work(
+    State(s): State<ApiState>,
+    Path(a): Path<String>,
+) -> ApiResult<ProviderWork> {
     use agentic_protocol::state::DisputePhase;
     let addr = parse_address_param(&a)?;
     let c = read_chain(&s);
     // The ledger's role index: jobs where the address holds a slot or an audit of a
     // stage still open, in id order.
-    let list: Vec<Value> = c
+    let jobs = c
         .state()
         .open_roles(&addr)
         .into_iter()
         .filter_map(|id| c.state().job(id).map(|j| (id, j)))
         .take(s.config.max_list)
-        .map(|(id, j)| {
-            let mut v = to_value(j);
-            v["id"] = json!(id.0);
-            v
+        .map(|(id, j)| WithId {
+            id: id.0,
+            item: j.clone(),
         })
         .collect();
-    let disputes: Vec<Value> = c
+    let disputes = c
         .state()
         .disputes()
         .filter(|(_, d)| {
@@ -411,169 +329,146 @@ async fn provider_work(State(s): State<ApiState>, Path(a): Path<String>) -> ApiR
             ) && (d.defendant == addr || d.challenger == addr)
         })
         .take(s.config.max_list)
-        .map(|(id, d)| {
-            let mut v = to_value(d);
-            v["id"] = json!(id.0);
-            v
+        .map(|(id, d)| WithId {
+            id: id.0,
+            item: d.clone(),
         })
         .collect();
-    Ok(Json(
-        json!({"height": c.height().0, "jobs": list, "disputes": disputes}),
-    ))
+    Ok(Json(ProviderWork {
+        height: c.height(),
+        jobs,
+        disputes,
+    }))
 }
 
-async fn offers(State(s): State<ApiState>) -> ApiResult {
+async fn offers(State(s): State<ApiState>) -> ApiResult<Offers> {
     let c = read_chain(&s);
-    let list: Vec<Value> = c
+    let offers = c
         .state()
         .providers()
         .filter(|(_, p)| !p.retired)
         .take(s.config.max_list)
-        .map(|(a, p)| {
-            json!({
-                "provider": a.to_hex(),
-                "offer": to_value(&p.offer),
-                "reputation_ppm": c.state().reputation_ppm(a),
-                "bonded": to_value(&c.state().account(a).bonded),
-                "open_jobs": p.open,
-            })
+        .map(|(a, p)| OfferView {
+            provider: *a,
+            offer: p.offer.clone(),
+            reputation_ppm: c.state().reputation_ppm(a),
+            bonded: c.state().account(a).bonded,
+            open_jobs: p.open,
         })
         .collect();
-    Ok(Json(json!({"height": c.height().0, "offers": list})))
+    Ok(Json(Offers {
+        height: c.height(),
+        offers,
+    }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    #[serde(default)]
-    after: Option<u64>,
-    #[serde(default)]
-    limit: Option<usize>,
-}
+type PageQuery = Result<Query<Page>, axum::extract::rejection::QueryRejection>;
 
-/// One page of `(id, item)` pairs, ids ascending: those after `q.after`, at most
-/// `q.limit` (capped by `max`), each item's JSON with its `id` added.
-fn list_page<'a, V: serde::Serialize + 'a>(
-    items: impl Iterator<Item = (u64, &'a V)>,
-    q: &ListQuery,
-    max: usize,
-) -> Vec<Value> {
-    let limit = q.limit.unwrap_or(max).min(max);
-    items
-        .filter(|(id, _)| q.after.is_none_or(|a| *id > a))
-        .take(limit)
-        .map(|(id, v)| {
-            let mut j = to_value(v);
-            j["id"] = json!(id);
-            j
-        })
-        .collect()
-}
-
-type ListQueryResult = Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>;
-
-/// The shared body of the list routes: parses the query, then pages `select(state)`.
-fn list_route<V: serde::Serialize>(
+/// One page of `(id, item)` pairs, ids ascending: those after `page.after`, at most
+/// `page.limit` (capped by the node's `max_list`), read at the returned height.
+fn list_page<V: Clone>(
     s: &ApiState,
-    q: ListQueryResult,
-    key: &str,
+    q: PageQuery,
     select: impl for<'a> Fn(&'a agentic_protocol::State) -> Box<dyn Iterator<Item = (u64, &'a V)> + 'a>,
-) -> ApiResult {
+) -> Result<(Height, Vec<WithId<V>>), ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
     let c = read_chain(s);
-    let list = list_page(select(c.state()), &q, s.config.max_list);
-    Ok(Json(json!({"height": c.height().0, key: list})))
+    let max = s.config.max_list;
+    let limit = q.limit.unwrap_or(max).min(max);
+    let list = select(c.state())
+        .filter(|(id, _)| q.after.is_none_or(|a| *id > a))
+        .take(limit)
+        .map(|(id, v)| WithId {
+            id,
+            item: v.clone(),
+        })
+        .collect();
+    Ok((c.height(), list))
 }
 
-async fn jobs(State(s): State<ApiState>, q: ListQueryResult) -> ApiResult {
-    list_route(&s, q, "jobs", |st| {
-        Box::new(st.jobs().map(|(k, v)| (k.0, v)))
-    })
+async fn jobs(State(s): State<ApiState>, q: PageQuery) -> ApiResult<Jobs> {
+    let (height, jobs) = list_page(&s, q, |st| Box::new(st.jobs().map(|(k, v)| (k.0, v))))?;
+    Ok(Json(Jobs { height, jobs }))
 }
 
-async fn job(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    let id = JobId(parse_u64_param(&id, "job id")?);
+/// `id` parsed by `parse`, then `get(state, id)` with its `id`, or `404 no such {what}`.
+fn one<I: Copy, V: Clone>(
+    s: &ApiState,
+    raw: &str,
+    what: &'static str,
+    make: impl Fn(u64) -> I,
+    get: impl for<'a> Fn(&'a agentic_protocol::State, I) -> Option<&'a V>,
+) -> ApiResult<WithId<V>> {
+    let n = parse_u64_param(raw, what)?;
+    let c = read_chain(s);
+    let item = get(c.state(), make(n))
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(what.trim_end_matches(" id")))?;
+    Ok(Json(WithId { id: n, item }))
+}
+
+async fn job(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<WithId<agentic_protocol::state::Job>> {
+    one(&s, &id, "job id", JobId, |st, id| st.job(id))
+}
+
+async fn disputes(State(s): State<ApiState>, q: PageQuery) -> ApiResult<Disputes> {
+    let (height, disputes) = list_page(&s, q, |st| Box::new(st.disputes().map(|(k, v)| (k.0, v))))?;
+    Ok(Json(Disputes { height, disputes }))
+}
+
+async fn dispute(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<WithId<agentic_protocol::state::Dispute>> {
+    one(&s, &id, "dispute id", DisputeId, |st, id| st.dispute(id))
+}
+
+async fn proposals(State(s): State<ApiState>, q: PageQuery) -> ApiResult<Proposals> {
+    let (height, proposals) =
+        list_page(&s, q, |st| Box::new(st.proposals().map(|(k, v)| (k.0, v))))?;
+    Ok(Json(Proposals { height, proposals }))
+}
+
+async fn proposal(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<WithId<agentic_protocol::state::Proposal>> {
+    one(&s, &id, "proposal id", ProposalId, |st, id| st.proposal(id))
+}
+
+async fn mandate(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<WithId<agentic_protocol::state::Mandate>> {
+    one(&s, &id, "mandate id", MandateId, |st, id| st.mandate(id))
+}
+
+async fn params(State(s): State<ApiState>) -> ApiResult<ParamsView> {
     let c = read_chain(&s);
-    let j = c
-        .state()
-        .job(id)
-        .ok_or_else(|| ApiError::not_found("job"))?;
-    let mut v = to_value(j);
-    v["id"] = json!(id.0);
-    Ok(Json(v))
+    Ok(Json(ParamsView {
+        height: c.height(),
+        params: c.state().params().clone(),
+    }))
 }
 
-async fn disputes(State(s): State<ApiState>, q: ListQueryResult) -> ApiResult {
-    list_route(&s, q, "disputes", |st| {
-        Box::new(st.disputes().map(|(k, v)| (k.0, v)))
-    })
+/// A block record as the API shows it.
+pub fn block_view(b: &BlockRecord) -> Block {
+    Block {
+        height: b.height,
+        digest: agentic_protocol::Hash(b.digest),
+        view: b.view,
+        timestamp_ms: b.timestamp_ms,
+        beacon: agentic_protocol::Hash(b.beacon),
+        state_root: b.state_root,
+        txs: b.tx_ids.clone(),
+        succeeded: b.succeeded,
+    }
 }
 
-async fn dispute(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    let id = DisputeId(parse_u64_param(&id, "dispute id")?);
-    let c = read_chain(&s);
-    let d = c
-        .state()
-        .dispute(id)
-        .ok_or_else(|| ApiError::not_found("dispute"))?;
-    let mut v = to_value(d);
-    v["id"] = json!(id.0);
-    Ok(Json(v))
-}
-
-async fn proposals(State(s): State<ApiState>, q: ListQueryResult) -> ApiResult {
-    list_route(&s, q, "proposals", |st| {
-        Box::new(st.proposals().map(|(k, v)| (k.0, v)))
-    })
-}
-
-async fn proposal(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    let id = ProposalId(parse_u64_param(&id, "proposal id")?);
-    let c = read_chain(&s);
-    let p = c
-        .state()
-        .proposal(id)
-        .ok_or_else(|| ApiError::not_found("proposal"))?;
-    let mut v = to_value(p);
-    v["id"] = json!(id.0);
-    Ok(Json(v))
-}
-
-async fn mandate(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    let id = MandateId(parse_u64_param(&id, "mandate id")?);
-    let c = read_chain(&s);
-    let m = c
-        .state()
-        .mandate(id)
-        .ok_or_else(|| ApiError::not_found("mandate"))?;
-    let mut v = to_value(m);
-    v["id"] = json!(id.0);
-    Ok(Json(v))
-}
-
-async fn params(State(s): State<ApiState>) -> ApiResult {
-    let c = read_chain(&s);
-    Ok(Json(json!({
-        "height": c.height().0,
-        "params": to_value(c.state().params()),
-    })))
-}
-
-/// A block record as JSON.
-pub fn block_json(b: &BlockRecord) -> Value {
-    json!({
-        "height": b.height.0,
-        "digest": hex::encode(&b.digest),
-        "view": b.view,
-        "timestamp_ms": b.timestamp_ms,
-        "beacon": hex::encode(&b.beacon),
-        "state_root": b.state_root.to_hex(),
-        "txs": b.tx_ids.iter().map(Hash::to_hex).collect::<Vec<_>>(),
-        "succeeded": b.succeeded,
-    })
-}
-
-async fn latest_block(State(s): State<ApiState>) -> ApiResult {
+async fn latest_block(State(s): State<ApiState>) -> ApiResult<Block> {
     let c = read_chain(&s);
     let b = c.block(c.height()).ok_or_else(|| {
         ApiError::new(
@@ -582,29 +477,20 @@ async fn latest_block(State(s): State<ApiState>) -> ApiResult {
             "no block is finalized yet",
         )
     })?;
-    Ok(Json(block_json(&b)))
+    Ok(Json(block_view(&b)))
 }
 
-async fn block(State(s): State<ApiState>, Path(h): Path<String>) -> ApiResult {
+async fn block(State(s): State<ApiState>, Path(h): Path<String>) -> ApiResult<Block> {
     let h = Height(parse_u64_param(&h, "height")?);
     let c = read_chain(&s);
     let b = c.block(h).ok_or_else(|| ApiError::not_found("block"))?;
-    Ok(Json(block_json(&b)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BlocksQuery {
-    #[serde(default)]
-    from: Option<u64>,
-    #[serde(default)]
-    limit: Option<u64>,
+    Ok(Json(block_view(&b)))
 }
 
 async fn blocks(
     State(s): State<ApiState>,
-    q: Result<Query<BlocksQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult {
+    q: Result<Query<types::BlockRange>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Blocks> {
     let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
     let c = read_chain(&s);
     let limit = q
@@ -614,47 +500,105 @@ async fn blocks(
     let tip = c.height().0;
     let from = q.from.unwrap_or(tip.saturating_sub(limit - 1)).max(1);
     let to = from.saturating_add(limit - 1).min(tip);
-    let list: Vec<Value> = if from > to {
+    let blocks = if from > to {
         Vec::new()
     } else {
         c.blocks(Height(from), Height(to))
-            .map(|b| block_json(b))
+            .map(|b| block_view(b))
             .collect()
     };
-    Ok(Json(json!({"height": tip, "blocks": list})))
+    Ok(Json(Blocks {
+        height: Height(tip),
+        blocks,
+    }))
 }
 
-fn event_json(e: &ChainEvent) -> (&'static str, Value) {
+/// A chain event as the API's event feed carries it.
+pub fn event_view(e: &ChainEvent) -> types::Event {
     match e {
-        ChainEvent::Block(b) => ("block", block_json(b)),
-        ChainEvent::Ledger { height, record } => (
-            "ledger",
-            json!({"height": height.0, "tx": record.tx, "event": to_value(&record.event)}),
-        ),
+        ChainEvent::Block(b) => types::Event::Block(block_view(b)),
+        ChainEvent::Ledger { height, record } => types::Event::Ledger(types::LedgerEvent {
+            height: *height,
+            tx: record.tx,
+            event: record.event.clone(),
+        }),
     }
 }
 
-async fn events(
-    State(s): State<ApiState>,
-) -> Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>> {
-    let rx = read_chain(&s).subscribe();
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        let ev = match rx.recv().await {
-            Ok(e) => {
-                let (kind, data) = event_json(&e);
-                SseEvent::default().event(kind).data(data.to_string())
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => SseEvent::default()
-                .event("lagged")
-                .data(json!({"missed": n}).to_string()),
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-        };
-        Some((Ok(ev), rx))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+/// `?from=H` of `/v1/events`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// Replay the stored blocks from this height before following live.
+    #[serde(default)]
+    from: Option<u64>,
 }
 
-async fn openapi_json() -> Json<Value> {
+/// Server-sent events: with `from`, the stored blocks `from..=tip` first (each block's
+/// ledger events, then the block), then live; without it, live only. A reader that
+/// remembers the last `block` it saw resumes with `from = that + 1` and misses nothing.
+async fn events(
+    State(s): State<ApiState>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
+    // Subscribe before reading the stored blocks, so nothing falls between the two;
+    // live items at heights already replayed are skipped.
+    let (rx, replay, tip) = {
+        let c = read_chain(&s);
+        let rx = c.subscribe();
+        let tip = c.height();
+        let replay: Vec<types::Event> = match q.from {
+            Some(from) if from <= tip.0 => c
+                .blocks(Height(from.max(1)), tip)
+                .flat_map(|b| {
+                    let height = b.height;
+                    b.events
+                        .iter()
+                        .map(move |r| {
+                            types::Event::Ledger(types::LedgerEvent {
+                                height,
+                                tx: r.tx,
+                                event: r.event.clone(),
+                            })
+                        })
+                        .chain(std::iter::once(types::Event::Block(block_view(b))))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        (rx, replay, if q.from.is_some() { tip } else { Height(0) })
+    };
+    let sse = |ev: &types::Event| Ok(SseEvent::default().event(ev.kind()).data(ev.data()));
+    let replayed = futures::stream::iter(replay.iter().map(sse).collect::<Vec<_>>());
+    let live = futures::stream::unfold(rx, move |mut rx| async move {
+        loop {
+            let ev = match rx.recv().await {
+                Ok(e) => {
+                    let ev = event_view(&e);
+                    let height = match &ev {
+                        types::Event::Block(b) => b.height,
+                        types::Event::Ledger(l) => l.height,
+                        types::Event::Lagged { .. } => Height(u64::MAX),
+                    };
+                    if height <= tip {
+                        continue;
+                    }
+                    ev
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    types::Event::Lagged { missed }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            };
+            return Some((sse(&ev), rx));
+        }
+    });
+    use futures::StreamExt as _;
+    Ok(Sse::new(replayed.chain(live)).keep_alive(KeepAlive::default()))
+}
+
+async fn openapi_json() -> Json<serde_json::Value> {
     Json(openapi::document())
 }
 

@@ -212,8 +212,11 @@ pub fn document() -> Value {
     paths.insert(
         "/v1/events".into(),
         json!({"get": {
-            "summary": "Server-sent events from now on",
-            "description": "Event `block` carries a Block; event `ledger` carries {height, tx, event} for every ledger event (transfers, bonds, jobs, commits, audits, disputes, slashes, votes); event `lagged` says how many events a slow reader missed.",
+            "summary": "Server-sent events: each finalized block's ledger events, then the block",
+            "description": "Event `ledger` carries {height, tx, event} for every ledger event (transfers, bonds, jobs, commits, payments, audits, disputes, slashes, votes); event `block` carries a Block after all of that block's ledger events; event `lagged` says how many events a slow reader missed. With `from`, the stored blocks from that height are replayed first, then the stream continues live: a reader that saw block h resumes with from = h + 1.",
+            "parameters": [
+                {"name": "from", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1}, "description": "replay from this height (default: live only)"},
+            ],
             "responses": {"200": {"description": "an event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
         }}),
     );

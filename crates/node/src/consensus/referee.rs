@@ -53,7 +53,7 @@ use agentic_compute::train::units::{self, CarryLimits};
 use agentic_protocol::referee::AVAILABILITY_PROBE;
 use agentic_protocol::{Finding, Hash, Verdict};
 
-use crate::blobs::BlobStore;
+use agentic_client::blobs::BlobStore;
 
 /// How long a "not found" answer stands before a proposer asks again.
 const RETRY_MISSING: Duration = Duration::from_secs(1);

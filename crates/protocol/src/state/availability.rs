@@ -154,7 +154,13 @@ impl State {
         let mut compensation = Amount::ZERO;
         for p in parties {
             let due = self.slashable(&p).mul_ppm(self.params.miss_penalty_ppm);
-            compensation = compensation.saturating_add(self.pay_from_escrow(job, p, due));
+            let amount = self.pay_from_escrow(job, p, due);
+            compensation = compensation.saturating_add(amount);
+            ctx.emit(Event::ProviderCompensated {
+                job,
+                provider: p,
+                amount,
+            });
         }
         if let Some(jm) = self.job_mut(job) {
             jm.claim = None;

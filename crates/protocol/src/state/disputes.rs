@@ -741,6 +741,12 @@ impl State {
                             if let Some(p) = self.provider_mut(d.challenger) {
                                 p.reputation.record_success(paid.0, now.0, &rp);
                             }
+                            ctx.emit(Event::AuditPaid {
+                                job: d.job,
+                                stage: d.stage,
+                                auditor: d.challenger,
+                                fee: paid,
+                            });
                         }
                         DisputeKind::Replica => {}
                     }

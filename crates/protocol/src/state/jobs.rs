@@ -730,8 +730,15 @@ impl State {
 
     /// Releases a stage's auditor (its slot ends without a report): paid its
     /// fee if `pay` (it committed work that the stage no longer needs).
-    pub(crate) fn release_auditor(&mut self, job: JobId, stage: u32, pay: bool) {
-        let Some(j) = self.jobs.get(&job) else { return };
+    /// Frees a stage's auditor (drawn or auditing); with `pay`, pays it its fee from
+    /// the escrow and returns `(auditor, paid)` for the caller's `AuditPaid` event.
+    pub(crate) fn release_auditor(
+        &mut self,
+        job: JobId,
+        stage: u32,
+        pay: bool,
+    ) -> Option<(Address, Amount)> {
+        let j = self.jobs.get(&job)?;
         let st = &j.stages[stage as usize];
         let ops = j.spec.stages[stage as usize].ops;
         let auditor = match (&st.audit, st.phase) {
@@ -739,20 +746,19 @@ impl State {
             (Some(a), _) => Some((a.auditor, a.price)),
             _ => None,
         };
-        let Some((auditor, price)) = auditor else {
-            return;
-        };
+        let (auditor, price) = auditor?;
         if let Some(jm) = self.job_mut(job) {
             jm.stages[stage as usize].audit = None;
         }
-        if pay {
+        let paid = pay.then(|| {
             let fee = Amount::cost(ops, price).unwrap_or_default();
-            self.pay_from_escrow(job, auditor, fee);
-        }
+            (auditor, self.pay_from_escrow(job, auditor, fee))
+        });
         if let Some(p) = self.provider_mut(auditor) {
             p.active = p.active.saturating_sub(1);
             p.open = p.open.saturating_sub(1);
         }
+        paid
     }
 
     /// The input a stage must start from: the job input, or the previous
@@ -952,7 +958,14 @@ impl State {
             // The replica dispute decides; an auditor that committed did its
             // work and is paid its fee, the game needs it no more.
             let committed = st.audit.as_ref().is_some_and(|a| a.commitment.is_some());
-            self.release_auditor(job, stage, committed);
+            if let Some((auditor, fee)) = self.release_auditor(job, stage, committed) {
+                ctx.emit(Event::AuditPaid {
+                    job,
+                    stage,
+                    auditor,
+                    fee,
+                });
+            }
             let Some(j) = self.jobs.get(&job) else { return };
             let st = &j.stages[stage as usize];
             let price = st

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use agentic_client::keystore::KeyFile;
+use agentic_client::Client;
 use agentic_compute::bundle::Bundle;
 use agentic_compute::{Activation, RunOutput};
-use agentic_node::client::Client;
-use agentic_node::keystore::KeyFile;
-use agentic_protocol::event::{Event, EventRecord};
+use agentic_protocol::event::Event;
 use agentic_protocol::state::{Job, JobStatus};
 use agentic_protocol::tx::{JobSpec, Requirements, StageSpec};
 use agentic_protocol::{Address, Amount, Hash, JobId, TxBody};
@@ -64,8 +64,7 @@ pub fn with_market<F, Fut>(
 
 /// The chain's current parameters.
 pub async fn params(c: &Client) -> agentic_protocol::params::Params {
-    let v = c.get("/v1/params").await.unwrap();
-    serde_json::from_value(v["params"].clone()).unwrap()
+    c.params().await.unwrap()
 }
 
 /// An account as the ledger holds it: balance, bonded stake, nonce (each successful
@@ -78,16 +77,11 @@ pub struct Snapshot {
 }
 
 pub async fn snapshot(c: &Client, a: &Address) -> Snapshot {
-    let v = c.account(a).await.unwrap();
-    let p = |k: &str| {
-        agentic_node::genesis::parse_amount(v[k].as_str().unwrap())
-            .unwrap()
-            .0
-    };
+    let v = c.account(a).await.unwrap().account;
     Snapshot {
-        balance: p("balance"),
-        bonded: p("bonded"),
-        nonce: v["nonce"].as_u64().unwrap(),
+        balance: v.balance.0,
+        bonded: v.bonded.0,
+        nonce: v.nonce,
     }
 }
 
@@ -130,17 +124,12 @@ pub async fn disputes_of(
     agentic_protocol::DisputeId,
     agentic_protocol::state::Dispute,
 )> {
-    let v = c.get("/v1/disputes").await.unwrap();
-    v["disputes"]
-        .as_array()
+    c.disputes(Default::default())
+        .await
         .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                agentic_protocol::DisputeId(d["id"].as_u64().unwrap()),
-                serde_json::from_value::<agentic_protocol::state::Dispute>(d.clone()).unwrap(),
-            )
-        })
+        .disputes
+        .into_iter()
+        .map(|d| (agentic_protocol::DisputeId(d.id), d.item))
         .filter(|(_, d)| d.job == job)
         .collect()
 }
@@ -208,7 +197,7 @@ pub async fn submit(c: &Client, key: &KeyFile, p: &Prepared) -> Result<JobId, St
 }
 
 pub async fn job(c: &Client, id: JobId) -> Job {
-    serde_json::from_value(c.job(id.0).await.unwrap()).unwrap()
+    c.job(id).await.unwrap()
 }
 
 /// Polls the job until `done(job)` or the timeout.
@@ -239,9 +228,8 @@ pub async fn wait_finished(c: &Client, id: JobId, timeout: Duration) -> Job {
 
 /// `(balance, bonded)` of an account.
 pub async fn balances(c: &Client, a: &Address) -> (Amount, Amount) {
-    let v = c.account(a).await.unwrap();
-    let p = |k: &str| agentic_node::genesis::parse_amount(v[k].as_str().unwrap()).unwrap();
-    (p("balance"), p("bonded"))
+    let v = c.account(a).await.unwrap().account;
+    (v.balance, v.bonded)
 }
 
 pub fn min_fee() -> Amount {
@@ -357,11 +345,10 @@ pub async fn submit_spec(
         )
         .await
         .map_err(|e| e.to_string())?;
-    for e in receipt["events"].as_array().into_iter().flatten() {
-        let r: EventRecord = serde_json::from_value(e.clone()).unwrap();
+    for r in &receipt.events {
         if let Event::JobSubmitted { job, .. } = r.event {
             return Ok(job);
         }
     }
-    Err(format!("no JobSubmitted event in {receipt}"))
+    Err(format!("no JobSubmitted event in {receipt:?}"))
 }

@@ -6,7 +6,7 @@
 //! remaining offer. The job completes with the same bits, and the requester
 //! pays each stage once.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use agentic_agent::requester::{JobInput, JobRequest, PlacementChoice};
 use agentic_protocol::event::Event;
@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::demo::acts::open::{self, ProviderReport};
 use crate::demo::cast;
 use crate::demo::purchase::{self, short, Identity, Reference, StageBill};
-use crate::demo::world::{World, JOB_TIMEOUT};
+use crate::demo::world::World;
 
 /// The texts of the job.
 const TEXTS: &[&str] = &["A provider crashes", "The job goes on"];
@@ -132,30 +132,34 @@ pub async fn run(w: &mut World) -> anyhow::Result<FailoverReport> {
         "waiting for {} to start stage {STAGE}",
         profile.name
     ));
-    let start = Instant::now();
-    loop {
-        let job = alice.job(sub.job).await?;
-        let holds = job.stages[STAGE as usize]
-            .slots
-            .first()
-            .and_then(|s| s.assignment.as_ref())
-            .is_some_and(|a| a.provider == victim);
-        let input_agreed = job.stages[STAGE as usize - 1].result.is_some();
-        if holds
-            && input_agreed
-            && matches!(job.stages[STAGE as usize].phase, StagePhase::Running { .. })
-        {
-            break;
-        }
-        if job.status != JobStatus::Active || start.elapsed() > JOB_TIMEOUT {
-            bail!(
-                "{} never started stage {STAGE} of job {}: {job:#?}",
-                profile.name,
-                sub.job
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let stage = STAGE as usize;
+    w.job_when(
+        sub.job,
+        &format!("{} to start stage {STAGE}", profile.name),
+        |job| {
+            let holds = job.stages[stage]
+                .slots
+                .first()
+                .and_then(|s| s.assignment.as_ref())
+                .is_some_and(|a| a.provider == victim);
+            let input_agreed = job.stages[stage - 1].result.is_some();
+            if holds
+                && input_agreed
+                && matches!(job.stages[stage].phase, StagePhase::Running { .. })
+            {
+                return Ok(true);
+            }
+            if job.status != JobStatus::Active {
+                bail!(
+                    "{} never started stage {STAGE} of job {}: {job:#?}",
+                    profile.name,
+                    sub.job
+                );
+            }
+            Ok(false)
+        },
+    )
+    .await?;
     let (bonded0, rep0) = w.state(|s| (s.account(&victim).bonded, s.reputation_ppm(&victim)));
     let provider = w
         .providers

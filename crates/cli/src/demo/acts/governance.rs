@@ -65,9 +65,8 @@ pub async fn run(w: &mut World) -> anyhow::Result<GovernanceReport> {
         change.value
     ));
     let receipt = w.send(&proposer, TxBody::Propose { change }).await?;
-    let records: Vec<agentic_protocol::event::EventRecord> =
-        serde_json::from_value(receipt["events"].clone()).context("receipt events")?;
-    let (proposal, voting_ends): (ProposalId, Height) = records
+    let (proposal, voting_ends): (ProposalId, Height) = receipt
+        .events
         .iter()
         .find_map(|r| match r.event {
             Event::ProposalSubmitted {
@@ -150,11 +149,13 @@ pub async fn run(w: &mut World) -> anyhow::Result<GovernanceReport> {
             _ => None,
         })
         .await?;
-    let params = w.client.get("/v1/params").await?;
-    let after = params["params"][key.name()]
-        .as_u64()
-        .or_else(|| params["params"][key.name()].as_str()?.parse().ok())
-        .context("the parameter is missing from /v1/params")?;
+    let read = w
+        .client
+        .params()
+        .await
+        .context("reading /v1/params")?
+        .get(key);
+    let after = u64::try_from(read).context("the parameter does not fit in 64 bits")?;
     log.push(format!(
         "height {effective}: {} is now {after} (read back from /v1/params)",
         key.name()

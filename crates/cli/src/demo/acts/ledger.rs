@@ -87,7 +87,7 @@ pub async fn run(w: &mut World) -> anyhow::Result<(SupplyReport, Vec<AccountRepo
         .genesis
         .accounts
         .iter()
-        .filter_map(|a| agentic_node::genesis::parse_amount(&a.balance))
+        .filter_map(|a| Amount::from_decimal(&a.balance))
         .map(|a| a.0)
         .sum::<u128>()
         + w.market
@@ -95,7 +95,7 @@ pub async fn run(w: &mut World) -> anyhow::Result<(SupplyReport, Vec<AccountRepo
             .genesis
             .accounts
             .iter()
-            .filter_map(|a| agentic_node::genesis::parse_amount(&a.bonded))
+            .filter_map(|a| Amount::from_decimal(&a.bonded))
             .map(|a| a.0)
             .sum::<u128>();
     let (held, expected) = supplies[0];

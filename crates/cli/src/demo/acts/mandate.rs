@@ -5,7 +5,7 @@
 //! principal loses nothing.
 
 use agentic_agent::requester::{JobInput, JobRequest, PlacementChoice, RequesterError};
-use agentic_protocol::event::{Event, EventRecord};
+use agentic_protocol::event::Event;
 use agentic_protocol::state::JobStatus;
 use agentic_protocol::tx::MandateTerms;
 use agentic_protocol::types::VerificationLevel;
@@ -126,9 +126,8 @@ pub async fn run(w: &mut World) -> anyhow::Result<MandateReport> {
             },
         )
         .await?;
-    let records: Vec<EventRecord> =
-        serde_json::from_value(receipt["events"].clone()).context("receipt events")?;
-    let mandate: MandateId = records
+    let mandate: MandateId = receipt
+        .events
         .iter()
         .find_map(|r| match r.event {
             Event::MandateGranted { mandate, .. } => Some(mandate),

@@ -18,10 +18,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
 
-use super::{parse_hash_param, ApiError};
-use crate::blobs::BlobStore;
+use crate::api::{parse_hash_param, ApiError, BlobStored};
+use crate::blobs::{BlobError, BlobStore};
 
 /// The blob routes over `store`, for any router state.
 pub fn routes<S: Clone + Send + Sync + 'static>(store: Arc<BlobStore>) -> Router<S> {
@@ -39,6 +38,32 @@ pub fn routes<S: Clone + Send + Sync + 'static>(store: Arc<BlobStore>) -> Router
         .with_state(store)
 }
 
+impl From<BlobError> for ApiError {
+    fn from(e: BlobError) -> ApiError {
+        match e {
+            BlobError::HashMismatch { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "hash_mismatch",
+                e.to_string(),
+            ),
+            BlobError::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "blob_too_large",
+                e.to_string(),
+            ),
+            BlobError::BadName(_) => ApiError::bad("bad_hash", e.to_string()),
+            BlobError::Io(_) => {
+                tracing::error!(error = %e, "blob store");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage",
+                    "blob store failure",
+                )
+            }
+        }
+    }
+}
+
 fn internal() -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -51,7 +76,7 @@ async fn blob_put(
     State(store): State<Arc<BlobStore>>,
     Path(h): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<BlobStored>), ApiError> {
     let hash = parse_hash_param(&h)?;
     let max = store.max_size();
     let body = body.map_err(|r| {
@@ -75,7 +100,11 @@ async fn blob_put(
         } else {
             StatusCode::OK
         },
-        Json(json!({"hash": hash.to_hex(), "size": len, "new": new})),
+        Json(BlobStored {
+            hash,
+            size: len as u64,
+            new,
+        }),
     ))
 }
 
