@@ -130,24 +130,30 @@ impl Client {
         })
     }
 
-    /// The body of a 2xx answer as `T`; any other status as [`ClientError::Api`].
-    async fn decode<T: DeserializeOwned>(
-        url: &str,
-        r: reqwest::Response,
-    ) -> Result<T, ClientError> {
+    /// The status and body of a 2xx answer; any other status as [`ClientError::Api`].
+    async fn body_ok(url: &str, r: reqwest::Response) -> Result<(u16, bytes::Bytes), ClientError> {
         let status = r.status().as_u16();
         let bytes = r.bytes().await.map_err(|source| ClientError::Transport {
             url: url.to_string(),
             source,
         })?;
         if (200..300).contains(&status) {
-            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-                url: url.to_string(),
-                detail: e.to_string(),
-            })
+            Ok((status, bytes))
         } else {
             Err(Self::api_error(status, &bytes))
         }
+    }
+
+    /// The body of a 2xx answer as `T`; any other status as [`ClientError::Api`].
+    async fn decode<T: DeserializeOwned>(
+        url: &str,
+        r: reqwest::Response,
+    ) -> Result<T, ClientError> {
+        let (_, bytes) = Self::body_ok(url, r).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url: url.to_string(),
+            detail: e.to_string(),
+        })
     }
 
     fn api_error(status: u16, bytes: &[u8]) -> ClientError {
@@ -210,14 +216,7 @@ impl Client {
     pub async fn tx(&self, id: &Hash) -> Result<TxStatus, ClientError> {
         let url = self.url(&format!("/v1/txs/{}", id.to_hex()));
         let r = Self::send_req(&url, self.http.get(&url)).await?;
-        let status = r.status().as_u16();
-        let bytes = r.bytes().await.map_err(|source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        })?;
-        if !(200..300).contains(&status) {
-            return Err(Self::api_error(status, &bytes));
-        }
+        let (_, bytes) = Self::body_ok(&url, r).await?;
         TxStatus::from_json(&bytes).map_err(|e| ClientError::Decode {
             url,
             detail: e.to_string(),
@@ -420,14 +419,7 @@ impl Client {
     pub async fn get_blob(&self, hash: &Hash) -> Result<Vec<u8>, ClientError> {
         let url = self.url(&format!("/v1/blobs/{}", hash.to_hex()));
         let r = Self::send_req(&url, self.http.get(&url)).await?;
-        let status = r.status().as_u16();
-        let bytes = r.bytes().await.map_err(|source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        })?;
-        if !(200..300).contains(&status) {
-            return Err(Self::api_error(status, &bytes));
-        }
+        let (_, bytes) = Self::body_ok(&url, r).await?;
         if blake3::hash(&bytes).as_bytes() != &hash.0 {
             return Err(ClientError::BlobMismatch(*hash));
         }
@@ -468,14 +460,7 @@ impl Client {
             .get(&url)
             .header(reqwest::header::RANGE, format!("bytes={offset}-{end}"));
         let r = Self::send_req(&url, req).await?;
-        let status = r.status().as_u16();
-        let bytes = r.bytes().await.map_err(|source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        })?;
-        if !(200..300).contains(&status) {
-            return Err(Self::api_error(status, &bytes));
-        }
+        let (status, bytes) = Self::body_ok(&url, r).await?;
         if status == 206 {
             Ok(bytes.to_vec())
         } else {
