@@ -52,5 +52,5 @@ pub mod measure;
 pub mod misbehave;
 pub mod payments;
 
-pub use daemon::{Config, Provider, ProviderError, Status};
+pub use daemon::{Config, Provider, ProviderError, Status, Stuck};
 pub use misbehave::{Misbehaviour, UnknownMisbehaviour};

@@ -2,14 +2,14 @@
 //!
 //! ```text
 //!  inference dispute (over the stage's layer trace, from the journal's leaves):
-//!    Bisecting, not moved this round ─▶ post_move: Bisect { my leaf at the midpoint, proof }
-//!    AwaitingReferee (or lo = 0)     ─▶ provide: replay up to leaf lo (ReplayTask), check
+//!    Bisecting, not moved this round ─▶ plan_move: Bisect { my leaf at the midpoint, proof }
+//!    AwaitingReferee (or lo = 0)     ─▶ Provide: replay up to leaf lo (ReplayTask), check
 //!                                       its hash is `agreed`, store it, upload it
 //!  training dispute, once the step-level game found the step (`dispute.step`):
-//!    play_step: replay the stage to the state before that step (StepReplay), then
+//!    plan_step: ReplayStep, the stage to the state before that step (StepReplay), then
 //!    StepRoots, not moved            ─▶ StepRoot { root of the unit leaves, proofs }
 //!    Bisecting, not moved            ─▶ Bisect over the unit leaves
-//!    AwaitingReferee                 ─▶ provide_carry: the carry entering unit lo, checked,
+//!    AwaitingReferee                 ─▶ ProvideCarry: the carry entering unit lo, checked,
 //!                                       uploaded
 //! ```
 //!
@@ -20,176 +20,176 @@
 
 use std::sync::Arc;
 
-use agentic_protocol::state::{Dispute, DisputePhase, Job};
-use agentic_protocol::{DisputeId, Hash, JobId, Leaves, TxBody};
+use agentic_protocol::state::{Dispute, DisputePhase};
+use agentic_protocol::{DisputeId, Hash, Leaves, TxBody};
 
-use super::register::send_tx;
-use super::tasks::{Provision, ReplayTask, StepPlay, StepReplay, StepWork, TaskError, Workload};
+use super::plan::{send, Action, Actor, Landed, Me, Stuck, TxKey, View};
+use super::tasks::{ReplayTask, StepReplay, StepWork, TaskError, Workload};
 use super::{Daemon, ProviderError};
-use crate::journal::{Role, StageRecord};
+use crate::journal::Role;
 use crate::misbehave;
 
-impl Daemon {
-    /// One turn of a dispute this provider is a party to: make the agreed activation
-    /// available when the referee may need it, and post this round's move.
-    pub(super) async fn play(
-        &mut self,
-        id: DisputeId,
-        d: &Dispute,
-        jobs: &[(JobId, Job)],
-    ) -> Result<(), ProviderError> {
-        let Some(rec) = self.journal.get(d.job, d.stage).cloned() else {
-            return Err(ProviderError::NothingToDefend {
-                job: d.job,
-                stage: d.stage,
-            });
-        };
-        if d.step.is_some() {
-            return self.play_step(id, d, &rec, jobs).await;
-        }
-        let on_chain = d.party(self.me).map(|p| p.root);
-        if rec.leaves.is_empty() || on_chain != Some(rec.result.trace_root) {
-            return Err(ProviderError::NoTrace {
-                job: d.job,
-                stage: d.stage,
-                root: on_chain,
-            });
-        }
-        let leaves = Leaves::new(rec.leaves.clone());
-        // (A training dispute's referee needs a carry inside the disputed step, not a
-        // state: see `play_step`.)
-        if d.step_units == 0 && (d.phase == DisputePhase::AwaitingReferee || d.game.lo() == 0) {
-            self.provide(id, d, &rec, jobs).await?;
-        }
-        self.post_move(id, d, rec.role, &leaves, None).await
+/// One turn of a dispute this provider is a party to: make the agreed activation
+/// available when the referee may need it, and post this round's move.
+pub(crate) fn plan_dispute(
+    view: &View<'_>,
+    me: &Me,
+    actor: Actor,
+    id: DisputeId,
+    d: &Dispute,
+    out: &mut Vec<Action>,
+) {
+    let Some(rec) = view.journal.get(d.job, d.stage) else {
+        out.push(Action::Stuck(Stuck::NothingToDefend {
+            job: d.job,
+            stage: d.stage,
+        }));
+        return;
+    };
+    if let Some(step) = d.step {
+        return plan_step(view, me, actor, id, d, rec.role, step, out);
     }
+    let on_chain = d.party(me.address).map(|p| p.root);
+    if rec.leaves.is_empty() || on_chain != Some(rec.result.trace_root) {
+        out.push(Action::Stuck(Stuck::NoTrace {
+            job: d.job,
+            stage: d.stage,
+            root: on_chain,
+        }));
+        return;
+    }
+    // (A training dispute's referee needs a carry inside the disputed step, not a
+    // state: see `plan_step`.)
+    if d.step_units == 0
+        && (d.phase == DisputePhase::AwaitingReferee || d.game.lo() == 0)
+        && !view.local.provided.contains(&(id, d.agreed))
+        && !view.local.providing.contains(&(id, d.agreed))
+    {
+        out.push(Action::Provide { dispute: id });
+    }
+    let leaves = Leaves::new(rec.leaves.clone());
+    plan_move(view, me, actor, id, d, rec.role, &leaves, None, out);
+}
 
-    /// Posts this party's next move in dispute `id` over `leaves` (the stage's trace,
-    /// or one step's unit leaves: [`Leaves::next_move`] decides which move), unless it
-    /// is not our turn or this daemon is `silent` about its own results.
-    async fn post_move(
-        &mut self,
-        id: DisputeId,
-        d: &Dispute,
-        role: Role,
-        leaves: &Leaves,
-        step: Option<u32>,
-    ) -> Result<(), ProviderError> {
-        // `silent` does not defend its own results.
-        if role == Role::Stage && self.config.misbehave.is_some_and(|m| !m.answers_disputes()) {
-            return Ok(());
-        }
-        let Some(tx) = leaves
-            .next_move(id, d, self.me)
-            .map_err(|source| ProviderError::Move {
-                dispute: id,
-                step,
-                source,
-            })?
-        else {
-            return Ok(());
-        };
-        let defendant = d.defendant == self.me;
-        let root_posted = matches!(tx, TxBody::StepRoot { .. });
-        let mid = d.game.midpoint();
-        send_tx(&self.client, &self.config, tx).await?;
-        if root_posted {
-            self.status().step_roots_posted += 1;
-            tracing::info!(dispute = id.0, ?step, defendant, "step root posted");
-        } else {
-            self.status().bisect_moves += 1;
+/// This party's next move in dispute `id` over `leaves` (the stage's trace, or one
+/// step's unit leaves: [`Leaves::next_move`] decides which move), unless it is not our
+/// turn, a move is in flight, or this actor is `silent` about its own results.
+#[allow(clippy::too_many_arguments)]
+fn plan_move(
+    view: &View<'_>,
+    me: &Me,
+    actor: Actor,
+    id: DisputeId,
+    d: &Dispute,
+    role: Role,
+    leaves: &Leaves,
+    step: Option<u32>,
+    out: &mut Vec<Action>,
+) {
+    // `silent` does not defend its own results.
+    if role == Role::Stage && actor.mode().is_some_and(|m| !m.answers_disputes()) {
+        return;
+    }
+    if view.local.pending.contains(&TxKey::Move(id)) {
+        return;
+    }
+    match leaves.next_move(id, d, me.address) {
+        Err(source) => out.push(Action::Stuck(Stuck::Move {
+            dispute: id,
+            step,
+            source,
+        })),
+        Ok(None) => {}
+        Ok(Some(tx)) => {
+            let landed = if matches!(tx, TxBody::StepRoot { .. }) {
+                Landed::StepRootPosted
+            } else {
+                Landed::Moved
+            };
             tracing::info!(
                 dispute = id.0,
                 ?step,
-                ?mid,
-                defendant,
-                "bisection move posted"
+                mid = ?d.game.midpoint(),
+                defendant = d.defendant == me.address,
+                "posting a move"
             );
+            send(view, out, TxKey::Move(id), tx, landed);
         }
-        Ok(())
     }
+}
 
-    /// One turn of a training dispute that reached one step (`d.step`): replay this
-    /// party's own computation to the state before that step and its unit leaves (in
-    /// the background, once), then post the step root (`StepRoots`), this round's
-    /// move over the units (`Bisecting`), or the agreed carry for the referee
-    /// (`AwaitingReferee`).
-    async fn play_step(
+/// One turn of a training dispute that reached one step: replay this party's own
+/// computation to the state before that step and its unit leaves (in the background,
+/// once), then post the step root (`StepRoots`), this round's move over the units
+/// (`Bisecting`), or the agreed carry for the referee (`AwaitingReferee`).
+#[allow(clippy::too_many_arguments)]
+fn plan_step(
+    view: &View<'_>,
+    me: &Me,
+    actor: Actor,
+    id: DisputeId,
+    d: &Dispute,
+    role: Role,
+    step: u32,
+    out: &mut Vec<Action>,
+) {
+    let Some(work) = view.local.step_work.get(&id) else {
+        if !view.local.step_replaying.contains(&id) {
+            out.push(Action::ReplayStep { dispute: id });
+        }
+        return;
+    };
+    if d.phase == DisputePhase::AwaitingReferee {
+        if !view.local.provided.contains(&(id, d.agreed)) {
+            out.push(Action::ProvideCarry { dispute: id });
+        }
+        return;
+    }
+    let leaves = Leaves::new(work.leaves.clone());
+    plan_move(view, me, actor, id, d, role, &leaves, Some(step), out);
+}
+
+impl Daemon {
+    /// Starts replaying the stage of training dispute `id` to its step, in the
+    /// background.
+    pub(super) async fn replay_step(
         &mut self,
         id: DisputeId,
         d: &Dispute,
-        rec: &StageRecord,
-        jobs: &[(JobId, Job)],
     ) -> Result<(), ProviderError> {
-        let Some(step) = d.step else {
+        let (Some(step), Some(rec)) = (d.step, self.journal.get(d.job, d.stage).cloned()) else {
             return Ok(());
         };
-        let work = match self.step_plays.remove(&id) {
-            Some(StepPlay::Ready(w)) => w,
-            Some(StepPlay::Failed) => {
-                self.step_plays.insert(id, StepPlay::Failed);
-                return Ok(());
-            }
-            Some(StepPlay::Replaying(h)) if !h.is_finished() => {
-                self.step_plays.insert(id, StepPlay::Replaying(h));
-                return Ok(());
-            }
-            Some(StepPlay::Replaying(h)) => {
-                match h.await.map_err(|e| e.to_string()).and_then(|r| r) {
-                    Ok(w) => Arc::new(w),
-                    Err(e) => {
-                        // Try again next turn (a fetch may have failed).
-                        return Err(ProviderError::StepReplay {
-                            dispute: id,
-                            detail: e,
-                        });
-                    }
-                }
-            }
-            None => {
-                let job = match jobs.iter().find(|(j, _)| *j == d.job) {
-                    Some((_, j)) => j.clone(),
-                    None => self.client.job(d.job).await?,
-                };
-                let spec = job.spec.stages[d.stage as usize];
-                let first = u64::from(spec.first_layer);
-                let task = StepReplay {
-                    fetcher: self.fetcher.clone(),
-                    models: self.models.clone(),
-                    sources: self.sources(&job, d.stage).await,
-                    model: job.spec.model,
-                    steps: first..first + u64::from(spec.layers),
-                    input: rec.result.input,
-                    mode: rec.misbehaviour,
-                    step: u64::from(step),
-                };
-                tracing::info!(dispute = id.0, step, "replaying to the disputed step");
-                self.step_plays
-                    .insert(id, StepPlay::Replaying(tokio::spawn(task.run())));
-                return Ok(());
-            }
+        let job = self.job(d.job).await?;
+        let spec = job.spec.stages[d.stage as usize];
+        let first = u64::from(spec.first_layer);
+        let task = StepReplay {
+            fetcher: self.fetcher.clone(),
+            models: self.models.clone(),
+            sources: self.sources(&job, d.stage).await,
+            model: job.spec.model,
+            steps: first..first + u64::from(spec.layers),
+            input: rec.result.input,
+            mode: rec.misbehaviour,
+            step: u64::from(step),
         };
-        self.step_plays.insert(id, StepPlay::Ready(work.clone()));
-        if d.phase == DisputePhase::AwaitingReferee {
-            return self.provide_carry(id, d, &work).await;
-        }
-        let leaves = Leaves::new(work.leaves.clone());
-        self.post_move(id, d, rec.role, &leaves, Some(step)).await
+        tracing::info!(dispute = id.0, step, "replaying to the disputed step");
+        self.step_replays.insert(id, tokio::spawn(task.run()));
+        Ok(())
     }
 
     /// Makes the carry the referee re-runs from — `d.agreed`, the input of unit `lo`
     /// of the disputed step — available on the node, once per dispute.
-    async fn provide_carry(
+    pub(super) async fn provide_carry(
         &mut self,
         id: DisputeId,
         d: &Dispute,
-        work: &Arc<StepWork>,
     ) -> Result<(), ProviderError> {
         let key = (id, d.agreed);
-        if self.provisions.contains_key(&key) {
+        let Some(work) = self.local.step_work.get(&id).cloned() else {
             return Ok(());
-        }
-        let (w, k, mode) = (work.clone(), d.game.lo(), work.mode);
+        };
+        let (w, k, mode): (Arc<StepWork>, u32, _) = (work.clone(), d.game.lo(), work.mode);
         let bytes = tokio::task::spawn_blocking(move || {
             let Workload::Training(t) = &*w.task else {
                 return Err(TaskError::Failed("not a training task".into()));
@@ -209,12 +209,12 @@ impl Daemon {
                 agreed = %d.agreed.to_hex(),
                 "no carry of ours hashes to the agreed leaf"
             );
-            self.provisions.insert(key, Provision::Failed);
+            self.local.provided.insert(key);
             return Ok(());
         }
         self.fetcher.store().put(&d.agreed, &bytes)?;
         self.client.put_blob(bytes).await?;
-        self.provisions.insert(key, Provision::Done);
+        self.local.provided.insert(key);
         self.status().activations_provided += 1;
         tracing::info!(
             dispute = id.0,
@@ -227,81 +227,45 @@ impl Daemon {
 
     /// Makes `d.agreed` — the activation entering the disputed stage's layer
     /// `first_layer + lo` — available to the referee: in this data plane's store and on
-    /// the node. Replays this party's own computation up to leaf `lo` when the store
-    /// lacks it, and checks the replay hashes to `agreed`.
-    async fn provide(
+    /// the node. Replays this party's own computation up to leaf `lo` (in the
+    /// background) when the store lacks it; [`Daemon::observe`] checks the replay
+    /// hashes to `agreed`.
+    pub(super) async fn provide(
         &mut self,
         id: DisputeId,
         d: &Dispute,
-        rec: &StageRecord,
-        jobs: &[(JobId, Job)],
     ) -> Result<(), ProviderError> {
         let key = (id, d.agreed);
         let store = self.fetcher.store().clone();
-        match self.provisions.remove(&key) {
-            Some(p @ (Provision::Done | Provision::Failed)) => {
-                self.provisions.insert(key, p);
+        if store.size(&d.agreed)?.is_none() {
+            let Some(rec) = self.journal.get(d.job, d.stage).cloned() else {
                 return Ok(());
-            }
-            Some(Provision::Replaying(h)) if !h.is_finished() => {
-                self.provisions.insert(key, Provision::Replaying(h));
-                return Ok(());
-            }
-            Some(Provision::Replaying(h)) => {
-                match h.await.map_err(|e| e.to_string()).and_then(|r| r) {
-                    Ok(Some(got)) if got == d.agreed => {}
-                    Ok(got) => {
-                        // Not this party's activation: the other party must provide it.
-                        tracing::warn!(
-                            dispute = id.0,
-                            agreed = %d.agreed.to_hex(),
-                            replayed = ?got,
-                            "no activation of ours hashes to the agreed leaf"
-                        );
-                        self.provisions.insert(key, Provision::Failed);
-                        return Ok(());
-                    }
-                    // Try again next turn (a fetch may have failed).
-                    Err(e) => {
-                        return Err(ProviderError::Replay {
-                            dispute: id,
-                            detail: e,
-                        })
-                    }
-                }
-            }
-            None if store.size(&d.agreed)?.is_none() => {
-                let job = match jobs.iter().find(|(j, _)| *j == d.job) {
-                    Some((_, j)) => j.clone(),
-                    None => self.client.job(d.job).await?,
-                };
-                let spec = job.spec.stages[d.stage as usize];
-                let task = ReplayTask {
-                    fetcher: self.fetcher.clone(),
-                    models: self.models.clone(),
-                    sources: self.sources(&job, d.stage).await,
-                    model: job.spec.model,
-                    layers: spec.first_layer as usize..(spec.first_layer + spec.layers) as usize,
-                    input: rec.result.input,
-                    mode: rec.misbehaviour,
-                    leaf: d.game.lo() as usize,
-                };
-                tracing::info!(
-                    dispute = id.0,
-                    lo = d.game.lo(),
-                    "replaying to the agreed leaf"
-                );
-                self.provisions
-                    .insert(key, Provision::Replaying(tokio::spawn(task.run())));
-                return Ok(());
-            }
-            None => {}
+            };
+            let job = self.job(d.job).await?;
+            let spec = job.spec.stages[d.stage as usize];
+            let task = ReplayTask {
+                fetcher: self.fetcher.clone(),
+                models: self.models.clone(),
+                sources: self.sources(&job, d.stage).await,
+                model: job.spec.model,
+                layers: spec.first_layer as usize..(spec.first_layer + spec.layers) as usize,
+                input: rec.result.input,
+                mode: rec.misbehaviour,
+                leaf: d.game.lo() as usize,
+            };
+            tracing::info!(
+                dispute = id.0,
+                lo = d.game.lo(),
+                "replaying to the agreed leaf"
+            );
+            self.replays.insert(key, tokio::spawn(task.run()));
+            return Ok(());
         }
         let bytes = store
             .get(&d.agreed)?
             .ok_or(ProviderError::AgreedVanished { dispute: id })?;
         self.client.put_blob(bytes).await?;
-        self.provisions.insert(key, Provision::Done);
+        self.local.provided.insert(key);
         self.status().activations_provided += 1;
         tracing::info!(
             dispute = id.0,

@@ -5,6 +5,7 @@
 //!         ─▶ bond up to the configured stake ─▶ register (or update) the offer
 //!
 //!  every poll:  GET /v1/providers/{me}/work  (jobs where I hold an open slot or audit)
+//!               (the receipts of the transactions in flight are read first)
 //!    for each stage I hold, by phase:
 //!      Running, not committed ─▶ input known? ─▶ compute (fetch model + input, run layers)
 //!                               ─▶ input == previous stage's revealed output? ─▶ journal ─▶ CommitResult
@@ -63,17 +64,23 @@
 //! cheat on the stages it holds, for the tests and the demo; in every other role it
 //! stays honest.
 //!
-//! The code follows the roles:
+//! Every turn is observe ─▶ plan ─▶ execute ([`Daemon::tick`]): the decisions above are
+//! one pure function ([`plan::plan`]) of what was observed, and the executor performs
+//! them, sending transactions with pipelined nonces ([`exec`]). The code follows the
+//! roles:
 //!
 //! ```text
 //!  mod.rs       Config, Status, ProviderError, Provider::start (the start-up above),
-//!               the Daemon's state and its loop: run ─▶ tick ─▶ each role below
-//!  register.rs  bonding, registering and refreshing the offer; send_tx
-//!  stage.rs     the replica slots held: compute, commit, publish, reveal, push; the
-//!               availability claim; the copy-replica cheat
-//!  audit.rs     the audits drawn: AuditCommit, then AuditReport
-//!  dispute.rs   the disputes played: bisection moves, the agreed activation (or carry)
-//!               for the referee
+//!               the Daemon's state and its loop: run ─▶ tick ─▶ observe, plan, execute
+//!  plan.rs      the planner: View, Local, Action, TxKey, Landed, Stuck; plan() calls each
+//!               role's planner; the Actor (honest, or a cheat as a whole actor)
+//!  exec.rs      the Sender: pipelined nonces, receipts read back, nonce gaps filled
+//!  register.rs  bonding, registering and refreshing the offer
+//!  stage.rs     the replica slots held: plan_stage (compute, commit, publish, reveal,
+//!               push, the availability claim) and its executor parts
+//!  audit.rs     the audits drawn: plan_audit (AuditCommit, then AuditReport)
+//!  dispute.rs   the disputes played: plan_dispute (bisection moves, the agreed
+//!               activation or carry for the referee) and the replays it starts
 //!  settle.rs    the payments read from the ledger's events; plan_settlement, a pure
 //!               function of the journal and the jobs, decides what ended and is settled
 //!  tasks.rs     what runs off the loop: ComputeTask, ReplayTask, StepReplay; the
@@ -82,6 +89,8 @@
 
 mod audit;
 mod dispute;
+mod exec;
+pub(crate) mod plan;
 mod register;
 mod settle;
 mod stage;
@@ -96,7 +105,6 @@ use std::time::{Duration, Instant};
 use agentic_client::blobs::{BlobStore, DEFAULT_MAX_BLOB};
 use agentic_client::{Client, ClientError};
 use agentic_protocol::coord::{Coord, VivaldiNode};
-use agentic_protocol::leaves::MoveError;
 use agentic_protocol::state::{Dispute, Job};
 use agentic_protocol::tx::Offer;
 use agentic_protocol::types::{Capabilities, Endpoint, Region};
@@ -113,10 +121,13 @@ use crate::journal::{Journal, JournalError};
 use crate::measure;
 use crate::misbehave::Misbehaviour;
 use crate::payments::{self, BlockPayments};
+use exec::{Receipt, Sender};
+pub use plan::Stuck;
+use plan::{Action, Actor, Landed, Local, Me, Missing, Subject, TxKey, View};
 use register::{peer_clients, register};
 pub use stage::{CLAIM_AFTER_FAILURES, CLAIM_PATIENCE};
 pub use tasks::salt_for;
-use tasks::{Computed, Models, Provision, StepPlay, TaskError};
+use tasks::{Computed, Models, StepWork, TaskError};
 
 /// How a provider is run.
 #[derive(Clone)]
@@ -240,84 +251,15 @@ pub enum ProviderError {
         /// The stage.
         stage: u32,
     },
-    /// The model or input of a stage held could not be fetched (not claimed
-    /// unavailable: not yet, not the job's own data, or claimed already).
-    #[error("job {job} stage {stage}: cannot fetch the {what} ({tries} tries): {detail}")]
-    Unfetchable {
-        /// The job.
-        job: JobId,
-        /// The stage.
-        stage: u32,
-        /// `model` or `input`.
-        what: &'static str,
-        /// Failed fetches in a row.
-        tries: u32,
-        /// What each source answered.
-        detail: String,
-    },
-    /// This provider is the stage's auditor in `Auditing` but its journal holds no
-    /// committed audit result to report.
-    #[error("auditing job {job} stage {stage} but the journal holds no committed audit result")]
-    AuditNotJournaled {
-        /// The job.
-        job: JobId,
-        /// The stage.
-        stage: u32,
-    },
-    /// An audit's computation ran on another input than the stage's agreed one.
-    #[error(
-        "audit of job {job} stage {stage} ran on {ran_on} instead of the agreed input {agreed}"
-    )]
-    AuditInput {
-        /// The job.
-        job: JobId,
-        /// The stage.
-        stage: u32,
-        /// The input it ran on.
-        ran_on: Hash,
-        /// The agreed input.
-        agreed: Hash,
-    },
-    /// An audited stage's model or input could not be fetched (only a replica may
-    /// claim it unavailable).
-    #[error("audit of job {job} stage {stage}: cannot fetch the {what}: {detail}")]
-    AuditUnfetchable {
-        /// The job.
-        job: JobId,
-        /// The stage.
-        stage: u32,
-        /// `model` or `input`.
-        what: &'static str,
-        /// What each source answered.
-        detail: String,
-    },
-    /// A dispute names this provider but its journal has no record of the stage.
-    #[error("no record of job {job} stage {stage}: nothing to defend")]
-    NothingToDefend {
-        /// The job.
-        job: JobId,
-        /// The stage.
-        stage: u32,
-    },
-    /// The journal holds no trace with the root this party posted.
-    #[error("the journal holds no trace with root {root:?} for job {job} stage {stage}")]
-    NoTrace {
-        /// The job.
-        job: JobId,
-        /// The stage.
-        stage: u32,
-        /// This party's root on chain (`None`: not a party).
-        root: Option<Hash>,
-    },
-    /// This party's next move could not be built from its leaves.
-    #[error("dispute {dispute} step {step:?}: {source}")]
-    Move {
+    /// The carry entering a unit of the disputed step could not be computed.
+    #[error("carry {unit}: {detail}")]
+    Carry {
         /// The dispute.
         dispute: DisputeId,
-        /// The disputed step (training disputes at the unit level).
-        step: Option<u32>,
+        /// The unit.
+        unit: u32,
         /// Why.
-        source: MoveError,
+        detail: String,
     },
     /// Replaying a stage up to the agreed leaf failed (retried next turn).
     #[error("replay: {detail}")]
@@ -335,16 +277,17 @@ pub enum ProviderError {
         /// Why.
         detail: String,
     },
-    /// The carry entering a unit of the disputed step could not be computed.
-    #[error("carry {unit}: {detail}")]
-    Carry {
-        /// The dispute.
-        dispute: DisputeId,
-        /// The unit.
-        unit: u32,
+    /// The ledger refused a transaction of ours (nothing was charged).
+    #[error("{kind} rejected: {reason}")]
+    Rejected {
+        /// The transaction's kind.
+        kind: &'static str,
         /// Why.
-        detail: String,
+        reason: String,
     },
+    /// Something the planner found that no action can fix this turn.
+    #[error("{0}")]
+    Stuck(#[from] Stuck),
     /// The agreed activation, replayed and stored, is no longer in the store.
     #[error("agreed activation vanished")]
     AgreedVanished {
@@ -506,26 +449,29 @@ impl Provider {
 
         let salt_secret = blake3::derive_key("agentic provider salt v1", &config.key.encode());
         let next_refresh = Instant::now() + config.refresh;
+        let sender = Sender::new(client.clone(), config.key.clone(), config.tx_timeout);
         let mut daemon = Daemon {
+            me: Me {
+                address,
+                salt_secret,
+            },
+            actor: Actor::new(config.misbehave),
             config,
-            me: address,
             client,
+            sender,
             payments,
             fetcher,
             journal,
             inbox,
             models: Arc::default(),
+            local: Local::default(),
             running: BTreeMap::new(),
-            missing: BTreeMap::new(),
-            claimed: BTreeSet::new(),
-            computed: BTreeMap::new(),
-            pushed: BTreeSet::new(),
+            missing_since: BTreeMap::new(),
+            replays: BTreeMap::new(),
+            step_replays: BTreeMap::new(),
             endpoints: BTreeMap::new(),
-            provisions: BTreeMap::new(),
-            step_plays: BTreeMap::new(),
-            copy_attempted: BTreeSet::new(),
+            jobs: BTreeMap::new(),
             status: status.clone(),
-            salt_secret,
             next_refresh,
             offer,
             vivaldi,
@@ -574,34 +520,40 @@ impl Drop for Provider {
     }
 }
 
+/// A replay up to an agreed leaf: the hash of the activation it reached (`None`: the
+/// trace has no activation there).
+type Replayed = Result<Option<Hash>, String>;
+
 /// The loop's state: what it talks to, what it remembers across turns (besides the
-/// journal), and what it reports. Each role adds its methods in its own module.
+/// journal: [`Local`] and the background tasks), and what it reports. Each role adds
+/// its executor methods in its own module.
 struct Daemon {
     config: Config,
-    me: Address,
+    me: Me,
+    actor: Actor,
     client: Client,
+    /// The transactions in flight.
+    sender: Sender,
     /// Each finalized block's payments to us, from [`payments::follow`].
     payments: mpsc::Receiver<BlockPayments>,
     fetcher: Fetcher,
     journal: Journal,
     inbox: Inbox,
     models: Models,
+    /// What the planner reads besides the chain and the journal.
+    local: Local,
+    /// Stage computations running in the background.
     running: BTreeMap<(JobId, u32), JoinHandle<Result<Computed, TaskError>>>,
-    /// Failed fetches of a job's data in a row, by stage held, and when the first failed.
-    missing: BTreeMap<(JobId, u32), (u32, Instant)>,
-    /// Jobs whose data this daemon claimed unavailable (at most once each).
-    claimed: BTreeSet<JobId>,
-    computed: BTreeMap<(JobId, u32), Computed>,
-    pushed: BTreeSet<(JobId, u32, Address, Hash)>,
+    /// When the first of the failed fetches in a row of a stage's data happened.
+    missing_since: BTreeMap<(JobId, u32), Instant>,
+    /// Replays up to an agreed leaf running in the background.
+    replays: BTreeMap<(DisputeId, Hash), JoinHandle<Replayed>>,
+    /// Replays of a training dispute's step running in the background.
+    step_replays: BTreeMap<DisputeId, JoinHandle<Result<StepWork, String>>>,
     endpoints: BTreeMap<Address, String>,
-    /// Agreed activations being (or made) available, by dispute and hash.
-    provisions: BTreeMap<(DisputeId, Hash), Provision>,
-    /// Training disputes that reached one step: this party's replay of it.
-    step_plays: BTreeMap<DisputeId, StepPlay>,
-    /// Stages whose copied result a `copy-replica` daemon already tried to reveal.
-    copy_attempted: BTreeSet<(JobId, u32)>,
+    /// This tick's jobs (the work's, the disputes', the unpaid records').
+    jobs: BTreeMap<JobId, Job>,
     status: Arc<Mutex<Status>>,
-    salt_secret: [u8; 32],
     /// When the coordinate is next re-measured.
     next_refresh: Instant,
     /// The offer as published.
@@ -610,20 +562,18 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// The loop: a turn of every role ([`Daemon::tick`]), the offer refreshed when
-    /// due, then a pause of `poll`. Errors are logged and kept in the status; the loop
-    /// never stops on its own.
+    /// The loop: a turn ([`Daemon::tick`]), the offer refreshed when due, then a pause
+    /// of `poll`. Errors are logged and kept in the status; the loop never stops on its
+    /// own.
     async fn run(&mut self) {
         loop {
             if let Err(e) = self.tick().await {
-                tracing::warn!(error = %e, "provider loop");
-                self.status().last_error = Some(e.to_string());
+                self.report(&e.to_string());
             }
             if !self.config.refresh.is_zero() && Instant::now() >= self.next_refresh {
                 self.next_refresh = Instant::now() + self.config.refresh;
                 if let Err(e) = self.refresh_offer().await {
-                    tracing::warn!(error = %e, "offer refresh");
-                    self.status().last_error = Some(format!("offer refresh: {e}"));
+                    self.report(&format!("offer refresh: {e}"));
                 }
             }
             tokio::time::sleep(self.config.poll).await;
@@ -635,49 +585,352 @@ impl Daemon {
         self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// One turn: read this provider's work at the current height, then act in each
-    /// role — every stage held ([`Daemon::step`]) and audited ([`Daemon::audit`]), every
-    /// open dispute ([`Daemon::play`]) — and settle what ended
-    /// ([`Daemon::take_payments`], [`Daemon::collect_payments`]). A role's error is
-    /// logged and the others go on.
+    /// Logs `e` and keeps it as the status's last error.
+    fn report(&self, e: &str) {
+        tracing::warn!(error = %e, "provider loop");
+        self.status().last_error = Some(e.to_string());
+    }
+
+    /// One turn: observe (receipts, payments, the work, finished tasks), plan
+    /// ([`plan::plan`], pure), execute.
     async fn tick(&mut self) -> Result<(), ProviderError> {
-        let work = self.client.provider_work(&self.me).await?;
+        let (height, work, disputes) = self.observe().await?;
+        let actions = {
+            let view = View {
+                height,
+                work: &work,
+                disputes: &disputes,
+                jobs: &self.jobs,
+                journal: &self.journal,
+                local: &self.local,
+            };
+            plan::plan(&view, &self.me, self.actor)
+        };
+        self.execute(actions, &disputes).await;
+        if let Err(e) = self.sender.fill_gaps().await {
+            self.report(&format!("filling a nonce: {e}"));
+        }
+        Ok(())
+    }
+
+    /// Everything the planner reads, as of now: the receipts of the transactions in
+    /// flight first (so the work read after reflects every one that landed), the
+    /// payments, this provider's work, the jobs of its disputes and unpaid records, and
+    /// the background tasks that finished.
+    async fn observe(
+        &mut self,
+    ) -> Result<(u64, Vec<JobId>, Vec<(DisputeId, Dispute)>), ProviderError> {
+        for r in self.sender.poll().await {
+            match r {
+                Receipt::Applied(landed) => {
+                    if let Err(e) = self.landed(landed) {
+                        self.report(&e.to_string());
+                    }
+                }
+                Receipt::Rejected { kind, reason } => {
+                    self.report(&ProviderError::Rejected { kind, reason }.to_string());
+                    self.sender.refresh_params();
+                }
+                Receipt::Lost { kind } => {
+                    self.report(&format!("{kind}: no receipt within the timeout"));
+                }
+            }
+        }
+        self.local.pending = self.sender.pending();
+        let work = self.client.provider_work(&self.me.address).await?;
         let height = work.height.0;
         self.status().height = height;
-        let jobs: Vec<(JobId, Job)> = work
-            .jobs
-            .into_iter()
-            .map(|j| (JobId(j.id), j.item))
-            .collect();
+        self.take_payments(height).await?;
+        self.jobs.clear();
+        let mut held = Vec::with_capacity(work.jobs.len());
+        for j in work.jobs {
+            held.push(JobId(j.id));
+            self.jobs.insert(JobId(j.id), j.item);
+        }
         let disputes: Vec<(DisputeId, Dispute)> = work
             .disputes
             .into_iter()
             .map(|d| (DisputeId(d.id), d.item))
             .collect();
-        for (id, job) in &jobs {
-            for s in 0..job.stages.len() as u32 {
-                if let Err(e) = self.step(*id, job, s, height).await {
-                    tracing::warn!(job = id.0, stage = s, error = %e, "stage");
-                    self.status().last_error = Some(format!("job {} stage {s}: {e}", id.0));
+        // The jobs the disputes and the unpaid records need, read once each; a job
+        // that cannot be read leaves its records for a later turn.
+        let mut wanted: Vec<JobId> = disputes.iter().map(|(_, d)| d.job).collect();
+        if settle::events_read(self.journal.events_height(), height) {
+            wanted.extend(
+                self.journal
+                    .records()
+                    .filter(|r| r.paid.is_none())
+                    .map(|r| r.job),
+            );
+        }
+        for id in wanted {
+            if self.jobs.contains_key(&id) {
+                continue;
+            }
+            match self.client.job(id).await {
+                Ok(j) => {
+                    self.jobs.insert(id, j);
                 }
-                if let Err(e) = self.audit(*id, job, s, height).await {
-                    tracing::warn!(job = id.0, stage = s, error = %e, "audit");
-                    self.status().last_error =
-                        Some(format!("audit of job {} stage {s}: {e}", id.0));
+                Err(e) => {
+                    self.report(&format!("job {}: {e}", id.0));
+                    break;
                 }
             }
         }
-        // A step replay is dropped once its dispute is no longer open.
-        self.step_plays
-            .retain(|id, _| disputes.iter().any(|(open, _)| open == id));
-        for (id, d) in &disputes {
-            if let Err(e) = self.play(*id, d, &jobs).await {
-                tracing::warn!(dispute = id.0, error = %e, "dispute");
-                self.status().last_error = Some(format!("dispute {}: {e}", id.0));
+        // A training dispute's replay is dropped once the dispute is no longer open.
+        let open: BTreeSet<DisputeId> = disputes.iter().map(|(id, _)| *id).collect();
+        self.local.step_work.retain(|id, _| open.contains(id));
+        self.step_replays.retain(|id, _| open.contains(id));
+        self.collect_tasks().await;
+        self.local.inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Ok((height, held, disputes))
+    }
+
+    /// Moves the background tasks that finished into [`Local`].
+    async fn collect_tasks(&mut self) {
+        for m in self.local.missing.values_mut() {
+            m.fresh = false;
+        }
+        let done: Vec<(JobId, u32)> = self
+            .running
+            .iter()
+            .filter(|(_, h)| h.is_finished())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in done {
+            let Some(h) = self.running.remove(&key) else {
+                continue;
+            };
+            match h.await {
+                Ok(Ok(c)) => {
+                    self.local.missing.remove(&key);
+                    self.missing_since.remove(&key);
+                    {
+                        let mut st = self.status();
+                        st.stages_computed += 1;
+                        st.ops += c.ops;
+                    }
+                    self.local.computed.insert(key, c);
+                }
+                Ok(Err(TaskError::Unavailable { what, detail })) => {
+                    let since = *self.missing_since.entry(key).or_insert_with(Instant::now);
+                    let failures = self.local.missing.get(&key).map_or(0, |m| m.failures) + 1;
+                    self.local.missing.insert(
+                        key,
+                        Missing {
+                            what,
+                            failures,
+                            waited: since.elapsed(),
+                            fresh: true,
+                        },
+                    );
+                    self.report(&format!(
+                        "job {} stage {}: cannot fetch the {what}: {detail}",
+                        key.0 .0, key.1
+                    ));
+                }
+                Ok(Err(TaskError::Failed(e))) => {
+                    self.report(&format!("job {} stage {}: {e}", key.0 .0, key.1))
+                }
+                Err(e) => self.report(&format!("job {} stage {}: {e}", key.0 .0, key.1)),
             }
         }
-        self.take_payments(height).await?;
-        self.collect_payments(&jobs, height).await?;
+        self.local.running = self.running.keys().copied().collect();
+        let done: Vec<(DisputeId, Hash)> = self
+            .replays
+            .iter()
+            .filter(|(_, h)| h.is_finished())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in done {
+            let Some(h) = self.replays.remove(&key) else {
+                continue;
+            };
+            match h.await.map_err(|e| e.to_string()).and_then(|r| r) {
+                Ok(Some(got)) if got == key.1 => {} // stored: uploaded next
+                Ok(got) => {
+                    // Not this party's activation: the other party must provide it.
+                    tracing::warn!(
+                        dispute = key.0 .0,
+                        agreed = %key.1.to_hex(),
+                        replayed = ?got,
+                        "no activation of ours hashes to the agreed leaf"
+                    );
+                    self.local.provided.insert(key);
+                }
+                // Tried again next turn (a fetch may have failed).
+                Err(detail) => self.report(
+                    &ProviderError::Replay {
+                        dispute: key.0,
+                        detail,
+                    }
+                    .to_string(),
+                ),
+            }
+        }
+        self.local.providing = self.replays.keys().copied().collect();
+        let done: Vec<DisputeId> = self
+            .step_replays
+            .iter()
+            .filter(|(_, h)| h.is_finished())
+            .map(|(k, _)| *k)
+            .collect();
+        for id in done {
+            let Some(h) = self.step_replays.remove(&id) else {
+                continue;
+            };
+            match h.await.map_err(|e| e.to_string()).and_then(|r| r) {
+                Ok(w) => {
+                    self.local.step_work.insert(id, Arc::new(w));
+                }
+                Err(detail) => self.report(
+                    &ProviderError::StepReplay {
+                        dispute: id,
+                        detail,
+                    }
+                    .to_string(),
+                ),
+            }
+        }
+        self.local.step_replaying = self.step_replays.keys().copied().collect();
+    }
+
+    /// Performs the planned actions in order; an action that fails is reported and the
+    /// later actions on the same subject are skipped this turn.
+    async fn execute(&mut self, actions: Vec<Action>, disputes: &[(DisputeId, Dispute)]) {
+        let mut failed: BTreeSet<Subject> = BTreeSet::new();
+        for action in actions {
+            let subject = action.subject();
+            if failed.contains(&subject) {
+                continue;
+            }
+            if let Err(e) = self.act(action, disputes).await {
+                self.report(&e.to_string());
+                failed.insert(subject);
+            }
+        }
+    }
+
+    /// Performs one action.
+    async fn act(
+        &mut self,
+        action: Action,
+        disputes: &[(DisputeId, Dispute)],
+    ) -> Result<(), ProviderError> {
+        let dispute = |id: DisputeId| disputes.iter().find(|(d, _)| *d == id).map(|(_, d)| d);
+        match action {
+            Action::Compute {
+                job,
+                stage,
+                input,
+                mode,
+            } => {
+                if let Some(j) = self.jobs.get(&job).cloned() {
+                    self.start_compute(job, &j, stage, input, mode).await;
+                }
+            }
+            Action::Discard { job, stage } => {
+                self.local.computed.remove(&(job, stage));
+                self.inbox
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&(job, stage));
+            }
+            Action::Journal {
+                job,
+                stage,
+                role,
+                misbehaviour,
+            } => self.journal_computed(job, stage, role, misbehaviour)?,
+            Action::Push {
+                job,
+                stage,
+                output,
+                to,
+            } => self.push(job, stage, output, &to).await,
+            Action::Publish { job, stage } => self.publish(job, stage).await?,
+            Action::Send { key, body, landed } => {
+                if let Landed::CopiedReveal(j, s) = landed {
+                    self.local.copy_attempted.insert((j, s));
+                }
+                if let TxKey::Claim(j) = key {
+                    self.local.claimed.insert(j);
+                }
+                self.sender.send(key, body, landed).await?;
+            }
+            Action::Provide { dispute: id } => {
+                if let Some(d) = dispute(id).cloned() {
+                    self.provide(id, &d).await?;
+                }
+            }
+            Action::ReplayStep { dispute: id } => {
+                if let Some(d) = dispute(id).cloned() {
+                    self.replay_step(id, &d).await?;
+                }
+            }
+            Action::ProvideCarry { dispute: id } => {
+                if let Some(d) = dispute(id).cloned() {
+                    self.provide_carry(id, &d).await?;
+                }
+            }
+            Action::Settle(s) => self.apply_settle(s)?,
+            Action::Stuck(e) => return Err(e.into()),
+        }
         Ok(())
+    }
+
+    /// Records what a transaction that landed means.
+    fn landed(&mut self, landed: Landed) -> Result<(), ProviderError> {
+        match landed {
+            Landed::Committed(j, s) => {
+                self.journal.update(j, s, |r| r.committed = true)?;
+                self.status().stages_committed += 1;
+                tracing::info!(job = j.0, stage = s, "committed");
+            }
+            Landed::CommittedCopy => {
+                self.status().stages_committed += 1;
+                tracing::warn!("copy-replica: committed a copied commitment");
+            }
+            Landed::Revealed(j, s) => {
+                // (The chain holds our commitment even if we died before noting it.)
+                self.journal.update(j, s, |r| {
+                    r.committed = true;
+                    r.revealed = true;
+                })?;
+                tracing::info!(job = j.0, stage = s, "revealed");
+            }
+            Landed::AuditCommitted(j, s) => {
+                self.journal.update(j, s, |r| r.committed = true)?;
+                self.status().audits_committed += 1;
+                tracing::info!(job = j.0, stage = s, "audit committed");
+            }
+            Landed::AuditReported(j, s) => {
+                self.journal.update(j, s, |r| {
+                    r.committed = true;
+                    r.revealed = true;
+                })?;
+                self.status().audits_reported += 1;
+                tracing::info!(job = j.0, stage = s, "audit reported");
+            }
+            Landed::Claimed => {
+                self.status().claims_sent += 1;
+                tracing::warn!("the job's data cannot be fetched: claimed unavailable");
+            }
+            Landed::Moved => self.status().bisect_moves += 1,
+            Landed::StepRootPosted => self.status().step_roots_posted += 1,
+            Landed::OfferUpdated => self.status().offer_updates += 1,
+            Landed::CopiedReveal(..) | Landed::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// A job, from this turn's reads or the node.
+    async fn job(&mut self, id: JobId) -> Result<Job, ProviderError> {
+        if let Some(j) = self.jobs.get(&id) {
+            return Ok(j.clone());
+        }
+        let j = self.client.job(id).await?;
+        self.jobs.insert(id, j.clone());
+        Ok(j)
     }
 }

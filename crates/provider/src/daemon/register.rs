@@ -8,8 +8,9 @@
 //!  every `refresh`:  one Vivaldi round ─▶ drifted ≥ refresh_drift_us? ─▶ UpdateProvider
 //! ```
 //!
-//! All of the daemon's transactions share one nonce sequence, so they are all sent from
-//! the loop, through [`send_tx`].
+//! The start-up transactions are sent one by one, each waiting for its receipt
+//! ([`send_tx`]); once the loop runs, every transaction goes through its executor's
+//! pipelined sender ([`super::exec::Sender`]), which owns the nonce sequence.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use agentic_client::{Client, ClientError};
 use agentic_protocol::tx::Offer;
 use agentic_protocol::{Address, TxBody};
 
+use super::plan::{Landed, TxKey};
 use super::{Config, Daemon, ProviderError};
 use crate::measure;
 
@@ -72,11 +74,7 @@ pub(super) async fn register(
 /// Sends a transaction signed with the provider's key and waits for its receipt. A
 /// transaction of ours still pending from before a restart holds the next nonce until
 /// it lands: wait for it (up to `tx_timeout`) instead of failing.
-pub(super) async fn send_tx(
-    client: &Client,
-    config: &Config,
-    body: TxBody,
-) -> Result<TxReceipt, ClientError> {
+async fn send_tx(client: &Client, config: &Config, body: TxBody) -> Result<TxReceipt, ClientError> {
     let start = Instant::now();
     loop {
         match client
@@ -97,9 +95,9 @@ impl Daemon {
     /// Keeps the offer current: one more Vivaldi round against the providers now on
     /// the chain, and an `UpdateProvider` once the coordinate has drifted more than
     /// `refresh_drift_us` from the published one. Runs in the loop (not beside it)
-    /// because the daemon's transactions share one nonce sequence.
+    /// because the daemon's transactions share one nonce sequence ([`super::exec`]).
     pub(super) async fn refresh_offer(&mut self) -> Result<(), ProviderError> {
-        let peers = peer_clients(&self.client, &self.me).await;
+        let peers = peer_clients(&self.client, &self.me.address).await;
         if peers.is_empty() {
             return Ok(());
         }
@@ -116,21 +114,21 @@ impl Daemon {
             coord,
             ..self.offer.clone()
         };
-        send_tx(
-            &self.client,
-            &self.config,
-            TxBody::UpdateProvider {
-                offer: offer.clone(),
-            },
-        )
-        .await?;
+        self.sender
+            .send(
+                TxKey::Offer,
+                TxBody::UpdateProvider {
+                    offer: offer.clone(),
+                },
+                Landed::OfferUpdated,
+            )
+            .await?;
         tracing::info!(
             drift_us = drift,
             ?coord,
-            "offer updated: the coordinate moved"
+            "offer update sent: the coordinate moved"
         );
         self.offer = offer;
-        self.status().offer_updates += 1;
         Ok(())
     }
 }

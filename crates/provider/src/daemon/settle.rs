@@ -3,8 +3,9 @@
 //! ```text
 //!  payments::follow ──BlockPayments──▶ take_payments ──▶ journal: received += …, events_height
 //!                                                              │
-//!  every tick:  unpaid records + their jobs (this tick's work, else GET /v1/jobs/{id})
-//!               ─▶ plan_settlement (pure) ─▶ [Settle] ─▶ journal: committed/revealed, paid
+//!  every tick:  unpaid records + their jobs (this tick's work, else GET /v1/jobs/{id},
+//!               read by Daemon::observe) ─▶ plan_settlement (pure, called by plan::plan)
+//!               ─▶ [Settle] ─▶ apply_settle ─▶ journal: committed/revealed, paid
 //! ```
 //!
 //! The amounts come from the ledger's events only (`StagePaid`, `AuditAgreed`,
@@ -23,7 +24,6 @@
 //! On the way, a replica's record catches up with the chain: a commitment or reveal
 //! that landed while the daemon died before noting it is noted.
 
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -170,59 +170,8 @@ impl Daemon {
         }
     }
 
-    /// Settles every stage and audit of ours that ended ([`plan_settlement`]): records
-    /// what the ledger's events say it paid (`StageRecord::received`), once those
-    /// events are read up to the `height` the jobs were read at. The jobs of the unpaid
-    /// records come from `active` (this tick's work), else from the node; the records
-    /// are taken in the journal's order and, if a job cannot be read, those before it
-    /// are settled and the error returned.
-    pub(super) async fn collect_payments(
-        &mut self,
-        active: &[(JobId, Job)],
-        height: u64,
-    ) -> Result<(), ProviderError> {
-        let events_height = self.journal.events_height();
-        if !events_read(events_height, height) {
-            // The events of the blocks that ended these stages are not read yet.
-            return Ok(());
-        }
-        let unpaid: Vec<StageRecord> = self
-            .journal
-            .records()
-            .filter(|r| r.paid.is_none())
-            .cloned()
-            .collect();
-        let mut jobs: BTreeMap<JobId, Job> = BTreeMap::new();
-        let mut known = 0;
-        let mut unreadable = None;
-        for rec in &unpaid {
-            if let Entry::Vacant(slot) = jobs.entry(rec.job) {
-                let job = match active.iter().find(|(id, _)| *id == rec.job) {
-                    Some((_, j)) => j.clone(),
-                    None => match self.client.job(rec.job).await {
-                        Ok(j) => j,
-                        Err(e) => {
-                            unreadable = Some(e);
-                            break;
-                        }
-                    },
-                };
-                slot.insert(job);
-            }
-            known += 1;
-        }
-        let plan = plan_settlement(&self.me, &unpaid[..known], &jobs, events_height, height);
-        for s in plan {
-            self.apply_settle(s)?;
-        }
-        match unreadable {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
-        }
-    }
-
     /// Applies one [`Settle`] to the journal and the status.
-    fn apply_settle(&mut self, s: Settle) -> Result<(), ProviderError> {
+    pub(super) fn apply_settle(&mut self, s: Settle) -> Result<(), ProviderError> {
         if s.chain_committed || s.chain_revealed {
             self.journal.update(s.job, s.stage, |r| {
                 r.committed |= s.chain_committed;

@@ -1,29 +1,34 @@
 //! The stage provider: the replica slots this provider holds.
 //!
 //! ```text
-//!  Running, not committed ─▶ work_on: input known? ─▶ start_compute (pushed input, or the
-//!                            agreed one) ─▶ poll_task ─▶ input == the chain's? ─▶ journal
-//!                            ─▶ commit (CommitResult); else recompute from the agreed input
-//!                            model or job input not fetchable ─▶ data_missing ─▶ ClaimUnavailable
-//!  Running, reveal open   ─▶ publish (output on the node's blob store) ─▶ RevealResult
-//!  computed, any phase    ─▶ push_next: the output to the next stage's uncommitted providers
+//!  plan_stage (pure):
+//!   Running, not committed ─▶ plan_work: journaled already? ─▶ CommitResult again
+//!                            running? wait. data missing this tick? ─▶ plan_missing:
+//!                            ClaimUnavailable once retries run out
+//!                            computed: input == the chain's? ─▶ Journal ─▶ CommitResult;
+//!                            else Discard and Compute from the agreed input
+//!                            input known (pushed, or the agreed one) ─▶ Compute
+//!   Running, reveal open   ─▶ Publish (output on the node's blob store) ─▶ RevealResult
+//!   computed, any phase    ─▶ Push: the output to the next stage's uncommitted providers
+//!  executor (impl Daemon): start_compute, journal_computed, publish, push
 //! ```
 //!
 //! Blobs come from the job's other providers first (the previous stage's before the
-//! rest), then the node ([`Daemon::sources`]). A `copy-replica` daemon takes
-//! [`Daemon::copy_replica`] instead of computing.
+//! rest), then the node ([`Daemon::sources`]). A `copy-replica` daemon plans its stages
+//! with [`crate::misbehave::copy_replica::plan_stage`] instead.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentic_client::Client;
 use agentic_protocol::state::{Job, StagePhase};
+use agentic_protocol::tx::StageResult;
 use agentic_protocol::{Address, Hash, JobId, TxBody};
 
-use super::register::send_tx;
-use super::tasks::{salt_for, seed_for, Blob, ComputeTask, Poll, TaskError};
+use super::plan::{send, Action, Actor, Landed, Me, Missing, Stuck, TxKey, View};
+use super::tasks::{salt_for, seed_for, Blob, ComputeTask};
 use super::{Daemon, ProviderError};
 use crate::journal::{Role, StageRecord};
-use crate::misbehave::{copy_replica, Misbehaviour};
+use crate::misbehave::Misbehaviour;
 
 /// Failed fetches in a row of a job's model or input before the daemon claims the data
 /// unavailable (each turn of the loop retries).
@@ -32,161 +37,252 @@ pub const CLAIM_AFTER_FAILURES: u32 = 5;
 /// uploading).
 pub const CLAIM_PATIENCE: Duration = Duration::from_secs(2);
 
-impl Daemon {
-    /// Advances one stage of one job, if this provider holds it.
-    pub(super) async fn step(
-        &mut self,
-        id: JobId,
-        job: &Job,
-        s: u32,
-        height: u64,
-    ) -> Result<(), ProviderError> {
-        let st = &job.stages[s as usize];
-        let Some(a) = st
-            .slots
-            .iter()
-            .filter_map(|x| x.assignment.as_ref())
-            .find(|a| a.provider == self.me)
-        else {
-            return Ok(());
-        };
-        if self.config.misbehave.is_some_and(|m| !m.computes()) {
-            return self.copy_replica(id, s, job, height).await;
-        }
-        let key = (id, s);
-        if let StagePhase::Running { reveal_deadline } = st.phase {
-            if a.commitment.is_none() {
-                if height > a.deadline.0 {
-                    return Ok(());
-                }
-                return self.work_on(id, job, s).await;
+/// Plans one stage of one job for an actor that computes (the honest provider and
+/// every cheat but `copy-replica`), if this provider holds one of its slots.
+pub(crate) fn plan_stage(
+    view: &View<'_>,
+    me: &Me,
+    actor: Actor,
+    id: JobId,
+    job: &Job,
+    s: u32,
+    out: &mut Vec<Action>,
+) {
+    let st = &job.stages[s as usize];
+    let Some(a) = st
+        .slots
+        .iter()
+        .filter_map(|x| x.assignment.as_ref())
+        .find(|a| a.provider == me.address)
+    else {
+        return;
+    };
+    let key = (id, s);
+    if let StagePhase::Running { reveal_deadline } = st.phase {
+        if a.commitment.is_none() {
+            if view.height > a.deadline.0 {
+                return;
             }
-            if reveal_deadline.is_some() && a.result.is_none() {
-                let Some(rec) = self.journal.get(id, s).cloned() else {
-                    return Err(ProviderError::NotJournaled { job: id, stage: s });
-                };
+            return plan_work(view, me, actor, id, job, s, out);
+        }
+        if reveal_deadline.is_some() && a.result.is_none() {
+            let Some(rec) = view.journal.get(id, s) else {
+                out.push(Action::Stuck(Stuck::NotJournaled { job: id, stage: s }));
+                return;
+            };
+            if !view.local.pending.contains(&TxKey::Reveal(id, s)) {
                 // The data first: once the result is on chain, anyone may need the
                 // output (the next stage, the requester, a referee).
-                self.publish(&rec).await?;
-                let salt = salt_for(&self.salt_secret, id, s);
-                send_tx(
-                    &self.client,
-                    &self.config,
+                if !rec.published {
+                    out.push(Action::Publish { job: id, stage: s });
+                }
+                let salt = salt_for(&me.salt_secret, id, s);
+                send(
+                    view,
+                    out,
+                    TxKey::Reveal(id, s),
                     TxBody::RevealResult {
                         job: id,
                         stage: s,
                         result: rec.result,
                         salt,
                     },
-                )
-                .await?;
-                // (The chain holds our commitment even if we died before noting it.)
-                self.journal.update(id, s, |r| {
-                    r.committed = true;
-                    r.revealed = true;
-                })?;
-                tracing::info!(job = id.0, stage = s, "revealed");
+                    Landed::Revealed(id, s),
+                );
             }
         }
-        // Keep pushing the output to the next stage while it has not committed (a
-        // re-routed replacement needs it too).
-        if let Some(out) = self.output_of(key) {
-            self.push_next(id, job, s, out).await;
-        }
-        Ok(())
     }
+    // Keep pushing the output to the next stage while it has not committed (a
+    // re-routed replacement needs it too).
+    if let Some(output) = output_of(view, key) {
+        plan_push(view, me, id, job, s, output, out);
+    }
+}
 
-    /// A stage assigned to us and not committed: compute, check, commit.
-    async fn work_on(&mut self, id: JobId, job: &Job, s: u32) -> Result<(), ProviderError> {
-        let key = (id, s);
-        // Committed before a crash but the transaction never landed: commit again. (A
-        // record of an audit of this stage that ended unreported is not a replica's
-        // result: compute afresh, the new record replaces it.)
-        if let Some(rec) = self.journal.get(id, s).cloned() {
-            if rec.role == Role::Stage {
-                return self.commit(id, s, rec).await;
-            }
+/// A stage assigned to us and not committed: compute, check, commit.
+fn plan_work(
+    view: &View<'_>,
+    me: &Me,
+    actor: Actor,
+    id: JobId,
+    job: &Job,
+    s: u32,
+    out: &mut Vec<Action>,
+) {
+    let key = (id, s);
+    let local = view.local;
+    // Committed before a crash but the transaction never landed: commit again. (A
+    // record of an audit of this stage that ended unreported is not a replica's
+    // result: compute afresh, the new record replaces it.)
+    if let Some(rec) = view.journal.get(id, s) {
+        if rec.role == Role::Stage {
+            return plan_commit(view, me, id, s, &rec.result, out);
         }
-        match self.poll_task(key).await? {
-            Poll::Running => return Ok(()),
-            Poll::Done(c) => {
-                self.computed.insert(key, c);
-            }
-            Poll::Unavailable { what, detail } => {
-                // Tried again next turn; claimed unavailable once retries run out.
-                return self.data_missing(id, job, s, what, detail).await;
-            }
-            Poll::Idle => {}
+    }
+    if local.running.contains(&key) {
+        return;
+    }
+    if let Some(m) = local.missing.get(&key).filter(|m| m.fresh) {
+        return plan_missing(view, id, job, s, m, out);
+    }
+    let mode = actor.mode();
+    // A colluding downstream commits on the activation pushed to it, agreed or not
+    // (as soon as the ledger takes a commitment: once the previous stage has an
+    // agreed result).
+    let collude = mode.is_some_and(Misbehaviour::commits_on_pushed_input);
+    let expected = expected_input(job, s);
+    let mut pushed = local.inbox.get(&key).copied();
+    if let Some(c) = local.computed.get(&key) {
+        plan_push(view, me, id, job, s, c.pushed, out);
+        if expected == Some(c.result.input) || (collude && expected.is_some()) {
+            out.push(Action::Journal {
+                job: id,
+                stage: s,
+                role: Role::Stage,
+                misbehaviour: mode,
+            });
+            return plan_commit(view, me, id, s, &c.result, out);
         }
-        let mode = self.config.misbehave;
-        // A colluding downstream commits on the activation pushed to it, agreed or not
-        // (as soon as the ledger takes a commitment: once the previous stage has an
-        // agreed result).
-        let collude = mode.is_some_and(Misbehaviour::commits_on_pushed_input);
-        let expected = Daemon::expected_input(job, s);
-        if let Some(c) = self.computed.get(&key).cloned() {
-            self.push_next(id, job, s, c.pushed).await;
-            if expected == Some(c.result.input) || (collude && expected.is_some()) {
-                let mut rec = StageRecord::new(id, s, Role::Stage, c.result, c.leaves, c.ops);
-                rec.misbehaviour = mode;
-                rec.pushed = (c.pushed != c.result.output).then_some(c.pushed);
-                self.journal.put(rec.clone())?;
-                self.computed.remove(&key);
-                return self.commit(id, s, rec).await;
-            }
-            let Some(h) = expected else {
-                return Ok(()); // wait for the previous stage's reveal
-            };
-            tracing::warn!(
-                job = id.0,
-                stage = s,
-                pushed = %c.result.input.to_hex(),
-                agreed = %h.to_hex(),
-                "pushed input differs from the chain's; recomputing"
-            );
-            self.computed.remove(&key);
-            self.inbox
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
-        }
-        // Start computing if the input is known.
-        let pushed = self
-            .inbox
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .copied();
-        let input = if collude {
-            pushed.or(expected)
-        } else {
-            expected.or(pushed)
+        let Some(h) = expected else {
+            return; // wait for the previous stage's reveal
         };
-        let Some(input) = input else {
-            return Ok(());
-        };
-        self.start_compute(id, job, s, input, mode).await;
-        Ok(())
+        tracing::warn!(
+            job = id.0,
+            stage = s,
+            pushed = %c.result.input.to_hex(),
+            agreed = %h.to_hex(),
+            "pushed input differs from the chain's; recomputing"
+        );
+        out.push(Action::Discard { job: id, stage: s });
+        pushed = None;
     }
-
-    /// The input stage `s` must start from, once the chain knows it.
-    pub(super) fn expected_input(job: &Job, s: u32) -> Option<Hash> {
-        if s == 0 {
-            Some(job.spec.input)
-        } else {
-            job.stages[s as usize - 1].result.map(|r| r.output)
-        }
+    // Start computing if the input is known.
+    let input = if collude {
+        pushed.or(expected)
+    } else {
+        expected.or(pushed)
+    };
+    if let Some(input) = input {
+        out.push(Action::Compute {
+            job: id,
+            stage: s,
+            input,
+            mode,
+        });
     }
+}
 
-    /// The activation stage `key` pushes to the next stage, once computed.
-    fn output_of(&self, key: (JobId, u32)) -> Option<Hash> {
-        self.journal
-            .get(key.0, key.1)
-            .filter(|r| r.role == Role::Stage)
-            .map(StageRecord::pushed_output)
-            .or_else(|| self.computed.get(&key).map(|c| c.pushed))
+/// `CommitResult` for our result of stage `s`.
+fn plan_commit(
+    view: &View<'_>,
+    me: &Me,
+    id: JobId,
+    s: u32,
+    result: &StageResult,
+    out: &mut Vec<Action>,
+) {
+    let salt = salt_for(&me.salt_secret, id, s);
+    let commitment = result.commitment(id, s, &salt, &me.address);
+    send(
+        view,
+        out,
+        TxKey::Commit(id, s),
+        TxBody::CommitResult {
+            job: id,
+            stage: s,
+            commitment,
+        },
+        Landed::Committed(id, s),
+    );
+}
+
+/// A computation of a stage we hold could not fetch its data (collected this tick). The
+/// job's own data — its model, or its input for stage 0 — may still be on its way, so
+/// the fetch is retried every turn; once it has failed [`CLAIM_AFTER_FAILURES`] times in
+/// a row over at least [`CLAIM_PATIENCE`], the daemon claims the data unavailable
+/// (`ClaimUnavailable`, once per job) instead of silently missing its deadline. The
+/// validators then try to fetch both blobs: if they can, the claim costs the miss
+/// penalty and the job goes on (the daemon keeps trying); if nobody can, the job is
+/// cancelled and the payer compensates every assigned provider. A later stage's
+/// input is the previous stage's output, not the job's data: it is never claimed.
+fn plan_missing(view: &View<'_>, id: JobId, job: &Job, s: u32, m: &Missing, out: &mut Vec<Action>) {
+    let job_data = m.what == Blob::Model || s == 0;
+    let due = m.failures >= CLAIM_AFTER_FAILURES && m.waited >= CLAIM_PATIENCE;
+    let claimed = job.claim.is_some()
+        || view.local.claimed.contains(&id)
+        || view.local.pending.contains(&TxKey::Claim(id));
+    if !job_data || !due || claimed {
+        out.push(Action::Stuck(Stuck::Unfetchable {
+            job: id,
+            stage: s,
+            what: m.what.name(),
+            tries: m.failures,
+        }));
+        return;
     }
+    send(
+        view,
+        out,
+        TxKey::Claim(id),
+        TxBody::ClaimUnavailable { job: id },
+        Landed::Claimed,
+    );
+}
 
+/// The input stage `s` must start from, once the chain knows it.
+pub(crate) fn expected_input(job: &Job, s: u32) -> Option<Hash> {
+    if s == 0 {
+        Some(job.spec.input)
+    } else {
+        job.stages[s as usize - 1].result.map(|r| r.output)
+    }
+}
+
+/// The activation stage `key` pushes to the next stage, once computed.
+fn output_of(view: &View<'_>, key: (JobId, u32)) -> Option<Hash> {
+    view.journal
+        .get(key.0, key.1)
+        .filter(|r| r.role == Role::Stage)
+        .map(StageRecord::pushed_output)
+        .or_else(|| view.local.computed.get(&key).map(|c| c.pushed))
+}
+
+/// Pushes our output of stage `s` to every provider of stage `s + 1` that has not
+/// committed yet (once per provider and output).
+fn plan_push(
+    view: &View<'_>,
+    me: &Me,
+    id: JobId,
+    job: &Job,
+    s: u32,
+    output: Hash,
+    out: &mut Vec<Action>,
+) {
+    let Some(next) = job.stages.get(s as usize + 1) else {
+        return;
+    };
+    if !matches!(next.phase, StagePhase::Running { .. }) {
+        return;
+    }
+    let to: Vec<Address> = next
+        .slots
+        .iter()
+        .filter_map(|x| x.assignment.as_ref())
+        .filter(|a| a.commitment.is_none() && a.provider != me.address)
+        .map(|a| a.provider)
+        .filter(|p| !view.local.pushed.contains(&(id, s + 1, *p, output)))
+        .collect();
+    if !to.is_empty() {
+        out.push(Action::Push {
+            job: id,
+            stage: s,
+            output,
+            to,
+        });
+    }
+}
+
+impl Daemon {
     /// Starts computing stage `s` of `job` from `input` in the background.
     pub(super) async fn start_compute(
         &mut self,
@@ -209,154 +305,59 @@ impl Daemon {
             sources,
             slowdown: self.config.slowdown,
             mode,
-            seed: seed_for(&self.salt_secret, id, s),
+            seed: seed_for(&self.me.salt_secret, id, s),
         };
         tracing::info!(job = id.0, stage = s, input = %input.to_hex(), "computing");
         self.running.insert((id, s), tokio::spawn(task.run()));
     }
 
-    /// Collects the background computation of `key`, if one was started.
-    pub(super) async fn poll_task(&mut self, key: (JobId, u32)) -> Result<Poll, ProviderError> {
-        match self.running.get(&key) {
-            None => return Ok(Poll::Idle),
-            Some(h) if !h.is_finished() => return Ok(Poll::Running),
-            Some(_) => {}
-        }
-        let Some(h) = self.running.remove(&key) else {
-            return Ok(Poll::Idle);
-        };
-        match h.await {
-            Ok(Ok(c)) => {
-                self.missing.remove(&key);
-                let mut st = self.status();
-                st.stages_computed += 1;
-                st.ops += c.ops;
-                Ok(Poll::Done(c))
-            }
-            Ok(Err(TaskError::Unavailable { what, detail })) => {
-                Ok(Poll::Unavailable { what, detail })
-            }
-            Ok(Err(TaskError::Failed(e))) => Err(ProviderError::Task(e)),
-            Err(e) => Err(ProviderError::Join(e)),
-        }
-    }
-
-    /// A computation of a stage we hold could not fetch `what`. The job's own data — its
-    /// model, or its input for stage 0 — may still be on its way, so the fetch is retried
-    /// every turn; once it has failed [`CLAIM_AFTER_FAILURES`] times in a row over at
-    /// least [`CLAIM_PATIENCE`], the daemon claims the data unavailable
-    /// (`ClaimUnavailable`, once per job) instead of silently missing its deadline. The
-    /// validators then try to fetch both blobs: if they can, the claim costs the miss
-    /// penalty and the job goes on (the daemon keeps trying); if nobody can, the job is
-    /// cancelled and the payer compensates every assigned provider. A later stage's
-    /// input is the previous stage's output, not the job's data: it is never claimed.
-    async fn data_missing(
+    /// Journals the finished computation of `(id, s)` as our result in `role`.
+    pub(super) fn journal_computed(
         &mut self,
         id: JobId,
-        job: &Job,
         s: u32,
-        what: Blob,
-        detail: String,
+        role: Role,
+        misbehaviour: Option<Misbehaviour>,
     ) -> Result<(), ProviderError> {
-        let now = Instant::now();
-        let (failures, since) = {
-            let e = self.missing.entry((id, s)).or_insert((0, now));
-            e.0 += 1;
-            *e
+        let Some(c) = self.local.computed.remove(&(id, s)) else {
+            return Ok(());
         };
-        let job_data = what == Blob::Model || s == 0;
-        let due = failures >= CLAIM_AFTER_FAILURES && now.duration_since(since) >= CLAIM_PATIENCE;
-        if !job_data || !due || job.claim.is_some() || self.claimed.contains(&id) {
-            return Err(ProviderError::Unfetchable {
-                job: id,
-                stage: s,
-                what: what.name(),
-                tries: failures,
-                detail,
-            });
+        let mut rec = StageRecord::new(id, s, role, c.result, c.leaves, c.ops);
+        rec.misbehaviour = misbehaviour;
+        if role == Role::Stage {
+            rec.pushed = (c.pushed != c.result.output).then_some(c.pushed);
         }
-        self.claimed.insert(id);
-        send_tx(
-            &self.client,
-            &self.config,
-            TxBody::ClaimUnavailable { job: id },
-        )
-        .await?;
-        self.status().claims_sent += 1;
-        tracing::warn!(
-            job = id.0,
-            stage = s,
-            %what,
-            failures,
-            %detail,
-            "the job's data cannot be fetched: claimed unavailable"
-        );
+        self.journal.put(rec)?;
         Ok(())
     }
 
-    async fn commit(&mut self, id: JobId, s: u32, rec: StageRecord) -> Result<(), ProviderError> {
-        let salt = salt_for(&self.salt_secret, id, s);
-        let commitment = rec.result.commitment(id, s, &salt, &self.me);
-        send_tx(
-            &self.client,
-            &self.config,
-            TxBody::CommitResult {
-                job: id,
-                stage: s,
-                commitment,
-            },
-        )
-        .await?;
-        self.journal.update(id, s, |r| r.committed = true)?;
-        self.status().stages_committed += 1;
-        tracing::info!(job = id.0, stage = s, output = %rec.result.output.to_hex(), "committed");
-        Ok(())
-    }
-
-    /// Uploads a stage's output activation to the node's blob store (once).
-    async fn publish(&mut self, rec: &StageRecord) -> Result<(), ProviderError> {
+    /// Uploads the journaled output of stage `s` of job `id` to the node's blob store
+    /// (once).
+    pub(super) async fn publish(&mut self, id: JobId, s: u32) -> Result<(), ProviderError> {
+        let Some(rec) = self.journal.get(id, s) else {
+            return Err(ProviderError::NotJournaled { job: id, stage: s });
+        };
         if rec.published {
             return Ok(());
         }
-        let bytes =
-            self.fetcher
-                .store()
-                .get(&rec.result.output)?
-                .ok_or(ProviderError::OutputMissing {
-                    job: rec.job,
-                    stage: rec.stage,
-                })?;
+        let bytes = self
+            .fetcher
+            .store()
+            .get(&rec.result.output)?
+            .ok_or(ProviderError::OutputMissing { job: id, stage: s })?;
         self.client.put_blob(bytes).await?;
-        self.journal
-            .update(rec.job, rec.stage, |r| r.published = true)?;
+        self.journal.update(id, s, |r| r.published = true)?;
         Ok(())
     }
 
-    /// Pushes our output of stage `s` to every provider of stage `s + 1` that has not
-    /// committed yet (once per provider and output).
-    async fn push_next(&mut self, id: JobId, job: &Job, s: u32, output: Hash) {
-        let Some(next) = job.stages.get(s as usize + 1) else {
-            return;
-        };
-        if !matches!(next.phase, StagePhase::Running { .. }) {
-            return;
-        }
-        let targets: Vec<Address> = next
-            .slots
-            .iter()
-            .filter_map(|x| x.assignment.as_ref())
-            .filter(|a| a.commitment.is_none() && a.provider != self.me)
-            .map(|a| a.provider)
-            .filter(|p| !self.pushed.contains(&(id, s + 1, *p, output)))
-            .collect();
-        if targets.is_empty() {
-            return;
-        }
+    /// Pushes `output` of stage `s` to the providers `to` of stage `s + 1` (a failed
+    /// push is retried next turn).
+    pub(super) async fn push(&mut self, id: JobId, s: u32, output: Hash, to: &[Address]) {
         let Ok(Some(bytes)) = self.fetcher.store().get(&output) else {
             return;
         };
-        for p in targets {
-            let Some(e) = self.endpoint(&p).await else {
+        for p in to {
+            let Some(e) = self.endpoint(p).await else {
                 continue;
             };
             match Client::new(e)
@@ -364,7 +365,7 @@ impl Daemon {
                 .await
             {
                 Ok(_) => {
-                    self.pushed.insert((id, s + 1, p, output));
+                    self.local.pushed.insert((id, s + 1, *p, output));
                     tracing::debug!(job = id.0, stage = s + 1, "activation pushed");
                 }
                 Err(err) => tracing::debug!(error = %err, "activation push failed"),
@@ -387,7 +388,7 @@ impl Daemon {
                 .iter()
                 .filter_map(|x| x.assignment.as_ref())
             {
-                if a.provider != self.me && !order.contains(&a.provider) {
+                if a.provider != self.me.address && !order.contains(&a.provider) {
                     order.push(a.provider);
                 }
             }
@@ -420,76 +421,5 @@ impl Daemon {
         }
         self.endpoints.insert(*a, e.clone());
         Some(e)
-    }
-
-    /// The `copy-replica` cheat on a stage it holds (see [`copy_replica`]): commit a
-    /// copy of another replica's commitment, then try to reveal that replica's result.
-    async fn copy_replica(
-        &mut self,
-        id: JobId,
-        s: u32,
-        job: &Job,
-        height: u64,
-    ) -> Result<(), ProviderError> {
-        let st = &job.stages[s as usize];
-        let StagePhase::Running { reveal_deadline } = st.phase else {
-            return Ok(());
-        };
-        let Some(a) = st
-            .slots
-            .iter()
-            .filter_map(|x| x.assignment.as_ref())
-            .find(|a| a.provider == self.me)
-        else {
-            return Ok(());
-        };
-        if a.commitment.is_none() {
-            let Some(commitment) = copy_replica::commitment_to_copy(st, &self.me) else {
-                return Ok(());
-            };
-            if height > a.deadline.0 {
-                return Ok(());
-            }
-            send_tx(
-                &self.client,
-                &self.config,
-                TxBody::CommitResult {
-                    job: id,
-                    stage: s,
-                    commitment,
-                },
-            )
-            .await?;
-            self.status().stages_committed += 1;
-            tracing::warn!(
-                job = id.0,
-                stage = s,
-                "copy-replica: committed a copied commitment"
-            );
-            return Ok(());
-        }
-        if reveal_deadline.is_none() || a.result.is_some() || self.copy_attempted.contains(&(id, s))
-        {
-            return Ok(());
-        }
-        let Some(result) = copy_replica::result_to_copy(st, &self.me) else {
-            return Ok(());
-        };
-        self.copy_attempted.insert((id, s));
-        let salt = salt_for(&self.salt_secret, id, s);
-        // The ledger refuses it (the commitment binds its author); the cheat then
-        // sits out the reveal deadline.
-        send_tx(
-            &self.client,
-            &self.config,
-            TxBody::RevealResult {
-                job: id,
-                stage: s,
-                result,
-                salt,
-            },
-        )
-        .await?;
-        Ok(())
     }
 }

@@ -28,7 +28,6 @@ use agentic_compute::train::task::{TaskLimits, TrainState, TrainTask};
 use agentic_compute::Activation;
 use agentic_protocol::tx::StageResult;
 use agentic_protocol::{Hash, JobId};
-use tokio::task::JoinHandle;
 
 use crate::dataplane::{FetchError, Fetcher};
 use crate::misbehave::{self, Misbehaviour};
@@ -44,7 +43,7 @@ pub fn salt_for(secret: &[u8; 32], job: JobId, stage: u32) -> Hash {
 
 /// The secret seed of the made-up parts of a stage (the `random` cheat), derived like
 /// the salt so that a restarted daemon claims the same.
-pub(super) fn seed_for(secret: &[u8; 32], job: JobId, stage: u32) -> [u8; 32] {
+pub(crate) fn seed_for(secret: &[u8; 32], job: JobId, stage: u32) -> [u8; 32] {
     Hash::digest(
         "agentic provider misbehaviour seed v1",
         &[secret, &job.0.to_be_bytes(), &stage.to_be_bytes()],
@@ -54,36 +53,19 @@ pub(super) fn seed_for(secret: &[u8; 32], job: JobId, stage: u32) -> [u8; 32] {
 
 /// A stage computed (or audited) but not yet committed (or reported).
 #[derive(Clone, Debug)]
-pub(super) struct Computed {
-    pub(super) result: StageResult,
+pub(crate) struct Computed {
+    pub(crate) result: StageResult,
     /// The trace leaves behind `result.trace_root` (activation hashes for inference,
     /// state hashes for training).
-    pub(super) leaves: Vec<Hash>,
-    pub(super) ops: u64,
+    pub(crate) leaves: Vec<Hash>,
+    pub(crate) ops: u64,
     /// What goes to the next stage: `result.output`, except for a colluding upstream.
-    pub(super) pushed: Hash,
-}
-
-/// Where a background computation stands.
-pub(super) enum Poll {
-    /// None was started.
-    Idle,
-    /// Still running.
-    Running,
-    /// Finished with this result.
-    Done(Computed),
-    /// Failed: no source had the model or the input (or none served its bytes).
-    Unavailable {
-        /// Which.
-        what: Blob,
-        /// What each source answered.
-        detail: String,
-    },
+    pub(crate) pushed: Hash,
 }
 
 /// A blob a stage's computation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Blob {
+pub(crate) enum Blob {
     /// The job's model (or training task).
     Model,
     /// The stage's input: the job's input for stage 0, else the previous stage's output.
@@ -92,7 +74,7 @@ pub(super) enum Blob {
 
 impl Blob {
     /// `model` or `input`.
-    pub(super) fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Blob::Model => "model",
             Blob::Input => "input",
@@ -108,7 +90,7 @@ impl std::fmt::Display for Blob {
 
 /// Why a background computation failed.
 #[derive(Debug)]
-pub(super) enum TaskError {
+pub(crate) enum TaskError {
     /// No source had the blob, or every source that had it failed to serve bytes that
     /// hash to its name.
     Unavailable {
@@ -150,25 +132,15 @@ impl std::fmt::Display for TaskError {
     }
 }
 
-/// Making one agreed activation available for the referee.
-pub(super) enum Provision {
-    /// Replaying the computation up to the agreed leaf.
-    Replaying(JoinHandle<Result<Option<Hash>, String>>),
-    /// Stored here and uploaded to the node.
-    Done,
-    /// This party has no activation behind that leaf (or the replay failed).
-    Failed,
-}
-
 /// What a job's `model` blob holds, by its magic: a model bundle (`AGMODEL1`, the
 /// stage runs layers on an activation) or a training task (`AGTRAIN1`, the stage runs
 /// steps on a training state). See `crates/provider/README.md`, "Training jobs".
-pub(super) enum Workload {
+pub(crate) enum Workload {
     Inference(LoadedModel),
     Training(TrainTask),
 }
 
-pub(super) type Models = Arc<Mutex<BTreeMap<Hash, Arc<Workload>>>>;
+pub(crate) type Models = Arc<Mutex<BTreeMap<Hash, Arc<Workload>>>>;
 
 /// The model (or training task) `model`, fetched from `sources` and decoded once per
 /// daemon.
@@ -219,23 +191,23 @@ async fn load_workload(
 }
 
 /// One stage's execution, off the loop.
-pub(super) struct ComputeTask {
-    pub(super) fetcher: Fetcher,
-    pub(super) models: Models,
-    pub(super) model: Hash,
-    pub(super) layers: Range<usize>,
-    pub(super) input: Hash,
-    pub(super) declared_ops: u64,
-    pub(super) sources: Vec<Client>,
-    pub(super) slowdown: u32,
+pub(crate) struct ComputeTask {
+    pub(crate) fetcher: Fetcher,
+    pub(crate) models: Models,
+    pub(crate) model: Hash,
+    pub(crate) layers: Range<usize>,
+    pub(crate) input: Hash,
+    pub(crate) declared_ops: u64,
+    pub(crate) sources: Vec<Client>,
+    pub(crate) slowdown: u32,
     /// How to cheat (inference stages only; `None`: honestly).
-    pub(super) mode: Option<Misbehaviour>,
+    pub(crate) mode: Option<Misbehaviour>,
     /// Seed of what a cheat makes up.
-    pub(super) seed: [u8; 32],
+    pub(crate) seed: [u8; 32],
 }
 
 impl ComputeTask {
-    pub(super) async fn run(self) -> Result<Computed, TaskError> {
+    pub(crate) async fn run(self) -> Result<Computed, TaskError> {
         let quiet = |_: u64, _: u64| {};
         let model = load_workload(&self.fetcher, &self.models, self.model, &self.sources).await?;
         self.fetcher
@@ -277,24 +249,24 @@ impl ComputeTask {
 }
 
 /// Replaying a stage's computation up to one trace leaf, for the referee.
-pub(super) struct ReplayTask {
-    pub(super) fetcher: Fetcher,
-    pub(super) models: Models,
-    pub(super) sources: Vec<Client>,
-    pub(super) model: Hash,
-    pub(super) layers: Range<usize>,
+pub(crate) struct ReplayTask {
+    pub(crate) fetcher: Fetcher,
+    pub(crate) models: Models,
+    pub(crate) sources: Vec<Client>,
+    pub(crate) model: Hash,
+    pub(crate) layers: Range<usize>,
     /// The stage's input (leaf 0).
-    pub(super) input: Hash,
+    pub(crate) input: Hash,
     /// The misbehaviour the disputed result was computed under.
-    pub(super) mode: Option<Misbehaviour>,
+    pub(crate) mode: Option<Misbehaviour>,
     /// The leaf whose activation is wanted.
-    pub(super) leaf: usize,
+    pub(crate) leaf: usize,
 }
 
 impl ReplayTask {
     /// Stores the activation this party claims at the leaf and returns its hash;
     /// `None` when it has none there.
-    pub(super) async fn run(self) -> Result<Option<Hash>, String> {
+    pub(crate) async fn run(self) -> Result<Option<Hash>, String> {
         let quiet = |_: u64, _: u64| {};
         let model = load_workload(&self.fetcher, &self.models, self.model, &self.sources)
             .await
@@ -331,49 +303,38 @@ impl ReplayTask {
     }
 }
 
-/// A party's replay of a training dispute's step.
-pub(super) enum StepPlay {
-    /// Replaying the stage to the disputed step.
-    Replaying(JoinHandle<Result<StepWork, String>>),
-    /// Replayed.
-    Ready(Arc<StepWork>),
-    /// Not playable (never set today: a failed replay is retried).
-    #[allow(dead_code)]
-    Failed,
-}
-
 /// The disputed step as this party computed it.
-pub(super) struct StepWork {
+pub(crate) struct StepWork {
     /// The job's training task.
-    pub(super) task: Arc<Workload>,
+    pub(crate) task: Arc<Workload>,
     /// The stage's steps.
-    pub(super) steps: Range<u64>,
+    pub(crate) steps: Range<u64>,
     /// The misbehaviour the disputed result was computed under.
-    pub(super) mode: Option<Misbehaviour>,
+    pub(crate) mode: Option<Misbehaviour>,
     /// The state before the step (carry 0).
-    pub(super) state_before: TrainState,
+    pub(crate) state_before: TrainState,
     /// The step's unit leaves (carries `0 ..= step_units`).
-    pub(super) leaves: Vec<Hash>,
+    pub(crate) leaves: Vec<Hash>,
 }
 
 /// Replaying a training stage up to one step and that step's units, for a dispute.
-pub(super) struct StepReplay {
-    pub(super) fetcher: Fetcher,
-    pub(super) models: Models,
-    pub(super) sources: Vec<Client>,
-    pub(super) model: Hash,
+pub(crate) struct StepReplay {
+    pub(crate) fetcher: Fetcher,
+    pub(crate) models: Models,
+    pub(crate) sources: Vec<Client>,
+    pub(crate) model: Hash,
     /// The stage's steps.
-    pub(super) steps: Range<u64>,
+    pub(crate) steps: Range<u64>,
     /// The stage's input state.
-    pub(super) input: Hash,
+    pub(crate) input: Hash,
     /// The misbehaviour the disputed result was computed under.
-    pub(super) mode: Option<Misbehaviour>,
+    pub(crate) mode: Option<Misbehaviour>,
     /// The disputed step's position in the stage.
-    pub(super) step: u64,
+    pub(crate) step: u64,
 }
 
 impl StepReplay {
-    pub(super) async fn run(self) -> Result<StepWork, String> {
+    pub(crate) async fn run(self) -> Result<StepWork, String> {
         let quiet = |_: u64, _: u64| {};
         let workload = load_workload(&self.fetcher, &self.models, self.model, &self.sources)
             .await
