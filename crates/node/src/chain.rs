@@ -18,6 +18,8 @@ use agentic_protocol::{
 };
 use tokio::sync::broadcast;
 
+use crate::metrics::LedgerMetrics;
+
 /// Capacity of the event feed; a subscriber that falls further behind is told it lagged.
 pub const EVENT_FEED_CAPACITY: usize = 4096;
 
@@ -98,6 +100,7 @@ pub struct Chain {
     by_digest: HashMap<[u8; 32], Height>,
     receipts: HashMap<Hash, TxReceipt>,
     feed: broadcast::Sender<ChainEvent>,
+    metrics: Option<LedgerMetrics>,
 }
 
 /// The chain shared between consensus (writer), the mempool and the API (readers).
@@ -113,7 +116,16 @@ impl Chain {
             by_digest: HashMap::new(),
             receipts: HashMap::new(),
             feed,
+            metrics: None,
         })
+    }
+
+    /// The same chain, exporting the ledger's gauges to `metrics` (now, and after every
+    /// applied block).
+    pub fn with_metrics(mut self, mut metrics: LedgerMetrics) -> Chain {
+        metrics.observe(&self.state, &[]);
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Wraps the chain for sharing.
@@ -221,6 +233,9 @@ impl Chain {
         });
         self.blocks.insert(block.height, record.clone());
         self.by_digest.insert(block.digest, block.height);
+        if let Some(metrics) = &mut self.metrics {
+            metrics.observe(&self.state, &record.events);
+        }
         // The block's ledger events, then the block itself: a reader that has seen
         // `Block(h)` has seen everything height `h` did. Nobody listening is fine.
         for ev in &record.events {

@@ -12,6 +12,9 @@
 //!                     (State, blocks, receipts, event feed)
 //! ```
 //!
+//! Every actor registers its metrics in its own runtime context; `GET /metrics` serves them
+//! with commonware's consensus, p2p, storage and runtime metrics ([`metrics`]).
+//!
 //! See `README.md` in this crate for the decisions.
 
 pub mod api;
@@ -20,6 +23,7 @@ pub mod consensus;
 pub mod genesis;
 pub mod localnet;
 pub mod mempool;
+pub mod metrics;
 pub mod service;
 
 pub use chain::{BlockRecord, Chain, ChainEvent, FinalizedBlock, SharedChain, TxReceipt};

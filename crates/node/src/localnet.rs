@@ -241,7 +241,6 @@ async fn start_inner(
 ) -> Result<Vec<Running>, LocalnetError> {
     let mut running: Vec<Running> = Vec::new();
     for (i, (_, key)) in validators.iter().enumerate() {
-        let label: &'static str = Box::leak(format!("validator_{i}").into_boxed_str());
         let setup = ValidatorSetup {
             genesis: genesis.clone(),
             key: key.clone(),
@@ -253,9 +252,14 @@ async fn start_inner(
             block_interval,
         };
         running.push(
-            service::start_validator(context.child(label), setup)
-                .await
-                .map_err(|source| LocalnetError::Validator { index: i, source })?,
+            // The same metric names for every validator, told apart by a `validator` label
+            // (not `index`: commonware uses that one for channels and peers).
+            service::start_validator(
+                context.child("validator").with_attribute("validator", i),
+                setup,
+            )
+            .await
+            .map_err(|source| LocalnetError::Validator { index: i, source })?,
         );
     }
     let deadline = Instant::now() + ready_within;

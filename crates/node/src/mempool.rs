@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use agentic_protocol::{Address, Amount, ChainId, Hash, SignedTx, State};
 
+use crate::metrics::MempoolMetrics;
+
 /// Bounds on what the mempool holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MempoolLimits {
@@ -111,6 +113,25 @@ pub enum AdmitError {
     Full,
 }
 
+impl AdmitError {
+    /// A stable machine-readable name: the API's error `code` and the `reason` label of
+    /// the `mempool_rejected` metric.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdmitError::BadSignature => "bad_signature",
+            AdmitError::WrongChain { .. } => "wrong_chain",
+            AdmitError::FeeTooLow { .. } => "fee_too_low",
+            AdmitError::StaleNonce { .. } => "stale_nonce",
+            AdmitError::NonceTooFarAhead { .. } => "nonce_too_far_ahead",
+            AdmitError::CannotPayFee { .. } => "cannot_pay_fee",
+            AdmitError::Duplicate => "duplicate",
+            AdmitError::NonceTaken(_) => "nonce_taken",
+            AdmitError::TooLarge { .. } => "tx_too_large",
+            AdmitError::Full => "mempool_full",
+        }
+    }
+}
+
 struct Entry {
     tx: SignedTx,
     size: usize,
@@ -122,6 +143,7 @@ pub struct Mempool {
     by_id: HashMap<Hash, (Address, u64)>,
     by_sender: BTreeMap<Address, BTreeMap<u64, Entry>>,
     bytes: usize,
+    metrics: MempoolMetrics,
 }
 
 impl Mempool {
@@ -132,7 +154,15 @@ impl Mempool {
             by_id: HashMap::new(),
             by_sender: BTreeMap::new(),
             bytes: 0,
+            metrics: MempoolMetrics::default(),
         }
+    }
+
+    /// The same mempool, reporting to `metrics` (size, admissions, rejections, removals).
+    pub fn with_metrics(mut self, metrics: MempoolMetrics) -> Mempool {
+        metrics.size(self.len(), self.bytes);
+        self.metrics = metrics;
+        self
     }
 
     /// Number of pooled transactions.
@@ -158,6 +188,18 @@ impl Mempool {
     /// Checks `tx` against the finalized `state` (see the module docs) and pools it.
     /// Returns its id. Changes nothing on error.
     pub fn admit(&mut self, tx: SignedTx, state: &State) -> Result<Hash, AdmitError> {
+        let result = self.check_and_insert(tx, state);
+        match &result {
+            Ok(_) => {
+                self.metrics.admitted();
+                self.metrics.size(self.len(), self.bytes);
+            }
+            Err(e) => self.metrics.rejected(e),
+        }
+        result
+    }
+
+    fn check_and_insert(&mut self, tx: SignedTx, state: &State) -> Result<Hash, AdmitError> {
         let size = commonware_codec::EncodeSize::encode_size(&tx);
         if size > self.limits.max_tx_bytes {
             return Err(AdmitError::TooLarge {
@@ -299,6 +341,7 @@ impl Mempool {
                 dropped += 1;
             }
         }
+        self.metrics.removed("finalized", dropped);
         dropped + self.prune(state)
     }
 
@@ -324,6 +367,8 @@ impl Mempool {
         for s in empty {
             self.by_sender.remove(&s);
         }
+        self.metrics.removed("stale", dropped);
+        self.metrics.size(self.len(), self.bytes);
         dropped
     }
 }

@@ -18,6 +18,7 @@ use crate::chain::{Chain, SharedChain};
 use crate::consensus::{self, NetworkConfig, Peer, PublicKey};
 use crate::genesis::{GenesisFile, GenesisFileError};
 use crate::mempool::{Mempool, MempoolLimits, SharedMempool};
+use crate::metrics::{ApiMetrics, LedgerMetrics, MempoolMetrics};
 use agentic_client::blobs::{BlobStore, DEFAULT_MAX_BLOB};
 use agentic_client::keystore::KeyFile;
 
@@ -150,10 +151,17 @@ where
             .collect(),
         local: setup.local,
     };
+    // Each actor's metrics in its own context (see `crate::metrics`); consensus, p2p and
+    // storage register theirs under `engine` and `p2p`.
     let chain: SharedChain = Chain::new(&genesis)
         .map_err(|e| ServiceError::Genesis(GenesisFileError::Ledger(e)))?
+        .with_metrics(LedgerMetrics::register(&context.child("ledger")))
         .shared();
-    let mempool: SharedMempool = Arc::new(Mutex::new(Mempool::new(MempoolLimits::default())));
+    let mempool: SharedMempool = Arc::new(Mutex::new(
+        Mempool::new(MempoolLimits::default())
+            .with_metrics(MempoolMetrics::register(&context.child("mempool"))),
+    ));
+    let api_metrics = ApiMetrics::register(context.child("api"));
     let blobs = Arc::new(BlobStore::open(&setup.blob_dir, DEFAULT_MAX_BLOB)?);
     config.arbiter = consensus::Arbiter::new(blobs.clone());
     let listener = tokio::net::TcpListener::bind(api_addr)
@@ -183,7 +191,9 @@ where
         config: ApiConfig::default(),
     };
     tokio::spawn(async move {
-        if let Err(e) = api::serve(listener, state, std::future::pending()).await {
+        if let Err(e) =
+            api::serve_with_metrics(listener, state, api_metrics, std::future::pending()).await
+        {
             tracing::error!(error = %e, "API server stopped");
         }
     });

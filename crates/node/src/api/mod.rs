@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use crate::chain::{BlockRecord, ChainEvent, SharedChain, TxReceipt};
 use crate::mempool::{AdmitError, SharedMempool, Submit};
+use crate::metrics::ApiMetrics;
 use agentic_client::api::{
     self as types, parse_address_param, parse_hash_param, AccountView, ApiError, Block, Blocks,
     Disputes, Jobs, MempoolSize, OfferView, Offers, Page, ParamsView, Proposals, ProviderView,
@@ -48,7 +49,7 @@ use agentic_protocol::hex;
 use agentic_protocol::{Address, DisputeId, Height, JobId, MandateId, ProposalId, SignedTx};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -93,18 +94,7 @@ pub struct ApiState {
 
 impl From<AdmitError> for ApiError {
     fn from(e: AdmitError) -> ApiError {
-        let code = match &e {
-            AdmitError::BadSignature => "bad_signature",
-            AdmitError::WrongChain { .. } => "wrong_chain",
-            AdmitError::FeeTooLow { .. } => "fee_too_low",
-            AdmitError::StaleNonce { .. } => "stale_nonce",
-            AdmitError::NonceTooFarAhead { .. } => "nonce_too_far_ahead",
-            AdmitError::CannotPayFee { .. } => "cannot_pay_fee",
-            AdmitError::Duplicate => "duplicate",
-            AdmitError::NonceTaken(_) => "nonce_taken",
-            AdmitError::TooLarge { .. } => "tx_too_large",
-            AdmitError::Full => "mempool_full",
-        };
+        let code = e.code();
         let status = match e {
             AdmitError::Full => StatusCode::SERVICE_UNAVAILABLE,
             AdmitError::Duplicate => StatusCode::CONFLICT,
@@ -117,9 +107,17 @@ impl From<AdmitError> for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-/// The router with every route, its body limits and JSON fallbacks.
+/// The router with every route, its body limits and JSON fallbacks; `/metrics` serves only
+/// the node's summary gauges (see [`router_with_metrics`]).
 pub fn router(state: ApiState) -> Router {
+    router_with_metrics(state, ApiMetrics::default())
+}
+
+/// [`router`] that counts every request in `metrics` and serves, at `/metrics`, everything
+/// registered in the runtime `metrics` was registered in ([`ApiMetrics::register`]).
+pub fn router_with_metrics(state: ApiState, metrics: ApiMetrics) -> Router {
     let json_limit = state.config.max_json_body;
+    let exposition = metrics.clone();
     Router::new()
         .route("/v1/status", get(status))
         .route(
@@ -146,9 +144,43 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/events", get(events))
         .merge(blob_routes::routes(state.blobs.clone()))
         .route("/openapi.json", get(openapi_json))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(move |state: State<ApiState>| {
+                let metrics = exposition.clone();
+                async move { prometheus(state, metrics) }
+            }),
+        )
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(metrics, track))
+}
+
+/// Counts a request by its route pattern (never the raw path: the label stays bounded),
+/// method and status, and times it to the response head.
+async fn track(
+    State(metrics): State<ApiMetrics>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = match request.method().as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics.request(route, method, response.status().as_u16(), started.elapsed());
+    response
 }
 
 fn read_chain(s: &ApiState) -> std::sync::RwLockReadGuard<'_, crate::chain::Chain> {
@@ -602,7 +634,10 @@ async fn openapi_json() -> Json<serde_json::Value> {
     Json(openapi::document())
 }
 
-async fn metrics(State(s): State<ApiState>) -> Response {
+/// `GET /metrics`: everything the runtime holds (commonware's and ours), then the node's
+/// summary gauges (`agentic_finalized_height`, `agentic_mempool_txs`,
+/// `agentic_mempool_bytes`), then one `# EOF`.
+fn prometheus(State(s): State<ApiState>, metrics: ApiMetrics) -> Response {
     let (height, chain_id) = {
         let c = read_chain(&s);
         (c.height().0, c.state().chain_id().0)
@@ -611,7 +646,7 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         let m = s.mempool.lock().unwrap_or_else(|e| e.into_inner());
         (m.len(), m.bytes())
     };
-    let body = format!(
+    let summary = format!(
         "# HELP agentic_finalized_height Height of the last finalized block.\n\
          # TYPE agentic_finalized_height gauge\n\
          agentic_finalized_height{{chain_id=\"{chain_id}\"}} {height}\n\
@@ -622,7 +657,11 @@ async fn metrics(State(s): State<ApiState>) -> Response {
          # TYPE agentic_mempool_bytes gauge\n\
          agentic_mempool_bytes {bytes}\n"
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.exposition(&summary),
+    )
+        .into_response()
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves.
@@ -631,7 +670,17 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    serve_with_metrics(listener, state, ApiMetrics::default(), shutdown).await
+}
+
+/// [`serve`] with [`router_with_metrics`].
+pub async fn serve_with_metrics(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    metrics: ApiMetrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router_with_metrics(state, metrics))
         .with_graceful_shutdown(shutdown)
         .await
 }

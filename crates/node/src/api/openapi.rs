@@ -258,7 +258,11 @@ pub fn document() -> Value {
     );
     paths.insert(
         "/metrics".into(),
-        json!({"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}}),
+        json!({"get": {
+            "summary": "Prometheus metrics",
+            "description": "One Prometheus text exposition ending in a single `# EOF`: commonware's runtime, consensus, marshal, p2p and storage metrics, the node's own (`<context>_api_*`, `<context>_mempool_*`, `<context>_ledger_*`, `<context>_engine_executor_*`, `<context>_engine_gossip_*`, where `<context>` is `validator` under `agentic node run`), and the summary gauges `agentic_finalized_height`, `agentic_mempool_txs`, `agentic_mempool_bytes`. Ledger amounts are base units (float samples). The crate README lists every metric.",
+            "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+        }}),
     );
 
     json!({

@@ -19,7 +19,11 @@ use commonware_consensus::{
     Heightable, Reporter,
 };
 use commonware_cryptography::{Digested, Digestible};
-use commonware_runtime::{spawn_cell, Clock, ContextCell, Handle, Metrics, Spawner};
+use commonware_runtime::{
+    spawn_cell,
+    telemetry::metrics::{GaugeExt as _, HistogramExt as _},
+    Clock, ContextCell, Handle, Metrics, Spawner,
+};
 use commonware_utils::{
     channel::{mpsc, oneshot},
     Acknowledgement,
@@ -27,6 +31,7 @@ use commonware_utils::{
 use tracing::{debug, error, info, warn};
 
 use super::{Block, SeedSignature};
+use crate::metrics::ExecutorMetrics;
 use crate::{FinalizedBlock, SharedChain, SharedMempool};
 
 /// How often the executor looks again for a child block that carries a seed.
@@ -78,18 +83,22 @@ pub struct Executor<E: Clock + Spawner + Metrics> {
     chain: SharedChain,
     mempool: SharedMempool,
     receiver: mpsc::UnboundedReceiver<Update<Block>>,
+    metrics: ExecutorMetrics,
 }
 
 impl<E: Clock + Spawner + Metrics> Executor<E> {
-    /// An executor and the mailbox marshal reports to.
+    /// An executor and the mailbox marshal reports to; its metrics are registered in
+    /// `context`.
     pub fn new(context: E, chain: SharedChain, mempool: SharedMempool) -> (Self, Mailbox) {
         let (sender, receiver) = mpsc::unbounded_channel();
+        let metrics = ExecutorMetrics::register(&context);
         (
             Executor {
                 context: ContextCell::new(context),
                 chain,
                 mempool,
                 receiver,
+                metrics,
             },
             Mailbox { sender },
         )
@@ -138,6 +147,7 @@ impl<E: Clock + Spawner + Metrics> Executor<E> {
                 .await
                 .ok_or(ExecutorError::MissingBlock(h))?;
             self.execute(marshal, &block).await?;
+            self.metrics.replayed.inc();
         }
         Ok(())
     }
@@ -165,6 +175,7 @@ impl<E: Clock + Spawner + Metrics> Executor<E> {
             beacon: *blake3::hash(&seed.encode()).as_bytes(),
             txs: inner.txs.clone(),
         };
+        let started = self.context.current();
         let mut chain = self.chain.write().map_err(|_| ExecutorError::Poisoned)?;
         let record = chain
             .apply_verified(&finalized, &agentic_protocol::Verdicts(&inner.verdicts))
@@ -174,7 +185,17 @@ impl<E: Clock + Spawner + Metrics> Executor<E> {
             .lock()
             .map_err(|_| ExecutorError::Poisoned)?
             .remove_finalized(&finalized.txs, chain.state());
+        drop(chain);
+        self.metrics
+            .apply
+            .observe_between(started, self.context.current());
         if let Some(record) = record {
+            let txs = record.tx_ids.len() as u64;
+            let succeeded = u64::from(record.succeeded);
+            self.metrics.blocks.inc();
+            self.metrics.txs_applied.inc_by(succeeded);
+            self.metrics.txs_failed.inc_by(txs - succeeded);
+            let _ = self.metrics.height.try_set(height);
             info!(
                 height,
                 txs = record.tx_ids.len(),

@@ -9,11 +9,12 @@
 use agentic_protocol::{Hash, SignedTx};
 use commonware_macros::select;
 use commonware_p2p::{Receiver, Recipients, Sender};
-use commonware_runtime::{spawn_cell, ContextCell, Handle, Spawner};
+use commonware_runtime::{spawn_cell, ContextCell, Handle, Metrics, Spawner};
 use commonware_utils::channel::mpsc;
 use tracing::{debug, trace};
 
 use super::PublicKey;
+use crate::metrics::GossipMetrics;
 use crate::{AdmitError, SharedChain, SharedMempool, Submit};
 
 /// Admits transactions locally and gossips them: the API's way into the network.
@@ -44,10 +45,12 @@ pub struct Gossip<E: Spawner> {
     mempool: SharedMempool,
     outbox: mpsc::UnboundedReceiver<SignedTx>,
     max_tx_bytes: usize,
+    metrics: GossipMetrics,
 }
 
-impl<E: Spawner> Gossip<E> {
-    /// The gossip actor and the submit handle that feeds it.
+impl<E: Spawner + Metrics> Gossip<E> {
+    /// The gossip actor and the submit handle that feeds it; its metrics are registered in
+    /// `context`.
     pub fn new(
         context: E,
         chain: SharedChain,
@@ -55,6 +58,7 @@ impl<E: Spawner> Gossip<E> {
         max_tx_bytes: usize,
     ) -> (Gossip<E>, Submitter) {
         let (sender, outbox) = mpsc::unbounded_channel();
+        let metrics = GossipMetrics::register(&context);
         (
             Gossip {
                 context: ContextCell::new(context),
@@ -62,6 +66,7 @@ impl<E: Spawner> Gossip<E> {
                 mempool: mempool.clone(),
                 outbox,
                 max_tx_bytes,
+                metrics,
             },
             Submitter {
                 chain,
@@ -94,6 +99,7 @@ impl<E: Spawner> Gossip<E> {
                 tx = self.outbox.recv() => {
                     let Some(tx) = tx else { return };
                     sender.send(Recipients::All, tx.to_bytes(), false);
+                    self.metrics.sent.inc();
                 },
                 message = receiver.recv() => {
                     let Ok((peer, bytes)) = message else { return };
@@ -104,13 +110,16 @@ impl<E: Spawner> Gossip<E> {
     }
 
     fn admit(&self, peer: &PublicKey, bytes: &[u8]) {
+        self.metrics.received.inc();
         if bytes.len() > self.max_tx_bytes {
+            self.metrics.invalid.inc();
             debug!(?peer, size = bytes.len(), "gossiped transaction too large");
             return;
         }
         let tx = match SignedTx::from_bytes(bytes) {
             Ok(tx) => tx,
             Err(e) => {
+                self.metrics.invalid.inc();
                 debug!(?peer, error = %e, "undecodable gossiped transaction");
                 return;
             }
