@@ -32,6 +32,7 @@ use serde_json::{json, Value};
 use super::args::ChallengeArgs;
 use super::tools::Market;
 use super::ToolError;
+use crate::requester::JobFeed;
 use crate::verify::{self, Comparison, Round};
 
 /// Longest a dispute player keeps answering rounds.
@@ -128,7 +129,7 @@ impl Market {
             .await?
         };
         if let Some(d) = posted.dispute {
-            play_dispute(self.clone(), d, mine.leaves);
+            play_dispute(self.clone(), id, d, mine.leaves);
         }
         let mut out = base;
         out["posted"] = json!(true);
@@ -145,10 +146,14 @@ impl Market {
 
 /// Answers every bisection round of `dispute` (where this server is the
 /// challenger) with its trace leaf at the round's midpoint and the leaf's
-/// Merkle proof, until the dispute leaves the bisection phase.
-fn play_dispute(market: Arc<Market>, dispute: DisputeId, leaves: Leaves) {
+/// Merkle proof, until the dispute leaves the bisection phase. It plays again when a
+/// finalized block's events name the dispute (the node's `/v1/events`, through the
+/// requester SDK's [`JobFeed`]), or after `poll_interval` without one.
+fn play_dispute(market: Arc<Market>, job: JobId, dispute: DisputeId, leaves: Leaves) {
     tokio::spawn(async move {
         let start = Instant::now();
+        let mut feed = JobFeed::open(market.client(), job, market.cfg.poll_interval).await;
+        feed.watch_dispute(dispute);
         while start.elapsed() < MAX_DISPUTE_PLAY {
             let round = {
                 let _one_at_a_time = market.tx_lock.lock().await;
@@ -172,7 +177,7 @@ fn play_dispute(market: Arc<Market>, dispute: DisputeId, leaves: Leaves) {
                 Ok(Round::Waiting) => {}
                 Err(e) => tracing::warn!(%dispute, "bisection round: {e}"),
             }
-            tokio::time::sleep(market.cfg.poll_interval).await;
+            feed.changed(start + MAX_DISPUTE_PLAY).await;
         }
     });
 }

@@ -226,8 +226,13 @@ impl Requester {
     /// stored blocks from the job's submission height up to the height finalized now
     /// (`/v1/events?from=`).
     pub async fn job_events(&self, id: JobId) -> Result<Vec<Event>, RequesterError> {
-        use futures::StreamExt as _;
         let job = self.job(id).await?;
+        self.events_of(id, &job).await
+    }
+
+    /// The ledger events about `id` (read as `job`) up to the chain's tip.
+    async fn events_of(&self, id: JobId, job: &Job) -> Result<Vec<Event>, RequesterError> {
+        use futures::StreamExt as _;
         let tip = self.client.status().await?.height;
         let mut out = Vec::new();
         if tip < job.submitted_at {
@@ -259,7 +264,7 @@ impl Requester {
     /// The job's bill as the ledger paid it ([`cost`] over [`Requester::job_events`]).
     pub async fn bill(&self, id: JobId) -> Result<CostBreakdown, RequesterError> {
         let job = self.job(id).await?;
-        let events = self.job_events(id).await?;
+        let events = self.events_of(id, &job).await?;
         Ok(cost(&job, id, &events))
     }
 

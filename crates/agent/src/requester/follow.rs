@@ -35,7 +35,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 type Feed = Pin<Box<dyn Stream<Item = Result<FeedEvent, ClientError>> + Send>>;
 
 /// The events of one job (and the disputes on it), as wake-ups.
-pub(crate) struct JobFeed {
+pub struct JobFeed {
     client: Client,
     job: JobId,
     disputes: Vec<DisputeId>,
@@ -49,7 +49,7 @@ impl JobFeed {
     /// Subscribes to the node's events for `job`; read the job after this returns.
     /// Without a feed (the node refused the subscription) every call to
     /// [`JobFeed::changed`] waits `resync`, then tries again.
-    pub(crate) async fn open(client: &Client, job: JobId, resync: Duration) -> JobFeed {
+    pub async fn open(client: &Client, job: JobId, resync: Duration) -> JobFeed {
         let mut f = JobFeed {
             client: client.clone(),
             job,
@@ -60,6 +60,13 @@ impl JobFeed {
         };
         f.connect().await;
         f
+    }
+
+    /// Follows `dispute` too (one opened before the feed was).
+    pub fn watch_dispute(&mut self, dispute: DisputeId) {
+        if !self.disputes.contains(&dispute) {
+            self.disputes.push(dispute);
+        }
     }
 
     async fn connect(&mut self) {
@@ -78,7 +85,7 @@ impl JobFeed {
     }
 
     /// Waits until the job may have changed (see the module docs), or `until`.
-    pub(crate) async fn changed(&mut self, until: Instant) {
+    pub async fn changed(&mut self, until: Instant) {
         let Some(feed) = self.feed.as_mut() else {
             // Reconnect at most once per `resync`: a node that keeps closing the feed
             // is then re-read at the fallback pace, not in a loop.

@@ -55,6 +55,7 @@ pub mod training;
 pub use client::{JobResult, Requester, Submitted};
 pub use cost::{cost, CostBreakdown, SlotCost, StageCost};
 pub use error::RequesterError;
+pub use follow::JobFeed;
 pub use placement::{PlanSummary, PlannedStage, ASSUMED_BANDWIDTH_BYTES_PER_S};
 pub use prepare::prepare;
 pub(crate) use request::candidate;

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agentic_agent::requester::Requester;
-use agentic_client::api::{Event as ApiEvent, TxReceipt};
+use agentic_agent::requester::{JobFeed, Requester};
+use agentic_client::api::TxReceipt;
 use agentic_client::keystore::KeyFile;
 use agentic_client::Client;
 use agentic_node::chain::ChainEvent;
@@ -20,7 +20,6 @@ use agentic_protocol::{Address, Amount, Height, JobId, State, TxBody};
 use agentic_provider::local::LocalMarket;
 use agentic_provider::Provider;
 use anyhow::{bail, Context};
-use futures::StreamExt as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
@@ -399,9 +398,9 @@ impl World {
         job.with_context(|| format!("following job {id}"))
     }
 
-    /// Reads job `id` now and again after each block validator 0 finalizes (following
-    /// its `/v1/events`, not polling) until `ready` says yes, or it errs; the job
-    /// then. Gives up after [`JOB_TIMEOUT`].
+    /// Reads job `id` now and again after each block of validator 0's whose events name
+    /// it (the requester SDK's [`JobFeed`] over `/v1/events`, not polling) until
+    /// `ready` says yes, or it errs; the job then. Gives up after [`JOB_TIMEOUT`].
     pub async fn job_when(
         &self,
         id: JobId,
@@ -409,13 +408,8 @@ impl World {
         mut ready: impl FnMut(&Job) -> anyhow::Result<bool>,
     ) -> anyhow::Result<Job> {
         // Subscribed before the first read: no block between them goes unseen.
-        let events = self
-            .client
-            .events()
-            .await
-            .context("following validator 0's /v1/events")?;
-        let mut events = std::pin::pin!(events);
-        let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
+        let mut feed = JobFeed::open(&self.client, id, Duration::from_secs(2)).await;
+        let deadline = Instant::now() + JOB_TIMEOUT;
         loop {
             let job = self
                 .client
@@ -425,17 +419,12 @@ impl World {
             if ready(&job)? {
                 return Ok(job);
             }
-            // A block's ledger events come before it: once it is seen, the job read
-            // next includes everything the block did. A lagged reader reads again too.
-            loop {
-                match tokio::time::timeout_at(deadline, events.next()).await {
-                    Err(_) => bail!("waited {JOB_TIMEOUT:?} for {what}"),
-                    Ok(None) => bail!("validator 0 closed its event stream"),
-                    Ok(Some(Err(e))) => return Err(e).context("reading /v1/events"),
-                    Ok(Some(Ok(ApiEvent::Block(_) | ApiEvent::Lagged { .. }))) => break,
-                    Ok(Some(Ok(ApiEvent::Ledger(_)))) => {}
-                }
+            if Instant::now() >= deadline {
+                bail!("waited {JOB_TIMEOUT:?} for {what}");
             }
+            // Wakes once a finalized block's events named the job (its record then
+            // holds everything the block did), or at the fallback re-read.
+            feed.changed(deadline).await;
         }
     }
 
