@@ -1,0 +1,149 @@
+//! Missed deadlines, checked by the per-block timers.
+//!
+//! A replica that misses its commit deadline (counted only once its input is
+//! agreed and no availability claim is pending) or its reveal deadline pays
+//! the miss penalty — or is slashed, when it kept a reveal back from an
+//! audited stage — and is excluded from the job; its slot is vacated
+//! (`jobs::matching`). An auditor that misses its deadline pays the miss
+//! penalty and is excluded too: one that missed its commitment is replaced
+//! by a fresh draw (reveals open unaudited if nobody qualifies); one that
+//! missed its report lets the stage go on to its challenge window.
+
+use crate::event::Event;
+use crate::state::{BlockCtx, StagePhase, State};
+use crate::types::{limits, Address, Amount, JobId};
+
+impl State {
+    /// Per-block: replicas that missed their commit or reveal deadline are
+    /// penalized, excluded from the job, and their slot goes back to matching.
+    pub(crate) fn check_stage_deadlines(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
+        let now = self.now();
+        let Some(j) = self.jobs.get(&job) else { return };
+        let Some(st) = j.stages.get(stage as usize) else {
+            return;
+        };
+        let StagePhase::Running { reveal_deadline } = st.phase else {
+            return;
+        };
+        let ops = j.spec.stages[stage as usize].ops;
+        // A commit deadline runs only once the stage's input is agreed and
+        // undisputed, and not while an availability claim is checked: an
+        // honest downstream replica is never blamed for an upstream failure
+        // (its deadline is extended when the input arrives or its dispute
+        // ends, and after a rejected claim).
+        let input_ready = j.claim.is_none()
+            && (stage == 0 || {
+                let prev = &j.stages[stage as usize - 1];
+                prev.result.is_some() && !matches!(prev.phase, StagePhase::Disputed { .. })
+            });
+        // A replica that committed, then saw the audit drawn against it and
+        // kept its result back would otherwise trade the slash for the miss
+        // penalty: under audit, a missed reveal is slashed like a lost dispute.
+        let audited = st.audit.is_some();
+        let missed: Vec<(usize, Address, Amount, bool)> = st
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(r, s)| {
+                let a = s.assignment.as_ref()?;
+                let late_commit = input_ready && a.commitment.is_none() && a.deadline < now;
+                let late_reveal = a.result.is_none() && reveal_deadline.is_some_and(|rd| rd < now);
+                (late_commit || late_reveal).then_some((r, a.provider, a.price, late_reveal))
+            })
+            .collect();
+        if missed.is_empty() {
+            return;
+        }
+        let payer = j.payer;
+        let mut slots = Vec::new();
+        for (r, provider, price, late_reveal) in missed {
+            let value = Amount::cost(ops, price).unwrap_or(Amount::ZERO);
+            let penalty = if late_reveal && audited {
+                self.slash(provider, None, payer, ctx)
+            } else {
+                self.penalize_miss(provider, payer, value)
+            };
+            if let Some(p) = self.provider_mut(provider) {
+                p.active = p.active.saturating_sub(1);
+                p.open = p.open.saturating_sub(1);
+            }
+            ctx.emit(Event::DeadlineMissed {
+                job,
+                stage,
+                provider,
+                penalty,
+            });
+            slots.push(r);
+        }
+        self.vacate(job, stage, &slots, ctx);
+    }
+
+    /// Slashes `miss_penalty_ppm` of a provider's stake (the payer gets the
+    /// requester share, the rest is burned) and records a failure.
+    pub(crate) fn penalize_miss(
+        &mut self,
+        provider: Address,
+        payer: Address,
+        value: Amount,
+    ) -> Amount {
+        let penalty = self.take_stake(provider, self.params.miss_penalty_ppm);
+        let to_payer = penalty.mul_ppm(self.params.slash_requester_ppm);
+        self.credit(payer, to_payer);
+        self.burn(penalty.saturating_sub(to_payer));
+        let rp = self.reputation_params();
+        let now = self.now().0;
+        if let Some(p) = self.provider_mut(provider) {
+            p.reputation.record_failure(value.0, now, &rp);
+        }
+        penalty
+    }
+
+    /// Per-block: an auditor that did not act in time is penalized and
+    /// excluded. One that missed its commitment is replaced by a fresh draw
+    /// (the replicas wait; if nobody qualifies, reveals open unaudited); one
+    /// that committed but did not open its commitment lets the stage proceed
+    /// to its challenge window.
+    pub(crate) fn check_audit_deadline(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
+        let now = self.now();
+        let Some(j) = self.jobs.get(&job) else { return };
+        let Some(st) = j.stages.get(stage as usize) else {
+            return;
+        };
+        let (auditor, price, reporting) = match (st.phase, &st.audit) {
+            (
+                StagePhase::Auditing {
+                    auditor,
+                    price,
+                    deadline,
+                },
+                _,
+            ) if deadline < now => (auditor, price, true),
+            (
+                StagePhase::Running {
+                    reveal_deadline: None,
+                },
+                Some(a),
+            ) if a.commitment.is_none() && a.deadline < now => (a.auditor, a.price, false),
+            _ => return,
+        };
+        let value = Amount::cost(j.spec.stages[stage as usize].ops, price).unwrap_or_default();
+        let payer = j.payer;
+        self.penalize_miss(auditor, payer, value);
+        self.release_auditor(job, stage, false);
+        if let Some(jm) = self.job_mut(job) {
+            if !jm.excluded.contains(&auditor) && jm.excluded.len() < limits::MAX_EXCLUDED {
+                jm.excluded.push(auditor);
+            }
+        }
+        ctx.emit(Event::AuditMissed {
+            job,
+            stage,
+            auditor,
+        });
+        if reporting {
+            self.open_window(job, stage, ctx);
+        } else if !self.assign_auditor(job, stage, ctx) {
+            self.open_reveals(job, stage);
+        }
+    }
+}

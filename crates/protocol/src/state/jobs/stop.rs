@@ -1,0 +1,199 @@
+//! Ending a job early: `CancelJob`, the match timeout, and failure after a
+//! lost dispute.
+//!
+//! The requester may withdraw its job with `CancelJob` as long as no
+//! provider has committed work: every stage still `Matching` or `Running`
+//! and no replica's commitment posted. The assigned providers are released
+//! (their `active` and `open` counts drop, no penalty), the whole escrow
+//! returns to the payer (under a mandate, `spent` drops by as much), the job
+//! ends `Cancelled` with a `JobCancelled` event and leaves the matching
+//! queue. Once any commitment is posted the job runs to its end (result or
+//! missed deadline): a provider that already did the work is owed a fair
+//! outcome.
+//!
+//! A job nobody qualified for within `match_timeout` is cancelled the same
+//! way. A job whose stage lost a dispute fails (`fail_job`): stages already
+//! delivered run on to their end and pay their honest providers, the others
+//! are released; the escrow is refunded at once except what the live stages
+//! may still pay, which is refunded when the last of them settles.
+
+use crate::error::TxError;
+use crate::event::Event;
+use crate::state::{BlockCtx, DisputeKind, JobStatus, StagePhase, State};
+use crate::types::{Address, Amount, JobId};
+
+impl State {
+    /// Releases every provider holding a role in one stage (no pay, no
+    /// penalty) and marks the stage cancelled.
+    pub(crate) fn cancel_stage(&mut self, job: JobId, stage: u32) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        let Some(st) = j.stages.get(stage as usize) else {
+            return;
+        };
+        if matches!(st.phase, StagePhase::Finalized | StagePhase::Cancelled) {
+            return;
+        }
+        let release: Vec<(Address, bool)> = st
+            .slots
+            .iter()
+            .filter_map(|s| s.assignment.as_ref())
+            .map(|a| (a.provider, a.result.is_none()))
+            .collect();
+        self.release_auditor(job, stage, false);
+        for (p, active) in release {
+            if let Some(p) = self.provider_mut(p) {
+                if active {
+                    p.active = p.active.saturating_sub(1);
+                }
+                p.open = p.open.saturating_sub(1);
+            }
+        }
+        if let Some(j) = self.job_mut(job) {
+            j.stages[stage as usize].phase = StagePhase::Cancelled;
+        }
+    }
+
+    /// Releases every provider still holding part of a stopped job and
+    /// marks its unfinished stages cancelled.
+    pub(crate) fn stop_stages(&mut self, job: JobId) {
+        let n = self.jobs.get(&job).map_or(0, |j| j.stages.len());
+        for s in 0..n as u32 {
+            self.cancel_stage(job, s);
+        }
+        self.matching.remove(&job);
+        self.claims.remove(&job);
+    }
+
+    /// `CancelJob`: the requester withdraws a job no provider has committed
+    /// work for. Every assigned provider is released without penalty, the
+    /// whole escrow goes back to the payer (and its room to the mandate).
+    pub(crate) fn cancel_job_tx(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        job: JobId,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let j = self.jobs.get(&job).ok_or(TxError::UnknownJob(job))?;
+        if j.requester != who {
+            return Err(TxError::NotRequester);
+        }
+        if j.status != JobStatus::Active {
+            return Err(TxError::JobNotActive(job));
+        }
+        let started = j.stages.iter().any(|st| {
+            !matches!(
+                st.phase,
+                StagePhase::Matching { .. } | StagePhase::Running { .. }
+            ) || st.slots.iter().any(|s| {
+                s.assignment
+                    .as_ref()
+                    .is_some_and(|a| a.commitment.is_some())
+            })
+        });
+        if started {
+            return Err(TxError::JobStarted);
+        }
+        self.charge(who, fee);
+        self.cancel_job(job, ctx);
+        Ok(())
+    }
+
+    /// No provider qualified in time, or the requester cancelled: release,
+    /// refund, cancel.
+    pub(crate) fn cancel_job(&mut self, job: JobId, ctx: &mut BlockCtx) {
+        self.stop_stages(job);
+        let refund = self.refund_escrow(job, JobStatus::Cancelled);
+        ctx.emit(Event::JobCancelled { job, refund });
+    }
+
+    /// A stage lost a dispute: the job fails.
+    ///
+    /// Stages that delivered a result and are still being verified (auditing,
+    /// challengeable, or in a dispute of their own) run on to their end and
+    /// pay their honest replicas and auditors from the escrow as usual: a
+    /// provider is never unpaid for delivered work because another party
+    /// cheated. Stages not yet delivered are released (no pay, no penalty).
+    /// The escrow is refunded now except what those live stages may still
+    /// pay; that remainder is refunded when the last of them settles
+    /// (`JobSettled`).
+    pub(crate) fn fail_job(&mut self, job: JobId, ctx: &mut BlockCtx) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        if j.status != JobStatus::Active {
+            return;
+        }
+        let undelivered: Vec<u32> = j
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                matches!(
+                    s.phase,
+                    StagePhase::Matching { .. } | StagePhase::Running { .. }
+                )
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        for s in undelivered {
+            self.cancel_stage(job, s);
+        }
+        self.matching.remove(&job);
+        self.claims.remove(&job);
+        let reserve = self.live_reserve(job);
+        let Some(j) = self.job_mut(job) else { return };
+        j.status = JobStatus::Failed;
+        let refund = j.escrow.saturating_sub(reserve);
+        j.escrow = j.escrow.saturating_sub(refund);
+        let payer = j.payer;
+        let mandate = j.spec.mandate;
+        self.credit(payer, refund);
+        if let Some(mid) = mandate {
+            if let Some(m) = self.mandate_mut(mid) {
+                m.spent = m.spent.saturating_sub(refund);
+            }
+        }
+        // With no live stage left the refund above was the whole escrow;
+        // otherwise the last live stage to end settles the job (`JobSettled`).
+        self.release_roles(job);
+        ctx.emit(Event::JobFailed { job, refund });
+    }
+
+    /// What a job's live (delivered, still verified) stages may yet pay: each
+    /// replica's bill and each auditor's fee.
+    fn live_reserve(&self, job: JobId) -> Amount {
+        let Some(j) = self.jobs.get(&job) else {
+            return Amount::ZERO;
+        };
+        let mut total = Amount::ZERO;
+        for (i, st) in j.stages.iter().enumerate() {
+            if matches!(st.phase, StagePhase::Finalized | StagePhase::Cancelled) {
+                continue;
+            }
+            let ops = j.spec.stages[i].ops;
+            let mut prices: Vec<Amount> = st
+                .slots
+                .iter()
+                .filter_map(|s| s.assignment.as_ref())
+                .map(|a| a.price)
+                .collect();
+            match (&st.audit, st.phase) {
+                (_, StagePhase::Auditing { price, .. }) => prices.push(price),
+                (Some(a), _) => prices.push(a.price),
+                (None, StagePhase::Disputed { dispute }) => {
+                    // An auditor that disputes is paid if it wins.
+                    if let Some(d) = self.disputes.get(&dispute) {
+                        if d.kind == DisputeKind::Audit {
+                            prices.push(d.challenger_price);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            for p in prices {
+                let bill = Amount::cost(ops, p).unwrap_or_default();
+                total = Amount(total.0.saturating_add(bill.0));
+            }
+        }
+        total
+    }
+}
