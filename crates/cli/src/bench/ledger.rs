@@ -143,6 +143,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "one_batch_per_thread_per_block": n / raw_per_thread.as_secs_f64(),
         },
         "threads": threads,
+        "cpu": cpu_id(),
+        "avx512": avx512(),
         "txs": args.txs,
         "accounts": args.accounts,
         "block_size": args.block,
@@ -157,6 +159,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "ledger bench: {} transfers, {} accounts, blocks of {}, {} threads",
             args.txs, args.accounts, args.block, threads
         );
+        println!("  cpu {}, AVX-512 {}", cpu_id(), avx512());
         println!(
             "  raw ed25519 batch verify   {:>12.0} /s   (baseline)",
             raw_per_s
@@ -277,6 +280,41 @@ fn best_with_state(
         best = best.min(start.elapsed());
     }
     Ok(best)
+}
+
+/// The CPU, as `/proc/cpuinfo` names it, with its family and model numbers (a
+/// virtual machine may show only "AMD EPYC": the numbers tell Zen 3 from Zen 4).
+fn cpu_id() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().map(str::trim) == Some(name))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+    };
+    match (field("model name"), field("cpu family"), field("model")) {
+        (Some(m), Some(f), Some(n)) => format!("{m} (family {f}, model {n})"),
+        (Some(m), _, _) => m,
+        _ => std::env::consts::ARCH.to_string(),
+    }
+}
+
+/// Whether blake3 can take its AVX-512 path (`avx512f` + `avx512vl`). The state
+/// root expands every changed account into 2 KiB of blake3 XOF output; only the
+/// AVX-512 path computes those blocks 16 at a time (elsewhere one 64-byte block
+/// per compression), so apply-only figures from machines that differ here are
+/// not comparable (see the README's bench table: 1.05M/s recorded on 2026-11-25,
+/// 259k–312k/s on a Zen 3 without AVX-512 on 2026-12-04, the same code).
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// The batch-verification entry of a transaction (its signed payload under the

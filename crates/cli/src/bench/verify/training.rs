@@ -184,7 +184,7 @@ pub(super) fn training_dispute() -> anyhow::Result<Value> {
     for _ in 0..64 {
         let d = o
             .ledger
-            .state
+            .state()
             .dispute(dispute)
             .context("the dispute")?
             .clone();
@@ -217,7 +217,7 @@ pub(super) fn training_dispute() -> anyhow::Result<Value> {
         let out = o.ledger.produce_ok(&referee)?;
         o.events.extend(out.events.into_iter().map(|e| e.event));
     }
-    let d = o.ledger.state.dispute(dispute).context("the dispute")?;
+    let d = o.ledger.state().dispute(dispute).context("the dispute")?;
     ensure!(
         d.phase == DisputePhase::Resolved,
         "the training dispute did not end"
