@@ -2,12 +2,15 @@
 //! turned into JSON answers for an LLM (amounts as decimal strings, hashes and
 //! addresses as hex).
 
+use std::collections::BTreeMap;
+
 use agentic_client::Client;
 use agentic_compute::{Activation, ActivationKind};
+use agentic_protocol::event::Event;
 use agentic_protocol::matching;
 use agentic_protocol::state::{Account, Job, JobStatus, Mandate};
 use agentic_protocol::types::VerificationLevel;
-use agentic_protocol::{Address, Amount, JobId, MandateId};
+use agentic_protocol::{Address, Amount, Height, JobId, MandateId};
 use commonware_cryptography::ed25519::PrivateKey;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
@@ -26,6 +29,9 @@ pub(crate) struct Market {
     pub(crate) requester: Requester,
     /// Held while signing and sending a transaction (one nonce at a time).
     pub(crate) tx_lock: Mutex<()>,
+    /// Each job's ledger events read so far and the height they were read up to:
+    /// `job_status` reads only the blocks since (not the whole job again).
+    events: Mutex<BTreeMap<JobId, (Height, Vec<Event>)>>,
 }
 
 /// A mandate as the node reports it.
@@ -42,7 +48,23 @@ impl Market {
             cfg,
             requester,
             tx_lock: Mutex::new(()),
+            events: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Job `id`'s ledger events up to now (submitted at `from`), read incrementally.
+    async fn job_events(&self, id: JobId, from: Height) -> Result<Vec<Event>, ToolError> {
+        let mut cache = self.events.lock().await;
+        let (read_to, events) = cache
+            .entry(id)
+            .or_insert((Height(from.0.saturating_sub(1)), Vec::new()));
+        let (more, tip) = self
+            .requester
+            .events_since(id, Height(read_to.0 + 1))
+            .await?;
+        events.extend(more);
+        *read_to = tip.max(*read_to);
+        Ok(events.clone())
     }
 
     pub(crate) fn client(&self) -> &Client {
@@ -258,7 +280,7 @@ impl Market {
     pub(crate) async fn status(&self, id: JobId) -> Result<Value, ToolError> {
         let job = self.job(id).await?;
         let height = self.height().await.ok();
-        let bill = cost(&job, id, &self.requester.job_events(id).await?);
+        let bill = cost(&job, id, &self.job_events(id, job.submitted_at).await?);
         let stages: Vec<Value> = job
             .spec
             .stages
@@ -327,7 +349,7 @@ impl Market {
     pub(crate) async fn result(&self, a: ResultArgs) -> Result<Value, ToolError> {
         let id = JobId(a.job);
         let job = self.job(id).await?;
-        let bill = cost(&job, id, &self.requester.job_events(id).await?);
+        let bill = cost(&job, id, &self.job_events(id, job.submitted_at).await?);
         if matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
             return Err(ToolError::NoOutput {
                 job: id,

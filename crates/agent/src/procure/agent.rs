@@ -276,7 +276,11 @@ impl ProcurementAgent {
             .run(&mut on)
             .await?;
             let job = followed.job;
-            let bill = cost(&job, sub.job, &self.requester.job_events(sub.job).await?);
+            let bill = cost(
+                &job,
+                sub.job,
+                &self.requester.events_of(sub.job, &job).await?,
+            );
             let dispute_costs: u128 = followed.disputes.iter().map(|d| d.agent_cost().0).sum();
             let this = Amount(
                 bill.paid

@@ -11,7 +11,7 @@ use agentic_compute::Activation;
 use agentic_protocol::event::Event;
 use agentic_protocol::state::{Job, JobStatus};
 use agentic_protocol::tx::StageResult;
-use agentic_protocol::{Address, Amount, Hash, JobId, TxBody};
+use agentic_protocol::{Address, Amount, Hash, Height, JobId, TxBody};
 use commonware_cryptography::ed25519::PrivateKey;
 use commonware_cryptography::Signer as _;
 
@@ -230,15 +230,28 @@ impl Requester {
         self.events_of(id, &job).await
     }
 
-    /// The ledger events about `id` (read as `job`) up to the chain's tip.
-    async fn events_of(&self, id: JobId, job: &Job) -> Result<Vec<Event>, RequesterError> {
+    /// The ledger events about `id` (already read as `job`: the replay starts at
+    /// `job.submitted_at`) up to the chain's tip.
+    pub async fn events_of(&self, id: JobId, job: &Job) -> Result<Vec<Event>, RequesterError> {
+        Ok(self.events_since(id, job.submitted_at).await?.0)
+    }
+
+    /// The ledger events about `id` in the blocks from `from` up to the height
+    /// finalized now, and that height (read from `height + 1` next time to continue
+    /// without a gap or a repeat). Nothing, and `from − 1`, when `from` is not
+    /// finalized yet.
+    pub async fn events_since(
+        &self,
+        id: JobId,
+        from: Height,
+    ) -> Result<(Vec<Event>, Height), RequesterError> {
         use futures::StreamExt as _;
         let tip = self.client.status().await?.height;
         let mut out = Vec::new();
-        if tip < job.submitted_at {
-            return Ok(out);
+        if tip < from {
+            return Ok((out, Height(from.0.saturating_sub(1))));
         }
-        let mut feed = Box::pin(self.client.events_from(job.submitted_at).await?);
+        let mut feed = Box::pin(self.client.events_from(from).await?);
         let read = async {
             while let Some(item) = feed.next().await {
                 match item? {
@@ -258,7 +271,7 @@ impl Requester {
                 job: id,
                 waited: Duration::from_secs(60),
             })??;
-        Ok(out)
+        Ok((out, tip))
     }
 
     /// The job's bill as the ledger paid it ([`cost`] over [`Requester::job_events`]).

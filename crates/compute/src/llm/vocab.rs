@@ -27,7 +27,7 @@ fn split(pattern: &str) -> Value {
 }
 
 /// The pre-tokenizer of a GGUF `tokenizer.ggml.pre` name, as `tokenizer.json` describes it.
-pub fn pre_tokenizer(pre: &str) -> Result<Value, ComputeError> {
+pub(crate) fn pre_tokenizer(pre: &str) -> Result<Value, ComputeError> {
     const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     Ok(match pre {

@@ -271,3 +271,145 @@ impl Sender {
         Ok(())
     }
 }
+
+#[cfg(all(test, feature = "localnet"))]
+mod tests {
+    use agentic_protocol::{Amount, Hash, JobId};
+
+    use super::*;
+    use crate::local::{self, MarketSpec};
+
+    /// Reads receipts (filling gaps as the daemon does each turn) until nothing is in
+    /// flight; returns every receipt read.
+    async fn drain(sender: &mut Sender) -> Vec<Receipt> {
+        let start = Instant::now();
+        let mut out = Vec::new();
+        while !sender.pending().is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "transactions stalled"
+            );
+            out.extend(sender.poll().await);
+            sender.fill_gaps().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        out
+    }
+
+    #[test]
+    fn a_refused_transaction_leaves_no_gap_that_stalls_the_ones_after_it() {
+        let dir = std::env::temp_dir().join(format!("agentic-exec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let spec = MarketSpec::new(1, &["alice", "bob"]);
+        local::run(&dir, spec, |net| async move {
+            let c = net.client();
+            let (alice, bob) = (net.key("alice"), net.key("bob").address());
+            let bob_before = c.account(&bob).await.unwrap().account.balance;
+            let mut sender = Sender::new(c.clone(), alice.key.clone(), Duration::from_secs(30));
+            // Admitted by the mempool (signature, nonce, fee), refused by the ledger:
+            // there is no job 999. The ledger neither charges it nor uses its nonce.
+            let refused = TxBody::CommitResult {
+                job: JobId(999),
+                stage: 0,
+                commitment: Hash([1; 32]),
+            };
+            let pay = |n| TxBody::Transfer {
+                to: bob,
+                amount: Amount(n),
+            };
+            sender
+                .send(TxKey::Commit(JobId(999), 0), refused, Landed::Nothing)
+                .await
+                .unwrap();
+            sender
+                .send(TxKey::Offer, pay(5), Landed::OfferUpdated)
+                .await
+                .unwrap();
+            assert_eq!(sender.pending().len(), 2, "both sent without waiting");
+            let first = drain(&mut sender).await;
+            assert!(matches!(
+                first[0],
+                Receipt::Rejected {
+                    kind: "commit_result",
+                    ..
+                }
+            ));
+            // The transfer behind it either went in the same block (and was refused
+            // with it: its nonce was not next) or waited behind the freed nonce until
+            // a filler took it; either way nothing is left stuck.
+            let paid_first = first
+                .iter()
+                .any(|r| matches!(r, Receipt::Applied(Landed::OfferUpdated)));
+            sender
+                .send(TxKey::Offer, pay(7), Landed::OfferUpdated)
+                .await
+                .unwrap();
+            let second = drain(&mut sender).await;
+            assert!(matches!(
+                second[..],
+                [Receipt::Applied(Landed::OfferUpdated)]
+            ));
+            let bob_after = c.account(&bob).await.unwrap().account.balance;
+            let expected = if paid_first { 12 } else { 7 };
+            assert_eq!(bob_after.0 - bob_before.0, expected);
+            // Every nonce used belongs to a transaction that applied.
+            let applied = first
+                .iter()
+                .chain(&second)
+                .filter(|r| matches!(r, Receipt::Applied(_)))
+                .count() as u64;
+            let nonce = c.account(&alice.address()).await.unwrap().account.nonce;
+            assert_eq!(nonce, applied);
+
+            // The race the filler is for: a transaction signed with the next nonce
+            // before the receipt of the refused one before it was read.
+            let refused = TxBody::CommitResult {
+                job: JobId(998),
+                stage: 0,
+                commitment: Hash([2; 32]),
+            };
+            sender
+                .send(TxKey::Commit(JobId(998), 0), refused, Landed::Nothing)
+                .await
+                .unwrap();
+            let start = Instant::now();
+            let mut receipts = Vec::new();
+            while receipts.is_empty() {
+                assert!(start.elapsed() < Duration::from_secs(30));
+                receipts = sender.poll().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(matches!(receipts[..], [Receipt::Rejected { .. }]));
+            // The refused nonce is the next one again; sign the transfer as if it had
+            // been sent while the refused one was still in flight.
+            let gap = sender.next.expect("the nonce is known");
+            sender.next = Some(gap + 1);
+            sender
+                .send(TxKey::Offer, pay(11), Landed::OfferUpdated)
+                .await
+                .unwrap();
+            // Blocks go by (one every 200 ms) and the transfer waits behind the gap.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert!(sender.poll().await.is_empty(), "stalled behind nonce {gap}");
+            assert_eq!(sender.pending().len(), 1);
+            sender.free.insert(gap);
+            let filled = drain(&mut sender).await;
+            assert_eq!(
+                filled.len(),
+                2,
+                "the filler and the transfer: {}",
+                filled.len()
+            );
+            assert!(filled.iter().all(|r| matches!(r, Receipt::Applied(_))));
+            let bob_end = c.account(&bob).await.unwrap().account.balance;
+            // The filler paid alice herself; bob got the 11.
+            assert_eq!(bob_end.0 - bob_after.0, 11);
+            assert_eq!(
+                c.account(&alice.address()).await.unwrap().account.nonce,
+                applied + 2
+            );
+        })
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

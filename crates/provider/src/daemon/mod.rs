@@ -640,7 +640,7 @@ impl Daemon {
         let work = self.client.provider_work(&self.me.address).await?;
         let height = work.height.0;
         self.status().height = height;
-        self.take_payments(height).await?;
+        self.take_payments()?;
         self.jobs.clear();
         let mut held = Vec::with_capacity(work.jobs.len());
         for j in work.jobs {

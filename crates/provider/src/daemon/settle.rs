@@ -25,7 +25,6 @@
 //! that landed while the daemon died before noting it is noted.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use agentic_protocol::state::{Job, JobStatus, Stage, StagePhase};
 use agentic_protocol::{Address, Amount, Height, JobId};
@@ -146,28 +145,18 @@ fn settle_audit(me: &Address, rec: &StageRecord, job: &Job, st: &Stage) -> Optio
 }
 
 impl Daemon {
-    /// Applies the payments the event follower read ([`crate::payments`]) to the
-    /// journal, block by block, waiting (a little) until it has read up to `height`.
-    pub(super) async fn take_payments(&mut self, height: u64) -> Result<(), ProviderError> {
-        let wait = Duration::from_secs(2);
-        loop {
-            let block = match self.payments.try_recv() {
-                Ok(b) => b,
-                Err(_) if !events_read(self.journal.events_height(), height) => {
-                    match tokio::time::timeout(wait, self.payments.recv()).await {
-                        Ok(Some(b)) => b,
-                        // Behind (or the stream is down): settle on a later tick.
-                        Ok(None) | Err(_) => return Ok(()),
-                    }
-                }
-                Err(_) => return Ok(()),
-            };
+    /// Applies the payments the event follower read so far ([`crate::payments`]) to
+    /// the journal, block by block, without waiting: while it is behind the work's
+    /// height, [`plan_settlement`] settles nothing and a later turn does.
+    pub(super) fn take_payments(&mut self) -> Result<(), ProviderError> {
+        while let Ok(block) = self.payments.try_recv() {
             let total = self.journal.apply_payments(&block.payments, block.height)?;
             if total.0 > 0 {
                 let mut status = self.status();
                 status.earned = status.earned.saturating_add(total);
             }
         }
+        Ok(())
     }
 
     /// Applies one [`Settle`] to the journal and the status.
