@@ -144,6 +144,7 @@ pub async fn recompute(
                 input: out.trace.input_hash,
                 output: out.trace.output_hash(),
                 trace_root: out.trace.root,
+                steps: 0,
             },
             leaves: Leaves::new(out.trace.leaves()),
         })

@@ -334,6 +334,7 @@ async fn honest_provider(url: String, key: PrivateKey, job: JobId) {
                 input,
                 output: run.output.hash(),
                 trace_root: run.trace.root,
+                steps: 0,
             };
             client.put_blob(run.output.canonical_bytes()).await.unwrap();
             let salt = Hash([s as u8 + 1; 32]);

@@ -31,10 +31,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agentic_agent::requester::{
-    CostBreakdown, JobInput, JobRequest, JobResult, PlacementChoice, PreparedJob, Requester,
-    Submitted, TrainingInput, TrainingResult,
+    CostBreakdown, GenerationInput, JobInput, JobRequest, JobResult, PlacementChoice, PreparedJob,
+    Requester, Submitted, TrainingInput, TrainingResult,
 };
 use agentic_client::keystore::KeyFile;
+use agentic_compute::llm::Sampler;
 use agentic_compute::train::shipped;
 use agentic_compute::train::task::LrSchedule;
 use agentic_compute::train::{AdamConfig, OptimizerConfig};
@@ -100,7 +101,7 @@ enum JobCmd {
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["text", "input_file", "tensor", "train"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["text", "input_file", "tensor", "train", "generate"])))]
 struct SubmitArgs {
     /// The requester's key file (it signs and pays, or spends under --mandate).
     #[arg(long, value_name = "FILE")]
@@ -123,6 +124,36 @@ struct SubmitArgs {
     /// training job whose stages are step ranges. Needs --steps.
     #[arg(long, value_name = "DATA_FILE")]
     train: Option<PathBuf>,
+    /// Generate text after this prompt with an LLM (`--model smollm2-135m` or a .gguf
+    /// file): the stages run as one session across their providers and stream tokens.
+    #[arg(long, value_name = "PROMPT")]
+    generate: Option<String>,
+    /// Generation: wrap the prompt as one user turn of the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// Generation: most tokens to generate (escrow covers them all; the bill counts
+    /// those generated).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    max_tokens: u32,
+    /// Generation: the most likely token at each step instead of sampling.
+    #[arg(long)]
+    greedy: bool,
+    /// Generation: sampling seed (the tokens are a pure function of it).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Generation: sampling temperature.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Generation: sample among the k most likely tokens (0 = all).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Generation: sample within the smallest set of tokens holding this much
+    /// probability.
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Generation: print the tokens as they stream from the last stage (implies --wait).
+    #[arg(long)]
+    stream: bool,
     /// Training: optimizer steps.
     #[arg(long, value_name = "N")]
     steps: Option<u64>,
@@ -260,6 +291,32 @@ fn signer(node: &NodeArgs, key: &Path) -> anyhow::Result<Requester> {
 }
 
 fn input(args: &SubmitArgs) -> anyhow::Result<JobInput> {
+    if let Some(prompt) = &args.generate {
+        let sampler = if args.greedy {
+            Sampler::Greedy
+        } else {
+            Sampler::Sample {
+                seed: args.seed,
+                temperature: args.temperature,
+                top_k: args.top_k,
+                top_p: args.top_p,
+            }
+        };
+        sampler.validate()?;
+        if args.max_tokens == 0 {
+            bail!("--max-tokens must be at least 1");
+        }
+        return Ok(JobInput::Generate(GenerationInput {
+            prompt: prompt.clone(),
+            chat: args.chat,
+            max_tokens: args.max_tokens,
+            sampler,
+            stop: None,
+        }));
+    }
+    if args.chat || args.stream {
+        bail!("--chat and --stream apply to --generate");
+    }
     if let Some(path) = &args.train {
         return training_input(args, path).map(JobInput::Training);
     }
@@ -413,6 +470,9 @@ async fn submit(node: &NodeArgs, args: &SubmitArgs, json: bool) -> anyhow::Resul
     out["fee"] = json!(sub.fee);
     out["payer"] = json!(sub.payer);
     out["uploaded_bytes"] = json!(sub.uploaded_bytes);
+    if args.generate.is_some() && (args.stream || args.wait) {
+        return stream_generation(&req, &r, &sub, args, out, json).await;
+    }
     if !(args.wait || args.out.is_some()) {
         if json {
             println!("{}", serde_json::to_string_pretty(&out)?);
@@ -467,6 +527,72 @@ async fn submit(node: &NodeArgs, args: &SubmitArgs, json: bool) -> anyhow::Resul
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}
+
+/// Streams a generation job's tokens as text while they are sampled, then follows it
+/// to settlement and prints the bill.
+async fn stream_generation(
+    req: &Requester,
+    r: &JobRequest,
+    sub: &Submitted,
+    args: &SubmitArgs,
+    mut out: Value,
+    json: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let (m, _, _) = agentic_agent::requester::generate::load_llm(&r.model)?;
+    let mut text = agentic_compute::llm::generate::TextStream::default();
+    let timeout = Duration::from_secs(args.timeout);
+    if !json {
+        println!("streaming  job {} from its last stage:", sub.job);
+    }
+    let streamed = req
+        .stream(sub.job, timeout, |_, tok| {
+            if !json {
+                print!("{}", text.push(&m.tokenizer, tok));
+                let _ = std::io::stdout().flush();
+            }
+        })
+        .await
+        .with_context(|| format!("streaming job {}'s tokens", sub.job))?;
+    if !json {
+        println!();
+        println!(
+            "generated  {} tokens · first token after {:.2} s · {:.2} s in all",
+            streamed.tokens.len(),
+            streamed.first_token.unwrap_or_default().as_secs_f64(),
+            streamed.elapsed.as_secs_f64()
+        );
+    }
+    let job = follow(req, sub.job, timeout, json).await?;
+    let verified = req.check_transcript(sub.job, &streamed.tokens).await?;
+    let c = bill(req, sub.job).await?;
+    out["tokens"] = json!(streamed.tokens);
+    out["text"] = json!(m.tokenizer.decode(&streamed.tokens).unwrap_or_default());
+    out["steps"] = json!(streamed.steps);
+    out["transcript"] = json!(streamed.transcript);
+    out["transcript_on_chain"] = json!(verified);
+    out["first_token_s"] = json!(streamed.first_token.map(|d| d.as_secs_f64()));
+    out["status"] = json!(job.status);
+    out["cost"] = serde_json::to_value(&c)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "transcript {} {}",
+            short_hash(&streamed.transcript),
+            if verified {
+                "(= the last stage's revealed output)"
+            } else {
+                "(not revealed)"
+            }
+        );
+        print!("{}", cost_text(&c, Some(sub)));
+    }
+    if job.status != JobStatus::Completed {
+        bail!("job {} ended {:?}", sub.job, job.status);
     }
     Ok(())
 }
@@ -923,7 +1049,7 @@ fn placement_name(p: &PlacementChoice) -> &'static str {
 
 fn plan_json(r: &JobRequest, p: &PreparedJob) -> Value {
     json!({
-        "kind": if p.training.is_some() { "training" } else { "inference" },
+        "kind": if p.training.is_some() { "training" } else if p.spec.generation.is_some() { "generation" } else { "inference" },
         "training": p.training,
         "model": r.model,
         "model_hash": p.model_hash,

@@ -505,6 +505,78 @@ pub struct Ping {
     pub error_ppm: u32,
 }
 
+/// A generation session's token stream, as its last stage's data plane holds it
+/// (`GET /v1/sessions/{job}/transcript`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionState {
+    /// The tokens sampled so far, in order.
+    pub tokens: Vec<u32>,
+    /// Set when the session ended.
+    pub end: Option<SessionEnd>,
+    /// Set when the session was aborted: why.
+    pub aborted: Option<String>,
+}
+
+/// How a generation session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEnd {
+    /// Steps every stage computed (= tokens generated).
+    pub steps: u32,
+    /// The hash of the token transcript: the last stage's committed output, and the
+    /// blob it publishes under that name.
+    pub transcript: Hash,
+}
+
+/// One event of `GET /v1/sessions/{job}/tokens`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum SessionEvent {
+    /// Token number `index` (0-based) of the generation.
+    Token {
+        /// Its position among the generated tokens.
+        index: u32,
+        /// The token id.
+        token: u32,
+    },
+    /// The session ended.
+    End(SessionEnd),
+    /// The session was aborted.
+    Abort {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl SessionEvent {
+    /// Parses one server-sent event of a session's token stream (`None`: a kind this
+    /// version does not know).
+    pub fn parse(kind: &str, data: &str) -> Result<Option<SessionEvent>, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Token {
+            index: u32,
+            token: u32,
+        }
+        #[derive(Deserialize)]
+        struct Abort {
+            reason: String,
+        }
+        Ok(Some(match kind {
+            "token" => {
+                let t: Token = serde_json::from_str(data)?;
+                SessionEvent::Token {
+                    index: t.index,
+                    token: t.token,
+                }
+            }
+            "end" => SessionEvent::End(serde_json::from_str(data)?),
+            "abort" => SessionEvent::Abort {
+                reason: serde_json::from_str::<Abort>(data)?.reason,
+            },
+            _ => return Ok(None),
+        }))
+    }
+}
+
 /// A provider data plane's answer to `PUT /v1/activations/{job}/{stage}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivationStored {

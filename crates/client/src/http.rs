@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::api::{
     AccountView, ActivationStored, BlobStored, Block, BlockRange, Blocks, Disputes, ErrorBody,
     Event, Jobs, Offers, Page, ParamsView, Ping, Proposals, ProviderView, ProviderWork, Providers,
-    Status, SubmitTx, Submitted, TxReceipt, TxStatus, WithId,
+    SessionEvent, SessionState, Status, SubmitTx, Submitted, TxReceipt, TxStatus, WithId,
 };
 use agentic_protocol::hex;
 
@@ -469,6 +469,33 @@ impl Client {
             let stop = (end as usize).saturating_add(1).min(bytes.len());
             Ok(bytes[start..stop].to_vec())
         }
+    }
+
+    /// A provider data plane's `GET /v1/sessions/{job}/transcript`: where the token
+    /// stream of a generation session it ends stands.
+    pub async fn session_state(&self, job: JobId) -> Result<SessionState, ClientError> {
+        self.get(&format!("/v1/sessions/{}/transcript", job.0))
+            .await
+    }
+
+    /// A provider data plane's `GET /v1/sessions/{job}/tokens?from=K`: the tokens of a
+    /// generation session it ends, from index `from`, as they are sampled, then its
+    /// end (or abort). No overall timeout: it lasts as long as the session.
+    pub async fn session_tokens(
+        &self,
+        job: JobId,
+        from: u32,
+    ) -> Result<impl Stream<Item = Result<SessionEvent, ClientError>> + Send + 'static, ClientError>
+    {
+        let url = self.url(&format!("/v1/sessions/{}/tokens?from={from}", job.0));
+        let http = reqwest::Client::new();
+        let r = Self::send_req(&url, http.get(&url)).await?;
+        if !r.status().is_success() {
+            let status = r.status().as_u16();
+            let bytes = r.bytes().await.unwrap_or_default();
+            return Err(Self::api_error(status, &bytes));
+        }
+        Ok(crate::sse::session_events(url, r))
     }
 
     /// A provider data plane's `GET /v1/ping`.

@@ -2,7 +2,7 @@
 
 use futures::Stream;
 
-use crate::api::Event;
+use crate::api::{Event, SessionEvent};
 use crate::http::ClientError;
 
 /// The events of one server-sent-events response, in order.
@@ -30,6 +30,59 @@ pub(crate) fn events(
                                 detail: format!("event `{kind}`: {e}"),
                             };
                             return Some((Err(err), (resp, buf, url, false)));
+                        }
+                    }
+                }
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => {
+                        buf.push_str(&String::from_utf8_lossy(&chunk));
+                        if buf.contains('\r') {
+                            buf = buf.replace("\r\n", "\n");
+                        }
+                    }
+                    Ok(None) => return None,
+                    Err(source) => {
+                        let err = ClientError::Transport {
+                            url: url.clone(),
+                            source,
+                        };
+                        return Some((Err(err), (resp, buf, url, true)));
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The events of a generation session's token stream (`GET /v1/sessions/{job}/tokens`),
+/// ending after its `end` or `abort` event.
+pub(crate) fn session_events(
+    url: String,
+    resp: reqwest::Response,
+) -> impl Stream<Item = Result<SessionEvent, ClientError>> + Send + 'static {
+    futures::stream::unfold(
+        (resp, String::new(), url, false),
+        |(mut resp, mut buf, url, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                if let Some(frame) = next_frame(&mut buf) {
+                    let Some((kind, data)) = parse_frame(&frame) else {
+                        continue;
+                    };
+                    match SessionEvent::parse(&kind, &data) {
+                        Ok(Some(e)) => {
+                            let last = !matches!(e, SessionEvent::Token { .. });
+                            return Some((Ok(e), (resp, buf, url, last)));
+                        }
+                        Ok(None) => continue,
+                        Err(e) => {
+                            let err = ClientError::Decode {
+                                url: url.clone(),
+                                detail: format!("session event `{kind}`: {e}"),
+                            };
+                            return Some((Err(err), (resp, buf, url, true)));
                         }
                     }
                 }

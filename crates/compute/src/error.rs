@@ -84,6 +84,10 @@ pub enum ComputeError {
     /// Canonical activation bytes that do not decode.
     #[error("malformed activation bytes: {0}")]
     MalformedActivation(String),
+
+    /// A generation request's bytes that do not decode ([`crate::llm::stage::GenerationRequest`]).
+    #[error("malformed generation request: {0}")]
+    MalformedRequest(String),
 }
 
 impl ComputeError {

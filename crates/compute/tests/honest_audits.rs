@@ -126,6 +126,7 @@ fn stage_result(run: &RunOutput) -> StageResult {
         input: run.trace.input_hash,
         output: run.trace.output_hash(),
         trace_root: run.trace.root,
+        steps: 0,
     }
 }
 

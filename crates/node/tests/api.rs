@@ -290,6 +290,8 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
             layers: 1,
             ops: 1_000,
             step_units: 0,
+            step_ops: 0,
+            key_ops: 0,
         }],
         max_price: Amount(10),
         deadline: 50,
@@ -300,6 +302,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
         },
         coord: Default::default(),
         placement: Vec::new(),
+        generation: None,
     };
     let body = TxBody::SubmitJob { spec };
     let client = agentic_client::Client::new(n.base.clone());

@@ -187,6 +187,19 @@ pub enum TxError {
     /// The result's input is not the stage's input.
     #[error("result input does not match the stage input")]
     InputMismatch,
+    /// A generation job is a session of one provider per stage: it must ask
+    /// for exactly one replica.
+    #[error("a generation job runs one provider per stage, not {0} replicas")]
+    GenerationReplicas(u8),
+    /// A revealed result's step count is out of range: `1..=max_tokens` for a
+    /// generation stage (`max`), `0` for any other stage (`max` = 0).
+    #[error("result claims {steps} steps; a generation stage needs 1..=max_tokens ({max}), any other stage 0")]
+    InvalidSteps {
+        /// The steps the result claims.
+        steps: u32,
+        /// The job's `max_tokens` (0: not a generation job).
+        max: u32,
+    },
     /// The previous pipeline stage has not revealed its output yet.
     #[error("previous stage has not revealed its output")]
     PreviousStageUnrevealed,

@@ -171,6 +171,13 @@ pub enum Event {
         /// The input the chain agreed on.
         agreed: Hash,
     },
+    /// Every stage of a generation job revealed, but the results do not form
+    /// one session: `stage` is the first whose `steps` differ from stage 0's,
+    /// or else the first whose output is not the next stage's input (the last
+    /// stage's output must be stage 0's input: both hash the token
+    /// transcript). The job fails with its escrow refunded; nobody is paid
+    /// and, for now, nobody is slashed.
+    SessionBroken { job: JobId, stage: u32 },
     /// A provider was paid for a stage (ops × its price).
     StagePaid {
         job: JobId,
@@ -197,7 +204,8 @@ pub enum Event {
     StageFinalized { job: JobId, stage: u32 },
     /// Every stage is final; the unused escrow was refunded.
     JobCompleted { job: JobId, refund: Amount },
-    /// A stage lost a dispute; the job stopped and the unused escrow was refunded.
+    /// A stage lost a dispute, or a generation session broke or missed a
+    /// deadline; the job stopped and the unused escrow was refunded.
     JobFailed { job: JobId, refund: Amount },
     /// No provider qualified in time, or the requester cancelled before any
     /// commit; the escrow was refunded.
@@ -283,6 +291,7 @@ impl Event {
             | Self::DisputeOpened { job, .. }
             | Self::DeadlineMissed { job, .. }
             | Self::ChainBroken { job, .. }
+            | Self::SessionBroken { job, .. }
             | Self::StagePaid { job, .. }
             | Self::ProviderCompensated { job, .. }
             | Self::StageFinalized { job, .. }

@@ -61,6 +61,7 @@ pub fn result_of(leaves: &[Hash]) -> StageResult {
         input: leaves.first().copied().unwrap_or_default(),
         output: leaves.last().copied().unwrap_or_default(),
         trace_root: root_of(leaves),
+        steps: 0,
     }
 }
 

@@ -14,7 +14,8 @@
 //!   providers  address → offer (capabilities, price/mega-op, region, coordinate, capacity,
 //!                        endpoint host:port, speed ops/s), load, reputation
 //!   mandates   id → principal, agent, caps (total, per job, unit price), expiry, min verification, spent
-//!   jobs       id → spec (model, input, stages, max price, deadline, requirements, placement),
+//!   jobs       id → spec (model, input, stages, max price, deadline, requirements, placement,
+//!                          generation token counts),
 //!                   escrow, per-stage phase and replica assignments
 //!   disputes   id → parties, trace roots, bisection interval, moves, deadline
 //!   proposals  id → change, tallies, status;   votes (proposal, voter) → weight
@@ -87,6 +88,23 @@
 //! provider (or the named placement, if it qualifies), `replicas` copies
 //! each. Payment is exact: each provider gets `ops × its price / 10^6`,
 //! the rest of the escrow returns to the payer.
+//!
+//! ## Generation jobs
+//!
+//! A job with [`tx::JobSpec::generation`] (`prompt_tokens`, `max_tokens`) is
+//! one session across its stages: their providers generate token by token
+//! off-chain and the chain sees only the end. Such a job has one replica per
+//! stage and no training stage, is matched whole, and every stage may commit
+//! as soon as it is assigned. A stage's ops over a generation of `n` steps
+//! after a prompt of `p` tokens are
+//! `ops + (n−1)·step_ops + key_ops·((n−1)·p + (n−1)·n/2)`
+//! ([`tx::StageSpec::generation_ops`]); the escrow covers `n = max_tokens`
+//! and each provider is paid for the `steps` it revealed. The stages' results
+//! are held until all revealed, then must form one session
+//! ([`state::session_break`]): same steps, each stage's output the next one's
+//! input, the last stage's output stage 0's input (the token transcript).
+//! A broken session, or a stage that misses a deadline, fails the job with
+//! its escrow refunded (see the crate README).
 //!
 //! ## The dispute game
 //!

@@ -17,7 +17,9 @@ use crate::leaves::Leaves;
 use crate::params::Params;
 use crate::referee::{Referee, RefereeError};
 use crate::state::{Block, BlockOutcome, Genesis, GenesisAccount, State};
-use crate::tx::{JobSpec, Offer, Requirements, SignedTx, StageSpec, Tx, TxBody};
+use crate::tx::{
+    GenerationSpec, JobSpec, Offer, Requirements, SignedTx, StageResult, StageSpec, Tx, TxBody,
+};
 use crate::types::{
     Address, Amount, Capabilities, ChainId, DisputeId, Endpoint, Hash, Height, JobId, Region,
     VerificationLevel,
@@ -84,6 +86,8 @@ pub fn job_spec(
                 layers,
                 ops,
                 step_units: 0,
+                step_ops: 0,
+                key_ops: 0,
             };
             first += layers;
             s
@@ -103,7 +107,53 @@ pub fn job_spec(
         },
         coord: Coord::default(),
         placement: Vec::new(),
+        generation: None,
     }
+}
+
+/// Turns `spec` into a generation job of `prompt_tokens` + up to
+/// `max_tokens` tokens, every stage metering `step_ops` per decode step and
+/// `key_ops` per attended position ([`StageSpec::generation_ops`]).
+pub fn generation_job(
+    mut spec: JobSpec,
+    step_ops: u64,
+    key_ops: u64,
+    prompt_tokens: u32,
+    max_tokens: u32,
+) -> JobSpec {
+    for s in &mut spec.stages {
+        s.step_ops = step_ops;
+        s.key_ops = key_ops;
+    }
+    spec.generation = Some(GenerationSpec {
+        prompt_tokens,
+        max_tokens,
+    });
+    spec
+}
+
+/// The results of an honest `stages`-stage session of `steps` steps: stage 0
+/// starts from the transcript hash, each stage's output is the next one's
+/// input, and the last stage's output is the transcript hash again.
+pub fn session_results(transcript: Hash, stages: u32, steps: u32) -> Vec<StageResult> {
+    let link = |i: u32| {
+        if i == 0 || i == stages {
+            transcript
+        } else {
+            Hash::digest(
+                "agentic test activations",
+                &[&transcript.0, &i.to_be_bytes()],
+            )
+        }
+    };
+    (0..stages)
+        .map(|i| StageResult {
+            input: link(i),
+            output: link(i + 1),
+            trace_root: Hash::digest("agentic test session root", &[&link(i).0, &i.to_be_bytes()]),
+            steps,
+        })
+        .collect()
 }
 
 /// Builds a [`Genesis`].

@@ -121,12 +121,22 @@ pub struct StageSpec {
     /// (layer passes, head, optimizer) of the one disputed step.
     #[serde(default)]
     pub step_units: u32,
+    /// Generation stages: the ops of one decode step over the stage's layers
+    /// that do not depend on the context length (`0` for other stages).
+    #[serde(default)]
+    pub step_ops: u64,
+    /// Generation stages: the ops one decode step adds per position of
+    /// context it attends to (`0` for other stages).
+    #[serde(default)]
+    pub key_ops: u64,
 }
 codec_struct!(StageSpec {
     first_layer,
     layers,
     ops,
-    step_units
+    step_units,
+    step_ops,
+    key_ops
 });
 
 impl StageSpec {
@@ -137,9 +147,50 @@ impl StageSpec {
             layers,
             ops,
             step_units: 0,
+            step_ops: 0,
+            key_ops: 0,
         }
     }
+
+    /// The ops of a generation of `steps ≥ 1` steps after a prompt of
+    /// `prompt_tokens` tokens, where `ops` is the prefill (step 0, over the
+    /// prompt) and every further step `k = 1..steps` costs `step_ops` plus
+    /// `key_ops` per position it attends to before its own (`p + k − 1`):
+    ///
+    /// ```text
+    ///   ops(n) = ops + (n − 1)·step_ops + key_ops·((n − 1)·p + (n − 1)·n / 2)
+    /// ```
+    ///
+    /// `None` when `steps` is 0 or the count overflows a `u64`. The compute
+    /// runtime meters a generation with the same formula (a test ties them).
+    pub fn generation_ops(&self, prompt_tokens: u32, steps: u32) -> Option<u64> {
+        let n = u64::from(steps);
+        let p = u64::from(prompt_tokens);
+        let decode = n.checked_sub(1)?;
+        // (n − 1)·n is even, so the halving is exact.
+        let attended = decode
+            .checked_mul(p)?
+            .checked_add(decode.checked_mul(n)? / 2)?;
+        self.ops
+            .checked_add(decode.checked_mul(self.step_ops)?)?
+            .checked_add(self.key_ops.checked_mul(attended)?)
+    }
 }
+
+/// What makes a job a generation session: the ledger needs only the token
+/// counts (the prompt itself, the sampler, its seed and the stop tokens are in
+/// the job's `input` blob, committed by its hash).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GenerationSpec {
+    /// Tokens of the prompt (≥ 1): step 0, the prefill, runs over them.
+    pub prompt_tokens: u32,
+    /// Most tokens generated (≥ 1): the escrow covers this many steps.
+    pub max_tokens: u32,
+}
+codec_struct!(GenerationSpec {
+    prompt_tokens,
+    max_tokens
+});
 
 /// What a provider must satisfy to take a job.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -187,6 +238,9 @@ pub struct JobSpec {
     pub coord: Coord,
     /// Providers the requester names, one per stage (empty: the ledger matches).
     pub placement: Vec<Address>,
+    /// A generation session (token by token across the stages); `None`: one pass.
+    #[serde(default)]
+    pub generation: Option<GenerationSpec>,
 }
 codec_struct!(JobSpec {
     mandate,
@@ -198,7 +252,34 @@ codec_struct!(JobSpec {
     requirements,
     coord,
     placement [list limits::MAX_STAGES],
+    generation,
 });
+
+impl JobSpec {
+    /// The most ops stage `i` may bill: a generation's ops over `max_tokens`
+    /// steps ([`StageSpec::generation_ops`]), a stage's `ops` otherwise. The
+    /// escrow, the audit odds and every fee before the steps are known use it.
+    /// `None` for an unknown stage or an overflowing generation (refused at
+    /// submission, so never for an accepted job).
+    pub fn stage_max_ops(&self, i: usize) -> Option<u64> {
+        let s = self.stages.get(i)?;
+        match self.generation {
+            Some(g) => s.generation_ops(g.prompt_tokens, g.max_tokens),
+            None => Some(s.ops),
+        }
+    }
+
+    /// The ops stage `i` bills for a result of `steps` steps: a generation's
+    /// ops over `steps` (brought into `1..=max_tokens`, the range a reveal is
+    /// held to), a stage's `ops` otherwise.
+    pub fn stage_ops_for(&self, i: usize, steps: u32) -> Option<u64> {
+        let s = self.stages.get(i)?;
+        match self.generation {
+            Some(g) => s.generation_ops(g.prompt_tokens, steps.min(g.max_tokens).max(1)),
+            None => Some(s.ops),
+        }
+    }
+}
 
 /// A stage's result as claimed by whoever computed it.
 #[derive(
@@ -220,11 +301,16 @@ pub struct StageResult {
     pub output: Hash,
     /// Merkle root over the trace leaves (see [`crate::merkle`]).
     pub trace_root: Hash,
+    /// Generation stages: the steps the session ran (`1..=max_tokens`, the
+    /// same at every stage); `0` for other stages.
+    #[serde(default)]
+    pub steps: u32,
 }
 codec_struct!(StageResult {
     input,
     output,
-    trace_root
+    trace_root,
+    steps
 });
 
 impl StageResult {
@@ -240,6 +326,7 @@ impl StageResult {
                 &self.input.0,
                 &self.output.0,
                 &self.trace_root.0,
+                &self.steps.to_be_bytes(),
                 &salt.0,
                 &provider.0,
             ],

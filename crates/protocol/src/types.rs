@@ -51,6 +51,9 @@ pub mod limits {
     pub const MAX_EXCLUDED: usize = 1024;
     /// Longest provider endpoint (`host:port`), in bytes.
     pub const MAX_ENDPOINT: usize = 128;
+    /// Most tokens in one generation job: prompt plus generated
+    /// ([`crate::tx::GenerationSpec`]).
+    pub const MAX_GENERATION_TOKENS: u32 = 1 << 20;
 }
 
 /// How an integer newtype appears in JSON: `u128` amounts as decimal strings (JSON

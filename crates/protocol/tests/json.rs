@@ -515,6 +515,10 @@ fn every_variant_of_the_small_enums_round_trips() {
         job: JobId(1),
         refund: Amount(60),
     });
+    round_trip(&Event::SessionBroken {
+        job: JobId(1),
+        stage: 2,
+    });
     for key in ParamKey::ALL {
         round_trip(key);
         round_trip(&ParamChange {
@@ -571,6 +575,8 @@ fn errors_round_trip() {
         TxError::NotRequester,
         TxError::JobNotActive(JobId(5)),
         TxError::JobStarted,
+        TxError::GenerationReplicas(3),
+        TxError::InvalidSteps { steps: 0, max: 20 },
     ];
     for e in &errors {
         round_trip(e);
@@ -749,4 +755,42 @@ fn huge_plain_integers_round_trip_through_text() {
     let number = serde_json::from_str::<ParamChange>(r#"{"key":"MinFee","value":7}"#).unwrap();
     assert_eq!(number.value, 7);
     assert!(serde_json::from_str::<ParamChange>(r#"{"key":"MinFee","value":"-7"}"#).is_err());
+}
+
+#[test]
+fn generation_fields_are_optional_in_json() {
+    let plain = job_spec(
+        Hash([1; 32]),
+        Hash([2; 32]),
+        &[(2, 10), (3, 20)],
+        7,
+        VerificationLevel::Sampled,
+    );
+    // JSON written before generation jobs (no `generation`, no `step_ops` or
+    // `key_ops`, no `steps`) reads as a plain job and a plain result.
+    let mut v = serde_json::to_value(&plain).unwrap();
+    let obj = v.as_object_mut().unwrap();
+    assert_eq!(obj.remove("generation"), Some(Value::Null));
+    for s in obj["stages"].as_array_mut().unwrap() {
+        let s = s.as_object_mut().unwrap();
+        assert_eq!(s.remove("step_ops"), Some(json!(0)));
+        assert_eq!(s.remove("key_ops"), Some(json!(0)));
+    }
+    assert_eq!(
+        serde_json::from_value::<agentic_protocol::tx::JobSpec>(v).unwrap(),
+        plain
+    );
+    let r = Trace::honest(&Hash([1; 32]), 0, 3, Hash([2; 32])).result();
+    let mut v = serde_json::to_value(r).unwrap();
+    assert_eq!(v.as_object_mut().unwrap().remove("steps"), Some(json!(0)));
+    assert_eq!(
+        serde_json::from_value::<agentic_protocol::tx::StageResult>(v).unwrap(),
+        r
+    );
+    let generation = agentic_protocol::test_utils::generation_job(plain, 3, 4, 5, 6);
+    round_trip(&generation);
+    assert_eq!(
+        serde_json::to_value(&generation).unwrap()["generation"],
+        json!({"prompt_tokens": 5, "max_tokens": 6})
+    );
 }

@@ -1,6 +1,6 @@
 //! Property tests: long random sequences of valid and invalid transactions
-//! from many accounts (transfers, staking, providers, jobs delivered
-//! honestly or not, cancellations, audits, challenges, dispute moves,
+//! from many accounts (transfers, staking, providers, jobs and generation
+//! sessions delivered honestly or not, cancellations, audits, challenges, dispute moves,
 //! governance, and forged, replayed or cross-chain envelopes). After every block:
 //!
 //! - total supply is conserved (balances + bonded + unbonding + withdrawable
@@ -13,9 +13,10 @@
 use agentic_protocol::params::{ParamChange, ParamKey};
 use agentic_protocol::state::{Block, DisputePhase, JobStatus, StagePhase};
 use agentic_protocol::test_utils::{
-    address_of, fast_params, job_spec, key, offer, salt_for, GenesisBuilder, TestReferee, Trace,
+    address_of, fast_params, generation_job, job_spec, key, offer, salt_for, GenesisBuilder,
+    TestReferee, Trace,
 };
-use agentic_protocol::tx::{SignedTx, Tx, TxBody};
+use agentic_protocol::tx::{SignedTx, StageResult, Tx, TxBody};
 use agentic_protocol::types::{
     Address, Amount, ChainId, Hash, Height, JobId, ProposalId, VerificationLevel,
 };
@@ -38,6 +39,17 @@ fn honest() -> Trace {
 fn cheat() -> Trace {
     Trace::cheating(&model(), 0, LAYERS, input(), 1)
 }
+/// A one-stage generation session's result: the transcript in and out,
+/// two steps; a cheat breaks the loop.
+fn session(honest: bool) -> StageResult {
+    let transcript = Hash([6; 32]);
+    StageResult {
+        input: transcript,
+        output: if honest { transcript } else { Hash([7; 32]) },
+        trace_root: Hash([8; 32]),
+        steps: 2,
+    }
+}
 
 #[derive(Clone, Debug)]
 enum Action {
@@ -48,6 +60,7 @@ enum Action {
     Register(usize, u8),
     Retire(usize),
     Submit(usize, u8, u8, u8),
+    SubmitGeneration(usize, u8, u8, u32),
     Deliver(usize, bool),
     Audit(usize, bool),
     Challenge(usize),
@@ -72,6 +85,8 @@ fn action() -> impl Strategy<Value = Action> {
         (a.clone(), 1u8..20).prop_map(|(x, p)| Action::Register(x, p)),
         a.clone().prop_map(Action::Retire),
         (a.clone(), 1u8..30, 0u8..3, 1u8..3).prop_map(|(x, o, v, r)| Action::Submit(x, o, v, r)),
+        (a.clone(), 1u8..30, 0u8..3, 1u32..4)
+            .prop_map(|(x, o, v, m)| Action::SubmitGeneration(x, o, v, m)),
         (a.clone(), prop::bool::weighted(0.8)).prop_map(|(x, h)| Action::Deliver(x, h)),
         (a.clone(), prop::bool::weighted(0.9)).prop_map(|(x, h)| Action::Audit(x, h)),
         a.clone().prop_map(Action::Challenge),
@@ -205,6 +220,27 @@ impl Driver {
                 spec.requirements.replicas = r;
                 self.tx(x, TxBody::SubmitJob { spec });
             }
+            Action::SubmitGeneration(x, ops, v, max_tokens) => {
+                let level = [
+                    VerificationLevel::Optimistic,
+                    VerificationLevel::Sampled,
+                    VerificationLevel::Audited,
+                ][v as usize];
+                let spec = generation_job(
+                    job_spec(
+                        model(),
+                        input(),
+                        &[(LAYERS, ops as u64 * 100_000)],
+                        15,
+                        level,
+                    ),
+                    50_000,
+                    1_000,
+                    8,
+                    max_tokens,
+                );
+                self.tx(x, TxBody::SubmitJob { spec });
+            }
             Action::Deliver(x, is_honest) => {
                 let me = self.addrs[x];
                 let trace = if is_honest { honest() } else { cheat() };
@@ -222,7 +258,11 @@ impl Driver {
                                 continue;
                             }
                             let salt = salt_for(&me, *id, 0);
-                            let result = trace.result();
+                            let result = if j.spec.generation.is_some() {
+                                session(is_honest)
+                            } else {
+                                trace.result()
+                            };
                             if asg.commitment.is_none() {
                                 body = Some(TxBody::CommitResult {
                                     job: *id,
@@ -231,12 +271,15 @@ impl Driver {
                                 });
                             } else if reveal_deadline.is_some() && asg.result.is_none() {
                                 // Reveal whichever trace was committed.
-                                let result = [honest().result(), cheat().result()]
-                                    .into_iter()
-                                    .find(|r| {
-                                        Some(r.commitment(*id, 0, &salt, &me)) == asg.commitment
-                                    })
-                                    .unwrap_or(result);
+                                let result = [
+                                    honest().result(),
+                                    cheat().result(),
+                                    session(true),
+                                    session(false),
+                                ]
+                                .into_iter()
+                                .find(|r| Some(r.commitment(*id, 0, &salt, &me)) == asg.commitment)
+                                .unwrap_or(result);
                                 body = Some(TxBody::RevealResult {
                                     job: *id,
                                     stage: 0,
@@ -552,9 +595,17 @@ fn deterministic_walk_reaches_payouts_and_disputes() {
         };
         d.state.apply_block(&block, &d.referee).unwrap();
     }
+    let (mut sessions_paid, mut sessions_failed) = (0, 0);
     for (_, j) in d.state.jobs() {
         if j.status == JobStatus::Completed {
             completed += 1;
+        }
+        if j.spec.generation.is_some() {
+            match j.status {
+                JobStatus::Completed => sessions_paid += 1,
+                JobStatus::Failed => sessions_failed += 1,
+                _ => {}
+            }
         }
     }
     for (_, x) in d.state.disputes() {
@@ -573,6 +624,8 @@ fn deterministic_walk_reaches_payouts_and_disputes() {
     assert!(disputes > 0, "no dispute resolved");
     assert!(slashed > 0, "no provider penalized");
     assert!(d.cancels > 0, "no job cancelled by its requester");
+    assert!(sessions_paid > 0, "no generation job completed");
+    assert!(sessions_failed > 0, "no generation job failed");
 }
 
 proptest! {

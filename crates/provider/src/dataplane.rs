@@ -16,6 +16,14 @@
 //!   stage's result revealed on chain, so a wrong push costs a recomputation, never a
 //!   wrong commitment.
 //! * `GET /v1/ping` — the provider's address and Vivaldi coordinate, for RTT probes.
+//! * `GET /v1/sessions/{job}/link` — an HTTP upgrade to a generation session's link
+//!   (`crate::session::link`: authenticated both ways with the providers' keys).
+//! * `GET /v1/sessions/{job}/tokens?from=K` — the tokens of a generation session this
+//!   provider ends (its last stage), as server-sent events from index `K`: `token`
+//!   events `{"index", "token"}`, then one `end` (`{"steps", "transcript"}`) or
+//!   `abort` (`{"reason"}`). A subscriber may come before the session starts.
+//! * `GET /v1/sessions/{job}/transcript` — the same as one JSON object
+//!   ([`crate::session::FeedState`]), for auditors.
 //!
 //! No byte on this plane is trusted: a blob is accepted only if it hashes to its
 //! name, and names come from the chain. That is why the plane needs no
@@ -38,6 +46,12 @@ use agentic_client::blobs::{BlobError, BlobStore};
 use agentic_client::{blob_routes, Client, ClientError};
 use agentic_protocol::coord::VivaldiNode;
 use agentic_protocol::{Address, Hash, JobId};
+use axum::extract::Query;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+
+use crate::session::{link, FeedState, Sessions};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
@@ -61,6 +75,8 @@ pub struct PlaneState {
     /// Emulated extra round-trip time added to every ping (the demo's "far away"
     /// providers on one machine); zero in production.
     pub extra_rtt: Duration,
+    /// Generation sessions: links waiting for their session, token feeds.
+    pub sessions: Arc<Sessions>,
 }
 
 /// The data-plane router.
@@ -70,6 +86,9 @@ pub fn router(state: PlaneState) -> Router {
         .saturating_add(1);
     Router::new()
         .route("/v1/ping", get(ping))
+        .route("/v1/sessions/{job}/link", get(session_link))
+        .route("/v1/sessions/{job}/tokens", get(session_tokens))
+        .route("/v1/sessions/{job}/transcript", get(session_transcript))
         .route(
             "/v1/activations/{job}/{stage}",
             put(push_activation).layer(DefaultBodyLimit::max(limit)),
@@ -89,6 +108,138 @@ async fn ping(State(s): State<PlaneState>) -> Json<Ping> {
         coord: v.coord,
         error_ppm: v.error_ppm,
     })
+}
+
+fn job_of(job: &str) -> Result<JobId, ApiError> {
+    job.parse::<u64>()
+        .map(JobId)
+        .map_err(|_| ApiError::bad("bad_path", "expected /v1/sessions/{job id}/…"))
+}
+
+/// `GET /v1/sessions/{job}/link`: upgrades to a session link, runs the listener's half
+/// of the handshake and files the link for the job's session.
+async fn session_link(
+    State(s): State<PlaneState>,
+    Path(job): Path<String>,
+    headers: HeaderMap,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let job = job_of(&job)?;
+    let upgrade = headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok());
+    if upgrade != Some(link::PROTOCOL) {
+        return Err(ApiError::bad(
+            "bad_upgrade",
+            format!("a session link upgrades to {}", link::PROTOCOL),
+        ));
+    }
+    let Some(nonce) = headers
+        .get(link::NONCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(link::unhex32)
+    else {
+        return Err(ApiError::bad(
+            "bad_nonce",
+            format!("{} must be 64 hex digits", link::NONCE_HEADER),
+        ));
+    };
+    let on_upgrade = hyper::upgrade::on(req);
+    let sessions = s.sessions.clone();
+    tokio::spawn(async move {
+        let io = match on_upgrade.await {
+            Ok(u) => hyper_util::rt::TokioIo::new(u),
+            Err(e) => {
+                tracing::debug!(error = %e, "session link upgrade failed");
+                return;
+            }
+        };
+        let mut io = io;
+        let key = sessions.key().clone();
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            link::accept(&mut io, &key, job, nonce),
+        )
+        .await
+        {
+            Ok(Ok(hello)) => {
+                let (reader, _writer) = tokio::io::split(io);
+                sessions.file(hello, Box::new(reader));
+            }
+            Ok(Err(e)) => tracing::warn!(job = job.0, error = %e, "session link refused"),
+            Err(_) => tracing::warn!(job = job.0, "session link handshake timed out"),
+        }
+    });
+    Ok((
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (axum::http::header::CONNECTION, "upgrade"),
+            (axum::http::header::UPGRADE, link::PROTOCOL),
+        ],
+    )
+        .into_response())
+}
+
+/// Where a token subscription starts.
+#[derive(serde::Deserialize)]
+struct From {
+    #[serde(default)]
+    from: usize,
+}
+
+/// `GET /v1/sessions/{job}/tokens?from=K`: the session's tokens as server-sent events.
+async fn session_tokens(
+    State(s): State<PlaneState>,
+    Path(job): Path<String>,
+    Query(q): Query<From>,
+) -> Result<Response, ApiError> {
+    let job = job_of(&job)?;
+    let rx = s.sessions.feed(job).subscribe();
+    let stream = futures::stream::unfold((rx, q.from, false), |(mut rx, next, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            let state: FeedState = rx.borrow_and_update().clone();
+            if let Some(&token) = state.tokens.get(next) {
+                let ev = Event::default()
+                    .event("token")
+                    .data(serde_json::json!({ "index": next, "token": token }).to_string());
+                return Some((Ok::<_, std::convert::Infallible>(ev), (rx, next + 1, false)));
+            }
+            if let Some(end) = state.end {
+                let ev = Event::default().event("end").data(
+                    serde_json::json!({ "steps": end.steps, "transcript": end.transcript })
+                        .to_string(),
+                );
+                return Some((Ok(ev), (rx, next, true)));
+            }
+            if let Some(reason) = state.aborted {
+                let ev = Event::default()
+                    .event("abort")
+                    .data(serde_json::json!({ "reason": reason }).to_string());
+                return Some((Ok(ev), (rx, next, true)));
+            }
+            if rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// `GET /v1/sessions/{job}/transcript`: where the session's token stream stands.
+async fn session_transcript(
+    State(s): State<PlaneState>,
+    Path(job): Path<String>,
+) -> Result<Json<FeedState>, ApiError> {
+    let job = job_of(&job)?;
+    s.sessions
+        .existing_feed(job)
+        .map(|f| Json(f.snapshot()))
+        .ok_or_else(|| ApiError::not_found("session"))
 }
 
 async fn push_activation(

@@ -313,6 +313,7 @@ mod tests {
                 input: Hash([1; 32]),
                 output: Hash([2; 32]),
                 trace_root: Hash([3; 32]),
+                steps: 0,
             },
             vec![Hash([1; 32]), Hash([4; 32]), Hash([2; 32])],
             1234,

@@ -51,6 +51,7 @@ pub mod local;
 pub mod measure;
 pub mod misbehave;
 pub mod payments;
+pub mod session;
 
 pub use daemon::{Config, Provider, ProviderError, Status, Stuck};
 pub use misbehave::{Misbehaviour, UnknownMisbehaviour};

@@ -112,6 +112,9 @@ async fn a_blob_put_under_a_wrong_hash_is_refused_and_not_stored() {
         address: Address([7; 32]),
         vivaldi: Arc::new(Mutex::new(VivaldiNode::default())),
         extra_rtt: Duration::ZERO,
+        sessions: Arc::new(agentic_provider::session::Sessions::new(
+            <commonware_cryptography::ed25519::PrivateKey as commonware_cryptography::Signer>::from_seed(7),
+        )),
     });
     let c = Client::new(serve(plane).await);
     let (bytes, hash) = blob(1000);

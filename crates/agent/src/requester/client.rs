@@ -163,7 +163,12 @@ impl Requester {
                 });
             }
         }
-        let mut uploaded = self.upload(&job.model_hash, &job.bundle).await?;
+        // A registry LLM is not uploaded: providers take it from its public source.
+        let mut uploaded = if job.bundle.is_empty() && job.spec.generation.is_some() {
+            0
+        } else {
+            self.upload(&job.model_hash, &job.bundle).await?
+        };
         uploaded += self.upload(&job.input_hash, &job.input).await?;
         let body = job.submit_body();
         let kind = body.kind();

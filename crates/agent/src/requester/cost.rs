@@ -116,7 +116,7 @@ pub fn cost(job: &Job, job_id: agentic_protocol::JobId, events: &[Event]) -> Cos
                     replica: r as u8,
                     provider: a.map(|a| a.provider),
                     price: a.map(|a| a.price),
-                    bill: a.and_then(|a| Amount::cost(spec.ops, a.price)),
+                    bill: a.and_then(|a| Amount::cost(job.billed_ops(i), a.price)),
                     paid,
                 }
             })
@@ -143,7 +143,7 @@ pub fn cost(job: &Job, job_id: agentic_protocol::JobId, events: &[Event]) -> Cos
             stage,
             first_layer: spec.first_layer,
             layers: spec.layers,
-            ops: spec.ops,
+            ops: job.billed_ops(i),
             phase: st.phase,
             slots,
             paid: all_paid,
@@ -204,6 +204,7 @@ mod tests {
             input: Hash([0; 32]),
             output: Hash([output; 32]),
             trace_root: Hash([output; 32]),
+            steps: 0,
         }
     }
 
@@ -232,12 +233,16 @@ mod tests {
                     layers: 2,
                     ops: 3_000_000,
                     step_units: 0,
+                    step_ops: 0,
+                    key_ops: 0,
                 },
                 StageSpec {
                     first_layer: 2,
                     layers: 2,
                     ops: 1_500_000,
                     step_units: 0,
+                    step_ops: 0,
+                    key_ops: 0,
                 },
             ],
             max_price: Amount(100),
@@ -249,6 +254,7 @@ mod tests {
             },
             coord: Coord::ORIGIN,
             placement: vec![],
+            generation: None,
         };
         Job {
             requester: Address([7; 32]),

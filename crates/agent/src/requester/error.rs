@@ -122,6 +122,29 @@ pub enum RequesterError {
         /// Why.
         reason: Disqualified,
     },
+    /// Not a generation job.
+    #[error("job {0} is not a generation job: it has no token stream")]
+    NotGeneration(JobId),
+    /// The generation session failed or was aborted.
+    #[error("job {job}: the generation session failed: {reason}")]
+    SessionFailed {
+        /// The job.
+        job: JobId,
+        /// Why.
+        reason: String,
+    },
+    /// The streamed tokens are not what the last stage committed to.
+    #[error(
+        "job {job}: the streamed tokens hash to {streamed}, the last stage committed to {on_chain}"
+    )]
+    TranscriptMismatch {
+        /// The job.
+        job: JobId,
+        /// The hash of the tokens streamed.
+        streamed: Hash,
+        /// The last stage's revealed output.
+        on_chain: Hash,
+    },
     /// The escrow does not fit in 128 bits.
     #[error("the escrow overflows (ops × max price × copies exceeds 2^128)")]
     EscrowOverflow,

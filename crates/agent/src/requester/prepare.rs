@@ -37,6 +37,7 @@ pub fn prepare(req: &JobRequest, offers: &[OfferView]) -> Result<PreparedJob, Re
     check_request(req)?;
     let input = match &req.input {
         JobInput::Training(t) => return training::prepare_training(req, t, offers),
+        JobInput::Generate(g) => return super::generate::prepare_generation(req, g),
         JobInput::Texts(texts) => Inference::Texts(texts),
         JobInput::Activation(bytes) => Inference::Activation(bytes),
     };

@@ -21,6 +21,9 @@ pub enum JobInput {
     /// `init_seed` is set) for some steps on a data file. The job's stages are step
     /// ranges; its output is the trained state (see [`crate::requester::training`]).
     Training(TrainingInput),
+    /// Generate text with an LLM (`smollm2-135m`, or a GGUF file): the job's stages
+    /// run as one session and stream tokens (see [`crate::requester::generate`]).
+    Generate(super::generate::GenerationInput),
 }
 
 /// What a training job trains on and how ([`JobInput::Training`]).

@@ -93,6 +93,8 @@ pub(crate) fn finish_spec(
             layers: r.len() as u32,
             ops,
             step_units,
+            step_ops: 0,
+            key_ops: 0,
         });
     }
     let spec = JobSpec {
@@ -115,6 +117,7 @@ pub(crate) fn finish_spec(
             .as_ref()
             .map(|p| p.stages.iter().map(|s| s.provider).collect())
             .unwrap_or_default(),
+        generation: None,
     };
     let escrow = State::escrow_for(&spec).ok_or(RequesterError::EscrowOverflow)?;
     if escrow == Amount::ZERO {

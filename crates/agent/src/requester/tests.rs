@@ -441,6 +441,7 @@ fn a_training_result_is_checked_against_the_agreed_stage_chain() {
             input: Hash(*blake3::hash(&bytes).as_bytes()),
             output: Hash(*blake3::hash(&out).as_bytes()),
             trace_root: run.trace_root,
+            steps: 0,
         });
         states.push(out.clone());
         bytes = out;

@@ -120,6 +120,7 @@ impl LyingProvider {
             input: j.spec.input,
             output: Self::CLAIM,
             trace_root: Hash([9; 32]),
+            steps: 0,
         };
         let salt = Hash([3; 32]);
         let commitment = result.commitment(job, 0, &salt, &me);

@@ -185,6 +185,8 @@ pub fn stage(s: &str) -> Result<StageSpec, String> {
         layers: layers.parse().map_err(|_| bad())?,
         ops: ops.parse().map_err(|_| bad())?,
         step_units: 0,
+        step_ops: 0,
+        key_ops: 0,
     })
 }
 
@@ -349,6 +351,8 @@ mod tests {
                 layers: 4,
                 ops: 1000,
                 step_units: 0,
+                step_ops: 0,
+                key_ops: 0,
             })
         );
         assert!(stage("0:4").is_err());

@@ -130,6 +130,7 @@ impl ResultArgs {
             input: self.input,
             output: self.output,
             trace_root: self.trace_root,
+            steps: 0,
         }
     }
 }
@@ -410,6 +411,7 @@ impl JobArgs {
             },
             coord: self.coord,
             placement: self.placement.clone(),
+            generation: None,
         }
     }
 }
@@ -560,6 +562,7 @@ fn commitment_of(
             input,
             output,
             trace_root,
+            steps: 0,
         }
         .commitment(JobId(job), stage, &salt, signer),
         (None, _) => bail!(

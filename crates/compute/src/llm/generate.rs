@@ -14,6 +14,7 @@ use std::path::Path;
 use crate::llm::gguf::Gguf;
 use crate::llm::llama::{KvCache, Llama, SeqInput};
 use crate::llm::sample::Sampler;
+use crate::llm::stage::{self, GenerationRequest};
 use crate::llm::vocab::{self, ChatTemplate};
 use crate::loader::{parse_config, read_file};
 use crate::tokenizer::TextTokenizer;
@@ -217,14 +218,67 @@ impl LlmModel {
         &self,
         prompt: &[u32],
         params: &GenerateParams,
-        mut on_token: impl FnMut(u32),
+        on_token: impl FnMut(u32),
     ) -> Result<Generation, ComputeError> {
         params.sampler.validate()?;
         if params.max_tokens == 0 {
             return Err(ComputeError::config("max_tokens must be at least 1"));
         }
-        let cfg = self.model.config();
-        let mut cache = KvCache::with_capacity(cfg, prompt.len() + params.max_tokens);
+        let context = self.model.config().context;
+        let capacity = prompt.len() + params.max_tokens;
+        self.run(prompt, &params.sampler, capacity, on_token, |step, tok| {
+            if self.stop_tokens.contains(&tok) {
+                Some(StopReason::StopToken)
+            } else if step + 1 >= params.max_tokens {
+                Some(StopReason::MaxTokens)
+            } else if prompt.len() + step >= context {
+                // The cache holds prompt + step positions: full.
+                Some(StopReason::ContextFull)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Generates for a job's [`GenerationRequest`], stopping by [`stage::ends`] — the rule
+    /// a pipeline-split run follows — with the request's stop tokens (not the model's).
+    pub fn generate_request(
+        &self,
+        req: &GenerationRequest,
+        on_token: impl FnMut(u32),
+    ) -> Result<Generation, ComputeError> {
+        req.validate(&self.model)?;
+        let context = self.model.config().context;
+        let capacity = req.prompt.len() + req.max_tokens as usize;
+        self.run(
+            &req.prompt,
+            &req.sampler,
+            capacity,
+            on_token,
+            |step, tok| {
+                if !stage::ends(req, context, step, tok) {
+                    None
+                } else if req.stop.contains(&tok) {
+                    Some(StopReason::StopToken)
+                } else if step + 1 >= req.max_tokens as usize {
+                    Some(StopReason::MaxTokens)
+                } else {
+                    Some(StopReason::ContextFull)
+                }
+            },
+        )
+    }
+
+    /// Prefill, then one decode step per token until `stop(step, token)` says why not.
+    fn run(
+        &self,
+        prompt: &[u32],
+        sampler: &Sampler,
+        capacity: usize,
+        mut on_token: impl FnMut(u32),
+        mut stop: impl FnMut(usize, u32) -> Option<StopReason>,
+    ) -> Result<Generation, ComputeError> {
+        let mut cache = KvCache::with_capacity(self.model.config(), capacity);
         let mut g = Generation {
             prompt: prompt.to_vec(),
             tokens: Vec::new(),
@@ -242,25 +296,18 @@ impl LlmModel {
             }];
             let mut out = self.model.forward(&mut seqs)?;
             let o = out.pop().unwrap_or_default();
-            let step = g.tokens.len() as u64;
+            let step = g.tokens.len();
             let logits = o
                 .logits
                 .last()
                 .ok_or_else(|| ComputeError::EmptyInput("no logits".into()))?;
-            let tok = params.sampler.pick(logits, step);
+            let tok = sampler.pick(logits, step as u64);
             g.leaves.extend(o.leaves);
             g.ops.extend(o.ops);
             g.tokens.push(tok);
             on_token(tok);
-            if self.stop_tokens.contains(&tok) {
-                g.stop = StopReason::StopToken;
-                break;
-            }
-            if g.tokens.len() >= params.max_tokens {
-                break;
-            }
-            if cache.positions() >= cfg.context {
-                g.stop = StopReason::ContextFull;
+            if let Some(reason) = stop(step, tok) {
+                g.stop = reason;
                 break;
             }
             input = vec![tok];

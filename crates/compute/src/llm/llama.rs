@@ -374,13 +374,18 @@ const KEY_BLOCK: usize = 8;
 /// Per-sequence key/value cache. Values are `positions × kv_dim` per layer; keys are
 /// kept per (layer, KV head) transposed in blocks of 8 positions (`[block][dim][8]`), so
 /// the scores of 8 keys are 8 independent chains over one contiguous load per dimension.
+///
+/// A cache holds the blocks `first..first + k.len()` (0-based block indices): all of them
+/// for a whole-model forward, a pipeline stage's own for [`crate::llm::stage`].
 #[derive(Clone, Debug, Default)]
 pub struct KvCache {
-    /// `k[layer][kv_head]`: blocks of `KEY_BLOCK × head_dim`.
+    /// `k[layer - first][kv_head]`: blocks of `KEY_BLOCK × head_dim`.
     k: Vec<Vec<Vec<f32>>>,
     v: Vec<Vec<f32>>,
     /// Positions held per layer.
     pos: Vec<usize>,
+    /// The first block held.
+    first: usize,
     kv_dim: usize,
     head_dim: usize,
 }
@@ -393,33 +398,51 @@ impl KvCache {
     /// An empty cache with room for `positions` positions in every block (no
     /// reallocation while it fills).
     pub fn with_capacity(cfg: &LlamaConfig, positions: usize) -> Self {
+        Self::for_blocks(cfg, 0..cfg.n_layer, positions)
+    }
+
+    /// An empty cache for the blocks `blocks` only (0-based block indices, clipped to the
+    /// model's), with room for `positions` positions in each: a pipeline stage's cache.
+    pub fn for_blocks(cfg: &LlamaConfig, blocks: Range<usize>, positions: usize) -> Self {
         let positions = positions.min(cfg.context);
+        let first = blocks.start.min(cfg.n_layer);
+        let n = blocks.end.min(cfg.n_layer).saturating_sub(first);
         let kblocks = positions.div_ceil(KEY_BLOCK) * KEY_BLOCK * cfg.head_dim;
         KvCache {
-            k: (0..cfg.n_layer)
+            k: (0..n)
                 .map(|_| {
                     (0..cfg.n_kv_head)
                         .map(|_| Vec::with_capacity(kblocks))
                         .collect()
                 })
                 .collect(),
-            v: (0..cfg.n_layer)
+            v: (0..n)
                 .map(|_| Vec::with_capacity(positions * cfg.kv_dim()))
                 .collect(),
-            pos: vec![0; cfg.n_layer],
+            pos: vec![0; n],
+            first,
             kv_dim: cfg.kv_dim(),
             head_dim: cfg.head_dim,
         }
     }
 
-    /// Positions cached in block `layer` (0-based block index).
-    pub fn len(&self, layer: usize) -> usize {
-        self.pos.get(layer).copied().unwrap_or(0)
+    /// The blocks held (0-based block indices).
+    pub fn blocks(&self) -> Range<usize> {
+        self.first..self.first + self.pos.len()
     }
 
-    /// Positions cached (in the first block).
+    /// Positions cached in block `layer` (0-based block index; 0 for a block not held).
+    pub fn len(&self, layer: usize) -> usize {
+        layer
+            .checked_sub(self.first)
+            .and_then(|i| self.pos.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Positions cached (in the first block held).
     pub fn positions(&self) -> usize {
-        self.len(0)
+        self.pos.first().copied().unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -428,6 +451,7 @@ impl KvCache {
 
     /// Appends one position's key and value rows (`kv_dim` each) to block `layer`.
     fn push(&mut self, layer: usize, k: &[f32], v: &[f32]) {
+        let layer = layer - self.first;
         let (pos, hd) = (self.pos[layer], self.head_dim);
         let (blk, slot) = (pos / KEY_BLOCK, pos % KEY_BLOCK);
         for (h, kh) in self.k[layer].iter_mut().enumerate() {
@@ -690,6 +714,21 @@ impl Llama {
     pub fn layer_ops(&self, layer: usize, start: usize, rows: usize, head_rows: usize) -> u64 {
         let c = &self.cfg;
         let u = |x: usize| x as u64;
+        if layer == 0 {
+            return 0;
+        }
+        if layer > c.n_layer {
+            return u(head_rows) * self.head_row_ops();
+        }
+        // Keys attended: position p sees p + 1 keys (the KV cache reads).
+        let keys: u64 = (start..start + rows).map(|p| u(p) + 1).sum();
+        u(rows) * self.block_row_ops() + keys * self.block_key_ops()
+    }
+
+    /// Operations of one block per row, attention over the keys excepted (op model v1).
+    pub fn block_row_ops(&self) -> u64 {
+        let c = &self.cfg;
+        let u = |x: usize| x as u64;
         let (d, qd, kvd, f, hd) = (
             u(c.dim),
             u(c.q_dim()),
@@ -698,15 +737,8 @@ impl Llama {
             u(c.head_dim),
         );
         let rms = 4 * d + 4;
-        if layer == 0 {
-            return 0;
-        }
-        if layer > c.n_layer {
-            return u(head_rows) * (rms + 2 * d * u(c.vocab));
-        }
         let n_qkv = qd + 2 * kvd;
-        let per_row = rms
-            + 2 * d * n_qkv
+        rms + 2 * d * n_qkv
             + if c.qkv_bias { n_qkv } else { 0 }
             + u(c.n_head + c.n_kv_head) * (hd / 2) * 6
             + 2 * qd * d
@@ -715,11 +747,20 @@ impl Llama {
             + 2 * d * 2 * f
             + f * (TRANSCENDENTAL + 3)
             + 2 * f * d
-            + d;
-        // Keys attended: position p sees p + 1 keys (the KV cache reads).
-        let keys: u64 = (start..start + rows).map(|p| u(p) + 1).sum();
-        let attn = keys * u(c.n_head) * (4 * hd + 5 + TRANSCENDENTAL);
-        u(rows) * per_row + attn
+            + d
+    }
+
+    /// Operations of one block per attended key of one row (op model v1).
+    pub fn block_key_ops(&self) -> u64 {
+        let c = &self.cfg;
+        c.n_head as u64 * (4 * c.head_dim as u64 + 5 + TRANSCENDENTAL)
+    }
+
+    /// Operations of the head per sampled row (op model v1).
+    pub fn head_row_ops(&self) -> u64 {
+        let c = &self.cfg;
+        let d = c.dim as u64;
+        4 * d + 4 + 2 * d * c.vocab as u64
     }
 
     /// One forward pass over a batch of sequences (module docs). Appends to each cache.
@@ -743,6 +784,7 @@ impl Llama {
             if s.steps.last() != Some(&s.tokens.len())
                 || s.steps.windows(2).any(|w| w[0] >= w[1])
                 || s.steps[0] == 0
+                || s.cache.first != 0
                 || s.cache.pos.len() != c.n_layer
                 || (0..c.n_layer).any(|l| s.cache.len(l) != start)
             {
@@ -802,8 +844,9 @@ impl Llama {
         }
         record(&mut out, 0, &x);
         let rope = RopeTable::new(c, &positions);
+        let mut caches: Vec<&mut KvCache> = seqs.iter_mut().map(|s| &mut *s.cache).collect();
         for l in 0..c.n_layer {
-            self.block(l, &mut x, &positions, &rope, seqs, &spans);
+            self.block(l, &mut x, &positions, &rope, &mut caches, &spans);
             record(&mut out, l + 1, &x);
         }
         // Head on the last row of every step.
@@ -830,7 +873,7 @@ impl Llama {
     }
 
     /// Final norm and LM head on `rows` (each `dim` wide).
-    fn head_rows(&self, rows: &[f32]) -> Vec<f32> {
+    pub(crate) fn head_rows(&self, rows: &[f32]) -> Vec<f32> {
         let c = &self.cfg;
         let m = rows.len() / c.dim;
         let mut h = vec![0.0; rows.len()];
@@ -841,14 +884,23 @@ impl Llama {
         logits
     }
 
-    /// Decoder block `l` on the stacked rows `x` (in place), appending to the caches.
-    fn block(
+    /// Writes the embedding rows of `tokens` (each `< vocab`) into `x` (`tokens × dim`).
+    pub(crate) fn embed_rows(&self, tokens: &[u32], x: &mut [f32]) {
+        let d = self.cfg.dim;
+        for (r, &t) in tokens.iter().enumerate() {
+            self.embed.row(t as usize, &mut x[r * d..(r + 1) * d]);
+        }
+    }
+
+    /// Decoder block `l` on the stacked rows `x` (in place), appending to the caches
+    /// (`caches[i]` holds block `l` and belongs to the rows of `spans[i]`).
+    pub(crate) fn block(
         &self,
         l: usize,
         x: &mut [f32],
         positions: &[usize],
         rope: &RopeTable,
-        seqs: &mut [SeqInput<'_>],
+        caches: &mut [&mut KvCache],
         spans: &[(usize, usize, usize)],
     ) {
         let c = &self.cfg;
@@ -873,11 +925,11 @@ impl Llama {
             }
         }
         // Append keys and values, then attend per (row, head).
-        for (si, s) in seqs.iter_mut().enumerate() {
+        for (si, cache) in caches.iter_mut().enumerate() {
             let (row0, n, _) = spans[si];
             for r in row0..row0 + n {
                 let row = &qkv[r * n_qkv..(r + 1) * n_qkv];
-                s.cache.push(l, &row[qd..qd + kvd], &row[qd + kvd..]);
+                cache.push(l, &row[qd..qd + kvd], &row[qd + kvd..]);
             }
         }
         let mut att = vec![0.0f32; m * qd];
@@ -889,9 +941,12 @@ impl Llama {
             .enumerate()
             .flat_map(|(si, &(_, n, _))| std::iter::repeat_n(si, n))
             .collect();
-        let caches: Vec<(&[Vec<f32>], &[f32])> = seqs
+        let caches: Vec<(&[Vec<f32>], &[f32])> = caches
             .iter()
-            .map(|s| (s.cache.k[l].as_slice(), s.cache.v[l].as_slice()))
+            .map(|kv| {
+                let i = l - kv.first;
+                (kv.k[i].as_slice(), kv.v[i].as_slice())
+            })
             .collect();
         let work: usize = positions.iter().map(|p| p + 1).sum::<usize>() * qd;
         let one_head = |(i, o): (usize, &mut [f32])| {
@@ -955,20 +1010,19 @@ impl Llama {
         let d = c.dim;
         let n = tokens.len();
         let mut x = vec![0.0f32; n * d];
-        for (r, &t) in tokens.iter().enumerate() {
-            self.embed.row(t as usize, &mut x[r * d..(r + 1) * d]);
-        }
+        self.embed_rows(tokens, &mut x);
         let positions: Vec<usize> = (0..n).collect();
         let rope = RopeTable::new(c, &positions);
         let mut cache = KvCache::new(c);
-        let steps = [n];
-        let mut seqs = [SeqInput {
-            cache: &mut cache,
-            tokens,
-            steps: &steps,
-        }];
         for l in 0..layer {
-            self.block(l, &mut x, &positions, &rope, &mut seqs, &[(0, n, 0)]);
+            self.block(
+                l,
+                &mut x,
+                &positions,
+                &rope,
+                &mut [&mut cache],
+                &[(0, n, 0)],
+            );
         }
         Ok(x)
     }
@@ -1013,21 +1067,14 @@ impl Llama {
         }
         let positions: Vec<usize> = (0..prefix).collect();
         let rope = RopeTable::new(c, &positions);
-        let mut cache = KvCache::new(c);
+        let mut cache = KvCache::for_blocks(c, layer - 1..layer, prefix);
         let mut x = inputs.to_vec();
-        let tokens = vec![0u32; prefix];
-        let steps = [prefix];
-        let mut seqs = [SeqInput {
-            cache: &mut cache,
-            tokens: &tokens,
-            steps: &steps,
-        }];
         self.block(
             layer - 1,
             &mut x,
             &positions,
             &rope,
-            &mut seqs,
+            &mut [&mut cache],
             &[(0, prefix, 0)],
         );
         Ok(x[rows.start * d..rows.end * d].to_vec())
@@ -1110,14 +1157,14 @@ fn floats(name: &str, ty: Option<WeightType>, b: &[u8]) -> Result<Vec<f32>, Comp
 }
 
 /// cos/sin of every (row, pair).
-struct RopeTable {
+pub(crate) struct RopeTable {
     half: usize,
     cos: Vec<f32>,
     sin: Vec<f32>,
 }
 
 impl RopeTable {
-    fn new(c: &LlamaConfig, positions: &[usize]) -> Self {
+    pub(crate) fn new(c: &LlamaConfig, positions: &[usize]) -> Self {
         let half = c.head_dim / 2;
         let inv: Vec<f64> = (0..half)
             .map(|i| {

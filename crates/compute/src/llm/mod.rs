@@ -12,12 +12,17 @@
 //! embedding, `1..=L` the blocks, `L+1` the head (logits of the step's last row). A
 //! teacher-forced prefill over prompt + generated tokens cut into the same steps yields
 //! the same leaves, bit for bit.
+//!
+//! [`stage`] splits a generation into pipeline stages — contiguous ranges of those
+//! layers, one provider each, rows passed from one to the next — with the same leaves
+//! and tokens as the whole model.
 
 pub mod generate;
 pub mod gguf;
 pub mod llama;
 pub mod quant;
 pub mod sample;
+pub mod stage;
 pub mod vocab;
 
 pub use generate::{load, Generation, LlmModel, StopReason};

@@ -225,7 +225,7 @@ impl State {
         if result.input != agreed.input {
             return Err(TxError::InputMismatch);
         }
-        let ops = j.spec.stages[stage as usize].ops;
+        let ops = j.billed_ops(stage as usize);
         let defendant = self
             .defendant_of(job, stage)
             .ok_or(TxError::WrongPhase("auditing".into()))?;
@@ -691,7 +691,7 @@ impl State {
             return;
         };
         let payer = j.payer;
-        let stage_ops = j.spec.stages[d.stage as usize].ops;
+        let stage_ops = j.billed_ops(d.stage as usize);
         let replicas: Vec<(Address, Hash, Amount)> = j.stages[d.stage as usize]
             .slots
             .iter()
@@ -887,7 +887,7 @@ impl State {
                 continue;
             }
             let Some(agreed) = st.result else { continue };
-            let ops = j.spec.stages[i].ops;
+            let ops = j.billed_ops(i);
             for a in st.slots.iter().filter_map(|s| s.assignment.as_ref()) {
                 if a.result.is_some_and(|r| r.output == agreed.output) {
                     let bill = Amount::cost(ops, a.price).unwrap_or_default();

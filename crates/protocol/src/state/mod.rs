@@ -56,7 +56,7 @@ pub use entity::{
     Account, Assignment, AuditSlot, Claim, Dispute, DisputeKind, DisputePhase, Job, JobStatus,
     Mandate, Meta, Party, Proposal, ProposalStatus, Provider, Slot, Stage, StagePhase, VoteRecord,
 };
-pub use jobs::{audit_draw, auditor_seed, replica_seed};
+pub use jobs::{audit_draw, auditor_seed, replica_seed, session_break};
 
 /// An account at genesis.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -90,6 +90,7 @@
 mod audit;
 mod dispute;
 mod exec;
+mod generation;
 pub(crate) mod plan;
 mod register;
 mod settle;
@@ -374,6 +375,7 @@ impl Provider {
         let fetcher = Fetcher::new(store.clone(), config.data_dir.join("partial"), 4 << 20)?;
         let journal = Journal::open(config.data_dir.join("journal.json"))?;
         let inbox: Inbox = Arc::default();
+        let sessions = generation::registry(&config.key);
         let vivaldi = Arc::new(Mutex::new(VivaldiNode::default()));
 
         // The data plane.
@@ -388,6 +390,7 @@ impl Provider {
             address,
             vivaldi: vivaldi.clone(),
             extra_rtt: config.extra_rtt,
+            sessions: sessions.clone(),
         });
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, plane).await {
@@ -463,6 +466,7 @@ impl Provider {
             fetcher,
             journal,
             inbox,
+            sessions,
             models: Arc::default(),
             local: Local::default(),
             running: BTreeMap::new(),
@@ -539,6 +543,8 @@ struct Daemon {
     fetcher: Fetcher,
     journal: Journal,
     inbox: Inbox,
+    /// Generation sessions (shared with the data plane).
+    sessions: Arc<crate::session::Sessions>,
     models: Models,
     /// What the planner reads besides the chain and the journal.
     local: Local,

@@ -485,6 +485,7 @@ mod tests {
             input,
             output: Hash([5; 32]),
             trace_root: Hash([6; 32]),
+            steps: 0,
         }
     }
 
@@ -744,6 +745,7 @@ mod tests {
             input: input(),
             output: agreed,
             trace_root: Hash([4; 32]),
+            steps: 0,
         });
         let mut second = job.stages[0].clone();
         second.result = None;

@@ -213,6 +213,7 @@ mod tests {
             input: Hash([n; 32]),
             output: Hash([n + 1; 32]),
             trace_root: Hash([n + 2; 32]),
+            steps: 0,
         }
     }
 

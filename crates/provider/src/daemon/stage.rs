@@ -24,6 +24,7 @@ use agentic_protocol::state::{Job, StagePhase};
 use agentic_protocol::tx::StageResult;
 use agentic_protocol::{Address, Hash, JobId, TxBody};
 
+use super::generation;
 use super::plan::{send, Action, Actor, Landed, Me, Missing, Stuck, TxKey, View};
 use super::tasks::{salt_for, seed_for, Blob, ComputeTask};
 use super::{Daemon, ProviderError};
@@ -58,10 +59,17 @@ pub(crate) fn plan_stage(
         return;
     };
     let key = (id, s);
+    let generation = generation::is_generation(job);
     if let StagePhase::Running { reveal_deadline } = st.phase {
         if a.commitment.is_none() {
             if view.height > a.deadline.0 {
                 return;
+            }
+            if generation {
+                if let Some(rec) = view.journal.get(id, s).filter(|r| r.role == Role::Stage) {
+                    return plan_commit(view, me, id, s, &rec.result, out);
+                }
+                return generation::plan_work(view, me, actor, id, job, s, out);
             }
             return plan_work(view, me, actor, id, job, s, out);
         }
@@ -73,7 +81,10 @@ pub(crate) fn plan_stage(
             if !view.local.pending.contains(&TxKey::Reveal(id, s)) {
                 // The data first: once the result is on chain, anyone may need the
                 // output (the next stage, the requester, a referee).
-                if !rec.published {
+                // A generation stage's output is a hash over its steps, except the
+                // last stage's: the transcript, which it publishes.
+                let publishes = !generation || s as usize + 1 == job.stages.len();
+                if !rec.published && publishes {
                     out.push(Action::Publish { job: id, stage: s });
                 }
                 let salt = salt_for(&me.salt_secret, id, s);
@@ -93,7 +104,10 @@ pub(crate) fn plan_stage(
         }
     }
     // Keep pushing the output to the next stage while it has not committed (a
-    // re-routed replacement needs it too).
+    // re-routed replacement needs it too). A session's stages exchanged theirs.
+    if generation {
+        return;
+    }
     if let Some(output) = output_of(view, key) {
         plan_push(view, me, id, job, s, output, out);
     }
@@ -173,7 +187,7 @@ fn plan_work(
 }
 
 /// `CommitResult` for our result of stage `s`.
-fn plan_commit(
+pub(super) fn plan_commit(
     view: &View<'_>,
     me: &Me,
     id: JobId,
@@ -205,7 +219,14 @@ fn plan_commit(
 /// penalty and the job goes on (the daemon keeps trying); if nobody can, the job is
 /// cancelled and the payer compensates every assigned provider. A later stage's
 /// input is the previous stage's output, not the job's data: it is never claimed.
-fn plan_missing(view: &View<'_>, id: JobId, job: &Job, s: u32, m: &Missing, out: &mut Vec<Action>) {
+pub(super) fn plan_missing(
+    view: &View<'_>,
+    id: JobId,
+    job: &Job,
+    s: u32,
+    m: &Missing,
+    out: &mut Vec<Action>,
+) {
     let job_data = m.what == Blob::Model || s == 0;
     let due = m.failures >= CLAIM_AFTER_FAILURES && m.waited >= CLAIM_PATIENCE;
     let claimed = job.claim.is_some()
@@ -229,9 +250,10 @@ fn plan_missing(view: &View<'_>, id: JobId, job: &Job, s: u32, m: &Missing, out:
     );
 }
 
-/// The input stage `s` must start from, once the chain knows it.
+/// The input stage `s` must start from, once the chain knows it (every stage of a
+/// generation job starts from the job's request).
 pub(crate) fn expected_input(job: &Job, s: u32) -> Option<Hash> {
-    if s == 0 {
+    if s == 0 || generation::is_generation(job) {
         Some(job.spec.input)
     } else {
         job.stages[s as usize - 1].result.map(|r| r.output)
@@ -292,6 +314,17 @@ impl Daemon {
         input: Hash,
         mode: Option<Misbehaviour>,
     ) {
+        if generation::is_generation(job) {
+            let held = job.stages[s as usize].slots.iter().any(|x| {
+                x.assignment
+                    .as_ref()
+                    .is_some_and(|a| a.provider == self.me.address)
+            });
+            if held {
+                return self.start_session(id, job, s).await;
+            }
+            return self.start_generation_audit(id, job, s).await;
+        }
         let spec = job.spec.stages[s as usize];
         let layers = spec.first_layer as usize..(spec.first_layer + spec.layers) as usize;
         let sources = self.sources(job, s).await;
@@ -403,7 +436,7 @@ impl Daemon {
         out
     }
 
-    async fn endpoint(&mut self, a: &Address) -> Option<String> {
+    pub(super) async fn endpoint(&mut self, a: &Address) -> Option<String> {
         if let Some(e) = self.endpoints.get(a) {
             return Some(e.clone());
         }

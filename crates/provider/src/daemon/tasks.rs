@@ -23,6 +23,7 @@ use std::time::Instant;
 use agentic_client::Client;
 use agentic_compute::activation::DecodeLimits;
 use agentic_compute::bundle::{Bundle, BundleLimits};
+use agentic_compute::llm::generate::LlmModel;
 use agentic_compute::registry::LoadedModel;
 use agentic_compute::train::task::{TaskLimits, TrainState, TrainTask};
 use agentic_compute::Activation;
@@ -106,7 +107,7 @@ pub(crate) enum TaskError {
 impl TaskError {
     /// A failed fetch of `what`: unavailable when no source had it (or none served it
     /// intact); a local failure or an oversized blob is not the data's absence.
-    fn fetch(what: Blob, e: FetchError) -> TaskError {
+    pub(crate) fn fetch(what: Blob, e: FetchError) -> TaskError {
         match e {
             FetchError::NotFound(_) | FetchError::Failed { .. } => TaskError::Unavailable {
                 what,
@@ -138,13 +139,26 @@ impl std::fmt::Display for TaskError {
 pub(crate) enum Workload {
     Inference(LoadedModel),
     Training(TrainTask),
+    /// A Llama-family LLM (a GGUF file): generation jobs.
+    Llm(Arc<LlmModel>),
+}
+
+/// The registry LLM whose GGUF hashes to `model`, if any.
+pub(crate) fn registry_llm(model: &Hash) -> Option<&'static str> {
+    (agentic_compute::registry::SMOLLM2_GGUF_BLAKE3
+        .parse::<Hash>()
+        .ok()
+        == Some(*model))
+    .then_some("smollm2-135m")
 }
 
 pub(crate) type Models = Arc<Mutex<BTreeMap<Hash, Arc<Workload>>>>;
 
 /// The model (or training task) `model`, fetched from `sources` and decoded once per
-/// daemon.
-async fn load_workload(
+/// daemon. A registry LLM (its GGUF's pinned hash, e.g. `smollm2-135m`) comes from the
+/// registry's cache, filled from its public source on first use, like `agentic model
+/// run` does; any other GGUF comes through the blob store.
+pub(crate) async fn load_workload(
     fetcher: &Fetcher,
     models: &Models,
     model: Hash,
@@ -159,6 +173,25 @@ async fn load_workload(
     if let Some(m) = cached {
         return Ok(m);
     }
+    if let Some(name) = registry_llm(&model) {
+        let m = tokio::task::spawn_blocking(move || -> Result<Workload, String> {
+            let path =
+                agentic_compute::registry::fetch_smollm2(&agentic_compute::registry::smollm2_dir())
+                    .map_err(|e| e.to_string())?;
+            let mut m =
+                agentic_compute::llm::generate::load_gguf(&path).map_err(|e| e.to_string())?;
+            m.name = name.to_string();
+            Ok(Workload::Llm(Arc::new(m)))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let m = Arc::new(m);
+        models
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(model, m.clone());
+        return Ok(m);
+    }
     fetcher
         .fetch(&model, sources, &quiet)
         .await
@@ -169,6 +202,12 @@ async fn load_workload(
             .get(&model)
             .map_err(|e| e.to_string())?
             .ok_or("model vanished from the store")?;
+        if bytes.starts_with(b"GGUF") {
+            let mut r = std::io::Cursor::new(&bytes[..]);
+            return agentic_compute::llm::generate::load_gguf_from(&mut r)
+                .map(|m| Workload::Llm(Arc::new(m)))
+                .map_err(|e| e.to_string());
+        }
         if TrainTask::is_task(&bytes) {
             return TrainTask::decode(&bytes, TaskLimits::default())
                 .map(Workload::Training)
@@ -226,6 +265,9 @@ impl ComputeTask {
             let (computed, blobs) = match &*model {
                 Workload::Inference(m) => run_layers(m, &bytes, layers, mode, &seed)?,
                 Workload::Training(t) => run_steps(t, &bytes, layers, mode)?,
+                Workload::Llm(_) => {
+                    return Err("an LLM runs generation sessions, not single passes".into())
+                }
             };
             if computed.ops != declared && mode.is_none() {
                 tracing::warn!(

@@ -165,6 +165,8 @@ pub fn prepare(texts: &[&str], cuts: &[u32], max_price: u128, deadline: u64) -> 
             layers: w[1] - w[0],
             ops: out.total_ops(),
             step_units: 0,
+            step_ops: 0,
+            key_ops: 0,
         });
         act = out.output.clone();
         local.push(out);
@@ -182,6 +184,7 @@ pub fn prepare(texts: &[&str], cuts: &[u32], max_price: u128, deadline: u64) -> 
         },
         coord: Default::default(),
         placement: Vec::new(),
+        generation: None,
     };
     Prepared {
         spec,
@@ -298,6 +301,8 @@ pub fn prepare_training(
             layers: w[1] - w[0],
             ops: task.step_ops() * u64::from(w[1] - w[0]),
             step_units: agentic_compute::train::units::step_units(&task),
+            step_ops: 0,
+            key_ops: 0,
         });
         bytes = run.state.encode();
         local.push(run);
@@ -316,6 +321,7 @@ pub fn prepare_training(
         },
         coord: Default::default(),
         placement: Vec::new(),
+        generation: None,
     };
     PreparedTraining {
         spec,

@@ -718,6 +718,7 @@ fn make_work(
             input,
             output: made_up(u32::MAX),
             trace_root: made_up(u32::MAX - 1),
+            steps: 0,
         }),
         _ => None,
     };

@@ -169,6 +169,8 @@ pub(super) fn training_dispute() -> anyhow::Result<Value> {
         layers: STEPS as u32,
         ops: job_ops,
         step_units: units,
+        step_ops: 0,
+        key_ops: 0,
     };
     let mut o = open_audited_dispute(
         &referee,

@@ -286,3 +286,24 @@ codec_struct!(Job {
     excluded [list limits::MAX_EXCLUDED],
     claim,
 });
+
+impl Job {
+    /// Whether the job is a generation session ([`JobSpec::generation`]).
+    pub fn is_generation(&self) -> bool {
+        self.spec.generation.is_some()
+    }
+
+    /// The ops stage `i` bills at its providers' and auditor's prices: for a
+    /// generation stage whose result is agreed, the ops of the steps it
+    /// revealed ([`crate::tx::StageSpec::generation_ops`]); before that, the
+    /// most it may bill ([`JobSpec::stage_max_ops`]); a stage's `ops` for
+    /// other jobs. (0 only for a spec the ledger would have refused.)
+    pub fn billed_ops(&self, i: usize) -> u64 {
+        let steps = self.stages.get(i).and_then(|s| s.result).map(|r| r.steps);
+        match steps {
+            Some(steps) => self.spec.stage_ops_for(i, steps),
+            None => self.spec.stage_max_ops(i),
+        }
+        .unwrap_or(0)
+    }
+}

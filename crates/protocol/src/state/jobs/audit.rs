@@ -33,7 +33,9 @@ impl State {
                 // The most tempting provider sets the odds: the lowest score and,
                 // for the value floor, each provider's own value against its
                 // slashable stake.
-                let ops = j.spec.stages[stage as usize].ops;
+                // Before the reveal, a generation's steps are unknown: its
+                // value is taken at `max_tokens` (the most it can bill).
+                let ops = j.spec.stage_max_ops(stage as usize).unwrap_or(u64::MAX);
                 let audit_fee = Amount::cost(ops, j.spec.max_price).unwrap_or(Amount(u128::MAX));
                 let probability = st
                     .slots
@@ -110,7 +112,7 @@ impl State {
     ) -> Option<(Address, Amount)> {
         let j = self.jobs.get(&job)?;
         let st = &j.stages[stage as usize];
-        let ops = j.spec.stages[stage as usize].ops;
+        let ops = j.billed_ops(stage as usize);
         let auditor = match (&st.audit, st.phase) {
             (_, StagePhase::Auditing { auditor, price, .. }) => Some((auditor, price)),
             (Some(a), _) => Some((a.auditor, a.price)),

@@ -3,7 +3,8 @@
 //! A replica posts [`crate::tx::StageResult::commitment`] (binding the job, the stage,
 //! its result, a secret salt and its own address) before its deadline, and
 //! only once the stage's input is agreed (the job input, or the previous
-//! stage's agreed output). The block that completes a stage's
+//! stage's agreed output) — except in a generation job, whose stages ran
+//! together as one session and may all commit as soon as they are assigned. The block that completes a stage's
 //! commitments hands it to the audit decision (`jobs::audit`); reveals open
 //! right away, or once the drawn auditor committed too (`jobs::reveal`).
 //!
@@ -40,8 +41,11 @@ impl State {
         }
         // A commitment needs an agreed input: the beacon of the block that
         // completes the commitments draws the audit, and the auditor must be
-        // able to compute from that input at once.
-        State::expected_input(j, stage)?;
+        // able to compute from that input at once. A generation session's
+        // stages ran together off-chain and commit in any order.
+        if !j.is_generation() {
+            State::expected_input(j, stage)?;
+        }
         let r = st
             .slots
             .iter()

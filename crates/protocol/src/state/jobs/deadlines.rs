@@ -4,7 +4,9 @@
 //! agreed and no availability claim is pending) or its reveal deadline pays
 //! the miss penalty — or is slashed, when it kept a reveal back from an
 //! audited stage — and is excluded from the job; its slot is vacated
-//! (`jobs::matching`). An auditor that misses its deadline pays the miss
+//! (`jobs::matching`) — except in a generation job, which fails instead,
+//! its escrow refunded (a session cannot go on without one of its
+//! stages). An auditor that misses its deadline pays the miss
 //! penalty and is excluded too: one that missed its commitment is replaced
 //! by a fresh draw (reveals open unaudited if nobody qualifies); one that
 //! missed its report lets the stage go on to its challenge window.
@@ -16,23 +18,83 @@ use crate::types::{limits, Address, Amount, JobId};
 impl State {
     /// Per-block: replicas that missed their commit or reveal deadline are
     /// penalized, excluded from the job, and their slot goes back to matching.
+    ///
+    /// A generation session cannot go on without one of its stages (a
+    /// replacement would have to rerun the session with providers that
+    /// already committed to it), so there every stage of the job is checked,
+    /// each late provider is penalized as above, and the job fails with its
+    /// escrow refunded (`fail_job`): the stages still running, including
+    /// those that revealed and wait for the others, are released unpaid.
     pub(crate) fn check_stage_deadlines(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
-        let now = self.now();
-        let Some(j) = self.jobs.get(&job) else { return };
-        let Some(st) = j.stages.get(stage as usize) else {
+        let Some((generation, stages)) = self
+            .jobs
+            .get(&job)
+            .map(|j| (j.is_generation(), j.stages.len() as u32))
+        else {
             return;
+        };
+        if !generation {
+            let slots = self.penalize_late(job, stage, ctx);
+            if !slots.is_empty() {
+                self.vacate(job, stage, &slots, ctx);
+            }
+            return;
+        }
+        let mut failed = false;
+        for s in 0..stages {
+            let slots = self.penalize_late(job, s, ctx);
+            if slots.is_empty() {
+                continue;
+            }
+            failed = true;
+            // Already penalized and released: out of the job, so stopping it
+            // does not release them twice.
+            if let Some(jm) = self.job_mut(job) {
+                let mut gone = Vec::new();
+                for r in slots {
+                    if let Some(a) = jm.stages[s as usize]
+                        .slots
+                        .get_mut(r)
+                        .and_then(|x| x.assignment.take())
+                    {
+                        gone.push(a.provider);
+                    }
+                }
+                for who in gone {
+                    if !jm.excluded.contains(&who) && jm.excluded.len() < limits::MAX_EXCLUDED {
+                        jm.excluded.push(who);
+                    }
+                }
+            }
+        }
+        if failed {
+            self.fail_job(job, ctx);
+        }
+    }
+
+    /// Penalizes the replicas of a running stage that missed their commit or
+    /// reveal deadline and releases them (`active`, `open`); returns their
+    /// slots, for the caller to vacate.
+    fn penalize_late(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) -> Vec<usize> {
+        let now = self.now();
+        let Some(j) = self.jobs.get(&job) else {
+            return Vec::new();
+        };
+        let Some(st) = j.stages.get(stage as usize) else {
+            return Vec::new();
         };
         let StagePhase::Running { reveal_deadline } = st.phase else {
-            return;
+            return Vec::new();
         };
-        let ops = j.spec.stages[stage as usize].ops;
+        let ops = j.billed_ops(stage as usize);
         // A commit deadline runs only once the stage's input is agreed and
         // undisputed, and not while an availability claim is checked: an
         // honest downstream replica is never blamed for an upstream failure
         // (its deadline is extended when the input arrives or its dispute
-        // ends, and after a rejected claim).
+        // ends, and after a rejected claim). A generation session's stages
+        // need no agreed input to commit.
         let input_ready = j.claim.is_none()
-            && (stage == 0 || {
+            && (stage == 0 || j.is_generation() || {
                 let prev = &j.stages[stage as usize - 1];
                 prev.result.is_some() && !matches!(prev.phase, StagePhase::Disputed { .. })
             });
@@ -51,9 +113,6 @@ impl State {
                 (late_commit || late_reveal).then_some((r, a.provider, a.price, late_reveal))
             })
             .collect();
-        if missed.is_empty() {
-            return;
-        }
         let payer = j.payer;
         let mut slots = Vec::new();
         for (r, provider, price, late_reveal) in missed {
@@ -75,7 +134,7 @@ impl State {
             });
             slots.push(r);
         }
-        self.vacate(job, stage, &slots, ctx);
+        slots
     }
 
     /// Slashes `miss_penalty_ppm` of a provider's stake (the payer gets the
@@ -126,7 +185,7 @@ impl State {
             ) if a.commitment.is_none() && a.deadline < now => (a.auditor, a.price, false),
             _ => return,
         };
-        let value = Amount::cost(j.spec.stages[stage as usize].ops, price).unwrap_or_default();
+        let value = Amount::cost(j.billed_ops(stage as usize), price).unwrap_or_default();
         let payer = j.payer;
         self.penalize_miss(auditor, payer, value);
         self.release_auditor(job, stage, false);

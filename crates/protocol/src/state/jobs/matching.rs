@@ -5,7 +5,9 @@
 //! named placement); every further replica is drawn by stake from the
 //! block's beacon ([`replica_seed`]), and an auditor is drawn the same way
 //! (`jobs::audit`). A job never gets the same provider twice. A stage with
-//! an empty slot past `match_timeout` cancels the job.
+//! an empty slot past `match_timeout` cancels the job. A generation job is
+//! matched whole (every stage in the same block, all with the deadline
+//! `now + deadline`) or not at all.
 //!
 //! Slots also leave: `vacate` empties the slots of replicas that
 //! were penalized (missed deadline, broken chain) and, before any reveal,
@@ -196,6 +198,12 @@ impl State {
                 self.cancel_job(id, ctx);
                 self.matching.remove(&id);
                 continue;
+            }
+            if waiting && job.is_generation() {
+                // A session runs all its stages at once: it is matched whole
+                // or not at all, so every stage's deadline counts from the
+                // block the session can start and no provider idles meanwhile.
+                assigned.clear();
             }
             let deadline = now.plus(job.spec.deadline);
             for &(s, r, p, price) in &assigned {

@@ -49,3 +49,4 @@ mod submit;
 
 pub use audit::{audit_draw, auditor_seed};
 pub use matching::replica_seed;
+pub use reveal::session_break;

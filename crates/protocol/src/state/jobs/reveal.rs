@@ -9,6 +9,18 @@
 //! the stage's result, gives the next stage's replicas their full deadline
 //! from now, and hands the stage to its auditor (if one committed) or to
 //! its challenge window (`jobs::settle`).
+//!
+//! A generation job's stages ran as one session: reveals open for every
+//! stage at once, when the last stage's commitments (and auditor's) are
+//! final, so no stage can read another's links before committing to its
+//! own. A reveal claims the steps
+//! run (`1..=max_tokens`; other stages claim 0) and is not checked against
+//! the previous stage's output. Each stage's agreed result is held (the stage
+//! stays `Running`) until every stage has one; then [`session_break`] checks
+//! the chain (same steps everywhere, stage `i`'s output = stage `i + 1`'s
+//! input, the last stage's output = stage 0's input). It holds → every stage
+//! goes to its auditor or challenge window as above; it is broken → the job
+//! fails with its whole escrow refunded, nobody paid, nobody slashed.
 
 use crate::error::TxError;
 use crate::event::Event;
@@ -19,7 +31,36 @@ use crate::types::{Address, Amount, Hash, JobId};
 impl State {
     /// Opens a stage's reveal window (every replica committed and, when
     /// audited, the auditor too).
+    ///
+    /// A generation session opens its reveals only once every stage is that
+    /// far, and then all at once: a stage that saw another's revealed hashes
+    /// before committing could claim the session's links without computing.
     pub(crate) fn open_reveals(&mut self, job: JobId, stage: u32) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        if j.is_generation() {
+            let ready = |st: &crate::state::Stage| {
+                matches!(
+                    st.phase,
+                    StagePhase::Running {
+                        reveal_deadline: None
+                    }
+                ) && st.slots.iter().all(|s| {
+                    s.assignment
+                        .as_ref()
+                        .is_some_and(|a| a.commitment.is_some())
+                }) && st.audit.as_ref().is_none_or(|a| a.commitment.is_some())
+            };
+            if j.stages.iter().all(ready) {
+                for s in 0..j.stages.len() as u32 {
+                    self.open_stage_reveals(job, s);
+                }
+            }
+            return;
+        }
+        self.open_stage_reveals(job, stage);
+    }
+
+    fn open_stage_reveals(&mut self, job: JobId, stage: u32) {
         let rd = self.now().plus(self.params.reveal_window);
         if let Some(j) = self.job_mut(job) {
             j.stages[stage as usize].phase = StagePhase::Running {
@@ -70,14 +111,31 @@ impl State {
         if result.commitment(job, stage, salt, &who) != c {
             return Err(TxError::CommitmentMismatch);
         }
-        let agreed = State::expected_input(j, stage)?;
-        if result.input != agreed {
-            // The commitment opened: the provider signed a result built on an
-            // input the chain never agreed on. Honest providers commit only
-            // after the previous stage's reveal, so this is fraud, not bad luck.
-            self.charge(who, fee);
-            self.break_chain(job, stage, r, who, result.input, agreed, ctx);
-            return Ok(());
+        // A generation stage reveals how many steps the session ran; its
+        // input is checked against the other stages' once all revealed
+        // (`on_session_revealed`). Other stages reveal no steps.
+        let max_steps = j.spec.generation.map_or(0, |g| g.max_tokens);
+        let steps_ok = match j.spec.generation {
+            Some(g) => (1..=g.max_tokens).contains(&result.steps),
+            None => result.steps == 0,
+        };
+        if !steps_ok {
+            return Err(TxError::InvalidSteps {
+                steps: result.steps,
+                max: max_steps,
+            });
+        }
+        if j.spec.generation.is_none() {
+            let agreed = State::expected_input(j, stage)?;
+            if result.input != agreed {
+                // The commitment opened: the provider signed a result built on
+                // an input the chain never agreed on. Honest providers commit
+                // only after the previous stage's reveal, so this is fraud, not
+                // bad luck.
+                self.charge(who, fee);
+                self.break_chain(job, stage, r, who, result.input, agreed, ctx);
+                return Ok(());
+            }
         }
         self.charge(who, fee);
         if let Some(p) = self.provider_mut(who) {
@@ -186,18 +244,31 @@ impl State {
             );
             return;
         }
-        // Agreement. An auditor drawn at commit time (and committed) now opens
-        // its commitment; otherwise the challenge window opens.
-        let audit = st
+        // Agreement. A generation stage holds its result until every stage of
+        // the session revealed; any other stage goes on to verification.
+        let generation = j.is_generation();
+        if let Some(jm) = self.job_mut(job) {
+            jm.stages[stage as usize].result = Some(r0);
+        }
+        if generation {
+            self.on_session_revealed(job, ctx);
+            return;
+        }
+        self.extend_next_stage(job, stage + 1);
+        self.verify_stage(job, stage, ctx);
+    }
+
+    /// A stage's result is agreed: an auditor drawn at commit time (and
+    /// committed) now opens its commitment; otherwise the challenge window
+    /// opens.
+    fn verify_stage(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        let audit = j.stages[stage as usize]
             .audit
             .as_ref()
             .filter(|a| a.commitment.is_some())
             .map(|a| (a.auditor, a.price));
         let now = self.now();
-        if let Some(jm) = self.job_mut(job) {
-            jm.stages[stage as usize].result = Some(r0);
-        }
-        self.extend_next_stage(job, stage + 1);
         match audit {
             Some((auditor, price)) => {
                 let deadline = now.plus(self.params.audit_window);
@@ -214,6 +285,39 @@ impl State {
         }
     }
 
+    /// A generation stage's result is agreed. Once every stage of the session
+    /// has one, the chain is checked ([`session_break`]): it holds → every
+    /// stage goes on to its audit or challenge window, in stage order; it is
+    /// broken → `SessionBroken`, the job fails with its whole escrow refunded
+    /// and nobody is paid. Nobody is slashed either: the ledger cannot yet
+    /// tell which side of the broken link lied (the interim rule, until
+    /// generation disputes).
+    fn on_session_revealed(&mut self, job: JobId, ctx: &mut BlockCtx) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        let held = j.stages.iter().all(|s| {
+            matches!(
+                s.phase,
+                StagePhase::Running {
+                    reveal_deadline: Some(_)
+                }
+            )
+        });
+        let results: Option<Vec<StageResult>> = j.stages.iter().map(|s| s.result).collect();
+        let (true, Some(results)) = (held, results) else {
+            // Some stage has not revealed yet: this one waits for it.
+            return;
+        };
+        let n = results.len() as u32;
+        if let Some(stage) = session_break(&results) {
+            ctx.emit(Event::SessionBroken { job, stage });
+            self.fail_job(job, ctx);
+            return;
+        }
+        for stage in 0..n {
+            self.verify_stage(job, stage, ctx);
+        }
+    }
+
     /// The stage before `stage` has an agreed result: its input exists from
     /// now on, so its replicas that have not committed get the job's whole
     /// `deadline` from this block (never less than they had). Without this a
@@ -222,6 +326,11 @@ impl State {
     pub(crate) fn extend_next_stage(&mut self, job: JobId, stage: u32) {
         let now = self.now();
         let Some(j) = self.job_mut(job) else { return };
+        if j.spec.generation.is_some() {
+            // A session's stages do not wait for each other's results: each
+            // keeps the deadline it got when the job was matched.
+            return;
+        }
         let until = now.plus(j.spec.deadline);
         let Some(st) = j.stages.get_mut(stage as usize) else {
             return;
@@ -237,4 +346,26 @@ impl State {
             self.schedule(until.plus(1), Timer::Stage(job, stage));
         }
     }
+}
+
+/// Where the revealed results of a generation job's stages (in stage order)
+/// fail to form one session, or `None` when they do:
+///
+/// - every stage ran the same number of steps: the first stage whose `steps`
+///   differ from stage 0's;
+/// - stage `i`'s output is stage `i + 1`'s input (the activations it passed
+///   on), and the last stage's output is stage 0's input (both hash the token
+///   transcript: the prompt and every sampled token): the first stage `i`
+///   whose output is not the next one's input (the last stage for the
+///   transcript link).
+///
+/// Also `None` for no results at all.
+pub fn session_break(results: &[StageResult]) -> Option<u32> {
+    let first = results.first()?;
+    if let Some(i) = results.iter().position(|r| r.steps != first.steps) {
+        return Some(i as u32);
+    }
+    (0..results.len())
+        .find(|&i| results[i].output != results[(i + 1) % results.len()].input)
+        .map(|i| i as u32)
 }

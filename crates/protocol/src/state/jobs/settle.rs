@@ -3,7 +3,8 @@
 //! A verified stage is challengeable for `challenge_window` blocks. When the
 //! window closes unchallenged, every replica whose result matches the
 //! agreed one is paid `ops × its price` from the escrow and credited with a
-//! success; the stage is final. Once every stage is final (or cancelled) the
+//! success (a generation stage's ops over the steps it revealed,
+//! `Job::billed_ops`); the stage is final. Once every stage is final (or cancelled) the
 //! rest of the escrow goes back to the payer and the job completes (or, for
 //! a failed job, settles).
 
@@ -47,7 +48,7 @@ impl State {
             return;
         }
         let Some(agreed) = st.result else { return };
-        let ops = j.spec.stages[stage as usize].ops;
+        let ops = j.billed_ops(stage as usize);
         let slots: Vec<Assignment> = st
             .slots
             .iter()

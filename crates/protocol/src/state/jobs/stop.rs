@@ -107,7 +107,8 @@ impl State {
         ctx.emit(Event::JobCancelled { job, refund });
     }
 
-    /// A stage lost a dispute: the job fails.
+    /// A stage lost a dispute (or a generation session broke or missed a
+    /// deadline): the job fails.
     ///
     /// Stages that delivered a result and are still being verified (auditing,
     /// challengeable, or in a dispute of their own) run on to their end and
@@ -169,7 +170,7 @@ impl State {
             if matches!(st.phase, StagePhase::Finalized | StagePhase::Cancelled) {
                 continue;
             }
-            let ops = j.spec.stages[i].ops;
+            let ops = j.billed_ops(i);
             let mut prices: Vec<Amount> = st
                 .slots
                 .iter()

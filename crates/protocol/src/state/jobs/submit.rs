@@ -2,7 +2,10 @@
 //!
 //! Escrow is `Σ_stages ops × max_price × (replicas + a)` where `a = 1` when
 //! the job can be audited (verification above `Optimistic`): one auditor's
-//! fee per stage is reserved. Under a mandate the escrow comes from the
+//! fee per stage is reserved. For a generation job a stage's `ops` are its
+//! ops over `max_tokens` steps ([`JobSpec::stage_max_ops`]); such a job has
+//! one replica per stage, no training stage, and `1 ≤ prompt_tokens`,
+//! `1 ≤ max_tokens`, `prompt_tokens + max_tokens ≤ MAX_GENERATION_TOKENS`. Under a mandate the escrow comes from the
 //! principal's balance and counts against the mandate's caps; every refund
 //! goes back to the principal and gives the mandate that much room again.
 //!
@@ -21,11 +24,52 @@ impl State {
         let copies = spec.requirements.replicas as u128
             + u128::from(spec.requirements.verification != VerificationLevel::Optimistic);
         let mut total: u128 = 0;
-        for s in &spec.stages {
-            let c = Amount::cost(s.ops, spec.max_price)?;
+        for i in 0..spec.stages.len() {
+            let c = Amount::cost(spec.stage_max_ops(i)?, spec.max_price)?;
             total = total.checked_add(c.0.checked_mul(copies)?)?;
         }
         Some(Amount(total))
+    }
+
+    /// A generation job's own rules: token counts in range, every stage's
+    /// ops over `max_tokens` steps countable, one provider per stage (the
+    /// session), no training stage.
+    fn check_generation(spec: &JobSpec) -> Result<(), TxError> {
+        let Some(g) = spec.generation else {
+            return Ok(());
+        };
+        if g.prompt_tokens == 0 {
+            return Err(TxError::InvalidJob("generation needs a prompt".into()));
+        }
+        if g.max_tokens == 0 {
+            return Err(TxError::InvalidJob(
+                "generation needs max_tokens of at least 1".into(),
+            ));
+        }
+        if g.prompt_tokens
+            .checked_add(g.max_tokens)
+            .is_none_or(|t| t > limits::MAX_GENERATION_TOKENS)
+        {
+            return Err(TxError::InvalidJob(
+                "prompt plus max_tokens above MAX_GENERATION_TOKENS".into(),
+            ));
+        }
+        if spec.requirements.replicas != 1 {
+            return Err(TxError::GenerationReplicas(spec.requirements.replicas));
+        }
+        for (i, s) in spec.stages.iter().enumerate() {
+            if s.step_units != 0 {
+                return Err(TxError::InvalidJob(
+                    "a generation job has no training stage".into(),
+                ));
+            }
+            if spec.stage_max_ops(i).is_none() {
+                return Err(TxError::InvalidJob(
+                    "generation ops over max_tokens overflow".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_spec(&self, spec: &JobSpec) -> Result<Amount, TxError> {
@@ -101,6 +145,7 @@ impl State {
                 }
             }
         }
+        State::check_generation(spec)?;
         let escrow = State::escrow_for(spec).ok_or(TxError::Overflow)?;
         if escrow.0 == 0 {
             return Err(TxError::InvalidJob("escrow rounds to zero".into()));

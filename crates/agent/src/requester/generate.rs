@@ -1,0 +1,329 @@
+//! Generation jobs: a prompt in, tokens streamed out as the last stage samples them,
+//! a bill for the tokens actually generated.
+//!
+//! ```text
+//!  prepare_generation (pure but for reading the model):
+//!    prompt text ─ tokenizer (+ chat template) ─▶ prompt ids ─▶ GenerationRequest blob ─▶ spec.input
+//!    trace layers 0..=L+1 split into K stages by prefill ops ─▶ per stage GenerationCost
+//!      (prefill, step, per key) ─▶ StageSpec { ops, step_ops, key_ops }
+//!    escrow = State::escrow_for(spec) = Σ ops(max_tokens) × max_price
+//!  Requester::stream (I/O):
+//!    wait until every stage has a provider ─▶ the last stage's data plane
+//!    GET /v1/sessions/{job}/tokens ─▶ on_token(index, id) for each, resuming after a
+//!    dropped connection ─▶ the end (steps, transcript hash)
+//! ```
+//!
+//! The model is named by its GGUF's blake3. A registry LLM (`smollm2-135m`) is not
+//! uploaded: providers take it from the registry's public source by that hash; a GGUF
+//! file given by path is uploaded like any model. The streamed tokens are checked
+//! against the chain once the last stage reveals ([`Requester::check_transcript`]): its
+//! committed output is the hash of the transcript.
+
+use std::time::{Duration, Instant};
+
+use agentic_compute::llm::generate::LlmModel;
+use agentic_compute::llm::stage::{self, GenerationRequest, StageRange};
+use agentic_compute::llm::{self, Sampler};
+use agentic_compute::registry;
+use agentic_protocol::state::{Job, JobStatus};
+use agentic_protocol::tx::GenerationSpec;
+use agentic_protocol::{Hash, JobId, State};
+use futures::StreamExt as _;
+
+use agentic_client::api::SessionEvent;
+use agentic_client::Client;
+
+use super::client::Requester;
+use super::error::RequesterError;
+use super::placement;
+use super::request::JobRequest;
+use super::spec::{finish_spec, PreparedJob};
+
+/// What to generate ([`super::JobInput::Generate`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerationInput {
+    /// The prompt text.
+    pub prompt: String,
+    /// Wrap the prompt as one user turn of the model's chat template.
+    pub chat: bool,
+    /// Most tokens to generate (≥ 1).
+    pub max_tokens: u32,
+    /// Greedy or seeded sampling.
+    pub sampler: Sampler,
+    /// Tokens that end the generation (`None`: the model's end-of-text tokens).
+    pub stop: Option<Vec<u32>>,
+}
+
+impl GenerationInput {
+    /// `max_tokens` greedy tokens after `prompt`, stopping at the model's end tokens.
+    pub fn new(prompt: impl Into<String>, max_tokens: u32) -> GenerationInput {
+        GenerationInput {
+            prompt: prompt.into(),
+            chat: false,
+            max_tokens,
+            sampler: Sampler::Greedy,
+            stop: None,
+        }
+    }
+}
+
+/// Loads an LLM by registry name (fetched from its public source on first use) or GGUF
+/// path; returns it with its GGUF's hash and the bytes to upload (none for a registry
+/// model).
+pub fn load_llm(name: &str) -> Result<(LlmModel, Hash, Vec<u8>), RequesterError> {
+    let err = |reason| RequesterError::Model {
+        model: name.to_string(),
+        reason,
+    };
+    if registry::is_registry_llm(name) {
+        registry::fetch_smollm2(&registry::smollm2_dir()).map_err(err)?;
+        let m = llm::load(name).map_err(err)?;
+        let hash = registry::SMOLLM2_GGUF_BLAKE3
+            .parse::<Hash>()
+            .map_err(|_| err(agentic_compute::ComputeError::config("bad pinned hash")))?;
+        return Ok((m, hash, Vec::new()));
+    }
+    let bytes = std::fs::read(name).map_err(|source| {
+        err(agentic_compute::ComputeError::Io {
+            path: name.into(),
+            source,
+        })
+    })?;
+    let m = llm::generate::load_gguf_from(&mut std::io::Cursor::new(&bytes[..])).map_err(err)?;
+    Ok((m, Hash(*blake3::hash(&bytes).as_bytes()), bytes))
+}
+
+/// Prepares a generation job (module docs).
+pub(crate) fn prepare_generation(
+    req: &JobRequest,
+    g: &GenerationInput,
+) -> Result<PreparedJob, RequesterError> {
+    let (m, model_hash, bundle) = load_llm(&req.model)?;
+    let input_err = |reason| RequesterError::Input {
+        model: req.model.clone(),
+        reason,
+    };
+    if g.prompt.is_empty() {
+        return Err(RequesterError::EmptyInput("the prompt is empty".into()));
+    }
+    let prompt = m.encode_prompt(&g.prompt, g.chat).map_err(input_err)?;
+    let request = GenerationRequest {
+        prompt,
+        max_tokens: g.max_tokens,
+        sampler: g.sampler,
+        stop: g.stop.clone().unwrap_or_else(|| m.stop_tokens.clone()),
+    };
+    request.validate(&m.model).map_err(input_err)?;
+    let p = request.prompt.len();
+    // Trace layers: 0 the embedding, 1..=L the blocks, L + 1 the head (L + 2).
+    let layers = m.model.config().layers();
+    if req.stages > layers {
+        return Err(RequesterError::MoreStagesThanLayers {
+            stages: req.stages,
+            layers,
+            model: req.model.clone(),
+        });
+    }
+    // Split by the ops of a whole generation at max_tokens (the head and the blocks
+    // dominate; the embedding alone meters nothing).
+    let per_layer: Vec<u64> = (0..layers)
+        .map(|l| {
+            stage::stage_cost(&m.model, &StageRange { first: l, count: 1 }, p)
+                .ops(p as u64, u64::from(g.max_tokens))
+                .unwrap_or(u64::MAX / layers as u64)
+        })
+        .collect();
+    let ranges =
+        placement::balanced_split(&per_layer, req.stages).ok_or(RequesterError::ZeroStages)?;
+    let costs: Vec<_> = ranges
+        .iter()
+        .map(|r| {
+            stage::stage_cost(
+                &m.model,
+                &StageRange {
+                    first: r.start,
+                    count: r.len(),
+                },
+                p,
+            )
+        })
+        .collect();
+    // finish_spec sums per-layer ops over each range: give it the prefill ops on the
+    // range's first layer so each stage's `ops` is its prefill.
+    let mut prefill = vec![0u64; layers];
+    for (r, c) in ranges.iter().zip(&costs) {
+        prefill[r.start] = c.prefill.max(1);
+    }
+    let input = request.encode();
+    let input_hash = Hash(*blake3::hash(&input).as_bytes());
+    let (mut spec, _) = finish_spec(req, model_hash, input_hash, &ranges, &prefill, &None, 0)?;
+    for (s, c) in spec.stages.iter_mut().zip(&costs) {
+        s.ops = c.prefill;
+        s.step_ops = c.step;
+        s.key_ops = c.per_key;
+    }
+    spec.generation = Some(GenerationSpec {
+        prompt_tokens: p as u32,
+        max_tokens: g.max_tokens,
+    });
+    let escrow = State::escrow_for(&spec).ok_or(RequesterError::EscrowOverflow)?;
+    let layer_names = (0..layers).map(|i| m.model.layer_name(i)).collect();
+    Ok(PreparedJob {
+        bundle,
+        model_hash,
+        input_hash,
+        input,
+        spec,
+        escrow,
+        layer_ops: per_layer,
+        layer_names,
+        boundary_bytes: Vec::new(),
+        placement: None,
+        training: None,
+    })
+}
+
+/// A finished generation as the requester saw it stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Streamed {
+    /// The job.
+    pub job: JobId,
+    /// The tokens, in order.
+    pub tokens: Vec<u32>,
+    /// Steps the session ran (= tokens).
+    pub steps: u32,
+    /// The transcript's hash as the last stage announced it.
+    pub transcript: Hash,
+    /// From submission to the first token.
+    pub first_token: Option<Duration>,
+    /// From submission to the end.
+    pub elapsed: Duration,
+}
+
+impl Requester {
+    /// Streams the tokens of generation job `id` from its last stage, calling
+    /// `on_token(index, token)` with each as soon as it arrives (each once, in order,
+    /// also across a reconnect); returns when the session ends. Waits up to
+    /// `timeout` in all.
+    pub async fn stream(
+        &self,
+        id: JobId,
+        timeout: Duration,
+        mut on_token: impl FnMut(u32, u32),
+    ) -> Result<Streamed, RequesterError> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let mut tokens: Vec<u32> = Vec::new();
+        let mut first_token = None;
+        let mut last_error = String::new();
+        loop {
+            if Instant::now() >= deadline {
+                return Err(RequesterError::Timeout {
+                    job: id,
+                    waited: start.elapsed(),
+                });
+            }
+            let job = self.job(id).await?;
+            if job.spec.generation.is_none() {
+                return Err(RequesterError::NotGeneration(id));
+            }
+            let Some(endpoint) = self.last_stage_endpoint(&job).await? else {
+                if job.status != JobStatus::Active {
+                    return Err(RequesterError::SessionFailed {
+                        job: id,
+                        reason: format!("the job is {:?} and no session ran", job.status),
+                    });
+                }
+                tokio::time::sleep(self.poll_interval).await;
+                continue;
+            };
+            let events = Client::new(endpoint)
+                .session_tokens(id, tokens.len() as u32)
+                .await;
+            let mut events = match events {
+                Ok(e) => Box::pin(e),
+                Err(e) => {
+                    last_error = e.to_string();
+                    tokio::time::sleep(self.poll_interval).await;
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::time::timeout_at(deadline.into(), events.next()).await;
+                match next {
+                    Err(_) => {
+                        return Err(RequesterError::Timeout {
+                            job: id,
+                            waited: start.elapsed(),
+                        })
+                    }
+                    Ok(None) => break, // the connection ended: resume
+                    Ok(Some(Err(e))) => {
+                        last_error = e.to_string();
+                        break;
+                    }
+                    Ok(Some(Ok(SessionEvent::Token { index, token }))) => {
+                        if index as usize != tokens.len() {
+                            continue; // a repeat after a resume
+                        }
+                        first_token.get_or_insert_with(|| start.elapsed());
+                        tokens.push(token);
+                        on_token(index, token);
+                    }
+                    Ok(Some(Ok(SessionEvent::End(end)))) => {
+                        return Ok(Streamed {
+                            job: id,
+                            tokens,
+                            steps: end.steps,
+                            transcript: end.transcript,
+                            first_token,
+                            elapsed: start.elapsed(),
+                        })
+                    }
+                    Ok(Some(Ok(SessionEvent::Abort { reason }))) => {
+                        return Err(RequesterError::SessionFailed { job: id, reason })
+                    }
+                }
+            }
+            tracing::debug!(job = id.0, error = %last_error, "token stream dropped; resuming");
+            tokio::time::sleep(self.poll_interval).await;
+        }
+    }
+
+    /// The data-plane endpoint of the job's last stage, once it has a provider.
+    async fn last_stage_endpoint(&self, job: &Job) -> Result<Option<String>, RequesterError> {
+        let Some(a) = job
+            .stages
+            .last()
+            .and_then(|st| st.slots.first())
+            .and_then(|x| x.assignment.as_ref())
+        else {
+            return Ok(None);
+        };
+        let p = self.client().provider(&a.provider).await?;
+        let e = p.provider.offer.endpoint.0;
+        Ok((!e.is_empty()).then_some(e))
+    }
+
+    /// Checks streamed tokens against the chain: the last stage's revealed output is
+    /// the hash of the transcript. `Ok(false)` while it has not revealed.
+    pub async fn check_transcript(
+        &self,
+        id: JobId,
+        tokens: &[u32],
+    ) -> Result<bool, RequesterError> {
+        let job = self.job(id).await?;
+        let Some(r) = job.stages.last().and_then(|st| st.result) else {
+            return Ok(false);
+        };
+        let ours = stage::tokens_hash(tokens);
+        if r.output != ours {
+            return Err(RequesterError::TranscriptMismatch {
+                job: id,
+                streamed: ours,
+                on_chain: r.output,
+            });
+        }
+        Ok(true)
+    }
+}

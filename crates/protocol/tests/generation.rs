@@ -1,0 +1,774 @@
+//! Generation jobs: a session across pipeline stages, committed, revealed,
+//! checked as one chain and paid for the tokens actually generated. The
+//! supply invariant and incremental root = full rebuild are checked after
+//! every block.
+
+use agentic_protocol::event::Event;
+use agentic_protocol::state::{session_break, JobStatus, StagePhase};
+use agentic_protocol::test_utils::{
+    address_of, fast_params, generation_job, job_spec, key, offer, salt_for, session_results,
+    GenesisBuilder, TestChain, Trace,
+};
+use agentic_protocol::tx::{JobSpec, StageResult, StageSpec, TxBody};
+use agentic_protocol::types::{limits, Address, Amount, Hash, JobId, VerificationLevel};
+use agentic_protocol::{State, TxError};
+use commonware_cryptography::ed25519::PrivateKey;
+
+const REQUESTER: u64 = 1;
+/// Provider seeds and prices (per mega-op).
+const PROVIDERS: [(u64, u128); 6] = [(11, 5), (12, 6), (13, 7), (14, 8), (15, 9), (16, 10)];
+const STAKE: u128 = 20_000;
+const PROMPT: u32 = 10;
+const MAX_TOKENS: u32 = 20;
+const PREFILL: u64 = 2_000_000;
+const STEP_OPS: u64 = 100_000;
+const KEY_OPS: u64 = 1_000;
+
+fn model() -> Hash {
+    Hash::digest("model", &[b"llama"])
+}
+fn input() -> Hash {
+    Hash::digest("input", &[b"prompt, sampler, seed"])
+}
+fn transcript() -> Hash {
+    Hash::digest("transcript", &[b"prompt and generated tokens"])
+}
+
+/// A requester and the first `n` providers of [`PROVIDERS`], registered.
+fn network(n: usize) -> TestChain {
+    let mut g = GenesisBuilder::new(7).params(fast_params()).account(
+        address_of(&key(REQUESTER)),
+        1_000_000,
+        0,
+    );
+    for (seed, _) in PROVIDERS {
+        g = g.account(address_of(&key(seed)), 100_000, 0);
+    }
+    let mut chain = TestChain::new(&g.build());
+    chain.check_invariants = true;
+    for &(seed, price) in &PROVIDERS[..n] {
+        register(&mut chain, seed, price);
+    }
+    ok(&mut chain);
+    chain
+}
+
+fn register(chain: &mut TestChain, seed: u64, price: u128) {
+    chain.push(
+        &key(seed),
+        TxBody::RegisterProvider {
+            offer: offer(price, 4),
+            stake: Amount(STAKE),
+        },
+    );
+}
+
+/// Produces a block whose transactions must all be accepted; its events.
+fn ok(chain: &mut TestChain) -> Vec<Event> {
+    let out = chain.produce();
+    assert!(out.receipts.iter().all(Result::is_ok), "{:?}", out.receipts);
+    out.events.into_iter().map(|e| e.event).collect()
+}
+
+fn advance(chain: &mut TestChain, n: u64) -> Vec<Event> {
+    (0..n).flat_map(|_| ok(chain)).collect()
+}
+
+/// A generation job over `stages` stages of 4 layers, prefill 2 M ops,
+/// 100 k ops per step and 1 k per attended position, max price 10.
+fn spec(stages: usize, level: VerificationLevel) -> JobSpec {
+    generation_job(
+        job_spec(model(), input(), &vec![(4, PREFILL); stages], 10, level),
+        STEP_OPS,
+        KEY_OPS,
+        PROMPT,
+        MAX_TOKENS,
+    )
+}
+
+fn submit(chain: &mut TestChain, spec: JobSpec) -> JobId {
+    let id = chain.state.meta().next_job;
+    chain
+        .step(&key(REQUESTER), TxBody::SubmitJob { spec })
+        .expect("job accepted");
+    id
+}
+
+fn provider_of(chain: &TestChain, job: JobId, stage: u32) -> (Address, Amount) {
+    let a = chain.state.job(job).unwrap().stages[stage as usize].slots[0]
+        .assignment
+        .clone()
+        .expect("assigned");
+    (a.provider, a.price)
+}
+
+fn key_of(addr: Address) -> PrivateKey {
+    PROVIDERS
+        .iter()
+        .map(|&(seed, _)| key(seed))
+        .find(|k| address_of(k) == addr)
+        .expect("a provider")
+}
+
+fn commit(chain: &mut TestChain, job: JobId, stage: u32, result: &StageResult) {
+    let (p, _) = provider_of(chain, job, stage);
+    let salt = salt_for(&p, job, stage);
+    chain.push(
+        &key_of(p),
+        TxBody::CommitResult {
+            job,
+            stage,
+            commitment: result.commitment(job, stage, &salt, &p),
+        },
+    );
+}
+
+fn reveal_body(chain: &TestChain, job: JobId, stage: u32, result: &StageResult) -> TxBody {
+    let (p, _) = provider_of(chain, job, stage);
+    TxBody::RevealResult {
+        job,
+        stage,
+        result: *result,
+        salt: salt_for(&p, job, stage),
+    }
+}
+
+fn reveal(chain: &mut TestChain, job: JobId, stage: u32, result: &StageResult) {
+    let (p, _) = provider_of(chain, job, stage);
+    let body = reveal_body(chain, job, stage, result);
+    chain.push(&key_of(p), body);
+}
+
+fn phase(chain: &TestChain, job: JobId, stage: usize) -> StagePhase {
+    chain.state.job(job).unwrap().stages[stage].phase
+}
+
+/// Every provider is free again: no active assignment, nothing open.
+fn all_released(chain: &TestChain) {
+    for (seed, _) in PROVIDERS {
+        if let Some(p) = chain.state.provider(&address_of(&key(seed))) {
+            assert_eq!((p.active, p.open), (0, 0), "provider {seed} still held");
+        }
+    }
+}
+
+#[test]
+fn generation_ops_follow_the_formula() {
+    let s = StageSpec {
+        step_ops: STEP_OPS,
+        key_ops: KEY_OPS,
+        ..StageSpec::layers(0, 4, PREFILL)
+    };
+    // One step is the prefill alone.
+    assert_eq!(s.generation_ops(PROMPT, 1), Some(PREFILL));
+    // 7 steps after 10 prompt tokens: 6 decode steps attending to
+    // 10, 11, …, 15 earlier positions (6·10 + 6·7/2 = 81).
+    assert_eq!(
+        s.generation_ops(PROMPT, 7),
+        Some(PREFILL + 6 * STEP_OPS + 81 * KEY_OPS)
+    );
+    assert_eq!(s.generation_ops(PROMPT, 20), Some(4_280_000));
+    assert_eq!(s.generation_ops(PROMPT, 0), None);
+    let huge = StageSpec {
+        key_ops: u64::MAX,
+        ..s
+    };
+    assert_eq!(huge.generation_ops(PROMPT, 1), Some(PREFILL));
+    assert_eq!(huge.generation_ops(PROMPT, 2), None);
+    let big_prefill = StageSpec {
+        step_ops: 1,
+        ..StageSpec::layers(0, 1, u64::MAX)
+    };
+    assert_eq!(big_prefill.generation_ops(1, 1), Some(u64::MAX));
+    assert_eq!(big_prefill.generation_ops(1, 2), None);
+    // Plain stages (no step or key ops) cost their prefill at any length.
+    assert_eq!(
+        StageSpec::layers(0, 1, u64::MAX).generation_ops(PROMPT, MAX_TOKENS),
+        Some(u64::MAX)
+    );
+    // Inference stages of a plain job bill their ops whatever the steps.
+    let plain = job_spec(
+        model(),
+        input(),
+        &[(4, PREFILL)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    assert_eq!(plain.stage_max_ops(0), Some(PREFILL));
+    assert_eq!(plain.stage_ops_for(0, 9), Some(PREFILL));
+    assert_eq!(plain.stage_max_ops(1), None);
+}
+
+#[test]
+fn session_break_finds_the_first_bad_link() {
+    let good = session_results(transcript(), 3, 7);
+    assert_eq!(session_break(&good), None);
+    assert_eq!(session_break(&session_results(transcript(), 1, 3)), None);
+    assert_eq!(session_break(&[]), None);
+    let mut steps = good.clone();
+    steps[2].steps = 6;
+    assert_eq!(session_break(&steps), Some(2));
+    let mut link = good.clone();
+    link[1].output = Hash([9; 32]);
+    assert_eq!(session_break(&link), Some(1));
+    let mut transcript_link = good.clone();
+    transcript_link[2].output = Hash([9; 32]);
+    assert_eq!(session_break(&transcript_link), Some(2));
+    let mut first = good;
+    first[0].input = Hash([9; 32]);
+    assert_eq!(session_break(&first), Some(2));
+}
+
+#[test]
+fn three_stage_session_commits_together_and_pays_for_tokens_generated() {
+    let mut chain = network(3);
+    let r = address_of(&key(REQUESTER));
+    let before = chain.state.balance(&r);
+    let spec = spec(3, VerificationLevel::Optimistic);
+    // The escrow covers max_tokens steps at the max price: 4.28 M ops × 10
+    // per mega-op = 42 per stage.
+    assert_eq!(spec.stage_max_ops(0), Some(4_280_000));
+    let escrow = State::escrow_for(&spec).unwrap();
+    assert_eq!(escrow, Amount(3 * 42));
+    let fee = chain
+        .state
+        .params()
+        .required_fee(&TxBody::SubmitJob { spec: spec.clone() });
+    let job = submit(&mut chain, spec.clone());
+    assert_eq!(chain.state.job(job).unwrap().escrow, escrow);
+
+    // Matched whole: every stage running, all with one deadline.
+    let j = chain.state.job(job).unwrap();
+    let deadlines: Vec<_> = j
+        .stages
+        .iter()
+        .map(|s| s.slots[0].assignment.as_ref().unwrap().deadline)
+        .collect();
+    assert!(deadlines.iter().all(|d| *d == deadlines[0]));
+    for s in 0..3 {
+        assert!(matches!(phase(&chain, job, s), StagePhase::Running { .. }));
+    }
+
+    // All three commit in one block, the last stage first: nobody waits for
+    // an earlier stage's reveal.
+    let steps = 7;
+    let results = session_results(transcript(), 3, steps);
+    for s in [2, 0, 1] {
+        commit(&mut chain, job, s, &results[s as usize]);
+    }
+    ok(&mut chain);
+    for s in 0..3 {
+        assert!(matches!(
+            phase(&chain, job, s),
+            StagePhase::Running {
+                reveal_deadline: Some(_)
+            }
+        ));
+    }
+
+    // Stages 2 and 0 reveal: their results are held while stage 1 is out.
+    reveal(&mut chain, job, 2, &results[2]);
+    reveal(&mut chain, job, 0, &results[0]);
+    ok(&mut chain);
+    let j = chain.state.job(job).unwrap();
+    for s in [0, 2] {
+        assert_eq!(j.stages[s].result, Some(results[s]));
+        assert!(matches!(j.stages[s].phase, StagePhase::Running { .. }));
+    }
+    // The held stages are not late while they wait.
+    advance(&mut chain, 2);
+    assert!(chain
+        .state
+        .job(job)
+        .unwrap()
+        .stages
+        .iter()
+        .all(|s| matches!(s.phase, StagePhase::Running { .. })));
+
+    // Stage 1 reveals: the session chains, every stage is verified together.
+    reveal(&mut chain, job, 1, &results[1]);
+    let events = ok(&mut chain);
+    for s in 0..3u32 {
+        assert!(matches!(
+            phase(&chain, job, s as usize),
+            StagePhase::Challengeable { .. }
+        ));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, Event::ChallengeWindowOpened { stage, .. } if *stage == s)));
+    }
+
+    // Windows close: each provider is paid its ops over 7 steps × its price.
+    let paid_before: Vec<_> = (0..3)
+        .map(|s| {
+            let (p, _) = provider_of(&chain, job, s);
+            chain.state.balance(&p)
+        })
+        .collect();
+    let window = chain.state.params().challenge_window;
+    let events = advance(&mut chain, window + 1);
+    let mut total = Amount::ZERO;
+    for s in 0..3u32 {
+        let (p, price) = provider_of(&chain, job, s);
+        let ops = spec.stages[s as usize]
+            .generation_ops(PROMPT, steps)
+            .unwrap();
+        assert_eq!(ops, 2_681_000);
+        let bill = Amount::cost(ops, price).unwrap();
+        assert!(
+            events.contains(&Event::StagePaid {
+                job,
+                stage: s,
+                provider: p,
+                amount: bill,
+            }),
+            "{events:?}"
+        );
+        assert_eq!(
+            chain.state.balance(&p),
+            paid_before[s as usize].checked_add(bill).unwrap()
+        );
+        total = total.checked_add(bill).unwrap();
+    }
+    // Prices 5, 6, 7: 13 + 16 + 18.
+    assert_eq!(total, Amount(47));
+    let refund = escrow.saturating_sub(total);
+    assert!(events.contains(&Event::JobCompleted { job, refund }));
+    let j = chain.state.job(job).unwrap();
+    assert_eq!(j.status, JobStatus::Completed);
+    assert_eq!(j.escrow, Amount::ZERO);
+    assert_eq!(chain.state.balance(&r).0, before.0 - fee.0 - total.0);
+    all_released(&chain);
+}
+
+/// An audited session: every stage's auditor is drawn when its commitment
+/// is final, commits before any reveal, and reports once the whole session
+/// revealed; its fee is its price × the ops of the steps revealed.
+#[test]
+fn audited_session_pays_auditors_for_the_steps_revealed() {
+    let mut chain = network(6);
+    let r = address_of(&key(REQUESTER));
+    let before = chain.state.balance(&r);
+    let spec = spec(3, VerificationLevel::Audited);
+    let escrow = State::escrow_for(&spec).unwrap();
+    // One replica and one auditor reserved per stage.
+    assert_eq!(escrow, Amount(3 * 42 * 2));
+    let fee = chain
+        .state
+        .params()
+        .required_fee(&TxBody::SubmitJob { spec: spec.clone() });
+    let job = submit(&mut chain, spec.clone());
+    let steps = 12;
+    let results = session_results(transcript(), 3, steps);
+    for s in 0..3 {
+        commit(&mut chain, job, s, &results[s as usize]);
+    }
+    ok(&mut chain);
+    // Three auditors drawn, outside the job; each commits the same result.
+    let auditors: Vec<Address> = (0..3)
+        .map(|s| chain.auditor_of(job, s).expect("audited"))
+        .collect();
+    for (s, a) in auditors.iter().enumerate() {
+        assert!((0..3).all(|t| provider_of(&chain, job, t).0 != *a));
+        let salt = salt_for(a, job, s as u32);
+        chain.push(
+            &key_of(*a),
+            TxBody::AuditCommit {
+                job,
+                stage: s as u32,
+                commitment: results[s].commitment(job, s as u32, &salt, a),
+            },
+        );
+    }
+    ok(&mut chain);
+    for s in 0..3 {
+        reveal(&mut chain, job, s, &results[s as usize]);
+    }
+    ok(&mut chain);
+    let mut prices = Vec::new();
+    for (s, a) in auditors.iter().enumerate() {
+        let StagePhase::Auditing { auditor, price, .. } = phase(&chain, job, s) else {
+            panic!("stage {s} not auditing");
+        };
+        assert_eq!(auditor, *a);
+        prices.push(price);
+    }
+    for (s, a) in auditors.iter().enumerate() {
+        chain.push(
+            &key_of(*a),
+            TxBody::AuditReport {
+                job,
+                stage: s as u32,
+                result: results[s],
+                salt: salt_for(a, job, s as u32),
+            },
+        );
+    }
+    let events = ok(&mut chain);
+    let ops = spec.stages[0].generation_ops(PROMPT, steps).unwrap();
+    let mut total = Amount::ZERO;
+    for (s, a) in auditors.iter().enumerate() {
+        let fee = Amount::cost(ops, prices[s]).unwrap();
+        assert!(events.contains(&Event::AuditAgreed {
+            job,
+            stage: s as u32,
+            auditor: *a,
+            fee,
+        }));
+        total = total.checked_add(fee).unwrap();
+    }
+    let window = chain.state.params().challenge_window;
+    let events = advance(&mut chain, window + 1);
+    for s in 0..3u32 {
+        let (p, price) = provider_of(&chain, job, s);
+        let bill = Amount::cost(ops, price).unwrap();
+        assert!(events.contains(&Event::StagePaid {
+            job,
+            stage: s,
+            provider: p,
+            amount: bill,
+        }));
+        total = total.checked_add(bill).unwrap();
+    }
+    let refund = escrow.saturating_sub(total);
+    assert!(events.contains(&Event::JobCompleted { job, refund }));
+    assert_eq!(chain.state.balance(&r).0, before.0 - fee.0 - total.0);
+    all_released(&chain);
+}
+
+/// Commits the three stages' `results` and reveals them all; returns the
+/// events of the reveal block.
+fn run_session(chain: &mut TestChain, job: JobId, results: &[StageResult]) -> Vec<Event> {
+    for (s, r) in results.iter().enumerate() {
+        commit(chain, job, s as u32, r);
+    }
+    ok(chain);
+    for (s, r) in results.iter().enumerate() {
+        reveal(chain, job, s as u32, r);
+    }
+    ok(chain)
+}
+
+/// A broken session fails the job: the whole escrow back, nobody paid,
+/// nobody slashed.
+fn assert_session_fails(results: Vec<StageResult>, broken_at: u32) {
+    let mut chain = network(3);
+    let r = address_of(&key(REQUESTER));
+    let before = chain.state.balance(&r);
+    let spec = spec(3, VerificationLevel::Optimistic);
+    let escrow = State::escrow_for(&spec).unwrap();
+    let fee = chain
+        .state
+        .params()
+        .required_fee(&TxBody::SubmitJob { spec: spec.clone() });
+    let job = submit(&mut chain, spec);
+    let stakes: Vec<_> = PROVIDERS
+        .iter()
+        .map(|&(seed, _)| chain.state.account(&address_of(&key(seed))))
+        .collect();
+    let events = run_session(&mut chain, job, &results);
+    assert!(
+        events.contains(&Event::SessionBroken {
+            job,
+            stage: broken_at
+        }),
+        "{events:?}"
+    );
+    assert!(events.contains(&Event::JobFailed {
+        job,
+        refund: escrow
+    }));
+    let mut later = events;
+    later.extend(advance(&mut chain, 10));
+    assert!(!later.iter().any(|e| matches!(
+        e,
+        Event::StagePaid { .. } | Event::Slashed { .. } | Event::AuditPaid { .. }
+    )));
+    let j = chain.state.job(job).unwrap();
+    assert_eq!(j.status, JobStatus::Failed);
+    assert_eq!(j.escrow, Amount::ZERO);
+    assert!(j
+        .stages
+        .iter()
+        .all(|s| matches!(s.phase, StagePhase::Cancelled)));
+    // Only the fees left the requester (commit and reveal fees are the providers').
+    assert_eq!(chain.state.balance(&r).0, before.0 - fee.0);
+    for (i, &(seed, _)) in PROVIDERS.iter().enumerate() {
+        let now = chain.state.account(&address_of(&key(seed)));
+        assert_eq!(now.bonded, stakes[i].bonded, "provider {seed} lost stake");
+    }
+    all_released(&chain);
+}
+
+#[test]
+fn broken_link_fails_the_job_with_a_full_refund() {
+    let mut results = session_results(transcript(), 3, 7);
+    results[1].output = Hash::digest("forged", &[b"activations"]);
+    assert_session_fails(results, 1);
+}
+
+#[test]
+fn transcript_link_must_close_the_loop() {
+    let mut results = session_results(transcript(), 3, 7);
+    results[2].output = Hash::digest("forged", &[b"transcript"]);
+    assert_session_fails(results, 2);
+}
+
+#[test]
+fn stages_disagreeing_on_steps_fail_the_job() {
+    let mut results = session_results(transcript(), 3, 7);
+    results[1].steps = 8;
+    assert_session_fails(results, 1);
+}
+
+#[test]
+fn steps_out_of_range_are_refused() {
+    let mut chain = network(3);
+    let job = submit(&mut chain, spec(3, VerificationLevel::Optimistic));
+    let mut results = session_results(transcript(), 3, 7);
+    results[0].steps = 0;
+    results[1].steps = MAX_TOKENS + 1;
+    results[2].steps = MAX_TOKENS;
+    for s in 0..3 {
+        commit(&mut chain, job, s, &results[s as usize]);
+    }
+    ok(&mut chain);
+    for (s, steps) in [(0u32, 0u32), (1, MAX_TOKENS + 1)] {
+        let (p, _) = provider_of(&chain, job, s);
+        let body = reveal_body(&chain, job, s, &results[s as usize]);
+        assert_eq!(
+            chain.reject(&key_of(p), body),
+            TxError::InvalidSteps {
+                steps,
+                max: MAX_TOKENS
+            }
+        );
+    }
+    // max_tokens itself is fine.
+    reveal(&mut chain, job, 2, &results[2]);
+    ok(&mut chain);
+    assert_eq!(
+        chain.state.job(job).unwrap().stages[2].result,
+        Some(results[2])
+    );
+}
+
+#[test]
+fn plain_jobs_reveal_no_steps() {
+    let mut chain = network(1);
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(4, PREFILL)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    let job = submit(&mut chain, spec);
+    let trace = Trace::honest(&model(), 0, 4, input());
+    let mut result = trace.result();
+    result.steps = 1;
+    commit(&mut chain, job, 0, &result);
+    ok(&mut chain);
+    let (p, _) = provider_of(&chain, job, 0);
+    let body = reveal_body(&chain, job, 0, &result);
+    assert_eq!(
+        chain.reject(&key_of(p), body),
+        TxError::InvalidSteps { steps: 1, max: 0 }
+    );
+}
+
+/// A stage that never reveals: penalized as today, and the session fails
+/// with the escrow refunded; the stages that revealed and waited are
+/// released, unpaid and unpunished.
+#[test]
+fn missed_reveal_fails_the_session() {
+    let mut chain = network(3);
+    let r = address_of(&key(REQUESTER));
+    let before = chain.state.balance(&r);
+    let spec = spec(3, VerificationLevel::Optimistic);
+    let escrow = State::escrow_for(&spec).unwrap();
+    let fee = chain
+        .state
+        .params()
+        .required_fee(&TxBody::SubmitJob { spec: spec.clone() });
+    let job = submit(&mut chain, spec);
+    let results = session_results(transcript(), 3, 7);
+    for s in 0..3 {
+        commit(&mut chain, job, s, &results[s as usize]);
+    }
+    ok(&mut chain);
+    reveal(&mut chain, job, 0, &results[0]);
+    reveal(&mut chain, job, 2, &results[2]);
+    ok(&mut chain);
+    let (late, _) = provider_of(&chain, job, 1);
+    let late_stake = chain.state.account(&late).bonded;
+    let others: Vec<_> = [0, 2]
+        .iter()
+        .map(|&s| {
+            let (p, _) = provider_of(&chain, job, s);
+            (p, chain.state.account(&p).bonded)
+        })
+        .collect();
+    let window = chain.state.params().reveal_window;
+    let events = advance(&mut chain, window + 2);
+    let penalty = events
+        .iter()
+        .find_map(|e| match e {
+            Event::DeadlineMissed {
+                job: j,
+                stage: 1,
+                provider,
+                penalty,
+            } if *j == job && *provider == late => Some(*penalty),
+            _ => None,
+        })
+        .expect("stage 1 missed its reveal");
+    assert!(penalty.0 > 0);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::DeadlineMissed { .. }))
+            .count(),
+        1
+    );
+    assert!(events.contains(&Event::JobFailed {
+        job,
+        refund: escrow
+    }));
+    assert!(!events.iter().any(|e| matches!(e, Event::StagePaid { .. })));
+    assert_eq!(
+        chain.state.account(&late).bonded,
+        late_stake.saturating_sub(penalty)
+    );
+    for (p, stake) in others {
+        assert_eq!(chain.state.account(&p).bonded, stake);
+    }
+    let j = chain.state.job(job).unwrap();
+    assert_eq!(j.status, JobStatus::Failed);
+    assert!(j.excluded.contains(&late));
+    // The requester gets the escrow back and the payer's share of the penalty.
+    let share = penalty.mul_ppm(chain.state.params().slash_requester_ppm);
+    assert_eq!(chain.state.balance(&r).0, before.0 - fee.0 + share.0);
+    all_released(&chain);
+}
+
+#[test]
+fn missed_commit_fails_the_session() {
+    let mut chain = network(3);
+    let spec = spec(3, VerificationLevel::Optimistic);
+    let escrow = State::escrow_for(&spec).unwrap();
+    let job = submit(&mut chain, spec);
+    let results = session_results(transcript(), 3, 7);
+    commit(&mut chain, job, 0, &results[0]);
+    commit(&mut chain, job, 2, &results[2]);
+    ok(&mut chain);
+    // Reveals wait for the whole session's commitments.
+    let (p0, _) = provider_of(&chain, job, 0);
+    let body = reveal_body(&chain, job, 0, &results[0]);
+    assert_eq!(chain.reject(&key_of(p0), body), TxError::RevealTooEarly);
+    let (late, _) = provider_of(&chain, job, 1);
+    let deadline = chain.state.job(job).unwrap().stages[1].slots[0]
+        .assignment
+        .as_ref()
+        .unwrap()
+        .deadline;
+    let events = chain
+        .advance_to(deadline.plus(1))
+        .into_iter()
+        .flat_map(|o| o.events.into_iter().map(|e| e.event))
+        .collect::<Vec<_>>();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::DeadlineMissed { stage: 1, provider, .. } if *provider == late
+    )));
+    assert!(events.contains(&Event::JobFailed {
+        job,
+        refund: escrow
+    }));
+    assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Failed);
+    all_released(&chain);
+}
+
+#[test]
+fn a_session_is_matched_whole_or_not_at_all() {
+    let mut chain = network(2);
+    let job = submit(&mut chain, spec(3, VerificationLevel::Optimistic));
+    // Two providers for three stages: nobody is assigned yet.
+    let j = chain.state.job(job).unwrap();
+    assert!(
+        j.stages
+            .iter()
+            .all(|s| s.slots[0].assignment.is_none()
+                && matches!(s.phase, StagePhase::Matching { .. }))
+    );
+    let (seed, price) = PROVIDERS[2];
+    register(&mut chain, seed, price);
+    let now = chain.state.height().plus(1);
+    ok(&mut chain);
+    let j = chain.state.job(job).unwrap();
+    let d = chain.state.job(job).unwrap().spec.deadline;
+    for s in &j.stages {
+        let a = s.slots[0].assignment.as_ref().expect("assigned");
+        assert_eq!(a.deadline, now.plus(d));
+        assert!(matches!(s.phase, StagePhase::Running { .. }));
+    }
+}
+
+#[test]
+fn generation_submissions_are_checked() {
+    let mut chain = network(3);
+    let req = key(REQUESTER);
+    let base = spec(3, VerificationLevel::Optimistic);
+    let cases: Vec<(JobSpec, TxError)> = vec![
+        (
+            {
+                let mut s = base.clone();
+                s.requirements.replicas = 2;
+                s
+            },
+            TxError::GenerationReplicas(2),
+        ),
+        (
+            generation_job(base.clone(), STEP_OPS, KEY_OPS, PROMPT, 0),
+            TxError::InvalidJob("generation needs max_tokens of at least 1".into()),
+        ),
+        (
+            generation_job(base.clone(), STEP_OPS, KEY_OPS, 0, MAX_TOKENS),
+            TxError::InvalidJob("generation needs a prompt".into()),
+        ),
+        (
+            generation_job(
+                base.clone(),
+                STEP_OPS,
+                KEY_OPS,
+                limits::MAX_GENERATION_TOKENS,
+                1,
+            ),
+            TxError::InvalidJob("prompt plus max_tokens above MAX_GENERATION_TOKENS".into()),
+        ),
+        (
+            generation_job(base.clone(), STEP_OPS, u64::MAX / 2, PROMPT, MAX_TOKENS),
+            TxError::InvalidJob("generation ops over max_tokens overflow".into()),
+        ),
+        (
+            {
+                let mut s = base.clone();
+                s.stages[1].step_units = 4;
+                s
+            },
+            TxError::InvalidJob("a generation job has no training stage".into()),
+        ),
+    ];
+    for (spec, want) in cases {
+        assert_eq!(chain.reject(&req, TxBody::SubmitJob { spec }), want);
+    }
+    // The largest token budget is accepted.
+    let fits = generation_job(
+        base,
+        STEP_OPS,
+        KEY_OPS,
+        1,
+        limits::MAX_GENERATION_TOKENS - 1,
+    );
+    assert!(State::escrow_for(&fits).is_some());
+}

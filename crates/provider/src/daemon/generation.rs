@@ -1,0 +1,311 @@
+//! Generation jobs: the stages held run as one session with the job's other stages
+//! ([`crate::session`]); an audit replays the finished session as one prefill.
+//!
+//! ```text
+//!  plan (pure):
+//!   held stage, Running, not committed ─▶ journaled? CommitResult again
+//!                                         running? wait. data missing? plan_missing
+//!                                         session finished ─▶ Journal ─▶ CommitResult
+//!                                         every stage assigned ─▶ Compute (= the session)
+//!   audited stage                       ─▶ audit::plan_audit (the input is the request)
+//!  executor:
+//!   start_session: the model, the request blob, every stage's provider and endpoint
+//!                  ─▶ session::run::run ─▶ Computed (the stage's trace, its result)
+//!   start_audit:   the model, the request, the transcript from the last stage
+//!                  ─▶ stage::replay_stage (one prefill) ─▶ Computed
+//! ```
+//!
+//! A generation stage's result is a claim about the whole session: its trace root over
+//! (step, layer) leaves, the hashes chaining it to its neighbours and the step count
+//! (`StageResult::steps`). The ledger checks the chain once every stage revealed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentic_client::Client;
+use agentic_compute::llm::generate::LlmModel;
+use agentic_compute::llm::stage::{self, GenerationRequest, StageRange};
+use agentic_protocol::state::Job;
+use agentic_protocol::tx::StageResult;
+use agentic_protocol::{Hash, JobId};
+
+use super::plan::{Action, Actor, Me, View};
+use super::tasks::{load_workload, Blob, Computed, Models, TaskError, Workload};
+use super::Daemon;
+use crate::dataplane::Fetcher;
+use crate::journal::Role;
+use crate::session::run::{self as session, Peer, SessionPlan};
+use crate::session::Sessions;
+
+/// How long a session waits for a link or a frame, and an auditor for the transcript.
+pub const SESSION_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Whether `job` is a generation job.
+pub(crate) fn is_generation(job: &Job) -> bool {
+    job.spec.generation.is_some()
+}
+
+/// The trace-layer range of stage `s` of a generation job.
+pub(crate) fn range_of(job: &Job, s: u32) -> StageRange {
+    let spec = job.spec.stages[s as usize];
+    StageRange {
+        first: spec.first_layer as usize,
+        count: spec.layers as usize,
+    }
+}
+
+/// A held generation stage, assigned and not committed: run the session, journal its
+/// result, commit.
+pub(crate) fn plan_work(
+    view: &View<'_>,
+    me: &Me,
+    actor: Actor,
+    id: JobId,
+    job: &Job,
+    s: u32,
+    out: &mut Vec<Action>,
+) {
+    let key = (id, s);
+    let local = view.local;
+    if local.running.contains(&key) {
+        return;
+    }
+    if let Some(m) = local.missing.get(&key).filter(|m| m.fresh) {
+        return super::stage::plan_missing(view, id, job, s, m, out);
+    }
+    if let Some(c) = local.computed.get(&key) {
+        out.push(Action::Journal {
+            job: id,
+            stage: s,
+            role: Role::Stage,
+            misbehaviour: actor.mode(),
+        });
+        return super::stage::plan_commit(view, me, id, s, &c.result, out);
+    }
+    // The session needs every stage's provider.
+    let assigned = job
+        .stages
+        .iter()
+        .all(|st| st.slots.iter().all(|x| x.assignment.is_some()));
+    if assigned {
+        out.push(Action::Compute {
+            job: id,
+            stage: s,
+            input: job.spec.input,
+            mode: actor.mode(),
+        });
+    }
+}
+
+/// The request a generation job carries as its input blob, fetched and decoded.
+async fn request(
+    fetcher: &Fetcher,
+    input: Hash,
+    sources: &[Client],
+) -> Result<GenerationRequest, TaskError> {
+    let quiet = |_: u64, _: u64| {};
+    fetcher
+        .fetch(&input, sources, &quiet)
+        .await
+        .map_err(|e| TaskError::fetch(Blob::Input, e))?;
+    let bytes = fetcher
+        .store()
+        .get(&input)
+        .map_err(|e| TaskError::Failed(e.to_string()))?
+        .ok_or_else(|| TaskError::Failed("the request vanished from the store".into()))?;
+    GenerationRequest::decode(&bytes)
+        .map_err(|e| TaskError::Failed(format!("the job's input is not a generation request: {e}")))
+}
+
+/// The job's LLM.
+async fn llm(
+    fetcher: &Fetcher,
+    models: &Models,
+    model: Hash,
+    sources: &[Client],
+) -> Result<Arc<LlmModel>, TaskError> {
+    match &*load_workload(fetcher, models, model, sources).await? {
+        Workload::Llm(m) => Ok(m.clone()),
+        _ => Err(TaskError::Failed(
+            "a generation job's model must be an LLM (GGUF)".into(),
+        )),
+    }
+}
+
+/// Checks the request against the job on chain (the ledger knows only the counts).
+fn check_request(job: &Job, req: &GenerationRequest, m: &LlmModel) -> Result<(), TaskError> {
+    req.validate(&m.model)
+        .map_err(|e| TaskError::Failed(format!("generation request: {e}")))?;
+    let g = job.spec.generation.unwrap_or_default();
+    if req.prompt.len() as u64 != u64::from(g.prompt_tokens) || req.max_tokens != g.max_tokens {
+        return Err(TaskError::Failed(format!(
+            "the request has {} prompt tokens and max_tokens {}, the job says {} and {}",
+            req.prompt.len(),
+            req.max_tokens,
+            g.prompt_tokens,
+            g.max_tokens
+        )));
+    }
+    Ok(())
+}
+
+/// What a finished stage hands the planner.
+fn computed(result: StageResult, leaves: Vec<Hash>, ops: u64) -> Computed {
+    Computed {
+        pushed: result.output,
+        result,
+        leaves,
+        ops,
+    }
+}
+
+impl Daemon {
+    /// Starts our part of the session of generation job `id` at stage `s`.
+    pub(super) async fn start_session(&mut self, id: JobId, job: &Job, s: u32) {
+        let mut stages = Vec::with_capacity(job.stages.len());
+        for (i, st) in job.stages.iter().enumerate() {
+            let Some(a) = st.slots.first().and_then(|x| x.assignment.as_ref()) else {
+                return;
+            };
+            let endpoint = if a.provider == self.me.address {
+                self.status().endpoint.clone()
+            } else {
+                match self.endpoint(&a.provider).await {
+                    Some(e) => e,
+                    None => {
+                        self.report(&format!(
+                            "job {} stage {i}: no endpoint for its provider",
+                            id.0
+                        ));
+                        return;
+                    }
+                }
+            };
+            stages.push(Peer {
+                range: range_of(job, i as u32),
+                provider: a.provider,
+                endpoint,
+            });
+        }
+        let sources = self.sources(job, s).await;
+        let (fetcher, models, sessions) = (
+            self.fetcher.clone(),
+            self.models.clone(),
+            self.sessions.clone(),
+        );
+        let (model, input, job_c) = (job.spec.model, job.spec.input, job.clone());
+        tracing::info!(
+            job = id.0,
+            stage = s,
+            stages = stages.len(),
+            "joining a generation session"
+        );
+        self.running.insert(
+            (id, s),
+            tokio::spawn(async move {
+                let m = llm(&fetcher, &models, model, &sources).await?;
+                let request = request(&fetcher, input, &sources).await?;
+                check_request(&job_c, &request, &m)?;
+                let plan = SessionPlan {
+                    job: id,
+                    stage: s,
+                    stages,
+                    request,
+                    patience: SESSION_PATIENCE,
+                };
+                let o = session::run(plan, m, sessions, fetcher.store().clone())
+                    .await
+                    .map_err(|e| TaskError::Failed(format!("session: {e}")))?;
+                Ok(computed(o.result, o.trace.flat(), o.trace.ops))
+            }),
+        );
+    }
+
+    /// Starts the audit of stage `s` of generation job `id`: the transcript from the
+    /// last stage, then one teacher-forced prefill through the stage's layers.
+    pub(super) async fn start_generation_audit(&mut self, id: JobId, job: &Job, s: u32) {
+        let sources = self.sources(job, s).await;
+        let last = job.stages.len() - 1;
+        let Some(last_provider) = job.stages[last]
+            .slots
+            .first()
+            .and_then(|x| x.assignment.as_ref())
+            .map(|a| a.provider)
+        else {
+            return;
+        };
+        let Some(last_endpoint) = self.endpoint(&last_provider).await else {
+            self.report(&format!(
+                "job {} audit: no endpoint for the last stage",
+                id.0
+            ));
+            return;
+        };
+        let (fetcher, models) = (self.fetcher.clone(), self.models.clone());
+        let (model, input, job_c) = (job.spec.model, job.spec.input, job.clone());
+        let range = range_of(job, s);
+        let is_last = s as usize == last;
+        tracing::info!(job = id.0, stage = s, "auditing a generation by prefill");
+        self.running.insert(
+            (id, s),
+            tokio::spawn(async move {
+                let m = llm(&fetcher, &models, model, &sources).await?;
+                let req = request(&fetcher, input, &sources).await?;
+                check_request(&job_c, &req, &m)?;
+                let tokens = transcript(&Client::new(last_endpoint), id).await?;
+                tokio::task::spawn_blocking(move || {
+                    let (trace, picks) =
+                        stage::replay_stage(&m.model, &range, &req.prompt, &tokens, &req.sampler)
+                            .map_err(|e| TaskError::Failed(format!("audit replay: {e}")))?;
+                    // The last stage claims what the model samples; stage 0 what it was
+                    // fed (the transcript): an honest session makes them equal.
+                    let claimed = match picks {
+                        Some(p) if is_last => p,
+                        _ => tokens,
+                    };
+                    let (input, output) = trace.claim(&range, m.model.config().layers(), &claimed);
+                    let result = StageResult {
+                        input,
+                        output,
+                        trace_root: trace.root(),
+                        steps: trace.steps() as u32,
+                    };
+                    Ok(computed(result, trace.flat(), trace.ops))
+                })
+                .await
+                .map_err(|e| TaskError::Failed(e.to_string()))?
+            }),
+        );
+    }
+}
+
+/// The finished session's transcript from its last stage (waiting for the end).
+async fn transcript(last: &Client, id: JobId) -> Result<Vec<u32>, TaskError> {
+    let until = tokio::time::Instant::now() + SESSION_PATIENCE;
+    loop {
+        match last.session_state(id).await {
+            Ok(st) if st.end.is_some() => return Ok(st.tokens),
+            Ok(st) if st.aborted.is_some() => {
+                return Err(TaskError::Failed(format!(
+                    "the session was aborted: {}",
+                    st.aborted.unwrap_or_default()
+                )))
+            }
+            Ok(_) | Err(_) if tokio::time::Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(_) => return Err(TaskError::Failed("the session has not ended".into())),
+            Err(e) => {
+                return Err(TaskError::Unavailable {
+                    what: Blob::Input,
+                    detail: format!("the transcript: {e}"),
+                })
+            }
+        }
+    }
+}
+
+/// The sessions registry a daemon shares with its data plane.
+pub(crate) fn registry(key: &commonware_cryptography::ed25519::PrivateKey) -> Arc<Sessions> {
+    Arc::new(Sessions::new(key.clone()))
+}
