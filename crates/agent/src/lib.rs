@@ -18,6 +18,7 @@
 //! | [`requester`] | the requester SDK: [`requester::prepare`] (pure), [`requester::Requester`] (the I/O shell over the node API), [`requester::cost`](mod@requester::cost) | here |
 //! | [`procure`] | the autonomous procurement agent: a goal and a budget in, quotes, jobs, monitoring, local verification and challenges, re-purchase, and a report out, spending under an on-chain mandate | here |
 //! | [`mcp`] | a Model Context Protocol server (rmcp, stdio and bearer-token-guarded streamable HTTP) exposing offers, quote, submit, status, result, challenge, balance and mandate as tools | here |
+//! | [`gateway`] | an OpenAI-compatible HTTP gateway (`/v1/chat/completions` streamed or not, `/v1/completions`, `/v1/embeddings`, `/v1/models`): each request one market job under one key | here |
 //! | [`verify`] | recompute a stage here, compare it with the agreed result, post a `Challenge` and play the bisection game — shared by `procure` and `mcp` | here |
 //!
 //! The split follows the rest of the workspace: what decides (the layer split, the
@@ -27,6 +28,7 @@
 //! own user — so these checks exist to fail early, with a clear reason, before
 //! a model is uploaded or a fee is paid.
 
+pub mod gateway;
 pub mod mcp;
 pub mod procure;
 pub mod requester;

@@ -467,6 +467,97 @@ async fn a_lie_is_challenged_and_the_job_refunded(net: &LocalMarket, c: &Client)
     .await;
 }
 
+/// One progress notification: progress, total, message.
+type Noted = (f64, Option<f64>, Option<String>);
+
+/// Records the progress notifications a server sends.
+#[derive(Clone, Default)]
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<Noted>>>);
+
+impl rmcp::ClientHandler for Recorder {
+    async fn on_progress(
+        &self,
+        p: rmcp::model::ProgressNotificationParam,
+        _: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((p.progress, p.total, p.message));
+    }
+}
+
+/// `generate`: smollm2-135m over two providers; the tokens arrive as progress
+/// notifications (one per token, in order, their texts adding up to the answer's),
+/// then the text, the count, the job and its settled bill.
+async fn generate_streams_progress_and_bills_the_tokens(net: &LocalMarket, key: &PrivateKey) {
+    let server = McpServer::new(Config::new(net.api.clone(), key.clone()));
+    let http = transport::serve_http(server, "127.0.0.1:0", None)
+        .await
+        .unwrap();
+    let rec = Recorder::default();
+    let c = rec
+        .clone()
+        .serve(StreamableHttpClientTransport::from_uri(http.url()))
+        .await
+        .expect("MCP initialize");
+    let mut meta = rmcp::model::RequestMetaObject::default();
+    meta.set_progress_token(rmcp::model::ProgressToken(
+        rmcp::model::NumberOrString::Number(7),
+    ));
+    let Value::Object(args) = json!({
+        "prompt": "Say hello.", "max_tokens": 8, "greedy": true, "stages": 2,
+        "max_price": "2000", "timeout_secs": 120
+    }) else {
+        unreachable!()
+    };
+    let mut params = CallToolRequestParams::new("generate").with_arguments(args);
+    params.meta = Some(meta);
+    let r = c.call_tool(params).await.expect("generate");
+    assert_ne!(r.is_error, Some(true), "generate failed: {}", text(&r));
+    let out = r.structured_content.expect("structured content");
+    let n = out["tokens"].as_u64().unwrap() as usize;
+    assert!((1..=8).contains(&n), "{out}");
+    assert_eq!(out["transcript_on_chain"], true, "{out}");
+    assert_eq!(out["settled"], true, "{out}");
+    assert_eq!(out["status"], "Completed", "{out}");
+    assert!(amount(&out["cost"]["paid"]) > 0, "{out}");
+    assert_eq!(
+        amount(&out["cost"]["paid"]) + amount(&out["cost"]["refund"]),
+        amount(&out["escrow"]),
+        "{out}"
+    );
+    // Notifications may trail the answer by a moment.
+    let t = Instant::now();
+    while rec.0.lock().unwrap().len() < n && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = rec.0.lock().unwrap().clone();
+    assert_eq!(got.len(), n, "one progress notification per token: {got:?}");
+    for (i, (done, total, _)) in got.iter().enumerate() {
+        assert_eq!(*done, (i + 1) as f64);
+        assert_eq!(*total, Some(8.0));
+    }
+    let streamed: String = got.iter().filter_map(|g| g.2.clone()).collect();
+    assert_eq!(
+        Value::String(streamed),
+        out["text"],
+        "the progress texts are the answer"
+    );
+    // Bad input is a tool error, nothing spent.
+    let Value::Object(bad) = json!({"prompt": "x", "max_tokens": 0}) else {
+        unreachable!()
+    };
+    let r = c
+        .call_tool(CallToolRequestParams::new("generate").with_arguments(bad))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    assert!(text(&r).contains("max_tokens"), "{}", text(&r));
+    eprintln!("  generate: {n} tokens, {:?}", out["text"]);
+    c.cancel().await.unwrap();
+}
+
 #[test]
 fn an_llm_client_buys_verified_compute_and_every_bad_call_is_a_tool_error() {
     let dir = std::env::temp_dir().join(format!("agentic-agent-mcp-{}", std::process::id()));
@@ -490,6 +581,7 @@ fn an_llm_client_buys_verified_compute_and_every_bad_call_is_a_tool_error() {
 
         let (job, escrow) = buy_a_verified_job(&c, me).await;
         bad_calls_are_tool_errors(&c, &agent, job).await;
+        generate_streams_progress_and_bills_the_tokens(&net, &agent.key).await;
         a_mandate_caps_what_the_agent_spends(&net, &agent, escrow).await;
         a_lie_is_challenged_and_the_job_refunded(&net, &c).await;
         c.cancel().await.unwrap();

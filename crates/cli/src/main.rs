@@ -3,6 +3,7 @@
 mod agent_cmd;
 mod bench;
 mod demo;
+mod gateway_cmd;
 mod job;
 mod llm_run;
 mod mcp_cmd;
@@ -45,6 +46,8 @@ enum Command {
     Agent(agent_cmd::AgentCmd),
     /// Serve the market to LLM agents: a Model Context Protocol server (stdio, or --http ADDR).
     Mcp(mcp_cmd::McpArgs),
+    /// Serve an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/embeddings, …) that buys on the market.
+    Gateway(gateway_cmd::GatewayArgs),
     /// Sell compute: run the provider daemon (bond, register, execute stages, get paid).
     #[command(subcommand)]
     Provider(provider_cmd::ProviderCmd),
@@ -73,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         Command::Query(args) => node_cmds::query::run(args),
         Command::Job(args) => job::run(args),
         Command::Mcp(args) => mcp_cmd::run(args),
+        Command::Gateway(args) => gateway_cmd::run(args),
         Command::Provider(cmd) => provider_cmd::run(cmd),
         Command::Agent(cmd) => agent_cmd::run(cmd),
         Command::Node(network::Node::Init(args)) => network::init(&args),

@@ -217,6 +217,26 @@ fn demo_tells_the_whole_story() {
     assert_eq!(g["effective_height"], g["activates"]);
 
     // Supply conserved, on one agreed state.
+    // A chat completion from smollm2-135m over three providers, bought under a
+    // mandate: the tokens are a local run's, each stage audited and paid the ops of
+    // the tokens generated × its price, the principal charged exactly that.
+    let g = &r["generation"];
+    assert_eq!(g["same_as_local_run"], true, "{g}");
+    assert_eq!(g["transcript_on_chain"], true, "{g}");
+    assert!(int(&g["tokens"]) > 0 && !g["text"].as_str().unwrap().is_empty());
+    let mut paid = 0;
+    for st in g["stages"].as_array().unwrap() {
+        let bill = int(&st["ops"]) * amount(&st["price"]) / 1_000_000;
+        assert!(bill > 0, "{st}");
+        assert_eq!(amount(&st["bill"]), bill, "{st}");
+        assert_eq!(amount(&st["paid"]), bill, "{st}");
+        assert_eq!(st["audit"], "agreed", "{st}");
+        paid += bill;
+    }
+    assert_eq!(g["stages"].as_array().unwrap().len(), 3);
+    assert!(amount(&g["paid"]) > paid, "the auditors' fees on top: {g}");
+    assert_eq!(amount(&g["principal_paid"]), amount(&g["paid"]));
+
     let s = &r["supply"];
     assert_eq!(r["supply_conserved"], true);
     assert_eq!(amount(&s["held"]), amount(&s["expected"]));

@@ -53,5 +53,5 @@ pub mod misbehave;
 pub mod payments;
 pub mod session;
 
-pub use daemon::{Config, Provider, ProviderError, Status, Stuck};
+pub use daemon::{AuditTiming, Config, Provider, ProviderError, SessionTiming, Status, Stuck};
 pub use misbehave::{Misbehaviour, UnknownMisbehaviour};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use agentic_protocol::JobId;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
-    ToolAnnotations,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -16,15 +16,18 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::args::{ChallengeArgs, JobArgs, JobIdArgs, ListOffersArgs, NoArgs, ResultArgs};
+use super::args::{
+    ChallengeArgs, GenerateArgs, JobArgs, JobIdArgs, ListOffersArgs, NoArgs, ResultArgs,
+};
 use super::tools::Market;
 use super::{Config, ToolError};
 
 /// The tools, in the order `tools/list` gives them.
-pub const TOOL_NAMES: [&str; 7] = [
+pub const TOOL_NAMES: [&str; 8] = [
     "list_offers",
     "quote_job",
     "submit_job",
+    "generate",
     "job_status",
     "get_result",
     "challenge_result",
@@ -114,6 +117,14 @@ impl McpServer {
                 "Submit a job",
             ),
             annotate(
+                tool::<GenerateArgs>(
+                    "generate",
+                    "Generate text with an LLM (default smollm2-135m) split over `stages` providers: checks the mandate and balance, submits a generation job, streams the tokens (as progress notifications when the request carries a progress token), follows it until it settles and returns the text, the token count, the job id and the exact bill (the ops of the tokens generated × each provider's price). Spends tokens.",
+                ),
+                false,
+                "Generate text",
+            ),
+            annotate(
                 tool::<JobIdArgs>(
                     "job_status",
                     "A job's status, each stage's phase (matching, running, auditing, challengeable, disputed, finalized) and providers, and the bill so far.",
@@ -152,6 +163,17 @@ impl McpServer {
     /// its result (a failure is a result with `is_error`). The tool runs in its
     /// own task, so even a bug that panics comes back as a tool error.
     pub async fn call(&self, name: &str, args: JsonObject) -> Option<CallToolResult> {
+        self.call_with_progress(name, args, None).await
+    }
+
+    /// [`McpServer::call`], with a sink for the progress of a long tool (`generate`:
+    /// one report per token).
+    pub(crate) async fn call_with_progress(
+        &self,
+        name: &str,
+        args: JsonObject,
+        progress: Option<super::tools::Progress>,
+    ) -> Option<CallToolResult> {
         let m = self.market.clone();
         let outcome = match name {
             "list_offers" => {
@@ -172,6 +194,12 @@ impl McpServer {
                     parse("submit_job", args),
                     |a| async move { m.submit(a).await },
                 )
+                .await
+            }
+            "generate" => {
+                run(parse("generate", args), |a: GenerateArgs| async move {
+                    m.generate(a, progress).await
+                })
                 .await
             }
             "job_status" => {
@@ -251,11 +279,27 @@ impl ServerHandler for McpServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
+        // Progress notifications, in order, when the caller asked for them.
+        let progress = context.meta.get_progress_token().map(|token| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u32, u32, String)>();
+            let peer = context.peer.clone();
+            tokio::spawn(async move {
+                while let Some((done, total, message)) = rx.recv().await {
+                    let p = ProgressNotificationParam::new(token.clone(), f64::from(done))
+                        .with_total(f64::from(total))
+                        .with_message(message);
+                    if peer.notify_progress(p).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            tx
+        });
         match self
-            .call(&name, request.arguments.unwrap_or_default())
+            .call_with_progress(&name, request.arguments.unwrap_or_default(), progress)
             .await
         {
             Some(r) => Ok(r.into()),

@@ -15,13 +15,16 @@ use commonware_cryptography::ed25519::PrivateKey;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::args::{self, JobArgs, ListOffersArgs, Placement, ResultArgs};
+use super::args::{self, GenerateArgs, JobArgs, ListOffersArgs, Placement, ResultArgs};
 use super::{Config, ToolError};
 use crate::procure::policy::{self, Means, Purchase};
 use crate::requester::{
-    candidate, cost, prepare, JobInput, JobRequest, OfferView, PlacementChoice, PreparedJob,
-    Requester, RequesterError,
+    candidate, cost, prepare, GenerationInput, JobInput, JobRequest, OfferView, PlacementChoice,
+    PreparedJob, Requester, RequesterError,
 };
+
+/// Where a long tool reports its progress: `(done, total, message)`, in order.
+pub(crate) type Progress = tokio::sync::mpsc::UnboundedSender<(u32, u32, String)>;
 
 /// The server's hold on the market: one key, one node, maybe one mandate.
 pub(crate) struct Market {
@@ -275,6 +278,111 @@ impl Market {
             sub.job.0
         ));
         Ok(out)
+    }
+
+    /// Generate: submit a generation job, stream its tokens (as progress), follow it
+    /// to settlement, return the text, the token count, the bill and the job id.
+    pub(crate) async fn generate(
+        &self,
+        a: GenerateArgs,
+        progress: Option<Progress>,
+    ) -> Result<Value, ToolError> {
+        let tool = "generate";
+        let invalid = |reason: String| ToolError::InvalidArguments { tool, reason };
+        let mandate = self.mandate().await?;
+        let sampler = if a.greedy.unwrap_or(false) {
+            agentic_compute::llm::Sampler::Greedy
+        } else {
+            agentic_compute::llm::Sampler::Sample {
+                seed: a.seed.unwrap_or(0),
+                temperature: a.temperature.unwrap_or(0.8),
+                top_k: a.top_k.unwrap_or(40) as usize,
+                top_p: a.top_p.unwrap_or(0.95),
+            }
+        };
+        sampler.validate().map_err(|e| invalid(e.to_string()))?;
+        let max_tokens = a.max_tokens.unwrap_or(64);
+        if max_tokens == 0 {
+            return Err(invalid("max_tokens must be at least 1".into()));
+        }
+        let model = a.model.clone().unwrap_or_else(|| "smollm2-135m".into());
+        let mut r = JobRequest::new(
+            model.clone(),
+            JobInput::Generate(GenerationInput {
+                prompt: a.prompt.clone(),
+                chat: a.chat.unwrap_or(true),
+                max_tokens,
+                sampler,
+                stop: None,
+            }),
+        );
+        r.stages = a.stages.unwrap_or(1) as usize;
+        r.max_price = a.max_price.map_or(JobRequest::DEFAULT_MAX_PRICE, |p| p.0);
+        r.deadline = a.deadline.unwrap_or(JobRequest::DEFAULT_DEADLINE);
+        r.verification = match (a.verification, &mandate) {
+            (Some(v), _) => v.into(),
+            (None, Some(m)) => m.mandate.terms.min_verification,
+            (None, None) => VerificationLevel::Optimistic,
+        };
+        r.mandate = self.cfg.mandate;
+        let job = Self::prepare(r.clone(), Vec::new()).await?;
+        let sub = {
+            let _one_at_a_time = self.tx_lock.lock().await;
+            if let Err(refusal) = self.check_purchase(&r, &job, mandate.as_ref()).await? {
+                return Err(ToolError::Refused {
+                    mandate: self.cfg.mandate,
+                    refusal,
+                });
+            }
+            self.requester.submit_detailed(&job).await?
+        };
+        let timeout = std::time::Duration::from_secs(a.timeout_secs.unwrap_or(300));
+        // The tokenizer, to turn the stream into text as it comes.
+        let m = tokio::task::spawn_blocking(move || crate::requester::generate::load_llm(&model))
+            .await
+            .map_err(|e| ToolError::Stopped(format!("loading the tokenizer: {e}")))??
+            .0;
+        let mut text = agentic_compute::llm::generate::TextStream::default();
+        let streamed = self
+            .requester
+            .stream(sub.job, timeout, |i, tok| {
+                let piece = text.push(&m.tokenizer, tok);
+                if let Some(p) = &progress {
+                    let _ = p.send((i + 1, max_tokens, piece));
+                }
+            })
+            .await?;
+        let settled = self.requester.wait(sub.job, timeout, |_| {}).await.ok();
+        let on_chain = self
+            .requester
+            .check_transcript(sub.job, &streamed.tokens)
+            .await?;
+        let jobrec = self.job(sub.job).await?;
+        let bill = cost(
+            &jobrec,
+            sub.job,
+            &self.job_events(sub.job, jobrec.submitted_at).await?,
+        );
+        Ok(json!({
+            "job": sub.job.0,
+            "text": m.tokenizer.decode(&streamed.tokens).unwrap_or_default(),
+            "tokens": streamed.tokens.len(),
+            "token_ids": streamed.tokens,
+            "first_token_secs": streamed.first_token.map(|d| d.as_secs_f64()),
+            "transcript": streamed.transcript,
+            "transcript_on_chain": on_chain,
+            "escrow": sub.escrow,
+            "fee": sub.fee,
+            "payer": sub.payer,
+            "status": jobrec.status,
+            "settled": settled.is_some(),
+            "cost": bill,
+            "note": if settled.is_some() {
+                "settled: each stage's provider was paid the ops of the tokens generated × its price; the rest of the escrow came back"
+            } else {
+                "generated; the job is still being verified (poll job_status): providers are paid when their challenge windows close"
+            },
+        }))
     }
 
     pub(crate) async fn status(&self, id: JobId) -> Result<Value, ToolError> {

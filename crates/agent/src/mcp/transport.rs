@@ -160,10 +160,24 @@ fn unauthorized(reason: &str) -> Response {
 
 /// Lets a request through only with `Authorization: Bearer <the token>`.
 async fn require_token(token: Arc<BearerToken>, req: Request, next: Next) -> Response {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return unauthorized(
-            "this MCP endpoint needs `Authorization: Bearer <token>`; no Authorization header was sent",
-        );
+    match bearer_refusal(req.headers(), &token, "this MCP endpoint") {
+        Some(reason) => unauthorized(&reason),
+        None => next.run(req).await,
+    }
+}
+
+/// Why a request's `Authorization` header does not carry `token` (`None`: it does).
+/// `what` names the endpoint in the reason. Shared with the OpenAI-compatible gateway
+/// ([`crate::gateway`]), which answers in OpenAI's error format.
+pub(crate) fn bearer_refusal(
+    headers: &axum::http::HeaderMap,
+    token: &BearerToken,
+    what: &str,
+) -> Option<String> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Some(format!(
+            "{what} needs `Authorization: Bearer <token>`; no Authorization header was sent"
+        ));
     };
     let v = value.as_bytes().trim_ascii();
     let (scheme, presented) = match v.iter().position(|b| *b == b' ') {
@@ -171,15 +185,15 @@ async fn require_token(token: Arc<BearerToken>, req: Request, next: Next) -> Res
         None => (v, &[][..]),
     };
     if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return unauthorized("the Authorization header must use the Bearer scheme");
+        return Some("the Authorization header must use the Bearer scheme".into());
     }
     if presented.is_empty() {
-        return unauthorized("the Authorization header carries no token after `Bearer`");
+        return Some("the Authorization header carries no token after `Bearer`".into());
     }
     if !token.matches(presented) {
-        return unauthorized("wrong bearer token");
+        return Some("wrong bearer token".into());
     }
-    next.run(req).await
+    None
 }
 
 /// Serves `server` on this process's stdin/stdout until the client closes it.

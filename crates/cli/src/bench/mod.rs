@@ -2,6 +2,7 @@
 //! measured in the same run.
 
 pub mod consensus;
+pub mod generate;
 pub mod ledger;
 pub mod llm;
 pub mod matmul;
@@ -16,6 +17,10 @@ pub enum Bench {
     /// Finalization latency and committed transfers per second of validators on loopback,
     /// vs the ledger's signed apply rate.
     Consensus(consensus::Args),
+    /// Generation as one provider and as a k-stage session ring on a local market: time
+    /// to first token, decode tokens/s, latency per hop, the ring over emulated RTT, and
+    /// audit and referee cost.
+    Generate(generate::Args),
     /// Signed and apply-only transfer throughput vs raw ed25519 batch verification.
     Ledger(ledger::Args),
     /// SmolLM2 prefill and decode tokens per second vs candle's quantized Llama.
@@ -35,6 +40,7 @@ pub enum Bench {
 pub fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Consensus(args) => consensus::run(&args),
+        Bench::Generate(args) => generate::run(&args),
         Bench::Ledger(args) => ledger::run(&args),
         Bench::Llm(args) => llm::run(&args),
         Bench::Matmul(args) => matmul::run(&args),

@@ -82,6 +82,31 @@ pub const PROVIDERS: &[ProviderProfile] = &[
 
 /// The provider that joins later and dies in the middle of a job: an old machine
 /// (a thousand times slower), so it is still computing when it is killed.
+/// Providers that join for the LLM act: the chat completion needs six distinct
+/// providers (three stages, three auditors, never one twice in a job).
+pub const LLM_PROVIDERS: &[ProviderProfile] = &[
+    ProviderProfile {
+        name: "tokyo",
+        price: 1_100,
+        region: 392,
+        slowdown: 1,
+        extra_rtt: ms(35),
+        stake: 20_000,
+        about: "joins for LLM work",
+        misbehave: None,
+    },
+    ProviderProfile {
+        name: "sydney",
+        price: 1_300,
+        region: 36,
+        slowdown: 1,
+        extra_rtt: ms(40),
+        stake: 20_000,
+        about: "joins for LLM work",
+        misbehave: None,
+    },
+];
+
 pub const VICTIM: ProviderProfile = ProviderProfile {
     name: "mumbai",
     price: 700,
@@ -125,6 +150,16 @@ pub const PROVIDER_BALANCE: u128 = 100_000;
 /// Stake each validator bonds at the start (its voting weight in governance).
 pub const VALIDATOR_BOND: u128 = 100_000;
 
+/// The principal's genesis balance: it funds the agent's purchases, an LLM's among
+/// them (a generation meters hundreds of mega-ops per token).
+pub const PRINCIPAL_BALANCE: u128 = 200_000_000;
+
+/// The LLM the agent buys a chat completion from (fetched on first use).
+pub const LLM: &str = "smollm2-135m";
+/// Blocks the providers of a generation have to commit once matched (the session
+/// runs first; the model loads on first use).
+pub const LLM_DEADLINE: u64 = 300;
+
 /// The model every job runs (the shipped byte-level GPT).
 pub const MODEL: &str = "tiny-gpt";
 /// Highest price per mega-op the requester pays.
@@ -140,7 +175,7 @@ pub const PARAMS: &[(&str, u64)] = &[
     ("reveal_window", 40),
     ("challenge_window", 4),
     ("match_timeout", 40),
-    ("audit_window", 20),
+    ("audit_window", 100),
     ("voting_period", 10),
     ("activation_delay", 5),
 ];
@@ -150,12 +185,13 @@ pub const PARAMS: &[(&str, u64)] = &[
 pub fn users() -> Vec<(String, Option<u128>)> {
     let mut v = vec![
         (REQUESTER.to_string(), Some(BUYER_BALANCE)),
-        (PRINCIPAL.to_string(), Some(BUYER_BALANCE)),
+        (PRINCIPAL.to_string(), Some(PRINCIPAL_BALANCE)),
         (AGENT.to_string(), Some(AGENT_BALANCE)),
     ];
     v.extend(
         PROVIDERS
             .iter()
+            .chain(LLM_PROVIDERS)
             .chain([&VICTIM, &CHEATER])
             .map(|p| (p.name.to_string(), Some(PROVIDER_BALANCE))),
     );

@@ -191,10 +191,14 @@ async fn play(w: &mut World, network: NetworkReport, opts: &Options) -> anyhow::
         .instrument(tracing::info_span!("act", n = 6, name = "governance"))
         .await
         .context("act 6, governance")?;
-    let (supply, accounts) = acts::ledger::run(w)
-        .instrument(tracing::info_span!("act", n = 7, name = "ledger"))
+    let generation = acts::generation::run(w)
+        .instrument(tracing::info_span!("act", n = 7, name = "generation"))
         .await
-        .context("act 7, the books")?;
+        .context("act 7, the chat completion")?;
+    let (supply, accounts) = acts::ledger::run(w)
+        .instrument(tracing::info_span!("act", n = 8, name = "ledger"))
+        .await
+        .context("act 8, the books")?;
     let checks = w.checks().to_vec();
     Ok(Report {
         scenario: SCENARIO,
@@ -208,6 +212,7 @@ async fn play(w: &mut World, network: NetworkReport, opts: &Options) -> anyhow::
         failover,
         dispute,
         governance,
+        generation,
         supply_conserved: supply.conserved,
         supply,
         accounts,

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::acts::dispute::DisputeReport;
 use super::acts::failover::FailoverReport;
+use super::acts::generation::GenerationReport;
 use super::acts::governance::GovernanceReport;
 use super::acts::ledger::{AccountReport, SupplyReport};
 use super::acts::mandate::MandateReport;
@@ -55,7 +56,9 @@ pub struct Report {
     pub dispute: DisputeReport,
     /// Act 6: the parameter vote.
     pub governance: GovernanceReport,
-    /// Act 7: the books.
+    /// Act 7: the chat completion from an LLM over three providers.
+    pub generation: GenerationReport,
+    /// Act 8: the books.
     pub supply: SupplyReport,
     /// Shorthand for `supply.conserved`.
     pub supply_conserved: bool,

@@ -31,7 +31,7 @@ use agentic_protocol::{Hash, JobId};
 
 use super::plan::{Action, Actor, Me, View};
 use super::tasks::{load_workload, Blob, Computed, Models, TaskError, Workload};
-use super::Daemon;
+use super::{AuditTiming, Daemon, SessionTiming, Status};
 use crate::dataplane::Fetcher;
 use crate::journal::Role;
 use crate::session::run::{self as session, Peer, SessionPlan};
@@ -194,6 +194,7 @@ impl Daemon {
             self.sessions.clone(),
         );
         let (model, input, job_c) = (job.spec.model, job.spec.input, job.clone());
+        let (status, link_delay) = (self.status.clone(), self.config.link_delay);
         tracing::info!(
             job = id.0,
             stage = s,
@@ -212,10 +213,21 @@ impl Daemon {
                     stages,
                     request,
                     patience: SESSION_PATIENCE,
+                    link_delay,
                 };
+                let (started, clock) = (unix_ms(), std::time::Instant::now());
                 let o = session::run(plan, m, sessions, fetcher.store().clone())
                     .await
                     .map_err(|e| TaskError::Failed(format!("session: {e}")))?;
+                record(&status, |st| {
+                    st.last_session = Some(SessionTiming {
+                        job: id,
+                        stage: s,
+                        steps: o.result.steps,
+                        started_unix_ms: started,
+                        wall_ms: clock.elapsed().as_secs_f64() * 1e3,
+                    })
+                });
                 Ok(computed(o.result, o.trace.flat(), o.trace.ops))
             }),
         );
@@ -243,6 +255,7 @@ impl Daemon {
         };
         let (fetcher, models) = (self.fetcher.clone(), self.models.clone());
         let (model, input, job_c) = (job.spec.model, job.spec.input, job.clone());
+        let status = self.status.clone();
         let range = range_of(job, s);
         let is_last = s as usize == last;
         tracing::info!(job = id.0, stage = s, "auditing a generation by prefill");
@@ -254,9 +267,18 @@ impl Daemon {
                 check_request(&job_c, &req, &m)?;
                 let tokens = transcript(&Client::new(last_endpoint), id).await?;
                 tokio::task::spawn_blocking(move || {
+                    let clock = std::time::Instant::now();
                     let (trace, picks) =
                         stage::replay_stage(&m.model, &range, &req.prompt, &tokens, &req.sampler)
                             .map_err(|e| TaskError::Failed(format!("audit replay: {e}")))?;
+                    let replay_ms = clock.elapsed().as_secs_f64() * 1e3;
+                    record(&status, |st| {
+                        st.last_audit = Some(AuditTiming {
+                            job: id,
+                            stage: s,
+                            replay_ms,
+                        })
+                    });
                     // The last stage claims what the model samples; stage 0 what it was
                     // fed (the transcript): an honest session makes them equal.
                     let claimed = match picks {
@@ -303,6 +325,19 @@ async fn transcript(last: &Client, id: JobId) -> Result<Vec<u32>, TaskError> {
             }
         }
     }
+}
+
+/// Updates the daemon's status from a background task.
+fn record(status: &std::sync::Mutex<Status>, f: impl FnOnce(&mut Status)) {
+    f(&mut status.lock().unwrap_or_else(|e| e.into_inner()));
+}
+
+/// Now, in ms since the Unix epoch (0 if the clock is before it).
+fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or_default()
 }
 
 /// The sessions registry a daemon shares with its data plane.

@@ -163,6 +163,10 @@ pub struct Config {
     /// Emulated access-link delay added to each round trip through this provider (zero:
     /// none). For demos and benches on one machine.
     pub extra_rtt: Duration,
+    /// Emulated one-way delay added before each frame this provider sends on a
+    /// generation session's link (zero: none), so a hop between two stages costs
+    /// `link_delay` more one way. For benches on one machine (`agentic bench generate`).
+    pub link_delay: Duration,
     /// How long to wait for a transaction's receipt.
     pub tx_timeout: Duration,
     /// Vivaldi probe rounds at start (0: keep the origin).
@@ -198,6 +202,7 @@ impl Config {
             speed_budget: Duration::from_millis(300),
             slowdown: 1,
             extra_rtt: Duration::ZERO,
+            link_delay: Duration::ZERO,
             tx_timeout: Duration::from_secs(60),
             probe_rounds: 3,
             refresh: Duration::from_secs(60),
@@ -340,6 +345,39 @@ pub struct Status {
     pub ops: u64,
     /// The last error the loop hit, if any.
     pub last_error: Option<String>,
+    /// The last generation session this provider finished a stage of (for benches).
+    pub last_session: Option<SessionTiming>,
+    /// The last generation audit this provider replayed (for benches).
+    pub last_audit: Option<AuditTiming>,
+}
+
+/// How long this provider's part of a generation session took, measured around
+/// `session::run` (after the model and the request are loaded).
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionTiming {
+    /// The job.
+    pub job: JobId,
+    /// The stage held.
+    pub stage: u32,
+    /// Steps (tokens) the session ran.
+    pub steps: u32,
+    /// When the stage joined the session (dialing its links), in ms since the Unix
+    /// epoch: comparable with the requester's clock on the same machine.
+    pub started_unix_ms: f64,
+    /// From joining to the end of the stage's last step (links, waits and compute).
+    pub wall_ms: f64,
+}
+
+/// How long an audit of a generation stage took.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditTiming {
+    /// The job.
+    pub job: JobId,
+    /// The stage audited.
+    pub stage: u32,
+    /// The replay alone (one prefill through the stage's layers), the model loaded and
+    /// the transcript fetched.
+    pub replay_ms: f64,
 }
 
 /// A running provider.

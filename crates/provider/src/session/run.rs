@@ -58,6 +58,9 @@ pub struct SessionPlan {
     pub request: GenerationRequest,
     /// How long to wait for a link or the next frame.
     pub patience: Duration,
+    /// Emulated one-way delay before each frame sent downstream (zero: none;
+    /// `Config::link_delay`). Frames keep their order: the writer sleeps, then writes.
+    pub link_delay: Duration,
 }
 
 /// Why a session ended without a result.
@@ -284,14 +287,42 @@ pub async fn run(
                 }
             }
         }));
-        tasks.push(tokio::spawn(async move {
-            while let Some(f) = out_rx.recv().await {
-                if let Err(e) = f.write(&mut down).await {
-                    tracing::warn!(to, error = %e, "session link closed");
-                    return;
+        // An emulated link delay (`link_delay`): each frame is stamped when the compute
+        // thread hands it over and written `link_delay` later, frames in flight
+        // overlapping as on a real link (latency, not bandwidth).
+        let delay = plan.link_delay;
+        if delay.is_zero() {
+            tasks.push(tokio::spawn(async move {
+                while let Some(f) = out_rx.recv().await {
+                    if let Err(e) = f.write(&mut down).await {
+                        tracing::warn!(to, error = %e, "session link closed");
+                        return;
+                    }
                 }
-            }
-        }));
+            }));
+        } else {
+            let (late_tx, mut late_rx) = mpsc::unbounded_channel();
+            tasks.push(tokio::spawn(async move {
+                while let Some(f) = out_rx.recv().await {
+                    if late_tx
+                        .send((tokio::time::Instant::now() + delay, f))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }));
+            tasks.push(tokio::spawn(async move {
+                while let Some((due, f)) = late_rx.recv().await {
+                    tokio::time::sleep_until(due).await;
+                    let f: Frame = f;
+                    if let Err(e) = f.write(&mut down).await {
+                        tracing::warn!(to, error = %e, "session link closed");
+                        return;
+                    }
+                }
+            }));
+        }
     } else {
         drop(in_tx);
         tasks.push(tokio::spawn(async move {

@@ -3,6 +3,7 @@
 
 pub mod dispute;
 pub mod failover;
+pub mod generation;
 pub mod governance;
 pub mod ledger;
 pub mod mandate;
@@ -10,4 +11,4 @@ pub mod open;
 pub mod pipeline;
 
 /// Number of acts (for the progress display).
-pub const COUNT: u64 = 7;
+pub const COUNT: u64 = 8;

@@ -1,0 +1,91 @@
+//! `agentic bench generate` through the built binary with 8 tokens: the JSON has the
+//! documented shape, and the 1-stage job, the 3-stage ring and the ring over delayed
+//! links generated the same tokens. No timing is asserted beyond being positive.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn one_stage_and_three_stage_generations_stream_the_same_tokens() {
+    let out = Command::new(env!("CARGO_BIN_EXE_agentic"))
+        .args(["bench", "generate", "--json", "--tokens", "8"])
+        .args(["--timeout", "240"])
+        .output()
+        .expect("run agentic");
+    assert!(
+        out.status.success(),
+        "bench generate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["bench"], "generate");
+    assert!(
+        v["ratio"]
+            .as_f64()
+            .is_some_and(|r| r.is_finite() && r > 0.0),
+        "{v}"
+    );
+    assert_eq!(v["tokens"], 8);
+    assert_eq!(v["stages"], 3);
+    assert_eq!(v["tokens_identical"], true);
+
+    let ids = |run: &str| -> Vec<u64> {
+        let r = &v[run];
+        assert_eq!(r["tokens"], 8, "{run}");
+        for k in [
+            "ttft_submit_ms",
+            "ttft_session_ms",
+            "decode_tokens_per_s",
+            "per_token_ms",
+        ] {
+            assert!(
+                r[k].as_f64().is_some_and(|x| x.is_finite() && x > 0.0),
+                "{run} {k}: {r}"
+            );
+        }
+        assert!(
+            r["ttft_submit_ms"].as_f64() >= r["ttft_session_ms"].as_f64(),
+            "{run}: the session starts after the submission"
+        );
+        r["token_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_u64().unwrap())
+            .collect()
+    };
+    let one = ids("one_stage");
+    let ring = ids("ring");
+    let ring_rtt = ids("ring_rtt");
+    assert_eq!(one.len(), 8);
+    assert_eq!(one, ring, "1 stage and 3 stages: the same tokens");
+    assert_eq!(one, ring_rtt, "and over delayed links");
+    assert_eq!(v["one_stage"]["stages"], 1);
+    assert_eq!(v["ring"]["stages"], 3);
+    assert_eq!(v["ring"]["session_wall_ms"].as_array().unwrap().len(), 3);
+    assert_eq!(v["stage_layers"].as_array().unwrap().len(), 3);
+    assert_eq!(v["hops"]["hops_per_token"], 3);
+    assert!(v["hops"]["per_hop_ms"].as_f64().is_some_and(f64::is_finite));
+
+    let rtt = &v["rtt"];
+    assert_eq!(rtt["rtt_ms"], 20);
+    assert!(rtt["bound_per_token_ms"].as_f64().unwrap() > 30.0, "{rtt}");
+    assert!(
+        rtt["per_token_ms"].as_f64().unwrap() >= 30.0,
+        "each token crosses 3 hops of 10 ms: {rtt}"
+    );
+
+    let audit = &v["audit"];
+    assert_eq!(audit["job"], v["one_stage"]["job"]);
+    for k in ["replay_ms", "generation_ms", "ratio"] {
+        assert!(audit[k].as_f64().unwrap() > 0.0, "audit {k}: {audit}");
+    }
+    let referee = &v["referee"];
+    let (last, worst, job) = (
+        referee["ops_last_step"].as_u64().unwrap(),
+        referee["ops_worst_leaf"].as_u64().unwrap(),
+        referee["job_ops"].as_u64().unwrap(),
+    );
+    assert!(0 < last && last <= worst && worst < job, "{referee}");
+}
