@@ -162,6 +162,17 @@ pub(crate) fn prepare_generation(
         s.step_ops = c.step;
         s.key_ops = c.per_key;
     }
+    // Named providers, one per stage (the partitioner's `auto` placement is for
+    // single passes: a session's stages are placed by the ledger or by name).
+    if let super::request::PlacementChoice::Named(names) = &req.placement {
+        if names.len() != spec.stages.len() {
+            return Err(RequesterError::PlacementLength {
+                stages: spec.stages.len(),
+                named: names.len(),
+            });
+        }
+        spec.placement = names.clone();
+    }
     spec.generation = Some(GenerationSpec {
         prompt_tokens: p as u32,
         max_tokens: g.max_tokens,
