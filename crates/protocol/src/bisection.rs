@@ -64,6 +64,33 @@
 //! referee then re-executes unit `lo` of that step (see
 //! `state::disputes` and `Dispute::referee_layer`). [`TwoLevel`] is the pure
 //! model of the same game, tested exhaustively on its own.
+//!
+//! # Descent (generation stages)
+//!
+//! A generation stage's trace is step-major: `n` steps of `w = layers + 1` leaves each
+//! (leaf `t·w` is the stage's input at step `t`, leaf `t·w + j` the output of its `j`-th
+//! layer at that step), committed by one Merkle root over all `N = n·w` leaves. The
+//! referee of layer `j` at step `t` needs that layer's input rows for **every** position
+//! up to the step (its K/V for the prefix), so the game must end at the *first* leaf
+//! where the traces differ, with everything before it agreed — which a plain bisection
+//! (agree at `lo`, disagree at `lo + 1`) does not give. The descent walks the committed
+//! tree itself:
+//!
+//! ```text
+//!   span [lo, hi) the parties' subtree hashes differ on; everything before lo agrees
+//!   split s = lo + (largest power of two < hi − lo)        (the tree's own split)
+//!   both post (left, right) = their child hashes of the span, checked against
+//!   their node (the root at the top: H(0x02 ‖ N ‖ H(0x01 ‖ left ‖ right)))
+//!     lefts equal → [s, hi)  (the left half agrees)      different → [lo, s)
+//!   until hi = lo + 1: leaf lo is the first difference
+//! ```
+//!
+//! Because the leaves are step-major, the upper levels of the descent narrow the step
+//! and the lower ones the layer within it: it bisects over steps, then over layers,
+//! against the trace root both parties committed before the dispute, in at most
+//! `⌈log2 N⌉` rounds. The span is kept in the same [`Bisection`] value
+//! (`leaves = N + 1`, `lo`, `hi`; [`Bisection::descent`]), so the ledger's dispute
+//! record does not change shape; [`descent_children`] is what an honest party posts.
 
 use bytes::BufMut;
 use commonware_codec::{Buf, Error as CodecError, FixedSize, Read, ReadExt, Write};
@@ -264,6 +291,111 @@ impl Read for Bisection {
 
 impl FixedSize for Bisection {
     const SIZE: usize = 4 * u32::SIZE;
+}
+
+/// The largest power of two strictly below `len` (`len ≥ 2`): where a Merkle subtree
+/// over `len` leaves splits (see [`crate::merkle`]: neighbours paired level by level, an
+/// odd node promoted, so every node's left child is a full power-of-two subtree).
+pub const fn split_of(len: u32) -> u32 {
+    if len < 2 {
+        return 0;
+    }
+    1 << (u32::BITS - 1 - (len - 1).leading_zeros())
+}
+
+impl Bisection {
+    /// Starts a descent over a trace of `leaves ≥ 2` leaves (module docs, "Descent"): the
+    /// parties disagree somewhere in `[0, leaves)`.
+    pub fn descent(leaves: u32) -> Result<Self, BisectionError> {
+        if leaves < 2 {
+            return Err(BisectionError::TooFewLeaves(leaves));
+        }
+        let total = leaves
+            .checked_add(1)
+            .ok_or(BisectionError::TooFewLeaves(leaves))?;
+        Ok(Self {
+            leaves: total,
+            lo: 0,
+            hi: leaves,
+            round: 0,
+        })
+    }
+
+    /// A descent's trace length `N` (the game stores `N + 1`).
+    pub fn descent_leaves(&self) -> u32 {
+        self.leaves.saturating_sub(1)
+    }
+
+    /// Where the current span splits, or `None` once it is one leaf.
+    pub fn descent_split(&self) -> Option<u32> {
+        if self.is_finished() {
+            None
+        } else {
+            Some(self.lo + split_of(self.hi - self.lo))
+        }
+    }
+
+    /// Records a descent round: `left_agrees` is whether both parties posted the same
+    /// left child.
+    pub fn record_descent(&mut self, left_agrees: bool) -> Result<(), BisectionError> {
+        let split = self.descent_split().ok_or(BisectionError::Finished)?;
+        if left_agrees {
+            self.lo = split;
+        } else {
+            self.hi = split;
+        }
+        self.round = self.round.saturating_add(1);
+        Ok(())
+    }
+
+    /// The first differing leaf, once the descent is down to one.
+    pub fn descent_leaf(&self) -> Option<u32> {
+        self.is_finished().then_some(self.lo)
+    }
+}
+
+/// The Merkle node over `leaves` (a whole aligned subtree of the trace, as
+/// [`crate::merkle::root`] builds it): `H(0x00 ‖ leaf)` for one leaf, else
+/// `H(0x01 ‖ node(left) ‖ node(right))` split at [`split_of`]. `None` when empty.
+pub fn subtree_node(leaves: &[crate::types::Hash]) -> Option<[u8; 32]> {
+    match leaves.len() {
+        0 => None,
+        1 => Some(crate::merkle::hash_leaf(&leaves[0].0)),
+        n => {
+            let s = split_of(u32::try_from(n).ok()?) as usize;
+            let l = subtree_node(&leaves[..s])?;
+            let r = subtree_node(&leaves[s..])?;
+            Some(crate::merkle::hash_node(&l, &r))
+        }
+    }
+}
+
+/// The root committing `top`, the Merkle node over all `count` leaves:
+/// `H(0x02 ‖ count u64 LE ‖ top)` (as [`crate::merkle::root`] finalizes it).
+pub fn root_of_top(count: u64, top: &[u8; 32]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(&[crate::merkle::ROOT_PREFIX]);
+    h.update(&count.to_le_bytes());
+    h.update(top);
+    *h.finalize().as_bytes()
+}
+
+/// An honest party's descent move over its trace `leaves`: the left and right child
+/// nodes of the game's current span. `None` when the game is finished or the trace is
+/// not the one the game is over (another length).
+pub fn descent_children(
+    leaves: &[crate::types::Hash],
+    game: &Bisection,
+) -> Option<(crate::types::Hash, crate::types::Hash)> {
+    use crate::types::Hash;
+    let split = game.descent_split()? as usize;
+    if leaves.len() != game.descent_leaves() as usize {
+        return None;
+    }
+    let (lo, hi) = (game.lo() as usize, game.hi() as usize);
+    let left = subtree_node(leaves.get(lo..split)?)?;
+    let right = subtree_node(leaves.get(split..hi)?)?;
+    Some((Hash(left), Hash(right)))
 }
 
 /// Which game of a [`TwoLevel`] dispute a move belongs to.
@@ -619,6 +751,58 @@ mod tests {
         assert_eq!(g.level(), Level::Layer);
         assert_eq!(g.outer().disputed_layer(), Some(0));
         assert!(TwoLevel::new(5, 1).is_err());
+    }
+
+    /// The descent's nodes are the trace tree's: at every span the posted children hash
+    /// to the parent, the top to the root; and for every first difference in traces of
+    /// every length it ends there, within ⌈log2 N⌉ rounds.
+    #[test]
+    fn descent_walks_the_committed_tree_to_the_first_difference() {
+        use crate::types::Hash;
+        for n in 2..=70u32 {
+            let a: Vec<Hash> = (0..n).map(|i| Hash([i as u8; 32])).collect();
+            let root = crate::merkle::root(&a.iter().map(|h| h.0).collect::<Vec<_>>());
+            let top = subtree_node(&a).unwrap();
+            assert_eq!(root_of_top(u64::from(n), &top), root, "n={n}");
+            for first in 0..n {
+                // b differs from a at `first` and (sometimes) later leaves too.
+                let b: Vec<Hash> = a
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| {
+                        let i = i as u32;
+                        if i == first || (i > first && i % 3 == 0) {
+                            Hash([200 ^ i as u8; 32])
+                        } else {
+                            *h
+                        }
+                    })
+                    .collect();
+                let mut g = Bisection::descent(n).unwrap();
+                let (mut na, mut nb) = (top, subtree_node(&b).unwrap());
+                while !g.is_finished() {
+                    let (la, ra) = descent_children(&a, &g).unwrap();
+                    let (lb, rb) = descent_children(&b, &g).unwrap();
+                    assert_eq!(crate::merkle::hash_node(&la.0, &ra.0), na);
+                    assert_eq!(crate::merkle::hash_node(&lb.0, &rb.0), nb);
+                    let agree = la == lb;
+                    (na, nb) = if agree { (ra.0, rb.0) } else { (la.0, lb.0) };
+                    g.record_descent(agree).unwrap();
+                    assert_eq!(Bisection::decode(g.encode()).unwrap(), g);
+                }
+                assert_eq!(g.descent_leaf(), Some(first), "n={n} first={first}");
+                assert!(g.round() <= max_rounds(n + 1), "n={n}");
+                assert_eq!(na, crate::merkle::hash_leaf(&a[first as usize].0));
+                assert_eq!(nb, crate::merkle::hash_leaf(&b[first as usize].0));
+                assert_eq!(g.record_descent(true), Err(BisectionError::Finished));
+            }
+        }
+        assert_eq!(Bisection::descent(1), Err(BisectionError::TooFewLeaves(1)));
+        assert!(Bisection::descent(u32::MAX).is_err());
+        assert_eq!(
+            (split_of(2), split_of(3), split_of(4), split_of(5)),
+            (1, 2, 2, 4)
+        );
     }
 
     proptest! {

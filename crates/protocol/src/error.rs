@@ -225,6 +225,23 @@ pub enum TxError {
     /// can no longer be cancelled.
     #[error("a provider already committed work; wait for the result or its deadline")]
     JobStarted,
+    /// `ReplaceStage` on a job that is not a generation job.
+    #[error("job {0} is not a generation job")]
+    NotGeneration(JobId),
+    /// `ReplaceStage`: the stage is not running with that provider, or it
+    /// already committed.
+    #[error("stage {stage} is not running uncommitted with that provider")]
+    NotReplaceable {
+        /// The stage.
+        stage: u32,
+    },
+    /// `ReplaceStage` signed by neither the job's requester nor a provider of
+    /// another of its stages.
+    #[error("only the requester or another stage's provider may report a stage")]
+    NotSessionMember,
+    /// The job already excluded as many providers as it may.
+    #[error("the job replaced as many providers as it may")]
+    TooManyReplacements,
     /// A model or input hash of zero names no data anyone could fetch.
     #[error("{0} hash is zero")]
     ZeroHash(Reason),

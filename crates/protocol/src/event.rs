@@ -272,6 +272,16 @@ pub enum Event {
         payer: Address,
         amount: Amount,
     },
+    /// A generation session's stage lost its provider (`ReplaceStage`,
+    /// reported by `by`): the provider paid the miss `penalty`, left the job,
+    /// and the stage went back to matching.
+    StageReplaced {
+        job: JobId,
+        stage: u32,
+        provider: Address,
+        by: Address,
+        penalty: Amount,
+    },
 }
 
 impl Event {
@@ -302,7 +312,8 @@ impl Event {
             | Self::UnavailabilityClaimed { job, .. }
             | Self::ClaimRejected { job, .. }
             | Self::DataUnavailable { job, .. }
-            | Self::PayerCompensated { job, .. } => Some(*job),
+            | Self::PayerCompensated { job, .. }
+            | Self::StageReplaced { job, .. } => Some(*job),
             Self::Transferred { .. }
             | Self::Bonded { .. }
             | Self::UnbondStarted { .. }

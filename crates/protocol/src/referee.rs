@@ -35,6 +35,86 @@ use crate::types::Hash;
 /// job's data unavailable (`ClaimUnavailable`).
 pub const AVAILABILITY_PROBE: u32 = u32::MAX;
 
+/// What the referee re-executes for a **generation** stage's dispute (see
+/// `state::disputes`, "Generation stages"): leaf `leaf` of the defendant's trace
+/// (committed by `root` over `leaves` leaves, `width` per step), i.e. trace layer
+/// `first_layer + leaf % width − 1` at step `leaf / width`, from that layer's input rows
+/// for every position up to the step.
+///
+/// The question the ledger asks is `(model, layer, input)` as for any dispute, with
+/// `input` the blob the defendant named (`StepRoot`): the rows, each step's with a Merkle
+/// proof of its leaf against `root`, under a header that repeats these fields. The
+/// validators check the rows against the proofs, run the one layer, and answer
+/// `Output(finding(H(0x00 ‖ output leaf)))` — [`GenerationQuestion::finding`] binds the
+/// header they read, so a blob made for another trace or position can never match the
+/// finding the ledger expects for either party.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GenerationQuestion {
+    /// The job's model.
+    pub model: Hash,
+    /// The defendant's trace root.
+    pub root: Hash,
+    /// Leaves of the trace (`steps × width`).
+    pub leaves: u32,
+    /// Leaves per step (the stage's layers + 1).
+    pub width: u32,
+    /// The stage's first trace layer.
+    pub first_layer: u32,
+    /// The disputed leaf (the first where the parties' traces differ).
+    pub leaf: u32,
+}
+
+impl GenerationQuestion {
+    /// The question a generation job's dispute asks once its descent is down to one
+    /// leaf; `None` for any other dispute (or a job without that stage).
+    pub fn of(d: &crate::state::Dispute, spec: &crate::tx::JobSpec) -> Option<Self> {
+        spec.generation?;
+        let stage = spec.stages.get(d.stage as usize)?;
+        Some(GenerationQuestion {
+            model: spec.model,
+            root: d.defendant_root,
+            leaves: d.game.descent_leaves(),
+            width: stage.layers.checked_add(1)?,
+            first_layer: stage.first_layer,
+            leaf: d.game.descent_leaf()?,
+        })
+    }
+
+    /// The step of the disputed leaf.
+    pub fn step(&self) -> u32 {
+        self.leaf.checked_div(self.width).unwrap_or(0)
+    }
+
+    /// The disputed leaf's position within its step (`0`: the step's input).
+    pub fn position(&self) -> u32 {
+        self.leaf.checked_rem(self.width).unwrap_or(0)
+    }
+
+    /// The trace layer to re-execute: `first_layer + position − 1`; `None` when the
+    /// disputed leaf is a step's input (nothing to re-execute) or on overflow.
+    pub fn layer(&self) -> Option<u32> {
+        self.first_layer
+            .checked_add(self.position().checked_sub(1)?)
+    }
+
+    /// The finding that upholds a party whose node at the disputed leaf is `node`
+    /// (`H(0x00 ‖ leaf)`, as the descent left it).
+    pub fn finding(&self, node: &Hash) -> Hash {
+        Hash::digest(
+            "agentic generation verdict v1",
+            &[
+                &self.model.0,
+                &self.root.0,
+                &self.leaves.to_le_bytes(),
+                &self.width.to_le_bytes(),
+                &self.first_layer.to_le_bytes(),
+                &self.leaf.to_le_bytes(),
+                &node.0,
+            ],
+        )
+    }
+}
+
 /// Why the referee could not produce an output.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum RefereeError {

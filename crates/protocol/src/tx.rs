@@ -490,6 +490,20 @@ pub enum TxBody {
         /// Proof of the last leaf (the signer's state after the step).
         last_proof: Vec<Hash>,
     },
+    /// A provider of a running generation session (or the job's requester)
+    /// reports that stage `stage`'s provider `provider` dropped out of the
+    /// session (its link broke, went silent, or sent a malformed or
+    /// out-of-order frame): it is penalized as for a missed deadline and the
+    /// stage is matched again; the replacement rebuilds the stage's cache
+    /// by prefill and the session goes on (`state::jobs::replace`).
+    ReplaceStage {
+        /// The job.
+        job: JobId,
+        /// The stage.
+        stage: u32,
+        /// The provider the signer saw drop out (the stage's current one).
+        provider: Address,
+    },
 }
 
 impl TxBody {
@@ -531,6 +545,7 @@ impl TxBody {
             TxBody::AuditCommit { .. } => 18,
             TxBody::ClaimUnavailable { .. } => 19,
             TxBody::StepRoot { .. } => 20,
+            TxBody::ReplaceStage { .. } => 21,
         }
     }
 
@@ -558,6 +573,7 @@ impl TxBody {
             TxBody::AuditCommit { .. } => "audit_commit",
             TxBody::ClaimUnavailable { .. } => "claim_unavailable",
             TxBody::StepRoot { .. } => "step_root",
+            TxBody::ReplaceStage { .. } => "replace_stage",
         }
     }
 }
@@ -653,6 +669,15 @@ impl Write for TxBody {
                 crate::types::write_list(first_proof, buf);
                 crate::types::write_list(last_proof, buf);
             }
+            TxBody::ReplaceStage {
+                job,
+                stage,
+                provider,
+            } => {
+                job.write(buf);
+                stage.write(buf);
+                provider.write(buf);
+            }
         }
     }
 }
@@ -693,6 +718,7 @@ impl EncodeSize for TxBody {
                     + crate::types::list_size(first_proof)
                     + crate::types::list_size(last_proof)
             }
+            TxBody::ReplaceStage { .. } => JobId::SIZE + 4 + Address::SIZE,
         }
     }
 }
@@ -782,6 +808,11 @@ impl Read for TxBody {
                 root: Hash::read(buf)?,
                 first_proof: crate::types::read_list(buf, limits::MAX_PROOF)?,
                 last_proof: crate::types::read_list(buf, limits::MAX_PROOF)?,
+            },
+            21 => TxBody::ReplaceStage {
+                job: JobId::read(buf)?,
+                stage: u32::read(buf)?,
+                provider: Address::read(buf)?,
             },
             t => return Err(CodecError::InvalidEnum(t)),
         })

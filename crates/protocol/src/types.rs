@@ -49,6 +49,9 @@ pub mod limits {
     pub const MAX_BLOCK_TXS: usize = 1 << 20;
     /// Most providers excluded from one job (those that missed deadlines or lost disputes).
     pub const MAX_EXCLUDED: usize = 1024;
+    /// Most providers one job may exclude before `ReplaceStage` is refused: bounds how
+    /// often a generation session can be restarted on reports nobody can verify.
+    pub const MAX_SESSION_REPLACEMENTS: usize = 16;
     /// Longest provider endpoint (`host:port`), in bytes.
     pub const MAX_ENDPOINT: usize = 128;
     /// Most tokens in one generation job: prompt plus generated

@@ -187,6 +187,13 @@ struct From {
     from: usize,
 }
 
+/// What a token stream's subscriber reads from the feed at each wake.
+struct Next {
+    token: Option<u32>,
+    end: Option<crate::session::FeedEnd>,
+    aborted: Option<String>,
+}
+
 /// `GET /v1/sessions/{job}/tokens?from=K`: the session's tokens as server-sent events.
 async fn session_tokens(
     State(s): State<PlaneState>,
@@ -200,8 +207,16 @@ async fn session_tokens(
             return None;
         }
         loop {
-            let state: FeedState = rx.borrow_and_update().clone();
-            if let Some(&token) = state.tokens.get(next) {
+            // Only what this subscriber needs next (not the whole transcript per wake).
+            let state = {
+                let st = rx.borrow_and_update();
+                Next {
+                    token: st.tokens.get(next).copied(),
+                    end: st.end,
+                    aborted: st.aborted.clone(),
+                }
+            };
+            if let Some(token) = state.token {
                 let ev = Event::default()
                     .event("token")
                     .data(serde_json::json!({ "index": next, "token": token }).to_string());

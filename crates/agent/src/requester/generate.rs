@@ -27,7 +27,7 @@ use agentic_compute::llm::{self, Sampler};
 use agentic_compute::registry;
 use agentic_protocol::state::{Job, JobStatus};
 use agentic_protocol::tx::GenerationSpec;
-use agentic_protocol::{Hash, JobId, State};
+use agentic_protocol::{Address, Hash, JobId, State};
 use futures::StreamExt as _;
 
 use agentic_client::api::SessionEvent;
@@ -211,6 +211,10 @@ pub struct Streamed {
     pub elapsed: Duration,
 }
 
+/// How long a stream waits, after the last stage aborted it, for the chain to replace
+/// that stage before it reports the session failed.
+pub const ABORT_GRACE: Duration = Duration::from_secs(60);
+
 impl Requester {
     /// Streams the tokens of generation job `id` from its last stage, calling
     /// `on_token(index, token)` with each as soon as it arrives (each once, in order,
@@ -227,6 +231,11 @@ impl Requester {
         let mut tokens: Vec<u32> = Vec::new();
         let mut first_token = None;
         let mut last_error = String::new();
+        // The last stage's provider that aborted its stream, when, and why: a stage
+        // replaced on chain (`ReplaceStage`) takes the stream over from where it is;
+        // the same provider still assigned after [`ABORT_GRACE`] means the session
+        // failed.
+        let mut aborted: Option<(Address, Instant, String)> = None;
         loop {
             if Instant::now() >= deadline {
                 return Err(RequesterError::Timeout {
@@ -237,6 +246,33 @@ impl Requester {
             let job = self.job(id).await?;
             if job.spec.generation.is_none() {
                 return Err(RequesterError::NotGeneration(id));
+            }
+            if job.status != JobStatus::Active
+                && job.stages.last().is_some_and(|st| st.result.is_none())
+            {
+                return Err(RequesterError::SessionFailed {
+                    job: id,
+                    reason: aborted.map_or_else(|| format!("the job is {:?}", job.status), |a| a.2),
+                });
+            }
+            let last_provider = job
+                .stages
+                .last()
+                .and_then(|st| st.slots.first())
+                .and_then(|x| x.assignment.as_ref())
+                .map(|a| a.provider);
+            if let Some((who, since, reason)) = &aborted {
+                if last_provider == Some(*who) {
+                    if since.elapsed() >= ABORT_GRACE {
+                        return Err(RequesterError::SessionFailed {
+                            job: id,
+                            reason: reason.clone(),
+                        });
+                    }
+                    tokio::time::sleep(self.poll_interval).await;
+                    continue;
+                }
+                aborted = None;
             }
             let Some(endpoint) = self.last_stage_endpoint(&job).await? else {
                 if job.status != JobStatus::Active {
@@ -292,7 +328,11 @@ impl Requester {
                         })
                     }
                     Ok(Some(Ok(SessionEvent::Abort { reason }))) => {
-                        return Err(RequesterError::SessionFailed { job: id, reason })
+                        if let Some(p) = last_provider {
+                            aborted = Some((p, Instant::now(), reason.clone()));
+                        }
+                        last_error = reason;
+                        break;
                     }
                 }
             }

@@ -35,6 +35,7 @@
 //!   ├── mod.rs        this contract, dispatch switch, elementwise & row kernels
 //!   ├── reference.rs  the naive specification of every kernel
 //!   ├── gemm.rs       packed, cache-blocked, register-tiled matmul (+ PackedWeights)
+//!   ├── exp.rs        libm::expf over a slice, eight lanes at a time (same bits)
 //!   └── attention.rs  multi-head attention with padding/causal masks
 //! ```
 //!
@@ -46,9 +47,11 @@
 #![allow(clippy::too_many_arguments)]
 
 mod attention;
+mod exp;
 mod gemm;
 pub mod reference;
 
+pub use exp::expf_inplace;
 pub use gemm::{active_simd, detected_simd, PackedWeights, SimdPath, PANEL};
 
 use std::sync::atomic::{AtomicU8, Ordering};

@@ -42,9 +42,9 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::kernels::{fma_dispatch, Fma};
+use crate::kernels::{self, fma_dispatch, Fma};
 use crate::llm::gguf::{Gguf, TensorInfo};
-use crate::llm::quant::{self, bf16_to_f32, f16_to_f32, QMatrix, WeightType};
+use crate::llm::quant::{self, bf16_to_f32, f16_to_f32, LaneWork, Lanes, QMatrix, WeightType};
 use crate::metering::TRANSCENDENTAL;
 use crate::trace::Hash;
 use crate::ComputeError;
@@ -532,6 +532,17 @@ pub fn rows_hash(layer: usize, rows: &[f32], width: usize) -> Hash {
     h.update(&(layer as u32).to_le_bytes());
     h.update(&((rows.len() / width.max(1)) as u32).to_le_bytes());
     h.update(&(width as u32).to_le_bytes());
+    // The values' little-endian bytes in order, in one `update` (the same stream as one
+    // `update` per value, at blake3's SIMD speed).
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: f32 has no padding and every byte pattern is a valid u8; the slice covers
+        // exactly the `rows.len()` floats, which are little-endian in memory.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(rows.as_ptr().cast::<u8>(), 4 * rows.len()) };
+        h.update(bytes);
+    }
+    #[cfg(not(target_endian = "little"))]
     for v in rows {
         h.update(&v.to_le_bytes());
     }
@@ -949,19 +960,21 @@ impl Llama {
             })
             .collect();
         let work: usize = positions.iter().map(|p| p + 1).sum::<usize>() * qd;
-        let one_head = |(i, o): (usize, &mut [f32])| {
-            let (r, head) = (i / c.n_head, i % c.n_head);
+        // One task per (row, KV head): the `group` query heads that share its keys and
+        // values (adjacent in `q` and in `att`).
+        let one_group = |(i, o): (usize, &mut [f32])| {
+            let (r, kvh) = (i / c.n_kv_head, i % c.n_kv_head);
             let (kc, vc) = caches[owner[r]];
             let keys = positions[r] + 1;
-            let kvh = head / group;
-            let q = &qkv[r * n_qkv + head * hd..][..hd];
-            let mut scores = vec![0.0f32; keys.div_ceil(KEY_BLOCK) * KEY_BLOCK];
-            attend(q, &kc[kvh], vc, keys, kvd, kvh * hd, scale, &mut scores, o);
+            let q = &qkv[r * n_qkv + kvh * group * hd..][..group * hd];
+            attend(q, &kc[kvh], vc, keys, kvd, kvh * hd, hd, scale, o);
         };
         if work >= 1 << 16 {
-            att.par_chunks_mut(hd).enumerate().for_each(one_head);
+            att.par_chunks_mut(group * hd)
+                .enumerate()
+                .for_each(one_group);
         } else {
-            att.chunks_mut(hd).enumerate().for_each(one_head);
+            att.chunks_mut(group * hd).enumerate().for_each(one_group);
         }
         let mut o = vec![0.0; m * d];
         quant::matmul(&att, &b.wo, &mut o, m);
@@ -972,11 +985,24 @@ impl Llama {
         let f = c.ffn_dim;
         let gu = b.gate_up.matmul(&h, m);
         let mut a = vec![0.0; m * f];
-        for (arow, gurow) in a.chunks_exact_mut(f).zip(gu.chunks_exact(2 * f)) {
-            for i in 0..f {
-                let g = gurow[i];
-                arow[i] = g / (1.0 + libm::expf(-g)) * gurow[f + i];
+        let silu = |(arow, gurow): (&mut [f32], &[f32])| {
+            let (g, u) = gurow.split_at(f);
+            for (e, &g) in arow.iter_mut().zip(g) {
+                *e = -g;
             }
+            kernels::expf_inplace(arow);
+            for ((e, &g), &u) in arow.iter_mut().zip(g).zip(u) {
+                *e = g / (1.0 + *e) * u;
+            }
+        };
+        if m * f >= 1 << 14 {
+            a.par_chunks_exact_mut(f)
+                .zip(gu.par_chunks_exact(2 * f))
+                .for_each(silu);
+        } else {
+            a.chunks_exact_mut(f)
+                .zip(gu.chunks_exact(2 * f))
+                .for_each(silu);
         }
         quant::matmul(&a, &b.down, &mut o, m);
         for (xv, ov) in x.iter_mut().zip(&o) {
@@ -1233,9 +1259,16 @@ fn rms_with<F: Fma>(x: &[f32], g: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// One head of one row: softmax(q·Kᵀ·scale)·V over `keys` cached positions; `kt` is the
-/// head's transposed key blocks, `vc` all values (`stride` per position, the head at
-/// `off`).
+/// The query heads of one row that share one KV head (`q` and `out`: `heads × head_dim`,
+/// head after head): for each, softmax(q·Kᵀ·scale)·V over `keys` cached positions; `kt`
+/// is the KV head's transposed key blocks, `vc` all values (`stride` per position, the
+/// head at `off`), `hd` the head dim.
+///
+/// Each head's arithmetic is the module docs' (and does not depend on the other heads):
+/// the score of key `s` is one fma chain over the head dim from +0, times `scale`; the
+/// softmax takes the max in key order, `expf(z − max)` (libm's bits), the sum in key
+/// order, one division each; `o = fma(p_s, v_s, o)` over the keys in order. Heads are
+/// only interleaved so that one load of a key or value serves several chains.
 fn attend(
     q: &[f32],
     kt: &[f32],
@@ -1243,66 +1276,318 @@ fn attend(
     keys: usize,
     stride: usize,
     off: usize,
+    hd: usize,
     scale: f32,
-    scores: &mut [f32],
     out: &mut [f32],
 ) {
-    attend_dispatch(q, kt, vc, keys, stride, off, scale, scores, out)
+    let heads = q.len() / hd;
+    let padded = keys.div_ceil(KEY_BLOCK) * KEY_BLOCK;
+    let mut scores = vec![0.0f32; heads * padded];
+    scores_dispatch(q, kt, hd, keys, scale, &mut scores);
+    for sc in scores.chunks_exact_mut(padded) {
+        let sc = &mut sc[..keys];
+        let max = sc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        for v in sc.iter_mut() {
+            *v -= max;
+        }
+        kernels::expf_inplace(sc);
+        let sum = sc.iter().fold(0.0f32, |s, &v| s + v);
+        for v in sc.iter_mut() {
+            *v /= sum;
+        }
+    }
+    values_dispatch(&scores, padded, vc, keys, stride, off, hd, out);
 }
 
-fma_dispatch!(fn attend_dispatch => attend_with(
-    q: &[f32], kt: &[f32], vc: &[f32], keys: usize, stride: usize, off: usize, scale: f32,
-    scores: &mut [f32], out: &mut [f32],
-));
+/// Heads per pass of the score and value loops (their chains interleaved).
+const HEADS_PER_PASS: usize = 4;
 
+/// `scores[h·padded + s] = (Σ_p q_h[p]·k_s[p]) · scale` for every head `h` and key `s`
+/// (whole blocks of 8 keys; those past `keys` are never read).
+fn scores_dispatch(q: &[f32], kt: &[f32], hd: usize, keys: usize, scale: f32, scores: &mut [f32]) {
+    quant::with_lanes(Scores {
+        q,
+        kt,
+        hd,
+        keys,
+        scale,
+        scores,
+    })
+}
+
+struct Scores<'a> {
+    q: &'a [f32],
+    kt: &'a [f32],
+    hd: usize,
+    keys: usize,
+    scale: f32,
+    scores: &'a mut [f32],
+}
+
+impl LaneWork for Scores<'_> {
+    #[inline(always)]
+    fn run<L: Lanes>(self) {
+        let hd = self.hd;
+        let heads = self.q.len() / hd;
+        let padded = self.scores.len() / heads.max(1);
+        let mut h0 = 0;
+        while h0 < heads {
+            let g = (heads - h0).min(HEADS_PER_PASS);
+            let q = &self.q[h0 * hd..];
+            let sc = &mut self.scores[h0 * padded..];
+            let (kt, keys, scale) = (self.kt, self.keys, self.scale);
+            match g {
+                4 => score_heads::<L, 4>(q, kt, hd, keys, scale, padded, sc),
+                3 => score_heads::<L, 3>(q, kt, hd, keys, scale, padded, sc),
+                2 => score_heads::<L, 2>(q, kt, hd, keys, scale, padded, sc),
+                _ => score_heads::<L, 1>(q, kt, hd, keys, scale, padded, sc),
+            }
+            h0 += g;
+        }
+    }
+}
+
+/// The scores of `G` heads, two key blocks at a time: `2·G` chains of 8 lanes (one lane =
+/// one key), each over the head dim in order from +0.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn attend_with<F: Fma>(
+fn score_heads<L: Lanes, const G: usize>(
     q: &[f32],
     kt: &[f32],
+    hd: usize,
+    keys: usize,
+    scale: f32,
+    padded: usize,
+    scores: &mut [f32],
+) {
+    const KB: usize = KEY_BLOCK;
+    let blocks = keys.div_ceil(KB);
+    let scale = L::splat(scale);
+    let mut b = 0;
+    while b < blocks {
+        let two = b + 1 < blocks;
+        let k0 = &kt[b * KB * hd..][..KB * hd];
+        let k1 = if two {
+            &kt[(b + 1) * KB * hd..][..KB * hd]
+        } else {
+            k0
+        };
+        let mut acc = [[L::zero(); 2]; G];
+        for p in 0..hd {
+            let x0 = L::load(&k0[p * KB..]);
+            let x1 = L::load(&k1[p * KB..]);
+            for j in 0..G {
+                let qv = L::splat(q[j * hd + p]);
+                acc[j][0] = L::fma(qv, x0, acc[j][0]);
+                acc[j][1] = L::fma(qv, x1, acc[j][1]);
+            }
+        }
+        for j in 0..G {
+            let sc = &mut scores[j * padded + b * KB..];
+            L::mul(acc[j][0], scale).store(sc);
+            if two {
+                L::mul(acc[j][1], scale).store(&mut sc[KB..]);
+            }
+        }
+        b += if two { 2 } else { 1 };
+    }
+}
+
+/// `out_h = Σ_s p_h[s]·v_s` over the keys in order, one fma per step, for every head.
+fn values_dispatch(
+    probs: &[f32],
+    padded: usize,
     vc: &[f32],
     keys: usize,
     stride: usize,
     off: usize,
-    scale: f32,
-    scores: &mut [f32],
+    hd: usize,
     out: &mut [f32],
 ) {
-    let hd = q.len();
-    // Scores, eight keys per block: eight independent chains, each over the head dim in
-    // order from +0 (one chain per score, whatever the block).
-    for (b, sc) in scores.chunks_exact_mut(KEY_BLOCK).enumerate() {
-        if b * KEY_BLOCK >= keys {
-            break;
+    quant::with_lanes(Values {
+        probs,
+        padded,
+        vc,
+        keys,
+        stride,
+        off,
+        hd,
+        out,
+    })
+}
+
+struct Values<'a> {
+    probs: &'a [f32],
+    padded: usize,
+    vc: &'a [f32],
+    keys: usize,
+    stride: usize,
+    off: usize,
+    hd: usize,
+    out: &'a mut [f32],
+}
+
+impl LaneWork for Values<'_> {
+    #[inline(always)]
+    fn run<L: Lanes>(self) {
+        let hd = self.hd;
+        let heads = self.out.len() / hd;
+        let mut h0 = 0;
+        while h0 < heads {
+            let g = (heads - h0).min(HEADS_PER_PASS);
+            let v = Values {
+                probs: &self.probs[h0 * self.padded..],
+                out: &mut self.out[h0 * hd..],
+                ..self
+            };
+            match g {
+                4 => value_heads::<L, 4>(v),
+                3 => value_heads::<L, 3>(v),
+                2 => value_heads::<L, 2>(v),
+                _ => value_heads::<L, 1>(v),
+            }
+            h0 += g;
         }
-        let kb = &kt[b * KEY_BLOCK * hd..][..KEY_BLOCK * hd];
-        let mut acc = [0.0f32; KEY_BLOCK];
-        for p in 0..hd {
-            let kp = &kb[p * KEY_BLOCK..][..KEY_BLOCK];
-            for j in 0..KEY_BLOCK {
-                acc[j] = F::fma(q[p], kp[j], acc[j]);
+    }
+}
+
+/// [`Values`] for its first `G` heads, 16 dimensions at a time (`2·G` chains of 8 lanes,
+/// one lane = one output dimension); a last part narrower than 16 in scalar fmas.
+#[inline(always)]
+fn value_heads<L: Lanes, const G: usize>(v: Values<'_>) {
+    const W: usize = 16;
+    let Values {
+        probs,
+        padded,
+        vc,
+        keys,
+        stride,
+        off,
+        hd,
+        out,
+    } = v;
+    let mut c0 = 0;
+    while c0 + W <= hd {
+        let mut acc = [[L::zero(); 2]; G];
+        for s in 0..keys {
+            let row = &vc[s * stride + off + c0..][..W];
+            let (v0, v1) = (L::load(row), L::load(&row[8..]));
+            for j in 0..G {
+                let p = L::splat(probs[j * padded + s]);
+                acc[j][0] = L::fma(p, v0, acc[j][0]);
+                acc[j][1] = L::fma(p, v1, acc[j][1]);
             }
         }
-        for j in 0..KEY_BLOCK {
-            sc[j] = acc[j] * scale;
+        for j in 0..G {
+            acc[j][0].store(&mut out[j * hd + c0..]);
+            acc[j][1].store(&mut out[j * hd + c0 + 8..]);
+        }
+        c0 += W;
+    }
+    if c0 < hd {
+        for j in 0..G {
+            out[j * hd + c0..(j + 1) * hd].fill(0.0);
+        }
+        for s in 0..keys {
+            let row = &vc[s * stride + off + c0..s * stride + off + hd];
+            for j in 0..G {
+                let p = probs[j * padded + s];
+                for (o, &x) in out[j * hd + c0..(j + 1) * hd].iter_mut().zip(row) {
+                    *o = kernels::fmadd(p, x, *o);
+                }
+            }
         }
     }
-    let max = scores[..keys]
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0f32;
-    for v in scores[..keys].iter_mut() {
-        *v = libm::expf(*v - max);
-        sum += *v;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-(row, head) attention as first written, one head at a time in plain scalar
+    /// code: the specification [`attend`] must equal bit for bit.
+    fn attend_reference(
+        q: &[f32],
+        kt: &[f32],
+        vc: &[f32],
+        keys: usize,
+        stride: usize,
+        off: usize,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        let hd = q.len();
+        let mut scores = vec![0.0f32; keys.div_ceil(KEY_BLOCK) * KEY_BLOCK];
+        for (b, sc) in scores.chunks_exact_mut(KEY_BLOCK).enumerate() {
+            let kb = &kt[b * KEY_BLOCK * hd..][..KEY_BLOCK * hd];
+            let mut acc = [0.0f32; KEY_BLOCK];
+            for p in 0..hd {
+                for j in 0..KEY_BLOCK {
+                    acc[j] = kernels::fmadd(q[p], kb[p * KEY_BLOCK + j], acc[j]);
+                }
+            }
+            for j in 0..KEY_BLOCK {
+                sc[j] = acc[j] * scale;
+            }
+        }
+        let max = scores[..keys]
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let mut sum = 0.0f32;
+        for v in scores[..keys].iter_mut() {
+            *v = libm::expf(*v - max);
+            sum += *v;
+        }
+        for v in scores[..keys].iter_mut() {
+            *v /= sum;
+        }
+        out.fill(0.0);
+        for (s, &p) in scores[..keys].iter().enumerate() {
+            let v = &vc[s * stride + off..][..hd];
+            for i in 0..hd {
+                out[i] = kernels::fmadd(p, v[i], out[i]);
+            }
+        }
     }
-    for v in scores[..keys].iter_mut() {
-        *v /= sum;
-    }
-    out.fill(0.0);
-    for (s, &p) in scores[..keys].iter().enumerate() {
-        let v = &vc[s * stride + off..][..hd];
-        for i in 0..hd {
-            out[i] = F::fma(p, v[i], out[i]);
+
+    #[test]
+    fn grouped_attention_equals_one_head_at_a_time() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 6.0
+        };
+        // Head dims with and without a part narrower than 16; 1 to 9 heads per KV head
+        // (passes of 4 and a remainder); key counts around the blocks of 8 and 16.
+        for (hd, kv_heads) in [(64, 3), (16, 2), (24, 1), (40, 2), (2, 1)] {
+            for group in [1, 2, 3, 4, 5, 9] {
+                for keys in [1usize, 2, 7, 8, 9, 15, 16, 17, 33, 100] {
+                    let kvd = kv_heads * hd;
+                    let padded = keys.div_ceil(KEY_BLOCK) * KEY_BLOCK;
+                    let kt: Vec<f32> = (0..padded * hd).map(|_| next()).collect();
+                    let vc: Vec<f32> = (0..keys * kvd).map(|_| next()).collect();
+                    let q: Vec<f32> = (0..group * hd).map(|_| next()).collect();
+                    let scale = 1.0 / libm::sqrtf(hd as f32);
+                    let off = (kv_heads - 1) * hd;
+                    for scalar in [false, true] {
+                        kernels::set_force_scalar(scalar);
+                        let mut got = vec![0.0f32; group * hd];
+                        attend(&q, &kt, &vc, keys, kvd, off, hd, scale, &mut got);
+                        kernels::set_force_scalar(false);
+                        for h in 0..group {
+                            let mut want = vec![0.0f32; hd];
+                            let qh = &q[h * hd..(h + 1) * hd];
+                            attend_reference(qh, &kt, &vc, keys, kvd, off, scale, &mut want);
+                            let bits =
+                                |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(
+                                bits(&got[h * hd..(h + 1) * hd]),
+                                bits(&want),
+                                "hd {hd}, group {group}, keys {keys}, head {h}, scalar {scalar}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod generate;
 pub mod gguf;
 pub mod llama;
 pub mod quant;
+pub mod referee;
 pub mod sample;
 pub mod stage;
 pub mod vocab;

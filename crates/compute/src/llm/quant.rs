@@ -34,6 +34,21 @@
 //! of `x` gets the same result alone (decode) as inside a prefill or next to other
 //! sequences (batch invariance).
 //!
+//! # Kernels
+//!
+//! ```text
+//!   rows of x   kernel (x86-64)                          elsewhere
+//!   1 ..= 3     AVX2, blocks decoded in registers         panel kernel on 8-lane
+//!   ≥ 4         AVX-512F: a block decoded once into a     `Lanes` (NEON, or
+//!               tile, each tile load serving 6 rows,      portable scalar)
+//!               16 lanes × 2 per panel, x block-major;
+//!               AVX2 panel kernel without AVX-512F
+//! ```
+//!
+//! Many rows (a prefill, an audit's replay) are compute-bound: there the tile is decoded
+//! once per panel block and reused by every row, and register tiles of several rows
+//! share each load. All kernels perform the same operations in the same order per output.
+//!
 //! # Layout
 //!
 //! Output rows are grouped in panels of [`PANEL`] (32) rows; a panel's block `b` is one
@@ -375,14 +390,60 @@ fn decode_chunk(ty: WeightType, c: &[u8], t: &mut Tile) {
     }
 }
 
-/// Eight f32 lanes with fused multiply-add: the SIMD vocabulary of the panel kernel.
-trait Lanes: Copy {
+/// Eight f32 lanes with fused multiply-add: the SIMD vocabulary of the panel kernel (and
+/// of the attention loops in [`crate::llm::llama`], through [`with_lanes`]). Every
+/// operation is per lane and rounded once, so every implementation gives the same bits.
+pub(crate) trait Lanes: Copy {
     fn zero() -> Self;
     fn splat(x: f32) -> Self;
+    /// The first 8 floats of `p` (panics if there are fewer).
     fn load(p: &[f32]) -> Self;
+    /// Into the first 8 floats of `p` (panics if there are fewer).
     fn store(self, p: &mut [f32]);
     /// `a·b + c`, rounded once per lane.
     fn fma(a: Self, b: Self, c: Self) -> Self;
+    /// `a·b`.
+    fn mul(a: Self, b: Self) -> Self;
+}
+
+/// Work written once, generic over [`Lanes`].
+pub(crate) trait LaneWork {
+    fn run<L: Lanes>(self);
+}
+
+/// Runs `w` on the best lanes this CPU has: AVX2 (x86-64 with AVX2 and FMA), NEON
+/// (aarch64), else portable lanes (with the FMA instruction where there is one). The
+/// scalar switch ([`crate::kernels::force_scalar`]) forces the portable lanes. All give
+/// the same bits. `run` should be `#[inline(always)]` so it is compiled for those lanes.
+pub(crate) fn with_lanes<W: LaneWork>(w: W) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn avx<W: LaneWork>(w: W) {
+            w.run::<avx2::Avx>()
+        }
+        #[target_feature(enable = "fma")]
+        fn hw<W: LaneWork>(w: W) {
+            w.run::<Scalar8<HwFma>>()
+        }
+        if crate::kernels::use_avx2() {
+            // SAFETY: `use_avx2` checked that the CPU has AVX2 and FMA.
+            unsafe { avx(w) };
+            return;
+        }
+        if crate::kernels::has_hw_fma() {
+            // SAFETY: the CPU has FMA.
+            unsafe { hw(w) };
+            return;
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if !crate::kernels::force_scalar() {
+            return w.run::<neon::Neon>();
+        }
+    }
+    w.run::<Scalar8<SoftFma>>()
 }
 
 /// Portable lanes, generic over how the scalar FMA is done.
@@ -420,6 +481,14 @@ impl<F: Fma> Lanes for Scalar8<F> {
         let mut o = [0.0; 8];
         for l in 0..8 {
             o[l] = F::fma(a.0[l], b.0[l], c.0[l]);
+        }
+        Scalar8(o, std::marker::PhantomData)
+    }
+    #[inline(always)]
+    fn mul(a: Self, b: Self) -> Self {
+        let mut o = [0.0; 8];
+        for l in 0..8 {
+            o[l] = a.0[l] * b.0[l];
         }
         Scalar8(o, std::marker::PhantomData)
     }
@@ -550,6 +619,135 @@ mod avx2 {
         fn fma(a: Self, b: Self, c: Self) -> Self {
             unsafe { Avx(_mm256_fmadd_ps(a.0, b.0, c.0)) }
         }
+        #[inline(always)]
+        fn mul(a: Self, b: Self) -> Self {
+            unsafe { Avx(_mm256_mul_ps(a.0, b.0)) }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{decode_chunk, Product, Tile, BLOCK, PANEL};
+
+    /// Rows of `x` per register tile: `4·ROWS` accumulators plus four tile vectors.
+    const ROWS: usize = 6;
+
+    /// One panel for many rows of `x` (prefill): each block is decoded once into a tile,
+    /// and every tile load serves `ROWS` rows. A 32-row panel is two 16-lane vectors; the
+    /// same operations in the same order as `super::panel` (one lane = one output).
+    /// Output row `i` of the panel goes to `c[i·ldc .. i·ldc + 32]`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `c` points at `p.m` rows (stride `ldc`) of 32 writable
+    /// floats that nothing else reads or writes meanwhile.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn panel(p: &Product<'_>, panel: usize, c: *mut f32, ldc: usize) {
+        let w = p.w;
+        assert!(p.xp.len() >= p.m * w.k);
+        assert!(!w.ty.has_min() || p.sx.len() >= p.m * w.blocks());
+        let mut tile = Tile::default();
+        // The panel's outputs, contiguous while they accumulate (rows of `c` may be a
+        // multiple of 4 KiB apart, which would make them fight over L1 sets).
+        let mut acc = vec![0.0f32; p.m * PANEL];
+        let a = acc.as_mut_ptr();
+        for b in 0..w.blocks() {
+            decode_chunk(w.ty, w.chunk(panel, b), &mut tile);
+            let mut i = 0;
+            while i < p.m {
+                let r = (p.m - i).min(ROWS);
+                // SAFETY: rows i..i + r < m of `xp` (asserted above) and of `acc`;
+                // AVX-512F.
+                unsafe {
+                    let a = a.add(i * PANEL);
+                    match r {
+                        6 => rows::<6>(p, &tile, b, i, a, PANEL),
+                        5 => rows::<5>(p, &tile, b, i, a, PANEL),
+                        4 => rows::<4>(p, &tile, b, i, a, PANEL),
+                        3 => rows::<3>(p, &tile, b, i, a, PANEL),
+                        2 => rows::<2>(p, &tile, b, i, a, PANEL),
+                        _ => rows::<1>(p, &tile, b, i, a, PANEL),
+                    }
+                }
+                i += r;
+            }
+        }
+        for (i, row) in acc.chunks_exact(PANEL).enumerate() {
+            // SAFETY: the caller's `m` rows of 32 floats at stride `ldc`.
+            unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), c.add(i * ldc), PANEL) };
+        }
+    }
+
+    /// Block `b` of rows `i0..i0 + R` into their outputs (`c`, stride `ldc`; block 0
+    /// starts them from +0).
+    ///
+    /// # Safety
+    /// AVX-512F; rows `i0..i0 + R` exist in `p.x` and `p.sx` (Q4_1); `c` has `R` rows of
+    /// 32 writable floats at stride `ldc`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn rows<const R: usize>(
+        p: &Product<'_>,
+        t: &Tile,
+        b: usize,
+        i0: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let blocks = p.w.blocks();
+        let has_min = p.w.ty.has_min();
+        // SAFETY: every pointer stays inside the rows the caller vouched for; tile rows
+        // are 32 floats.
+        unsafe {
+            let x = p.xp.as_ptr().add((b * p.m + i0) * BLOCK);
+            let mut lo = [[_mm512_setzero_ps(); 2]; R];
+            let mut hi = [[_mm512_setzero_ps(); 2]; R];
+            for q in 0..16 {
+                let l0 = _mm512_loadu_ps(t.q[q].as_ptr());
+                let l1 = _mm512_loadu_ps(t.q[q].as_ptr().add(16));
+                let h0 = _mm512_loadu_ps(t.q[q + 16].as_ptr());
+                let h1 = _mm512_loadu_ps(t.q[q + 16].as_ptr().add(16));
+                for r in 0..R {
+                    let a = _mm512_set1_ps(*x.add(r * BLOCK + q));
+                    let c = _mm512_set1_ps(*x.add(r * BLOCK + q + 16));
+                    lo[r][0] = _mm512_fmadd_ps(a, l0, lo[r][0]);
+                    lo[r][1] = _mm512_fmadd_ps(a, l1, lo[r][1]);
+                    hi[r][0] = _mm512_fmadd_ps(c, h0, hi[r][0]);
+                    hi[r][1] = _mm512_fmadd_ps(c, h1, hi[r][1]);
+                }
+            }
+            let d = [
+                _mm512_loadu_ps(t.d.as_ptr()),
+                _mm512_loadu_ps(t.d.as_ptr().add(16)),
+            ];
+            let m = [
+                _mm512_loadu_ps(t.m.as_ptr()),
+                _mm512_loadu_ps(t.m.as_ptr().add(16)),
+            ];
+            for r in 0..R {
+                let row = c.add(r * ldc);
+                let s = _mm512_set1_ps(if has_min {
+                    *p.sx.as_ptr().add((i0 + r) * blocks + b)
+                } else {
+                    0.0
+                });
+                for v in 0..2 {
+                    let mut a = if b == 0 {
+                        _mm512_setzero_ps()
+                    } else {
+                        _mm512_loadu_ps(row.add(16 * v))
+                    };
+                    a = _mm512_fmadd_ps(d[v], lo[r][v], a);
+                    a = _mm512_fmadd_ps(d[v], hi[r][v], a);
+                    if has_min {
+                        a = _mm512_fmadd_ps(m[v], s, a);
+                    }
+                    _mm512_storeu_ps(row.add(16 * v), a);
+                }
+            }
+        }
     }
 }
 
@@ -590,6 +788,10 @@ mod neon {
             // vfmaq_f32(c, a, b) = c + a·b, fused.
             unsafe { Neon(vfmaq_f32(c.0, a.0, b.0), vfmaq_f32(c.1, a.1, b.1)) }
         }
+        #[inline(always)]
+        fn mul(a: Self, b: Self) -> Self {
+            unsafe { Neon(vmulq_f32(a.0, b.0), vmulq_f32(a.1, b.1)) }
+        }
     }
 }
 
@@ -600,6 +802,9 @@ struct Product<'a> {
     m: usize,
     /// Block sums of `x` (Q4_1 only), `m × blocks`.
     sx: &'a [f32],
+    /// `x` block-major for the AVX-512 kernel (`xp[(b·m + i)·32 + p] = x[i][32b + p]`),
+    /// else empty.
+    xp: &'a [f32],
 }
 
 /// Computes one panel: `acc[i·32 + r] = out[i][panel·32 + r]` for every row `i`.
@@ -643,6 +848,9 @@ fn panel<L: Lanes>(p: &Product<'_>, panel: usize, acc: &mut [f32]) {
 /// Which code computes a panel (all give the same bits).
 #[derive(Clone, Copy)]
 enum Path {
+    /// AVX2 for few rows, AVX-512F for many.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
     #[cfg(target_arch = "x86_64")]
     Avx2,
     #[cfg(target_arch = "x86_64")]
@@ -656,6 +864,9 @@ fn path() -> Path {
     #[cfg(target_arch = "x86_64")]
     {
         if crate::kernels::use_avx2() && std::arch::is_x86_feature_detected!("f16c") {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Path::Avx512;
+            }
             return Path::Avx2;
         }
         if crate::kernels::has_hw_fma() {
@@ -685,6 +896,15 @@ fn panel_scalar_hw(p: &Product<'_>, j: usize, acc: &mut [f32]) {
 
 fn panel_on(path: Path, p: &Product<'_>, j: usize, acc: &mut [f32]) {
     match path {
+        // SAFETY: `path()` chose this arm only on a CPU with AVX-512F, AVX2, FMA and F16C;
+        // `acc` holds the panel's `m` rows of 32.
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512 if !p.xp.is_empty() => unsafe {
+            assert!(acc.len() >= p.m * PANEL);
+            avx512::panel(p, j, acc.as_mut_ptr(), PANEL)
+        },
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512 => panel_on(Path::Avx2, p, j, acc),
         // SAFETY: `path()` chose this arm only on a CPU with AVX2, FMA and F16C.
         #[cfg(target_arch = "x86_64")]
         Path::Avx2 => unsafe {
@@ -705,6 +925,24 @@ fn panel_on(path: Path, p: &Product<'_>, j: usize, acc: &mut [f32]) {
         #[cfg(target_arch = "aarch64")]
         Path::Neon => panel::<neon::Neon>(p, j, acc),
         Path::Scalar => panel::<Scalar8<SoftFma>>(p, j, acc),
+    }
+}
+
+/// A raw pointer to a product's output that panel tasks share; each writes its own columns.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint column ranges, and the pointer outlives the loop using it.
+#[cfg(target_arch = "x86_64")]
+unsafe impl Send for OutPtr {}
+#[cfg(target_arch = "x86_64")]
+unsafe impl Sync for OutPtr {}
+
+#[cfg(target_arch = "x86_64")]
+impl OutPtr {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
     }
 }
 
@@ -739,8 +977,45 @@ pub fn matmul(x: &[f32], w: &QMatrix, out: &mut [f32], m: usize) {
         Vec::new()
     };
     debug_assert!(sx.is_empty() || sx.len() == m * blocks);
-    let p = Product { w, x, m, sx: &sx };
+    #[cfg(target_arch = "x86_64")]
+    let wide = matches!(path(), Path::Avx512) && m >= FUSED_ROWS;
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide = false;
+    let xp: Vec<f32> = if wide {
+        let mut xp = vec![0.0f32; m * w.k];
+        for (b, dst) in xp.chunks_exact_mut(m * BLOCK).enumerate() {
+            for (i, d) in dst.chunks_exact_mut(BLOCK).enumerate() {
+                d.copy_from_slice(&x[i * w.k + b * BLOCK..][..BLOCK]);
+            }
+        }
+        xp
+    } else {
+        Vec::new()
+    };
+    let p = Product {
+        w,
+        x,
+        m,
+        sx: &sx,
+        xp: &xp,
+    };
     let n_panels = w.n.div_ceil(PANEL);
+    #[cfg(target_arch = "x86_64")]
+    if wide && w.n.is_multiple_of(PANEL) {
+        // Whole panels straight into `out`: panel `j` is its columns `32j..32j + 32`.
+        let c = OutPtr(out.as_mut_ptr());
+        let one = |j: usize| {
+            // SAFETY: `path()` checked AVX-512F; panel `j` writes only its 32 columns of
+            // the `m` rows of `out` (m × n, n a multiple of 32), no other task does.
+            unsafe { avx512::panel(&p, j, c.get().add(j * PANEL), w.n) }
+        };
+        if m * w.n * w.k < PARALLEL_MACS {
+            (0..n_panels).for_each(one);
+        } else {
+            (0..n_panels).into_par_iter().for_each(one);
+        }
+        return;
+    }
     let mut tmp = vec![0.0f32; n_panels * m * PANEL];
     run_panels(&p, &mut tmp);
     for (j, acc) in tmp.chunks_exact(m * PANEL).enumerate() {

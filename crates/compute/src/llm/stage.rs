@@ -132,6 +132,15 @@ pub struct StepResult {
     pub ops: u64,
 }
 
+/// One step of a stage's trace, as [`StageSession::resume`] rebuilt it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepRecord {
+    /// The step's `count + 1` leaves.
+    pub leaves: Vec<Hash>,
+    /// Its metered ops.
+    pub ops: u64,
+}
+
 /// One provider's part of a generation: its layers, and a KV cache for its blocks.
 #[derive(Debug)]
 pub struct StageSession<'m> {
@@ -139,9 +148,22 @@ pub struct StageSession<'m> {
     range: StageRange,
     cache: KvCache,
     positions: usize,
+    /// Steps run so far.
+    steps: usize,
+    /// A misbehaviour under test ([`StageSession::set_fault`]): `(step, layer)`.
+    fault: Option<(usize, usize)>,
 }
 
 impl<'m> StageSession<'m> {
+    /// Makes this session cheat (a misbehaving provider under test): at step `step`,
+    /// every value of trace layer `layer`'s output rows is negated before its
+    /// leaf is hashed, and the session computes on from the perturbed rows (the K/V of
+    /// the later layers, and every later step, are built from them). A layer outside the
+    /// range, or a block-less one, is never perturbed.
+    pub fn set_fault(&mut self, step: usize, layer: usize) {
+        self.fault = Some((step, layer));
+    }
+
     /// A session for `range` of `model` (a typed error when the range does not fit).
     pub fn new(model: &'m Llama, range: StageRange) -> Result<Self, ComputeError> {
         Self::with_capacity(model, range, 0)
@@ -160,6 +182,8 @@ impl<'m> StageSession<'m> {
             range,
             cache: KvCache::for_blocks(c, range.blocks(c.n_layer), positions),
             positions: 0,
+            steps: 0,
+            fault: None,
         })
     }
 
@@ -175,6 +199,72 @@ impl<'m> StageSession<'m> {
     /// Bytes held by the KV cache.
     pub fn cache_bytes(&self) -> usize {
         self.cache.bytes()
+    }
+
+    /// A session that already ran the `tokens.len()` steps whose sampled tokens are
+    /// `tokens` (the transcript so far), rebuilt by one prefill of
+    /// `prompt ++ tokens[..n−1]` through layers `0..first+count` ([`replay_stage`]'s):
+    /// how a replacement joins a running generation. Returns the session, ready for
+    /// step `n`, with the trace of steps `0..n` and each step's ops — bit-identical to
+    /// having run them step by step (batch invariance). No tokens: a fresh session.
+    /// With the head, each step's logits must sample `tokens` under `sampler`, or the
+    /// transcript is not this model's (a typed error).
+    pub fn resume(
+        model: &'m Llama,
+        range: StageRange,
+        prompt: &[u32],
+        tokens: &[u32],
+        sampler: &Sampler,
+        capacity: usize,
+    ) -> Result<(Self, Vec<StepRecord>), ComputeError> {
+        let mut sess = Self::with_capacity(model, range, capacity)?;
+        if tokens.is_empty() {
+            return Ok((sess, Vec::new()));
+        }
+        let c = model.config();
+        let p = prefill(model, &range, prompt, tokens, &mut sess.cache)?;
+        if let Some(logits) = &p.logits {
+            for (t, row) in logits.chunks_exact(c.vocab).enumerate() {
+                let pick = sampler.pick(row, t as u64);
+                if pick != tokens[t] {
+                    return Err(ComputeError::BadActivation {
+                        layer: c.n_layer + 1,
+                        detail: format!(
+                            "step {t} samples token {pick}, the transcript says {}",
+                            tokens[t]
+                        ),
+                    });
+                }
+            }
+        }
+        sess.positions = prompt.len() + tokens.len() - 1;
+        sess.steps = tokens.len();
+        let steps = p
+            .leaves
+            .into_iter()
+            .zip(p.step_ops)
+            .map(|(leaves, ops)| StepRecord { leaves, ops })
+            .collect();
+        Ok((sess, steps))
+    }
+
+    /// Steps run (or rebuilt) so far.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Rolls the session back to its first `steps` steps (a step every stage agrees on);
+    /// more steps than it ran change nothing.
+    pub fn truncate(&mut self, steps: usize) {
+        if steps >= self.steps {
+            return;
+        }
+        // Step 0 is the prompt's rows, every later step one row.
+        let prompt = self.positions + 1 - self.steps;
+        let positions = if steps == 0 { 0 } else { prompt + steps - 1 };
+        self.cache.truncate(positions);
+        self.positions = positions;
+        self.steps = steps;
     }
 
     /// Runs one step (module docs). On an error nothing changes: the input is checked
@@ -238,13 +328,17 @@ impl<'m> StageSession<'m> {
             leaves.push(rows_hash(0, &x, d));
             ops += m.layer_ops(0, start, n, 1);
         }
-        run_blocks(
+        let fault = self.fault.filter(|&(t, _)| t == self.steps).map(|f| f.1);
+        run_blocks_mut(
             m,
             self.range.layers(),
             &mut x,
             start,
             &mut self.cache,
             |l, x| {
+                if fault == Some(l) {
+                    x.iter_mut().for_each(|v| *v = -*v);
+                }
                 leaves.push(rows_hash(l, x, d));
                 ops += m.layer_ops(l, start, n, 1);
             },
@@ -258,6 +352,7 @@ impl<'m> StageSession<'m> {
             StageOutput::Rows(x)
         };
         self.positions = start + n;
+        self.steps += 1;
         Ok(StepResult {
             output,
             leaves,
@@ -282,6 +377,18 @@ fn run_blocks(
     start: usize,
     cache: &mut KvCache,
     mut after: impl FnMut(usize, &[f32]),
+) {
+    run_blocks_mut(m, layers, x, start, cache, |l, x| after(l, x))
+}
+
+/// [`run_blocks`] whose `after` may change the rows (a misbehaviour under test).
+fn run_blocks_mut(
+    m: &Llama,
+    layers: Range<usize>,
+    x: &mut [f32],
+    start: usize,
+    cache: &mut KvCache,
+    mut after: impl FnMut(usize, &mut [f32]),
 ) {
     let c = m.config();
     let (lo, hi) = (layers.start.max(1), layers.end.min(c.n_layer + 1));
@@ -411,9 +518,50 @@ pub fn replay_stage(
     tokens: &[u32],
     sampler: &Sampler,
 ) -> Result<(StageTrace, Option<Vec<u32>>), ComputeError> {
+    sampler.validate()?;
     let c = model.config();
     range.validate(c.layers())?;
-    sampler.validate()?;
+    let mut cache = KvCache::for_blocks(c, range.blocks(c.n_layer), 0);
+    let p = prefill(model, range, prompt, tokens, &mut cache)?;
+    let picks = p.logits.map(|logits| {
+        logits
+            .chunks_exact(c.vocab)
+            .enumerate()
+            .map(|(t, row)| sampler.pick(row, t as u64))
+            .collect()
+    });
+    let ops = p.step_ops.iter().fold(0u64, |a, &o| a.saturating_add(o));
+    Ok((
+        StageTrace {
+            leaves: p.leaves,
+            ops,
+        },
+        picks,
+    ))
+}
+
+/// What [`prefill`] computed for a range over `n` steps.
+struct Prefilled {
+    /// `leaves[step]`, as a session's.
+    leaves: Vec<Vec<Hash>>,
+    /// Metered ops of each step.
+    step_ops: Vec<u64>,
+    /// With the head: the logits of each step's last row, `n × vocab`.
+    logits: Option<Vec<f32>>,
+}
+
+/// One teacher-forced prefill over `prompt ++ tokens[..n−1]` through layers
+/// `0..first+count`, cut into `n` steps; the range's blocks fill `cache` (which holds
+/// exactly them), the blocks before the range a scratch cache.
+fn prefill(
+    model: &Llama,
+    range: &StageRange,
+    prompt: &[u32],
+    tokens: &[u32],
+    cache: &mut KvCache,
+) -> Result<Prefilled, ComputeError> {
+    let c = model.config();
+    range.validate(c.layers())?;
     if prompt.is_empty() {
         return Err(ComputeError::EmptyInput("the prompt is empty".into()));
     }
@@ -440,17 +588,16 @@ pub fn replay_stage(
         .collect();
     let first = range.first;
     let mut leaves = vec![Vec::with_capacity(range.count + 1); n];
-    let mut ops = 0u64;
+    let mut step_ops = vec![0u64; n];
     let record = |leaves: &mut Vec<Vec<Hash>>, layer: usize, x: &[f32]| {
         for (t, s) in spans.iter().enumerate() {
             leaves[t].push(rows_hash(layer, &x[s.start * d..s.end * d], d));
         }
     };
-    let layer_ops = |layer: usize| -> u64 {
-        spans
-            .iter()
-            .map(|s| model.layer_ops(layer, s.start, s.len(), 1))
-            .sum()
+    let meter = |step_ops: &mut Vec<u64>, layer: usize| {
+        for (o, s) in step_ops.iter_mut().zip(&spans) {
+            *o = o.saturating_add(model.layer_ops(layer, s.start, s.len(), 1));
+        }
     };
     let mut x = vec![0.0f32; seq.len() * d];
     model.embed_rows(&seq, &mut x);
@@ -459,38 +606,57 @@ pub fn replay_stage(
             leaves[t].push(tokens_leaf(&seq[s.clone()]));
         }
         record(&mut leaves, 0, &x);
-        ops += layer_ops(0);
+        meter(&mut step_ops, 0);
     } else if first == 1 {
         record(&mut leaves, 0, &x);
     }
-    let mut cache = KvCache::for_blocks(c, 0..range.blocks(c.n_layer).end, seq.len());
-    run_blocks(model, 1..range.end(), &mut x, 0, &mut cache, |l, x| {
+    let blocks = range.blocks(c.n_layer);
+    let mut before = KvCache::for_blocks(c, 0..blocks.start, seq.len());
+    let mut after = |l: usize, x: &[f32]| {
         // The range's input (layer first − 1) and its layers.
         if l + 1 >= first {
             record(&mut leaves, l, x);
         }
         if l >= first {
-            ops += layer_ops(l);
+            meter(&mut step_ops, l);
         }
-    });
-    let picks = if range.has_head(c.layers()) {
+    };
+    run_blocks(
+        model,
+        1..blocks.start + 1,
+        &mut x,
+        0,
+        &mut before,
+        &mut after,
+    );
+    run_blocks(
+        model,
+        blocks.start + 1..range.end(),
+        &mut x,
+        0,
+        cache,
+        &mut after,
+    );
+    let logits = if range.has_head(c.layers()) {
         let mut last = Vec::with_capacity(n * d);
         for s in &spans {
             last.extend_from_slice(&x[(s.end - 1) * d..s.end * d]);
         }
         let logits = model.head_rows(&last);
         let head = c.n_layer + 1;
-        let mut picks = Vec::with_capacity(n);
         for (t, row) in logits.chunks_exact(c.vocab).enumerate() {
             leaves[t].push(rows_hash(head, row, c.vocab));
-            picks.push(sampler.pick(row, t as u64));
         }
-        ops += layer_ops(head);
-        Some(picks)
+        meter(&mut step_ops, head);
+        Some(logits)
     } else {
         None
     };
-    Ok((StageTrace { leaves, ops }, picks))
+    Ok(Prefilled {
+        leaves,
+        step_ops,
+        logits,
+    })
 }
 
 /// Metering in closed form (integers only): the ops of a generation of `n ≥ 1` steps after

@@ -26,6 +26,17 @@
 //! decode are as good as absent: `InputUnavailable`) and runs that one unit
 //! (`reexecute_unit`); its ops are the unit's share of the step (`unit_ops`).
 //!
+//! A **generation stage** (the job's model is an LLM: a GGUF, or the registry's
+//! `smollm2-135m` by its pinned hash, loaded from the registry's cache) asks about one
+//! layer at one step: the question's input is the blob the defendant named,
+//! `PrefixRows` (`agentic_compute::llm::referee`): that layer's input rows for every
+//! position up to the step, each step's proven against the defendant's trace root, under
+//! a header that is the ledger's `GenerationQuestion`. The arbiter checks the header's
+//! model is the question's, the proofs, runs the one layer (a block over the prefix, K/V
+//! rebuilt from the rows; or the head, or the embedding) and answers
+//! `Output(GenerationQuestion::finding(H(0x00 ‖ output leaf)))`, which binds the header
+//! it read. Bytes that do not decode or prove are as good as absent: `InputUnavailable`.
+//!
 //! An **availability probe** — layer [`AVAILABILITY_PROBE`], asked when an assigned
 //! provider claims a job's model or input cannot be fetched (`ClaimUnavailable`) — runs
 //! nothing: the arbiter fetches both blobs the same way (hash-checked, kept) and answers
@@ -46,11 +57,13 @@ use std::time::{Duration, Instant};
 
 use agentic_compute::activation::{Activation, DecodeLimits};
 use agentic_compute::bundle::{Bundle, BundleLimits};
+use agentic_compute::llm::referee::{self as llm_referee, PrefixLimits, PrefixRows};
+use agentic_compute::llm::LlmModel;
 use agentic_compute::metering::OpCounter;
 use agentic_compute::models::Model;
 use agentic_compute::train::task::{TaskLimits, TrainTask};
 use agentic_compute::train::units::{self, CarryLimits};
-use agentic_protocol::referee::AVAILABILITY_PROBE;
+use agentic_protocol::referee::{GenerationQuestion, AVAILABILITY_PROBE};
 use agentic_protocol::{Finding, Hash, Verdict};
 
 use agentic_client::blobs::BlobStore;
@@ -98,6 +111,8 @@ impl Question {
 enum Workload {
     Inference(Model),
     Training(TrainTask),
+    /// A Llama-family LLM: generation stages.
+    Llm(LlmModel),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -248,6 +263,7 @@ impl Arbiter {
             return (Finding::ModelUnavailable, 0);
         };
         let model = match &*workload {
+            Workload::Llm(_) => return self.referee_generation(q, workload.clone(), sources).await,
             Workload::Inference(m) => m,
             Workload::Training(task) => {
                 let units = units::step_units(task);
@@ -277,6 +293,52 @@ impl Arbiter {
             let ops = OpCounter::new();
             let out = model.run_layer_counted(layer, &act, &ops).ok()?;
             Some((Finding::Output(out.hash()), ops.get()))
+        })
+        .await;
+        match run {
+            Ok(Some(found)) => found,
+            Ok(None) => (Finding::InputUnavailable, 0),
+            Err(e) => {
+                tracing::warn!(error = %e, "referee task failed");
+                (Finding::InputUnavailable, 0)
+            }
+        }
+    }
+
+    /// One layer at one step of a generation stage, from the named prefix rows.
+    async fn referee_generation(
+        &self,
+        q: &Question,
+        workload: Arc<Workload>,
+        sources: &[String],
+    ) -> (Finding, u64) {
+        let Some(input) = self.blob(&q.input, sources).await else {
+            return (Finding::InputUnavailable, 0);
+        };
+        let model = q.model;
+        let run = tokio::task::spawn_blocking(move || -> Option<(Finding, u64)> {
+            let Workload::Llm(m) = &*workload else {
+                return None;
+            };
+            let blob = PrefixRows::decode(&input, PrefixLimits::default()).ok()?;
+            let h = blob.header;
+            if h.model != model {
+                return None;
+            }
+            let out = llm_referee::reexecute(&m.model, &blob).ok()?;
+            let question = GenerationQuestion {
+                model: h.model,
+                root: h.root,
+                leaves: h.leaves,
+                width: h.width,
+                first_layer: h.first_layer,
+                leaf: h.leaf,
+            };
+            let node = Hash(agentic_protocol::merkle::hash_leaf(&out.0));
+            let positions = blob.rows.len().checked_div(blob.dim as usize).unwrap_or(0);
+            let layer = h.layer().unwrap_or(0) as usize;
+            let ops = m.model.layer_ops(layer, 0, positions.max(1), 1);
+            Some((Finding::Output(question.finding(&node)), ops))
         })
         .await;
         match run {
@@ -363,8 +425,29 @@ impl Arbiter {
                 return Some(m.clone());
             }
         }
-        let bytes = self.blob(hash, sources).await?;
+        let registry = (agentic_compute::registry::SMOLLM2_GGUF_BLAKE3
+            .parse::<Hash>()
+            .ok()
+            == Some(*hash))
+        .then(|| agentic_compute::registry::smollm2_dir());
+        let bytes = match registry {
+            // The registry's LLM comes from its cache (as providers load it).
+            Some(_) => Vec::new(),
+            None => self.blob(hash, sources).await?,
+        };
         let loaded = tokio::task::spawn_blocking(move || {
+            if let Some(dir) = registry {
+                let path = agentic_compute::registry::fetch_smollm2(&dir).ok()?;
+                return agentic_compute::llm::generate::load_gguf(&path)
+                    .ok()
+                    .map(Workload::Llm);
+            }
+            if bytes.starts_with(b"GGUF") {
+                let mut r = std::io::Cursor::new(&bytes[..]);
+                return agentic_compute::llm::generate::load_gguf_from(&mut r)
+                    .ok()
+                    .map(Workload::Llm);
+            }
             if TrainTask::is_task(&bytes) {
                 return TrainTask::decode(&bytes, TaskLimits::default())
                     .ok()

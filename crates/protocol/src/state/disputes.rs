@@ -17,6 +17,43 @@
 //!     └─ model unavailable      → annulled, nobody punished
 //! ```
 //!
+//! # Generation stages
+//!
+//! A generation stage's trace is `steps × (layers + 1)` leaves, step-major, and the
+//! layer at step `t` reads the K/V of every earlier position: the referee needs that
+//! layer's input rows for the whole prefix, agreed by both parties. So the game is the
+//! **descent** over the committed tree ([`crate::bisection`], "Descent"), which ends at
+//! the first differing leaf with everything before it agreed — the upper rounds narrow
+//! the step, the lower ones the layer:
+//!
+//! ```text
+//!   Bisecting   each round both post (left, right) child nodes of the span (`Bisect`:
+//!               leaf = left, proof = [right]); checked against their node (at the top,
+//!               against their committed trace root); lefts equal → right half, else left
+//!   StepRoots   one leaf f = (step t, position j) left; the defendant names the blob of
+//!               layer (first + j − 1)'s input rows for positions 0..=t's last, each
+//!               step's rows with a Merkle proof against its root (`StepRoot`: root = the
+//!               blob, no proofs); silent → the defendant loses
+//!   referee     re-runs that one block (K/V rebuilt from the rows) or the head, at step t:
+//!               Output(GenerationQuestion::finding(H(0x00 ‖ output leaf)))
+//!     ├─ = the defendant's finding  → challenger loses
+//!     ├─ = the challenger's finding → defendant slashed
+//!     ├─ neither (a blob for another trace or leaf, or both wrong) → the defendant,
+//!     │  who named the blob, loses
+//!     └─ rows unavailable or not proven → the defendant loses (after the patience)
+//! ```
+//!
+//! A first difference at a step's input leaf (`j = 0`) has nothing to re-execute. Both
+//! parties claimed the same input (the audit and a challenge require it); past stage 0
+//! that claim is the chain of the input leaves themselves, so the leaves agree and this
+//! cannot happen. At stage 0 the claim is the transcript and the leaf a hash of the
+//! step's tokens: one party's leaf contradicts the transcript, which the ledger cannot
+//! see — the dispute is annulled (nobody punished). Re-deriving that leaf from the
+//! request and the transcript blob is the referee's next question to add.
+//!
+//! The descent is over the defendant's `steps × (layers + 1)` leaves: a challenger whose
+//! trace has another step count cannot open the root at the top, and loses by timeout.
+//!
 //! A slash takes `slash_ppm` of the loser's bonded stake and splits it:
 //! `slash_winner_ppm` to the winner, `slash_requester_ppm` to the job's
 //! payer, the rest burned. A forfeited challenge bond is split the same way.
@@ -26,7 +63,7 @@ use super::{
 };
 use crate::error::TxError;
 use crate::event::{Event, Resolution};
-use crate::referee::{Referee, RefereeError};
+use crate::referee::{GenerationQuestion, Referee, RefereeError};
 use crate::tx::StageResult;
 use crate::types::{Address, Amount, DisputeId, Hash, JobId};
 
@@ -55,13 +92,23 @@ impl State {
         let Some(j) = self.jobs.get(&job) else { return };
         let layers = j.spec.stages[stage as usize].layers;
         let step_units = j.spec.stages[stage as usize].step_units;
+        let generation = j.is_generation();
         let id = self.meta.next_dispute;
         self.meta.next_dispute = DisputeId(id.0 + 1);
         let deadline = self.now().plus(self.params.dispute_timeout);
-        let Ok(game) = crate::bisection::Bisection::new(layers.saturating_add(1)) else {
+        let game = if generation {
+            // The descent over the defendant's `steps × (layers + 1)` leaves.
+            let leaves = defendant.1.steps.checked_mul(layers.saturating_add(1));
+            crate::bisection::Bisection::descent(leaves.unwrap_or(0))
+        } else {
+            crate::bisection::Bisection::new(layers.saturating_add(1))
+        };
+        let Ok(game) = game else {
             return;
         };
-        let phase = if game.is_finished() && step_units > 0 {
+        let phase = if generation {
+            DisputePhase::Bisecting
+        } else if game.is_finished() && step_units > 0 {
             DisputePhase::StepRoots
         } else if game.is_finished() {
             DisputePhase::AwaitingReferee
@@ -78,9 +125,22 @@ impl State {
             challenger_root: challenger.1.trace_root,
             challenger_price,
             game,
-            agreed: defendant.1.input,
-            defendant_hi: defendant.1.output,
-            challenger_hi: challenger.1.output,
+            // A descent has agreed on nothing yet, and its nodes start at the roots.
+            agreed: if generation {
+                Hash::ZERO
+            } else {
+                defendant.1.input
+            },
+            defendant_hi: if generation {
+                defendant.1.trace_root
+            } else {
+                defendant.1.output
+            },
+            challenger_hi: if generation {
+                challenger.1.trace_root
+            } else {
+                challenger.1.output
+            },
             defendant_output: defendant.1.output,
             challenger_output: challenger.1.output,
             defendant_move: None,
@@ -352,6 +412,9 @@ impl State {
         if party.moved {
             return Err(TxError::AlreadyMoved);
         }
+        if self.is_generation_dispute(d) {
+            return self.descend(who, fee, id, leaf, proof, ctx);
+        }
         let (is_defendant, root) = (party.defendant, party.root);
         let mid = d.game.midpoint().ok_or(TxError::DisputeNotOpen)?;
         let leaves = d.game.leaves();
@@ -412,6 +475,97 @@ impl State {
         Ok(())
     }
 
+    /// Whether `d` is over a generation stage (module docs, "Generation stages").
+    fn is_generation_dispute(&self, d: &super::Dispute) -> bool {
+        self.jobs.get(&d.job).is_some_and(|j| j.is_generation())
+    }
+
+    /// One descent move of a generation dispute (`Bisect` with `leaf` = the left child
+    /// node of the span and `proof = [right]`): checked against the party's node (its
+    /// trace root at the top); once both moved, the game goes to the half where they
+    /// differ. Down to one leaf, the defendant names the referee's rows (`StepRoots`).
+    fn descend(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        id: DisputeId,
+        left: Hash,
+        proof: &[Hash],
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let now = self.now();
+        let d = self.disputes.get(&id).ok_or(TxError::UnknownDispute(id))?;
+        let party = d.party(who).ok_or(TxError::NotParty)?;
+        let split = d.game.descent_split().ok_or(TxError::DisputeNotOpen)?;
+        let [right] = proof else {
+            return Err(TxError::BadProof { index: split });
+        };
+        let node = crate::merkle::hash_node(&left.0, &right.0);
+        let ok = if d.game.round() == 0 {
+            let count = u64::from(d.game.descent_leaves());
+            crate::bisection::root_of_top(count, &node) == party.root.0
+        } else {
+            node == party.hi.0
+        };
+        if !ok {
+            return Err(TxError::BadProof { index: split });
+        }
+        let width = self
+            .jobs
+            .get(&d.job)
+            .and_then(|j| j.spec.stages.get(d.stage as usize))
+            .map_or(1, |s| s.layers.saturating_add(1));
+        self.charge(who, fee);
+        let timeout = self.params.dispute_timeout;
+        let mut narrowed = None;
+        if let Some(d) = self.dispute_mut(id) {
+            // This round's check is done: the party's node becomes its right child, its
+            // move is its left child; once both moved, the lefts decide.
+            if party.defendant {
+                d.defendant_move = Some(left);
+                d.defendant_hi = *right;
+            } else {
+                d.challenger_move = Some(left);
+                d.challenger_hi = *right;
+            }
+            if let (Some(dl), Some(cl)) = (d.defendant_move, d.challenger_move) {
+                let agree = dl == cl;
+                // `split` is the game's, checked above.
+                let _ = d.game.record_descent(agree);
+                if !agree {
+                    d.defendant_hi = dl;
+                    d.challenger_hi = cl;
+                }
+                d.defendant_move = None;
+                d.challenger_move = None;
+                d.deadline = now.plus(timeout);
+                if let Some(f) = d.game.descent_leaf() {
+                    d.step = Some(f / width.max(1));
+                    // A step's input leaf has nothing to re-execute: judged at once.
+                    d.phase = if f % width.max(1) == 0 {
+                        DisputePhase::AwaitingReferee
+                    } else {
+                        DisputePhase::StepRoots
+                    };
+                }
+                narrowed = Some((d.game.lo(), d.game.hi(), d.deadline, d.phase));
+            }
+        }
+        if let Some((lo, hi, deadline, phase)) = narrowed {
+            ctx.emit(Event::BisectionNarrowed {
+                dispute: id,
+                lo,
+                hi,
+            });
+            if phase == DisputePhase::AwaitingReferee {
+                self.referee_queue.insert(id);
+            } else {
+                self.schedule(deadline.plus(1), Timer::Dispute(id));
+            }
+        }
+        Ok(())
+    }
+
     /// `StepRoot`: in a training dispute whose step-level game isolated step
     /// `t` (both agree on the state before it, `agreed`, and disagree on the
     /// state after it), a party posts its root over the step's `step_units +
@@ -440,6 +594,26 @@ impl State {
         let party = d.party(who).ok_or(TxError::NotParty)?;
         if party.moved {
             return Err(TxError::AlreadyMoved);
+        }
+        if self.is_generation_dispute(d) {
+            if !party.defendant {
+                return Err(TxError::NotParty);
+            }
+            if !first_proof.is_empty() || !last_proof.is_empty() {
+                return Err(TxError::BadProof { index: 0 });
+            }
+            self.charge(who, fee);
+            let timeout = self.params.dispute_timeout;
+            if let Some(d) = self.dispute_mut(id) {
+                d.agreed = root;
+                d.defendant_move = None;
+                d.challenger_move = None;
+                d.phase = DisputePhase::AwaitingReferee;
+                // The parties' time to serve the rows before "unavailable" counts.
+                d.deadline = now.plus(timeout);
+            }
+            self.referee_queue.insert(id);
+            return Ok(());
         }
         let (is_defendant, hi) = (party.defendant, party.hi);
         let units = d.step_units;
@@ -514,6 +688,10 @@ impl State {
             return;
         }
         let outcome = match (d.defendant_move.is_some(), d.challenger_move.is_some()) {
+            // A generation dispute's rows are the defendant's to name.
+            _ if d.phase == DisputePhase::StepRoots && self.is_generation_dispute(d) => {
+                Outcome::ChallengerWins
+            }
             (false, true) => Outcome::ChallengerWins,
             _ => Outcome::DefendantWins,
         };
@@ -546,6 +724,42 @@ impl State {
                 continue;
             };
             let patient = now <= d.deadline;
+            if let Some(q) = GenerationQuestion::of(d, &j.spec) {
+                let Some(refereed) = q.layer() else {
+                    // A step's input leaf: nothing to re-execute (module docs).
+                    self.resolve(id, Outcome::Annulled, Resolution::Annulled, ctx);
+                    continue;
+                };
+                let refereed = Resolution::Refereed { layer: refereed };
+                let (outcome, resolution) =
+                    match referee.execute_layer(&j.spec.model, layer, &d.agreed) {
+                        Ok(out) => {
+                            if out == q.finding(&d.defendant_hi) {
+                                (Outcome::DefendantWins, refereed)
+                            } else if out == q.finding(&d.challenger_hi) {
+                                (Outcome::ChallengerWins, refereed)
+                            } else {
+                                (Outcome::ChallengerWins, Resolution::InputUnavailable)
+                            }
+                        }
+                        Err(RefereeError::Pending) => {
+                            waiting.push(id);
+                            continue;
+                        }
+                        Err(RefereeError::InputUnavailable | RefereeError::ModelUnavailable)
+                            if patient =>
+                        {
+                            waiting.push(id);
+                            continue;
+                        }
+                        Err(RefereeError::InputUnavailable) => {
+                            (Outcome::ChallengerWins, Resolution::InputUnavailable)
+                        }
+                        Err(_) => (Outcome::Annulled, Resolution::Annulled),
+                    };
+                self.resolve(id, outcome, resolution, ctx);
+                continue;
+            }
             let (outcome, resolution) = match referee.execute_layer(&j.spec.model, layer, &d.agreed)
             {
                 Ok(out) if out == d.defendant_hi => {

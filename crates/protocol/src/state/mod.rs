@@ -444,6 +444,11 @@ impl State {
             TxBody::Propose { change } => self.propose(sender, fee, *change, ctx),
             TxBody::Vote { proposal, approve } => self.vote(sender, fee, *proposal, *approve, ctx),
             TxBody::CancelJob { job } => self.cancel_job_tx(sender, fee, *job, ctx),
+            TxBody::ReplaceStage {
+                job,
+                stage,
+                provider,
+            } => self.replace_stage(sender, fee, *job, *stage, *provider, ctx),
         }
     }
 

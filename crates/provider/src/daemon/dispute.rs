@@ -13,6 +13,14 @@
 //!                                       uploaded
 //! ```
 //!
+//!  generation dispute (the descent over the stage's (step, layer) trace tree):
+//!    Bisecting, not moved this round ─▶ Bisect { left child node, proof: [right] } of the
+//!                                       game's span, from the journal's leaves
+//!    StepRoots, defendant            ─▶ Provide: the disputed layer's input rows for the
+//!                                       prefix (replayed from the prompt + transcript),
+//!                                       proven against our root, stored, uploaded,
+//!                                       named (StepRoot { root: the blob })
+//!
 //! The referee re-executes the one layer (or unit) the parties disagree on from what
 //! both agree on (`dispute.agreed`); if neither party makes it available within
 //! `dispute_timeout` blocks, the defendant loses. A `silent` daemon does not defend its
@@ -20,7 +28,10 @@
 
 use std::sync::Arc;
 
-use agentic_protocol::state::{Dispute, DisputePhase};
+use agentic_compute::llm::referee::{PrefixHeader, PrefixRows};
+use agentic_compute::llm::stage::GenerationRequest;
+use agentic_protocol::referee::GenerationQuestion;
+use agentic_protocol::state::{Dispute, DisputePhase, Job};
 use agentic_protocol::{DisputeId, Hash, Leaves, TxBody};
 
 use super::plan::{send, Action, Actor, Landed, Me, Stuck, TxKey, View};
@@ -46,7 +57,8 @@ pub(crate) fn plan_dispute(
         }));
         return;
     };
-    if let Some(step) = d.step {
+    let generation = view.jobs.get(&d.job).filter(|j| j.is_generation());
+    if let (Some(step), None) = (d.step, generation) {
         return plan_step(view, me, actor, id, d, rec.role, step, out);
     }
     let on_chain = d.party(me.address).map(|p| p.root);
@@ -57,6 +69,9 @@ pub(crate) fn plan_dispute(
             root: on_chain,
         }));
         return;
+    }
+    if let Some(job) = generation {
+        return plan_generation(view, me, actor, id, d, rec.role, &rec.leaves, job, out);
     }
     // (A training dispute's referee needs a carry inside the disputed step, not a
     // state: see `plan_step`.)
@@ -69,6 +84,71 @@ pub(crate) fn plan_dispute(
     }
     let leaves = Leaves::new(rec.leaves.clone());
     plan_move(view, me, actor, id, d, rec.role, &leaves, None, out);
+}
+
+/// One turn of a generation dispute (module docs): this round's descent move, or — the
+/// descent down to one leaf, as the defendant — the rows the referee needs.
+#[allow(clippy::too_many_arguments)]
+fn plan_generation(
+    view: &View<'_>,
+    me: &Me,
+    actor: Actor,
+    id: DisputeId,
+    d: &Dispute,
+    role: Role,
+    leaves: &[Hash],
+    job: &Job,
+    out: &mut Vec<Action>,
+) {
+    if role == Role::Stage && actor.mode().is_some_and(|m| !m.answers_disputes()) {
+        return;
+    }
+    let Some(party) = d.party(me.address) else {
+        return;
+    };
+    if party.moved || view.local.pending.contains(&TxKey::Move(id)) {
+        return;
+    }
+    match d.phase {
+        DisputePhase::Bisecting => {
+            let Some((left, right)) =
+                agentic_protocol::bisection::descent_children(leaves, &d.game)
+            else {
+                out.push(Action::Stuck(Stuck::NoTrace {
+                    job: d.job,
+                    stage: d.stage,
+                    root: Some(party.root),
+                }));
+                return;
+            };
+            tracing::info!(
+                dispute = id.0,
+                lo = d.game.lo(),
+                hi = d.game.hi(),
+                defendant = party.defendant,
+                "posting a descent move"
+            );
+            send(
+                view,
+                out,
+                TxKey::Move(id),
+                TxBody::Bisect {
+                    dispute: id,
+                    leaf: left,
+                    proof: vec![right],
+                },
+                Landed::Moved,
+            );
+        }
+        DisputePhase::StepRoots
+            if party.defendant
+                && GenerationQuestion::of(d, &job.spec).is_some()
+                && !view.local.provided.contains(&(id, Hash::ZERO)) =>
+        {
+            out.push(Action::Provide { dispute: id });
+        }
+        _ => {}
+    }
 }
 
 /// This party's next move in dispute `id` over `leaves` (the stage's trace, or one
@@ -178,6 +258,115 @@ impl Daemon {
         Ok(())
     }
 
+    /// A generation dispute's defendant names the referee's rows (module docs): the
+    /// input of the disputed leaf's layer for every position up to its step, recomputed
+    /// from the prompt and the transcript, proven against our trace, stored, uploaded,
+    /// then `StepRoot { root: the blob }`. Once per dispute; a failure is reported and
+    /// not retried (the ledger then rules against us after `dispute_timeout`).
+    async fn provide_rows(
+        &mut self,
+        id: DisputeId,
+        d: &Dispute,
+        job: &Job,
+    ) -> Result<(), ProviderError> {
+        self.local.provided.insert((id, Hash::ZERO));
+        let (Some(q), Some(rec)) = (
+            GenerationQuestion::of(d, &job.spec),
+            self.journal.get(d.job, d.stage).cloned(),
+        ) else {
+            return Ok(());
+        };
+        match self.prefix_rows(job, q, rec.leaves).await {
+            Ok(bytes) => {
+                let hash = Hash(*blake3::hash(&bytes).as_bytes());
+                self.fetcher.store().put(&hash, &bytes)?;
+                self.client.put_blob(bytes).await?;
+                self.status().activations_provided += 1;
+                tracing::info!(
+                    dispute = id.0,
+                    step = q.step(),
+                    layer = ?q.layer(),
+                    rows = %hash.to_hex(),
+                    "prefix rows available for the referee"
+                );
+                let body = TxBody::StepRoot {
+                    dispute: id,
+                    root: hash,
+                    first_proof: Vec::new(),
+                    last_proof: Vec::new(),
+                };
+                self.sender
+                    .send(TxKey::Move(id), body, Landed::StepRootPosted)
+                    .await?;
+            }
+            Err(e) => self.report(&format!("dispute {}: the prefix rows: {e}", id.0)),
+        }
+        Ok(())
+    }
+
+    /// The bytes of the prefix rows of question `q`, from this party's trace `leaves`.
+    async fn prefix_rows(
+        &mut self,
+        job: &Job,
+        q: GenerationQuestion,
+        leaves: Vec<Hash>,
+    ) -> Result<Vec<u8>, TaskError> {
+        let last = job.stages.len().saturating_sub(1) as u32;
+        let sources = self.sources(job, last).await;
+        let quiet = |_: u64, _: u64| {};
+        let m = match &*super::tasks::load_workload(
+            &self.fetcher,
+            &self.models,
+            job.spec.model,
+            &sources,
+        )
+        .await?
+        {
+            Workload::Llm(m) => m.clone(),
+            _ => return Err(TaskError::Failed("not an LLM".into())),
+        };
+        // The request (prompt) and the transcript (the last stage's claimed output).
+        let transcript = job.stages[last as usize]
+            .result
+            .map(|r| r.output)
+            .ok_or_else(|| TaskError::Failed("the last stage has no result".into()))?;
+        let mut blobs = Vec::new();
+        for hash in [job.spec.input, transcript] {
+            self.fetcher
+                .fetch(&hash, &sources, &quiet)
+                .await
+                .map_err(|e| TaskError::Failed(format!("fetching {}: {e}", hash.to_hex())))?;
+            blobs.push(
+                self.fetcher
+                    .store()
+                    .get(&hash)
+                    .map_err(|e| TaskError::Failed(e.to_string()))?
+                    .ok_or_else(|| TaskError::Failed("a fetched blob vanished".into()))?,
+            );
+        }
+        let req = GenerationRequest::decode(&blobs[0])
+            .map_err(|e| TaskError::Failed(format!("the request: {e}")))?;
+        let tokens = crate::session::run::transcript_from_bytes(&blobs[1])
+            .ok_or_else(|| TaskError::Failed("the transcript blob".into()))?;
+        let header = PrefixHeader {
+            model: q.model,
+            root: q.root,
+            leaves: q.leaves,
+            width: q.width,
+            first_layer: q.first_layer,
+            leaf: q.leaf,
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut fed = req.prompt.clone();
+            fed.extend_from_slice(&tokens);
+            PrefixRows::build(&m.model, header, &fed, req.prompt.len(), &leaves)
+                .map(|b| b.encode())
+                .map_err(|e| TaskError::Failed(e.to_string()))
+        })
+        .await
+        .map_err(|e| TaskError::Failed(e.to_string()))?
+    }
+
     /// Makes the carry the referee re-runs from — `d.agreed`, the input of unit `lo`
     /// of the disputed step — available on the node, once per dispute.
     pub(super) async fn provide_carry(
@@ -235,6 +424,10 @@ impl Daemon {
         id: DisputeId,
         d: &Dispute,
     ) -> Result<(), ProviderError> {
+        let job = self.job(d.job).await?;
+        if job.is_generation() {
+            return self.provide_rows(id, d, &job).await;
+        }
         let key = (id, d.agreed);
         let store = self.fetcher.store().clone();
         if store.size(&d.agreed)?.is_none() {

@@ -27,9 +27,9 @@ use agentic_compute::llm::generate::LlmModel;
 use agentic_compute::llm::stage::{self, GenerationRequest, StageRange};
 use agentic_protocol::state::Job;
 use agentic_protocol::tx::StageResult;
-use agentic_protocol::{Hash, JobId};
+use agentic_protocol::{Hash, JobId, TxBody};
 
-use super::plan::{Action, Actor, Me, View};
+use super::plan::{Action, Actor, Landed, Me, TxKey, View};
 use super::tasks::{load_workload, Blob, Computed, Models, TaskError, Workload};
 use super::{AuditTiming, Daemon, SessionTiming, Status};
 use crate::dataplane::Fetcher;
@@ -39,6 +39,9 @@ use crate::session::Sessions;
 
 /// How long a session waits for a link or a frame, and an auditor for the transcript.
 pub const SESSION_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How long a session waits for the chain to replace a stage that dropped out.
+pub const REPLACE_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Whether `job` is a generation job.
 pub(crate) fn is_generation(job: &Job) -> bool {
@@ -94,6 +97,37 @@ pub(crate) fn plan_work(
             input: job.spec.input,
             mode: actor.mode(),
         });
+    }
+}
+
+/// The sessions' faults this provider reported: `ReplaceStage` for each stage still
+/// held, uncommitted, by the provider the session blamed.
+pub(crate) fn plan_replacements(view: &View<'_>, out: &mut Vec<Action>) {
+    for &(id, stage, provider) in &view.local.faults {
+        let Some(job) = view.jobs.get(&id) else {
+            continue;
+        };
+        let Some(st) = job.stages.get(stage as usize) else {
+            continue;
+        };
+        let held = st
+            .slots
+            .first()
+            .and_then(|x| x.assignment.as_ref())
+            .is_some_and(|a| a.provider == provider && a.commitment.is_none());
+        if held && job.status == agentic_protocol::state::JobStatus::Active {
+            super::plan::send(
+                view,
+                out,
+                TxKey::Replace(id, stage),
+                TxBody::ReplaceStage {
+                    job: id,
+                    stage,
+                    provider,
+                },
+                Landed::Nothing,
+            );
+        }
     }
 }
 
@@ -160,33 +194,79 @@ fn computed(result: StageResult, leaves: Vec<Hash>, ops: u64) -> Computed {
 }
 
 impl Daemon {
-    /// Starts our part of the session of generation job `id` at stage `s`.
-    pub(super) async fn start_session(&mut self, id: JobId, job: &Job, s: u32) {
-        let mut stages = Vec::with_capacity(job.stages.len());
+    /// Every stage's provider and endpoint as the chain assigns them now (`None`: a
+    /// stage is unassigned, or a provider has no endpoint yet).
+    async fn lineup_of(&mut self, job: &Job) -> Option<Vec<Peer>> {
+        let mut peers = Vec::with_capacity(job.stages.len());
         for (i, st) in job.stages.iter().enumerate() {
-            let Some(a) = st.slots.first().and_then(|x| x.assignment.as_ref()) else {
-                return;
-            };
+            let a = st.slots.first().and_then(|x| x.assignment.as_ref())?;
             let endpoint = if a.provider == self.me.address {
                 self.status().endpoint.clone()
             } else {
-                match self.endpoint(&a.provider).await {
-                    Some(e) => e,
-                    None => {
-                        self.report(&format!(
-                            "job {} stage {i}: no endpoint for its provider",
-                            id.0
-                        ));
-                        return;
-                    }
-                }
+                self.endpoint(&a.provider).await?
             };
-            stages.push(Peer {
+            peers.push(Peer {
                 range: range_of(job, i as u32),
                 provider: a.provider,
                 endpoint,
             });
         }
+        Some(peers)
+    }
+
+    /// Publishes each running session's line-up as the chain has it now (a replaced
+    /// stage starts the session's next epoch), and stops the sessions of stages this
+    /// provider no longer holds.
+    pub(super) async fn refresh_sessions(&mut self, held: &[JobId]) {
+        for (id, current) in self.sessions.lineups() {
+            let job = held
+                .contains(&id)
+                .then(|| self.jobs.get(&id).cloned())
+                .flatten();
+            let mine = job.as_ref().and_then(|j| {
+                j.stages.iter().position(|st| {
+                    st.slots
+                        .first()
+                        .and_then(|x| x.assignment.as_ref())
+                        .is_some_and(|a| a.provider == self.me.address)
+                })
+            });
+            let (Some(job), Some(_)) = (job, mine) else {
+                let stale: Vec<(JobId, u32)> =
+                    self.running.keys().filter(|k| k.0 == id).copied().collect();
+                for k in stale {
+                    if let Some(t) = self.running.remove(&k) {
+                        t.abort();
+                    }
+                }
+                self.sessions.finish(id);
+                continue;
+            };
+            let changed = job.stages.iter().zip(current.iter()).any(|(st, p)| {
+                st.slots
+                    .first()
+                    .and_then(|x| x.assignment.as_ref())
+                    .map(|a| a.provider)
+                    != Some(p.provider)
+            });
+            if changed {
+                if let Some(peers) = self.lineup_of(&job).await {
+                    tracing::info!(job = id.0, "a stage was replaced: the session's next epoch");
+                    self.sessions.set_lineup(id, peers);
+                }
+            }
+        }
+    }
+
+    /// Starts our part of the session of generation job `id` at stage `s`.
+    pub(super) async fn start_session(&mut self, id: JobId, job: &Job, s: u32) {
+        let Some(stages) = self.lineup_of(job).await else {
+            self.report(&format!(
+                "job {} stage {s}: a stage without a provider or an endpoint",
+                id.0
+            ));
+            return;
+        };
         let sources = self.sources(job, s).await;
         let (fetcher, models, sessions) = (
             self.fetcher.clone(),
@@ -195,6 +275,7 @@ impl Daemon {
         );
         let (model, input, job_c) = (job.spec.model, job.spec.input, job.clone());
         let (status, link_delay) = (self.status.clone(), self.config.link_delay);
+        let (mode, range) = (self.actor.mode(), range_of(job, s));
         tracing::info!(
             job = id.0,
             stage = s,
@@ -213,7 +294,13 @@ impl Daemon {
                     stages,
                     request,
                     patience: SESSION_PATIENCE,
+                    replace_patience: REPLACE_PATIENCE,
                     link_delay,
+                    fault: crate::misbehave::perturb_step::session_fault(
+                        mode,
+                        range,
+                        m.model.config().n_layer,
+                    ),
                 };
                 let (started, clock) = (unix_ms(), std::time::Instant::now());
                 let o = session::run(plan, m, sessions, fetcher.store().clone())

@@ -385,6 +385,7 @@ pub struct Provider {
     address: Address,
     endpoint: String,
     status: Arc<Mutex<Status>>,
+    sessions: Arc<crate::session::Sessions>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -518,11 +519,13 @@ impl Provider {
             offer,
             vivaldi,
         };
+        let sessions = daemon.sessions.clone();
         let worker = tokio::spawn(async move { daemon.run().await });
         Ok(Provider {
             address,
             endpoint,
             status,
+            sessions,
             tasks: vec![server, follower, worker],
         })
     }
@@ -548,15 +551,25 @@ impl Provider {
     /// Stops the daemon at once, as a crash would: no goodbye, nothing flushed beyond
     /// what the journal already holds.
     pub fn kill(self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        drop(self);
     }
 }
 
 impl Drop for Provider {
     fn drop(&mut self) {
         for t in &self.tasks {
+            t.abort();
+        }
+        // Connections the data plane already handed out (a session link, a token
+        // stream) outlive its listener: end them as a dead process would.
+        self.sessions.shutdown();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // The background work dies with the daemon (a session's links with it).
+        for t in self.running.values() {
             t.abort();
         }
     }
@@ -726,6 +739,8 @@ impl Daemon {
         self.local.step_work.retain(|id, _| open.contains(id));
         self.step_replays.retain(|id, _| open.contains(id));
         self.collect_tasks().await;
+        self.refresh_sessions(&held).await;
+        self.local.faults = self.sessions.faults();
         self.local.inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Ok((height, held, disputes))
     }

@@ -112,6 +112,8 @@ pub(crate) struct Local {
     pub(crate) step_work: BTreeMap<DisputeId, Arc<StepWork>>,
     /// Training disputes whose step is being replayed.
     pub(crate) step_replaying: BTreeSet<DisputeId>,
+    /// Stages our generation sessions saw drop out: (job, stage, the provider blamed).
+    pub(crate) faults: Vec<(JobId, u32, Address)>,
 }
 
 /// The chain and the journal as of this tick, and the local facts.
@@ -143,6 +145,8 @@ pub(crate) enum TxKey {
     AuditReport(JobId, u32),
     /// `ClaimUnavailable` on a job.
     Claim(JobId),
+    /// `ReplaceStage` on a stage of a generation session this provider takes part in.
+    Replace(JobId, u32),
     /// A move (`Bisect`, `StepRoot`) in a dispute.
     Move(DisputeId),
     /// `UpdateProvider`.
@@ -379,7 +383,8 @@ impl Action {
                 TxKey::Commit(j, s)
                 | TxKey::Reveal(j, s)
                 | TxKey::AuditCommit(j, s)
-                | TxKey::AuditReport(j, s) => Subject::Stage(j, s),
+                | TxKey::AuditReport(j, s)
+                | TxKey::Replace(j, s) => Subject::Stage(j, s),
                 TxKey::Claim(j) => Subject::Stage(j, u32::MAX),
                 TxKey::Move(d) => Subject::Dispute(d),
                 TxKey::Offer | TxKey::Filler(_) => Subject::Settlement,
@@ -411,6 +416,7 @@ pub(crate) fn plan(view: &View<'_>, me: &Me, actor: Actor) -> Vec<Action> {
             super::audit::plan_audit(view, me, *id, job, s, &mut out);
         }
     }
+    super::generation::plan_replacements(view, &mut out);
     for (id, d) in view.disputes {
         super::dispute::plan_dispute(view, me, actor, *id, d, &mut out);
     }

@@ -30,6 +30,9 @@
 //!   wrong-step     training: one bit flipped in the residual      audit → bisection over steps, then over
 //!                  stream inside the middle step, trained on       the step's units → referee re-runs one
 //!                  from there                                     unit of one step → slashed
+//!   perturb-step   generation: one block's output rows negated    prefill audit → descent over steps, then
+//!                  at one step, generated on from there            layers → referee re-runs that block at
+//!                                                                 that step from the prefix rows → slashed
 //! ```
 //!
 //! The inference modes cheat on inference stages only (a training stage they hold is
@@ -51,6 +54,7 @@
 
 pub mod collude;
 pub mod copy_replica;
+pub mod perturb_step;
 pub mod perturb_ulp;
 pub mod random;
 pub mod silent;
@@ -103,6 +107,8 @@ pub enum Misbehaviour {
     Collude,
     /// Training: one bit wrong inside the middle step ([`wrong_step`]).
     WrongStep,
+    /// Generation: one block's rows negated at one step, generated on ([`perturb_step`]).
+    PerturbStep,
 }
 
 /// A mode name that is not one of [`Misbehaviour::ALL`].
@@ -126,6 +132,7 @@ impl Misbehaviour {
         Misbehaviour::Silent,
         Misbehaviour::Collude,
         Misbehaviour::WrongStep,
+        Misbehaviour::PerturbStep,
     ];
 
     /// The mode's name (`wrong-output`, …), as on the command line.
@@ -139,6 +146,7 @@ impl Misbehaviour {
             Misbehaviour::Silent => "silent",
             Misbehaviour::Collude => "collude",
             Misbehaviour::WrongStep => "wrong-step",
+            Misbehaviour::PerturbStep => "perturb-step",
         }
     }
 

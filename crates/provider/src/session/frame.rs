@@ -6,11 +6,17 @@
 //!     2 Token  last → stage 0  payload: token (4, BE) ‖ last (1: 0 or 1)
 //!     3 End    stage i → i+1   payload: empty; `step` = the session's step count
 //!     4 Abort  either way      payload: UTF-8 reason (at most 1 KiB)
+//!     5 Sync   last → stage 0  payload: the tokens sampled so far (4, BE each); `step` =
+//!                              their count. First frame of every epoch (see `run`)
+//!     6 Resume stage i → i+1   payload and `step` as Sync: the transcript every stage
+//!                              rolls back or rebuilds to before the epoch's first step
+//!     7 Pause  stage i → i+1   payload: empty; `step` = the stage that dropped out: the
+//!                              sender ends the epoch for that stage's fault, not its own
 //! ```
 //!
 //! A reader bounds every length before it allocates (the caller passes the most rows
-//! a step may carry: prompt length × model width), so a peer cannot make it allocate
-//! more than one legitimate frame.
+//! a step may carry, prompt length × model width, and the most tokens a session may
+//! sample), so a peer cannot make it allocate more than one legitimate frame.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -46,6 +52,35 @@ pub enum Frame {
         /// Why.
         reason: String,
     },
+    /// The last stage's transcript at the start of an epoch (to stage 0).
+    Sync {
+        /// The tokens sampled so far.
+        tokens: Vec<u32>,
+    },
+    /// The transcript the epoch resumes from (stage 0 down the pipeline).
+    Resume {
+        /// The tokens every stage agrees on.
+        tokens: Vec<u32>,
+    },
+    /// The sender ends this epoch because stage `stage` dropped out (so the link that
+    /// closes next is not the sender's fault).
+    Pause {
+        /// The stage the sender blames.
+        stage: u32,
+    },
+}
+
+fn token_payload(tokens: &[u32]) -> Vec<u8> {
+    tokens.iter().flat_map(|t| t.to_be_bytes()).collect()
+}
+
+fn tokens_of(p: &[u8], step: u32, kind: &'static str) -> Result<Vec<u32>, FrameError> {
+    if !p.len().is_multiple_of(4) || p.len() / 4 != step as usize {
+        return Err(FrameError::Malformed(kind));
+    }
+    Ok(p.chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 /// Why a frame could not be read.
@@ -94,6 +129,9 @@ impl Frame {
                 r.truncate(MAX_REASON);
                 (4, 0, r)
             }
+            Frame::Sync { tokens } => (5, tokens.len() as u32, token_payload(tokens)),
+            Frame::Resume { tokens } => (6, tokens.len() as u32, token_payload(tokens)),
+            Frame::Pause { stage } => (7, *stage, Vec::new()),
         };
         let mut out = Vec::with_capacity(9 + payload.len());
         out.push(kind);
@@ -109,10 +147,12 @@ impl Frame {
         w.flush().await
     }
 
-    /// Reads one frame whose `Rows` payload holds at most `max_values` values.
+    /// Reads one frame whose `Rows` payload holds at most `max_values` values and whose
+    /// `Sync` or `Resume` payload at most `max_tokens` tokens.
     pub async fn read<R: AsyncRead + Unpin>(
         r: &mut R,
         max_values: usize,
+        max_tokens: usize,
     ) -> Result<Frame, FrameError> {
         let mut head = [0u8; 9];
         r.read_exact(&mut head).await?;
@@ -124,6 +164,9 @@ impl Frame {
             2 => ("token", 5),
             3 => ("end", 0),
             4 => ("abort", MAX_REASON),
+            5 => ("sync", max_tokens.saturating_mul(4)),
+            6 => ("resume", max_tokens.saturating_mul(4)),
+            7 => ("pause", 0),
             k => return Err(FrameError::Kind(k)),
         };
         if len as usize > max {
@@ -165,6 +208,13 @@ impl Frame {
             4 => Frame::Abort {
                 reason: String::from_utf8_lossy(p).into_owned(),
             },
+            5 => Frame::Sync {
+                tokens: tokens_of(p, step, "sync")?,
+            },
+            6 => Frame::Resume {
+                tokens: tokens_of(p, step, "resume")?,
+            },
+            7 => Frame::Pause { stage: step },
             k => return Err(FrameError::Kind(k)),
         })
     }
@@ -176,7 +226,7 @@ mod tests {
 
     async fn roundtrip(f: Frame) -> Frame {
         let bytes = f.encode();
-        Frame::read(&mut bytes.as_slice(), 16).await.unwrap()
+        Frame::read(&mut bytes.as_slice(), 16, 8).await.unwrap()
     }
 
     #[tokio::test]
@@ -195,6 +245,11 @@ mod tests {
             Frame::Abort {
                 reason: "stage 1 went away".into(),
             },
+            Frame::Sync {
+                tokens: vec![1, 2, 49_151],
+            },
+            Frame::Resume { tokens: vec![] },
+            Frame::Pause { stage: 2 },
         ] {
             assert_eq!(roundtrip(f.clone()).await, f);
         }
@@ -209,25 +264,33 @@ mod tests {
         }
         .encode();
         assert!(matches!(
-            Frame::read(&mut big.as_slice(), 16).await,
+            Frame::read(&mut big.as_slice(), 16, 8).await,
             Err(FrameError::TooLong { kind: "rows", .. })
         ));
         // A header claiming 4 GiB.
         let mut huge = vec![1u8, 0, 0, 0, 0];
         huge.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(
-            Frame::read(&mut huge.as_slice(), 16).await,
+            Frame::read(&mut huge.as_slice(), 16, 8).await,
             Err(FrameError::TooLong { .. })
         ));
-        // Unknown kind, ragged rows, a bad flag, a truncated frame.
-        let cases: [&[u8]; 4] = [
+        // More tokens than the reader allows.
+        let long = Frame::Sync { tokens: vec![0; 9] }.encode();
+        assert!(matches!(
+            Frame::read(&mut long.as_slice(), 16, 8).await,
+            Err(FrameError::TooLong { kind: "sync", .. })
+        ));
+        // Unknown kind, ragged rows, a bad flag, a truncated frame, a count that is not
+        // the payload's.
+        let cases: [&[u8]; 5] = [
             &[9, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[6, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 1],
             &[1, 0, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3],
             &[2, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 1, 7],
             &[2, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0],
         ];
         for c in cases {
-            assert!(Frame::read(&mut &c[..], 16).await.is_err(), "{c:?}");
+            assert!(Frame::read(&mut &c[..], 16, 8).await.is_err(), "{c:?}");
         }
         // Every truncation of a valid frame is an error, never a panic.
         let ok = Frame::Token {
@@ -237,7 +300,7 @@ mod tests {
         }
         .encode();
         for n in 0..ok.len() {
-            assert!(Frame::read(&mut &ok[..n], 16).await.is_err());
+            assert!(Frame::read(&mut &ok[..n], 16, 8).await.is_err());
         }
     }
 }

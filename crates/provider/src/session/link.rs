@@ -7,9 +7,13 @@
 //!    GET /v1/sessions/{job}/link  Upgrade: agentic-session/1  x-agentic-nonce: n_D
 //!                              ◀── 101 Switching Protocols
 //!                              ◀── L's key (32) ‖ n_L (32) ‖ sig_L("accept" ‖ job ‖ n_D ‖ n_L)
-//!    from (4) ‖ to (4) ‖ D's key (32) ‖ sig_D("dial" ‖ job ‖ from ‖ to ‖ n_L ‖ L) ──▶
+//!    from (4) ‖ to (4) ‖ epoch (32) ‖ D's key (32) ‖ sig_D("dial" ‖ job ‖ from ‖ to ‖ epoch ‖ n_L ‖ L) ──▶
 //!    frames ──▶
 //! ```
+//!
+//! `epoch` names the session's current line-up (`run::epoch_of`: the hash of every
+//! stage's provider): after a stage is replaced every link is opened again under the
+//! new epoch, so no frame of an old line-up reaches the new one.
 //!
 //! Each side signs the other's fresh nonce with its provider key, so neither a replayed
 //! handshake nor a stranger passes; the session then checks the keys against the
@@ -85,12 +89,14 @@ fn dial_msg(
     job: JobId,
     from: u32,
     to: u32,
+    epoch: &[u8; 32],
     listener_nonce: &[u8; 32],
     listener: &Address,
 ) -> Vec<u8> {
     let mut m = job.0.to_be_bytes().to_vec();
     m.extend_from_slice(&from.to_be_bytes());
     m.extend_from_slice(&to.to_be_bytes());
+    m.extend_from_slice(epoch);
     m.extend_from_slice(listener_nonce);
     m.extend_from_slice(&listener.0);
     m
@@ -113,18 +119,21 @@ pub struct Hello {
     pub from: u32,
     /// The listener's stage.
     pub to: u32,
+    /// The session's line-up the link belongs to.
+    pub epoch: [u8; 32],
     /// The dialer.
     pub dialer: Address,
 }
 
 /// Dials `endpoint` for `job` as the provider of stage `from` sending to stage `to`,
-/// whose provider must be `listener`. Returns the stream to write frames to.
+/// whose provider must be `listener`, in the line-up `epoch`. Returns the stream to
+/// write frames to.
 pub async fn dial(
     endpoint: &str,
     key: &PrivateKey,
     job: JobId,
-    from: u32,
-    to: u32,
+    (from, to): (u32, u32),
+    epoch: [u8; 32],
     listener: Address,
 ) -> Result<TcpStream, LinkError> {
     let io = |source| LinkError::Io {
@@ -171,10 +180,11 @@ pub async fn dial(
     if !l_key.verify(ACCEPT_NS, &accept_msg(job, &n_d, &n_l), &sig_l) {
         return Err(LinkError::Handshake("the listener's signature is wrong"));
     }
-    let sig_d = key.sign(DIAL_NS, &dial_msg(job, from, to, &n_l, &listener));
-    let mut hello = Vec::with_capacity(8 + 32 + 64);
+    let sig_d = key.sign(DIAL_NS, &dial_msg(job, from, to, &epoch, &n_l, &listener));
+    let mut hello = Vec::with_capacity(8 + 32 + 32 + 64);
     hello.extend_from_slice(&from.to_be_bytes());
     hello.extend_from_slice(&to.to_be_bytes());
+    hello.extend_from_slice(&epoch);
     hello.extend_from_slice(key.public_key().as_ref());
     hello.extend_from_slice(&sig_d.encode());
     s.write_all(&hello).await.map_err(io)?;
@@ -203,20 +213,22 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     out.extend_from_slice(&sig.encode());
     s.write_all(&out).await.map_err(io)?;
     s.flush().await.map_err(io)?;
-    let mut hello = [0u8; 8 + 32 + 64];
+    let mut hello = [0u8; 8 + 32 + 32 + 64];
     s.read_exact(&mut hello).await.map_err(io)?;
     let from = u32::from_be_bytes([hello[0], hello[1], hello[2], hello[3]]);
     let to = u32::from_be_bytes([hello[4], hello[5], hello[6], hello[7]]);
-    let d_key = public_key(&hello[8..40])?;
-    let sig_d = signature(&hello[40..])?;
+    let epoch: [u8; 32] = hello[8..40].try_into().unwrap_or_default();
+    let d_key = public_key(&hello[40..72])?;
+    let sig_d = signature(&hello[72..])?;
     let me = Address::from(&me);
-    if !d_key.verify(DIAL_NS, &dial_msg(job, from, to, &n_l, &me), &sig_d) {
+    if !d_key.verify(DIAL_NS, &dial_msg(job, from, to, &epoch, &n_l, &me), &sig_d) {
         return Err(LinkError::Handshake("the dialer's signature is wrong"));
     }
     Ok(Hello {
         job,
         from,
         to,
+        epoch,
         dialer: Address::from(&d_key),
     })
 }

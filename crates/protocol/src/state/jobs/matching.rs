@@ -7,7 +7,8 @@
 //! (`jobs::audit`). A job never gets the same provider twice. A stage with
 //! an empty slot past `match_timeout` cancels the job. A generation job is
 //! matched whole (every stage in the same block, all with the deadline
-//! `now + deadline`) or not at all.
+//! `now + deadline`) or not at all; a stage re-matched after `ReplaceStage`
+//! moves every running stage's deadline to the replacement's.
 //!
 //! Slots also leave: `vacate` empties the slots of replicas that
 //! were penalized (missed deadline, broken chain) and, before any reveal,
@@ -234,6 +235,21 @@ impl State {
             }
             let mut timers = Vec::new();
             if let Some(job) = self.job_mut(id) {
+                if job.is_generation() && !assigned.is_empty() {
+                    // A replacement (`ReplaceStage`) restarts the session: every
+                    // stage still running gets the new deadline.
+                    for (s, stage) in job.stages.iter_mut().enumerate() {
+                        let StagePhase::Running { .. } = stage.phase else {
+                            continue;
+                        };
+                        for a in stage.slots.iter_mut().filter_map(|x| x.assignment.as_mut()) {
+                            if a.commitment.is_none() && a.deadline < deadline {
+                                a.deadline = deadline;
+                                timers.push(s as u32);
+                            }
+                        }
+                    }
+                }
                 for (s, stage) in job.stages.iter_mut().enumerate() {
                     if matches!(stage.phase, StagePhase::Matching { .. })
                         && stage.slots.iter().all(|x| x.assignment.is_some())
@@ -245,6 +261,7 @@ impl State {
                     }
                 }
             }
+            timers.dedup();
             for s in timers {
                 self.schedule(deadline.plus(1), Timer::Stage(id, s));
             }

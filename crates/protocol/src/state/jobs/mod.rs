@@ -33,6 +33,7 @@
 //! | `deadlines` | | missed commit, reveal and audit deadlines |
 //! | `settle` | | challenge windows close, payout, completion |
 //! | `stop` | CancelJob | match timeout, failure after a lost dispute |
+//! | `replace` | ReplaceStage (a generation session's stage lost its provider) | |
 //!
 //! The auditor's own transactions (`AuditCommit`, `AuditReport`) and the
 //! dispute game live in `state::disputes`; availability claims in
@@ -42,6 +43,7 @@ mod audit;
 mod commit;
 mod deadlines;
 mod matching;
+mod replace;
 mod reveal;
 mod settle;
 mod stop;

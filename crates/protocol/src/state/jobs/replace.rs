@@ -1,0 +1,108 @@
+//! `ReplaceStage`: a generation session loses one of its stages and goes on.
+//!
+//! ```text
+//!  stage k's link breaks, goes silent, or carries a malformed or out-of-order frame
+//!    ─▶ a neighbour (any provider of another stage, or the requester) sends
+//!       ReplaceStage { job, stage: k, provider }
+//!    ─▶ provider pays the miss penalty (as for a missed deadline), is released and
+//!       excluded from the job; stage k goes back to matching
+//!    ─▶ matching fills it (the job's other stages keep their providers); every
+//!       stage's deadline becomes now + the job's deadline
+//!    ─▶ the replacement rebuilds its cache by prefill of the tokens so far and the
+//!       session resumes where every stage agrees (the provider crate's sessions)
+//! ```
+//!
+//! The ledger cannot see a session's links, so it cannot tell a dead provider from a
+//! false report. The rules bound what a report can do: only the requester (who pays
+//! and gains nothing from a slower job) or a provider of another stage of the same
+//! running job may send one; only a stage that has not committed can be replaced
+//! (nobody loses delivered work); the reported provider pays the miss penalty, never a
+//! slash; and a job replaces at most [`limits::MAX_SESSION_REPLACEMENTS`] providers.
+//! Nobody is paid twice: the replaced provider committed nothing and is paid nothing;
+//! its replacement commits the whole stage (every step, rebuilt or computed) and is
+//! paid the stage's bill as any stage provider.
+
+use crate::error::TxError;
+use crate::event::Event;
+use crate::state::{BlockCtx, JobStatus, StagePhase, State};
+use crate::types::{limits, Address, Amount, JobId};
+
+impl State {
+    /// `ReplaceStage` (module docs).
+    pub(crate) fn replace_stage(
+        &mut self,
+        who: Address,
+        fee: Amount,
+        job: JobId,
+        stage: u32,
+        provider: Address,
+        ctx: &mut BlockCtx,
+    ) -> Result<(), TxError> {
+        let j = self.jobs.get(&job).ok_or(TxError::UnknownJob(job))?;
+        if !j.is_generation() {
+            return Err(TxError::NotGeneration(job));
+        }
+        if j.status != JobStatus::Active {
+            return Err(TxError::JobNotActive(job));
+        }
+        let st = j
+            .stages
+            .get(stage as usize)
+            .ok_or(TxError::UnknownStage { job, stage })?;
+        let holder = st.slots.first().and_then(|s| s.assignment.as_ref());
+        let replaceable = matches!(
+            st.phase,
+            StagePhase::Running {
+                reveal_deadline: None
+            }
+        ) && holder
+            .is_some_and(|a| a.provider == provider && a.commitment.is_none());
+        if !replaceable {
+            return Err(TxError::NotReplaceable { stage });
+        }
+        let member = who == j.requester
+            || j.stages.iter().enumerate().any(|(i, s)| {
+                i != stage as usize
+                    && s.slots
+                        .iter()
+                        .filter_map(|x| x.assignment.as_ref())
+                        .any(|a| a.provider == who)
+            });
+        if !member || who == provider {
+            return Err(TxError::NotSessionMember);
+        }
+        if j.excluded.len() >= limits::MAX_SESSION_REPLACEMENTS {
+            return Err(TxError::TooManyReplacements);
+        }
+        let value = Amount::cost(
+            j.billed_ops(stage as usize),
+            holder.map_or(Amount::ZERO, |a| a.price),
+        )
+        .unwrap_or(Amount::ZERO);
+        let payer = j.payer;
+        self.charge(who, fee);
+        let penalty = self.penalize_miss(provider, payer, value);
+        if let Some(p) = self.provider_mut(provider) {
+            p.active = p.active.saturating_sub(1);
+            p.open = p.open.saturating_sub(1);
+        }
+        let now = self.now();
+        if let Some(jm) = self.job_mut(job) {
+            let st = &mut jm.stages[stage as usize];
+            st.slots[0].assignment = None;
+            st.phase = StagePhase::Matching { since: now };
+            if !jm.excluded.contains(&provider) {
+                jm.excluded.push(provider);
+            }
+        }
+        self.matching.insert(job);
+        ctx.emit(Event::StageReplaced {
+            job,
+            stage,
+            provider,
+            by: who,
+            penalty,
+        });
+        Ok(())
+    }
+}
