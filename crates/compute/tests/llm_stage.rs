@@ -619,3 +619,94 @@ fn hashes_are_domain_separated() {
     assert_ne!(chain_hash(&h), chain_hash(&h[..1]));
     assert_ne!(chain_hash(&[]), tokens_hash(&[]));
 }
+
+/// Teacher-forces steps `from..to` through `sessions` (stage order) with the
+/// generation's `tokens`, checking each stage's leaves against `split` and the last
+/// stage's pick against the token the generation sampled.
+fn continue_split(
+    sessions: &mut [StageSession<'_>],
+    req: &GenerationRequest,
+    split: &Split,
+    (from, to): (usize, usize),
+) {
+    for t in from..to {
+        let mut x = if t == 0 {
+            StageInput::Tokens(req.prompt.clone())
+        } else {
+            StageInput::Tokens(vec![split.tokens[t - 1]])
+        };
+        for (i, sess) in sessions.iter_mut().enumerate() {
+            let r = sess.step(x.clone()).unwrap();
+            assert_eq!(r.leaves, split.traces[i].leaves[t], "stage {i} step {t}");
+            assert_eq!(r.ops, split.step_ops[i][t], "stage {i} step {t} ops");
+            x = match r.output {
+                StageOutput::Rows(rows) => StageInput::Rows(rows),
+                StageOutput::Logits(l) => {
+                    assert_eq!(req.sampler.pick(&l, t as u64), split.tokens[t], "step {t}");
+                    break;
+                }
+            };
+        }
+    }
+}
+
+/// A replacement stage rebuilt by one prefill of the tokens so far
+/// (`StageSession::resume`) and a survivor rolled back to an agreed step
+/// (`StageSession::truncate`) go on bit for bit as if nothing happened.
+#[test]
+fn a_stage_rebuilt_or_rolled_back_mid_session_goes_on_bit_for_bit() {
+    let m = smollm2();
+    let model = &m.model;
+    let req = request(m, 12, SEEDED);
+    let ranges = three_stages();
+    let split = run_split(m, &ranges, &req);
+    let n = split.tokens.len();
+    let cap = req.prompt.len() + req.max_tokens as usize;
+    for t in [0usize, 1, 5] {
+        // Rebuilt: every stage from the first t tokens.
+        let mut rebuilt = Vec::new();
+        for (i, &r) in ranges.iter().enumerate() {
+            let (sess, steps) =
+                StageSession::resume(model, r, &req.prompt, &split.tokens[..t], &req.sampler, cap)
+                    .unwrap();
+            assert_eq!(sess.steps(), t);
+            assert_eq!(steps.len(), t);
+            for (k, st) in steps.iter().enumerate() {
+                assert_eq!(st.leaves, split.traces[i].leaves[k], "stage {i} step {k}");
+                assert_eq!(st.ops, split.step_ops[i][k], "stage {i} step {k} ops");
+            }
+            rebuilt.push(sess);
+        }
+        continue_split(&mut rebuilt, &req, &split, (t, n));
+
+        // Rolled back: run three steps past t, cut back to t, go on.
+        let mut rolled: Vec<StageSession<'_>> = ranges
+            .iter()
+            .map(|&r| StageSession::with_capacity(model, r, cap).unwrap())
+            .collect();
+        continue_split(&mut rolled, &req, &split, (0, t + 3));
+        for s in &mut rolled {
+            s.truncate(t);
+            assert_eq!(s.steps(), t);
+            s.truncate(t + 1); // more steps than it holds: nothing changes
+            assert_eq!(s.steps(), t);
+        }
+        continue_split(&mut rolled, &req, &split, (t, n));
+    }
+    // A transcript the head stage would not have sampled is refused.
+    let mut wrong = split.tokens[..4].to_vec();
+    wrong[2] = (wrong[2] + 1) % model.config().vocab as u32;
+    assert!(
+        StageSession::resume(model, ranges[2], &req.prompt, &wrong, &req.sampler, cap).is_err()
+    );
+    // Out-of-vocabulary tokens are a typed error, not a panic.
+    assert!(StageSession::resume(
+        model,
+        ranges[0],
+        &req.prompt,
+        &[u32::MAX],
+        &req.sampler,
+        cap
+    )
+    .is_err());
+}

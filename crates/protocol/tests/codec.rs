@@ -97,6 +97,11 @@ fn samples() -> Vec<TxBody> {
             first_proof: vec![Hash([12; 32]), Hash([13; 32])],
             last_proof: vec![Hash([14; 32])],
         },
+        TxBody::ReplaceStage {
+            job: JobId(6),
+            stage: 2,
+            provider: agentic_protocol::Address([15; 32]),
+        },
         TxBody::Propose {
             change: ParamChange {
                 key: ParamKey::QuorumPpm,

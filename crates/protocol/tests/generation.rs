@@ -772,3 +772,217 @@ fn generation_submissions_are_checked() {
     );
     assert!(State::escrow_for(&fits).is_some());
 }
+
+/// `ReplaceStage`: a stage whose provider dropped out of the session (reported
+/// by another stage's provider) is matched again; the reported provider pays
+/// the miss penalty, leaves the job and is paid nothing; every running stage
+/// gets the replacement's deadline; the session then commits and each stage
+/// is paid once, to the provider holding it at the end.
+#[test]
+fn a_replaced_stage_is_matched_again_and_the_session_pays_once() {
+    let mut chain = network(4);
+    let r = address_of(&key(REQUESTER));
+    let before = chain.state.balance(&r);
+    let spec = spec(3, VerificationLevel::Optimistic);
+    let escrow = State::escrow_for(&spec).unwrap();
+    let fee = chain
+        .state
+        .params()
+        .required_fee(&TxBody::SubmitJob { spec: spec.clone() });
+    let job = submit(&mut chain, spec.clone());
+    let holders: Vec<Address> = (0..3).map(|s| provider_of(&chain, job, s).0).collect();
+    let spare = address_of(&key(PROVIDERS[3].0));
+    assert!(!holders.contains(&spare));
+    let old_deadline = chain.state.job(job).unwrap().stages[0].slots[0]
+        .assignment
+        .as_ref()
+        .unwrap()
+        .deadline;
+    advance(&mut chain, 3);
+
+    // Stage 2's provider reports stage 1's.
+    let bonded = chain.state.account(&holders[1]).bonded;
+    let replace = TxBody::ReplaceStage {
+        job,
+        stage: 1,
+        provider: holders[1],
+    };
+    let rfee = chain.state.params().required_fee(&replace);
+    chain.push(&key_of(holders[2]), replace);
+    let events = ok(&mut chain);
+    let penalty = events
+        .iter()
+        .find_map(|e| match e {
+            Event::StageReplaced {
+                job: j,
+                stage: 1,
+                provider,
+                by,
+                penalty,
+            } if *j == job && *provider == holders[1] && *by == holders[2] => Some(*penalty),
+            _ => None,
+        })
+        .expect("StageReplaced");
+    assert!(penalty > Amount::ZERO);
+    assert_eq!(
+        chain.state.account(&holders[1]).bonded.0,
+        bonded.0 - penalty.0,
+        "the miss penalty, from stake"
+    );
+    let p1 = chain.state.provider(&holders[1]).unwrap();
+    assert_eq!((p1.active, p1.open), (0, 0), "released");
+    let j = chain.state.job(job).unwrap();
+    assert!(j.excluded.contains(&holders[1]));
+    assert!(
+        matches!(phase(&chain, job, 1), StagePhase::Matching { .. })
+            || provider_of(&chain, job, 1).0 == spare
+    );
+
+    // The next block matches the spare; every stage's deadline moves with it.
+    ok(&mut chain);
+    assert_eq!(provider_of(&chain, job, 1).0, spare);
+    let j = chain.state.job(job).unwrap();
+    let deadlines: Vec<_> = j
+        .stages
+        .iter()
+        .map(|s| s.slots[0].assignment.as_ref().unwrap().deadline)
+        .collect();
+    assert!(deadlines[1] > old_deadline);
+    assert!(
+        deadlines.iter().all(|d| *d == deadlines[1]),
+        "{deadlines:?}"
+    );
+    // Past the old deadline nobody is late.
+    chain.advance_to(old_deadline.plus(2));
+    assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Active);
+
+    // The session ends; each stage is paid once, by its final provider.
+    let steps = 9;
+    let results = session_results(transcript(), 3, steps);
+    for s in 0..3 {
+        commit(&mut chain, job, s, &results[s as usize]);
+    }
+    ok(&mut chain);
+    for s in 0..3 {
+        reveal(&mut chain, job, s, &results[s as usize]);
+    }
+    ok(&mut chain);
+    let window = chain.state.params().challenge_window;
+    let events = advance(&mut chain, window + 1);
+    let mut total = Amount::ZERO;
+    for s in 0..3u32 {
+        let (p, price) = provider_of(&chain, job, s);
+        let bill = Amount::cost(
+            spec.stages[s as usize]
+                .generation_ops(PROMPT, steps)
+                .unwrap(),
+            price,
+        )
+        .unwrap();
+        let paid: Vec<_> = events
+            .iter()
+            .filter(|e| matches!(e, Event::StagePaid { stage, .. } if *stage == s))
+            .collect();
+        assert_eq!(
+            paid,
+            vec![&Event::StagePaid {
+                job,
+                stage: s,
+                provider: p,
+                amount: bill
+            }]
+        );
+        total = total.checked_add(bill).unwrap();
+    }
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::StagePaid { provider, .. } if *provider == holders[1])));
+    assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Completed);
+    let share = penalty.mul_ppm(chain.state.params().slash_requester_ppm);
+    assert_eq!(
+        chain.state.balance(&r).0,
+        before.0 - fee.0 - total.0 + share.0,
+        "the requester pays the bills, less its share of the penalty"
+    );
+    let _ = (escrow, rfee);
+    all_released(&chain);
+}
+
+/// `ReplaceStage` refusals leave the state untouched.
+#[test]
+fn replace_stage_refuses_what_it_must() {
+    let mut chain = network(4);
+    let job = submit(&mut chain, spec(3, VerificationLevel::Optimistic));
+    let holders: Vec<Address> = (0..3).map(|s| provider_of(&chain, job, s).0).collect();
+    let outsider = address_of(&key(PROVIDERS[3].0));
+    let body = |stage: u32, provider: Address| TxBody::ReplaceStage {
+        job,
+        stage,
+        provider,
+    };
+    // (`reject` checks each refusal changed nothing.)
+    // Not a member of the session, or the reported provider itself.
+    assert_eq!(
+        chain.reject(&key_of(outsider), body(1, holders[1])),
+        TxError::NotSessionMember
+    );
+    assert_eq!(
+        chain.reject(&key_of(holders[1]), body(1, holders[1])),
+        TxError::NotSessionMember
+    );
+    // Not the stage's provider; no such stage; no such job.
+    assert_eq!(
+        chain.reject(&key_of(holders[0]), body(1, holders[2])),
+        TxError::NotReplaceable { stage: 1 }
+    );
+    assert_eq!(
+        chain.reject(&key_of(holders[0]), body(7, holders[1])),
+        TxError::UnknownStage { job, stage: 7 }
+    );
+    assert_eq!(
+        chain.reject(
+            &key_of(holders[0]),
+            TxBody::ReplaceStage {
+                job: JobId(99),
+                stage: 0,
+                provider: holders[1]
+            }
+        ),
+        TxError::UnknownJob(JobId(99))
+    );
+    // A committed stage cannot be replaced.
+    let results = session_results(transcript(), 3, 4);
+    commit(&mut chain, job, 1, &results[1]);
+    ok(&mut chain);
+    assert_eq!(
+        chain.reject(&key_of(holders[0]), body(1, holders[1])),
+        TxError::NotReplaceable { stage: 1 }
+    );
+    // Not a generation job.
+    let single = submit(
+        &mut chain,
+        job_spec(
+            model(),
+            input(),
+            &[(4, PREFILL)],
+            10,
+            VerificationLevel::Optimistic,
+        ),
+    );
+    let p = provider_of(&chain, single, 0).0;
+    assert_eq!(
+        chain.reject(
+            &key(REQUESTER),
+            TxBody::ReplaceStage {
+                job: single,
+                stage: 0,
+                provider: p
+            }
+        ),
+        TxError::NotGeneration(single)
+    );
+    // The requester may report a stage.
+    chain
+        .step(&key(REQUESTER), body(2, holders[2]))
+        .expect("the requester reports");
+}

@@ -386,6 +386,11 @@ fn every_transaction_kind_and_genesis_round_trip() {
             first_proof: vec![Hash([12; 32]), Hash([13; 32])],
             last_proof: vec![Hash([14; 32])],
         },
+        TxBody::ReplaceStage {
+            job: JobId(6),
+            stage: 2,
+            provider: Address([15; 32]),
+        },
         TxBody::Propose {
             change: ParamChange {
                 key: ParamKey::QuorumPpm,
