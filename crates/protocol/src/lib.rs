@@ -50,6 +50,7 @@
 //! | Challenge | anyone, with a bond, within the challenge window → dispute |
 //! | Bisect | one move of the dispute game, with a Merkle proof |
 //! | StepRoot | a training dispute's root over the disputed step's units |
+//! | ReplaceStage | a generation session member reports a stage that dropped out: re-matched |
 //! | Propose / Vote | parameter changes by bonded stake |
 //!
 //! ## JSON
