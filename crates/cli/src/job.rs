@@ -142,14 +142,14 @@ struct SubmitArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Generation: sampling temperature.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = Sampler::DEFAULT_TEMPERATURE)]
     temperature: f32,
     /// Generation: sample among the k most likely tokens (0 = all).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = Sampler::DEFAULT_TOP_K)]
     top_k: usize,
     /// Generation: sample within the smallest set of tokens holding this much
     /// probability.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = Sampler::DEFAULT_TOP_P)]
     top_p: f32,
     /// Generation: print the tokens as they stream from the last stage (implies --wait).
     #[arg(long)]
@@ -292,17 +292,13 @@ fn signer(node: &NodeArgs, key: &Path) -> anyhow::Result<Requester> {
 
 fn input(args: &SubmitArgs) -> anyhow::Result<JobInput> {
     if let Some(prompt) = &args.generate {
-        let sampler = if args.greedy {
-            Sampler::Greedy
-        } else {
-            Sampler::Sample {
-                seed: args.seed,
-                temperature: args.temperature,
-                top_k: args.top_k,
-                top_p: args.top_p,
-            }
-        };
-        sampler.validate()?;
+        let sampler = Sampler::from_flags(
+            args.greedy,
+            args.seed,
+            args.temperature,
+            args.top_k,
+            args.top_p,
+        )?;
         if args.max_tokens == 0 {
             bail!("--max-tokens must be at least 1");
         }

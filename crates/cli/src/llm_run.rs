@@ -33,16 +33,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         args.input.clone()
     };
     let prompt = m.encode_prompt(&text, args.chat)?;
-    let sampler = if args.greedy {
-        Sampler::Greedy
-    } else {
-        Sampler::Sample {
-            seed: args.seed,
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-        }
-    };
+    let sampler = Sampler::from_flags(
+        args.greedy,
+        args.seed,
+        args.temperature,
+        args.top_k,
+        args.top_p,
+    )?;
     let params = GenerateParams {
         max_tokens: args.max_tokens,
         sampler,

@@ -43,13 +43,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub greedy: bool,
     /// Decoder: sampling temperature.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = agentic_compute::llm::Sampler::DEFAULT_TEMPERATURE)]
     pub temperature: f32,
     /// Decoder: sample among the k most likely tokens (0 = all).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = agentic_compute::llm::Sampler::DEFAULT_TOP_K)]
     pub top_k: usize,
     /// LLM: sample within the smallest set of tokens holding this much probability.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = agentic_compute::llm::Sampler::DEFAULT_TOP_P)]
     pub top_p: f32,
     /// LLM: wrap the input as one user turn of the model's chat template.
     #[arg(long)]

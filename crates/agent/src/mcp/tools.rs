@@ -290,17 +290,15 @@ impl Market {
         let tool = "generate";
         let invalid = |reason: String| ToolError::InvalidArguments { tool, reason };
         let mandate = self.mandate().await?;
-        let sampler = if a.greedy.unwrap_or(false) {
-            agentic_compute::llm::Sampler::Greedy
-        } else {
-            agentic_compute::llm::Sampler::Sample {
-                seed: a.seed.unwrap_or(0),
-                temperature: a.temperature.unwrap_or(0.8),
-                top_k: a.top_k.unwrap_or(40) as usize,
-                top_p: a.top_p.unwrap_or(0.95),
-            }
-        };
-        sampler.validate().map_err(|e| invalid(e.to_string()))?;
+        use agentic_compute::llm::Sampler;
+        let sampler = Sampler::from_flags(
+            a.greedy.unwrap_or(false),
+            a.seed.unwrap_or(0),
+            a.temperature.unwrap_or(Sampler::DEFAULT_TEMPERATURE),
+            a.top_k.map_or(Sampler::DEFAULT_TOP_K, |k| k as usize),
+            a.top_p.unwrap_or(Sampler::DEFAULT_TOP_P),
+        )
+        .map_err(|e| invalid(e.to_string()))?;
         let max_tokens = a.max_tokens.unwrap_or(64);
         if max_tokens == 0 {
             return Err(invalid("max_tokens must be at least 1".into()));

@@ -50,6 +50,36 @@ pub fn draw(seed: u64, step: u64) -> u64 {
 }
 
 impl Sampler {
+    /// The sampling temperature when none is given (the CLI, the MCP tool).
+    pub const DEFAULT_TEMPERATURE: f32 = 0.8;
+    /// The top-k when none is given.
+    pub const DEFAULT_TOP_K: usize = 40;
+    /// The top-p when none is given.
+    pub const DEFAULT_TOP_P: f32 = 0.95;
+
+    /// The sampler the user's flags name: the most likely token (`greedy`), or seeded
+    /// sampling with these parameters, checked ([`Sampler::validate`]).
+    pub fn from_flags(
+        greedy: bool,
+        seed: u64,
+        temperature: f32,
+        top_k: usize,
+        top_p: f32,
+    ) -> Result<Sampler, ComputeError> {
+        let s = if greedy {
+            Sampler::Greedy
+        } else {
+            Sampler::Sample {
+                seed,
+                temperature,
+                top_k,
+                top_p,
+            }
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
     /// Checks the parameters (a typed error for a nonsensical temperature or top-p).
     pub fn validate(&self) -> Result<(), ComputeError> {
         if let Sampler::Sample {

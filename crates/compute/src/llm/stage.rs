@@ -436,6 +436,32 @@ pub fn tokens_hash(tokens: &[u32]) -> Hash {
     tagged_tokens(TRANSCRIPT_TAG, tokens)
 }
 
+/// The bytes of a transcript blob (the last stage stores and publishes it): their
+/// blake3 is [`tokens_hash`] of the tokens.
+pub fn transcript_bytes(tokens: &[u32]) -> Vec<u8> {
+    let mut b = TRANSCRIPT_TAG.to_vec();
+    b.extend_from_slice(&(tokens.len() as u32).to_le_bytes());
+    for t in tokens {
+        b.extend_from_slice(&t.to_le_bytes());
+    }
+    b
+}
+
+/// Decodes a transcript blob (`None`: not one).
+pub fn transcript_from_bytes(b: &[u8]) -> Option<Vec<u32>> {
+    let rest = b.strip_prefix(TRANSCRIPT_TAG)?;
+    let n = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let body = rest.get(4..)?;
+    if body.len() != n.checked_mul(4)? {
+        return None;
+    }
+    Some(
+        body.chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
+}
+
 /// A stage's input or output over all steps: `blake3("AGLLMCH1" ‖ count u32 LE ‖ leaves)`.
 pub fn chain_hash(leaves: &[Hash]) -> Hash {
     let mut h = blake3::Hasher::new();

@@ -220,30 +220,7 @@ fn downstream(s: u32, n: u32) -> u32 {
     }
 }
 
-/// The bytes of a transcript blob: their blake3 is [`stage::tokens_hash`].
-pub fn transcript_bytes(tokens: &[u32]) -> Vec<u8> {
-    let mut b = b"AGLLMTS1".to_vec();
-    b.extend_from_slice(&(tokens.len() as u32).to_le_bytes());
-    for t in tokens {
-        b.extend_from_slice(&t.to_le_bytes());
-    }
-    b
-}
-
-/// Decodes a transcript blob (`None`: not one).
-pub fn transcript_from_bytes(b: &[u8]) -> Option<Vec<u32>> {
-    let rest = b.strip_prefix(b"AGLLMTS1")?;
-    let n = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-    let body = rest.get(4..)?;
-    if body.len() != n.checked_mul(4)? {
-        return None;
-    }
-    Some(
-        body.chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-    )
-}
+pub use agentic_compute::llm::stage::{transcript_bytes, transcript_from_bytes};
 
 /// Dials `to`, retrying until `patience` runs out (its daemon may still be starting).
 async fn dial(
