@@ -3,7 +3,8 @@
 //! the market, refuses what its budget or mandate forbids (exit 2, the reason on
 //! stderr, nothing signed), buys, follows the job with a progress line, buys again
 //! from other providers if a job fails, and prints its report (text or `--json`;
-//! `--report FILE` also writes the JSON).
+//! `--report FILE` also writes the JSON). A generation goal (`[generate]`) prints
+//! its text as the tokens stream.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,8 +29,9 @@ pub enum AgentCmd {
 /// `agentic agent run`.
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// The goal (TOML: model, texts or input_file, stages, budget, max_price, deadlines,
-    /// min_verification, attempts, mandate, verify_locally, `[preferences]`).
+    /// The goal (TOML: model, texts or input_file or `[generate]`, stages, budget,
+    /// max_price, deadlines, min_verification, attempts, mandate, verify_locally,
+    /// `[preferences]`).
     #[arg(long)]
     pub goal: PathBuf,
     /// The agent's key file (it signs; under a mandate its principal pays).
@@ -63,6 +65,7 @@ pub fn run(cmd: AgentCmd) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
+        let mut streamed = String::new();
         let r = agent
             .run(&goal, |step| match step {
                 Step::Quoted { attempt, quotes } => {
@@ -81,6 +84,19 @@ pub fn run(cmd: AgentCmd) -> anyhow::Result<()> {
                     bar.println(format!(
                         "attempt {attempt}: bought `{plan}` as job {job}, escrow {escrow} locked"
                     ));
+                }
+                Step::Token { index, text, .. } => {
+                    // The text so far on the progress line (the report prints it whole).
+                    if index == 0 {
+                        streamed.clear();
+                    }
+                    streamed.push_str(text);
+                    let flat = streamed.replace('\n', " ");
+                    let tail: String = {
+                        let n = flat.chars().count();
+                        flat.chars().skip(n.saturating_sub(60)).collect()
+                    };
+                    bar.set_message(format!("token {}: …{tail}", index + 1));
                 }
                 Step::Job(j) => {
                     let stages: Vec<&str> = j.stages.iter().map(|s| s.phase.name()).collect();
@@ -160,6 +176,20 @@ fn print_report(r: &Report) {
             crate::job::short_hash(output_hash),
             shape
         ),
+        Outcome::Generated {
+            job,
+            text,
+            tokens,
+            transcript,
+            paid,
+            ..
+        } => {
+            println!(
+                "result    job {job}: {tokens} token(s), transcript {} (checked against the chain), bill {paid}",
+                crate::job::short_hash(transcript)
+            );
+            println!("text      {text}");
+        }
         Outcome::Refused { reason } => println!("refused   {reason}"),
         Outcome::GaveUp { reason } => println!("gave up   {reason}"),
     }

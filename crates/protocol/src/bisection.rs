@@ -771,7 +771,7 @@ mod tests {
                     .enumerate()
                     .map(|(i, h)| {
                         let i = i as u32;
-                        if i == first || (i > first && i % 3 == 0) {
+                        if i == first || (i > first && i.is_multiple_of(3)) {
                             Hash([200 ^ i as u8; 32])
                         } else {
                             *h

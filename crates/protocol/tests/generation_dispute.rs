@@ -102,7 +102,7 @@ fn traces(first_bad: u32) -> (Vec<Hash>, Vec<Hash>) {
         .enumerate()
         .map(|(i, h)| {
             let i = i as u32;
-            if i == first_bad || (i > first_bad && i % 2 == 0) {
+            if i == first_bad || (i > first_bad && i.is_multiple_of(2)) {
                 Hash::digest("lie", &[&h.0])
             } else {
                 *h

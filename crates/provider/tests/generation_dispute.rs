@@ -146,7 +146,6 @@ fn a_perturbed_layer_at_one_step_is_bisected_to_that_step_and_layer_and_slashed(
             // Its events: each round narrowed the span, the last to that one leaf; the
             // referee re-ran that layer; the cheater was slashed.
             let events = all_events(&c, net.height() + 1).await;
-            eprintln!("the cheater's daemon: {:#?}", cheat.status());
             let narrowed: Vec<(u32, u32)> = events
                 .iter()
                 .filter_map(|e| match e {

@@ -17,6 +17,14 @@
 //!           goal time runs out            ─▶ withdraw the job if nobody committed, report
 //! ```
 //!
+//! A generation goal (`[generate]`) is prepared once, quoted by naming providers
+//! (plan.rs), and between the submission and the follow its tokens are streamed
+//! from the last stage (`Step::Token` for each) and, with `verify_locally`,
+//! compared with a local run of the same request (generation.rs). It is accepted
+//! once the job completed, the streamed tokens hash to the last stage's revealed
+//! output and the local run (if asked for) agrees; otherwise the agent buys again
+//! without the providers it blames.
+//!
 //! A stage that an audit, a replica or this agent disputes is followed to its
 //! verdict: a result that fails verification is never accepted — the ledger
 //! fails the job and refunds the payer — and the agent buys again from other
@@ -30,6 +38,7 @@ use agentic_protocol::{Address, Amount, Hash, JobId, MandateId};
 use serde::Serialize;
 
 use super::error::AgentError;
+use super::generation::{self, Generation, LocalCheck, TranscriptCheck};
 use super::goal::Goal;
 use super::plan::{self, Quote};
 use super::policy::{self, Means, Purchase, Refusal};
@@ -61,6 +70,8 @@ pub struct Attempt {
     pub disputes: Vec<DisputeRecord>,
     /// The bill: paid per stage, refund.
     pub cost: CostBreakdown,
+    /// A generation job: the tokens streamed and how they were checked.
+    pub generation: Option<Generation>,
     /// What the attempt cost the goal: paid to providers, fees, escrow still
     /// locked, and this agent's dispute fees and any bond it lost.
     pub spent: Amount,
@@ -78,6 +89,23 @@ pub enum Outcome {
         output_hash: Hash,
         /// Its shape: rows × width.
         shape: Vec<usize>,
+    },
+    /// The generated text, its tokens checked against the chain (and against a
+    /// local run with `verify_locally`).
+    Generated {
+        /// The job that generated it.
+        job: JobId,
+        /// The text.
+        text: String,
+        /// How many tokens.
+        tokens: usize,
+        /// The token ids.
+        token_ids: Vec<u32>,
+        /// The transcript's hash (the last stage's revealed output).
+        transcript: Hash,
+        /// The exact bill: what the ledger paid from the escrow (providers and
+        /// auditors) for the tokens generated; the rest came back to the payer.
+        paid: Amount,
     },
     /// The agent refused to buy (nothing was signed for this attempt).
     Refused {
@@ -163,12 +191,19 @@ impl ProcurementAgent {
         let mut spent = Amount::ZERO;
         let mut last_quotes = Vec::new();
         let mut outcome = None;
+        let mut prepared = match goal.generate {
+            Some(_) => Some(generation::Prepared::new(goal).await?),
+            None => None,
+        };
         for attempt in 1..=goal.attempts {
             if Instant::now() >= until {
                 break;
             }
             let offers = self.requester.offers().await?;
-            let (mut quotes, skipped) = plan::quotes(goal, &offers, &excluded);
+            let (mut quotes, skipped) = match &prepared {
+                Some(p) => plan::generation_quotes(goal, &p.base, &offers, &excluded),
+                None => plan::quotes(goal, &offers, &excluded),
+            };
             if quotes.is_empty() {
                 let why = skipped
                     .iter()
@@ -260,6 +295,16 @@ impl ProcurementAgent {
                 plan: q.plan,
                 escrow: sub.escrow,
             });
+            // A generation: its tokens as they stream, then this machine's own run.
+            let mut generated = None;
+            if let Some(p) = prepared.as_mut() {
+                let left = until.saturating_duration_since(Instant::now());
+                let mut g = p.stream(&self.requester, sub.job, left, &mut on).await;
+                if g.stream_error.is_none() && goal.verify_locally {
+                    g.local = Some(p.check_locally(&g.tokens).await);
+                }
+                generated = Some(g);
+            }
             // The budget left for a challenge: what is not spent nor locked by this job.
             let room = goal
                 .budget
@@ -281,6 +326,13 @@ impl ProcurementAgent {
                 sub.job,
                 &self.requester.events_of(sub.job, &job).await?,
             );
+            if let Some(g) = generated.as_mut() {
+                if job.status == JobStatus::Completed && g.stream_error.is_none() {
+                    g.transcript =
+                        generation::check_transcript(&self.requester, sub.job, &g.tokens).await?;
+                }
+            }
+            let paid = bill.paid;
             let dispute_costs: u128 = followed.disputes.iter().map(|d| d.agent_cost().0).sum();
             let this = Amount(
                 bill.paid
@@ -312,6 +364,7 @@ impl ProcurementAgent {
                 checks: followed.checks,
                 disputes: followed.disputes,
                 cost: bill,
+                generation: generated.clone(),
                 spent: this,
             });
             if followed.timed_out && job.status == JobStatus::Active {
@@ -343,6 +396,47 @@ impl ProcurementAgent {
                             "job {} completed, but stage(s) {wrong:?} differ from this machine's recomputation and could not be disputed; not accepted",
                             sub.job
                         ),
+                    });
+                }
+                continue;
+            }
+            if let (JobStatus::Completed, Some(g)) = (job.status, generated) {
+                if let (true, TranscriptCheck::Matches { transcript }) =
+                    (g.accepted(), &g.transcript)
+                {
+                    outcome = Some(Outcome::Generated {
+                        job: sub.job,
+                        tokens: g.tokens.len(),
+                        transcript: *transcript,
+                        text: g.text,
+                        token_ids: g.tokens,
+                        paid,
+                    });
+                    break;
+                }
+                // Paid, but not tokens this agent can trust: never accepted. A local
+                // run that differs blames the whole session; a stream that is not the
+                // chain's transcript, the last stage that served it.
+                let blamed: Vec<&agentic_protocol::state::Stage> =
+                    if matches!(g.local, Some(LocalCheck::Differs { .. })) {
+                        job.stages.iter().collect()
+                    } else {
+                        job.stages.last().into_iter().collect()
+                    };
+                for st in blamed {
+                    excluded.extend(
+                        st.slots
+                            .iter()
+                            .filter_map(|sl| sl.assignment.as_ref().map(|a| a.provider)),
+                    );
+                }
+                excluded.sort();
+                excluded.dedup();
+                let why = not_accepted(&g);
+                tracing::warn!(job = %sub.job, %why, "generation not accepted; buying again");
+                if attempt == goal.attempts {
+                    outcome = Some(Outcome::GaveUp {
+                        reason: format!("job {} completed, but {why}; not accepted", sub.job),
                     });
                 }
                 continue;
@@ -393,5 +487,23 @@ impl ProcurementAgent {
             budget_left: goal.budget.saturating_sub(spent),
             elapsed_s: start.elapsed().as_secs_f64(),
         })
+    }
+}
+
+/// Why a completed generation was not accepted, in words.
+fn not_accepted(g: &Generation) -> String {
+    if let Some(e) = &g.stream_error {
+        return format!("its token stream failed ({e})");
+    }
+    if let Some(LocalCheck::Differs { at, .. }) = &g.local {
+        return format!(
+            "its tokens differ from this machine's run of the same request at token {at}"
+        );
+    }
+    match &g.transcript {
+        TranscriptCheck::Differs { reason } => reason.clone(),
+        TranscriptCheck::NotRevealed => "its last stage's output is not revealed".into(),
+        TranscriptCheck::Unchecked => "its transcript was not checked".into(),
+        TranscriptCheck::Matches { .. } => "it was not accepted".into(),
     }
 }

@@ -7,6 +7,8 @@
 //!                        │ policy: budget, balance, mandate (pure) ── refuse with a reason
 //!                        │ watch: follow the job, record disputes, recompute stages here
 //!                        │        and challenge a wrong one (crate::verify)
+//!                        │ generation: stream a generation's tokens, check them against
+//!                        │        the chain and (verify_locally) a local run
 //!                        └ requester: submit, result, cancel (I/O)
 //! ```
 //!
@@ -17,6 +19,7 @@
 
 mod agent;
 mod error;
+pub mod generation;
 pub mod goal;
 pub mod plan;
 pub mod policy;
@@ -25,7 +28,8 @@ pub mod watch;
 
 pub use agent::{Attempt, Outcome, ProcurementAgent, Report};
 pub use error::AgentError;
-pub use goal::{Goal, GoalError, Preferences};
+pub use generation::{Generation, LocalCheck, TranscriptCheck};
+pub use goal::{GenerateGoal, Goal, GoalError, Preferences};
 pub use plan::Quote;
 pub use policy::Refusal;
 pub use watch::{Check, DisputeRecord, OpenedBy, StageCheck, Step, Verdict};

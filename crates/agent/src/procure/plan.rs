@@ -21,14 +21,24 @@
 //! A plan with an unknown latency (a provider without a measured speed) takes
 //! the worst latency of the others. If no named plan can be formed, the ledger's
 //! own matching is the only quote (`ledger`), priced at the goal's max price.
+//!
+//! A generation goal ([`generation_quotes`]) is prepared once — its layer split
+//! does not depend on who runs it — and quoted per plan by naming `k` qualified
+//! providers (`fastest`: the highest measured speeds). Its bill and escrow are
+//! for the whole `max_tokens` (prefill plus every decode step: `stage_max_ops`),
+//! the most the ledger can charge; the job is billed for the tokens generated.
+//! Its latency is the time of that many tokens through the pipeline, Σ stage ops
+//! / speed (a session's stages run one after the other for each token).
 
 use agentic_protocol::state::State;
 use agentic_protocol::{Address, Amount};
 use serde::Serialize;
 
+use agentic_protocol::matching;
+
 use super::goal::Goal;
 use crate::requester::{
-    prepare, JobRequest, OfferView, PlacementChoice, PreparedJob, RequesterError,
+    candidate, prepare, JobRequest, OfferView, PlacementChoice, PreparedJob, RequesterError,
 };
 
 /// One candidate purchase.
@@ -168,6 +178,115 @@ pub fn quotes(
             }),
             Err(e) => skipped.push(("ledger".to_string(), e)),
         }
+    }
+    (out, skipped)
+}
+
+/// Quotes a generation goal against the offers, leaving out `excluded`
+/// providers: `base` is the goal's job prepared for the ledger's matching
+/// (`prepare(&goal.request(), &[])`); each plan names its providers on a copy.
+pub fn generation_quotes(
+    goal: &Goal,
+    base: &PreparedJob,
+    offers: &[OfferView],
+    excluded: &[Address],
+) -> (Vec<Quote>, Vec<(String, RequesterError)>) {
+    let k = base.spec.stages.len();
+    let requirement = goal.request().requirement();
+    let usable: Vec<&OfferView> = offers
+        .iter()
+        .filter(|o| !excluded.contains(&o.provider))
+        .filter(|o| o.offer.price <= goal.max_price && o.offer.capacity > 0)
+        .filter(|o| matching::qualifies(&candidate(o), &requirement))
+        .collect();
+    let mut by_speed: Vec<&OfferView> = usable
+        .iter()
+        .copied()
+        .filter(|o| o.offer.speed > 0)
+        .collect();
+    by_speed.sort_by_key(|o| (std::cmp::Reverse(o.offer.speed), o.offer.price, o.provider));
+    let mut by_price = usable.clone();
+    by_price.sort_by_key(|o| (o.offer.price, o.provider));
+    let mut by_rep = usable.clone();
+    by_rep.sort_by_key(|o| {
+        (
+            std::cmp::Reverse(o.reputation_ppm),
+            o.offer.price,
+            o.provider,
+        )
+    });
+    let mut out: Vec<Quote> = Vec::new();
+    let mut skipped = Vec::new();
+    for (name, ranked) in [
+        ("fastest", by_speed),
+        ("cheapest", by_price),
+        ("reputable", by_rep),
+    ] {
+        if ranked.len() < k {
+            skipped.push((
+                name.to_string(),
+                RequesterError::NotEnoughOffers {
+                    stages: k,
+                    qualified: ranked.len(),
+                },
+            ));
+            continue;
+        }
+        let chosen = &ranked[..k];
+        let providers: Vec<Address> = chosen.iter().map(|o| o.provider).collect();
+        if out.iter().any(|q| q.providers == providers) {
+            continue;
+        }
+        let top = chosen
+            .iter()
+            .map(|o| o.offer.price)
+            .max()
+            .unwrap_or(goal.max_price);
+        let mut job = base.clone();
+        job.spec.placement = providers.clone();
+        job.spec.max_price = top;
+        match State::escrow_for(&job.spec) {
+            Some(e) if e.0 > 0 => job.escrow = e,
+            _ => {
+                skipped.push((name.to_string(), RequesterError::EscrowOverflow));
+                continue;
+            }
+        }
+        let stage_ops = |i: usize| job.spec.stage_max_ops(i).unwrap_or(u64::MAX);
+        let bill: u128 = chosen
+            .iter()
+            .enumerate()
+            .map(|(i, o)| Amount::cost(stage_ops(i), o.offer.price).map_or(u128::MAX, |a| a.0))
+            .fold(0u128, u128::saturating_add);
+        let latency_s = chosen
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.offer.speed > 0).then(|| stage_ops(i) as f64 / o.offer.speed as f64))
+            .sum::<Option<f64>>();
+        out.push(Quote {
+            plan: name,
+            min_reputation_ppm: chosen.iter().map(|o| o.reputation_ppm).min().unwrap_or(0),
+            providers,
+            expected_bill: Amount(bill),
+            escrow: job.escrow,
+            max_price: top,
+            latency_s,
+            score: 0.0,
+            job,
+        });
+    }
+    if out.is_empty() {
+        out.push(Quote {
+            plan: "ledger",
+            providers: Vec::new(),
+            expected_bill: base.escrow,
+            escrow: base.escrow,
+            max_price: base.spec.max_price,
+            latency_s: None,
+            min_reputation_ppm: 0,
+            score: 0.0,
+            job: base.clone(),
+        });
     }
     (out, skipped)
 }

@@ -5,6 +5,7 @@ use agentic_protocol::state::JobStatus;
 use agentic_protocol::{Address, Hash};
 
 use super::agent::Attempt;
+use super::generation::{Generation, LocalCheck, TranscriptCheck};
 use super::watch::{Check, OpenedBy, Verdict};
 
 fn short(h: impl std::fmt::Display) -> String {
@@ -43,6 +44,9 @@ impl Attempt {
             "attempt {} `{}` job {} ({providers}): {:?} — escrow {} locked, {} paid to providers{refund}, fee {}; cost to the goal {}",
             self.attempt, self.plan, self.job, self.status, self.escrow, self.cost.paid, self.fee, self.spent
         ));
+        if let Some(g) = &self.generation {
+            out.push(generation_line(g));
+        }
         for c in &self.checks {
             let s = c.stage;
             out.push(match &c.check {
@@ -134,4 +138,38 @@ impl Attempt {
         }
         out
     }
+}
+
+/// A generation in words: the tokens, how they streamed, and how they were checked.
+fn generation_line(g: &Generation) -> String {
+    let first = g
+        .first_token_s
+        .map(|s| format!(", first after {s:.2} s"))
+        .unwrap_or_default();
+    let mut line = format!(
+        "  generated {} token(s) in {:.2} s{first}",
+        g.tokens.len(),
+        g.stream_s
+    );
+    if let Some(e) = &g.stream_error {
+        line.push_str(&format!(" — the stream stopped: {e}"));
+    }
+    line.push_str(&match &g.transcript {
+        TranscriptCheck::Matches { transcript } => format!(
+            "; transcript {} = the last stage's revealed output",
+            hash(transcript)
+        ),
+        TranscriptCheck::Differs { reason } => format!("; {reason}"),
+        TranscriptCheck::NotRevealed => "; the last stage's output is not revealed".into(),
+        TranscriptCheck::Unchecked => String::new(),
+    });
+    line.push_str(&match &g.local {
+        Some(LocalCheck::Agrees) => "; the same tokens as this machine's run".into(),
+        Some(LocalCheck::Differs { at, .. }) => {
+            format!("; differs from this machine's run at token {at} — not accepted")
+        }
+        Some(LocalCheck::CannotRun { reason }) => format!("; not run here: {reason}"),
+        None => String::new(),
+    });
+    line
 }

@@ -63,6 +63,17 @@ pub enum Step<'a> {
     },
     /// The job changed.
     Job(&'a Job),
+    /// A generation job's last stage streamed a token.
+    Token {
+        /// The job.
+        job: JobId,
+        /// Its position (0 = the first generated token).
+        index: u32,
+        /// The token id.
+        token: u32,
+        /// The text it completes (empty while a character is incomplete).
+        text: &'a str,
+    },
     /// A stage was recomputed here (`verify_locally`).
     Checked {
         /// The job.
@@ -269,8 +280,9 @@ impl Watch<'_> {
                     disputes.push(rec);
                 }
             }
-            // This machine's own check of each stage with an agreed result.
-            if self.goal.verify_locally {
+            // This machine's own check of each stage with an agreed result (a
+            // generation is checked whole instead: procure::generation).
+            if self.goal.verify_locally && self.goal.generate.is_none() {
                 for (s, st) in job.stages.iter().enumerate() {
                     let s = s as u32;
                     let ready = matches!(

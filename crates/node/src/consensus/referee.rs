@@ -429,7 +429,7 @@ impl Arbiter {
             .parse::<Hash>()
             .ok()
             == Some(*hash))
-        .then(|| agentic_compute::registry::smollm2_dir());
+        .then(agentic_compute::registry::smollm2_dir);
         let bytes = match registry {
             // The registry's LLM comes from its cache (as providers load it).
             Some(_) => Vec::new(),
