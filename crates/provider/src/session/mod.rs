@@ -118,13 +118,16 @@ struct Pending {
     at: std::time::Instant,
 }
 
+/// A waiting link's key: (job, receiving stage, sending stage, line-up id).
+type LinkKey = (JobId, u32, u32, [u8; 32]);
+
 /// A session's line-up: every stage's provider and endpoint, as the chain assigns them.
 pub type Lineup = Arc<Vec<Peer>>;
 
 /// What the data plane, the daemon and the running sessions share.
 pub struct Sessions {
     key: PrivateKey,
-    links: Mutex<BTreeMap<(JobId, u32, u32, [u8; 32]), Pending>>,
+    links: Mutex<BTreeMap<LinkKey, Pending>>,
     arrived: Notify,
     feeds: Mutex<BTreeMap<JobId, Arc<TokenFeed>>>,
     lineups: Mutex<BTreeMap<JobId, watch::Sender<Lineup>>>,
