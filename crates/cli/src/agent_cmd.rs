@@ -139,13 +139,13 @@ pub fn run(cmd: AgentCmd) -> anyhow::Result<()> {
 }
 
 fn print_report(r: &Report) {
+    let what = match &r.goal.generate {
+        Some(g) => format!("up to {} generated token(s)", g.max_tokens),
+        None => format!("{} input(s)", r.goal.texts.len()),
+    };
     println!(
-        "goal      {} on {} input(s), {} stage(s), budget {}, max price {}",
-        r.goal.model,
-        r.goal.texts.len(),
-        r.goal.stages,
-        r.goal.budget,
-        r.goal.max_price
+        "goal      {} on {what}, {} stage(s), budget {}, max price {}",
+        r.goal.model, r.goal.stages, r.goal.budget, r.goal.max_price
     );
     println!(
         "quotes    (lower score wins; weights cost {} latency {} reputation {})",
