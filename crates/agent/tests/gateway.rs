@@ -280,6 +280,58 @@ fn an_openai_client_buys_chat_streams_and_embeddings_through_the_gateway() {
             assert_eq!(v["error"]["type"], "invalid_request_error", "{text}");
             assert_eq!(v["error"]["param"].as_str(), param, "{text}");
         }
+        // A client that disconnects mid-stream: the job still settles on chain, every
+        // stage is paid for the tokens generated and the unspent escrow comes back.
+        let job = {
+            let body = r#"{"model":"smollm2-135m","messages":[{"role":"user","content":"Count to twenty."}],"max_tokens":24,"stream":true}"#;
+            let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+            let req = format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+                server.addr,
+                body.len()
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Read until the headers and the first chunk arrived, then hang up.
+            while !String::from_utf8_lossy(&seen).contains("data: {") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the stream ended before its first chunk");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            drop(s);
+            let text = String::from_utf8_lossy(&seen).into_owned();
+            let id = text
+                .lines()
+                .find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(k, _)| k.eq_ignore_ascii_case("x-agentic-job"))
+                        .map(|(_, v)| v.trim().to_string())
+                })
+                .unwrap_or_else(|| panic!("no job header: {text}"));
+            JobId(id.parse().unwrap())
+        };
+        let c = net.client();
+        let until = Instant::now() + Duration::from_secs(120);
+        let settled = loop {
+            let j = c.job(job).await.unwrap();
+            if j.status != agentic_protocol::state::JobStatus::Active && j.escrow == Amount::ZERO {
+                break j;
+            }
+            assert!(Instant::now() < until, "not settled: {j:#?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(settled.status, agentic_protocol::state::JobStatus::Completed);
+        let bill = Requester::new(c.clone(), alice.key.clone())
+            .bill(job)
+            .await
+            .unwrap();
+        assert!(bill.paid.0 > 0, "the stages were paid: {bill:?}");
+        assert!(
+            bill.refund.is_some_and(|r| r.0 > 0) && bill.still_locked == Amount::ZERO,
+            "the unspent escrow came back: {bill:?}"
+        );
+
         server.shutdown().await;
         eprintln!("gateway test: {:?} on the market", t0.elapsed());
     })
