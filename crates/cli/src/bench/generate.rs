@@ -55,7 +55,9 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agentic_agent::requester::{GenerationInput, JobInput, JobRequest, PreparedJob, Requester};
+use agentic_agent::requester::{
+    GenerationInput, JobInput, JobRequest, PlacementChoice, PreparedJob, Requester,
+};
 use agentic_compute::llm::Sampler;
 use agentic_protocol::types::VerificationLevel;
 use agentic_protocol::{Address, Amount, JobId};
@@ -406,10 +408,8 @@ impl Bench {
         r.max_price = Amount(10_000);
         r.deadline = 400;
         r.verification = verification;
-        // The SDK leaves a generation job's matching to the ledger; the bench names
-        // each stage's provider in the spec itself (`JobSpec::placement`).
-        let mut prepared = self.req.prepare(&r).await.context("preparing the job")?;
-        prepared.spec.placement = names.to_vec();
+        r.placement = PlacementChoice::Named(names.to_vec());
+        let prepared = self.req.prepare(&r).await.context("preparing the job")?;
         let submitted = Instant::now();
         let sub = self
             .req
