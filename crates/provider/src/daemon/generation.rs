@@ -57,8 +57,8 @@ pub(crate) fn range_of(job: &Job, s: u32) -> StageRange {
     }
 }
 
-/// A held generation stage, assigned and not committed: run the session, journal its
-/// result, commit.
+/// A held generation stage, assigned, not committed, not journaled, not running: run
+/// the session once every stage has a provider, then journal its result and commit.
 pub(crate) fn plan_work(
     view: &View<'_>,
     me: &Me,
@@ -68,14 +68,9 @@ pub(crate) fn plan_work(
     s: u32,
     out: &mut Vec<Action>,
 ) {
+    // (`stage::plan_started` handled the journaled, running and missing cases.)
     let key = (id, s);
     let local = view.local;
-    if local.running.contains(&key) {
-        return;
-    }
-    if let Some(m) = local.missing.get(&key).filter(|m| m.fresh) {
-        return super::stage::plan_missing(view, id, job, s, m, out);
-    }
     if let Some(c) = local.computed.get(&key) {
         out.push(Action::Journal {
             job: id,

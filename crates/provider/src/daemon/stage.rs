@@ -65,10 +65,10 @@ pub(crate) fn plan_stage(
             if view.height > a.deadline.0 {
                 return;
             }
+            if plan_started(view, me, id, job, s, out) {
+                return;
+            }
             if generation {
-                if let Some(rec) = view.journal.get(id, s).filter(|r| r.role == Role::Stage) {
-                    return plan_commit(view, me, id, s, &rec.result, out);
-                }
                 return generation::plan_work(view, me, actor, id, job, s, out);
             }
             return plan_work(view, me, actor, id, job, s, out);
@@ -114,6 +114,36 @@ pub(crate) fn plan_stage(
 }
 
 /// A stage assigned to us and not committed: compute, check, commit.
+/// What every held, uncommitted stage checks first, single pass or generation
+/// session alike; `true` when it decided this tick:
+/// - committed before a crash but the transaction never landed: commit again (a record
+///   of an audit of this stage that ended unreported is not a replica's result: compute
+///   afresh, the new record replaces it);
+/// - being computed: wait;
+/// - its data failed to arrive this tick: retry or claim it unavailable.
+fn plan_started(
+    view: &View<'_>,
+    me: &Me,
+    id: JobId,
+    job: &Job,
+    s: u32,
+    out: &mut Vec<Action>,
+) -> bool {
+    let key = (id, s);
+    if let Some(rec) = view.journal.get(id, s).filter(|r| r.role == Role::Stage) {
+        plan_commit(view, me, id, s, &rec.result, out);
+        return true;
+    }
+    if view.local.running.contains(&key) {
+        return true;
+    }
+    if let Some(m) = view.local.missing.get(&key).filter(|m| m.fresh) {
+        plan_missing(view, id, job, s, m, out);
+        return true;
+    }
+    false
+}
+
 fn plan_work(
     view: &View<'_>,
     me: &Me,
@@ -125,20 +155,6 @@ fn plan_work(
 ) {
     let key = (id, s);
     let local = view.local;
-    // Committed before a crash but the transaction never landed: commit again. (A
-    // record of an audit of this stage that ended unreported is not a replica's
-    // result: compute afresh, the new record replaces it.)
-    if let Some(rec) = view.journal.get(id, s) {
-        if rec.role == Role::Stage {
-            return plan_commit(view, me, id, s, &rec.result, out);
-        }
-    }
-    if local.running.contains(&key) {
-        return;
-    }
-    if let Some(m) = local.missing.get(&key).filter(|m| m.fresh) {
-        return plan_missing(view, id, job, s, m, out);
-    }
     let mode = actor.mode();
     // A colluding downstream commits on the activation pushed to it, agreed or not
     // (as soon as the ledger takes a commitment: once the previous stage has an
