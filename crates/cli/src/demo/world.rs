@@ -16,7 +16,8 @@ use agentic_client::Client;
 use agentic_node::chain::ChainEvent;
 use agentic_protocol::event::Event;
 use agentic_protocol::state::{Account, Job, StagePhase};
-use agentic_protocol::{Address, Amount, Height, JobId, State, TxBody};
+use agentic_protocol::tx::MandateTerms;
+use agentic_protocol::{Address, Amount, Height, JobId, MandateId, State, TxBody};
 use agentic_provider::local::LocalMarket;
 use agentic_provider::Provider;
 use anyhow::{bail, Context};
@@ -319,6 +320,23 @@ impl World {
             .send(&key.key, body, TX_TIMEOUT)
             .await
             .with_context(|| format!("{name}'s {kind} transaction"))
+    }
+
+    /// `principal` grants a mandate on `terms`; its id (from the `MandateGranted` event).
+    pub async fn grant_mandate(
+        &self,
+        principal: &str,
+        terms: MandateTerms,
+    ) -> anyhow::Result<MandateId> {
+        let receipt = self.send(principal, TxBody::GrantMandate { terms }).await?;
+        receipt
+            .events
+            .iter()
+            .find_map(|r| match r.event {
+                Event::MandateGranted { mandate, .. } => Some(mandate),
+                _ => None,
+            })
+            .context("no MandateGranted event")
     }
 
     /// Several parties each send one transaction at once; the receipts in order.

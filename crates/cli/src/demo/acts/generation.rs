@@ -16,7 +16,7 @@ use agentic_protocol::state::JobStatus;
 use agentic_protocol::tx::MandateTerms;
 use agentic_protocol::types::Region;
 use agentic_protocol::types::VerificationLevel;
-use agentic_protocol::{Amount, Height, JobId, MandateId, TxBody};
+use agentic_protocol::{Amount, Height, JobId, MandateId};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
@@ -130,22 +130,7 @@ pub async fn run(w: &mut World) -> anyhow::Result<GenerationReport> {
         expiry: Height(w.height() + 10_000),
         min_verification: VerificationLevel::Audited,
     };
-    let receipt = w
-        .send(
-            cast::PRINCIPAL,
-            TxBody::GrantMandate {
-                terms: terms.clone(),
-            },
-        )
-        .await?;
-    let mandate: MandateId = receipt
-        .events
-        .iter()
-        .find_map(|r| match r.event {
-            Event::MandateGranted { mandate, .. } => Some(mandate),
-            _ => None,
-        })
-        .context("no MandateGranted event")?;
+    let mandate = w.grant_mandate(cast::PRINCIPAL, terms.clone()).await?;
     r.mandate = Some(mandate);
     let prepared = agent.prepare(&r).await?;
     let mut log = vec![format!(

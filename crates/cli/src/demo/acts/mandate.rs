@@ -5,11 +5,10 @@
 //! principal loses nothing.
 
 use agentic_agent::requester::{JobInput, JobRequest, PlacementChoice, RequesterError};
-use agentic_protocol::event::Event;
 use agentic_protocol::state::JobStatus;
 use agentic_protocol::tx::MandateTerms;
 use agentic_protocol::types::VerificationLevel;
-use agentic_protocol::{Amount, Height, JobId, MandateId, TxBody};
+use agentic_protocol::{Amount, Height, JobId, MandateId};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
@@ -118,22 +117,7 @@ pub async fn run(w: &mut World) -> anyhow::Result<MandateReport> {
         min_verification: VerificationLevel::Optimistic,
     };
     w.progress.step("bob grants bob-agent a mandate");
-    let receipt = w
-        .send(
-            cast::PRINCIPAL,
-            TxBody::GrantMandate {
-                terms: terms.clone(),
-            },
-        )
-        .await?;
-    let mandate: MandateId = receipt
-        .events
-        .iter()
-        .find_map(|r| match r.event {
-            Event::MandateGranted { mandate, .. } => Some(mandate),
-            _ => None,
-        })
-        .context("no MandateGranted event")?;
+    let mandate = w.grant_mandate(cast::PRINCIPAL, terms.clone()).await?;
     let mut log = vec![format!(
         "{} grants {} mandate {mandate}: ≤ {per_job_cap} escrow per job, ≤ {} in total, ≤ {} per mega-op, until height {}",
         cast::PRINCIPAL,
