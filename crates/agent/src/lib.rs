@@ -32,4 +32,5 @@ pub mod gateway;
 pub mod mcp;
 pub mod procure;
 pub mod requester;
+pub mod serve;
 pub mod verify;

@@ -78,8 +78,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use commonware_cryptography::ed25519::PrivateKey;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Mutex, OnceCell};
-use tokio::task::JoinHandle;
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::mcp::transport::{bearer_refusal, BearerToken};
 use crate::requester::{JobRequest, Requester};
@@ -246,8 +245,7 @@ pub enum GatewayError {
 pub struct GatewayServer {
     /// The bound address.
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    running: crate::serve::Running,
 }
 
 impl GatewayServer {
@@ -257,31 +255,17 @@ impl GatewayServer {
     }
 
     /// Serves until the listener fails.
-    pub async fn wait(mut self) -> Result<(), GatewayError> {
+    pub async fn wait(self) -> Result<(), GatewayError> {
         let addr = self.addr.to_string();
-        match (&mut self.task).await {
-            Ok(r) => r.map_err(|source| GatewayError::Http { addr, source }),
-            Err(e) => Err(GatewayError::Http {
-                addr,
-                source: std::io::Error::other(e.to_string()),
-            }),
-        }
+        self.running
+            .wait()
+            .await
+            .map_err(|source| GatewayError::Http { addr, source })
     }
 
     /// Stops accepting connections and waits for the server to finish.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
-impl Drop for GatewayServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    pub async fn shutdown(self) {
+        self.running.shutdown().await
     }
 }
 
@@ -297,19 +281,10 @@ pub async fn serve(gateway: Gateway, addr: &str) -> Result<GatewayServer, Gatewa
     if !bound.ip().is_loopback() && gateway.config().token.is_none() {
         return Err(GatewayError::Unguarded { addr: bound });
     }
-    let router = gateway.router();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = crate::serve::Running::start(listener, gateway.router(), || {}).map_err(err)?;
     tracing::info!(%bound, "OpenAI-compatible gateway at /v1");
     Ok(GatewayServer {
         addr: bound,
-        stop: Some(stop),
-        task,
+        running,
     })
 }

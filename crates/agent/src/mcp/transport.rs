@@ -45,8 +45,6 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::ServiceExt as _;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use super::McpServer;
 
@@ -215,8 +213,7 @@ pub async fn serve_stdio(server: McpServer) -> Result<(), TransportError> {
 pub struct HttpServer {
     /// The bound address.
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    running: crate::serve::Running,
 }
 
 impl HttpServer {
@@ -226,32 +223,17 @@ impl HttpServer {
     }
 
     /// Serves until the listener fails (it runs until the process ends otherwise).
-    pub async fn wait(mut self) -> Result<(), TransportError> {
+    pub async fn wait(self) -> Result<(), TransportError> {
         let addr = self.addr.to_string();
-        let task = &mut self.task;
-        match task.await {
-            Ok(r) => r.map_err(|source| TransportError::Http { addr, source }),
-            Err(e) => Err(TransportError::Http {
-                addr,
-                source: std::io::Error::other(e.to_string()),
-            }),
-        }
+        self.running
+            .wait()
+            .await
+            .map_err(|source| TransportError::Http { addr, source })
     }
 
     /// Stops accepting connections and waits for the server to finish.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    pub async fn shutdown(self) {
+        self.running.shutdown().await
     }
 }
 
@@ -296,20 +278,12 @@ pub async fn serve_http(
             move |req: Request, next: Next| require_token(token.clone(), req, next),
         ));
     }
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-                cancel.cancel();
-            })
-            .await
-    });
+    let running =
+        crate::serve::Running::start(listener, router, move || cancel.cancel()).map_err(err)?;
     tracing::info!(%bound, guarded, "MCP server on streamable HTTP at /mcp");
     Ok(HttpServer {
         addr: bound,
-        stop: Some(stop),
-        task,
+        running,
     })
 }
 
