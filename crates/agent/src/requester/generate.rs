@@ -26,8 +26,8 @@ use agentic_compute::llm::stage::{self, GenerationRequest, StageRange};
 use agentic_compute::llm::{self, Sampler};
 use agentic_compute::registry;
 use agentic_protocol::state::{Job, JobStatus};
-use agentic_protocol::tx::GenerationSpec;
-use agentic_protocol::{Address, Hash, JobId, State};
+use agentic_protocol::tx::{GenerationSpec, StageSpec};
+use agentic_protocol::{Address, Hash, JobId};
 use futures::StreamExt as _;
 
 use agentic_client::api::SessionEvent;
@@ -37,7 +37,7 @@ use super::client::Requester;
 use super::error::RequesterError;
 use super::placement;
 use super::request::JobRequest;
-use super::spec::{finish_spec, PreparedJob};
+use super::spec::{assemble_spec, PreparedJob};
 
 /// What to generate ([`super::JobInput::Generate`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -148,36 +148,45 @@ pub(crate) fn prepare_generation(
             )
         })
         .collect();
-    // finish_spec sums per-layer ops over each range: give it the prefill ops on the
-    // range's first layer so each stage's `ops` is its prefill.
-    let mut prefill = vec![0u64; layers];
-    for (r, c) in ranges.iter().zip(&costs) {
-        prefill[r.start] = c.prefill.max(1);
-    }
     let input = request.encode();
     let input_hash = Hash(*blake3::hash(&input).as_bytes());
-    let (mut spec, _) = finish_spec(req, model_hash, input_hash, &ranges, &prefill, &None, 0)?;
-    for (s, c) in spec.stages.iter_mut().zip(&costs) {
-        s.ops = c.prefill;
-        s.step_ops = c.step;
-        s.key_ops = c.per_key;
-    }
+    // Each stage: its prefill ops, and what each further step and attended key adds.
+    let stages: Vec<StageSpec> = ranges
+        .iter()
+        .zip(&costs)
+        .map(|(r, c)| StageSpec {
+            first_layer: r.start as u32,
+            layers: r.len() as u32,
+            ops: c.prefill,
+            step_units: 0,
+            step_ops: c.step,
+            key_ops: c.per_key,
+        })
+        .collect();
     // Named providers, one per stage (the partitioner's `auto` placement is for
     // single passes: a session's stages are placed by the ledger or by name).
-    if let super::request::PlacementChoice::Named(names) = &req.placement {
-        if names.len() != spec.stages.len() {
+    let placement = match &req.placement {
+        super::request::PlacementChoice::Named(names) if names.len() != stages.len() => {
             return Err(RequesterError::PlacementLength {
-                stages: spec.stages.len(),
+                stages: stages.len(),
                 named: names.len(),
-            });
+            })
         }
-        spec.placement = names.clone();
-    }
-    spec.generation = Some(GenerationSpec {
+        super::request::PlacementChoice::Named(names) => names.clone(),
+        _ => Vec::new(),
+    };
+    let generation = GenerationSpec {
         prompt_tokens: p as u32,
         max_tokens: g.max_tokens,
-    });
-    let escrow = State::escrow_for(&spec).ok_or(RequesterError::EscrowOverflow)?;
+    };
+    let (spec, escrow) = assemble_spec(
+        req,
+        model_hash,
+        input_hash,
+        stages,
+        placement,
+        Some(generation),
+    )?;
     let layer_names = (0..layers).map(|i| m.model.layer_name(i)).collect();
     Ok(PreparedJob {
         bundle,

@@ -5,8 +5,8 @@
 use std::ops::Range;
 
 use agentic_protocol::params::Params;
-use agentic_protocol::tx::{JobSpec, Requirements, StageSpec};
-use agentic_protocol::{Amount, Hash, State, TxBody};
+use agentic_protocol::tx::{GenerationSpec, JobSpec, Requirements, StageSpec};
+use agentic_protocol::{Address, Amount, Hash, State, TxBody};
 
 use super::error::RequesterError;
 use super::placement::PlanSummary;
@@ -97,6 +97,25 @@ pub(crate) fn finish_spec(
             key_ops: 0,
         });
     }
+    let placement = plan
+        .as_ref()
+        .map(|p| p.stages.iter().map(|s| s.provider).collect())
+        .unwrap_or_default();
+    assemble_spec(req, model, input, stages, placement, None)
+}
+
+/// The job spec of `req` over the given stages (each with its own metered ops), the
+/// named placement and, for a generation job, its counts; with the escrow the ledger
+/// will lock (a typed error when it overflows or rounds to zero).
+pub(crate) fn assemble_spec(
+    req: &JobRequest,
+    model: Hash,
+    input: Hash,
+    stages: Vec<StageSpec>,
+    placement: Vec<Address>,
+    generation: Option<GenerationSpec>,
+) -> Result<(JobSpec, Amount), RequesterError> {
+    let ops: u64 = stages.iter().map(|s| s.ops).fold(0, u64::saturating_add);
     let spec = JobSpec {
         mandate: req.mandate,
         model,
@@ -113,16 +132,13 @@ pub(crate) fn finish_spec(
             verification: req.verification,
         },
         coord: req.coord,
-        placement: plan
-            .as_ref()
-            .map(|p| p.stages.iter().map(|s| s.provider).collect())
-            .unwrap_or_default(),
-        generation: None,
+        placement,
+        generation,
     };
     let escrow = State::escrow_for(&spec).ok_or(RequesterError::EscrowOverflow)?;
     if escrow == Amount::ZERO {
         return Err(RequesterError::EscrowRoundsToZero {
-            ops: layer_ops.iter().sum(),
+            ops,
             max_price: req.max_price,
         });
     }
