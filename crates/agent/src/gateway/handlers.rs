@@ -195,7 +195,7 @@ impl Gateway {
                     .await
                     .map_err(|e| ApiError::market(format!("loading {CHAT_MODEL}: {e}")))?;
                 let (m, _, _) = loaded.map_err(|e| ApiError::market(e.to_string()))?;
-                Ok(Arc::new(m))
+                Ok(m)
             })
             .await
             .cloned()

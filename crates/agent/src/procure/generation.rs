@@ -140,7 +140,7 @@ impl Prepared {
         let (base, m) = joined?;
         Ok(Prepared {
             base,
-            model: Arc::new(m),
+            model: m,
             ours: None,
         })
     }

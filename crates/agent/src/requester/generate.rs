@@ -19,6 +19,8 @@
 //! against the chain once the last stage reveals ([`Requester::check_transcript`]): its
 //! committed output is the hash of the transcript.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentic_compute::llm::generate::LlmModel;
@@ -69,18 +71,25 @@ impl GenerationInput {
 
 /// Loads an LLM by registry name (fetched from its public source on first use) or GGUF
 /// path; returns it with its GGUF's hash and the bytes to upload (none for a registry
-/// model).
-pub fn load_llm(name: &str) -> Result<(LlmModel, Hash, Vec<u8>), RequesterError> {
+/// model). A registry model is loaded once per process and shared (a requester that
+/// prepares a job and then decodes its tokens, the gateway, the MCP server).
+pub fn load_llm(name: &str) -> Result<(Arc<LlmModel>, Hash, Vec<u8>), RequesterError> {
+    static LOADED: Mutex<BTreeMap<String, Arc<LlmModel>>> = Mutex::new(BTreeMap::new());
     let err = |reason| RequesterError::Model {
         model: name.to_string(),
         reason,
     };
     if registry::is_registry_llm(name) {
-        registry::fetch_smollm2(&registry::smollm2_dir()).map_err(err)?;
-        let m = llm::load(name).map_err(err)?;
         let hash = registry::SMOLLM2_GGUF_BLAKE3
             .parse::<Hash>()
             .map_err(|_| err(agentic_compute::ComputeError::config("bad pinned hash")))?;
+        let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = loaded.get(name) {
+            return Ok((m.clone(), hash, Vec::new()));
+        }
+        registry::fetch_smollm2(&registry::smollm2_dir()).map_err(err)?;
+        let m = Arc::new(llm::load(name).map_err(err)?);
+        loaded.insert(name.to_string(), m.clone());
         return Ok((m, hash, Vec::new()));
     }
     let bytes = std::fs::read(name).map_err(|source| {
@@ -90,7 +99,7 @@ pub fn load_llm(name: &str) -> Result<(LlmModel, Hash, Vec<u8>), RequesterError>
         })
     })?;
     let m = llm::generate::load_gguf_from(&mut std::io::Cursor::new(&bytes[..])).map_err(err)?;
-    Ok((m, Hash(*blake3::hash(&bytes).as_bytes()), bytes))
+    Ok((Arc::new(m), Hash(*blake3::hash(&bytes).as_bytes()), bytes))
 }
 
 /// Prepares a generation job (module docs).
