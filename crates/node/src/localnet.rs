@@ -92,16 +92,31 @@ impl NetworkFiles {
     }
 }
 
-/// `n` validators on 127.0.0.1 with OS-assigned ports (p2p, API).
+/// `n` validators on 127.0.0.1, each with a free p2p and API port.
+///
+/// The ports are bound later, by the node, so they are taken from below the kernel's
+/// ephemeral range (`ip_local_port_range`, 32768 and up on Linux): a port the OS hands
+/// to `bind(0)` or to any outgoing connection meanwhile (tests open many) could
+/// otherwise be gone by the time the node binds it. Each candidate is probed; the
+/// start is spread by process id so concurrent local markets rarely probe the same
+/// ports.
 pub fn loopback(n: usize) -> Result<Vec<(SocketAddr, SocketAddr)>, LocalnetError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let spread = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
     let free = || -> Result<SocketAddr, LocalnetError> {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| LocalnetError::Io {
-            path: PathBuf::from("127.0.0.1:0"),
-            source,
-        })?;
-        l.local_addr().map_err(|source| LocalnetError::Io {
-            path: PathBuf::from("127.0.0.1:0"),
-            source,
+        for _ in 0..SPAN {
+            let port = LOW + (spread + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
+            if std::net::TcpListener::bind(addr).is_ok() {
+                return Ok(addr);
+            }
+        }
+        Err(LocalnetError::Io {
+            path: PathBuf::from("127.0.0.1"),
+            source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free loopback port"),
         })
     };
     (0..n).map(|_| Ok((free()?, free()?))).collect()
