@@ -4,6 +4,11 @@
 //! run with the same seed — and every stage is paid exactly its metered ops × its
 //! price after an audit by prefill agreed with it.
 
+/// Each stage provider killed mid-generation in turn (one test binary with this file:
+/// a link of the whole stack saved).
+#[path = "generation/failover.rs"]
+mod failover;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

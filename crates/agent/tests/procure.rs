@@ -4,6 +4,9 @@
 //! and the same purchase forced past the agent is refused by the ledger.
 
 mod common;
+/// Generation goals (`[generate]`).
+#[path = "procure/generate.rs"]
+mod generate;
 
 use std::time::{Duration, Instant};
 

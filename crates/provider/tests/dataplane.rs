@@ -2,6 +2,10 @@
 //! own hash (a wrong one is refused, from a PUT or from a lying peer), downloads
 //! resume from their `.part` file, and a corrupt partial file is thrown away.
 
+/// Session links: the stage that sends a bad frame is the one blamed.
+#[path = "dataplane/session_blame.rs"]
+mod session_blame;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -24,6 +24,9 @@
 //! per replica and auditor slot).
 
 mod common;
+/// A generation stage lying about one layer at one step, caught and slashed.
+#[path = "verify/generation.rs"]
+mod generation;
 
 use std::time::{Duration, Instant};
 

@@ -7,10 +7,9 @@
 //! optimistic verification, but its tokens differ from the agent's own run: the
 //! agent does not accept them and buys the text again from other providers.
 
-mod common;
-
 use std::time::Instant;
 
+use crate::common::balance;
 use agentic_agent::procure::{Goal, LocalCheck, Outcome, ProcurementAgent, Step, TranscriptCheck};
 use agentic_agent::requester::generate::load_llm;
 use agentic_agent::requester::{prepare, Requester};
@@ -20,7 +19,6 @@ use agentic_protocol::state::JobStatus;
 use agentic_protocol::Amount;
 use agentic_provider::local::{self, MarketSpec};
 use agentic_provider::misbehave::Misbehaviour;
-use common::balance;
 
 const TOKENS: u32 = 8;
 

@@ -7,10 +7,9 @@
 //! one block at that step, and the cheater is slashed by exactly `slash_ppm` of its stake,
 //! split by the slash rules; the honest stages are paid, the requester gets the rest.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use agentic_compute::llm::stage::{self, GenerationRequest, StageRange};
 use agentic_compute::llm::Sampler;
 use agentic_compute::registry;
@@ -21,7 +20,6 @@ use agentic_protocol::types::VerificationLevel;
 use agentic_protocol::{Amount, Hash, Height};
 use agentic_provider::misbehave::perturb_step;
 use agentic_provider::Misbehaviour;
-use common::*;
 use futures::StreamExt;
 
 const TOKENS: u32 = 12;
