@@ -21,9 +21,11 @@
 //! * `GET /v1/sessions/{job}/tokens?from=K` — the tokens of a generation session this
 //!   provider ends (its last stage), as server-sent events from index `K`: `token`
 //!   events `{"index", "token"}`, then one `end` (`{"steps", "transcript"}`) or
-//!   `abort` (`{"reason"}`). A subscriber may come before the session starts.
-//! * `GET /v1/sessions/{job}/transcript` — the same as one JSON object
-//!   ([`crate::session::FeedState`]), for auditors.
+//!   `abort` (`{"reason"}`). A subscriber may come before the session starts; past
+//!   [`crate::session::MAX_WAITING_FEEDS`] feeds of sessions not running here, a
+//!   subscription to another such job is refused (`503 too_many_feeds`).
+//! * `GET /v1/sessions/{job}/transcript` — where the same stands now, as one JSON object
+//!   ([`crate::session::FeedState`]); auditors follow the token stream to its end.
 //!
 //! No byte on this plane is trusted: a blob is accepted only if it hashes to its
 //! name, and names come from the chain. That is why the plane needs no
@@ -201,7 +203,13 @@ async fn session_tokens(
     Query(q): Query<From>,
 ) -> Result<Response, ApiError> {
     let job = job_of(&job)?;
-    let rx = s.sessions.feed(job).subscribe();
+    let rx = s.sessions.subscribe(job).map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_feeds",
+            e.to_string(),
+        )
+    })?;
     let stream = futures::stream::unfold((rx, q.from, false), |(mut rx, next, done)| async move {
         if done {
             return None;

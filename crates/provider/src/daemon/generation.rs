@@ -383,29 +383,67 @@ impl Daemon {
     }
 }
 
-/// The finished session's transcript from its last stage (waiting for the end).
+/// The finished session's transcript from its last stage: follows its token stream
+/// (`/v1/sessions/{job}/tokens`) until the end, reconnecting from the token reached if
+/// the stream breaks, for up to [`SESSION_PATIENCE`].
 async fn transcript(last: &Client, id: JobId) -> Result<Vec<u32>, TaskError> {
+    use agentic_client::api::SessionEvent;
+    use futures::StreamExt as _;
+
+    /// How one subscription ended (short of the patience).
+    enum Followed {
+        End,
+        Abort(String),
+        /// The stream closed before the end: subscribe again.
+        Closed,
+    }
     let until = tokio::time::Instant::now() + SESSION_PATIENCE;
+    let mut tokens: Vec<u32> = Vec::new();
+    // The last failure to reach the stream, while it stands.
+    let mut failure: Option<agentic_client::ClientError> = None;
     loop {
-        match last.session_state(id).await {
-            Ok(st) if st.end.is_some() => return Ok(st.tokens),
-            Ok(st) if st.aborted.is_some() => {
+        let follow = async {
+            let stream = last.session_tokens(id, tokens.len() as u32).await?;
+            failure = None;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                match ev? {
+                    SessionEvent::Token { index, token } if index as usize == tokens.len() => {
+                        tokens.push(token);
+                    }
+                    // A token out of order: subscribe again from the one expected.
+                    SessionEvent::Token { .. } => return Ok(Followed::Closed),
+                    SessionEvent::End(_) => return Ok(Followed::End),
+                    SessionEvent::Abort { reason } => return Ok(Followed::Abort(reason)),
+                }
+            }
+            Ok::<_, agentic_client::ClientError>(Followed::Closed)
+        };
+        let followed = tokio::time::timeout_at(until, follow).await;
+        match followed {
+            Ok(Ok(Followed::End)) => return Ok(tokens),
+            Ok(Ok(Followed::Abort(reason))) => {
                 return Err(TaskError::Failed(format!(
-                    "the session was aborted: {}",
-                    st.aborted.unwrap_or_default()
+                    "the session was aborted: {reason}"
                 )))
             }
-            Ok(_) | Err(_) if tokio::time::Instant::now() < until => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Ok(_) => return Err(TaskError::Failed("the session has not ended".into())),
-            Err(e) => {
-                return Err(TaskError::Unavailable {
+            Ok(Ok(Followed::Closed)) | Err(_) => {}
+            Ok(Err(e)) => failure = Some(e),
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(match failure {
+                Some(e) => TaskError::Unavailable {
                     what: Blob::Input,
                     detail: format!("the transcript: {e}"),
-                })
-            }
+                },
+                None => TaskError::Failed("the session has not ended".into()),
+            });
         }
+        // Not in a loop that hammers a provider that is down or restarting.
+        tokio::time::sleep_until(
+            until.min(tokio::time::Instant::now() + Duration::from_millis(200)),
+        )
+        .await;
     }
 }
 

@@ -111,6 +111,100 @@ impl TokenFeed {
     }
 }
 
+/// How many token feeds a provider keeps before it forgets finished ones that nobody
+/// follows, oldest first.
+pub const MAX_FEEDS: usize = 1024;
+
+/// How many feeds subscribers may create for sessions not (yet) running here.
+pub const MAX_WAITING_FEEDS: usize = 256;
+
+/// A subscriber asked for an unknown session's feed while [`MAX_WAITING_FEEDS`] feeds
+/// wait for their sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{MAX_WAITING_FEEDS} token feeds already wait for their sessions")]
+pub struct FeedsFull;
+
+/// One feed and how it came to be.
+#[derive(Debug)]
+struct FeedEntry {
+    feed: Arc<TokenFeed>,
+    /// When it was created (a counter: smaller is older).
+    born: u64,
+    /// Created by a subscriber, and no session wrote it since.
+    waiting: bool,
+}
+
+/// The token feeds, bounded: [`MAX_FEEDS`] before finished unfollowed ones go,
+/// [`MAX_WAITING_FEEDS`] created by subscribers.
+#[derive(Debug, Default)]
+struct Feeds {
+    map: BTreeMap<JobId, FeedEntry>,
+    born: u64,
+    waiting: usize,
+}
+
+impl Feeds {
+    fn insert(&mut self, job: JobId, waiting: bool) -> &mut FeedEntry {
+        self.born += 1;
+        self.waiting += usize::from(waiting);
+        let born = self.born;
+        self.map.entry(job).or_insert(FeedEntry {
+            feed: Arc::default(),
+            born,
+            waiting,
+        })
+    }
+
+    /// `job`'s feed for its session (a waiting one is now the session's).
+    fn writer(&mut self, job: JobId) -> Arc<TokenFeed> {
+        if let Some(e) = self.map.get_mut(&job) {
+            if std::mem::take(&mut e.waiting) {
+                self.waiting -= 1;
+            }
+            return e.feed.clone();
+        }
+        self.insert(job, false).feed.clone()
+    }
+
+    /// A subscription to `job`'s feed, created (waiting) if unknown and allowed.
+    fn subscribe(&mut self, job: JobId) -> Result<watch::Receiver<FeedState>, FeedsFull> {
+        if let Some(e) = self.map.get(&job) {
+            return Ok(e.feed.subscribe());
+        }
+        if self.waiting >= MAX_WAITING_FEEDS {
+            return Err(FeedsFull);
+        }
+        Ok(self.insert(job, true).feed.subscribe())
+    }
+
+    /// Forgets the feeds nobody needs: waiting ones nobody follows any more (a new
+    /// subscriber makes them again), then, past [`MAX_FEEDS`], ended or aborted ones
+    /// nobody follows, oldest first. Running sessions' feeds and followed ones stay.
+    fn evict(&mut self) {
+        let before = self.map.len();
+        self.map
+            .retain(|_, e| !(e.waiting && e.feed.state.receiver_count() == 0));
+        self.waiting -= before - self.map.len();
+        if self.map.len() <= MAX_FEEDS {
+            return;
+        }
+        let mut done: Vec<(u64, JobId)> = self
+            .map
+            .iter()
+            .filter(|(_, e)| {
+                let st = e.feed.state.borrow();
+                (st.end.is_some() || st.aborted.is_some()) && e.feed.state.receiver_count() == 0
+            })
+            .map(|(j, e)| (e.born, *j))
+            .collect();
+        done.sort_unstable();
+        let excess = self.map.len() - MAX_FEEDS;
+        for (_, job) in done.into_iter().take(excess) {
+            self.map.remove(&job);
+        }
+    }
+}
+
 /// A link accepted by the data plane, waiting for its session.
 struct Pending {
     hello: Hello,
@@ -129,7 +223,7 @@ pub struct Sessions {
     key: PrivateKey,
     links: Mutex<BTreeMap<LinkKey, Pending>>,
     arrived: Notify,
-    feeds: Mutex<BTreeMap<JobId, Arc<TokenFeed>>>,
+    feeds: Mutex<Feeds>,
     lineups: Mutex<BTreeMap<JobId, watch::Sender<Lineup>>>,
     faults: Mutex<BTreeSet<(JobId, u32, Address)>>,
     closed: AtomicBool,
@@ -209,8 +303,8 @@ impl Sessions {
         self.closed.store(true, Ordering::SeqCst);
         lock(&self.links).clear();
         lock(&self.lineups).clear();
-        for f in lock(&self.feeds).values() {
-            f.abort("the provider stopped".into());
+        for e in lock(&self.feeds).map.values() {
+            e.feed.abort("the provider stopped".into());
         }
     }
 
@@ -270,23 +364,97 @@ impl Sessions {
         }
     }
 
-    /// The token feed of `job` (created on first use: a subscriber may come before
-    /// the session starts).
+    /// The token feed of `job` for the session that writes it (created if no
+    /// subscriber asked for it first).
     pub fn feed(&self, job: JobId) -> Arc<TokenFeed> {
-        self.feeds
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(job)
-            .or_default()
-            .clone()
+        let mut feeds = lock(&self.feeds);
+        let feed = feeds.writer(job);
+        feeds.evict();
+        feed
+    }
+
+    /// A subscription to `job`'s token feed: a subscriber may come before the session
+    /// starts, so an unknown job's feed is created, unless [`MAX_WAITING_FEEDS`] such
+    /// feeds wait for their session already.
+    pub fn subscribe(&self, job: JobId) -> Result<watch::Receiver<FeedState>, FeedsFull> {
+        let mut feeds = lock(&self.feeds);
+        feeds.evict();
+        feeds.subscribe(job)
     }
 
     /// The token feed of `job`, if anyone asked for it or a session writes it.
     pub fn existing_feed(&self, job: JobId) -> Option<Arc<TokenFeed>> {
-        self.feeds
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&job)
-            .cloned()
+        lock(&self.feeds).map.get(&job).map(|e| e.feed.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_cryptography::Signer as _;
+
+    fn sessions() -> Sessions {
+        Sessions::new(PrivateKey::from_seed(7))
+    }
+
+    fn end() -> FeedEnd {
+        FeedEnd {
+            steps: 1,
+            transcript: agentic_protocol::Hash([0; 32]),
+        }
+    }
+
+    #[test]
+    fn finished_unfollowed_feeds_go_oldest_first_past_the_bound() {
+        let s = sessions();
+        let extra = 10;
+        // Job 5 is followed from before its session; job 3 still runs.
+        let _follower = s.subscribe(JobId(5)).unwrap();
+        for j in 0..(MAX_FEEDS + extra) as u64 {
+            let f = s.feed(JobId(j));
+            f.push(1);
+            if j != 3 {
+                f.end(end());
+            }
+        }
+        let f = s.feed(JobId(9_999));
+        assert_eq!(lock(&s.feeds).map.len(), MAX_FEEDS);
+        assert!(
+            s.existing_feed(JobId(3)).is_some(),
+            "a running session's feed"
+        );
+        assert!(s.existing_feed(JobId(5)).is_some(), "a followed feed");
+        let gone: Vec<u64> = (0..(MAX_FEEDS + extra) as u64)
+            .filter(|j| s.existing_feed(JobId(*j)).is_none())
+            .collect();
+        let want: Vec<u64> = (0..13).filter(|j| *j != 3 && *j != 5).collect();
+        assert_eq!(gone, want, "the oldest finished ones, 11 to make room");
+        assert!(s.existing_feed(JobId(9_999)).is_some());
+        drop(f);
+    }
+
+    #[test]
+    fn subscribers_create_a_bounded_number_of_feeds() {
+        let s = sessions();
+        let held: Vec<_> = (0..MAX_WAITING_FEEDS as u64)
+            .map(|j| s.subscribe(JobId(j)).unwrap())
+            .collect();
+        assert_eq!(s.subscribe(JobId(1_000_000)).err(), Some(FeedsFull));
+        // A known job's feed is always open to subscribers.
+        assert!(s.subscribe(JobId(0)).is_ok());
+        // A session adopting a waiting feed frees its place.
+        s.feed(JobId(1));
+        let late = s.subscribe(JobId(1_000_000)).unwrap();
+        assert_eq!(s.subscribe(JobId(1_000_001)).err(), Some(FeedsFull));
+        // Subscribers that leave free theirs: the feeds nobody writes are forgotten.
+        drop(held);
+        assert!(s.subscribe(JobId(1_000_001)).is_ok());
+        assert!(s.existing_feed(JobId(2)).is_none());
+        assert!(
+            s.existing_feed(JobId(1)).is_some(),
+            "the session's feed stays"
+        );
+        assert!(s.existing_feed(JobId(1_000_000)).is_some(), "followed");
+        drop(late);
     }
 }
