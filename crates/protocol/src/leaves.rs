@@ -14,6 +14,15 @@
 //! whether it is this party's turn and builds the transaction the ledger will accept
 //! (`Bisect` at the game's midpoint, or `StepRoot` when a training dispute reached one
 //! step), or says why these leaves cannot play this dispute.
+//!
+//! A generation stage's dispute is a **descent** ([`crate::bisection`], "Descent"): each
+//! round both parties post the left and right child nodes of the span (`Bisect` with
+//! `leaf` = left, `proof = [right]`). A dispute does not say which game it plays, but
+//! the game does by its length: a bisection is over as many leaves as the trace has
+//! ([`Bisection::leaves`](crate::bisection::Bisection::leaves)), a descent over one
+//! fewer ([`Bisection::descent_leaves`](crate::bisection::Bisection::descent_leaves)),
+//! and a generation stage has no step units. [`Leaves::next_descent_move`] plays a
+//! descent for a caller that knows the job.
 
 use crate::merkle;
 use crate::state::{Dispute, DisputePhase};
@@ -46,6 +55,11 @@ pub enum MoveError {
     /// state after the step.
     #[error("the step's unit leaves do not run from the agreed state to this party's")]
     StepEnds,
+    /// A generation dispute's descent reached one leaf: the defendant names the
+    /// referee's rows blob (`StepRoot` with the blob's hash), which a trace alone
+    /// cannot build.
+    #[error("the defendant must name the referee's rows blob")]
+    RowsToName,
 }
 
 /// The Merkle root committing `leaves` (and their count).
@@ -124,6 +138,9 @@ impl Leaves {
     /// - `StepRoots`: these are the unit leaves of the disputed step; they must start
     ///   at the agreed state and end at this party's state after the step; the move
     ///   posts their root with both end proofs (`StepRoot`).
+    ///
+    /// A generation dispute (module docs: a game with no step units whose descent is
+    /// over exactly these leaves) plays [`Leaves::next_descent_move`] instead.
     pub fn next_move(
         &self,
         id: DisputeId,
@@ -133,6 +150,9 @@ impl Leaves {
         let party = d.party(me).ok_or(MoveError::NotParty)?;
         if party.moved {
             return Ok(None);
+        }
+        if self.is_descent(d) {
+            return self.next_descent_move(id, d, me);
         }
         match d.phase {
             DisputePhase::Bisecting => {
@@ -187,5 +207,192 @@ impl Leaves {
             }
             DisputePhase::AwaitingReferee | DisputePhase::Resolved => Ok(None),
         }
+    }
+
+    /// Whether dispute `d` is a generation stage's descent over these leaves (module
+    /// docs): no step units, and a game over one leaf more than this trace has.
+    fn is_descent(&self, d: &Dispute) -> bool {
+        d.step_units == 0 && self.0.len() + 1 == d.game.leaves() as usize
+    }
+
+    /// This party's move in generation dispute `id` now (`Ok(None)`: not its turn):
+    ///
+    /// - `Bisecting`: these leaves must be the stage's whole trace, hashing to this
+    ///   party's root on chain; the move posts the left and right child nodes of the
+    ///   game's span (`Bisect`, `leaf` = left, `proof = [right]`).
+    /// - `StepRoots`: the descent is down to one leaf; the challenger waits, the
+    ///   defendant must name the referee's rows blob, which these leaves cannot build
+    ///   ([`MoveError::RowsToName`]).
+    pub fn next_descent_move(
+        &self,
+        id: DisputeId,
+        d: &Dispute,
+        me: Address,
+    ) -> Result<Option<TxBody>, MoveError> {
+        let party = d.party(me).ok_or(MoveError::NotParty)?;
+        if party.moved {
+            return Ok(None);
+        }
+        match d.phase {
+            DisputePhase::Bisecting => {
+                if d.game.descent_split().is_none() {
+                    return Ok(None);
+                }
+                let ours = self.root();
+                if ours != party.root {
+                    return Err(MoveError::RootMismatch {
+                        ours,
+                        on_chain: party.root,
+                    });
+                }
+                let (left, right) = crate::bisection::descent_children(&self.0, &d.game).ok_or(
+                    MoveError::Length {
+                        game: d.game.descent_leaves(),
+                        ours: self.0.len(),
+                    },
+                )?;
+                Ok(Some(TxBody::Bisect {
+                    dispute: id,
+                    leaf: left,
+                    proof: vec![right],
+                }))
+            }
+            DisputePhase::StepRoots if party.defendant => Err(MoveError::RowsToName),
+            DisputePhase::StepRoots | DisputePhase::AwaitingReferee | DisputePhase::Resolved => {
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bisection::{root_of_top, Bisection};
+    use crate::state::DisputeKind;
+    use crate::types::{Amount, Height, JobId};
+
+    const DEFENDANT: Address = Address([1; 32]);
+    const CHALLENGER: Address = Address([2; 32]);
+
+    /// A generation stage's trace: 3 steps × (3 layers + 1) leaves.
+    fn trace(first_bad: Option<usize>) -> Leaves {
+        let mut leaves: Vec<Hash> = (0..12u8).map(|i| Hash([i; 32])).collect();
+        if let Some(i) = first_bad {
+            for leaf in &mut leaves[i..] {
+                leaf.0[31] ^= 0xff;
+            }
+        }
+        Leaves::new(leaves)
+    }
+
+    fn dispute(game: Bisection, defendant: &Leaves, challenger: &Leaves) -> Dispute {
+        Dispute {
+            job: JobId(7),
+            stage: 0,
+            kind: DisputeKind::Audit,
+            defendant: DEFENDANT,
+            defendant_root: defendant.root(),
+            challenger: CHALLENGER,
+            challenger_root: challenger.root(),
+            challenger_price: Amount(0),
+            game,
+            agreed: Hash::default(),
+            defendant_hi: Hash::default(),
+            challenger_hi: Hash::default(),
+            defendant_output: Hash::default(),
+            challenger_output: Hash::default(),
+            defendant_move: None,
+            challenger_move: None,
+            deadline: Height(10),
+            phase: DisputePhase::Bisecting,
+            step_units: 0,
+            step: None,
+        }
+    }
+
+    /// The ledger's check of a descent move (`State::descend`): the two children hash
+    /// to the party's node, its trace root at the top.
+    fn accepted(d: &Dispute, party_root: Hash, party_hi: Hash, body: &TxBody) -> Option<Hash> {
+        let TxBody::Bisect { leaf, proof, .. } = body else {
+            return None;
+        };
+        let [right] = proof.as_slice() else {
+            return None;
+        };
+        let node = crate::merkle::hash_node(&leaf.0, &right.0);
+        let ok = if d.game.round() == 0 {
+            root_of_top(u64::from(d.game.descent_leaves()), &node) == party_root.0
+        } else {
+            node == party_hi.0
+        };
+        ok.then_some(*leaf)
+    }
+
+    #[test]
+    fn a_generation_dispute_descends_to_the_first_differing_leaf() {
+        let (ours, theirs) = (trace(None), trace(Some(6)));
+        let game = Bisection::descent(ours.len() as u32).unwrap();
+        let mut d = dispute(game, &ours, &theirs);
+        while d.game.descent_split().is_some() {
+            let mut lefts = Vec::new();
+            for (who, leaves) in [(DEFENDANT, &ours), (CHALLENGER, &theirs)] {
+                let body = leaves.next_move(DisputeId(1), &d, who).unwrap().unwrap();
+                let p = d.party(who).unwrap();
+                let left = accepted(&d, p.root, p.hi, &body).expect("the ledger takes it");
+                let TxBody::Bisect { proof, .. } = body else {
+                    unreachable!()
+                };
+                if p.defendant {
+                    d.defendant_hi = proof[0];
+                } else {
+                    d.challenger_hi = proof[0];
+                }
+                lefts.push(left);
+            }
+            let agree = lefts[0] == lefts[1];
+            d.game.record_descent(agree).unwrap();
+            if !agree {
+                d.defendant_hi = lefts[0];
+                d.challenger_hi = lefts[1];
+            }
+        }
+        assert_eq!(d.game.descent_leaf(), Some(6));
+        // Down to one leaf: the defendant names the rows, the challenger waits.
+        d.phase = DisputePhase::StepRoots;
+        assert_eq!(
+            ours.next_move(DisputeId(1), &d, DEFENDANT),
+            Err(MoveError::RowsToName)
+        );
+        assert_eq!(theirs.next_move(DisputeId(1), &d, CHALLENGER), Ok(None));
+    }
+
+    #[test]
+    fn a_descent_move_needs_this_partys_trace() {
+        let (ours, theirs) = (trace(None), trace(Some(2)));
+        let game = Bisection::descent(ours.len() as u32).unwrap();
+        let d = dispute(game, &ours, &theirs);
+        assert_eq!(
+            theirs.next_move(DisputeId(1), &d, DEFENDANT),
+            Err(MoveError::RootMismatch {
+                ours: theirs.root(),
+                on_chain: ours.root(),
+            })
+        );
+        assert_eq!(
+            ours.next_move(DisputeId(1), &d, Address([3; 32])),
+            Err(MoveError::NotParty)
+        );
+        // A bisection over the same trace still opens its midpoint.
+        let d = dispute(Bisection::new(ours.len() as u32).unwrap(), &ours, &theirs);
+        let (leaf, proof) = ours.open(d.game.midpoint().unwrap()).unwrap();
+        assert_eq!(
+            ours.next_move(DisputeId(1), &d, DEFENDANT),
+            Ok(Some(TxBody::Bisect {
+                dispute: DisputeId(1),
+                leaf,
+                proof,
+            }))
+        );
     }
 }

@@ -440,9 +440,95 @@ pub fn reexecute(model: &Llama, blob: &PrefixRows) -> Result<Hash, PrefixError> 
     Ok(rows_hash(l, &out, d))
 }
 
+/// Why stage 0's input leaf of a step cannot be derived from a session's blobs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InputLeafError {
+    /// The job's input is not a generation request.
+    #[error("not a generation request: {0}")]
+    Request(String),
+    /// The blob is not a transcript (`stage::transcript_bytes`).
+    #[error("not a transcript")]
+    Transcript,
+    /// The session has no such step (one step per sampled token).
+    #[error("step {step} is past the session's {steps} steps")]
+    StepOutOfRange {
+        /// The step asked.
+        step: u32,
+        /// The transcript's length.
+        steps: usize,
+    },
+}
+
+/// Stage 0's input leaf at step `t`, derived from the job's input (the
+/// `GenerationRequest` bytes) and the session's transcript bytes: `tokens_leaf` of the
+/// prompt for `t = 0`, of `[transcript[t − 1]]` after (`stage` docs). A session has one
+/// step per sampled token, so `t` must be below the transcript's length. Nothing is
+/// allocated beyond what the bytes hold; no input panics.
+pub fn stage0_input_leaf(
+    request: &[u8],
+    transcript: &[u8],
+    t: u32,
+) -> Result<Hash, InputLeafError> {
+    let request = crate::llm::stage::GenerationRequest::decode(request)
+        .map_err(|e| InputLeafError::Request(e.to_string()))?;
+    let tokens =
+        crate::llm::stage::transcript_from_bytes(transcript).ok_or(InputLeafError::Transcript)?;
+    let out_of_range = InputLeafError::StepOutOfRange {
+        step: t,
+        steps: tokens.len(),
+    };
+    if t as usize >= tokens.len() {
+        return Err(out_of_range);
+    }
+    match (t as usize).checked_sub(1) {
+        None => Ok(tokens_leaf(&request.prompt)),
+        Some(i) => tokens
+            .get(i)
+            .map(|&tok| tokens_leaf(&[tok]))
+            .ok_or(out_of_range),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stage0_input_leaves_come_from_the_request_and_the_transcript() {
+        use crate::llm::sample::Sampler;
+        use crate::llm::stage::{transcript_bytes, GenerationRequest};
+        let request = GenerationRequest {
+            prompt: vec![5, 6, 7],
+            max_tokens: 4,
+            sampler: Sampler::Greedy,
+            stop: vec![],
+        }
+        .encode();
+        let transcript = transcript_bytes(&[11, 12, 13]);
+        let leaf = |t| stage0_input_leaf(&request, &transcript, t);
+        assert_eq!(leaf(0), Ok(tokens_leaf(&[5, 6, 7])));
+        assert_eq!(leaf(1), Ok(tokens_leaf(&[11])));
+        assert_eq!(leaf(2), Ok(tokens_leaf(&[12])));
+        assert_eq!(
+            leaf(3),
+            Err(InputLeafError::StepOutOfRange { step: 3, steps: 3 })
+        );
+        assert_eq!(
+            stage0_input_leaf(&request, &transcript[..transcript.len() - 1], 0),
+            Err(InputLeafError::Transcript)
+        );
+        assert!(matches!(
+            stage0_input_leaf(&transcript, &transcript, 0),
+            Err(InputLeafError::Request(_))
+        ));
+        // Truncated or garbled bytes are errors, never panics.
+        for k in 0..request.len() {
+            assert!(stage0_input_leaf(&request[..k], &transcript, 0).is_err());
+        }
+        for k in 0..transcript.len() {
+            let _ = stage0_input_leaf(&request, &transcript[..k], 0);
+        }
+    }
 
     #[test]
     fn decoding_arbitrary_bytes_never_panics_and_round_trips() {
