@@ -283,7 +283,7 @@ impl Arbiter {
             return (Finding::InputUnavailable, 0);
         };
         let layer = q.layer as usize;
-        let run = tokio::task::spawn_blocking(move || -> Option<(Finding, u64)> {
+        off_thread(move || -> Option<(Finding, u64)> {
             let Workload::Inference(model) = &*workload else {
                 return None;
             };
@@ -294,15 +294,7 @@ impl Arbiter {
             let out = model.run_layer_counted(layer, &act, &ops).ok()?;
             Some((Finding::Output(out.hash()), ops.get()))
         })
-        .await;
-        match run {
-            Ok(Some(found)) => found,
-            Ok(None) => (Finding::InputUnavailable, 0),
-            Err(e) => {
-                tracing::warn!(error = %e, "referee task failed");
-                (Finding::InputUnavailable, 0)
-            }
-        }
+        .await
     }
 
     /// One layer at one step of a generation stage, from the named prefix rows.
@@ -316,7 +308,7 @@ impl Arbiter {
             return (Finding::InputUnavailable, 0);
         };
         let model = q.model;
-        let run = tokio::task::spawn_blocking(move || -> Option<(Finding, u64)> {
+        off_thread(move || -> Option<(Finding, u64)> {
             let Workload::Llm(m) = &*workload else {
                 return None;
             };
@@ -340,15 +332,7 @@ impl Arbiter {
             let ops = m.model.layer_ops(layer, 0, positions.max(1), 1);
             Some((Finding::Output(question.finding(&node)), ops))
         })
-        .await;
-        match run {
-            Ok(Some(found)) => found,
-            Ok(None) => (Finding::InputUnavailable, 0),
-            Err(e) => {
-                tracing::warn!(error = %e, "referee task failed");
-                (Finding::InputUnavailable, 0)
-            }
-        }
+        .await
     }
 
     /// One unit of one training step, from the agreed carry.
@@ -364,7 +348,7 @@ impl Arbiter {
             return (Finding::InputUnavailable, 0);
         };
         let agreed = q.input;
-        let run = tokio::task::spawn_blocking(move || -> Option<(Finding, u64)> {
+        off_thread(move || -> Option<(Finding, u64)> {
             let Workload::Training(task) = &*workload else {
                 return None;
             };
@@ -375,15 +359,7 @@ impl Arbiter {
                     .ok()?;
             Some((Finding::Output(out), units::unit_ops(task, unit)))
         })
-        .await;
-        match run {
-            Ok(Some(found)) => found,
-            Ok(None) => (Finding::InputUnavailable, 0),
-            Err(e) => {
-                tracing::warn!(error = %e, "referee task failed");
-                (Finding::InputUnavailable, 0)
-            }
-        }
+        .await
     }
 
     /// The availability probe: both blobs fetched (hash-checked and kept), nothing run.
@@ -501,5 +477,18 @@ impl Arbiter {
             tracing::warn!(source = %src, blob = %hex, "a source served bytes that do not hash to the name");
         }
         None
+    }
+}
+
+/// Runs a re-execution off the async threads. No answer (bad data, wrong workload) or a
+/// failed task means the named input is as good as absent: the defendant loses.
+async fn off_thread(f: impl FnOnce() -> Option<(Finding, u64)> + Send + 'static) -> (Finding, u64) {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Some(found)) => found,
+        Ok(None) => (Finding::InputUnavailable, 0),
+        Err(e) => {
+            tracing::warn!(error = %e, "referee task failed");
+            (Finding::InputUnavailable, 0)
+        }
     }
 }

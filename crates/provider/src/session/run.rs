@@ -790,14 +790,30 @@ fn epoch<'m>(
     };
     // A step's input from upstream that the runtime refuses is the sender's fault; a
     // step of our own tokens that fails is fatal.
+    // Runs one step and records it in the trace; returns its output.
     let compute = |st: &mut StageState<'_>, input: StageInput, blame: bool| {
-        st.sess.step(input).map_err(|e| {
+        let r = st.sess.step(input).map_err(|e| {
             if blame {
                 upstream_fault(e.into())
             } else {
                 Stop::Fatal(e.into())
             }
-        })
+        })?;
+        st.steps.push(StepRecord {
+            leaves: r.leaves,
+            ops: r.ops,
+        });
+        Ok(r.output)
+    };
+    // The head's stage samples step `t`'s token, keeps it and feeds it to the
+    // requester's stream; returns it and whether it ends the session.
+    let sample = |st: &mut StageState<'_>, logits: &[f32], t: u32| {
+        let token = req.sampler.pick(logits, u64::from(t));
+        st.transcript.push(token);
+        if let Some(feed) = feed {
+            feed.push(token);
+        }
+        (token, stage::ends(req, context, t as usize, token))
     };
 
     // Sync: agree on the transcript every stage resumes from.
@@ -870,21 +886,12 @@ fn epoch<'m>(
             StageInput::Tokens(vec![st.transcript[t as usize - 1]])
         };
         loop {
-            let r = compute(st, input, false)?;
-            st.steps.push(StepRecord {
-                leaves: r.leaves,
-                ops: r.ops,
-            });
-            match r.output {
+            match compute(st, input, false)? {
                 StageOutput::Rows(rows) => send(Frame::Rows { step: t, rows })?,
                 StageOutput::Logits(logits) => {
                     // One stage holds the whole model.
-                    let token = req.sampler.pick(&logits, u64::from(t));
-                    st.transcript.push(token);
-                    if let Some(feed) = feed {
-                        feed.push(token);
-                    }
-                    if stage::ends(req, context, t as usize, token) {
+                    let (token, end) = sample(st, &logits, t);
+                    if end {
                         return Ok(t + 1);
                     }
                     input = StageInput::Tokens(vec![token]);
@@ -913,20 +920,10 @@ fn epoch<'m>(
     loop {
         match recv()? {
             Frame::Rows { step, rows } if step == t => {
-                let r = compute(st, StageInput::Rows(rows), true)?;
-                st.steps.push(StepRecord {
-                    leaves: r.leaves,
-                    ops: r.ops,
-                });
-                match r.output {
+                match compute(st, StageInput::Rows(rows), true)? {
                     StageOutput::Rows(rows) => send(Frame::Rows { step: t, rows })?,
                     StageOutput::Logits(logits) => {
-                        let token = req.sampler.pick(&logits, u64::from(t));
-                        st.transcript.push(token);
-                        if let Some(feed) = feed {
-                            feed.push(token);
-                        }
-                        let end = stage::ends(req, context, t as usize, token);
+                        let (token, end) = sample(st, &logits, t);
                         send(Frame::Token {
                             step: t,
                             token,
