@@ -258,8 +258,22 @@ pub fn effective_price<Id>(c: &Candidate<Id>, from: &Coord, weights: &MatchWeigh
     mul_div(discounted, PPM.saturating_add(surcharge), PPM)
 }
 
+/// The lowest effective price any candidate offering `price` can have: a
+/// perfect reputation and no latency. [`effective_price`] is monotone in the
+/// discount and never below the discounted price, so a scan in ascending
+/// offered price may stop once this bound exceeds the best key found (the
+/// offer index's branch and bound).
+pub fn effective_price_floor(price: u128, weights: &MatchWeights) -> u128 {
+    let discount = u64::from(weights.reputation_discount_ppm).min(PPM);
+    mul_div(price, PPM - discount, PPM)
+}
+
 /// The total order of the ranking: effective price, then distance, then id.
-fn key<Id: Ord + Copy>(c: &Candidate<Id>, from: &Coord, weights: &MatchWeights) -> (u128, u64, Id) {
+pub fn rank_key<Id: Ord + Copy>(
+    c: &Candidate<Id>,
+    from: &Coord,
+    weights: &MatchWeights,
+) -> (u128, u64, Id) {
     (
         effective_price(c, from, weights),
         c.coord.distance_us(from),
@@ -277,7 +291,7 @@ pub fn rank<Id: Ord + Copy>(
     let mut keyed: Vec<(u128, u64, Id)> = candidates
         .iter()
         .filter(|c| qualifies(c, req))
-        .map(|c| key(c, from, weights))
+        .map(|c| rank_key(c, from, weights))
         .collect();
     keyed.sort_unstable();
     // Equal ids with different offers cannot both be ranked: keep the first.
@@ -302,7 +316,7 @@ pub fn best_from<Id: Ord + Copy>(
     candidates
         .iter()
         .filter(|c| !exclude.contains(&c.id) && qualifies(c, req))
-        .map(|c| key(c, from, weights))
+        .map(|c| rank_key(c, from, weights))
         .min()
         .map(|(_, _, id)| id)
 }

@@ -361,6 +361,9 @@ impl TestChain {
                 "incremental root differs from a rebuild at height {}",
                 height
             );
+            if let Err(e) = self.state.check_offer_index() {
+                panic!("offer index broken at height {height}: {e}");
+            }
         }
         out
     }

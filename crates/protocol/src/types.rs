@@ -33,6 +33,12 @@ pub const PPM: u32 = 1_000_000;
 
 /// Decoding bounds for every variable-length field.
 pub mod limits {
+    /// Matching work per block: offers examined plus stake draws. Jobs the
+    /// budget does not reach stay queued for the next block.
+    pub const MATCH_WORK_PER_BLOCK: u64 = 200_000;
+    /// Most deadline timers fired per block; later ones fire in the next
+    /// blocks, in order.
+    pub const MAX_TIMERS_PER_BLOCK: usize = 4_096;
     /// Most pipeline stages in one job.
     pub const MAX_STAGES: usize = 64;
     /// Most replicas per stage.

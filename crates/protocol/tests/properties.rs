@@ -24,6 +24,9 @@ use agentic_protocol::State;
 use commonware_cryptography::{ed25519::PrivateKey, Signer as _};
 use proptest::prelude::*;
 
+#[path = "properties/offer_index.rs"]
+mod offer_index;
+
 const N: usize = 8;
 const LAYERS: u32 = 5;
 
@@ -495,6 +498,8 @@ impl Driver {
         // Supply is conserved.
         let (held, expected) = self.state.supply();
         assert_eq!(held, expected, "supply at {height:?}");
+        // The offer index equals one rebuilt from the providers.
+        self.state.check_offer_index().unwrap();
         // A fresh replica applying the same block gets the same root.
         let twin = self.twin.apply_block(&block, &self.referee).unwrap();
         assert_eq!(twin.root, out.root);

@@ -122,6 +122,8 @@ impl State {
         a.balance = a.balance.saturating_sub(amount);
         a.bonded = Amount(a.bonded.0.saturating_add(amount.0));
         self.meta.total_bonded = Amount(self.meta.total_bonded.0.saturating_add(amount.0));
+        // A provider's stake weighs its offer in stake draws.
+        self.offers.touch(who);
     }
 
     pub(crate) fn unbond(
@@ -165,6 +167,7 @@ impl State {
         let a = self.account_mut(who);
         a.bonded = a.bonded.saturating_sub(amount);
         self.meta.total_bonded = self.meta.total_bonded.saturating_sub(amount);
+        self.offers.touch(who);
         self.commit
             .touch(StateKey::Unbonding(release, who), self.unbonding.get(&key));
         self.unbonding.insert(key, queued_after);
@@ -277,6 +280,7 @@ impl State {
         a.bonded = a.bonded.saturating_sub(from_bonded);
         left = left.saturating_sub(from_bonded);
         self.meta.total_bonded = self.meta.total_bonded.saturating_sub(from_bonded);
+        self.offers.touch(who);
         let releases: Vec<Height> = self
             .unbonding_by
             .get(&who)

@@ -38,6 +38,7 @@ mod governance;
 mod jobs;
 mod mandates;
 mod obligations;
+mod offers;
 mod providers;
 mod reads;
 
@@ -56,7 +57,7 @@ pub use entity::{
     Account, Assignment, AuditSlot, Claim, Dispute, DisputeKind, DisputePhase, Job, JobStatus,
     Mandate, Meta, Party, Proposal, ProposalStatus, Provider, Slot, Stage, StagePhase, VoteRecord,
 };
-pub use jobs::{audit_draw, auditor_seed, replica_seed, session_break};
+pub use jobs::{audit_draw, auditor_seed, replica_seed, session_break, DRAW_ATTEMPTS};
 
 /// An account at genesis.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -139,6 +140,8 @@ pub(crate) enum Timer {
     Tally(ProposalId),
     /// A passed proposal's activation.
     Activate(ProposalId),
+    /// A waiting job's match timeout.
+    Match(JobId),
 }
 
 /// An account with the block epoch in which it was last touched (for
@@ -178,7 +181,14 @@ pub struct State {
     votes: BTreeMap<(ProposalId, Address), VoteRecord>,
     unbonding: BTreeMap<(Height, Address), Amount>,
     timers: BTreeSet<(Height, Timer)>,
+    /// Jobs queued for this block's matching (new, re-matched or woken).
     matching: BTreeSet<JobId>,
+    /// Jobs with an empty slot that matching tried and could not fill: they
+    /// sleep until an offer that could serve them gets better, or their
+    /// match timeout (derived).
+    waiting: BTreeSet<JobId>,
+    /// Qualified offers by group and price (derived; `offers.rs`).
+    offers: offers::Offers,
     referee_queue: BTreeSet<DisputeId>,
     /// Jobs whose availability claim waits for the referee.
     claims: BTreeSet<JobId>,
@@ -246,6 +256,8 @@ impl State {
             unbonding: BTreeMap::new(),
             timers: BTreeSet::new(),
             matching: BTreeSet::new(),
+            waiting: BTreeSet::new(),
+            offers: offers::Offers::default(),
             referee_queue: BTreeSet::new(),
             claims: BTreeSet::new(),
             roles: BTreeMap::new(),
@@ -299,6 +311,7 @@ impl State {
             return Err(BlockError::TooManyTxs(block.txs.len()));
         }
         self.commit.begin_block(&self.params, &self.meta);
+        self.offers.begin_block(&block.beacon);
         self.meta.height = block.height;
         let mut ctx = BlockCtx {
             events: Vec::with_capacity(block.txs.len() + 16),
@@ -457,10 +470,15 @@ impl State {
         let h = self.meta.height;
         // Timers due now, in (height, timer) order. Each handler re-checks the
         // entity, so stale timers are harmless.
+        // At most `MAX_TIMERS_PER_BLOCK` fire per block; the rest fire in the
+        // next blocks, in the same order (every handler compares the stored
+        // deadlines with the height, so firing late changes nothing else).
+        let mut fired = 0;
         while let Some(&(at, timer)) = self.timers.first() {
-            if at > h {
+            if at > h || fired >= limits::MAX_TIMERS_PER_BLOCK {
                 break;
             }
+            fired += 1;
             self.timers.pop_first();
             match timer {
                 Timer::Activate(p) => self.activate_proposal(p, ctx),
@@ -469,6 +487,7 @@ impl State {
                 Timer::Audit(j, s) => self.check_audit_deadline(j, s, ctx),
                 Timer::Window(j, s) => self.close_challenge_window(j, s, ctx),
                 Timer::Dispute(d) => self.check_dispute_timeout(d, ctx),
+                Timer::Match(j) => self.check_match_timeout(j),
             }
         }
         self.release_unbonded(ctx);
@@ -540,6 +559,7 @@ impl State {
     pub(crate) fn provider_mut(&mut self, a: Address) -> Option<&mut Provider> {
         let p = self.providers.get_mut(&a)?;
         self.commit.touch(StateKey::Provider(a), Some(&*p));
+        self.offers.touch(a);
         Some(p)
     }
     /// Mutable dispute, recorded as dirty.

@@ -86,6 +86,7 @@ impl State {
                 reputation,
             },
         );
+        self.offers.touch(who);
         ctx.emit(Event::ProviderRegistered { provider: who });
         Ok(())
     }

@@ -68,12 +68,13 @@ impl State {
     /// role in the job and everyone excluded from it) and gives it
     /// `audit_window` blocks to commit. Returns whether one was found.
     pub(crate) fn assign_auditor(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) -> bool {
+        self.flush_offers();
         let Some(j) = self.jobs.get(&job) else {
             return false;
         };
         let used = State::job_providers(j);
         let seed = auditor_seed(&ctx.beacon, job, stage);
-        let Some((auditor, price)) = self.draw(j, &used, &seed) else {
+        let Some((auditor, price)) = self.draw(j, &used, &seed, &mut 0) else {
             return false;
         };
         let deadline = self.now().plus(self.params.audit_window);

@@ -18,6 +18,28 @@ use crate::event::Event;
 use crate::matching::{self, Candidate, Requirement};
 use crate::state::{Assignment, BlockCtx, Job, JobStatus, Provider, StagePhase, State, Timer};
 use crate::types::{limits, Address, Amount, Hash, JobId};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// Draws from the offer index before a stake draw falls back to collecting
+/// the qualified offers ([`State::draw`]).
+pub const DRAW_ATTEMPTS: u32 = 16;
+
+/// The seed of attempt `attempt` of a stake draw: the draw's own seed first,
+/// then `H(seed, attempt)`.
+fn redraw_seed(seed: &[u8; 32], attempt: u32) -> [u8; 32] {
+    if attempt == 0 {
+        return *seed;
+    }
+    Hash::digest("agentic redraw v1", &[seed, &attempt.to_be_bytes()]).0
+}
+
+/// `u128(seed[..16])`, little-endian (the draw's point before the modulo).
+fn seed_point(seed: &[u8; 32]) -> u128 {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&seed[..16]);
+    u128::from_le_bytes(b)
+}
 
 impl State {
     /// Whether provider `a` may take a slot of `job` now (requirements,
@@ -70,8 +92,70 @@ impl State {
         }
     }
 
-    /// The best qualified provider for a slot of `job`, not in `exclude`.
-    pub(crate) fn select(&self, job: &Job, exclude: &[Address]) -> Option<(Address, Amount)> {
+    /// The best qualified provider for a slot of `job`, not in `exclude`, by
+    /// the ranking of [`matching::best`] (default weights, as seen from the
+    /// requester); with its price. `work` counts the offers examined.
+    ///
+    /// Branch and bound over the offer index: the accepted groups' offers are
+    /// merged cheapest first, and the scan stops once the lowest effective
+    /// price the next offer could have ([`matching::effective_price_floor`])
+    /// exceeds the best key found, so the choice equals a scan of every
+    /// provider ([`State::select_by_scan`], kept as the test oracle). The
+    /// index must be flushed ([`State::flush_offers`]).
+    pub(crate) fn select(
+        &self,
+        job: &Job,
+        exclude: &[Address],
+        work: &mut u64,
+    ) -> Option<(Address, Amount)> {
+        let req = self.requirement(job);
+        let weights = matching::MatchWeights::default();
+        let mut iters: Vec<_> = self
+            .offers
+            .groups_for(&req.regions, req.capabilities)
+            .map(|(_, t)| t.iter())
+            .collect();
+        let mut heads = BinaryHeap::with_capacity(iters.len());
+        for (g, it) in iters.iter_mut().enumerate() {
+            if let Some(((price, a), _)) = it.next() {
+                if price <= req.max_price {
+                    heads.push(Reverse((price, a, g)));
+                }
+            }
+        }
+        let mut best: Option<(u128, u64, Address)> = None;
+        while let Some(Reverse((price, a, g))) = heads.pop() {
+            if best.is_some_and(|b| matching::effective_price_floor(price, &weights) > b.0) {
+                break;
+            }
+            *work += 1;
+            if let Some(((next, b), _)) = iters[g].next() {
+                if next <= req.max_price {
+                    heads.push(Reverse((next, b, g)));
+                }
+            }
+            if exclude.contains(&a) || job.excluded.contains(&a) {
+                continue;
+            }
+            let Some(c) = self.providers.get(&a).and_then(|p| self.candidate(&a, p)) else {
+                continue;
+            };
+            if !matching::qualifies(&c, &req) {
+                continue;
+            }
+            let k = matching::rank_key(&c, &req.requester, &weights);
+            if best.is_none_or(|b| k < b) {
+                best = Some(k);
+            }
+        }
+        let (_, _, a) = best?;
+        Some((a, self.providers.get(&a)?.offer.price))
+    }
+
+    /// The ranking of [`State::select`] by a scan of every provider: the rule
+    /// before the offer index, kept as the oracle the index is tested against.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn select_by_scan(&self, job: &Job, exclude: &[Address]) -> Option<(Address, Amount)> {
         let candidates: Vec<Candidate<Address>> = self
             .providers
             .iter()
@@ -84,24 +168,118 @@ impl State {
         Some((best, price))
     }
 
-    /// A qualified provider for a slot of `job`, not in `exclude`, drawn by
-    /// stake from `seed` ([`matching::draw_by_stake`]); with its price.
+    /// [`State::select`] for tests: flushes the index first; returns the
+    /// choice and the offers examined.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn select_indexed(
+        &mut self,
+        job: JobId,
+        exclude: &[Address],
+    ) -> (Option<(Address, Amount)>, u64) {
+        self.flush_offers();
+        let mut work = 0;
+        let pick = self
+            .jobs
+            .get(&job)
+            .and_then(|j| self.select(j, exclude, &mut work));
+        (pick, work)
+    }
+
+    /// [`State::draw`] for tests: flushes the index first; returns the draw
+    /// and its work.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn draw_indexed(
+        &mut self,
+        job: JobId,
+        exclude: &[Address],
+        seed: &[u8; 32],
+    ) -> (Option<(Address, Amount)>, u64) {
+        self.flush_offers();
+        let mut work = 0;
+        let pick = self
+            .jobs
+            .get(&job)
+            .and_then(|j| self.draw(j, exclude, seed, &mut work));
+        (pick, work)
+    }
+
+    /// Whether `a` may take a slot of `job` now (the qualification the
+    /// draws apply), for tests.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn qualifies_for(&self, job: JobId, a: &Address) -> bool {
+        self.jobs
+            .get(&job)
+            .is_some_and(|j| self.qualify(j, a, &[]).is_some())
+    }
+
+    /// A qualified provider for a slot of `job`, not in `exclude`, drawn
+    /// with probability proportional to its bonded stake; with its price.
+    ///
+    /// The draw runs on the offer index: the point `u128(seed[..16]) mod W`
+    /// (W the stake of the offers in the accepted groups priced at most the
+    /// job's `max_price`) names an offer through the treaps' stake sums; an
+    /// offer that fails the job's other requirements (reputation, stake,
+    /// exclusions) is rejected and the draw repeats from
+    /// `H(seed, attempt)`. After [`DRAW_ATTEMPTS`] rejections the qualified
+    /// offers are collected and drawn from exactly
+    /// ([`matching::draw_by_stake`]). Rejection keeps the distribution exact:
+    /// a provider's odds are its share of the qualified stake, as with the
+    /// scan this replaced (whose order, addresses, differs, so a given seed
+    /// may name someone else). `work` counts draws and offers examined.
     pub(crate) fn draw(
         &self,
         job: &Job,
         exclude: &[Address],
         seed: &[u8; 32],
+        work: &mut u64,
     ) -> Option<(Address, Amount)> {
-        let candidates: Vec<Candidate<Address>> = self
-            .providers
-            .iter()
-            .filter(|(a, _)| !exclude.contains(a) && !job.excluded.contains(a))
-            .filter_map(|(a, p)| self.candidate(a, p))
-            .collect();
         let req = self.requirement(job);
-        let drawn = matching::draw_by_stake(&candidates, &req, &[], seed)?;
-        let price = self.providers.get(&drawn)?.offer.price;
-        Some((drawn, price))
+        let groups: Vec<_> = self
+            .offers
+            .groups_for(&req.regions, req.capabilities)
+            .map(|(_, t)| (t, t.weight_up_to(req.max_price)))
+            .filter(|(_, w)| *w > 0)
+            .collect();
+        let total = groups.iter().fold(0u128, |s, (_, w)| s.saturating_add(*w));
+        if total == 0 {
+            return None;
+        }
+        let qualified = |a: &Address| -> Option<Candidate<Address>> {
+            if exclude.contains(a) || job.excluded.contains(a) {
+                return None;
+            }
+            let c = self.candidate(a, self.providers.get(a)?)?;
+            (c.stake > 0 && matching::qualifies(&c, &req)).then_some(c)
+        };
+        for attempt in 0..DRAW_ATTEMPTS {
+            *work += 1;
+            let s = redraw_seed(seed, attempt);
+            let mut point = seed_point(&s) % total;
+            let mut pick = None;
+            for (t, w) in &groups {
+                if point < *w {
+                    pick = t.at_weight(point);
+                    break;
+                }
+                point -= *w;
+            }
+            if let Some(c) = pick.and_then(|a| qualified(&a)) {
+                return Some((c.id, Amount(c.price)));
+            }
+        }
+        let mut candidates = Vec::new();
+        for (t, _) in &groups {
+            for ((price, a), _) in t.iter() {
+                if price > req.max_price {
+                    break;
+                }
+                *work += 1;
+                candidates.extend(qualified(&a));
+            }
+        }
+        let s = redraw_seed(seed, DRAW_ATTEMPTS);
+        let drawn = matching::draw_by_stake(&candidates, &req, &[], &s)?;
+        Some((drawn, self.providers.get(&drawn)?.offer.price))
     }
 
     /// Providers currently holding a slot of `job` (any stage) — a job never
@@ -127,25 +305,85 @@ impl State {
         out
     }
 
-    /// Per-block: fill empty slots of waiting jobs, in job-id order.
+    /// Queues `job` for matching now (a new job, or a stage sent back to
+    /// matching) and schedules its match timeout.
+    pub(crate) fn enqueue_match(&mut self, job: JobId) {
+        self.waiting.remove(&job);
+        self.matching.insert(job);
+        let at = self.now().plus(self.params.match_timeout).plus(1);
+        self.schedule(at, Timer::Match(job));
+    }
+
+    /// Takes `job` out of matching (cancelled, failed or done).
+    pub(crate) fn dequeue_match(&mut self, job: JobId) {
+        self.matching.remove(&job);
+        self.waiting.remove(&job);
+    }
+
+    /// A job's match timeout: a waiting job is queued once more, so this
+    /// block's matching either fills it or cancels it.
+    pub(crate) fn check_match_timeout(&mut self, job: JobId) {
+        if self.waiting.remove(&job) {
+            self.matching.insert(job);
+        }
+    }
+
+    /// Queues the waiting jobs that an offer which entered the index or got
+    /// better (cheaper, more stake, a better record) since the last block
+    /// might now serve: its group accepts the job and its price is within
+    /// the job's maximum. A job nobody new could serve is not looked at.
+    fn wake_waiting(&mut self) {
+        let woken = self.offers.take_woken();
+        if woken.is_empty() || self.waiting.is_empty() {
+            return;
+        }
+        let wake: Vec<JobId> = self
+            .waiting
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.jobs.get(id).is_some_and(|job| {
+                    let r = &job.spec.requirements;
+                    let regions: Vec<u16> = r.regions.iter().map(|x| x.0).collect();
+                    woken.iter().any(|(g, price)| {
+                        *price <= job.spec.max_price.0 && g.accepts(&regions, r.capabilities.0)
+                    })
+                })
+            })
+            .collect();
+        for id in wake {
+            self.waiting.remove(&id);
+            self.matching.insert(id);
+        }
+    }
+
+    /// Per-block: fill empty slots of queued jobs, in job-id order, within
+    /// [`limits::MATCH_WORK_PER_BLOCK`] (offers examined plus draws); jobs
+    /// the budget did not reach stay queued for the next block.
     ///
     /// Replica 0 is the best-ranked offer (or the named placement); every
     /// further replica is drawn by stake from the block's beacon, so nobody
-    /// can place itself as the replica that checks its own work.
+    /// can place itself as the replica that checks its own work. A job left
+    /// with an empty slot waits, unexamined, until an offer that could serve
+    /// it gets better ([`State::wake_waiting`]) or its match timeout fires.
     pub(crate) fn match_jobs(&mut self, ctx: &mut BlockCtx) {
-        let queue: Vec<JobId> = self.matching.iter().copied().collect();
+        self.flush_offers();
+        self.wake_waiting();
         let now = self.now();
-        for id in queue {
+        let mut work: u64 = 0;
+        while work < limits::MATCH_WORK_PER_BLOCK {
+            let Some(id) = self.matching.pop_first() else {
+                break;
+            };
             let Some(job) = self.jobs.get(&id) else {
-                self.matching.remove(&id);
                 continue;
             };
             if job.status != JobStatus::Active {
-                self.matching.remove(&id);
                 continue;
             }
             let mut waiting = false;
             let mut cancel = false;
+            let mut oldest = now;
             let mut assigned: Vec<(usize, usize, Address, Amount)> = Vec::new();
             let mut used = State::job_providers(job);
             for (s, stage) in job.stages.iter().enumerate() {
@@ -164,10 +402,10 @@ impl State {
                             .and_then(|a| {
                                 self.qualify(job, a, &used).map(|c| (c.id, Amount(c.price)))
                             })
-                            .or_else(|| self.select(job, &used))
+                            .or_else(|| self.select(job, &used, &mut work))
                     } else {
                         let seed = replica_seed(&ctx.beacon, id, s as u32, r as u8);
-                        self.draw(job, &used, &seed)
+                        self.draw(job, &used, &seed, &mut work)
                     };
                     match pick {
                         Some((p, price)) => {
@@ -189,6 +427,7 @@ impl State {
                 }
                 if !filled {
                     waiting = true;
+                    oldest = oldest.min(since);
                     if now.0 > since.0.saturating_add(self.params.match_timeout) {
                         cancel = true;
                     }
@@ -197,7 +436,7 @@ impl State {
             if cancel {
                 // Give back nothing assigned this round: the job is cancelled.
                 self.cancel_job(id, ctx);
-                self.matching.remove(&id);
+                self.dequeue_match(id);
                 continue;
             }
             if waiting && job.is_generation() {
@@ -265,9 +504,17 @@ impl State {
             for s in timers {
                 self.schedule(deadline.plus(1), Timer::Stage(id, s));
             }
-            if !waiting {
-                self.matching.remove(&id);
+            if waiting {
+                self.waiting.insert(id);
+                // The timeout as the parameter stands now (governance may
+                // have moved it since the job was queued).
+                let at = oldest.plus(self.params.match_timeout).plus(1);
+                if at > now {
+                    self.schedule(at, Timer::Match(id));
+                }
             }
+            // Assignments used capacity: re-index those providers.
+            self.flush_offers();
         }
     }
 
@@ -319,7 +566,7 @@ impl State {
             self.release_auditor(job, stage, false);
         }
         if rematch {
-            self.matching.insert(job);
+            self.enqueue_match(job);
         }
         if judge {
             self.on_stage_revealed(job, stage, ctx);

@@ -50,5 +50,5 @@ mod stop;
 mod submit;
 
 pub use audit::{audit_draw, auditor_seed};
-pub use matching::replica_seed;
+pub use matching::{replica_seed, DRAW_ATTEMPTS};
 pub use reveal::session_break;

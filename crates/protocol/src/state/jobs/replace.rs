@@ -95,7 +95,7 @@ impl State {
                 jm.excluded.push(provider);
             }
         }
-        self.matching.insert(job);
+        self.enqueue_match(job);
         ctx.emit(Event::StageReplaced {
             job,
             stage,

@@ -60,7 +60,7 @@ impl State {
         for s in 0..n as u32 {
             self.cancel_stage(job, s);
         }
-        self.matching.remove(&job);
+        self.dequeue_match(job);
         self.claims.remove(&job);
     }
 
@@ -138,7 +138,7 @@ impl State {
         for s in undelivered {
             self.cancel_stage(job, s);
         }
-        self.matching.remove(&job);
+        self.dequeue_match(job);
         self.claims.remove(&job);
         let reserve = self.live_reserve(job);
         let Some(j) = self.job_mut(job) else { return };

@@ -131,6 +131,14 @@ impl State {
                 "min reputation above 1,000,000 ppm".into(),
             ));
         }
+        // No provider could ever bond more than every token there is: such a
+        // job would only wait out its match timeout.
+        let supply = self.meta.genesis_supply.0.saturating_add(self.meta.issued.0);
+        if spec.requirements.min_stake.0 > supply {
+            return Err(TxError::InvalidJob(
+                "min stake above the whole token supply: no provider could ever qualify".into(),
+            ));
+        }
         if !spec.placement.is_empty() {
             if spec.placement.len() != spec.stages.len() {
                 return Err(TxError::InvalidJob(
@@ -264,7 +272,7 @@ impl State {
         self.meta.next_job = JobId(id.0 + 1);
         self.commit.touch::<Job>(StateKey::Job(id), None);
         self.jobs.insert(id, job);
-        self.matching.insert(id);
+        self.enqueue_match(id);
         ctx.emit(Event::JobSubmitted {
             job: id,
             payer,
