@@ -8,16 +8,22 @@
 //! finalized blocks alone, so a node that restarts rebuilds it by replaying
 //! them; [`Chain::apply`] ignores a height it already has, which makes replay
 //! after a crash idempotent.
+//!
+//! Block records, receipts and archived entities live in the [`History`] (on disk for a
+//! node, [`Chain::open`]; in memory for tests, [`Chain::new`]); only the last
+//! [`RECENT_BLOCKS`](crate::history::RECENT_BLOCKS) block records stay in memory. A block
+//! the history already has (replay after a restart) is not written again.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
+use agentic_protocol::state::Pruned;
 use agentic_protocol::{
     Block, BlockError, EventRecord, Genesis, GenesisError, Hash, Height, Receipt, Referee,
     SignedTx, State,
 };
 use tokio::sync::broadcast;
 
+use crate::history::{EntityKind, History, HistoryConfig, HistoryError};
 use crate::metrics::LedgerMetrics;
 
 /// Capacity of the event feed; a subscriber that falls further behind is told it lagged.
@@ -93,12 +99,31 @@ pub enum ChainEvent {
     },
 }
 
+/// Why the chain could not open or apply a block.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The genesis is invalid.
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+    /// The ledger refused the block.
+    #[error(transparent)]
+    Ledger(#[from] BlockError),
+    /// The history could not open or store the block (boxed: errors travel up
+    /// through the service and localnet errors).
+    #[error(transparent)]
+    History(Box<HistoryError>),
+}
+
+impl From<HistoryError> for ChainError {
+    fn from(e: HistoryError) -> Self {
+        ChainError::History(Box::new(e))
+    }
+}
+
 /// The node's view of the finalized chain.
 pub struct Chain {
     state: State,
-    blocks: BTreeMap<Height, Arc<BlockRecord>>,
-    by_digest: HashMap<[u8; 32], Height>,
-    receipts: HashMap<Hash, TxReceipt>,
+    history: History,
     feed: broadcast::Sender<ChainEvent>,
     metrics: Option<LedgerMetrics>,
 }
@@ -107,17 +132,34 @@ pub struct Chain {
 pub type SharedChain = Arc<RwLock<Chain>>;
 
 impl Chain {
-    /// The chain at genesis.
+    /// The chain at genesis, its history in memory (tests and in-process tools; a node
+    /// uses [`Chain::open`]).
     pub fn new(genesis: &Genesis) -> Result<Chain, GenesisError> {
+        let state = State::new(genesis)?;
+        // An in-memory history only fails on a bug (it has no I/O); keep the signature.
+        let history = History::in_memory(state.chain_id().0, state.root())
+            .unwrap_or_else(|e| unreachable!("in-memory history: {e}"));
+        Ok(Chain::with_history(state, history))
+    }
+
+    /// The chain at genesis with its history in `config` (opened, recovered after a
+    /// crash, and checked to belong to this genesis). The ledger state starts at genesis
+    /// whatever the history holds: consensus replays the finalized blocks, and the
+    /// history serves the blocks it already has meanwhile.
+    pub fn open(genesis: &Genesis, config: &HistoryConfig) -> Result<Chain, ChainError> {
+        let state = State::new(genesis)?;
+        let history = History::open(config, state.chain_id().0, state.root())?;
+        Ok(Chain::with_history(state, history))
+    }
+
+    fn with_history(state: State, history: History) -> Chain {
         let (feed, _) = broadcast::channel(EVENT_FEED_CAPACITY);
-        Ok(Chain {
-            state: State::new(genesis)?,
-            blocks: BTreeMap::new(),
-            by_digest: HashMap::new(),
-            receipts: HashMap::new(),
+        Chain {
+            state,
+            history,
             feed,
             metrics: None,
-        })
+        }
     }
 
     /// The same chain, exporting the ledger's gauges to `metrics` (now, and after every
@@ -150,12 +192,14 @@ impl Chain {
 
     /// Applies the next finalized block. A block at or below the current height is
     /// ignored (`Ok(None)`): replay after a restart is idempotent. A gap is an error and
-    /// changes nothing.
+    /// changes nothing. The block's record and receipts then go to the history (a height
+    /// it already has is checked, not written again); if that fails the ledger state has
+    /// moved on without them, so the caller must stop (the executor halts the node).
     pub fn apply(
         &mut self,
         block: &FinalizedBlock,
         referee: &dyn Referee,
-    ) -> Result<Option<Arc<BlockRecord>>, BlockError> {
+    ) -> Result<Option<Arc<BlockRecord>>, ChainError> {
         self.apply_inner(block, referee, false)
     }
 
@@ -167,7 +211,7 @@ impl Chain {
         &mut self,
         block: &FinalizedBlock,
         referee: &dyn Referee,
-    ) -> Result<Option<Arc<BlockRecord>>, BlockError> {
+    ) -> Result<Option<Arc<BlockRecord>>, ChainError> {
         self.apply_inner(block, referee, true)
     }
 
@@ -176,7 +220,7 @@ impl Chain {
         block: &FinalizedBlock,
         referee: &dyn Referee,
         verified: bool,
-    ) -> Result<Option<Arc<BlockRecord>>, BlockError> {
+    ) -> Result<Option<Arc<BlockRecord>>, ChainError> {
         if block.height <= self.state.height() {
             return Ok(None);
         }
@@ -202,6 +246,7 @@ impl Chain {
             }
         }
         let mut succeeded = 0u32;
+        let mut receipts = Vec::with_capacity(tx_ids.len());
         for (i, ((id, result), events)) in tx_ids
             .iter()
             .zip(outcome.receipts.iter())
@@ -209,16 +254,13 @@ impl Chain {
             .enumerate()
         {
             succeeded += u32::from(result.is_ok());
-            self.receipts.insert(
-                *id,
-                TxReceipt {
-                    id: *id,
-                    height: block.height,
-                    index: i as u32,
-                    result: result.clone(),
-                    events,
-                },
-            );
+            receipts.push(TxReceipt {
+                id: *id,
+                height: block.height,
+                index: i as u32,
+                result: result.clone(),
+                events,
+            });
         }
         let record = Arc::new(BlockRecord {
             height: block.height,
@@ -231,8 +273,24 @@ impl Chain {
             succeeded,
             events: outcome.events,
         });
-        self.blocks.insert(block.height, record.clone());
-        self.by_digest.insert(block.digest, block.height);
+        // What the ledger pruned leaves the state here: archive it first, so a
+        // block on disk always has its pruned entities archived (re-archiving the
+        // same bytes on replay writes nothing).
+        for p in &outcome.pruned {
+            match p {
+                Pruned::Job { id, job } => self.archive(EntityKind::Job, id.0, job)?,
+                Pruned::Dispute { id, dispute } => {
+                    self.archive(EntityKind::Dispute, id.0, dispute)?
+                }
+                Pruned::Proposal { id, proposal, .. } => {
+                    self.archive(EntityKind::Proposal, id.0, proposal)?
+                }
+                Pruned::Mandate { id, mandate } => {
+                    self.archive(EntityKind::Mandate, id.0, mandate)?
+                }
+            }
+        }
+        self.history.put_block(record.clone(), &receipts)?;
         if let Some(metrics) = &mut self.metrics {
             metrics.observe(&self.state, &record.events);
         }
@@ -248,24 +306,56 @@ impl Chain {
         Ok(Some(record))
     }
 
-    /// The record of the block at `height`.
+    /// The history (blocks, receipts, archived entities), for reads that want its errors.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The record of the block at `height` (from disk unless recent). A history that
+    /// cannot be read is logged and answers `None`.
     pub fn block(&self, height: Height) -> Option<Arc<BlockRecord>> {
-        self.blocks.get(&height).cloned()
+        logged(self.history.block(height))
     }
 
     /// The record of the block with consensus digest `digest`.
     pub fn block_by_digest(&self, digest: &[u8; 32]) -> Option<Arc<BlockRecord>> {
-        self.by_digest.get(digest).and_then(|h| self.block(*h))
+        logged(self.history.block_by_digest(digest))
     }
 
-    /// Blocks with heights in `from..=to`, ascending.
-    pub fn blocks(&self, from: Height, to: Height) -> impl Iterator<Item = &Arc<BlockRecord>> {
-        self.blocks.range(from..=to).map(|(_, b)| b)
+    /// Blocks with heights in `from..=to`, ascending (callers bound the range; it is read
+    /// into memory). A history that cannot be read is logged and answers no blocks.
+    pub fn blocks(&self, from: Height, to: Height) -> Vec<Arc<BlockRecord>> {
+        logged(self.history.blocks(from, to).map(Some)).unwrap_or_default()
     }
 
     /// The receipt of a finalized transaction.
-    pub fn receipt(&self, id: &Hash) -> Option<&TxReceipt> {
-        self.receipts.get(id)
+    pub fn receipt(&self, id: &Hash) -> Option<TxReceipt> {
+        logged(self.history.receipt(id))
+    }
+
+    /// Archives `entity` (as JSON) under `kind` and `id`: what the ledger prunes from its
+    /// state stays readable through [`Chain::archived`].
+    pub fn archive<T: serde::Serialize>(
+        &mut self,
+        kind: EntityKind,
+        id: u64,
+        entity: &T,
+    ) -> Result<(), HistoryError> {
+        let body = serde_json::to_vec(entity)
+            .map_err(|e| HistoryError::Encode(format!("{kind:?} {id}: {e}")))?;
+        self.history.archive_entity(kind, id, &body)
+    }
+
+    /// An archived entity, decoded from its JSON (`None` if absent or unreadable, logged).
+    pub fn archived<T: serde::de::DeserializeOwned>(&self, kind: EntityKind, id: u64) -> Option<T> {
+        let body = logged(self.history.entity(kind, id))?;
+        match serde_json::from_slice(&body) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(?kind, id, error = %e, "archived entity does not decode");
+                None
+            }
+        }
     }
 
     /// Subscribes to the event feed (from now on): each finalized block's ledger
@@ -273,4 +363,12 @@ impl Chain {
     pub fn subscribe(&self) -> broadcast::Receiver<ChainEvent> {
         self.feed.subscribe()
     }
+}
+
+/// `Ok(v)` as `v`; an error logged and `None`.
+fn logged<T>(r: Result<Option<T>, HistoryError>) -> Option<T> {
+    r.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "history read failed");
+        None
+    })
 }

@@ -9,7 +9,10 @@
 //!        │                    │ select
 //!        │ query              ▼
 //!        └──────────▶ chain ◀── consensus (simplex + marshal) ◀──▶ p2p
-//!                     (State, blocks, receipts, event feed)
+//!                     (State, event feed)
+//!                       │
+//!                     history (blocks, receipts, archived entities on disk;
+//!                              the recent blocks in memory)
 //! ```
 //!
 //! Every actor registers its metrics in its own runtime context; `GET /metrics` serves them
@@ -21,11 +24,15 @@ pub mod api;
 pub mod chain;
 pub mod consensus;
 pub mod genesis;
+pub mod history;
 pub mod localnet;
 pub mod mempool;
 pub mod metrics;
 pub mod service;
 
-pub use chain::{BlockRecord, Chain, ChainEvent, FinalizedBlock, SharedChain, TxReceipt};
+pub use chain::{
+    BlockRecord, Chain, ChainError, ChainEvent, FinalizedBlock, SharedChain, TxReceipt,
+};
 pub use consensus::{Arbiter, Engine, Submitter};
+pub use history::{EntityKind, History, HistoryConfig, HistoryError};
 pub use mempool::{AdmitError, Mempool, MempoolLimits, SharedMempool, Submit};

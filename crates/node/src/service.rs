@@ -17,6 +17,7 @@ use crate::api::{self, ApiConfig, ApiState};
 use crate::chain::{Chain, SharedChain};
 use crate::consensus::{self, NetworkConfig, Peer, PublicKey};
 use crate::genesis::{GenesisFile, GenesisFileError};
+use crate::history::HistoryConfig;
 use crate::mempool::{Mempool, MempoolLimits, SharedMempool};
 use crate::metrics::{ApiMetrics, LedgerMetrics, MempoolMetrics};
 use agentic_client::blobs::{BlobStore, DEFAULT_MAX_BLOB};
@@ -40,6 +41,14 @@ pub enum ServiceError {
     /// A validator public key does not decode.
     #[error("validator public key {0} is not an ed25519 key")]
     BadValidatorKey(String),
+    /// The history (blocks and receipts on disk) could not open.
+    #[error("history in {dir}: {source}")]
+    History {
+        /// Its directory.
+        dir: PathBuf,
+        /// Why.
+        source: crate::ChainError,
+    },
     /// The blob store could not open.
     #[error(transparent)]
     Blobs(#[from] agentic_client::blobs::BlobError),
@@ -64,7 +73,8 @@ pub struct ValidatorSetup {
     /// This validator's key file (ed25519 identity and BLS share).
     pub key: KeyFile,
     /// Where the blob store lives (consensus storage goes through the runtime's storage
-    /// directory, under `partition_prefix`).
+    /// directory, under `partition_prefix`; the history, finalized blocks and receipts,
+    /// next to the blobs: [`ValidatorSetup::history_dir`]).
     pub blob_dir: PathBuf,
     /// Prefix of this validator's storage partitions.
     pub partition_prefix: String,
@@ -76,6 +86,24 @@ pub struct ValidatorSetup {
     pub local: bool,
     /// Least time between blocks ([`consensus::Config::block_interval`]).
     pub block_interval: std::time::Duration,
+}
+
+impl ValidatorSetup {
+    /// Where the node's history lives: `history` beside the blob store, with the blob
+    /// directory's suffix (`data/blobs` → `data/history`, `net/blobs-2` →
+    /// `net/history-2`; another name gets `-history` appended).
+    pub fn history_dir(&self) -> PathBuf {
+        let name = self
+            .blob_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let history = match name.strip_prefix("blobs") {
+            Some(suffix) => format!("history{suffix}"),
+            None => format!("{name}-history"),
+        };
+        self.blob_dir.with_file_name(history)
+    }
 }
 
 /// A started validator.
@@ -153,8 +181,15 @@ where
     };
     // Each actor's metrics in its own context (see `crate::metrics`); consensus, p2p and
     // storage register theirs under `engine` and `p2p`.
-    let chain: SharedChain = Chain::new(&genesis)
-        .map_err(|e| ServiceError::Genesis(GenesisFileError::Ledger(e)))?
+    let history_dir = setup.history_dir();
+    let chain: SharedChain = Chain::open(&genesis, &HistoryConfig::on_disk(&history_dir))
+        .map_err(|e| match e {
+            crate::ChainError::Genesis(e) => ServiceError::Genesis(GenesisFileError::Ledger(e)),
+            source => ServiceError::History {
+                dir: history_dir.clone(),
+                source,
+            },
+        })?
         .with_metrics(LedgerMetrics::register(&context.child("ledger")))
         .shared();
     let mempool: SharedMempool = Arc::new(Mutex::new(

@@ -49,12 +49,23 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-async fn start(name: &str) -> Node {
-    let genesis = GenesisBuilder::new(CHAIN)
+#[path = "api/history.rs"]
+mod history;
+
+fn genesis() -> agentic_protocol::Genesis {
+    GenesisBuilder::new(CHAIN)
         .account(address_of(&key(1)), 1_000_000, 0)
         .account(address_of(&key(2)), 500, 0)
-        .build();
-    let chain: SharedChain = Arc::new(RwLock::new(Chain::new(&genesis).unwrap()));
+        .build()
+}
+
+async fn start(name: &str) -> Node {
+    start_chain(name, Chain::new(&genesis()).unwrap()).await
+}
+
+/// The API over `chain` (at genesis, or with its history opened from disk).
+async fn start_chain(name: &str, chain: Chain) -> Node {
+    let chain: SharedChain = Arc::new(RwLock::new(chain));
     let mempool: SharedMempool = Arc::new(Mutex::new(Mempool::new(MempoolLimits::default())));
     let state = ApiState {
         chain: chain.clone(),
@@ -119,6 +130,11 @@ impl Node {
 
     /// Finalizes one block with what the mempool would propose.
     fn finalize(&self) -> Height {
+        self.finalize_block().height
+    }
+
+    /// [`Node::finalize`], returning the block (to replay it after a restart).
+    fn finalize_block(&self) -> FinalizedBlock {
         let mut chain = self.chain.write().unwrap();
         let txs = self
             .mempool
@@ -128,7 +144,7 @@ impl Node {
         let h = chain.height().plus(1);
         let block = FinalizedBlock {
             height: h,
-            digest: [h.0 as u8; 32],
+            digest: *blake3::hash(&h.0.to_le_bytes()).as_bytes(),
             view: h.0,
             timestamp_ms: 1_700_000_000_000 + h.0,
             beacon: [7; 32],
@@ -139,7 +155,7 @@ impl Node {
             .lock()
             .unwrap()
             .remove_finalized(&block.txs, chain.state());
-        h
+        block
     }
 }
 

@@ -3,6 +3,9 @@
 //! a stale transaction is refused; then one scrape must hold commonware's consensus and p2p
 //! metrics, ours for the mempool, executor, gossip and API with plausible values, and ledger
 //! gauges equal to what the API reports at the same height.
+//!
+//! Also here, to share this binary's validator stack: a validator restarted on its data
+//! directory serves its old blocks and receipts from its history on disk.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -487,6 +490,89 @@ fn metrics_cover_commonware_our_actors_and_the_ledger() {
         // The summary gauges kept from before.
         let summary = m.get("agentic_finalized_height", &[("chain_id", "31")]);
         assert!(summary >= height, "{summary} < {height}");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A validator stopped and started again on its data directory serves the blocks and the
+/// receipt it had (from its history on disk, next to its consensus storage), consensus
+/// replays its stored blocks over them, and the chain carries on.
+#[test]
+fn history_survives_a_validator_restart() {
+    let dir = std::env::temp_dir().join(format!("agentic-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let files = localnet::create(
+        &dir,
+        NetworkSpec {
+            chain_id: CHAIN,
+            addresses: localnet::loopback(1).unwrap(),
+            users: vec![("alice".into(), None), ("bob".into(), None)],
+            funded: Vec::new(),
+            params: BTreeMap::new(),
+        },
+    )
+    .unwrap();
+    let alice = files.account("alice").unwrap().key.clone();
+    let pay = TxBody::Transfer {
+        to: files.account("bob").unwrap().address(),
+        amount: Amount(5),
+    };
+    let runner = || {
+        commonware_runtime::tokio::Runner::new(
+            commonware_runtime::tokio::Config::new().with_storage_directory(dir.join("storage")),
+        )
+    };
+    let (genesis, validators) = (files.genesis.clone(), files.validators.clone());
+    let (run_dir, key, body) = (dir.clone(), alice.clone(), pay.clone());
+    let (receipt, blocks) = runner().start(|context| async move {
+        let running = localnet::start(
+            context,
+            &run_dir,
+            &genesis,
+            &validators,
+            Duration::from_millis(50),
+            WAIT,
+        )
+        .await
+        .unwrap();
+        let client = Client::new(format!("http://{}", running[0].api));
+        let receipt = client.send(&key, body, WAIT).await.unwrap();
+        while client.status().await.unwrap().height.0 < receipt.height.0 + 3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let tip = client.status().await.unwrap().height.0;
+        let mut blocks = Vec::new();
+        for h in 1..=tip {
+            blocks.push(client.block(Height(h)).await.unwrap());
+        }
+        (receipt, blocks)
+    });
+    assert!(dir.join("history-0").join("history.log").is_file());
+
+    let run_dir = dir.clone();
+    runner().start(|context| async move {
+        let running = localnet::start(
+            context,
+            &run_dir,
+            &files.genesis,
+            &files.validators,
+            Duration::from_millis(50),
+            WAIT,
+        )
+        .await
+        .unwrap();
+        let client = Client::new(format!("http://{}", running[0].api));
+        for b in &blocks {
+            assert_eq!(&client.block(b.height).await.unwrap(), b);
+        }
+        match client.tx(&receipt.id).await.unwrap() {
+            agentic_client::api::TxStatus::Finalized(r) => assert_eq!(r, receipt),
+            other => panic!("not finalized after the restart: {other:?}"),
+        }
+        let tip = blocks.last().unwrap().height;
+        assert!(client.status().await.unwrap().height >= tip);
+        let again = client.send(&alice, pay, WAIT).await.unwrap();
+        assert!(again.height > tip);
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

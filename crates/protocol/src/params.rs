@@ -148,7 +148,7 @@ params! {
     /// Longest deadline (blocks) a job may ask for.
     max_deadline: blocks = 10_000, tag 23, key MaxDeadline, range 1 => MAX_WINDOW;
     /// Fee (base units) per replica or auditor slot a `SubmitJob` makes the ledger
-    /// match: each slot is a scan of the qualified providers by every validator.
+    /// match: each slot is a walk of the offer index by every validator.
     fee_per_slot: amount = 1, tag 24, key FeePerSlot, range 0 => u64::MAX;
     /// Fee (base units) per whole KiB of a transaction's body: bytes every
     /// validator receives, verifies and stores.
@@ -158,6 +158,10 @@ params! {
     /// worker's auditor approves a wrong result, so the value floor discounts the
     /// slash by this share (below one half, like a BFT quorum's `f`).
     audit_collusion_ppm: ppm = 333_333, tag 26, key AuditCollusionPpm, range 0 => PPM / 2 - 1;
+    /// Blocks a finished job, a resolved dispute, a closed proposal (with its votes)
+    /// or a revoked or expired mandate stays in the state before it is pruned (the
+    /// node archives it and still serves it).
+    retention: blocks = 100_000, tag 27, key Retention, range 1 => MAX_WINDOW;
 }
 
 /// A proposed change of one parameter.

@@ -118,13 +118,27 @@ struct Driver {
     referee: TestReferee,
     /// Accepted `CancelJob` transactions so far.
     cancels: usize,
+    /// Entities pruned so far, by kind (job, dispute, proposal, mandate).
+    pruned: [usize; 4],
 }
 
 impl Driver {
     fn new() -> Driver {
+        Driver::with_params(fast_params())
+    }
+
+    /// A driver whose chain prunes finished work after `retention` blocks.
+    fn pruning(retention: u64) -> Driver {
+        Driver::with_params(agentic_protocol::Params {
+            retention,
+            ..fast_params()
+        })
+    }
+
+    fn with_params(params: agentic_protocol::Params) -> Driver {
         let keys: Vec<_> = (0..N as u64).map(|i| key(100 + i)).collect();
         let addrs: Vec<_> = keys.iter().map(address_of).collect();
-        let mut g = GenesisBuilder::new(9).params(fast_params());
+        let mut g = GenesisBuilder::new(9).params(params);
         for (i, a) in addrs.iter().enumerate() {
             g = g.account(*a, 1_000_000, if i % 2 == 0 { 20_000 } else { 0 });
         }
@@ -139,6 +153,7 @@ impl Driver {
             last: None,
             referee: TestReferee::default(),
             cancels: 0,
+            pruned: [0; 4],
         }
     }
 
@@ -500,6 +515,30 @@ impl Driver {
         assert_eq!(held, expected, "supply at {height:?}");
         // The offer index equals one rebuilt from the providers.
         self.state.check_offer_index().unwrap();
+        // What was pruned is gone from the state, and was final.
+        for p in &out.pruned {
+            use agentic_protocol::state::Pruned;
+            match p {
+                Pruned::Job { id, job } => {
+                    assert!(self.state.job(*id).is_none());
+                    assert!(job.status != JobStatus::Active && job.escrow.0 == 0);
+                    self.pruned[0] += 1;
+                }
+                Pruned::Dispute { id, dispute } => {
+                    assert!(self.state.dispute(*id).is_none());
+                    assert_eq!(dispute.phase, DisputePhase::Resolved);
+                    self.pruned[1] += 1;
+                }
+                Pruned::Proposal { id, .. } => {
+                    assert!(self.state.proposal(*id).is_none());
+                    self.pruned[2] += 1;
+                }
+                Pruned::Mandate { id, .. } => {
+                    assert!(self.state.mandate(*id).is_none());
+                    self.pruned[3] += 1;
+                }
+            }
+        }
         // A fresh replica applying the same block gets the same root.
         let twin = self.twin.apply_block(&block, &self.referee).unwrap();
         assert_eq!(twin.root, out.root);
@@ -543,8 +582,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_blocks_conserve_supply_and_agree(actions in prop::collection::vec(action(), 50..400)) {
-        let mut d = Driver::new();
+    fn random_blocks_conserve_supply_and_agree(actions in prop::collection::vec(action(), 50..400), prune in any::<bool>()) {
+        // Half the walks prune finished work after 6 blocks.
+        let mut d = if prune { Driver::pruning(6) } else { Driver::new() };
         for a in &actions {
             d.act(a);
         }
@@ -631,6 +671,37 @@ fn deterministic_walk_reaches_payouts_and_disputes() {
     assert!(d.cancels > 0, "no job cancelled by its requester");
     assert!(sessions_paid > 0, "no generation job completed");
     assert!(sessions_failed > 0, "no generation job failed");
+}
+
+/// The same walk on a chain that prunes finished work after 5 blocks: jobs
+/// and disputes really leave the state, with supply and roots intact.
+#[test]
+fn deterministic_walk_with_pruning_keeps_its_invariants() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let mut d = Driver::pruning(5);
+    for round in 0..3000 {
+        let a = action().new_tree(&mut runner).unwrap().current();
+        let a = match round % 4 {
+            1 => Action::Deliver(round % N, round % 13 != 0),
+            2 => Action::Move(round % N),
+            _ => a,
+        };
+        d.act(&a);
+    }
+    for _ in 0..40 {
+        d.end_block();
+    }
+    assert!(d.state.total_supply_check());
+    assert_eq!(d.state.root(), d.state.full_root());
+    assert!(d.pruned[0] > 10, "jobs pruned: {:?}", d.pruned);
+    assert!(d.pruned[1] > 0, "no dispute pruned: {:?}", d.pruned);
+    assert_eq!(
+        d.state.jobs().count() + d.pruned[0],
+        d.state.meta().next_job.0 as usize,
+        "every job is either in the state or was pruned once"
+    );
 }
 
 proptest! {

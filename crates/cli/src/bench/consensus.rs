@@ -273,7 +273,7 @@ impl Watcher {
                             }
                             chain
                                 .blocks(Height(from + 1), chain.height())
-                                .cloned()
+                                .into_iter()
                                 .collect()
                         };
                         let now = Instant::now();

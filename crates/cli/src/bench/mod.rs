@@ -8,6 +8,7 @@ pub mod llm;
 pub mod matmul;
 pub mod model;
 pub mod pipeline;
+pub mod scale;
 pub mod verify;
 
 use clap::Subcommand;
@@ -32,6 +33,9 @@ pub enum Bench {
     /// The same batch on one provider and as a k-stage pipeline over loopback: throughput
     /// ratio and the latency each extra stage adds.
     Pipeline(pipeline::Args),
+    /// Per-block ledger cost as the market grows to 100,000 providers (offer index,
+    /// waiting jobs), against the same blocks at 1,000 providers.
+    Scale(scale::Args),
     /// What verification costs (audits, referee, bisection) and what each cheating strategy
     /// earns on the ledger, vs full audits and honest work.
     Verify(verify::Args),
@@ -46,6 +50,7 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Matmul(args) => matmul::run(&args),
         Bench::Model(args) => model::run(&args),
         Bench::Pipeline(args) => pipeline::run(&args),
+        Bench::Scale(args) => scale::run(&args),
         Bench::Verify(args) => verify::run(&args),
     }
 }

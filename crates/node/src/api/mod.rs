@@ -36,6 +36,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use crate::chain::{BlockRecord, ChainEvent, SharedChain, TxReceipt};
+use crate::history::EntityKind;
 use crate::mempool::{AdmitError, SharedMempool, Submit};
 use crate::metrics::ApiMetrics;
 use agentic_client::api::{
@@ -55,6 +56,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::StreamExt as _;
 
 /// Limits of the API.
 #[derive(Clone, Copy, Debug)]
@@ -261,7 +263,7 @@ pub fn receipt_view(r: &TxReceipt) -> types::TxReceipt {
 async fn tx_status(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<TxStatus> {
     let id = parse_hash_param(&id)?;
     if let Some(r) = read_chain(&s).receipt(&id) {
-        return Ok(Json(TxStatus::Finalized(receipt_view(r))));
+        return Ok(Json(TxStatus::Finalized(receipt_view(&r))));
     }
     if s.mempool
         .lock()
@@ -423,11 +425,14 @@ async fn jobs(State(s): State<ApiState>, q: PageQuery) -> ApiResult<Jobs> {
     Ok(Json(Jobs { height, jobs }))
 }
 
-/// `id` parsed by `parse`, then `get(state, id)` with its `id`, or `404 no such {what}`.
-fn one<I: Copy, V: Clone>(
+/// `id` parsed by `parse`, then `get(state, id)` with its `id`; if the state no longer
+/// has it (the ledger pruned it once finished), the node's archive of `kind`; else
+/// `404 no such {what}`.
+fn one<I: Copy, V: Clone + serde::de::DeserializeOwned>(
     s: &ApiState,
     raw: &str,
     what: &'static str,
+    kind: EntityKind,
     make: impl Fn(u64) -> I,
     get: impl for<'a> Fn(&'a agentic_protocol::State, I) -> Option<&'a V>,
 ) -> ApiResult<WithId<V>> {
@@ -435,6 +440,7 @@ fn one<I: Copy, V: Clone>(
     let c = read_chain(s);
     let item = get(c.state(), make(n))
         .cloned()
+        .or_else(|| c.archived(kind, n))
         .ok_or_else(|| ApiError::not_found(what.trim_end_matches(" id")))?;
     Ok(Json(WithId { id: n, item }))
 }
@@ -443,7 +449,9 @@ async fn job(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<WithId<agentic_protocol::state::Job>> {
-    one(&s, &id, "job id", JobId, |st, id| st.job(id))
+    one(&s, &id, "job id", EntityKind::Job, JobId, |st, id| {
+        st.job(id)
+    })
 }
 
 async fn disputes(State(s): State<ApiState>, q: PageQuery) -> ApiResult<Disputes> {
@@ -455,7 +463,14 @@ async fn dispute(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<WithId<agentic_protocol::state::Dispute>> {
-    one(&s, &id, "dispute id", DisputeId, |st, id| st.dispute(id))
+    one(
+        &s,
+        &id,
+        "dispute id",
+        EntityKind::Dispute,
+        DisputeId,
+        |st, id| st.dispute(id),
+    )
 }
 
 async fn proposals(State(s): State<ApiState>, q: PageQuery) -> ApiResult<Proposals> {
@@ -468,14 +483,28 @@ async fn proposal(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<WithId<agentic_protocol::state::Proposal>> {
-    one(&s, &id, "proposal id", ProposalId, |st, id| st.proposal(id))
+    one(
+        &s,
+        &id,
+        "proposal id",
+        EntityKind::Proposal,
+        ProposalId,
+        |st, id| st.proposal(id),
+    )
 }
 
 async fn mandate(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<WithId<agentic_protocol::state::Mandate>> {
-    one(&s, &id, "mandate id", MandateId, |st, id| st.mandate(id))
+    one(
+        &s,
+        &id,
+        "mandate id",
+        EntityKind::Mandate,
+        MandateId,
+        |st, id| st.mandate(id),
+    )
 }
 
 async fn params(State(s): State<ApiState>) -> ApiResult<ParamsView> {
@@ -536,6 +565,7 @@ async fn blocks(
         Vec::new()
     } else {
         c.blocks(Height(from), Height(to))
+            .iter()
             .map(|b| block_view(b))
             .collect()
     };
@@ -576,13 +606,34 @@ async fn events(
     let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
     // Subscribe before reading the stored blocks, so nothing falls between the two;
     // live items at heights already replayed are skipped.
-    let (rx, replay, tip) = {
+    let (rx, tip) = {
         let c = read_chain(&s);
-        let rx = c.subscribe();
-        let tip = c.height();
-        let replay: Vec<types::Event> = match q.from {
-            Some(from) if from <= tip.0 => c
-                .blocks(Height(from.max(1)), tip)
+        (c.subscribe(), c.height())
+    };
+    // The stored blocks are read from the history a page at a time, so a replay from far
+    // back holds only one page in memory.
+    let replay_from = match q.from {
+        Some(from) if from <= tip.0 => from.max(1),
+        _ => tip.0 + 1,
+    };
+    let tip = if q.from.is_some() { tip } else { Height(0) };
+    let chain = s.chain.clone();
+    let replayed = futures::stream::unfold(replay_from, move |next| {
+        let chain = chain.clone();
+        async move {
+            if next > tip.0 {
+                return None;
+            }
+            let to = next.saturating_add(REPLAY_PAGE - 1).min(tip.0);
+            let blocks = chain
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .blocks(Height(next), Height(to));
+            if blocks.is_empty() {
+                return None; // the history could not be read (logged)
+            }
+            let page: Vec<Result<SseEvent, Infallible>> = blocks
+                .iter()
                 .flat_map(|b| {
                     let height = b.height;
                     b.events
@@ -596,13 +647,12 @@ async fn events(
                         })
                         .chain(std::iter::once(types::Event::Block(block_view(b))))
                 })
-                .collect(),
-            _ => Vec::new(),
-        };
-        (rx, replay, if q.from.is_some() { tip } else { Height(0) })
-    };
-    let sse = |ev: &types::Event| Ok(SseEvent::default().event(ev.kind()).data(ev.data()));
-    let replayed = futures::stream::iter(replay.iter().map(sse).collect::<Vec<_>>());
+                .map(|ev| sse(&ev))
+                .collect();
+            Some((futures::stream::iter(page), to + 1))
+        }
+    })
+    .flatten();
     let live = futures::stream::unfold(rx, move |mut rx| async move {
         loop {
             let ev = match rx.recv().await {
@@ -626,8 +676,14 @@ async fn events(
             return Some((sse(&ev), rx));
         }
     });
-    use futures::StreamExt as _;
     Ok(Sse::new(replayed.chain(live)).keep_alive(KeepAlive::default()))
+}
+
+/// Blocks read from the history per step of an `/v1/events?from=` replay.
+const REPLAY_PAGE: u64 = 64;
+
+fn sse(ev: &types::Event) -> Result<SseEvent, Infallible> {
+    Ok(SseEvent::default().event(ev.kind()).data(ev.data()))
 }
 
 async fn openapi_json() -> Json<serde_json::Value> {

@@ -64,13 +64,14 @@ pub enum ExecutorError {
     /// Marshal does not have a block it reported as processed.
     #[error("finalized block {0} missing from storage")]
     MissingBlock(u64),
-    /// The ledger refused a finalized block (the node cannot continue safely).
-    #[error("ledger refused block {height}: {source}")]
+    /// The ledger refused a finalized block, or the history could not store it (the node
+    /// cannot continue safely).
+    #[error("cannot apply block {height}: {source}")]
     Ledger {
         /// The block.
         height: u64,
         /// Why.
-        source: agentic_protocol::BlockError,
+        source: crate::ChainError,
     },
     /// A lock was poisoned by a panic elsewhere.
     #[error("chain or mempool lock poisoned")]

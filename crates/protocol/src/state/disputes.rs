@@ -915,6 +915,7 @@ impl State {
         if let Some(dm) = self.dispute_mut(id) {
             dm.phase = DisputePhase::Resolved;
         }
+        self.schedule_prune(StateKey::Dispute(id));
         self.release_parties(id, [d.defendant, d.challenger]);
         let now = self.now();
         let rp = self.reputation_params();

@@ -169,6 +169,7 @@ impl State {
                 activates,
             });
         } else {
+            self.schedule_prune(StateKey::Proposal(id));
             ctx.emit(Event::ProposalRejected { proposal: id });
         }
     }
@@ -195,6 +196,10 @@ impl State {
                 if let Some(p) = self.proposal_mut(id) {
                     p.status = ProposalStatus::Enacted;
                 }
+                self.schedule_prune(StateKey::Proposal(id));
+                // A parameter may have made a waiting job matchable (a lower
+                // provider minimum stake): every waiting job is tried again.
+                self.wake_all_waiting();
                 ctx.emit(Event::ParamChanged {
                     proposal: id,
                     change,
@@ -204,6 +209,7 @@ impl State {
                 if let Some(p) = self.proposal_mut(id) {
                     p.status = ProposalStatus::Voided;
                 }
+                self.schedule_prune(StateKey::Proposal(id));
                 ctx.emit(Event::ProposalVoided { proposal: id });
             }
         }

@@ -51,6 +51,8 @@ impl State {
                 revoked: false,
             },
         );
+        let at = self.mandate_prune_height(terms.expiry);
+        self.schedule(at, super::Timer::Prune(StateKey::Mandate(id)));
         ctx.emit(Event::MandateGranted {
             mandate: id,
             principal: who,
@@ -77,6 +79,7 @@ impl State {
         if let Some(m) = self.mandate_mut(id) {
             m.revoked = true;
         }
+        self.schedule_prune(StateKey::Mandate(id));
         ctx.emit(Event::MandateRevoked { mandate: id });
         Ok(())
     }

@@ -40,6 +40,7 @@ mod mandates;
 mod obligations;
 mod offers;
 mod providers;
+mod prune;
 mod reads;
 
 use crate::error::{BlockError, TxError};
@@ -58,6 +59,7 @@ pub use entity::{
     Mandate, Meta, Party, Proposal, ProposalStatus, Provider, Slot, Stage, StagePhase, VoteRecord,
 };
 pub use jobs::{audit_draw, auditor_seed, replica_seed, session_break, DRAW_ATTEMPTS};
+pub use prune::Pruned;
 
 /// An account at genesis.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -122,6 +124,10 @@ pub struct BlockOutcome {
     pub events: Vec<EventRecord>,
     /// The state root after the block.
     pub root: Hash,
+    /// Entities whose retention ended in this block: gone from the state
+    /// and its root, handed out here for the node's archive.
+    #[serde(default)]
+    pub pruned: Vec<Pruned>,
 }
 
 /// A scheduled per-block check (an index over deadlines stored in the
@@ -142,6 +148,8 @@ pub(crate) enum Timer {
     Activate(ProposalId),
     /// A waiting job's match timeout.
     Match(JobId),
+    /// A final entity's retention ends (`prune.rs`).
+    Prune(StateKey),
 }
 
 /// An account with the block epoch in which it was last touched (for
@@ -189,6 +197,8 @@ pub struct State {
     waiting: BTreeSet<JobId>,
     /// Qualified offers by group and price (derived; `offers.rs`).
     offers: offers::Offers,
+    /// What this block pruned so far (handed out in the block's outcome).
+    pruned: Vec<Pruned>,
     referee_queue: BTreeSet<DisputeId>,
     /// Jobs whose availability claim waits for the referee.
     claims: BTreeSet<JobId>,
@@ -258,6 +268,7 @@ impl State {
             matching: BTreeSet::new(),
             waiting: BTreeSet::new(),
             offers: offers::Offers::default(),
+            pruned: Vec::new(),
             referee_queue: BTreeSet::new(),
             claims: BTreeSet::new(),
             roles: BTreeMap::new(),
@@ -352,6 +363,7 @@ impl State {
             receipts,
             events: ctx.events,
             root,
+            pruned: std::mem::take(&mut self.pruned),
         })
     }
 
@@ -488,6 +500,7 @@ impl State {
                 Timer::Window(j, s) => self.close_challenge_window(j, s, ctx),
                 Timer::Dispute(d) => self.check_dispute_timeout(d, ctx),
                 Timer::Match(j) => self.check_match_timeout(j),
+                Timer::Prune(k) => self.prune(k),
             }
         }
         self.release_unbonded(ctx);

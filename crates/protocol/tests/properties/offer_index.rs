@@ -344,7 +344,10 @@ fn a_waiting_job_is_matched_when_a_qualifying_offer_appears() {
     let mut impossible = spec.clone();
     impossible.requirements.min_stake = Amount(u128::MAX);
     let err = chain.reject(&requester, TxBody::SubmitJob { spec: impossible });
-    assert!(matches!(err, agentic_protocol::TxError::InvalidJob(_)), "{err:?}");
+    assert!(
+        matches!(err, agentic_protocol::TxError::InvalidJob(_)),
+        "{err:?}"
+    );
     assert_eq!(chain.state.account(&address_of(&requester)), before);
     let job = chain.state.meta().next_job;
     chain.step(&requester, TxBody::SubmitJob { spec }).unwrap();

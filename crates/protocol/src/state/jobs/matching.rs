@@ -357,6 +357,12 @@ impl State {
         }
     }
 
+    /// Queues every waiting job (after a parameter change).
+    pub(crate) fn wake_all_waiting(&mut self) {
+        let waiting = std::mem::take(&mut self.waiting);
+        self.matching.extend(waiting);
+    }
+
     /// Per-block: fill empty slots of queued jobs, in job-id order, within
     /// [`limits::MATCH_WORK_PER_BLOCK`] (offers examined plus draws); jobs
     /// the budget did not reach stay queued for the next block.

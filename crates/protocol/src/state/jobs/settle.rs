@@ -9,7 +9,7 @@
 //! a failed job, settles).
 
 use crate::event::Event;
-use crate::state::{Assignment, BlockCtx, JobStatus, StagePhase, State, Timer};
+use crate::state::{Assignment, BlockCtx, JobStatus, StagePhase, State, StateKey, Timer};
 use crate::types::{Address, Amount, JobId};
 
 impl State {
@@ -123,6 +123,7 @@ impl State {
                 m.spent = m.spent.saturating_sub(refund);
             }
         }
+        self.schedule_prune(StateKey::Job(job));
         refund
     }
 }

@@ -19,7 +19,7 @@
 
 use crate::error::TxError;
 use crate::event::Event;
-use crate::state::{BlockCtx, DisputeKind, JobStatus, StagePhase, State};
+use crate::state::{BlockCtx, DisputeKind, JobStatus, StagePhase, State, StateKey};
 use crate::types::{Address, Amount, JobId};
 
 impl State {
@@ -156,6 +156,9 @@ impl State {
         // With no live stage left the refund above was the whole escrow;
         // otherwise the last live stage to end settles the job (`JobSettled`).
         self.release_roles(job);
+        if reserve.0 == 0 {
+            self.schedule_prune(StateKey::Job(job));
+        }
         ctx.emit(Event::JobFailed { job, refund });
     }
 

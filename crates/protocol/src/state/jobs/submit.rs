@@ -133,7 +133,11 @@ impl State {
         }
         // No provider could ever bond more than every token there is: such a
         // job would only wait out its match timeout.
-        let supply = self.meta.genesis_supply.0.saturating_add(self.meta.issued.0);
+        let supply = self
+            .meta
+            .genesis_supply
+            .0
+            .saturating_add(self.meta.issued.0);
         if spec.requirements.min_stake.0 > supply {
             return Err(TxError::InvalidJob(
                 "min stake above the whole token supply: no provider could ever qualify".into(),
