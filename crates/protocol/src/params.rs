@@ -162,6 +162,9 @@ params! {
     /// or a revoked or expired mandate stays in the state before it is pruned (the
     /// node archives it and still serves it).
     retention: blocks = 100_000, tag 27, key Retention, range 1 => MAX_WINDOW;
+    /// Blocks past a dispute's deadline that the validators have to answer its referee
+    /// question; a question still unanswered then annuls the dispute (nobody's fault).
+    referee_timeout: blocks = 1_000, tag 28, key RefereeTimeout, range 1 => MAX_WINDOW;
 }
 
 /// A proposed change of one parameter.

@@ -134,11 +134,23 @@ pub enum RefereeError {
     Pending,
 }
 
+/// A question to the referee: `(model, layer, input)`.
+pub type Question = (Hash, u32, Hash);
+
 /// Re-executes one layer of a model.
 pub trait Referee {
     /// The hash of layer `layer`'s output of model `model`, given the input
     /// whose hash is `input`.
     fn execute_layer(&self, model: &Hash, layer: u32, input: &Hash) -> Result<Hash, RefereeError>;
+
+    /// The questions this referee has answers for, when it only has a list
+    /// (a block's verdicts): the ledger then looks at the disputes waiting
+    /// for those questions only, by question, instead of asking about every
+    /// waiting dispute. `None` (the default): it can answer anything, so
+    /// every waiting dispute is asked.
+    fn answered(&self) -> Option<Vec<Question>> {
+        None
+    }
 }
 
 /// What the referee found for one layer.
@@ -246,6 +258,10 @@ impl Referee for Verdicts<'_> {
             .iter()
             .find(|v| v.answers(model, layer, input))
             .map_or(Err(RefereeError::Pending), Verdict::answer)
+    }
+
+    fn answered(&self) -> Option<Vec<Question>> {
+        Some(self.0.iter().map(|v| (v.model, v.layer, v.input)).collect())
     }
 }
 

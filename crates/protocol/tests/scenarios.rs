@@ -387,6 +387,103 @@ fn unavailable_input_makes_the_defendant_lose() {
     assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Failed);
 }
 
+/// Applies `n` empty blocks whose referee is a (real) list of verdicts.
+fn advance_with_verdicts(
+    chain: &mut TestChain,
+    n: u64,
+    verdicts: &[agentic_protocol::Verdict],
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    for _ in 0..n {
+        let block = agentic_protocol::Block {
+            height: chain.state.height().plus(1),
+            beacon: [3; 32],
+            txs: Vec::new(),
+        };
+        let out = chain
+            .state
+            .apply_block(&block, &agentic_protocol::Verdicts(verdicts))
+            .unwrap();
+        events.extend(out.events.into_iter().map(|r| r.event));
+    }
+    events
+}
+
+/// The referee of a real node is the block's verdicts: a waiting dispute is
+/// found by its question when a verdict answers it, and one the validators
+/// never answer is annulled `referee_timeout` blocks past its deadline
+/// instead of waiting forever.
+#[test]
+fn referee_questions_are_answered_by_question_or_time_out() {
+    for answered in [true, false] {
+        let (mut chain, job, dispute) = cheating_job_under_audit();
+        let honest = Trace::honest(&model(), 0, 8, input());
+        let bad = Trace::cheating(&model(), 0, 8, input(), 2);
+        chain.referee.unavailable_inputs.insert(honest[2]);
+        chain.play_dispute(dispute, (&key(P1), &bad), (&key(P2), &honest));
+        let d = chain.state.dispute(dispute).unwrap().clone();
+        assert_eq!(d.phase, DisputePhase::AwaitingReferee);
+        let questions = chain.state.referee_questions();
+        assert_eq!(questions.len(), 1);
+        let (m, layer, agreed) = questions[0];
+        // Blocks whose verdicts answer other questions leave it waiting.
+        let other = agentic_protocol::Verdict {
+            model: m,
+            layer,
+            input: Hash([0xee; 32]),
+            finding: agentic_protocol::Finding::Output(Hash([1; 32])),
+        };
+        advance_with_verdicts(&mut chain, 3, &[other]);
+        assert_eq!(
+            chain.state.dispute(dispute).unwrap().phase,
+            DisputePhase::AwaitingReferee
+        );
+        if answered {
+            let verdict = agentic_protocol::Verdict {
+                model: m,
+                layer,
+                input: agreed,
+                finding: agentic_protocol::Finding::Output(layer_output(&m, layer, &agreed)),
+            };
+            let events = advance_with_verdicts(&mut chain, 1, &[other, verdict]);
+            assert!(
+                events.iter().any(|e| matches!(
+                    e,
+                    Event::DisputeResolved {
+                        resolution: agentic_protocol::Resolution::Refereed { .. },
+                        winner: Some(w),
+                        ..
+                    } if *w == address_of(&key(P2))
+                )),
+                "{events:?}"
+            );
+            assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Failed);
+        } else {
+            let timeout = chain.state.params().referee_timeout;
+            let until = d.deadline.0 + timeout - chain.state.height().0;
+            advance_with_verdicts(&mut chain, until, &[]);
+            assert_eq!(
+                chain.state.dispute(dispute).unwrap().phase,
+                DisputePhase::AwaitingReferee,
+                "still waiting at the referee timeout"
+            );
+            let events = advance_with_verdicts(&mut chain, 1, &[]);
+            assert!(
+                events.iter().any(|e| matches!(
+                    e,
+                    Event::DisputeResolved {
+                        resolution: agentic_protocol::Resolution::Annulled,
+                        ..
+                    }
+                )),
+                "{events:?}"
+            );
+            assert!(chain.state.referee_questions().is_empty());
+        }
+        assert_eq!(chain.state.root(), chain.state.full_root());
+    }
+}
+
 #[test]
 fn bad_merkle_proof_is_rejected() {
     let (mut chain, _job, dispute) = cheating_job_under_audit();

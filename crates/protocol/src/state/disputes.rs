@@ -155,7 +155,7 @@ impl State {
         self.add_party(defendant.0, id);
         self.add_party(challenger.0, id);
         if phase == DisputePhase::AwaitingReferee {
-            self.referee_queue.insert(id);
+            self.await_referee(id);
         } else {
             self.schedule(deadline.plus(1), Timer::Dispute(id));
         }
@@ -467,7 +467,7 @@ impl State {
             });
         }
         if ready {
-            self.referee_queue.insert(id);
+            self.await_referee(id);
         }
         if let Some(dl) = reschedule {
             self.schedule(dl.plus(1), Timer::Dispute(id));
@@ -558,7 +558,7 @@ impl State {
                 hi,
             });
             if phase == DisputePhase::AwaitingReferee {
-                self.referee_queue.insert(id);
+                self.await_referee(id);
             } else {
                 self.schedule(deadline.plus(1), Timer::Dispute(id));
             }
@@ -612,7 +612,7 @@ impl State {
                 // The parties' time to serve the rows before "unavailable" counts.
                 d.deadline = now.plus(timeout);
             }
-            self.referee_queue.insert(id);
+            self.await_referee(id);
             return Ok(());
         }
         let (is_defendant, hi) = (party.defendant, party.hi);
@@ -659,7 +659,7 @@ impl State {
                     lo,
                     hi,
                 });
-                self.referee_queue.insert(id);
+                self.await_referee(id);
             }
             Some((_, deadline, lo, hi)) => {
                 ctx.emit(Event::BisectionNarrowed {
@@ -703,88 +703,161 @@ impl State {
     /// after the dispute has waited `dispute_timeout` blocks for the referee
     /// (its `deadline`, set when the game finished), the parties' time to
     /// publish the activation they agreed on.
+    /// Queues dispute `id` for the referee: indexed by its question, with
+    /// timers at its deadline (when "unavailable" starts to count) and at
+    /// the referee timeout after it (when a question still unanswered
+    /// annuls it).
+    pub(crate) fn await_referee(&mut self, id: DisputeId) {
+        self.referee_queue.insert(id);
+        let Some(d) = self.disputes.get(&id) else {
+            return;
+        };
+        let deadline = d.deadline;
+        let question = self.jobs.get(&d.job).and_then(|j| {
+            let spec = j.spec.stages.get(d.stage as usize)?;
+            let layer = d.referee_layer(spec.first_layer)?;
+            Some((j.spec.model, layer, d.agreed))
+        });
+        if let Some(q) = question {
+            if let Some(old) = self.referee_keys.insert(id, q) {
+                if let Some(s) = self.referee_index.get_mut(&old) {
+                    s.remove(&id);
+                }
+            }
+            self.referee_index.entry(q).or_default().insert(id);
+        }
+        let now = self.now();
+        // Asked once right away (the referee may already have the answer).
+        self.referee_due.insert(id);
+        if deadline >= now {
+            self.schedule(deadline.plus(1), Timer::Referee(id));
+        }
+        self.schedule(
+            deadline.plus(self.params.referee_timeout).plus(1),
+            Timer::Referee(id),
+        );
+    }
+
+    /// Takes dispute `id` out of the referee's queue and index.
+    fn leave_referee(&mut self, id: DisputeId) {
+        self.referee_queue.remove(&id);
+        self.referee_due.remove(&id);
+        if let Some(q) = self.referee_keys.remove(&id) {
+            if let Some(s) = self.referee_index.get_mut(&q) {
+                s.remove(&id);
+                if s.is_empty() {
+                    self.referee_index.remove(&q);
+                }
+            }
+        }
+    }
+
+    /// Per-block: disputes waiting for the referee whose question it answers
+    /// now, or whose patience ran out, are resolved.
+    ///
+    /// Which disputes are asked: with a referee that lists its answers (a
+    /// block's verdicts, [`Referee::answered`]), those waiting for one of
+    /// those questions, found by question, plus those whose timer fired; a
+    /// block without verdicts or timers costs nothing however many disputes
+    /// wait. A referee that can answer anything is asked about every one.
+    /// A question still unanswered `referee_timeout` blocks past the
+    /// dispute's deadline annuls the dispute (the validators failed, not a
+    /// party).
     pub(crate) fn run_referee(&mut self, referee: &dyn Referee, ctx: &mut BlockCtx) {
         let now = self.now();
-        let mut waiting = Vec::new();
-        while let Some(id) = self.referee_queue.pop_first() {
+        let due = std::mem::take(&mut self.referee_due);
+        let asked: Vec<DisputeId> = match referee.answered() {
+            Some(questions) => {
+                let mut ids = due;
+                for q in questions {
+                    if let Some(s) = self.referee_index.get(&q) {
+                        ids.extend(s.iter().copied());
+                    }
+                }
+                ids.into_iter().collect()
+            }
+            None => self.referee_queue.iter().copied().collect(),
+        };
+        for id in asked {
+            if !self.referee_queue.contains(&id) {
+                continue;
+            }
             let Some(d) = self.disputes.get(&id) else {
+                self.leave_referee(id);
                 continue;
             };
             if d.phase != DisputePhase::AwaitingReferee {
+                self.leave_referee(id);
                 continue;
             }
             let Some(j) = self.jobs.get(&d.job) else {
+                self.leave_referee(id);
                 continue;
             };
             let Some(spec) = j.spec.stages.get(d.stage as usize) else {
+                self.leave_referee(id);
                 continue;
             };
+            let expired = now > d.deadline.plus(self.params.referee_timeout);
             let Some(layer) = d.referee_layer(spec.first_layer) else {
+                self.leave_referee(id);
                 self.resolve(id, Outcome::Annulled, Resolution::Annulled, ctx);
                 continue;
             };
             let patient = now <= d.deadline;
-            if let Some(q) = GenerationQuestion::of(d, &j.spec) {
+            let (outcome, resolution) = if let Some(q) = GenerationQuestion::of(d, &j.spec) {
                 let Some(refereed) = q.layer() else {
                     // A step's input leaf: nothing to re-execute (module docs).
+                    self.leave_referee(id);
                     self.resolve(id, Outcome::Annulled, Resolution::Annulled, ctx);
                     continue;
                 };
                 let refereed = Resolution::Refereed { layer: refereed };
-                let (outcome, resolution) =
-                    match referee.execute_layer(&j.spec.model, layer, &d.agreed) {
-                        Ok(out) => {
-                            if out == q.finding(&d.defendant_hi) {
-                                (Outcome::DefendantWins, refereed)
-                            } else if out == q.finding(&d.challenger_hi) {
-                                (Outcome::ChallengerWins, refereed)
-                            } else {
-                                (Outcome::ChallengerWins, Resolution::InputUnavailable)
-                            }
-                        }
-                        Err(RefereeError::Pending) => {
-                            waiting.push(id);
-                            continue;
-                        }
-                        Err(RefereeError::InputUnavailable | RefereeError::ModelUnavailable)
-                            if patient =>
-                        {
-                            waiting.push(id);
-                            continue;
-                        }
-                        Err(RefereeError::InputUnavailable) => {
+                match referee.execute_layer(&j.spec.model, layer, &d.agreed) {
+                    Ok(out) => {
+                        if out == q.finding(&d.defendant_hi) {
+                            (Outcome::DefendantWins, refereed)
+                        } else if out == q.finding(&d.challenger_hi) {
+                            (Outcome::ChallengerWins, refereed)
+                        } else {
                             (Outcome::ChallengerWins, Resolution::InputUnavailable)
                         }
-                        Err(_) => (Outcome::Annulled, Resolution::Annulled),
-                    };
-                self.resolve(id, outcome, resolution, ctx);
-                continue;
-            }
-            let (outcome, resolution) = match referee.execute_layer(&j.spec.model, layer, &d.agreed)
-            {
-                Ok(out) if out == d.defendant_hi => {
-                    (Outcome::DefendantWins, Resolution::Refereed { layer })
+                    }
+                    Err(RefereeError::Pending) if !expired => continue,
+                    Err(RefereeError::InputUnavailable | RefereeError::ModelUnavailable)
+                        if patient =>
+                    {
+                        continue
+                    }
+                    Err(RefereeError::InputUnavailable) => {
+                        (Outcome::ChallengerWins, Resolution::InputUnavailable)
+                    }
+                    Err(_) => (Outcome::Annulled, Resolution::Annulled),
                 }
-                Ok(out) if out == d.challenger_hi => {
-                    (Outcome::ChallengerWins, Resolution::Refereed { layer })
+            } else {
+                match referee.execute_layer(&j.spec.model, layer, &d.agreed) {
+                    Ok(out) if out == d.defendant_hi => {
+                        (Outcome::DefendantWins, Resolution::Refereed { layer })
+                    }
+                    Ok(out) if out == d.challenger_hi => {
+                        (Outcome::ChallengerWins, Resolution::Refereed { layer })
+                    }
+                    Ok(_) => (Outcome::BothLose, Resolution::Refereed { layer }),
+                    Err(RefereeError::Pending) if !expired => continue,
+                    Err(RefereeError::InputUnavailable | RefereeError::ModelUnavailable)
+                        if patient =>
+                    {
+                        continue
+                    }
+                    Err(RefereeError::InputUnavailable) => {
+                        (Outcome::ChallengerWins, Resolution::InputUnavailable)
+                    }
+                    Err(_) => (Outcome::Annulled, Resolution::Annulled),
                 }
-                Ok(_) => (Outcome::BothLose, Resolution::Refereed { layer }),
-                Err(RefereeError::Pending) => {
-                    waiting.push(id);
-                    continue;
-                }
-                Err(RefereeError::InputUnavailable | RefereeError::ModelUnavailable) if patient => {
-                    waiting.push(id);
-                    continue;
-                }
-                Err(RefereeError::InputUnavailable) => {
-                    (Outcome::ChallengerWins, Resolution::InputUnavailable)
-                }
-                Err(_) => (Outcome::Annulled, Resolution::Annulled),
             };
+            self.leave_referee(id);
             self.resolve(id, outcome, resolution, ctx);
         }
-        self.referee_queue.extend(waiting);
     }
 
     /// Slashes a loser's stake and splits it; returns the amount slashed.

@@ -150,6 +150,9 @@ pub(crate) enum Timer {
     Match(JobId),
     /// A final entity's retention ends (`prune.rs`).
     Prune(StateKey),
+    /// A dispute waiting for the referee reaches a patience limit (its
+    /// deadline, or the referee timeout after it).
+    Referee(DisputeId),
 }
 
 /// An account with the block epoch in which it was last touched (for
@@ -200,6 +203,13 @@ pub struct State {
     /// What this block pruned so far (handed out in the block's outcome).
     pruned: Vec<Pruned>,
     referee_queue: BTreeSet<DisputeId>,
+    /// The disputes of `referee_queue` by their referee question, so a
+    /// block's verdicts find theirs without a scan (derived).
+    referee_index: BTreeMap<crate::referee::Question, BTreeSet<DisputeId>>,
+    /// The question each queued dispute is indexed under (derived).
+    referee_keys: BTreeMap<DisputeId, crate::referee::Question>,
+    /// Queued disputes whose patience timer fired this block (derived).
+    referee_due: BTreeSet<DisputeId>,
     /// Jobs whose availability claim waits for the referee.
     claims: BTreeSet<JobId>,
     /// Jobs in which an address took a role (slot or audit); an index derived
@@ -270,6 +280,9 @@ impl State {
             offers: offers::Offers::default(),
             pruned: Vec::new(),
             referee_queue: BTreeSet::new(),
+            referee_index: BTreeMap::new(),
+            referee_keys: BTreeMap::new(),
+            referee_due: BTreeSet::new(),
             claims: BTreeSet::new(),
             roles: BTreeMap::new(),
             role_holders: BTreeMap::new(),
@@ -501,6 +514,9 @@ impl State {
                 Timer::Dispute(d) => self.check_dispute_timeout(d, ctx),
                 Timer::Match(j) => self.check_match_timeout(j),
                 Timer::Prune(k) => self.prune(k),
+                Timer::Referee(d) => {
+                    self.referee_due.insert(d);
+                }
             }
         }
         self.release_unbonded(ctx);
