@@ -208,8 +208,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             );
         }
         println!(
-            "  a finished job: {} bytes of state",
-            report["finished_job"]["state_bytes"]
+            "  a finished job: {} bytes of state, 0 after the retention window ({} blocks)",
+            report["finished_job"]["state_bytes"], report["finished_job"]["retention_blocks"]
         );
     }
     Ok(())
