@@ -27,7 +27,7 @@ use agentic_protocol::test_utils::{
     address_of, fast_params, job_spec, key, layer_output, offer, salt_for, GenesisBuilder,
     TestChain, Trace,
 };
-use agentic_protocol::tx::{JobSpec, TxBody};
+use agentic_protocol::tx::{JobSpec, SignedTx, TxBody};
 use agentic_protocol::types::{Amount, Hash, Height, JobId, VerificationLevel};
 use agentic_protocol::{Address, DisputeId, TxError};
 use commonware_cryptography::ed25519::PrivateKey;
@@ -884,6 +884,66 @@ fn item_7_a_false_unavailability_claim_costs_the_claimant() {
         .unwrap();
     chain.advance(6);
     assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Completed);
+}
+
+/// A claim the validators never answer (blocks without verdicts) does not
+/// hold the job forever: it lapses `referee_timeout` blocks after its
+/// patience, nobody penalized, and the job's deadline moves by the wait.
+#[test]
+fn item_7_an_unanswered_claim_lapses_without_a_penalty() {
+    let p = 10;
+    let params = Params {
+        referee_timeout: 20,
+        ..fast_params()
+    };
+    let mut chain = net_with(params.clone(), &[(p, 1, 10_000), (11, 9, 10_000)]);
+    let job = submit(
+        &mut chain,
+        spec(&[(4, 3_000_000)], VerificationLevel::Optimistic),
+    );
+    let slot = |chain: &TestChain| {
+        chain.state.job(job).unwrap().stages[0].slots[0]
+            .assignment
+            .clone()
+            .unwrap()
+    };
+    let deadline = slot(&chain).deadline;
+    let bonded = chain.state.account(&addr(p)).bonded;
+    let claim = chain.sign(&key(p), TxBody::ClaimUnavailable { job });
+    let run = |chain: &mut TestChain, txs: Vec<SignedTx>| {
+        let block = agentic_protocol::Block {
+            height: chain.state.height().plus(1),
+            beacon: [5; 32],
+            txs,
+        };
+        chain
+            .state
+            .apply_block(&block, &agentic_protocol::Verdicts(&[]))
+            .unwrap()
+    };
+    let out = run(&mut chain, vec![claim]);
+    assert!(out.receipts[0].is_ok(), "{:?}", out.receipts);
+    let since = chain.state.height();
+    let lapse = since.0 + params.dispute_timeout + params.referee_timeout;
+    let mut lapsed = None;
+    while chain.state.height().0 <= lapse {
+        let out = run(&mut chain, Vec::new());
+        let evs: Vec<Event> = out.events.into_iter().map(|r| r.event).collect();
+        if evs.iter().any(|e| {
+            matches!(e, Event::ClaimRejected { job: j, penalty, .. } if *j == job && penalty.0 == 0)
+        }) {
+            lapsed = Some(chain.state.height());
+        }
+    }
+    assert_eq!(
+        lapsed,
+        Some(Height(lapse + 1)),
+        "lapses right after the timeout"
+    );
+    assert!(chain.state.job(job).unwrap().claim.is_none());
+    assert_eq!(chain.state.account(&addr(p)).bonded, bonded, "no penalty");
+    assert_eq!(slot(&chain).deadline.0, deadline.0 + (lapse + 1 - since.0));
+    assert_eq!(chain.state.root(), chain.state.full_root());
 }
 
 // ---------------------------------------------------------------------------

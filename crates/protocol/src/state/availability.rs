@@ -91,8 +91,17 @@ impl State {
                 continue;
             }
             let patient = now <= claim.since.plus(self.params.dispute_timeout);
+            let expired = now
+                > claim
+                    .since
+                    .plus(self.params.dispute_timeout)
+                    .plus(self.params.referee_timeout);
             match referee.execute_layer(&j.spec.model, AVAILABILITY_PROBE, &j.spec.input) {
-                Ok(_) => self.reject_claim(job, claim, ctx),
+                Ok(_) => self.reject_claim(job, claim, true, ctx),
+                // The validators never answered: the claim lapses, nobody
+                // penalized, and the job's deadlines move on as after a
+                // rejection.
+                Err(RefereeError::Pending) if expired => self.reject_claim(job, claim, false, ctx),
                 Err(RefereeError::Pending) => continue,
                 Err(_) if patient => continue,
                 Err(_) => self.data_unavailable(job, ctx),
@@ -101,13 +110,18 @@ impl State {
         }
     }
 
-    /// The data was there: the claimant pays the miss penalty; the job's
+    /// The data was there (`penalize`: the claimant pays the miss penalty),
+    /// or nobody answered in time (no penalty); either way the job's
     /// uncommitted deadlines move by the time the claim held them.
-    fn reject_claim(&mut self, job: JobId, claim: Claim, ctx: &mut BlockCtx) {
+    fn reject_claim(&mut self, job: JobId, claim: Claim, penalize: bool, ctx: &mut BlockCtx) {
         let Some(payer) = self.jobs.get(&job).map(|j| j.payer) else {
             return;
         };
-        let penalty = self.penalize_miss(claim.claimant, payer, Amount::ZERO);
+        let penalty = if penalize {
+            self.penalize_miss(claim.claimant, payer, Amount::ZERO)
+        } else {
+            Amount::ZERO
+        };
         let waited = self.now().0.saturating_sub(claim.since.0);
         let mut timers = Vec::new();
         if let Some(jm) = self.job_mut(job) {
