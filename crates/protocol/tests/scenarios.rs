@@ -187,6 +187,50 @@ fn pipeline_stages_get_distinct_providers_and_chain_inputs() {
     assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Completed);
 }
 
+/// A job is several root entries: committing and revealing one stage of a
+/// 3-stage job re-hashes that stage's entry only, not the whole job (nor its
+/// spec, which never changes after submit).
+#[test]
+fn a_commit_rehashes_one_stage_not_the_whole_job() {
+    let mut chain = network();
+    let req = key(REQUESTER);
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(2, 1_000_000), (3, 1_000_000), (1, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    let job = submit(&mut chain, &req, spec);
+    let a = assigned(&chain, job, 0);
+    let ka = key_of(a);
+    let t0 = Trace::honest(&model(), 0, 2, input());
+    let salt = salt_for(&a, job, 0);
+    chain
+        .step(
+            &ka,
+            TxBody::CommitResult {
+                job,
+                stage: 0,
+                commitment: t0.result().commitment(job, 0, &salt, &a),
+            },
+        )
+        .unwrap();
+    let mut prefix = vec![0x04];
+    prefix.extend_from_slice(&job.0.to_be_bytes());
+    let job_keys: Vec<Vec<u8>> = chain
+        .state
+        .last_changed_keys()
+        .into_iter()
+        .filter(|k| k.starts_with(&prefix))
+        .collect();
+    let mut stage0 = prefix.clone();
+    stage0.push(0x02);
+    stage0.extend_from_slice(&0u32.to_be_bytes());
+    assert_eq!(job_keys, vec![stage0], "only stage 0's entry changed");
+    assert_eq!(chain.state.root(), chain.state.full_root());
+}
+
 #[test]
 fn a_stage_whose_input_does_not_chain_is_slashed_and_rerouted() {
     let mut chain = network();

@@ -13,6 +13,15 @@
 //!                                  0x0a meta (height, next ids, supply counters)
 //! ```
 //!
+//! A job is several entries, so that a commit or a reveal re-hashes the one
+//! stage it changed, not the whole job:
+//!
+//! ```text
+//!   0x04 ‖ id ‖ 0x00        requester, payer, spec, submitted_at   (fixed at submit)
+//!   0x04 ‖ id ‖ 0x01        escrow, status, excluded, claim
+//!   0x04 ‖ id ‖ 0x02 ‖ s    stage s (u32 big-endian)
+//! ```
+//!
 //! Dirty tracking costs nothing on the hot path: each account slot carries
 //! the block height it was last touched at; the first touch in a block
 //! pushes the account's old value (a 56-byte `Copy`) onto a list. Other
@@ -23,6 +32,7 @@
 use super::{Account, AccountSlot, State};
 use crate::params::Params;
 use crate::root::StateCommitment;
+use crate::state::Job;
 use crate::state::Meta;
 use crate::types::{Address, DisputeId, Hash, Height, JobId, MandateId, ProposalId};
 use commonware_codec::{Encode, Write};
@@ -125,6 +135,56 @@ fn encode<T: Encode>(v: &T) -> Vec<u8> {
 /// One entry change: key, old value (if it existed), new value (if it exists).
 type Change = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
 
+/// Root entries as (key, value) bytes, in key order.
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn job_key(id: JobId, part: u8) -> Vec<u8> {
+    let mut k = Vec::with_capacity(14);
+    k.push(0x04);
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k.push(part);
+    k
+}
+
+/// A job's root entries (module docs); the fixed part only `with_spec`.
+fn job_entries(id: JobId, j: &Job, with_spec: bool) -> Entries {
+    let mut out = Vec::with_capacity(j.stages.len() + 2);
+    if with_spec {
+        let mut v = Vec::with_capacity(256);
+        j.requester.write(&mut v);
+        j.payer.write(&mut v);
+        j.spec.write(&mut v);
+        j.submitted_at.write(&mut v);
+        out.push((job_key(id, 0), v));
+    }
+    let mut head = Vec::with_capacity(32 + 32 * j.excluded.len());
+    j.escrow.write(&mut head);
+    j.status.write(&mut head);
+    (j.excluded.len() as u32).write(&mut head);
+    for a in &j.excluded {
+        a.write(&mut head);
+    }
+    j.claim.write(&mut head);
+    out.push((job_key(id, 1), head));
+    for (s, st) in j.stages.iter().enumerate() {
+        let mut k = job_key(id, 2);
+        k.extend_from_slice(&(s as u32).to_be_bytes());
+        out.push((k, encode(st)));
+    }
+    out
+}
+
+/// How a job changed in the block (its entries before the block).
+#[derive(Clone, Debug)]
+enum JobTouch {
+    /// Submitted in this block.
+    Created,
+    /// Changed: its head and stage entries before the block.
+    Changed(Entries),
+    /// Pruned: every entry it had before the block.
+    Removed(Entries),
+}
+
 /// Transactions applied between two hand-offs of old account values to the
 /// eager remover (see `State::apply_block_preverified`).
 pub(crate) const EAGER_CHUNK: usize = 1024;
@@ -160,6 +220,10 @@ pub(crate) struct Commitment {
     /// `accounts[..eager_upto]` had their old values removed eagerly.
     eager_upto: usize,
     others: BTreeMap<StateKey, Option<Vec<u8>>>,
+    jobs: BTreeMap<JobId, JobTouch>,
+    /// Keys of the non-account entries the last block changed (tests).
+    #[cfg(any(test, feature = "test-utils"))]
+    last_changed: Vec<Vec<u8>>,
     params_before: Vec<u8>,
     meta_before: Vec<u8>,
 }
@@ -173,6 +237,7 @@ impl Commitment {
         self.accounts.clear();
         self.eager_upto = 0;
         self.others.clear();
+        self.jobs.clear();
         self.params_before = encode(params);
         self.meta_before = encode(meta);
     }
@@ -208,6 +273,31 @@ impl Commitment {
             .collect()
     }
 
+    /// Records a job's entries before its first change this block (`None`:
+    /// it is being created).
+    pub(crate) fn touch_job(&mut self, id: JobId, current: Option<&Job>) {
+        self.jobs.entry(id).or_insert_with(|| match current {
+            None => JobTouch::Created,
+            Some(j) => JobTouch::Changed(job_entries(id, j, false)),
+        });
+    }
+
+    /// Records that job `id` (as `current`) leaves the state in this block.
+    pub(crate) fn remove_job(&mut self, id: JobId, current: &Job) {
+        let next = match self.jobs.remove(&id) {
+            // Created and removed in one block: it never reached the root.
+            Some(JobTouch::Created) => return,
+            Some(JobTouch::Changed(mut old)) => {
+                // The fixed part never changes after submit.
+                old.extend(job_entries(id, current, true).into_iter().take(1));
+                old
+            }
+            Some(JobTouch::Removed(old)) => old,
+            None => job_entries(id, current, true),
+        };
+        self.jobs.insert(id, JobTouch::Removed(next));
+    }
+
     pub(crate) fn touch<T: Encode>(&mut self, key: StateKey, current: Option<&T>) {
         self.others
             .entry(key)
@@ -222,7 +312,8 @@ impl State {
             StateKey::Account(a) => self.accounts.get(a).map(|s| encode(&s.acct)),
             StateKey::Provider(a) => self.providers.get(a).map(encode),
             StateKey::Mandate(m) => self.mandates.get(m).map(encode),
-            StateKey::Job(j) => self.jobs.get(j).map(encode),
+            // Jobs are committed as several entries (`job_entries`).
+            StateKey::Job(_) => None,
             StateKey::Dispute(d) => self.disputes.get(d).map(encode),
             StateKey::Proposal(p) => self.proposals.get(p).map(encode),
             StateKey::Vote(p, a) => self.votes.get(&(*p, *a)).map(encode),
@@ -270,6 +361,39 @@ impl State {
                 changes.push((key.to_bytes(), old, new));
             }
         }
+        for (id, touch) in std::mem::take(&mut commit.jobs) {
+            match touch {
+                JobTouch::Created => {
+                    if let Some(j) = self.jobs.get(&id) {
+                        for (k, v) in job_entries(id, j, true) {
+                            changes.push((k, None, Some(v)));
+                        }
+                    }
+                }
+                JobTouch::Removed(old) => {
+                    for (k, v) in old {
+                        changes.push((k, Some(v), None));
+                    }
+                }
+                JobTouch::Changed(old) => {
+                    let new = self
+                        .jobs
+                        .get(&id)
+                        .map(|j| job_entries(id, j, false))
+                        .unwrap_or_default();
+                    let mut old: BTreeMap<Vec<u8>, Vec<u8>> = old.into_iter().collect();
+                    for (k, v) in new {
+                        match old.remove(&k) {
+                            Some(o) if o == v => {}
+                            o => changes.push((k, o, Some(v))),
+                        }
+                    }
+                    for (k, o) in old {
+                        changes.push((k, Some(o), None));
+                    }
+                }
+            }
+        }
         let params_now = encode(&self.params);
         if params_now != commit.params_before {
             changes.push((
@@ -285,6 +409,10 @@ impl State {
                 Some(std::mem::take(&mut commit.meta_before)),
                 Some(meta_now),
             ));
+        }
+        #[cfg(any(test, feature = "test-utils"))]
+        {
+            commit.last_changed = changes.iter().map(|c| c.0.clone()).collect();
         }
         // Each change is independent and the accumulator is commutative, so
         // the work is spread over rayon threads and the partial sums combined.
@@ -329,8 +457,9 @@ impl State {
         for (id, m) in &self.mandates {
             add(StateKey::Mandate(*id), encode(m));
         }
+        let mut job_parts = Vec::new();
         for (id, j) in &self.jobs {
-            add(StateKey::Job(*id), encode(j));
+            job_parts.extend(job_entries(*id, j, true));
         }
         for (id, d) in &self.disputes {
             add(StateKey::Dispute(*id), encode(d));
@@ -346,7 +475,17 @@ impl State {
         }
         add(StateKey::Params, encode(&self.params));
         add(StateKey::Meta, encode(&self.meta));
+        for (k, v) in &job_parts {
+            acc.insert(k, v);
+        }
         self.commit.acc = acc;
+    }
+
+    /// Keys of the root entries (other than accounts) the last block
+    /// changed, in no particular order (tests: what a transaction re-hashes).
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn last_changed_keys(&self) -> Vec<Vec<u8>> {
+        self.commit.last_changed.clone()
     }
 
     /// The root recomputed from every item (slow; for tests and audits of

@@ -581,7 +581,7 @@ impl State {
     /// Mutable job, recorded as dirty.
     pub(crate) fn job_mut(&mut self, id: JobId) -> Option<&mut Job> {
         let job = self.jobs.get_mut(&id)?;
-        self.commit.touch(StateKey::Job(id), Some(&*job));
+        self.commit.touch_job(id, Some(&*job));
         Some(job)
     }
     /// Mutable provider, recorded as dirty.

@@ -94,7 +94,7 @@ impl State {
         if !done || self.claims.contains(&id) || self.matching.contains(&id) {
             return None;
         }
-        self.commit.touch(StateKey::Job(id), Some(job));
+        self.commit.remove_job(id, job);
         let job = self.jobs.remove(&id)?;
         self.waiting.remove(&id);
         self.role_holders.remove(&id);

@@ -14,7 +14,7 @@
 
 use crate::error::TxError;
 use crate::event::Event;
-use crate::state::{BlockCtx, Job, JobStatus, Slot, Stage, StagePhase, State, StateKey};
+use crate::state::{BlockCtx, Job, JobStatus, Slot, Stage, StagePhase, State};
 use crate::tx::JobSpec;
 use crate::types::{limits, Address, Amount, JobId, VerificationLevel, PPM};
 
@@ -274,7 +274,7 @@ impl State {
         }
         job.excluded.clear();
         self.meta.next_job = JobId(id.0 + 1);
-        self.commit.touch::<Job>(StateKey::Job(id), None);
+        self.commit.touch_job(id, None);
         self.jobs.insert(id, job);
         self.enqueue_match(id);
         ctx.emit(Event::JobSubmitted {
