@@ -218,6 +218,70 @@ async fn availability_probe_fetches_both_blobs_and_runs_nothing() {
     assert_eq!(f, Finding::InputUnavailable);
 }
 
+/// A generation dispute that ends on stage 0's input leaf asks the referee to derive it
+/// from the request and the transcript blobs: the prompt's tokens at step 0, the token
+/// sampled at step t − 1 after; nothing runs, and bytes that are not a transcript, or a
+/// step past it, are out of range.
+#[tokio::test]
+async fn input_leaf_questions_derive_stage0_input_from_request_and_transcript() {
+    use agentic_compute::llm::stage::{tokens_leaf, transcript_bytes, GenerationRequest};
+    use agentic_protocol::referee::INPUT_LEAF_BASE;
+    let dir = TempDir::new("input-leaf");
+    let request = GenerationRequest {
+        prompt: vec![1, 17, 42],
+        max_tokens: 8,
+        sampler: agentic_compute::llm::Sampler::Greedy,
+        stop: Vec::new(),
+    }
+    .encode();
+    let transcript = transcript_bytes(&[7, 9, 11, 2]);
+    let (rq, tr) = (hash(&request), hash(&transcript));
+    let party = Arc::new(BlobStore::open(dir.path().join("party"), DEFAULT_MAX_BLOB).unwrap());
+    party.put(&rq, &request).unwrap();
+    party.put(&tr, &transcript).unwrap();
+    let sources = vec![serve(party.clone()).await];
+    let mine = Arc::new(BlobStore::open(dir.path().join("validator"), DEFAULT_MAX_BLOB).unwrap());
+    let node = |tokens: &[u32]| {
+        Finding::Output(Hash(agentic_protocol::merkle::hash_leaf(
+            &tokens_leaf(tokens).0,
+        )))
+    };
+    let q = |step: u32, model: Hash, input: Hash| Question {
+        model,
+        layer: INPUT_LEAF_BASE + step,
+        input,
+    };
+    let (f, ops) = arbiter_settle_fresh(&mine, &q(0, rq, tr), &sources).await;
+    assert_eq!(f, node(&[1, 17, 42]), "step 0: the prompt");
+    assert_eq!(ops, 0, "nothing executed");
+    let (f, _) = arbiter_settle_fresh(&mine, &q(3, rq, tr), &sources).await;
+    assert_eq!(f, node(&[11]), "step 3: the token sampled at step 2");
+    let (f, _) = arbiter_settle_fresh(&mine, &q(4, rq, tr), &sources).await;
+    assert_eq!(f, Finding::LayerOutOfRange, "past the transcript");
+    // The request named as the transcript: not a transcript.
+    let (f, _) = arbiter_settle_fresh(&mine, &q(1, rq, rq), &sources).await;
+    assert_eq!(f, Finding::LayerOutOfRange);
+    // Blobs nobody serves.
+    let (f, _) = arbiter_settle_fresh(&mine, &q(1, Hash([3; 32]), tr), &sources).await;
+    assert_eq!(f, Finding::ModelUnavailable);
+    let (f, _) = arbiter_settle_fresh(&mine, &q(1, rq, Hash([4; 32])), &sources).await;
+    assert_eq!(f, Finding::InputUnavailable);
+    // A voter re-derives the same answer.
+    let voter = Arbiter::new(Arc::new(
+        BlobStore::open(dir.path().join("voter"), DEFAULT_MAX_BLOB).unwrap(),
+    ));
+    assert!(
+        voter
+            .agrees(&q(3, rq, tr).verdict(node(&[11])), &sources)
+            .await
+    );
+    assert!(
+        !voter
+            .agrees(&q(3, rq, tr).verdict(node(&[9])), &sources)
+            .await
+    );
+}
+
 /// A scratch directory removed on drop.
 struct TempDir(std::path::PathBuf);
 

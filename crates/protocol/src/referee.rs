@@ -35,6 +35,26 @@ use crate::types::Hash;
 /// job's data unavailable (`ClaimUnavailable`).
 pub const AVAILABILITY_PROBE: u32 = u32::MAX;
 
+/// The first layer index of **input-leaf questions**: a question
+/// `(request, INPUT_LEAF_BASE + t, transcript)` asks for stage 0's input leaf
+/// of a generation session at step `t`, which the validators derive from the
+/// job's input blob (the `GenerationRequest`, named in the model slot) and the
+/// session's transcript blob (the input slot): the prompt's tokens at step 0,
+/// the token sampled at step `t − 1` after. The answer is
+/// `Output(H(0x00 ‖ leaf))`, the leaf's node in the trace tree, compared with
+/// both parties' nodes. Indices from here up to [`AVAILABILITY_PROBE`] are
+/// reserved: `t` is below `limits::MAX_GENERATION_TOKENS` (2^20), so they never
+/// meet the probe, and a layer question that would land here is annulled.
+pub const INPUT_LEAF_BASE: u32 = 0xFFE0_0000;
+
+/// The step an input-leaf question asks about, if `layer` is one
+/// ([`INPUT_LEAF_BASE`]).
+pub fn input_leaf_step(layer: u32) -> Option<u32> {
+    (INPUT_LEAF_BASE..AVAILABILITY_PROBE)
+        .contains(&layer)
+        .then(|| layer - INPUT_LEAF_BASE)
+}
+
 /// What the referee re-executes for a **generation** stage's dispute (see
 /// `state::disputes`, "Generation stages"): leaf `leaf` of the defendant's trace
 /// (committed by `root` over `leaves` leaves, `width` per step), i.e. trace layer

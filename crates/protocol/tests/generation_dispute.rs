@@ -158,6 +158,12 @@ fn disputed() -> Disputed {
 }
 
 fn disputed_at(first_bad: u32) -> Disputed {
+    disputed_on(2, first_bad)
+}
+
+/// A disputed generation on `stage`: its session provider (defendant) against
+/// the stage's auditor, whose trace first differs at `first_bad`.
+fn disputed_on(stage: usize, first_bad: u32) -> Disputed {
     let mut chain = network();
     let spec = spec();
     let job = chain.state.meta().next_job;
@@ -166,11 +172,11 @@ fn disputed_at(first_bad: u32) -> Disputed {
         .unwrap();
     let (honest, cheat) = traces(first_bad);
     let mut results = session_results(Hash::digest("transcript", &[b"t"]), 3, STEPS);
-    results[2].trace_root = root_of(&cheat);
+    results[stage].trace_root = root_of(&cheat);
     let audit2 = StageResult {
         output: Hash::digest("other tokens", &[b"t"]),
         trace_root: root_of(&honest),
-        ..results[2]
+        ..results[stage]
     };
     let holder = |chain: &TestChain, s: usize| {
         chain.state.job(job).unwrap().stages[s].slots[0]
@@ -193,7 +199,7 @@ fn disputed_at(first_bad: u32) -> Disputed {
     }
     ok(&mut chain);
     let auditors: Vec<Address> = (0..3).map(|s| chain.auditor_of(job, s).unwrap()).collect();
-    let claimed = |s: usize| if s == 2 { audit2 } else { results[s] };
+    let claimed = |s: usize| if s == stage { audit2 } else { results[s] };
     for (s, a) in auditors.iter().enumerate() {
         let c = claimed(s).commitment(job, s as u32, &salt_for(a, job, s as u32), a);
         chain.push(
@@ -234,8 +240,10 @@ fn disputed_at(first_bad: u32) -> Disputed {
     let id = events
         .iter()
         .find_map(|e| match e {
-            Event::DisputeOpened { dispute, stage, .. } => {
-                assert_eq!(*stage, 2);
+            Event::DisputeOpened {
+                dispute, stage: s, ..
+            } => {
+                assert_eq!(*s as usize, stage);
                 Some(*dispute)
             }
             _ => None,
@@ -246,8 +254,8 @@ fn disputed_at(first_bad: u32) -> Disputed {
     assert_eq!(d.phase, DisputePhase::Bisecting);
     assert_eq!(d.game.descent_leaves(), STEPS * (LAYERS + 1));
     Disputed {
-        defendant: holder(&chain, 2),
-        auditor: auditors[2],
+        defendant: holder(&chain, stage),
+        auditor: auditors[stage],
         chain,
         job,
         id,
@@ -548,8 +556,9 @@ fn a_silent_party_in_the_descent_loses() {
 }
 
 #[test]
-fn a_first_difference_at_a_steps_input_leaf_is_annulled() {
-    // Step 3's input leaf (a stage-0 token leaf in a real session): nothing to re-run.
+fn a_first_difference_at_an_input_leaf_past_stage_0_is_annulled() {
+    // Step 3's input leaf of stage 2: the previous stage's output, agreed by the
+    // session chain, so nothing to ask.
     let first = 3 * (LAYERS + 1);
     let mut t = disputed_at(first);
     let events = t.descend_events();
@@ -565,4 +574,40 @@ fn a_first_difference_at_a_steps_input_leaf_is_annulled() {
         Some((None, Resolution::Annulled))
     );
     assert!(!events.iter().any(|e| matches!(e, Event::Slashed { .. })));
+}
+
+/// Stage 0's input leaf at a step is derived by the referee from the job's
+/// request and the transcript: the question names both blobs, and the party
+/// whose leaf node equals the answer wins (the cheater is slashed).
+#[test]
+fn a_stage0_input_leaf_is_derived_from_the_request_and_the_transcript() {
+    let first = 3 * (LAYERS + 1);
+    let mut t = disputed_on(0, first);
+    let transcript = Hash::digest("transcript", &[b"t"]);
+    // The chain's own referee cannot fetch the transcript: the question waits.
+    t.chain.referee.unavailable_inputs.insert(transcript);
+    t.descend();
+    let d = t.chain.state.dispute(t.id).unwrap().clone();
+    assert_eq!(d.game.descent_leaf(), Some(first));
+    assert_eq!(d.phase, DisputePhase::AwaitingReferee);
+    let request = t.chain.state.job(t.job).unwrap().spec.input;
+    let questions = t.chain.state.referee_questions();
+    let layer = agentic_protocol::referee::INPUT_LEAF_BASE + 3;
+    assert_eq!(questions, vec![(request, layer, transcript)]);
+    assert_eq!(agentic_protocol::referee::input_leaf_step(layer), Some(3));
+    // The validators derive the honest leaf.
+    let honest_node = Hash(merkle::hash_leaf(&t.honest[first as usize].0));
+    let referee = Answer {
+        blob: transcript,
+        answer: Ok(honest_node),
+    };
+    let events = produce_with(&mut t.chain, &referee);
+    assert_eq!(
+        resolution(&events, t.id),
+        Some((Some(t.auditor), Resolution::Refereed { layer: 0 }))
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Slashed { who, .. } if *who == t.defendant)));
+    assert_eq!(t.chain.state.root(), t.chain.state.full_root());
 }

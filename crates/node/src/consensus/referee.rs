@@ -37,6 +37,14 @@
 //! `Output(GenerationQuestion::finding(H(0x00 ‖ output leaf)))`, which binds the header
 //! it read. Bytes that do not decode or prove are as good as absent: `InputUnavailable`.
 //!
+//! An **input-leaf question** — layer `INPUT_LEAF_BASE + t`
+//! (`agentic_protocol::referee::INPUT_LEAF_BASE`), asked when a generation dispute's
+//! descent ends on stage 0's input leaf at step `t` — names the job's request blob in the
+//! model slot and the transcript blob in the input slot; the arbiter fetches both and
+//! derives the leaf (`llm_referee::stage0_input_leaf`): the prompt's tokens at step 0,
+//! the token sampled at step `t − 1` after. It answers the leaf's node,
+//! `Output(H(0x00 ‖ leaf))`; nothing runs.
+//!
 //! An **availability probe** — layer [`AVAILABILITY_PROBE`], asked when an assigned
 //! provider claims a job's model or input cannot be fetched (`ClaimUnavailable`) — runs
 //! nothing: the arbiter fetches both blobs the same way (hash-checked, kept) and answers
@@ -63,7 +71,7 @@ use agentic_compute::metering::OpCounter;
 use agentic_compute::models::Model;
 use agentic_compute::train::task::{TaskLimits, TrainTask};
 use agentic_compute::train::units::{self, CarryLimits};
-use agentic_protocol::referee::{GenerationQuestion, AVAILABILITY_PROBE};
+use agentic_protocol::referee::{input_leaf_step, GenerationQuestion, AVAILABILITY_PROBE};
 use agentic_protocol::{Finding, Hash, Verdict};
 
 use agentic_client::blobs::BlobStore;
@@ -259,6 +267,9 @@ impl Arbiter {
         if q.layer == AVAILABILITY_PROBE {
             return (self.probe(q, sources).await, 0);
         }
+        if let Some(step) = input_leaf_step(q.layer) {
+            return (self.input_leaf(q, step, sources).await, 0);
+        }
         let Some(workload) = self.model(&q.model, sources).await else {
             return (Finding::ModelUnavailable, 0);
         };
@@ -371,6 +382,25 @@ impl Arbiter {
             return Finding::InputUnavailable;
         }
         Finding::Output(Hash::ZERO)
+    }
+
+    /// Stage 0's input leaf of a generation session at `step`, derived from the job's
+    /// request (the question's model slot) and the session's transcript (its input slot):
+    /// `Output(H(0x00 ‖ leaf))`, the leaf's node in the trace tree. A request nobody
+    /// serves is `ModelUnavailable`, a transcript `InputUnavailable` (the ledger annuls
+    /// either: neither party publishes them); bytes that do not decode, or a step past
+    /// the transcript, answer `LayerOutOfRange` (annulled too). Nothing is executed.
+    async fn input_leaf(&self, q: &Question, step: u32, sources: &[String]) -> Finding {
+        let Some(request) = self.blob(&q.model, sources).await else {
+            return Finding::ModelUnavailable;
+        };
+        let Some(transcript) = self.blob(&q.input, sources).await else {
+            return Finding::InputUnavailable;
+        };
+        match llm_referee::stage0_input_leaf(&request, &transcript, step) {
+            Ok(leaf) => Finding::Output(Hash(agentic_protocol::merkle::hash_leaf(&leaf.0))),
+            Err(_) => Finding::LayerOutOfRange,
+        }
     }
 
     /// Whether the blob is in the store or could be fetched into it (checked against

@@ -201,13 +201,9 @@ impl State {
             let Some(j) = self.jobs.get(&d.job) else {
                 continue;
             };
-            let Some(spec) = j.spec.stages.get(d.stage as usize) else {
-                continue;
-            };
-            let Some(layer) = d.referee_layer(spec.first_layer) else {
-                continue;
-            };
-            out.push((j.spec.model, layer, d.agreed));
+            if let Some(q) = State::referee_question(d, j) {
+                out.push(q);
+            }
         }
         for id in &self.claims {
             if let Some(j) = self.jobs.get(id) {

@@ -46,10 +46,11 @@
 //! A first difference at a step's input leaf (`j = 0`) has nothing to re-execute. Both
 //! parties claimed the same input (the audit and a challenge require it); past stage 0
 //! that claim is the chain of the input leaves themselves, so the leaves agree and this
-//! cannot happen. At stage 0 the claim is the transcript and the leaf a hash of the
-//! step's tokens: one party's leaf contradicts the transcript, which the ledger cannot
-//! see — the dispute is annulled (nobody punished). Re-deriving that leaf from the
-//! request and the transcript blob is the referee's next question to add.
+//! cannot happen (annulled if it does). At stage 0 the claim is the transcript and the
+//! leaf a hash of the step's tokens: the referee derives it from the job's request blob
+//! and the transcript blob (`referee::INPUT_LEAF_BASE`) and the party whose node it is
+//! wins (neither: both lose; blobs nobody serves: annulled, as neither party publishes
+//! them).
 //!
 //! The descent is over the defendant's `steps × (layers + 1)` leaves: a challenger whose
 //! trace has another step count cannot open the root at the top, and loses by timeout.
@@ -515,6 +516,14 @@ impl State {
             .get(&d.job)
             .and_then(|j| j.spec.stages.get(d.stage as usize))
             .map_or(1, |s| s.layers.saturating_add(1));
+        // What both parties claimed as the stage's input (the audit and a challenge
+        // require the same): for stage 0 of a session, the transcript.
+        let claimed_input = self.jobs.get(&d.job).and_then(|j| {
+            j.stages.get(d.stage as usize)?.slots.iter().find_map(|s| {
+                let a = s.assignment.as_ref()?;
+                (a.provider == d.defendant).then_some(a.result?.input)
+            })
+        });
         self.charge(who, fee);
         let timeout = self.params.dispute_timeout;
         let mut narrowed = None;
@@ -541,8 +550,10 @@ impl State {
                 d.deadline = now.plus(timeout);
                 if let Some(f) = d.game.descent_leaf() {
                     d.step = Some(f / width.max(1));
-                    // A step's input leaf has nothing to re-execute: judged at once.
+                    // A step's input leaf has nothing to re-execute: the referee derives it
+                    // (stage 0) from the request and the transcript, the stage's input.
                     d.phase = if f % width.max(1) == 0 {
+                        d.agreed = claimed_input.unwrap_or(Hash::ZERO);
                         DisputePhase::AwaitingReferee
                     } else {
                         DisputePhase::StepRoots
@@ -713,11 +724,10 @@ impl State {
             return;
         };
         let deadline = d.deadline;
-        let question = self.jobs.get(&d.job).and_then(|j| {
-            let spec = j.spec.stages.get(d.stage as usize)?;
-            let layer = d.referee_layer(spec.first_layer)?;
-            Some((j.spec.model, layer, d.agreed))
-        });
+        let question = self
+            .jobs
+            .get(&d.job)
+            .and_then(|j| State::referee_question(d, j));
         if let Some(q) = question {
             if let Some(old) = self.referee_keys.insert(id, q) {
                 if let Some(s) = self.referee_index.get_mut(&old) {
@@ -736,6 +746,36 @@ impl State {
             deadline.plus(self.params.referee_timeout).plus(1),
             Timer::Referee(id),
         );
+    }
+
+    /// The question dispute `d` of job `j` asks the referee, `None` when it has
+    /// none to ask (it is annulled): `(model, layer, agreed input)`, or for a
+    /// generation session's stage-0 input leaf `(request, INPUT_LEAF_BASE + step,
+    /// transcript)` ([`crate::referee::INPUT_LEAF_BASE`]). An input leaf past
+    /// stage 0 is the previous stage's output, agreed by the session chain
+    /// (module docs): no question. A layer question landing in the reserved
+    /// range has none either.
+    pub(crate) fn referee_question(
+        d: &super::Dispute,
+        j: &super::Job,
+    ) -> Option<crate::referee::Question> {
+        let spec = j.spec.stages.get(d.stage as usize)?;
+        if let Some(q) = GenerationQuestion::of(d, &j.spec) {
+            if q.layer().is_none() {
+                if d.stage != 0 || d.agreed == Hash::ZERO {
+                    return None;
+                }
+                let layer = crate::referee::INPUT_LEAF_BASE.checked_add(q.step())?;
+                crate::referee::input_leaf_step(layer)?;
+                return Some((j.spec.input, layer, d.agreed));
+            }
+        }
+        let layer = d.referee_layer(spec.first_layer)?;
+        // Reserved for input leaves and the availability probe.
+        if layer >= crate::referee::INPUT_LEAF_BASE {
+            return None;
+        }
+        Some((j.spec.model, layer, d.agreed))
     }
 
     /// Takes dispute `id` out of the referee's queue and index.
@@ -799,21 +839,39 @@ impl State {
                 continue;
             };
             let expired = now > d.deadline.plus(self.params.referee_timeout);
-            let Some(layer) = d.referee_layer(spec.first_layer) else {
+            let Some((model, layer, input)) = State::referee_question(d, j) else {
                 self.leave_referee(id);
                 self.resolve(id, Outcome::Annulled, Resolution::Annulled, ctx);
                 continue;
             };
             let patient = now <= d.deadline;
-            let (outcome, resolution) = if let Some(q) = GenerationQuestion::of(d, &j.spec) {
+            let (outcome, resolution) = if crate::referee::input_leaf_step(layer).is_some() {
+                // Stage 0's input leaf, derived from the request and the transcript:
+                // the party whose node it is wins. Blobs nobody serves are not a
+                // party's fault (the requester and the last stage publish them).
+                let refereed = Resolution::Refereed {
+                    layer: spec.first_layer,
+                };
+                match referee.execute_layer(&model, layer, &input) {
+                    Ok(out) if out == d.defendant_hi => (Outcome::DefendantWins, refereed),
+                    Ok(out) if out == d.challenger_hi => (Outcome::ChallengerWins, refereed),
+                    Ok(_) => (Outcome::BothLose, refereed),
+                    Err(RefereeError::Pending) if !expired => continue,
+                    Err(RefereeError::InputUnavailable | RefereeError::ModelUnavailable)
+                        if patient =>
+                    {
+                        continue
+                    }
+                    Err(_) => (Outcome::Annulled, Resolution::Annulled),
+                }
+            } else if let Some(q) = GenerationQuestion::of(d, &j.spec) {
                 let Some(refereed) = q.layer() else {
-                    // A step's input leaf: nothing to re-execute (module docs).
                     self.leave_referee(id);
                     self.resolve(id, Outcome::Annulled, Resolution::Annulled, ctx);
                     continue;
                 };
                 let refereed = Resolution::Refereed { layer: refereed };
-                match referee.execute_layer(&j.spec.model, layer, &d.agreed) {
+                match referee.execute_layer(&model, layer, &input) {
                     Ok(out) => {
                         if out == q.finding(&d.defendant_hi) {
                             (Outcome::DefendantWins, refereed)
@@ -835,7 +893,7 @@ impl State {
                     Err(_) => (Outcome::Annulled, Resolution::Annulled),
                 }
             } else {
-                match referee.execute_layer(&j.spec.model, layer, &d.agreed) {
+                match referee.execute_layer(&model, layer, &input) {
                     Ok(out) if out == d.defendant_hi => {
                         (Outcome::DefendantWins, Resolution::Refereed { layer })
                     }
