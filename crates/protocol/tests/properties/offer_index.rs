@@ -457,3 +457,61 @@ fn matching_beyond_the_block_budget_carries_over() {
         "the rest are matched in the next block"
     );
 }
+
+/// Timers are bounded per block: when more come due at one height than
+/// `MAX_TIMERS_PER_BLOCK`, the rest fire in the next block, in order. Here
+/// the match timeouts of more jobs than that, all submitted in one block that
+/// nobody can serve.
+#[test]
+fn timers_beyond_the_block_cap_fire_in_the_next_block() {
+    use agentic_protocol::event::Event;
+    use agentic_protocol::types::limits::MAX_TIMERS_PER_BLOCK;
+    let jobs = MAX_TIMERS_PER_BLOCK + 500;
+    let requesters: Vec<PrivateKey> = (0..8).map(|i| key(90_000 + i)).collect();
+    let mut g = GenesisBuilder::new(1).params(agentic_protocol::params::Params {
+        match_timeout: 3,
+        ..fast_params()
+    });
+    for k in &requesters {
+        g = g.account(address_of(k), 1 << 100, 0);
+    }
+    let mut chain = TestChain::new(&g.build());
+    for i in 0..jobs {
+        let mut spec = job_spec(
+            Hash::digest("model", &[]),
+            Hash::digest("input", &[&(i as u64).to_be_bytes()]),
+            &[(2, 1_000_000)],
+            1_000,
+            VerificationLevel::Optimistic,
+        );
+        spec.requirements.capabilities = Capabilities::GPU;
+        let k = requesters[i % requesters.len()].clone();
+        chain.push(&k, TxBody::SubmitJob { spec });
+    }
+    let out = chain.produce();
+    assert!(out.receipts.iter().all(Result::is_ok));
+    assert_eq!(
+        chain.state.matching_queues(),
+        (0, jobs),
+        "all tried, all waiting"
+    );
+    let cancelled = |out: &agentic_protocol::BlockOutcome| {
+        out.events
+            .iter()
+            .filter(|e| matches!(e.event, Event::JobCancelled { .. }))
+            .count()
+    };
+    let mut per_block = Vec::new();
+    for _ in 0..6 {
+        let out = chain.produce();
+        per_block.push(cancelled(&out));
+    }
+    // Nothing before the timeout, the capped batch, then the rest.
+    assert_eq!(
+        per_block,
+        vec![0, 0, 0, MAX_TIMERS_PER_BLOCK, 500, 0],
+        "cancellations per block"
+    );
+    assert_eq!(chain.state.matching_queues(), (0, 0));
+    assert_eq!(chain.state.root(), chain.state.full_root());
+}

@@ -364,7 +364,8 @@ impl State {
     }
 
     /// Per-block: fill empty slots of queued jobs, in job-id order, within
-    /// [`limits::MATCH_WORK_PER_BLOCK`] (offers examined plus draws); jobs
+    /// [`limits::MATCH_WORK_PER_BLOCK`] (slots tried, offers examined and
+    /// draws); jobs
     /// the budget did not reach stay queued for the next block.
     ///
     /// Replica 0 is the best-ranked offer (or the named placement); every
@@ -401,6 +402,8 @@ impl State {
                     if slot.assignment.is_some() {
                         continue;
                     }
+                    // The attempt itself counts, whatever it examines.
+                    work += 1;
                     let pick = if r == 0 {
                         job.spec
                             .placement
