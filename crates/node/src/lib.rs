@@ -23,6 +23,7 @@
 pub mod api;
 pub mod chain;
 pub mod consensus;
+pub mod explorer;
 pub mod genesis;
 pub mod history;
 pub mod localnet;

@@ -52,6 +52,9 @@ fn tmpdir(name: &str) -> PathBuf {
 #[path = "api/history.rs"]
 mod history;
 
+#[path = "api/explorer.rs"]
+mod explorer;
+
 fn genesis() -> agentic_protocol::Genesis {
     GenesisBuilder::new(CHAIN)
         .account(address_of(&key(1)), 1_000_000, 0)

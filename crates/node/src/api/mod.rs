@@ -29,6 +29,7 @@
 //! | GET | `/v1/events` | server-sent events: `block` and `ledger` |
 //! | PUT/GET/HEAD | `/v1/blobs/{hash}` | content-addressed blobs (blake3) |
 //! | GET | `/openapi.json`, `/metrics` | API description, Prometheus metrics |
+//! | GET | `/`, `/explorer/*` | the web explorer ([`crate::explorer`]) |
 
 pub mod openapi;
 
@@ -146,6 +147,7 @@ pub fn router_with_metrics(state: ApiState, metrics: ApiMetrics) -> Router {
         .route("/v1/events", get(events))
         .merge(blob_routes::routes(state.blobs.clone()))
         .route("/openapi.json", get(openapi_json))
+        .merge(crate::explorer::routes())
         .route(
             "/metrics",
             get(move |state: State<ApiState>| {
