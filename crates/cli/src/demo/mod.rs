@@ -148,7 +148,8 @@ async fn story(market: LocalMarket, opts: Options) -> anyhow::Result<()> {
     }
     if opts.serve {
         let msg = format!(
-            "serving: the network stays up (API {}, validators {}; files in {}). Ctrl-C to stop.",
+            "serving: the network stays up (explorer {}/ in a browser; API {}, validators {}; files in {}). Ctrl-C to stop.",
+            report.network.api.trim_end_matches('/'),
             report.network.api,
             report.network.validator_apis.join(" "),
             report.network.dir
