@@ -102,6 +102,7 @@ use agentic_protocol::{BlockError, GenesisError, TxError};
 
 mod analysis;
 mod cast;
+pub mod geo;
 pub mod ledger;
 mod market;
 pub mod report;
