@@ -501,6 +501,23 @@ impl Driver {
         }
     }
 
+    /// `rounds` actions from proptest's deterministic runner, favouring the
+    /// job flow (deliver, audit and move often).
+    fn deterministic_walk(&mut self, rounds: usize) {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::TestRunner;
+        let mut runner = TestRunner::deterministic();
+        for round in 0..rounds {
+            let a = action().new_tree(&mut runner).unwrap().current();
+            let a = match round % 4 {
+                1 => Action::Deliver(round % N, round % 13 != 0),
+                2 => Action::Move(round % N),
+                _ => a,
+            };
+            self.act(&a);
+        }
+    }
+
     fn end_block(&mut self) {
         let height = self.state.height().plus(1);
         let block = Block {
@@ -615,21 +632,9 @@ proptest! {
 /// invariants hold.
 #[test]
 fn deterministic_walk_reaches_payouts_and_disputes() {
-    use proptest::strategy::ValueTree;
-    use proptest::test_runner::TestRunner;
-    let mut runner = TestRunner::deterministic();
     let mut d = Driver::new();
     let (mut disputes, mut completed) = (0, 0);
-    for round in 0..3000 {
-        let a = action().new_tree(&mut runner).unwrap().current();
-        // Favour the job flow: deliver, audit and move often.
-        let a = match round % 4 {
-            1 => Action::Deliver(round % N, round % 13 != 0),
-            2 => Action::Move(round % N),
-            _ => a,
-        };
-        d.act(&a);
-    }
+    d.deterministic_walk(3000);
     // Let every window close.
     for _ in 0..40 {
         let height = d.state.height().plus(1);
@@ -677,19 +682,8 @@ fn deterministic_walk_reaches_payouts_and_disputes() {
 /// and disputes really leave the state, with supply and roots intact.
 #[test]
 fn deterministic_walk_with_pruning_keeps_its_invariants() {
-    use proptest::strategy::ValueTree;
-    use proptest::test_runner::TestRunner;
-    let mut runner = TestRunner::deterministic();
     let mut d = Driver::pruning(5);
-    for round in 0..3000 {
-        let a = action().new_tree(&mut runner).unwrap().current();
-        let a = match round % 4 {
-            1 => Action::Deliver(round % N, round % 13 != 0),
-            2 => Action::Move(round % N),
-            _ => a,
-        };
-        d.act(&a);
-    }
+    d.deterministic_walk(3000);
     for _ in 0..40 {
         d.end_block();
     }

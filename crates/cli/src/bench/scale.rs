@@ -393,20 +393,25 @@ fn spec(rng: &mut ChaCha8Rng, i: usize, waiting: bool) -> JobSpec {
     spec
 }
 
-/// The state a finished job keeps: its key and encoded entity once one honest
-/// job ran to completion on a small chain, and after the retention window (the
-/// job pruned, checked).
-fn finished_job_bytes() -> anyhow::Result<Value> {
+/// A small chain that prunes after `retention` blocks: one provider of
+/// `capacity` slots registered, and a funded requester.
+fn small_chain(
+    retention: u64,
+    capacity: u32,
+) -> anyhow::Result<(
+    agentic_protocol::test_utils::TestChain,
+    PrivateKey,
+    PrivateKey,
+)> {
     use agentic_protocol::test_utils::{fast_params, offer, TestChain};
-    const RETENTION: u64 = 20;
     let provider = key(1);
     let requester = key(2);
     let g = GenesisBuilder::new(CHAIN)
         .params(agentic_protocol::Params {
-            retention: RETENTION,
+            retention,
             ..fast_params()
         })
-        .account(address_of(&provider), 1_000_000, 0)
+        .account(address_of(&provider), 1 << 40, 0)
         .account(address_of(&requester), 1 << 60, 0)
         .build();
     let mut chain = TestChain::new(&g);
@@ -414,11 +419,20 @@ fn finished_job_bytes() -> anyhow::Result<Value> {
         .step(
             &provider,
             TxBody::RegisterProvider {
-                offer: offer(100, 1),
+                offer: offer(100, capacity),
                 stake: Amount(20_000),
             },
         )
         .map_err(|e| anyhow::anyhow!("register: {e}"))?;
+    Ok((chain, provider, requester))
+}
+
+/// The state a finished job keeps: its key and encoded entity once one honest
+/// job ran to completion on a small chain, and after the retention window (the
+/// job pruned, checked).
+fn finished_job_bytes() -> anyhow::Result<Value> {
+    const RETENTION: u64 = 20;
+    let (mut chain, provider, requester) = small_chain(RETENTION, 1)?;
     let id = chain.state.meta().next_job;
     let spec = job_spec(
         Hash::digest("bench model", &[]),
@@ -482,31 +496,12 @@ fn rss_bytes() -> Option<u64> {
 /// one-stage jobs ran to completion on a small chain, per job; then the
 /// retention window passes and every one is pruned (checked).
 fn finished_jobs_ram(n: usize) -> anyhow::Result<Value> {
-    use agentic_protocol::test_utils::{fast_params, offer, salt_for, TestChain};
+    use agentic_protocol::test_utils::salt_for;
     // Longer than the whole run (13 blocks per batch), so every job is
     // still in the state when the memory is read.
     const RETENTION: u64 = 400;
     const PER_BLOCK: usize = 1_000;
-    let provider = key(1);
-    let requester = key(2);
-    let g = GenesisBuilder::new(CHAIN)
-        .params(agentic_protocol::Params {
-            retention: RETENTION,
-            ..fast_params()
-        })
-        .account(address_of(&provider), 1 << 40, 0)
-        .account(address_of(&requester), 1 << 60, 0)
-        .build();
-    let mut chain = TestChain::new(&g);
-    chain
-        .step(
-            &provider,
-            TxBody::RegisterProvider {
-                offer: offer(100, n as u32),
-                stake: Amount(20_000),
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("register: {e}"))?;
+    let (mut chain, provider, requester) = small_chain(RETENTION, n as u32)?;
     let who = address_of(&provider);
     let before = rss_bytes();
     let first = chain.state.meta().next_job.0;

@@ -114,29 +114,7 @@ async fn old_blocks_and_receipts_come_from_disk_and_survive_a_restart() {
 async fn archived_entities_are_served_when_the_state_has_none() {
     let n = start("history-archive").await;
     // A real job, to archive under an id the state does not have (what pruning will do).
-    let spec = JobSpec {
-        mandate: None,
-        model: Hash([1; 32]),
-        input: Hash([2; 32]),
-        stages: vec![StageSpec {
-            first_layer: 0,
-            layers: 1,
-            ops: 1_000_000,
-            step_units: 0,
-            step_ops: 0,
-            key_ops: 0,
-        }],
-        max_price: Amount(10),
-        deadline: 50,
-        requirements: Requirements {
-            replicas: 1,
-            verification: VerificationLevel::Audited,
-            ..Requirements::default()
-        },
-        coord: Default::default(),
-        placement: Vec::new(),
-        generation: None,
-    };
+    let spec = one_stage_job(VerificationLevel::Audited);
     let tx = SignedTx::sign(
         &key(1),
         Tx {
@@ -196,28 +174,7 @@ async fn a_pruned_job_leaves_the_state_and_is_still_served() {
     )
     .await;
     // A job nobody serves: cancelled at its match timeout, refunded, then pruned.
-    let spec = JobSpec {
-        mandate: None,
-        model: Hash([1; 32]),
-        input: Hash([2; 32]),
-        stages: vec![StageSpec {
-            first_layer: 0,
-            layers: 1,
-            ops: 1_000_000,
-            step_units: 0,
-            step_ops: 0,
-            key_ops: 0,
-        }],
-        max_price: Amount(10),
-        deadline: 50,
-        requirements: Requirements {
-            replicas: 1,
-            ..Requirements::default()
-        },
-        coord: Default::default(),
-        placement: Vec::new(),
-        generation: None,
-    };
+    let spec = one_stage_job(VerificationLevel::Optimistic);
     let body = TxBody::SubmitJob { spec };
     let fee = genesis.params.required_fee(&body);
     let tx = SignedTx::sign(
@@ -259,4 +216,18 @@ async fn a_pruned_job_leaves_the_state_and_is_still_served() {
     assert_eq!(archived["requester"], live["requester"]);
     drop(n);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A one-stage, one-replica job of 1M ops at price ≤ 10 (`test_utils::job_spec`).
+fn one_stage_job(verification: VerificationLevel) -> JobSpec {
+    JobSpec {
+        deadline: 50,
+        ..agentic_protocol::test_utils::job_spec(
+            Hash([1; 32]),
+            Hash([2; 32]),
+            &[(1, 1_000_000)],
+            10,
+            verification,
+        )
+    }
 }

@@ -845,73 +845,51 @@ impl State {
                 continue;
             };
             let patient = now <= d.deadline;
-            let (outcome, resolution) = if crate::referee::input_leaf_step(layer).is_some() {
-                // Stage 0's input leaf, derived from the request and the transcript:
-                // the party whose node it is wins. Blobs nobody serves are not a
-                // party's fault (the requester and the last stage publish them).
-                let refereed = Resolution::Refereed {
-                    layer: spec.first_layer,
-                };
-                match referee.execute_layer(&model, layer, &input) {
-                    Ok(out) if out == d.defendant_hi => (Outcome::DefendantWins, refereed),
-                    Ok(out) if out == d.challenger_hi => (Outcome::ChallengerWins, refereed),
-                    Ok(_) => (Outcome::BothLose, refereed),
-                    Err(RefereeError::Pending) if !expired => continue,
-                    Err(RefereeError::InputUnavailable | RefereeError::ModelUnavailable)
-                        if patient =>
-                    {
-                        continue
-                    }
-                    Err(_) => (Outcome::Annulled, Resolution::Annulled),
+            let answer = referee.execute_layer(&model, layer, &input);
+            // No answer yet, or data the parties may still publish: ask again later.
+            match answer {
+                Err(RefereeError::Pending) if !expired => continue,
+                Err(RefereeError::InputUnavailable | RefereeError::ModelUnavailable) if patient => {
+                    continue
                 }
-            } else if let Some(q) = GenerationQuestion::of(d, &j.spec) {
-                let Some(refereed) = q.layer() else {
-                    self.leave_referee(id);
-                    self.resolve(id, Outcome::Annulled, Resolution::Annulled, ctx);
-                    continue;
-                };
-                let refereed = Resolution::Refereed { layer: refereed };
-                match referee.execute_layer(&model, layer, &input) {
-                    Ok(out) => {
-                        if out == q.finding(&d.defendant_hi) {
-                            (Outcome::DefendantWins, refereed)
-                        } else if out == q.finding(&d.challenger_hi) {
-                            (Outcome::ChallengerWins, refereed)
-                        } else {
-                            (Outcome::ChallengerWins, Resolution::InputUnavailable)
-                        }
-                    }
-                    Err(RefereeError::Pending) if !expired => continue,
-                    Err(RefereeError::InputUnavailable | RefereeError::ModelUnavailable)
-                        if patient =>
-                    {
-                        continue
-                    }
-                    Err(RefereeError::InputUnavailable) => {
+                _ => {}
+            }
+            let input_leaf = crate::referee::input_leaf_step(layer).is_some();
+            let (outcome, resolution) = match answer {
+                Ok(out) => {
+                    // What upholds each party: for a generation layer, the finding
+                    // bound to the question; else (an inference layer, or stage 0's
+                    // input leaf, derived from the request and the transcript) the
+                    // party's own node.
+                    let generation = GenerationQuestion::of(d, &j.spec).filter(|_| !input_leaf);
+                    let upholds = |hi: &Hash| match &generation {
+                        Some(q) => q.finding(hi),
+                        None => *hi,
+                    };
+                    let refereed = Resolution::Refereed {
+                        layer: match (&generation, input_leaf) {
+                            (Some(q), _) => q.layer().unwrap_or(layer),
+                            (None, true) => spec.first_layer,
+                            (None, false) => layer,
+                        },
+                    };
+                    if out == upholds(&d.defendant_hi) {
+                        (Outcome::DefendantWins, refereed)
+                    } else if out == upholds(&d.challenger_hi) {
+                        (Outcome::ChallengerWins, refereed)
+                    } else if generation.is_some() {
+                        // Rows for another trace or leaf: the defendant named them.
                         (Outcome::ChallengerWins, Resolution::InputUnavailable)
+                    } else {
+                        (Outcome::BothLose, refereed)
                     }
-                    Err(_) => (Outcome::Annulled, Resolution::Annulled),
                 }
-            } else {
-                match referee.execute_layer(&model, layer, &input) {
-                    Ok(out) if out == d.defendant_hi => {
-                        (Outcome::DefendantWins, Resolution::Refereed { layer })
-                    }
-                    Ok(out) if out == d.challenger_hi => {
-                        (Outcome::ChallengerWins, Resolution::Refereed { layer })
-                    }
-                    Ok(_) => (Outcome::BothLose, Resolution::Refereed { layer }),
-                    Err(RefereeError::Pending) if !expired => continue,
-                    Err(RefereeError::InputUnavailable | RefereeError::ModelUnavailable)
-                        if patient =>
-                    {
-                        continue
-                    }
-                    Err(RefereeError::InputUnavailable) => {
-                        (Outcome::ChallengerWins, Resolution::InputUnavailable)
-                    }
-                    Err(_) => (Outcome::Annulled, Resolution::Annulled),
+                // The defendant must publish the activations it claims; the blobs of
+                // an input-leaf question are neither party's (annulled below).
+                Err(RefereeError::InputUnavailable) if !input_leaf => {
+                    (Outcome::ChallengerWins, Resolution::InputUnavailable)
                 }
+                Err(_) => (Outcome::Annulled, Resolution::Annulled),
             };
             self.leave_referee(id);
             self.resolve(id, outcome, resolution, ctx);

@@ -198,32 +198,31 @@ impl State {
         }
         let stale = std::mem::take(&mut self.offers.stale);
         for a in stale {
-            let next = self
-                .providers
-                .get(&a)
-                .and_then(|p| entry_of(p, self.account(&a).bonded.0));
+            let next = self.offer_entry(&a);
             self.offers.set(a, next);
         }
+    }
+
+    /// What the index should hold for `a` now.
+    fn offer_entry(&self, a: &Address) -> Option<Entry> {
+        self.providers
+            .get(a)
+            .and_then(|p| entry_of(p, self.account(a).bonded.0))
     }
 
     /// The index rebuilt from the providers, compared with the live one:
     /// `Err` names the first address where they differ (tests and the
     /// property tests call this after every block).
     pub fn check_offer_index(&self) -> Result<(), String> {
-        let mut want = BTreeMap::new();
-        for (a, p) in &self.providers {
-            if let Some(e) = entry_of(p, self.account(a).bonded.0) {
-                want.insert(*a, e);
-            }
-        }
+        let want: BTreeMap<Address, Entry> = self
+            .providers
+            .keys()
+            .filter_map(|a| Some((*a, self.offer_entry(a)?)))
+            .collect();
         let mut live = self.offers.clone();
         let stale = std::mem::take(&mut live.stale);
         for a in stale {
-            let next = self
-                .providers
-                .get(&a)
-                .and_then(|p| entry_of(p, self.account(&a).bonded.0));
-            live.set(a, next);
+            live.set(a, self.offer_entry(&a));
         }
         if want != live.entries {
             let diff = want
