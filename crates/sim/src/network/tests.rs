@@ -1,0 +1,38 @@
+use super::*;
+
+/// A small network runs end to end: validators agree, the replay of validator 0's chain
+/// reaches its root, jobs are bought, matched and paid, and the cheaters and crashes
+/// show up as missed deadlines.
+#[test]
+fn small_network_runs_jobs_to_payment() {
+    let config = NetworkConfig::small();
+    let report = run(&config, &mut |_, _| {}).expect("the simulation runs");
+    eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
+    assert!(report.validators_agree);
+    assert!(report.replay_matches);
+    assert!(report.tally.blocks > 20);
+    assert!(report.tally.jobs_submitted > 0);
+    assert!(report.tally.jobs_completed > 0);
+    assert!(report.fraction_matched <= 1.0);
+    assert!(
+        report.tally.rejected.is_empty(),
+        "{:?}",
+        report.tally.rejected
+    );
+    // The crashed and cheating providers missed deadlines, and were penalized.
+    assert!(report.tally.deadlines_missed > 0);
+    assert!(report.tally.slashed > 0);
+}
+
+/// The scale issue's configuration: 100 validators, 10,000 providers (minutes; run by
+/// `agentic bench scale`, or here with `--ignored`).
+#[test]
+#[ignore]
+fn large_network() {
+    let report = run(&NetworkConfig::large(), &mut |t, h| {
+        eprintln!("{t:?} height {h}")
+    })
+    .expect("the simulation runs");
+    eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
+    assert!(report.validators_agree && report.replay_matches);
+}
