@@ -25,6 +25,9 @@ const QUOTA: Quota = Quota::per_second(NZU32!(100_000));
 /// Jitter of every link, as a fraction of its latency (per mille).
 const JITTER_PER_MILLE: u32 = 50;
 
+/// Capacity of every actor mailbox of a simulated validator (the node uses 1,024).
+const MAILBOX: usize = 64;
+
 /// A running validator.
 pub struct Validator {
     /// Its view of the finalized chain.
@@ -164,6 +167,9 @@ impl Validators {
             format!("validator-{i}"),
         );
         config.block_interval = DEFAULT_BLOCK_INTERVAL;
+        // Every actor mailbox is allocated whole up front: keep them small, so a hundred
+        // validators fit in one process.
+        config.mailbox_size = MAILBOX;
         // A proposal crosses the world once (≤ 200 ms in the city model) before a vote.
         config.leader_timeout = Duration::from_secs(2);
         config.certification_timeout = Duration::from_secs(3);

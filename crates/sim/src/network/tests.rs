@@ -29,10 +29,20 @@ fn small_network_runs_jobs_to_payment() {
 #[test]
 #[ignore]
 fn large_network() {
-    let report = run(&NetworkConfig::large(), &mut |t, h| {
-        eprintln!("{t:?} height {h}")
-    })
-    .expect("the simulation runs");
+    // SIM_VALIDATORS / SIM_PROVIDERS / SIM_SECONDS override the configuration.
+    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let mut config = NetworkConfig::large();
+    if let Some(v) = var("SIM_VALIDATORS") {
+        config.validators = v as usize;
+    }
+    if let Some(p) = var("SIM_PROVIDERS") {
+        config.providers = p as usize;
+    }
+    if let Some(s) = var("SIM_SECONDS") {
+        config.duration = std::time::Duration::from_secs(s);
+    }
+    let report =
+        run(&config, &mut |t, h| eprintln!("{t:?} height {h}")).expect("the simulation runs");
     eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
     assert!(report.validators_agree && report.replay_matches);
 }
