@@ -26,7 +26,7 @@ const QUOTA: Quota = Quota::per_second(NZU32!(100_000));
 const JITTER_PER_MILLE: u32 = 50;
 
 /// Capacity of every actor mailbox of a simulated validator (the node uses 1,024).
-const MAILBOX: usize = 64;
+const MAILBOX: usize = 8;
 
 /// A running validator.
 pub struct Validator {
