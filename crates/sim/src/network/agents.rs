@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::{Duration, UNIX_EPOCH};
 
 use agentic_node::{SharedChain, Submit};
-use agentic_protocol::state::StagePhase;
+use agentic_protocol::state::{Job, StagePhase};
 use agentic_protocol::test_utils::salt_for;
 use agentic_protocol::tx::StageResult;
 use agentic_protocol::{
@@ -24,7 +24,7 @@ use commonware_cryptography::ed25519::PrivateKey;
 use commonware_runtime::{deterministic, Clock};
 
 use super::net::Validator;
-use super::world::{Behaviour, World};
+use super::world::{Behaviour, ProviderSpec, World};
 use super::{Samples, Tally};
 
 /// How often the driver looks at the validators.
@@ -73,7 +73,7 @@ enum Action {
 /// A stage a provider works on, or audits.
 #[derive(Clone, Debug)]
 struct Work {
-    leaves: Option<Leaves>,
+    result: Option<StageResult>,
     committed: bool,
     done: bool,
 }
@@ -288,10 +288,10 @@ impl<'w> Driver<'w> {
                     if self.home(agent) != v {
                         continue;
                     }
-                    self.receipt(chain.state(), &chain.receipt(id), agent, &action, now, id);
+                    self.receipt(chain.state(), &chain.receipt(id), agent, &action);
                 }
                 for ev in &record.events {
-                    self.event(chain.state(), v, now, &ev.event, ev.tx, &record.tx_ids);
+                    self.event(v, now, &ev.event, ev.tx, &record.tx_ids);
                 }
             }
             if changed {
@@ -306,8 +306,6 @@ impl<'w> Driver<'w> {
         receipt: &Option<agentic_node::TxReceipt>,
         agent: Agent,
         action: &Action,
-        _now: Duration,
-        _id: &Hash,
     ) {
         let Some(receipt) = receipt else { return };
         if let Some(s) = self.state.get_mut(&agent) {
@@ -317,15 +315,7 @@ impl<'w> Driver<'w> {
             *self
                 .tally
                 .rejected
-                .entry(
-                    format!("{action:?}")
-                        .split([' ', '{', '('])
-                        .next()
-                        .unwrap_or("")
-                        .to_string()
-                        + ": "
-                        + &e.to_string(),
-                )
+                .entry(format!("{}: {e}", action.name()))
                 .or_default() += 1;
             let addr = self.addr(agent);
             if let Some(s) = self.state.get_mut(&agent) {
@@ -380,15 +370,7 @@ impl<'w> Driver<'w> {
         }
     }
 
-    fn event(
-        &mut self,
-        state: &State,
-        v: usize,
-        now: Duration,
-        event: &Event,
-        tx: Option<u32>,
-        tx_ids: &[Hash],
-    ) {
+    fn event(&mut self, v: usize, now: Duration, event: &Event, tx: Option<u32>, tx_ids: &[Hash]) {
         match *event {
             Event::JobSubmitted { job, .. } => {
                 let Some(id) = tx.and_then(|t| tx_ids.get(t as usize)) else {
@@ -416,18 +398,15 @@ impl<'w> Driver<'w> {
                 if self.world.providers[p].home != v {
                     return;
                 }
-                if v == self.world.providers[p].home {
-                    self.tally.assignments += 1;
-                }
+                self.tally.assignments += 1;
                 self.work[v].insert(
                     (job, stage, p),
                     Work {
-                        leaves: None,
+                        result: None,
                         committed: false,
                         done: false,
                     },
                 );
-                let _ = state;
             }
             Event::AuditAssigned {
                 job,
@@ -445,7 +424,7 @@ impl<'w> Driver<'w> {
                 self.audits[v].insert(
                     (job, stage, p),
                     Work {
-                        leaves: None,
+                        result: None,
                         committed: false,
                         done: false,
                     },
@@ -514,18 +493,10 @@ impl<'w> Driver<'w> {
                 continue;
             };
             if !w.committed {
-                let input = if stage == 0 {
-                    Some(j.spec.input)
-                } else {
-                    j.stages[stage as usize - 1].result.map(|r| r.output)
+                let Some((result, commitment, compute)) = honest_work(j, job, stage, spec) else {
+                    continue;
                 };
-                let Some(input) = input else { continue };
-                let s = &j.spec.stages[stage as usize];
-                let leaves = Leaves::honest(&j.spec.model, s.first_layer, s.layers, input);
-                let salt = salt_for(&spec.addr, job, stage);
-                let commitment = leaves.result().commitment(job, stage, &salt, &spec.addr);
-                let compute = Duration::from_micros(s.ops / spec.mops_per_s.max(1));
-                w.leaves = Some(leaves);
+                w.result = Some(result);
                 w.committed = true;
                 if spec.behaviour != Behaviour::NoShow {
                     due.push((
@@ -551,8 +522,7 @@ impl<'w> Driver<'w> {
                 if assignment.commitment.is_some() {
                     w.done = true;
                     if spec.behaviour == Behaviour::Honest {
-                        if let Some(l) = &w.leaves {
-                            let result = l.result();
+                        if let Some(result) = w.result {
                             due.push((
                                 Duration::ZERO,
                                 Agent::Provider(p),
@@ -585,18 +555,10 @@ impl<'w> Driver<'w> {
                     w.done = true;
                     continue;
                 }
-                let input = if stage == 0 {
-                    Some(j.spec.input)
-                } else {
-                    j.stages[stage as usize - 1].result.map(|r| r.output)
+                let Some((result, commitment, compute)) = honest_work(j, job, stage, spec) else {
+                    continue;
                 };
-                let Some(input) = input else { continue };
-                let s = &j.spec.stages[stage as usize];
-                let leaves = Leaves::honest(&j.spec.model, s.first_layer, s.layers, input);
-                let salt = salt_for(&spec.addr, job, stage);
-                let commitment = leaves.result().commitment(job, stage, &salt, &spec.addr);
-                let compute = Duration::from_micros(s.ops / spec.mops_per_s.max(1));
-                w.leaves = Some(leaves);
+                w.result = Some(result);
                 w.committed = true;
                 if spec.behaviour == Behaviour::Honest {
                     due.push((
@@ -615,8 +577,7 @@ impl<'w> Driver<'w> {
                 if auditor == spec.addr {
                     w.done = true;
                     if spec.behaviour == Behaviour::Honest {
-                        if let Some(l) = &w.leaves {
-                            let result = l.result();
+                        if let Some(result) = w.result {
                             due.push((
                                 Duration::ZERO,
                                 Agent::Provider(p),
@@ -674,12 +635,11 @@ impl<'w> Driver<'w> {
                 continue;
             }
             match (agent, action) {
-                (Agent::Provider(i), Action::Crash) => {
+                (Agent::Provider(_), Action::Crash) => {
                     if let Some(s) = self.state.get_mut(&agent) {
                         s.crashed = true;
                     }
                     self.tally.crashed += 1;
-                    let _ = i;
                 }
                 (Agent::Provider(i), Action::Leave) => {
                     self.leaving[self.world.providers[i].home].insert(i);
@@ -788,6 +748,44 @@ impl<'w> Driver<'w> {
     /// Jobs the requesters decided to buy.
     pub fn decided(&self) -> usize {
         self.bought.len()
+    }
+}
+
+/// What an honest provider computes for a stage once its input is known: the test
+/// model's result, its commitment (salted with [`salt_for`]), and how long the metered
+/// work takes at the provider's speed.
+fn honest_work(
+    j: &Job,
+    job: JobId,
+    stage: u32,
+    spec: &ProviderSpec,
+) -> Option<(StageResult, Hash, Duration)> {
+    let input = match stage {
+        0 => j.spec.input,
+        _ => j.stages.get(stage as usize - 1)?.result?.output,
+    };
+    let s = j.spec.stages.get(stage as usize)?;
+    let result = Leaves::honest(&j.spec.model, s.first_layer, s.layers, input).result();
+    let salt = salt_for(&spec.addr, job, stage);
+    let commitment = result.commitment(job, stage, &salt, &spec.addr);
+    let compute = Duration::from_micros(s.ops / spec.mops_per_s.max(1));
+    Some((result, commitment, compute))
+}
+
+impl Action {
+    /// The action's name (for the tally of rejections).
+    fn name(&self) -> &'static str {
+        match self {
+            Action::Crash => "crash",
+            Action::Leave => "leave",
+            Action::Register => "register",
+            Action::Retire => "retire",
+            Action::Submit(_) => "submit",
+            Action::Commit { .. } => "commit",
+            Action::Reveal { .. } => "reveal",
+            Action::AuditCommit { .. } => "audit_commit",
+            Action::AuditReport { .. } => "audit_report",
+        }
     }
 }
 

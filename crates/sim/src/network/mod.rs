@@ -360,6 +360,7 @@ struct Measured {
 impl Measured {
     fn take(world: &World, validators: &[net::Validator], driver: agents::Driver<'_>) -> Measured {
         use commonware_codec::EncodeSize;
+        let (decided, open) = (driver.decided(), driver.open_jobs());
         let common = validators
             .iter()
             .map(|v| v.chain.read().map(|c| c.height().0).unwrap_or(0))
@@ -414,12 +415,12 @@ impl Measured {
         drop(chain);
         Measured {
             cities: world.cities.len(),
-            finality_ms: driver.finality_ms.clone(),
-            job_latency_ms: driver.job_latency_ms.clone(),
-            price_ratio: driver.price_ratio.clone(),
-            tally: driver.tally.clone(),
-            decided: driver.decided(),
-            open: driver.open_jobs(),
+            finality_ms: driver.finality_ms,
+            job_latency_ms: driver.job_latency_ms,
+            price_ratio: driver.price_ratio,
+            tally: driver.tally,
+            decided,
+            open,
             blocks,
             first_ts,
             last_ts,

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use agentic_protocol::coord::Coord;
-use agentic_protocol::test_utils::{address_of, job_spec, key};
+use agentic_protocol::test_utils::{address_of, job_spec, key, offer};
 use agentic_protocol::tx::{JobSpec, Offer};
-use agentic_protocol::types::{Capabilities, Region, VerificationLevel};
-use agentic_protocol::{Address, Endpoint, Hash};
+use agentic_protocol::types::VerificationLevel;
+use agentic_protocol::{Address, Hash};
 use commonware_cryptography::ed25519::PrivateKey;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -67,13 +67,8 @@ impl ProviderSpec {
     /// Its standing offer: CPU, two concurrent stages, its city's coordinate.
     pub fn offer(&self, cities: &Cities) -> Offer {
         Offer {
-            capabilities: Capabilities::CPU,
-            price: agentic_protocol::Amount(self.price),
-            region: Region(1),
             coord: coord_of(cities, self.city),
-            capacity: 2,
-            endpoint: Endpoint::NONE,
-            speed: 0,
+            ..offer(self.price, 2)
         }
     }
 }
