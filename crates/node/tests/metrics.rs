@@ -569,7 +569,13 @@ fn history_survives_a_validator_restart() {
             agentic_client::api::TxStatus::Finalized(r) => assert_eq!(r, receipt),
             other => panic!("not finalized after the restart: {other:?}"),
         }
+        // The history serves the old blocks at once; the state catches up by replaying
+        // marshal's archive, which may still be under way when the API answers.
         let tip = blocks.last().unwrap().height;
+        let deadline = std::time::Instant::now() + WAIT;
+        while client.status().await.unwrap().height < tip && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert!(client.status().await.unwrap().height >= tip);
         let again = client.send(&alice, pay, WAIT).await.unwrap();
         assert!(again.height > tip);
