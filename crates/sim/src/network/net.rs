@@ -167,8 +167,8 @@ impl Validators {
             format!("validator-{i}"),
         );
         config.block_interval = DEFAULT_BLOCK_INTERVAL;
-        // Every actor mailbox is allocated whole up front: keep them small, so a hundred
-        // validators fit in one process.
+        // Every actor mailbox is allocated whole up front: keep them small (this alone
+        // does not make 100 validators fit in 24 GiB; see the crate README).
         config.mailbox_size = MAILBOX;
         // A proposal crosses the world once (≤ 200 ms in the city model) before a vote.
         config.leader_timeout = Duration::from_secs(2);
