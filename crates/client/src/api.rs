@@ -39,6 +39,27 @@ pub struct Status {
     pub mempool: MempoolSize,
     /// The node's software version.
     pub version: String,
+    /// Where the token supply stands after `height`.
+    pub supply: Supply,
+    /// The validator set this node runs consensus with: ed25519 public keys, hex, in
+    /// consensus order (empty where the node was started without one, as in tests that
+    /// serve a chain without consensus).
+    pub validators: Vec<String>,
+}
+
+/// The token supply, from the ledger's own counters (`Meta`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supply {
+    /// Created at genesis.
+    pub genesis: Amount,
+    /// Minted since genesis (issuance to the treasury).
+    pub issued: Amount,
+    /// Burned since genesis (fees, slash remainders, forfeited bonds).
+    pub burned: Amount,
+    /// In existence: genesis + issued − burned.
+    pub total: Amount,
+    /// Bonded as stake by every account.
+    pub bonded: Amount,
 }
 
 /// The mempool's size.

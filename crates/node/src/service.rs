@@ -209,6 +209,11 @@ where
         addr: api_addr,
         source,
     })?;
+    let validators = config
+        .participants
+        .iter()
+        .map(|k| agentic_protocol::hex::encode(k.as_ref()))
+        .collect();
     let (engine, submitter) = consensus::network::start_authenticated(
         context,
         config,
@@ -223,7 +228,10 @@ where
         mempool: mempool.clone(),
         submit: submit.clone(),
         blobs,
-        config: ApiConfig::default(),
+        config: ApiConfig {
+            validators,
+            ..ApiConfig::default()
+        },
     };
     tokio::spawn(async move {
         if let Err(e) =

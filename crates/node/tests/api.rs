@@ -215,6 +215,21 @@ async fn submit_finalize_query() {
     assert_eq!(st["height"], 1);
     assert_eq!(st["chain_id"], CHAIN);
     assert_eq!(st["mempool"]["txs"], 0, "pruned after finalization");
+    // The supply, from the ledger's counters: genesis 1,000,500; the transfer's fee is the
+    // only thing that left circulation (burned or to the treasury, never lost).
+    let amount = |v: &serde_json::Value| v.as_str().unwrap().parse::<u128>().unwrap();
+    let supply = &st["supply"];
+    assert_eq!(amount(&supply["genesis"]), 1_000_500);
+    assert_eq!(
+        amount(&supply["total"]),
+        amount(&supply["genesis"]) + amount(&supply["issued"]) - amount(&supply["burned"])
+    );
+    assert!(amount(&supply["total"]) >= 999_749 + 750);
+    assert_eq!(
+        st["validators"],
+        json!([]),
+        "this node serves a chain without consensus"
+    );
     let root = st["state_root"].as_str().unwrap().to_string();
     let (_, b) = n.get("/v1/blocks/latest").await;
     assert_eq!(b["state_root"], root.as_str());

@@ -271,6 +271,15 @@ fn metrics_cover_commonware_our_actors_and_the_ledger() {
         .await
         .unwrap();
         let client = Client::new(format!("http://{}", running[0].api));
+        // The status names the validator set the node runs with, and the supply.
+        let status = client.status().await.unwrap();
+        let keys: Vec<String> = files
+            .validators
+            .iter()
+            .map(|(_, k)| agentic_protocol::hex::encode(k.public_key().as_ref()))
+            .collect();
+        assert_eq!(status.validators, keys);
+        assert_eq!(status.supply.genesis.0, genesis_supply);
 
         // Act: a provider, a job it may take, a transfer, and a refused stale transaction.
         let params = client.params().await.unwrap();

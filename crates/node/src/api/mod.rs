@@ -43,12 +43,15 @@ use crate::metrics::ApiMetrics;
 use agentic_client::api::{
     self as types, parse_address_param, parse_hash_param, AccountView, ApiError, Block, Blocks,
     Disputes, Jobs, MempoolSize, OfferView, Offers, Page, ParamsView, Proposals, ProviderView,
-    ProviderWork, Providers, Status, SubmitTx, Submitted, TxOutcome, TxPhase, TxStatus, WithId,
+    ProviderWork, Providers, Status, SubmitTx, Submitted, Supply, TxOutcome, TxPhase, TxStatus,
+    WithId,
 };
 use agentic_client::blob_routes;
 use agentic_client::blobs::BlobStore;
 use agentic_protocol::hex;
-use agentic_protocol::{Address, DisputeId, Height, JobId, MandateId, ProposalId, SignedTx};
+use agentic_protocol::{
+    Address, Amount, DisputeId, Height, JobId, MandateId, ProposalId, SignedTx,
+};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
@@ -60,7 +63,7 @@ use axum::{Json, Router};
 use futures::StreamExt as _;
 
 /// Limits of the API.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiConfig {
     /// Largest JSON request body (transactions).
     pub max_json_body: usize,
@@ -68,6 +71,9 @@ pub struct ApiConfig {
     pub max_blocks_per_page: u64,
     /// Largest number of items one list call returns.
     pub max_list: usize,
+    /// The validator set `/v1/status` reports (ed25519 public keys, hex, in consensus
+    /// order); the node fills it from its consensus configuration.
+    pub validators: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -76,6 +82,7 @@ impl Default for ApiConfig {
             max_json_body: 256 << 10,
             max_blocks_per_page: 100,
             max_list: 1000,
+            validators: Vec::new(),
         }
     }
 }
@@ -192,10 +199,23 @@ fn read_chain(s: &ApiState) -> std::sync::RwLockReadGuard<'_, crate::chain::Chai
 }
 
 async fn status(State(s): State<ApiState>) -> ApiResult<Status> {
-    let (chain_id, height, state_root, latest_block) = {
+    let (chain_id, height, state_root, latest_block, supply) = {
         let c = read_chain(&s);
         let latest = c.block(c.height()).map(|b| block_view(&b));
-        (c.state().chain_id(), c.height(), c.root(), latest)
+        let meta = c.state().meta();
+        let supply = Supply {
+            genesis: meta.genesis_supply,
+            issued: meta.issued,
+            burned: meta.burned,
+            total: Amount(
+                meta.genesis_supply
+                    .0
+                    .saturating_add(meta.issued.0)
+                    .saturating_sub(meta.burned.0),
+            ),
+            bonded: meta.total_bonded,
+        };
+        (c.state().chain_id(), c.height(), c.root(), latest, supply)
     };
     let (txs, bytes) = {
         let m = s.mempool.lock().unwrap_or_else(|e| e.into_inner());
@@ -211,6 +231,8 @@ async fn status(State(s): State<ApiState>) -> ApiResult<Status> {
             bytes: bytes as u64,
         },
         version: env!("CARGO_PKG_VERSION").to_string(),
+        supply,
+        validators: s.config.validators.clone(),
     }))
 }
 

@@ -283,7 +283,11 @@ pub fn document() -> Value {
                 "chain_id": {"type": "integer"}, "height": {"type": "integer"}, "state_root": hex64(),
                 "latest_block": {"oneOf": [r("Block"), {"type": "null"}]},
                 "mempool": {"type": "object", "properties": {"txs": {"type": "integer"}, "bytes": {"type": "integer"}}},
-                "version": {"type": "string"}}},
+                "version": {"type": "string"},
+                "supply": {"type": "object", "required": ["genesis", "issued", "burned", "total", "bonded"], "properties": {
+                    "genesis": {"type": "string"}, "issued": {"type": "string"}, "burned": {"type": "string"},
+                    "total": {"type": "string", "description": "genesis + issued − burned"}, "bonded": {"type": "string"}}},
+                "validators": {"type": "array", "items": hex64(), "description": "ed25519 public keys of the validator set, in consensus order"}}},
             "Account": {"type": "object", "required": ["address", "balance", "nonce", "bonded", "withdrawable"], "properties": {
                 "address": hex64(), "balance": {"type": "string"}, "nonce": {"type": "integer"},
                 "bonded": {"type": "string"}, "withdrawable": {"type": "string"},

@@ -257,8 +257,6 @@ async function overview() {
   const avgGap = gaps.length ? gaps.reduce((a, g) => a + g.ms, 0) / gaps.length : 0;
   const byStatus = {};
   for (const j of jobs.jobs) byStatus[variant(j.status)] = (byStatus[variant(j.status)] ?? 0) + 1;
-  const burned = ledger.events.filter((e) => e.kind === "Slashed").reduce((a, e) => a + big(e.data.burned), 0n);
-  const issued = ledger.events.filter((e) => e.kind === "Issued").reduce((a, e) => a + big(e.data.amount), 0n);
   const bonded = pr.providers.reduce((a, p) => a + big(p.bonded), 0n);
   return [
     h("h1", null, "Network overview"),
@@ -272,10 +270,17 @@ async function overview() {
       card("Provider stake", amount(bonded.toString()), "/v1/providers"),
       card(J.includes("after=") ? `Jobs (latest ${LIST})` : "Jobs", Object.entries(byStatus).map(([k, v]) => `${v} ${k}`).join(" · ") || "0", J),
       card("Disputes", counted(D, ds.disputes.length), D),
-      card("Burned by slashes", amount(burned.toString()), `/v1/events?from=${ledger.from}`),
-      card("Issued", amount(issued.toString()), `/v1/events?from=${ledger.from}`),
+      card("Total supply", amount(st.supply.total), "/v1/status"),
+      card("Burned (all time)", amount(st.supply.burned), "/v1/status"),
+      card("Issued (all time)", amount(st.supply.issued), "/v1/status"),
+      card("Bonded (all accounts)", amount(st.supply.bonded), "/v1/status"),
+      card("Validators", num(st.validators.length), "/v1/status"),
     ),
-    h("p", { class: "note" }, `State root `, hash(st.state_root), ` · node version ${st.version}. Finality and throughput are computed from the timestamps of the last ${bl.blocks.length} finalized blocks (one block finalizes its transactions). Total supply and all-time burned are not served by the API yet; the figures above count the events replayed since block ${num(ledger.from)}. Validators are not listed by the API yet.`),
+    h("p", { class: "note" }, `State root `, hash(st.state_root), ` · node version ${st.version}. Finality and throughput are computed from the timestamps of the last ${bl.blocks.length} finalized blocks (one block finalizes its transactions). Total supply = genesis ${num(st.supply.genesis)} + issued − burned, from the ledger's own counters.`),
+    st.validators.length
+      ? h("section", null, h("h2", null, `Validators (${st.validators.length}) `, src("/v1/status")),
+        table("Validators", ["#", "Public key (ed25519)"], st.validators.map((k, i) => [num(i), hash(k)])))
+      : h("p", { class: "note" }, "This node serves its chain without running consensus: no validator set to list."),
     h("div", { class: "row" },
       h("section", null, h("h2", null, "Finality: time between blocks ", src("/v1/blocks?limit=50")),
         bars(gaps.map((g) => ({ y: g.ms, label: `block ${g.h}: ${g.ms} ms after the previous` })), { caption: "Time between consecutive finalized blocks, ms", label: "ms between blocks, oldest to newest" })),

@@ -610,6 +610,12 @@ async fn explorer_pages_in_headless_chromium() {
                 "Network overview".into(),
                 format!("{}", st.height().0),
                 "Recent blocks".into(),
+                format!(
+                    "Total supply{{}}\n{}",
+                    grouped(st.meta().genesis_supply.0 + st.meta().issued.0 - st.meta().burned.0)
+                ),
+                format!("Burned (all time){{}}\n{}", grouped(st.meta().burned.0)),
+                "no validator set to list".into(),
             ],
         ),
         (
