@@ -321,11 +321,12 @@ impl<'w> Driver<'w> {
             if let Some(s) = self.state.get_mut(&agent) {
                 s.nonce = state.nonce(&addr);
             }
-            if let (Agent::Provider(_), Action::Retire) = (agent, action) {
+            if let (Agent::Provider(i), Action::Retire) = (agent, action) {
                 // Matched in the same block: stay, and try again once free.
                 if let Some(s) = self.state.get_mut(&agent) {
                     s.retired = false;
                 }
+                self.leaving[self.world.providers[i].home].insert(i);
             }
         }
     }

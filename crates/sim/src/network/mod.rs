@@ -53,6 +53,9 @@ pub struct NetworkConfig {
     pub warmup: Duration,
     /// Mean job arrivals per virtual second.
     pub jobs_per_second: f64,
+    /// Jobs arrive in this share of the time after the warm-up (the rest of the run lets
+    /// them finish, so the job latency is not cut short by the end of the run).
+    pub arrival_share: f64,
     /// Share of providers that join after the warm-up.
     pub join_share: f64,
     /// Share of providers that leave (retire) during the run.
@@ -75,9 +78,10 @@ impl NetworkConfig {
             validators: 100,
             providers: 10_000,
             requesters: 200,
-            duration: Duration::from_secs(60),
-            warmup: Duration::from_secs(10),
-            jobs_per_second: 5.0,
+            duration: Duration::from_secs(22),
+            warmup: Duration::from_secs(4),
+            jobs_per_second: 8.0,
+            arrival_share: 0.4,
             join_share: 0.05,
             leave_share: 0.02,
             crash_share: 0.02,
@@ -96,6 +100,7 @@ impl NetworkConfig {
             duration: Duration::from_secs(40),
             warmup: Duration::from_secs(3),
             jobs_per_second: 1.0,
+            arrival_share: 0.75,
             join_share: 0.1,
             leave_share: 0.05,
             crash_share: 0.05,

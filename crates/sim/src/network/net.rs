@@ -18,9 +18,12 @@ use commonware_utils::{NZUsize, NZU32};
 
 use crate::geo::{Cities, CityId};
 
-/// Messages per second a validator may send a peer on one channel (far above what the
-/// simulation sends; the limit exists for real networks).
-const QUOTA: Quota = Quota::per_second(NZU32!(100_000));
+/// Messages per second a validator may send a peer on one channel: the node's default
+/// (`Config::rate_per_second`). The simulated network sizes every channel's inbound mailbox
+/// for a burst from every peer (peers × quota slots, allocated whole up front), so this
+/// quota, not traffic, sets most of a validator's memory: 100,000 per second cost ~24 MB per
+/// validator per peer and kept 100 validators from fitting in 24 GiB.
+const QUOTA: Quota = Quota::per_second(NZU32!(1_024));
 
 /// Jitter of every link, as a fraction of its latency (per mille).
 const JITTER_PER_MILLE: u32 = 50;

@@ -198,12 +198,12 @@ impl World {
                 }
             })
             .collect();
-        // Poisson arrivals after the warm-up, until the last quarter (so every job can
-        // finish inside the run).
+        // Poisson arrivals after the warm-up, in the first `arrival_share` of the rest (so
+        // the jobs can finish inside the run).
         let mut arrivals = Vec::new();
         let mut t = config.warmup.as_secs_f64();
-        let end =
-            config.warmup.as_secs_f64() + (run.as_secs_f64() - config.warmup.as_secs_f64()) * 0.75;
+        let end = config.warmup.as_secs_f64()
+            + (run.as_secs_f64() - config.warmup.as_secs_f64()) * config.arrival_share;
         let model = Hash::digest("agentic sim model", &[]);
         let mut n = 0u64;
         loop {
