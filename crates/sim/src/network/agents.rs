@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::{Duration, UNIX_EPOCH};
 
 use agentic_node::{SharedChain, Submit};
-use agentic_protocol::state::{Job, StagePhase};
+use agentic_protocol::state::{Job, Stage, StagePhase};
 use agentic_protocol::test_utils::salt_for;
 use agentic_protocol::tx::StageResult;
 use agentic_protocol::{
@@ -71,7 +71,7 @@ enum Action {
 }
 
 /// A stage a provider works on, or audits.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct Work {
     result: Option<StageResult>,
     committed: bool,
@@ -393,21 +393,11 @@ impl<'w> Driver<'w> {
                 provider,
                 ..
             } => {
-                let Some(&p) = self.by_addr.get(&provider) else {
+                let Some(p) = self.homed_provider(&provider, v) else {
                     return;
                 };
-                if self.world.providers[p].home != v {
-                    return;
-                }
                 self.tally.assignments += 1;
-                self.work[v].insert(
-                    (job, stage, p),
-                    Work {
-                        result: None,
-                        committed: false,
-                        done: false,
-                    },
-                );
+                self.work[v].insert((job, stage, p), Work::default());
             }
             Event::AuditAssigned {
                 job,
@@ -415,21 +405,11 @@ impl<'w> Driver<'w> {
                 auditor,
                 ..
             } => {
-                let Some(&p) = self.by_addr.get(&auditor) else {
+                let Some(p) = self.homed_provider(&auditor, v) else {
                     return;
                 };
-                if self.world.providers[p].home != v {
-                    return;
-                }
                 self.tally.audits += 1;
-                self.audits[v].insert(
-                    (job, stage, p),
-                    Work {
-                        result: None,
-                        committed: false,
-                        done: false,
-                    },
-                );
+                self.audits[v].insert((job, stage, p), Work::default());
             }
             Event::JobCompleted { job, .. } | Event::JobSettled { job, .. } => {
                 self.finish(v, now, job, true);
@@ -445,6 +425,12 @@ impl<'w> Driver<'w> {
             Event::ProviderRetired { .. } if v == 0 => self.tally.retired += 1,
             _ => {}
         }
+    }
+
+    /// The provider at `addr`, if its home validator is `v`.
+    fn homed_provider(&self, addr: &Address, v: usize) -> Option<usize> {
+        let &p = self.by_addr.get(addr)?;
+        (self.world.providers[p].home == v).then_some(p)
     }
 
     fn finish(&mut self, v: usize, now: Duration, job: JobId, paid: bool) {
@@ -473,14 +459,7 @@ impl<'w> Driver<'w> {
         self.audits[v].retain(|_, w| !w.done);
         for (&(job, stage, p), w) in self.work[v].iter_mut() {
             let spec = &self.world.providers[p];
-            if w.done {
-                continue;
-            }
-            let Some(j) = state.job(job) else {
-                w.done = true;
-                continue;
-            };
-            let Some(st) = j.stages.get(stage as usize) else {
+            let Some((j, st)) = job_stage(state, job, stage) else {
                 w.done = true;
                 continue;
             };
@@ -536,14 +515,7 @@ impl<'w> Driver<'w> {
         }
         for (&(job, stage, p), w) in self.audits[v].iter_mut() {
             let spec = &self.world.providers[p];
-            if w.done {
-                continue;
-            }
-            let Some(j) = state.job(job) else {
-                w.done = true;
-                continue;
-            };
-            let Some(st) = j.stages.get(stage as usize) else {
+            let Some((j, st)) = job_stage(state, job, stage) else {
                 w.done = true;
                 continue;
             };
@@ -750,6 +722,12 @@ impl<'w> Driver<'w> {
     pub fn decided(&self) -> usize {
         self.bought.len()
     }
+}
+
+/// Job `job` and its stage `stage` in `state`, if both exist.
+fn job_stage(state: &State, job: JobId, stage: u32) -> Option<(&Job, &Stage)> {
+    let j = state.job(job)?;
+    Some((j, j.stages.get(stage as usize)?))
 }
 
 /// What an honest provider computes for a stage once its input is known: the test

@@ -347,12 +347,8 @@ struct Measured {
     tally: Tally,
     decided: usize,
     open: usize,
-    blocks: Vec<(
-        Height,
-        [u8; 32],
-        Vec<agentic_protocol::SignedTx>,
-        agentic_protocol::Hash,
-    )>,
+    /// Validator 0's blocks with the state root after each.
+    blocks: Vec<(Block, agentic_protocol::Hash)>,
     first_ts: u64,
     last_ts: u64,
     jobs_in_state: usize,
@@ -406,7 +402,12 @@ impl Measured {
                     blocks.clear();
                     break;
                 }
-                blocks.push((Height(h), r.beacon, txs, r.state_root));
+                let block = Block {
+                    height: Height(h),
+                    beacon: r.beacon,
+                    txs,
+                };
+                blocks.push((block, r.state_root));
                 matched.extend(r.events.iter().filter_map(|e| match e.event {
                     agentic_protocol::Event::StageAssigned { job, stage: 0, .. } => Some(job),
                     _ => None,
@@ -479,15 +480,10 @@ fn replay(genesis: &Genesis, m: &Measured) -> Result<Replay, NetworkError> {
     let referee = TestReferee::default();
     let mut apply_us = Samples::default();
     let mut matches = !m.blocks.is_empty();
-    for (height, beacon, txs, root) in &m.blocks {
-        let block = Block {
-            height: *height,
-            beacon: *beacon,
-            txs: txs.clone(),
-        };
+    for (block, root) in &m.blocks {
         let t = Instant::now();
         state
-            .apply_block(&block, &referee)
+            .apply_block(block, &referee)
             .map_err(|e| NetworkError::Replay(e.to_string()))?;
         apply_us.push(t.elapsed().as_secs_f64() * 1e6);
         matches &= state.root() == *root;
