@@ -111,12 +111,12 @@ pub struct World {
     pub arrivals: Vec<Arrival>,
 }
 
-/// A planar coordinate for a city: an equirectangular projection scaled to one-way
-/// fibre microseconds at the latency model's route factor (what a converged Vivaldi
-/// coordinate would roughly show).
+/// A planar coordinate for a region: an equirectangular projection scaled to one-way
+/// fibre microseconds at the measured table's median route factor (what a converged
+/// Vivaldi coordinate would roughly show).
 pub fn coord_of(cities: &Cities, city: CityId) -> Coord {
     let c = cities.city(city);
-    // One degree of great circle ≈ 111.2 km; at 2/3 c that is ≈ 556 µs, × 1.5 route.
+    // One degree of great circle ≈ 111.2 km; at 2/3 c that is ≈ 556 µs, × the route factor.
     let us_per_degree = 111.2 / (299_792.458 * 2.0 / 3.0) * 1e6 * crate::geo::ROUTE_FACTOR;
     let x = c.lon * c.lat.to_radians().cos() * us_per_degree;
     let y = c.lat * us_per_degree;
@@ -133,11 +133,9 @@ impl World {
         let cities = Cities::embedded();
         let mut rng = ChaCha20Rng::seed_from_u64(config.seed);
         let n_cities = cities.len();
-        // Validators spread over the cities round-robin from a seeded offset.
+        // Validators spread over the regions from a seeded offset.
         let offset = rng.gen_range(0..n_cities);
-        let validator_cities: Vec<CityId> = (0..config.validators)
-            .map(|i| CityId((offset + i) % n_cities))
-            .collect();
+        let validator_cities = cities.spread(offset, config.validators);
         let nearest = |city: CityId| -> usize {
             (0..validator_cities.len())
                 .min_by_key(|&v| (cities.rtt(city, validator_cities[v]), v))
