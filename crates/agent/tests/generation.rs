@@ -9,6 +9,10 @@
 #[path = "generation/failover.rs"]
 mod failover;
 
+/// A stage provider that runs the session and never commits: the stage is rebuilt.
+#[path = "generation/lapse.rs"]
+mod lapse;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -577,22 +577,62 @@ fn plain_jobs_reveal_no_steps() {
     );
 }
 
-/// A stage that never reveals: penalized as today, and the session fails
-/// with the escrow refunded; the stages that revealed and waited are
-/// released, unpaid and unpunished.
+/// Settles a session whose stages all revealed `results` (Optimistic): the
+/// challenge windows close and every stage's holder at the end is paid its
+/// ops over `steps` × its price, once; returns the total paid.
+fn settle_and_check_pay(chain: &mut TestChain, job: JobId, steps: u32) -> Amount {
+    let spec = chain.state.job(job).unwrap().spec.clone();
+    let holders: Vec<_> = (0..3).map(|s| provider_of(chain, job, s)).collect();
+    let before: Vec<_> = holders
+        .iter()
+        .map(|(p, _)| chain.state.balance(p))
+        .collect();
+    let window = chain.state.params().challenge_window;
+    let events = advance(chain, window + 2);
+    let mut total = Amount::ZERO;
+    for (s, (p, price)) in holders.iter().enumerate() {
+        let ops = spec.stages[s].generation_ops(PROMPT, steps).unwrap();
+        let bill = Amount::cost(ops, *price).unwrap();
+        let paid: Vec<_> = events
+            .iter()
+            .filter(|e| matches!(e, Event::StagePaid { job: j, stage, .. } if *j == job && *stage == s as u32))
+            .collect();
+        assert_eq!(
+            paid,
+            vec![&Event::StagePaid {
+                job,
+                stage: s as u32,
+                provider: *p,
+                amount: bill,
+            }],
+            "stage {s} paid once, to its holder"
+        );
+        assert_eq!(chain.state.balance(p), before[s].checked_add(bill).unwrap());
+        total = total.checked_add(bill).unwrap();
+    }
+    assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Completed);
+    total
+}
+
+/// A stage that lapses after the session ran to its end — here it committed
+/// and never revealed, as a requester's second identity holding the stage
+/// would — does not cost the honest stages their pay: it is penalized and
+/// excluded, the stage goes back to matching, the replacement (which rebuilds
+/// the trace from the transcript) commits and reveals, and every stage is
+/// paid once; the requester pays exactly the bills.
 #[test]
-fn missed_reveal_fails_the_session() {
-    let mut chain = network(3);
+fn missed_reveal_requeues_the_stage_and_every_stage_is_paid() {
+    let mut chain = network(4);
     let r = address_of(&key(REQUESTER));
     let before = chain.state.balance(&r);
     let spec = spec(3, VerificationLevel::Optimistic);
-    let escrow = State::escrow_for(&spec).unwrap();
     let fee = chain
         .state
         .params()
         .required_fee(&TxBody::SubmitJob { spec: spec.clone() });
     let job = submit(&mut chain, spec);
-    let results = session_results(transcript(), 3, 7);
+    let steps = 7;
+    let results = session_results(transcript(), 3, steps);
     for s in 0..3 {
         commit(&mut chain, job, s, &results[s as usize]);
     }
@@ -602,13 +642,7 @@ fn missed_reveal_fails_the_session() {
     ok(&mut chain);
     let (late, _) = provider_of(&chain, job, 1);
     let late_stake = chain.state.account(&late).bonded;
-    let others: Vec<_> = [0, 2]
-        .iter()
-        .map(|&s| {
-            let (p, _) = provider_of(&chain, job, s);
-            (p, chain.state.account(&p).bonded)
-        })
-        .collect();
+    let late_balance = chain.state.balance(&late);
     let window = chain.state.params().reveal_window;
     let events = advance(&mut chain, window + 2);
     let penalty = events
@@ -624,41 +658,61 @@ fn missed_reveal_fails_the_session() {
         })
         .expect("stage 1 missed its reveal");
     assert!(penalty.0 > 0);
-    assert_eq!(
-        events
-            .iter()
-            .filter(|e| matches!(e, Event::DeadlineMissed { .. }))
-            .count(),
-        1
-    );
-    assert!(events.contains(&Event::JobFailed {
-        job,
-        refund: escrow
-    }));
-    assert!(!events.iter().any(|e| matches!(e, Event::StagePaid { .. })));
+    assert!(!events.iter().any(|e| matches!(e, Event::JobFailed { .. })));
     assert_eq!(
         chain.state.account(&late).bonded,
         late_stake.saturating_sub(penalty)
     );
-    for (p, stake) in others {
-        assert_eq!(chain.state.account(&p).bonded, stake);
-    }
     let j = chain.state.job(job).unwrap();
-    assert_eq!(j.status, JobStatus::Failed);
+    assert_eq!(j.status, JobStatus::Active);
     assert!(j.excluded.contains(&late));
-    // The requester gets the escrow back and the payer's share of the penalty.
+    // The fourth provider took stage 1; stages 0 and 2 keep their results.
+    let (fresh, _) = provider_of(&chain, job, 1);
+    assert_ne!(fresh, late);
+    assert!(matches!(
+        phase(&chain, job, 1),
+        StagePhase::Running {
+            reveal_deadline: None
+        }
+    ));
+    for s in [0, 2] {
+        assert_eq!(j.stages[s].result, Some(results[s]));
+    }
+    // Too early: its reveals open once it committed.
+    let body = reveal_body(&chain, job, 1, &results[1]);
+    assert_eq!(chain.reject(&key_of(fresh), body), TxError::RevealTooEarly);
+    commit(&mut chain, job, 1, &results[1]);
+    ok(&mut chain);
+    reveal(&mut chain, job, 1, &results[1]);
+    ok(&mut chain);
+    for s in 0..3 {
+        assert!(matches!(
+            phase(&chain, job, s),
+            StagePhase::Challengeable { .. }
+        ));
+    }
+    let total = settle_and_check_pay(&mut chain, job, steps);
+    // The lapsed provider is paid nothing; the requester pays the bills, less
+    // its share of the penalty.
+    assert_eq!(chain.state.balance(&late), late_balance);
     let share = penalty.mul_ppm(chain.state.params().slash_requester_ppm);
-    assert_eq!(chain.state.balance(&r).0, before.0 - fee.0 + share.0);
+    assert_eq!(
+        chain.state.balance(&r).0,
+        before.0 - fee.0 - total.0 + share.0
+    );
     all_released(&chain);
 }
 
+/// A stage that never commits after the others did (the session ended) goes
+/// back to matching the same way; reveals wait for the replacement's
+/// commitment and then open together.
 #[test]
-fn missed_commit_fails_the_session() {
-    let mut chain = network(3);
+fn missed_commit_after_the_session_requeues_the_stage() {
+    let mut chain = network(4);
     let spec = spec(3, VerificationLevel::Optimistic);
-    let escrow = State::escrow_for(&spec).unwrap();
     let job = submit(&mut chain, spec);
-    let results = session_results(transcript(), 3, 7);
+    let steps = 5;
+    let results = session_results(transcript(), 3, steps);
     commit(&mut chain, job, 0, &results[0]);
     commit(&mut chain, job, 2, &results[2]);
     ok(&mut chain);
@@ -673,7 +727,7 @@ fn missed_commit_fails_the_session() {
         .unwrap()
         .deadline;
     let events = chain
-        .advance_to(deadline.plus(1))
+        .advance_to(deadline.plus(2))
         .into_iter()
         .flat_map(|o| o.events.into_iter().map(|e| e.event))
         .collect::<Vec<_>>();
@@ -681,12 +735,128 @@ fn missed_commit_fails_the_session() {
         e,
         Event::DeadlineMissed { stage: 1, provider, .. } if *provider == late
     )));
+    assert!(!events.iter().any(|e| matches!(e, Event::JobFailed { .. })));
+    let (fresh, _) = provider_of(&chain, job, 1);
+    assert_ne!(fresh, late);
+    assert!(chain.state.job(job).unwrap().excluded.contains(&late));
+    commit(&mut chain, job, 1, &results[1]);
+    ok(&mut chain);
+    for s in 0..3 {
+        assert!(matches!(
+            phase(&chain, job, s),
+            StagePhase::Running {
+                reveal_deadline: Some(_)
+            }
+        ));
+    }
+    for s in 0..3 {
+        reveal(&mut chain, job, s, &results[s as usize]);
+    }
+    ok(&mut chain);
+    settle_and_check_pay(&mut chain, job, steps);
+    all_released(&chain);
+}
+
+/// Nobody committed: the session never finished, so there is nothing to
+/// rebuild from — the job fails with its whole escrow refunded.
+#[test]
+fn missed_commits_before_any_commitment_fail_the_session() {
+    let mut chain = network(4);
+    let spec = spec(3, VerificationLevel::Optimistic);
+    let escrow = State::escrow_for(&spec).unwrap();
+    let job = submit(&mut chain, spec);
+    let deadline = chain.state.job(job).unwrap().stages[1].slots[0]
+        .assignment
+        .as_ref()
+        .unwrap()
+        .deadline;
+    let events = chain
+        .advance_to(deadline.plus(1))
+        .into_iter()
+        .flat_map(|o| o.events.into_iter().map(|e| e.event))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::DeadlineMissed { .. }))
+            .count(),
+        3
+    );
     assert!(events.contains(&Event::JobFailed {
         job,
         refund: escrow
     }));
     assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Failed);
     all_released(&chain);
+}
+
+/// Every auditor drawn for the job and not yet committed commits the stage's
+/// result, in one block.
+fn commit_audits(chain: &mut TestChain, job: JobId, results: &[StageResult]) {
+    let mut any = false;
+    for (s, r) in results.iter().enumerate() {
+        let j = chain.state.job(job).unwrap();
+        let Some(a) = j.stages[s]
+            .audit
+            .as_ref()
+            .filter(|a| a.commitment.is_none())
+        else {
+            continue;
+        };
+        let auditor = a.auditor;
+        let salt = salt_for(&auditor, job, s as u32);
+        chain.push(
+            &key_of(auditor),
+            TxBody::AuditCommit {
+                job,
+                stage: s as u32,
+                commitment: r.commitment(job, s as u32, &salt, &auditor),
+            },
+        );
+        any = true;
+    }
+    if any {
+        ok(chain);
+    }
+}
+
+/// Under `Sampled` verification a stage re-filled after the others revealed
+/// is always audited: its new provider saw the hashes it must chain to.
+#[test]
+fn a_stage_refilled_after_reveals_is_always_audited() {
+    let mut chain = network(6);
+    let job = submit(&mut chain, spec(3, VerificationLevel::Sampled));
+    let results = session_results(transcript(), 3, 6);
+    for s in 0..3 {
+        commit(&mut chain, job, s, &results[s as usize]);
+    }
+    ok(&mut chain);
+    // Auditors drawn at commit time (if any) commit before reveals open.
+    commit_audits(&mut chain, job, &results);
+    reveal(&mut chain, job, 0, &results[0]);
+    reveal(&mut chain, job, 2, &results[2]);
+    ok(&mut chain);
+    let had_audit = chain.state.job(job).unwrap().stages[1].audit.is_some();
+    let window = chain.state.params().reveal_window;
+    advance(&mut chain, window + 2);
+    let (fresh, _) = provider_of(&chain, job, 1);
+    commit(&mut chain, job, 1, &results[1]);
+    ok(&mut chain);
+    let j = chain.state.job(job).unwrap();
+    let audit = j.stages[1]
+        .audit
+        .as_ref()
+        .expect("the re-filled stage is audited");
+    assert_ne!(audit.auditor, fresh);
+    if !had_audit {
+        // Freshly drawn: reveals wait for its commitment.
+        assert!(matches!(
+            j.stages[1].phase,
+            StagePhase::Running {
+                reveal_deadline: None
+            }
+        ));
+    }
 }
 
 #[test]

@@ -72,6 +72,9 @@ pub(crate) fn plan_work(
     let key = (id, s);
     let local = view.local;
     if let Some(c) = local.computed.get(&key) {
+        if !crate::misbehave::lapse::commits_generation(actor.mode()) {
+            return;
+        }
         out.push(Action::Journal {
             job: id,
             stage: s,
@@ -316,51 +319,108 @@ impl Daemon {
     }
 
     /// Starts the audit of stage `s` of generation job `id`: the transcript from the
-    /// last stage, then one teacher-forced prefill through the stage's layers.
+    /// session's stages, then one teacher-forced prefill through the stage's layers.
     pub(super) async fn start_generation_audit(&mut self, id: JobId, job: &Job, s: u32) {
-        let sources = self.sources(job, s).await;
+        self.start_replay(id, job, s, Replay::Audit).await
+    }
+
+    /// Starts rebuilding stage `s` of generation job `id`, which this provider took
+    /// over after the session ended (its holder missed a deadline, `jobs::deadlines`):
+    /// the same replay as an audit, whose result this provider then commits as the
+    /// stage's (an honest session's trace is a pure function of the transcript).
+    pub(super) async fn start_rebuild(&mut self, id: JobId, job: &Job, s: u32) {
+        self.start_replay(id, job, s, Replay::Rebuild).await
+    }
+
+    /// The transcript's sources: the last stage's provider (it sampled the tokens and
+    /// serves the requester's stream), then stage 0's (it was fed every token and
+    /// serves a copy once the session ended), never this provider itself.
+    async fn transcript_sources(&mut self, job: &Job) -> Vec<Client> {
         let last = job.stages.len() - 1;
-        let Some(last_provider) = job.stages[last]
-            .slots
-            .first()
-            .and_then(|x| x.assignment.as_ref())
-            .map(|a| a.provider)
-        else {
-            return;
-        };
-        let Some(last_endpoint) = self.endpoint(&last_provider).await else {
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        for st in [last, 0] {
+            let Some(p) = job.stages[st]
+                .slots
+                .first()
+                .and_then(|x| x.assignment.as_ref())
+                .map(|a| a.provider)
+            else {
+                continue;
+            };
+            if p == self.me.address || seen.contains(&p) {
+                continue;
+            }
+            seen.push(p);
+            if let Some(endpoint) = self.endpoint(&p).await {
+                out.push(Client::new(endpoint));
+            }
+        }
+        out
+    }
+
+    async fn start_replay(&mut self, id: JobId, job: &Job, s: u32, why: Replay) {
+        let sources = self.sources(job, s).await;
+        let holders = self.transcript_sources(job).await;
+        if holders.is_empty() {
             self.report(&format!(
-                "job {} audit: no endpoint for the last stage",
+                "job {} stage {s}: no stage serves the session's transcript",
                 id.0
             ));
             return;
-        };
+        }
+        let last = job.stages.len() - 1;
         let (fetcher, models) = (self.fetcher.clone(), self.models.clone());
         let (model, input, job_c) = (job.spec.model, job.spec.input, job.clone());
-        let status = self.status.clone();
+        let (status, sessions) = (self.status.clone(), self.sessions.clone());
         let range = range_of(job, s);
         let is_last = s as usize == last;
-        tracing::info!(job = id.0, stage = s, "auditing a generation by prefill");
+        match why {
+            Replay::Audit => {
+                tracing::info!(job = id.0, stage = s, "auditing a generation by prefill")
+            }
+            Replay::Rebuild => tracing::info!(
+                job = id.0,
+                stage = s,
+                "rebuilding a stage of a finished session by prefill"
+            ),
+        }
         self.running.insert(
             (id, s),
             tokio::spawn(async move {
                 let m = llm(&fetcher, &models, model, &sources).await?;
                 let req = request(&fetcher, input, &sources).await?;
                 check_request(&job_c, &req, &m)?;
-                let tokens = transcript(&Client::new(last_endpoint), id).await?;
+                let tokens = transcript(&holders, id).await?;
+                if why == Replay::Rebuild {
+                    // Serve it onwards, as stage 0 does, for later auditors.
+                    let hash = crate::session::run::store_transcript(fetcher.store(), &tokens)
+                        .await
+                        .map_err(TaskError::Failed)?;
+                    sessions.publish_transcript(
+                        id,
+                        &tokens,
+                        crate::session::FeedEnd {
+                            steps: tokens.len() as u32,
+                            transcript: hash,
+                        },
+                    );
+                }
                 tokio::task::spawn_blocking(move || {
                     let clock = std::time::Instant::now();
                     let (trace, picks) =
                         stage::replay_stage(&m.model, &range, &req.prompt, &tokens, &req.sampler)
-                            .map_err(|e| TaskError::Failed(format!("audit replay: {e}")))?;
+                            .map_err(|e| TaskError::Failed(format!("replay: {e}")))?;
                     let replay_ms = clock.elapsed().as_secs_f64() * 1e3;
-                    record(&status, |st| {
-                        st.last_audit = Some(AuditTiming {
-                            job: id,
-                            stage: s,
-                            replay_ms,
-                        })
-                    });
+                    if why == Replay::Audit {
+                        record(&status, |st| {
+                            st.last_audit = Some(AuditTiming {
+                                job: id,
+                                stage: s,
+                                replay_ms,
+                            })
+                        });
+                    }
                     // The last stage claims what the model samples; stage 0 what it was
                     // fed (the transcript): an honest session makes them equal.
                     let claimed = match picks {
@@ -383,10 +443,34 @@ impl Daemon {
     }
 }
 
-/// The finished session's transcript from its last stage: follows its token stream
-/// (`/v1/sessions/{job}/tokens`) until the end, reconnecting from the token reached if
-/// the stream breaks, for up to [`SESSION_PATIENCE`].
-async fn transcript(last: &Client, id: JobId) -> Result<Vec<u32>, TaskError> {
+/// Why a finished session is replayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Replay {
+    /// To audit another provider's stage.
+    Audit,
+    /// To take over a stage whose provider lapsed after the session.
+    Rebuild,
+}
+
+/// Whether generation job `job`'s session has ended: a stage other than `s` has
+/// committed (stages commit only once their session ran to its end). A provider that
+/// takes stage `s` then rebuilds it from the transcript instead of joining a session.
+pub(crate) fn session_over(job: &Job, s: u32) -> bool {
+    job.stages.iter().enumerate().any(|(i, st)| {
+        i != s as usize
+            && st
+                .slots
+                .iter()
+                .filter_map(|x| x.assignment.as_ref())
+                .any(|a| a.commitment.is_some())
+    })
+}
+
+/// The finished session's transcript from the stages that serve it (the last stage,
+/// then stage 0): follows a token stream (`/v1/sessions/{job}/tokens`) until the end,
+/// going on from the token reached with the next holder if the stream breaks or a
+/// holder cannot be reached, for up to [`SESSION_PATIENCE`] in all.
+async fn transcript(holders: &[Client], id: JobId) -> Result<Vec<u32>, TaskError> {
     use agentic_client::api::SessionEvent;
     use futures::StreamExt as _;
 
@@ -401,7 +485,13 @@ async fn transcript(last: &Client, id: JobId) -> Result<Vec<u32>, TaskError> {
     let mut tokens: Vec<u32> = Vec::new();
     // The last failure to reach the stream, while it stands.
     let mut failure: Option<agentic_client::ClientError> = None;
+    let mut turn = 0;
     loop {
+        // Each holder in turn, each try bounded: a holder that has no copy (a stage
+        // rebuilt elsewhere) answers with a feed that never starts.
+        let last = &holders[turn % holders.len()];
+        turn += 1;
+        let attempt = until.min(tokio::time::Instant::now() + SESSION_PATIENCE / 6);
         let follow = async {
             let stream = last.session_tokens(id, tokens.len() as u32).await?;
             failure = None;
@@ -419,7 +509,7 @@ async fn transcript(last: &Client, id: JobId) -> Result<Vec<u32>, TaskError> {
             }
             Ok::<_, agentic_client::ClientError>(Followed::Closed)
         };
-        let followed = tokio::time::timeout_at(until, follow).await;
+        let followed = tokio::time::timeout_at(attempt, follow).await;
         match followed {
             Ok(Ok(Followed::End)) => return Ok(tokens),
             Ok(Ok(Followed::Abort(reason))) => {

@@ -336,6 +336,9 @@ impl Daemon {
                     .as_ref()
                     .is_some_and(|a| a.provider == self.me.address)
             });
+            if held && generation::session_over(job, s) {
+                return self.start_rebuild(id, job, s).await;
+            }
             if held {
                 return self.start_session(id, job, s).await;
             }

@@ -33,6 +33,10 @@
 //!   perturb-step   generation: one block's output rows negated    prefill audit → descent over steps, then
 //!                  at one step, generated on from there            layers → referee re-runs that block at
 //!                                                                 that step from the prefix rows → slashed
+//!   lapse          generation: runs the session honestly, then     misses its commit deadline → miss
+//!                  never commits (a stage that dies after the      penalty, excluded; the stage goes back
+//!                  last token, or a requester's second identity    to matching and the replacement rebuilds
+//!                  hoping to void the honest stages' pay)          it from the transcript: everyone else paid
 //! ```
 //!
 //! The inference modes cheat on inference stages only (a training stage they hold is
@@ -54,6 +58,7 @@
 
 pub mod collude;
 pub mod copy_replica;
+pub mod lapse;
 pub mod perturb_step;
 pub mod perturb_ulp;
 pub mod random;
@@ -109,6 +114,8 @@ pub enum Misbehaviour {
     WrongStep,
     /// Generation: one block's rows negated at one step, generated on ([`perturb_step`]).
     PerturbStep,
+    /// Generation: runs the session, then never commits its stage ([`lapse`]).
+    Lapse,
 }
 
 /// A mode name that is not one of [`Misbehaviour::ALL`].
@@ -133,6 +140,7 @@ impl Misbehaviour {
         Misbehaviour::Collude,
         Misbehaviour::WrongStep,
         Misbehaviour::PerturbStep,
+        Misbehaviour::Lapse,
     ];
 
     /// The mode's name (`wrong-output`, …), as on the command line.
@@ -147,6 +155,7 @@ impl Misbehaviour {
             Misbehaviour::Collude => "collude",
             Misbehaviour::WrongStep => "wrong-step",
             Misbehaviour::PerturbStep => "perturb-step",
+            Misbehaviour::Lapse => "lapse",
         }
     }
 

@@ -364,6 +364,21 @@ impl Sessions {
         }
     }
 
+    /// Serves a finished session's transcript from this provider too: stage 0 at its
+    /// session's end and a stage rebuilt after the session (both know every token), so
+    /// that an auditor or a replacement finds it when the last stage is gone. A feed a
+    /// session here writes (this provider also holds the last stage) is left alone.
+    pub fn publish_transcript(&self, job: JobId, tokens: &[u32], end: FeedEnd) {
+        let mut feeds = lock(&self.feeds);
+        if feeds.map.get(&job).is_some_and(|e| !e.waiting) {
+            return;
+        }
+        let feed = feeds.writer(job);
+        feed.extend_to(tokens);
+        feed.end(end);
+        feeds.evict();
+    }
+
     /// The token feed of `job` for the session that writes it (created if no
     /// subscriber asked for it first).
     pub fn feed(&self, job: JobId) -> Arc<TokenFeed> {

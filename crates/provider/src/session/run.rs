@@ -586,18 +586,20 @@ async fn run_epochs(
     }
     match outcome {
         Ok(o) => {
-            if let Some(feed) = &feed {
-                let bytes = transcript_bytes(&o.transcript);
-                let hash = Hash(*blake3::hash(&bytes).as_bytes());
-                let store = store.clone();
-                tokio::task::spawn_blocking(move || store.put(&hash, &bytes))
+            // The last stage ends the requester's stream; stage 0 keeps a copy for
+            // when the last stage is gone (`Sessions::publish_transcript`).
+            if feed.is_some() || s == 0 {
+                let transcript = store_transcript(&store, &o.transcript)
                     .await
-                    .map_err(|e| SessionError::Store(e.to_string()))?
-                    .map_err(|e| SessionError::Store(e.to_string()))?;
-                feed.end(FeedEnd {
+                    .map_err(SessionError::Store)?;
+                let end = FeedEnd {
                     steps: o.result.steps,
-                    transcript: hash,
-                });
+                    transcript,
+                };
+                match &feed {
+                    Some(feed) => feed.end(end),
+                    None => sessions.publish_transcript(plan.job, &o.transcript, end),
+                }
             }
             Ok(o)
         }
@@ -608,6 +610,19 @@ async fn run_epochs(
             Err(e)
         }
     }
+}
+
+/// Stores a session's transcript blob (`transcript_bytes`) under its hash, the name
+/// the last stage commits to; returns the hash.
+pub async fn store_transcript(store: &Arc<BlobStore>, tokens: &[u32]) -> Result<Hash, String> {
+    let bytes = transcript_bytes(tokens);
+    let hash = Hash(*blake3::hash(&bytes).as_bytes());
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.put(&hash, &bytes))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(hash)
 }
 
 /// Why an epoch of the compute thread ended without the session's end.

@@ -22,13 +22,29 @@ impl State {
     /// beacon — unknowable when they signed — decides whether the stage is
     /// audited and draws the auditor by stake. An audited stage waits for the
     /// auditor's commitment before anyone reveals; otherwise reveals open now.
+    ///
+    /// A generation stage re-filled after its provider missed a deadline keeps
+    /// an auditor already drawn for it (its commitment binds the auditor's own
+    /// replay, the same for any honest holder); one re-filled after another
+    /// stage revealed is always audited under `Sampled`, for its provider saw
+    /// the revealed hashes it must chain to before committing.
     pub(super) fn on_stage_committed(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
         let Some(j) = self.jobs.get(&job) else { return };
         let st = &j.stages[stage as usize];
+        if st.audit.is_some() {
+            // Drawn before the stage was re-filled: reveals open once it commits
+            // (`AuditCommit`), or now if it has.
+            if st.audit.as_ref().is_some_and(|a| a.commitment.is_some()) {
+                self.open_reveals(job, stage);
+            }
+            return;
+        }
+        let rebuilt = j.is_generation() && j.stages.iter().any(|s| s.result.is_some());
         let level = j.spec.requirements.verification;
         let audited = match level {
             VerificationLevel::Optimistic => false,
             VerificationLevel::Audited => true,
+            VerificationLevel::Sampled if rebuilt => true,
             VerificationLevel::Sampled => {
                 // The most tempting provider sets the odds: the lowest score and,
                 // for the value floor, each provider's own value against its

@@ -4,9 +4,12 @@
 //! agreed and no availability claim is pending) or its reveal deadline pays
 //! the miss penalty — or is slashed, when it kept a reveal back from an
 //! audited stage — and is excluded from the job; its slot is vacated
-//! (`jobs::matching`) — except in a generation job, which fails instead,
-//! its escrow refunded (a session cannot go on without one of its
-//! stages). An auditor that misses its deadline pays the miss
+//! (`jobs::matching`). In a generation job the late stage goes back to
+//! matching only once another stage has committed — the session ran to its
+//! end, and a replacement rebuilds the stage's trace from the transcript by
+//! one prefill, as an auditor does — and while replacements remain
+//! ([`limits::MAX_SESSION_REPLACEMENTS`]); otherwise the job fails, its
+//! escrow refunded (no stage delivered anything). An auditor that misses its deadline pays the miss
 //! penalty and is excluded too: one that missed its commitment is replaced
 //! by a fresh draw (reveals open unaudited if nobody qualifies); one that
 //! missed its report lets the stage go on to its challenge window.
@@ -19,12 +22,18 @@ impl State {
     /// Per-block: replicas that missed their commit or reveal deadline are
     /// penalized, excluded from the job, and their slot goes back to matching.
     ///
-    /// A generation session cannot go on without one of its stages (a
-    /// replacement would have to rerun the session with providers that
-    /// already committed to it), so there every stage of the job is checked,
-    /// each late provider is penalized as above, and the job fails with its
-    /// escrow refunded (`fail_job`): the stages still running, including
-    /// those that revealed and wait for the others, are released unpaid.
+    /// In a generation job every stage is checked and each late provider is
+    /// penalized and excluded as above. If another stage has committed, the
+    /// session ran to its end and its providers did the work: the late
+    /// stages go back to matching (the replacement rebuilds the trace from
+    /// the transcript and commits; reveals open once every stage committed,
+    /// and a stage re-filled after others revealed is always audited under
+    /// `Sampled`, `jobs::audit`). Without the requeue a requester holding one
+    /// stage through a second identity could let it lapse after the last
+    /// token and get the generation for one miss penalty, the honest stages
+    /// unpaid. Nobody committed (the session never finished), or the job
+    /// used up its replacements: the job fails with its escrow refunded
+    /// (`fail_job`), the stages still running released unpaid.
     pub(crate) fn check_stage_deadlines(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
         let Some((generation, stages)) = self
             .jobs
@@ -40,13 +49,13 @@ impl State {
             }
             return;
         }
-        let mut failed = false;
+        let mut late = Vec::new();
         for s in 0..stages {
             let slots = self.penalize_late(job, s, ctx);
             if slots.is_empty() {
                 continue;
             }
-            failed = true;
+            late.push(s);
             // Already penalized and released: out of the job, so stopping it
             // does not release them twice.
             if let Some(jm) = self.job_mut(job) {
@@ -67,9 +76,31 @@ impl State {
                 }
             }
         }
-        if failed {
-            self.fail_job(job, ctx);
+        if late.is_empty() {
+            return;
         }
+        let resumable = self.jobs.get(&job).is_some_and(|j| {
+            let delivered = j.stages.iter().any(|st| {
+                st.slots
+                    .iter()
+                    .filter_map(|x| x.assignment.as_ref())
+                    .any(|a| a.commitment.is_some())
+            });
+            delivered && j.excluded.len() <= limits::MAX_SESSION_REPLACEMENTS
+        });
+        if !resumable {
+            self.fail_job(job, ctx);
+            return;
+        }
+        let now = self.now();
+        if let Some(jm) = self.job_mut(job) {
+            for &s in &late {
+                let st = &mut jm.stages[s as usize];
+                st.phase = StagePhase::Matching { since: now };
+                st.result = None;
+            }
+        }
+        self.enqueue_match(job);
     }
 
     /// Penalizes the replicas of a running stage that missed their commit or

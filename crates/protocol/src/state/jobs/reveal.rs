@@ -35,23 +35,43 @@ impl State {
     /// A generation session opens its reveals only once every stage is that
     /// far, and then all at once: a stage that saw another's revealed hashes
     /// before committing could claim the session's links without computing.
+    /// A stage re-filled after its provider missed the reveal (`jobs::deadlines`)
+    /// finds the others' reveals already open: only its own opens then (and it
+    /// is audited, `jobs::audit`, for it saw their hashes).
     pub(crate) fn open_reveals(&mut self, job: JobId, stage: u32) {
         let Some(j) = self.jobs.get(&job) else { return };
         if j.is_generation() {
-            let ready = |st: &crate::state::Stage| {
+            let unopened = |st: &crate::state::Stage| {
                 matches!(
                     st.phase,
                     StagePhase::Running {
                         reveal_deadline: None
                     }
-                ) && st.slots.iter().all(|s| {
-                    s.assignment
-                        .as_ref()
-                        .is_some_and(|a| a.commitment.is_some())
-                }) && st.audit.as_ref().is_none_or(|a| a.commitment.is_some())
+                )
+            };
+            let opened = |st: &crate::state::Stage| {
+                matches!(
+                    st.phase,
+                    StagePhase::Running {
+                        reveal_deadline: Some(_)
+                    }
+                )
+            };
+            let ready = |st: &crate::state::Stage| {
+                opened(st)
+                    || unopened(st)
+                        && st.slots.iter().all(|s| {
+                            s.assignment
+                                .as_ref()
+                                .is_some_and(|a| a.commitment.is_some())
+                        })
+                        && st.audit.as_ref().is_none_or(|a| a.commitment.is_some())
             };
             if j.stages.iter().all(ready) {
-                for s in 0..j.stages.len() as u32 {
+                let to_open: Vec<u32> = (0..j.stages.len() as u32)
+                    .filter(|&s| unopened(&j.stages[s as usize]))
+                    .collect();
+                for s in to_open {
                     self.open_stage_reveals(job, s);
                 }
             }
