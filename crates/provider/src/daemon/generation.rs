@@ -11,8 +11,11 @@
 //!  executor:
 //!   start_session: the model, the request blob, every stage's provider and endpoint
 //!                  ─▶ session::run::run ─▶ Computed (the stage's trace, its result)
-//!   start_audit:   the model, the request, the transcript from the last stage
-//!                  ─▶ stage::replay_stage (one prefill) ─▶ Computed
+//!   start_audit:   the model, the request, the transcript from the last stage (else
+//!                  stage 0's copy) ─▶ stage::replay_stage (one prefill) ─▶ Computed
+//!   start_rebuild: a stage taken over after its session ended (another stage
+//!                  committed; its holder lapsed, `jobs::deadlines`): the same replay,
+//!                  committed as the stage's own result
 //! ```
 //!
 //! A generation stage's result is a claim about the whole session: its trace root over
