@@ -86,9 +86,9 @@ pub use dealer::{
 pub use engine::{Engine, EngineError};
 pub use gossip::Submitter;
 pub use network::{
-    max_message_size, register_simulated, start_authenticated, Channels, NetworkConfig,
-    NetworkError, Peer, CHANNEL_BACKFILL, CHANNEL_BLOCKS, CHANNEL_CERTIFICATES, CHANNEL_RESOLVER,
-    CHANNEL_TXS, CHANNEL_VOTES,
+    max_message_size, register_simulated, start_authenticated, start_simulated, Channels,
+    NetworkConfig, NetworkError, Peer, CHANNEL_BACKFILL, CHANNEL_BLOCKS, CHANNEL_CERTIFICATES,
+    CHANNEL_RESOLVER, CHANNEL_TXS, CHANNEL_VOTES,
 };
 pub use referee::{Arbiter, Question};
 

@@ -67,6 +67,9 @@ pub enum NetworkError {
     /// The consensus engine could not be built.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The validator's task ended before its engine was built.
+    #[error("the validator task ended")]
+    Ended,
 }
 
 /// Another validator: its identity and where to dial it.
@@ -181,6 +184,55 @@ where
     let handle = context.child("validator").spawn(move |_| async move {
         futures::future::select(network_handle, engine_handle).await;
     });
+    Ok((handle, submitter))
+}
+
+/// Starts one validator on a simulated network (the node's tests and `agentic-sim`):
+/// registers its channels for `config.signer` at `quota` messages per second per
+/// channel, builds its engine in a task of its own — aborting the returned handle
+/// aborts every actor it started — and returns that handle with the engine's submitter.
+pub async fn start_simulated(
+    context: &commonware_runtime::deterministic::Context,
+    oracle: &simulated::Oracle<PublicKey, commonware_runtime::deterministic::Context>,
+    config: Config,
+    chain: SharedChain,
+    mempool: SharedMempool,
+    quota: Quota,
+) -> Result<(Handle<()>, Submitter), NetworkError> {
+    use commonware_cryptography::Signer as _;
+    use commonware_runtime::Supervisor as _;
+    let control = oracle.control(config.signer.public_key());
+    let channels = register_simulated(&control, quota).await?;
+    let manager = oracle.manager();
+    let index = config
+        .participants
+        .iter()
+        .position(|p| *p == config.signer.public_key());
+    let (ready, submitter) = futures::channel::oneshot::channel();
+    let handle = context
+        .child("validator")
+        .with_attribute("index", index.unwrap_or(usize::MAX))
+        .spawn(move |context| async move {
+            match Engine::new(
+                context.child("engine"),
+                config,
+                control,
+                manager,
+                chain,
+                mempool,
+            )
+            .await
+            {
+                Ok((engine, submitter)) => {
+                    let _ = ready.send(Ok(submitter));
+                    let _ = engine.start(channels).await;
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+            }
+        });
+    let submitter = submitter.await.map_err(|_| NetworkError::Ended)??;
     Ok((handle, submitter))
 }
 

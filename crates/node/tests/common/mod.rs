@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentic_node::consensus::{
-    deal, register_simulated, Config, Digest, PrivateKey, PublicKey, Scheme, Share, Sharing,
+    deal, start_simulated, Config, Digest, PrivateKey, PublicKey, Scheme, Share, Sharing,
     CHANNEL_VOTES,
 };
-use agentic_node::{Chain, Engine, Mempool, MempoolLimits, SharedChain, Submit, Submitter};
+use agentic_node::{Chain, Mempool, MempoolLimits, SharedChain, Submit, Submitter};
 use agentic_protocol::test_utils::{address_of, fast_params, key, GenesisBuilder};
 use agentic_protocol::{Address, Amount, ChainId, Genesis, Hash, Height, SignedTx, Tx, TxBody};
 use commonware_codec::{DecodeExt, Encode};
@@ -200,32 +200,16 @@ impl Net {
     pub async fn start(&self, i: usize) -> Validator {
         let chain = Chain::new(&self.genesis).unwrap().shared();
         let mempool = Arc::new(Mutex::new(Mempool::new(MempoolLimits::default())));
-        let control = self.oracle.control(self.participants[i].clone());
-        let channels = register_simulated(&control, QUOTA).await.unwrap();
-        let manager = self.oracle.manager();
-        let config = self.config(i);
-        let (ready, submitter) = futures::channel::oneshot::channel();
-        let task_chain = chain.clone();
-        // One task owns the whole validator, so aborting it aborts every actor it started.
-        let handle = self
-            .context
-            .child("validator")
-            .with_attribute("index", i)
-            .spawn(move |context| async move {
-                let (engine, submitter) = Engine::new(
-                    context.child("engine"),
-                    config,
-                    control,
-                    manager,
-                    task_chain,
-                    mempool,
-                )
-                .await
-                .unwrap();
-                let _ = ready.send(submitter);
-                let _ = engine.start(channels).await;
-            });
-        let submitter = submitter.await.unwrap();
+        let (handle, submitter) = start_simulated(
+            &self.context,
+            &self.oracle,
+            self.config(i),
+            chain.clone(),
+            mempool,
+            QUOTA,
+        )
+        .await
+        .unwrap();
         Validator {
             index: i,
             chain,

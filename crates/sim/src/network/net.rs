@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentic_node::consensus::{
-    deal, register_simulated, Config as ConsensusConfig, PrivateKey, PublicKey, Sharing,
+    deal, start_simulated, Config as ConsensusConfig, PrivateKey, PublicKey, Sharing,
     DEFAULT_BLOCK_INTERVAL,
 };
-use agentic_node::{Chain, Engine, Mempool, MempoolLimits, SharedChain, Submitter};
+use agentic_node::{Chain, Mempool, MempoolLimits, SharedChain, Submitter};
 use agentic_protocol::Genesis;
 use commonware_cryptography::Signer;
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
-use commonware_runtime::{deterministic, Quota, Spawner, Supervisor};
+use commonware_runtime::{deterministic, Quota, Supervisor};
 use commonware_utils::{NZUsize, NZU32};
 
 use crate::geo::{Cities, CityId};
@@ -156,11 +156,6 @@ impl Validators {
             .map_err(|e| NetError::Genesis(e.to_string()))?
             .shared();
         let mempool = Arc::new(Mutex::new(Mempool::new(MempoolLimits::default())));
-        let control = oracle.control(self.participants[i].clone());
-        let channels = register_simulated(&control, QUOTA)
-            .await
-            .map_err(|e| NetError::P2p(e.to_string()))?;
-        let manager = oracle.manager();
         let mut config = ConsensusConfig::new(
             self.signers[i].clone(),
             self.participants.clone(),
@@ -173,38 +168,14 @@ impl Validators {
         // Every actor mailbox is allocated whole up front: keep them small (this alone
         // does not make 100 validators fit in 24 GiB; see the crate README).
         config.mailbox_size = MAILBOX;
-        // A proposal crosses the world once (≤ 200 ms in the city model) before a vote.
+        // A proposal crosses the world once (≤ 175 ms one way in the measured table)
+        // before a vote.
         config.leader_timeout = Duration::from_secs(2);
         config.certification_timeout = Duration::from_secs(3);
-        let (ready, submitter) = futures::channel::oneshot::channel();
-        let task_chain = chain.clone();
-        context
-            .child("validator")
-            .with_attribute("index", i)
-            .spawn(move |context| async move {
-                match Engine::new(
-                    context.child("engine"),
-                    config,
-                    control,
-                    manager,
-                    task_chain,
-                    mempool,
-                )
+        let (_, submitter) =
+            start_simulated(context, oracle, config, chain.clone(), mempool, QUOTA)
                 .await
-                {
-                    Ok((engine, submitter)) => {
-                        let _ = ready.send(Ok(submitter));
-                        let _ = engine.start(channels).await;
-                    }
-                    Err(e) => {
-                        let _ = ready.send(Err(e.to_string()));
-                    }
-                }
-            });
-        let submitter = submitter
-            .await
-            .map_err(|_| NetError::Engine("the validator task ended".into()))?
-            .map_err(NetError::Engine)?;
+                .map_err(|e| NetError::Engine(e.to_string()))?;
         Ok(Validator { chain, submitter })
     }
 }
