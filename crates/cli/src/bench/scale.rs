@@ -255,7 +255,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 /// The whole-network simulation (`agentic_sim::network`): real consensus and execution
-/// on the deterministic runtime, validators and agents placed in the city table.
+/// on the deterministic runtime, validators and agents placed in the regions of the measured RTT table.
 fn simulate(args: &Args) -> anyhow::Result<Value> {
     let config = agentic_sim::network::NetworkConfig {
         seed: args.seed,

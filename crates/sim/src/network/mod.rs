@@ -209,7 +209,7 @@ pub struct Tally {
 pub struct NetworkReport {
     /// The configuration.
     pub config: NetworkConfig,
-    /// Cities in the latency table; validators' cities.
+    /// Regions in the measured RTT table.
     pub cities: usize,
     /// Virtual seconds simulated.
     pub virtual_s: f64,
