@@ -20,7 +20,8 @@ use agentic_agent::requester::{GenerationInput, JobInput, JobRequest, Requester}
 use agentic_compute::llm::stage::{self, StageInput, StageOutput, StageRange, StageSession};
 use agentic_compute::llm::Sampler;
 use agentic_protocol::event::Event;
-use agentic_protocol::state::JobStatus;
+use agentic_protocol::state::{Job, JobStatus};
+use agentic_protocol::tx::JobSpec;
 use agentic_protocol::types::VerificationLevel;
 use agentic_protocol::{Address, Amount};
 use agentic_provider::local::{self, MarketSpec};
@@ -112,15 +113,7 @@ fn a_three_stage_generation_streams_a_local_runs_tokens_and_pays_metered_ops() {
         );
 
         // The job settles: every stage audited and agreed, each paid exactly.
-        let deadline = Instant::now() + Duration::from_secs(300);
-        let job = loop {
-            let j = c.job(sub.job).await.unwrap();
-            if j.status != JobStatus::Active && j.escrow == Amount::ZERO {
-                break j;
-            }
-            assert!(Instant::now() < deadline, "job not settled: {j:#?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let job = settled(&c, sub.job, Duration::from_secs(300)).await;
         assert_eq!(job.status, JobStatus::Completed, "{job:#?}");
         assert!(req
             .check_transcript(sub.job, &streamed.tokens)
@@ -189,6 +182,68 @@ fn a_three_stage_generation_streams_a_local_runs_tokens_and_pays_metered_ops() {
     })
     .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits, up to `patience`, until job `id` has ended and its escrow is spent or
+/// refunded; the job then.
+async fn settled(
+    c: &agentic_client::Client,
+    id: agentic_protocol::JobId,
+    patience: Duration,
+) -> Job {
+    let until = Instant::now() + patience;
+    loop {
+        let j = c.job(id).await.unwrap();
+        if j.status != JobStatus::Active && j.escrow == Amount::ZERO {
+            return j;
+        }
+        assert!(Instant::now() < until, "job not settled: {j:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Each stage of a finished generation job was paid once, to the provider holding
+/// it at the end, exactly the stage's metered ops over the steps it revealed
+/// (`steps` each) × its price; returns the total paid.
+fn check_stage_pay(events: &[Event], job: &Job, spec: &JobSpec, steps: u32) -> u128 {
+    let prompt = spec.generation.expect("a generation job").prompt_tokens;
+    let mut total = 0;
+    for (s, st) in job.stages.iter().enumerate() {
+        let a = st.slots[0].assignment.as_ref().unwrap();
+        let r = st.result.unwrap();
+        assert_eq!(r.steps, steps);
+        let ops = spec.stages[s].generation_ops(prompt, r.steps).unwrap();
+        let pays: Vec<(Address, u128)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::StagePaid {
+                    stage,
+                    provider,
+                    amount,
+                    ..
+                } if *stage as usize == s => Some((*provider, amount.0)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            pays,
+            vec![(a.provider, Amount::cost(ops, a.price).unwrap().0)],
+            "stage {s}: paid once, to its provider, its ops × its price"
+        );
+        total += pays[0].1;
+    }
+    total
+}
+
+/// The audit fees a job's events paid.
+fn audit_fees(events: &[Event]) -> u128 {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AuditPaid { fee, .. } | Event::AuditAgreed { fee, .. } => Some(fee.0),
+            _ => None,
+        })
+        .sum()
 }
 
 /// The ops each stage meters when the generation is run stage by stage locally.

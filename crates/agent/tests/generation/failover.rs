@@ -87,7 +87,6 @@ fn each_stage_provider_killed_mid_generation_is_replaced_and_the_stream_goes_on(
             r.verification = VerificationLevel::Audited;
             r.placement = PlacementChoice::Named(holders.iter().map(|&i| addr(i)).collect());
             let prepared = req.prepare(&r).await.expect("prepare");
-            let g = prepared.spec.generation.expect("a generation spec");
             let request =
                 agentic_compute::llm::stage::GenerationRequest::decode(&prepared.input).unwrap();
             let local = expected
@@ -148,15 +147,7 @@ fn each_stage_provider_killed_mid_generation_is_replaced_and_the_stream_goes_on(
             assert_eq!(streamed.tokens, local, "the tokens are a local run's");
 
             // The job settles: every stage audited and agreed, each paid once.
-            let until = Instant::now() + Duration::from_secs(300);
-            let job = loop {
-                let j = c.job(sub.job).await.unwrap();
-                if j.status != JobStatus::Active && j.escrow == Amount::ZERO {
-                    break j;
-                }
-                assert!(Instant::now() < until, "job not settled: {j:#?}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            };
+            let job = super::settled(&c, sub.job, Duration::from_secs(300)).await;
             assert_eq!(job.status, JobStatus::Completed, "{job:#?}");
             assert!(req
                 .check_transcript(sub.job, &streamed.tokens)
@@ -185,7 +176,6 @@ fn each_stage_provider_killed_mid_generation_is_replaced_and_the_stream_goes_on(
                 .count();
             assert_eq!(agreed, 3, "each stage's audit agreed: {events:#?}");
 
-            let mut paid_total = 0u128;
             for (s, st) in job.stages.iter().enumerate() {
                 let a = st.slots[0].assignment.as_ref().unwrap();
                 if s == victim_stage {
@@ -193,37 +183,9 @@ fn each_stage_provider_killed_mid_generation_is_replaced_and_the_stream_goes_on(
                 } else {
                     assert_eq!(a.provider, addr(holders[s]), "stage {s} kept its provider");
                 }
-                let r = st.result.unwrap();
-                assert_eq!(r.steps, TOKENS);
-                let ops = prepared.spec.stages[s]
-                    .generation_ops(g.prompt_tokens, r.steps)
-                    .unwrap();
-                let pays: Vec<(Address, u128)> = events
-                    .iter()
-                    .filter_map(|e| match e {
-                        Event::StagePaid {
-                            stage,
-                            provider,
-                            amount,
-                            ..
-                        } if *stage as usize == s => Some((*provider, amount.0)),
-                        _ => None,
-                    })
-                    .collect();
-                assert_eq!(
-                    pays,
-                    vec![(a.provider, Amount::cost(ops, a.price).unwrap().0)],
-                    "stage {s}: paid once, to its provider, its ops × its price"
-                );
-                paid_total += pays[0].1;
             }
-            let audit_fees: u128 = events
-                .iter()
-                .filter_map(|e| match e {
-                    Event::AuditPaid { fee, .. } | Event::AuditAgreed { fee, .. } => Some(fee.0),
-                    _ => None,
-                })
-                .sum();
+            let paid_total = super::check_stage_pay(&events, &job, &prepared.spec, TOKENS);
+            let audit_fees = super::audit_fees(&events);
 
             // The dead provider: nothing paid, exactly the miss penalty taken.
             assert!(!events.iter().any(|e| matches!(e,

@@ -78,7 +78,6 @@ fn a_stage_that_lapses_after_the_session_is_rebuilt_and_every_stage_is_paid() {
         r.verification = VerificationLevel::Audited;
         r.placement = PlacementChoice::Named(addrs[..3].to_vec());
         let prepared = req.prepare(&r).await.expect("prepare");
-        let g = prepared.spec.generation.expect("a generation spec");
         let request =
             agentic_compute::llm::stage::GenerationRequest::decode(&prepared.input).unwrap();
         let local = m.generate_request(&request, |_| {}).unwrap().tokens;
@@ -103,15 +102,7 @@ fn a_stage_that_lapses_after_the_session_is_rebuilt_and_every_stage_is_paid() {
         // It never commits; now it is gone, with its stream and its transcript.
         providers[2].take().unwrap().kill();
 
-        let until = Instant::now() + Duration::from_secs(400);
-        let job = loop {
-            let j = c.job(sub.job).await.unwrap();
-            if j.status != JobStatus::Active && j.escrow == Amount::ZERO {
-                break j;
-            }
-            assert!(Instant::now() < until, "job not settled: {j:#?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let job = super::settled(&c, sub.job, Duration::from_secs(400)).await;
         eprintln!("job {}: settled after {:?}", sub.job.0, t0.elapsed());
         assert_eq!(job.status, JobStatus::Completed, "{job:#?}");
         assert!(req
@@ -142,7 +133,6 @@ fn a_stage_that_lapses_after_the_session_is_rebuilt_and_every_stage_is_paid() {
             .count();
         assert_eq!(agreed, 3, "each stage's audit agreed: {events:#?}");
 
-        let mut paid_total = 0u128;
         for (s, st) in job.stages.iter().enumerate() {
             let a = st.slots[0].assignment.as_ref().unwrap();
             if s == 2 {
@@ -150,37 +140,9 @@ fn a_stage_that_lapses_after_the_session_is_rebuilt_and_every_stage_is_paid() {
             } else {
                 assert_eq!(a.provider, addrs[s], "stage {s} kept its provider");
             }
-            let r = st.result.unwrap();
-            assert_eq!(r.steps, TOKENS);
-            let ops = prepared.spec.stages[s]
-                .generation_ops(g.prompt_tokens, r.steps)
-                .unwrap();
-            let pays: Vec<(Address, u128)> = events
-                .iter()
-                .filter_map(|e| match e {
-                    Event::StagePaid {
-                        stage,
-                        provider,
-                        amount,
-                        ..
-                    } if *stage as usize == s => Some((*provider, amount.0)),
-                    _ => None,
-                })
-                .collect();
-            assert_eq!(
-                pays,
-                vec![(a.provider, Amount::cost(ops, a.price).unwrap().0)],
-                "stage {s}: paid once, to its provider, its ops × its price"
-            );
-            paid_total += pays[0].1;
         }
-        let audit_fees: u128 = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::AuditPaid { fee, .. } | Event::AuditAgreed { fee, .. } => Some(fee.0),
-                _ => None,
-            })
-            .sum();
+        let paid_total = super::check_stage_pay(&events, &job, &prepared.spec, TOKENS);
+        let audit_fees = super::audit_fees(&events);
         // The lapsed provider: nothing paid, exactly the miss penalty taken.
         let acct = c.account(&lapsed).await.unwrap().account;
         assert_eq!(
