@@ -143,6 +143,21 @@ fn phase(chain: &TestChain, job: JobId, stage: usize) -> StagePhase {
     chain.state.job(job).unwrap().stages[stage].phase
 }
 
+/// Produces blocks until `extra` blocks past stage `stage`'s commit deadline; their
+/// events.
+fn past_commit_deadline(chain: &mut TestChain, job: JobId, stage: usize, extra: u64) -> Vec<Event> {
+    let deadline = chain.state.job(job).unwrap().stages[stage].slots[0]
+        .assignment
+        .as_ref()
+        .unwrap()
+        .deadline;
+    chain
+        .advance_to(deadline.plus(extra))
+        .into_iter()
+        .flat_map(|o| o.events.into_iter().map(|e| e.event))
+        .collect()
+}
+
 /// Every provider is free again: no active assignment, nothing open.
 fn all_released(chain: &TestChain) {
     for (seed, _) in PROVIDERS {
@@ -721,16 +736,7 @@ fn missed_commit_after_the_session_requeues_the_stage() {
     let body = reveal_body(&chain, job, 0, &results[0]);
     assert_eq!(chain.reject(&key_of(p0), body), TxError::RevealTooEarly);
     let (late, _) = provider_of(&chain, job, 1);
-    let deadline = chain.state.job(job).unwrap().stages[1].slots[0]
-        .assignment
-        .as_ref()
-        .unwrap()
-        .deadline;
-    let events = chain
-        .advance_to(deadline.plus(2))
-        .into_iter()
-        .flat_map(|o| o.events.into_iter().map(|e| e.event))
-        .collect::<Vec<_>>();
+    let events = past_commit_deadline(&mut chain, job, 1, 2);
     assert!(events.iter().any(|e| matches!(
         e,
         Event::DeadlineMissed { stage: 1, provider, .. } if *provider == late
@@ -765,16 +771,7 @@ fn missed_commits_before_any_commitment_fail_the_session() {
     let spec = spec(3, VerificationLevel::Optimistic);
     let escrow = State::escrow_for(&spec).unwrap();
     let job = submit(&mut chain, spec);
-    let deadline = chain.state.job(job).unwrap().stages[1].slots[0]
-        .assignment
-        .as_ref()
-        .unwrap()
-        .deadline;
-    let events = chain
-        .advance_to(deadline.plus(1))
-        .into_iter()
-        .flat_map(|o| o.events.into_iter().map(|e| e.event))
-        .collect::<Vec<_>>();
+    let events = past_commit_deadline(&mut chain, job, 1, 1);
     assert_eq!(
         events
             .iter()
