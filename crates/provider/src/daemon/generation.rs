@@ -362,6 +362,20 @@ impl Daemon {
         out
     }
 
+    /// Whether a holder of the transcript (the last stage, stage 0) reports the session
+    /// of `id` ended, each asked once and briefly. A stage taken over while another has
+    /// committed is rebuilt only then; otherwise the session still runs (a stage may
+    /// commit before the end) and the new holder joins it.
+    pub(super) async fn transcript_ended(&mut self, id: JobId, job: &Job) -> bool {
+        for c in self.transcript_sources(job).await {
+            let asked = tokio::time::timeout(Duration::from_secs(2), c.session_state(id)).await;
+            if matches!(asked, Ok(Ok(st)) if st.end.is_some()) {
+                return true;
+            }
+        }
+        false
+    }
+
     async fn start_replay(&mut self, id: JobId, job: &Job, s: u32, why: Replay) {
         let sources = self.sources(job, s).await;
         let holders = self.transcript_sources(job).await;
@@ -455,9 +469,10 @@ enum Replay {
     Rebuild,
 }
 
-/// Whether generation job `job`'s session has ended: a stage other than `s` has
-/// committed (stages commit only once their session ran to its end). A provider that
-/// takes stage `s` then rebuilds it from the transcript instead of joining a session.
+/// Whether generation job `job`'s session may have ended: a stage other than `s` has
+/// committed (honest stages commit only once their session ran to its end). A provider
+/// that takes stage `s` then asks the transcript's holders (`transcript_ended`) and
+/// rebuilds the stage from the transcript instead of joining a session.
 pub(crate) fn session_over(job: &Job, s: u32) -> bool {
     job.stages.iter().enumerate().any(|(i, st)| {
         i != s as usize

@@ -336,7 +336,7 @@ impl Daemon {
                     .as_ref()
                     .is_some_and(|a| a.provider == self.me.address)
             });
-            if held && generation::session_over(job, s) {
+            if held && generation::session_over(job, s) && self.transcript_ended(id, job).await {
                 return self.start_rebuild(id, job, s).await;
             }
             if held {
