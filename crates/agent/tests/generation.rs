@@ -113,21 +113,14 @@ fn a_three_stage_generation_streams_a_local_runs_tokens_and_pays_metered_ops() {
         );
 
         // The job settles: every stage audited and agreed, each paid exactly.
-        let job = settled(&c, sub.job, Duration::from_secs(300)).await;
-        assert_eq!(job.status, JobStatus::Completed, "{job:#?}");
-        assert!(req
-            .check_transcript(sub.job, &streamed.tokens)
-            .await
-            .unwrap());
-        let events = req.job_events(sub.job).await.unwrap();
-        let agreed = events
-            .iter()
-            .filter(|e| matches!(e, Event::AuditAgreed { .. }))
-            .count();
-        assert_eq!(
-            agreed, 3,
-            "each stage's audit by prefill agreed: {events:#?}"
-        );
+        let (job, events) = completed_and_audited(
+            &c,
+            &req,
+            sub.job,
+            &streamed.tokens,
+            Duration::from_secs(300),
+        )
+        .await;
 
         // Each stage's metered ops, measured by running its layers locally as a
         // session of its own, are what the ledger paid for at the stage's price.
@@ -200,6 +193,31 @@ async fn settled(
         assert!(Instant::now() < until, "job not settled: {j:#?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits for job `id` to settle (`settled`), then checks that it completed, that the
+/// last stage's committed output names `tokens`, and that each of its three stages'
+/// audits agreed; the job and its events.
+async fn completed_and_audited(
+    c: &agentic_client::Client,
+    req: &Requester,
+    id: agentic_protocol::JobId,
+    tokens: &[u32],
+    patience: Duration,
+) -> (Job, Vec<Event>) {
+    let job = settled(c, id, patience).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:#?}");
+    assert!(req.check_transcript(id, tokens).await.unwrap());
+    let events = req.job_events(id).await.unwrap();
+    let agreed = events
+        .iter()
+        .filter(|e| matches!(e, Event::AuditAgreed { .. }))
+        .count();
+    assert_eq!(
+        agreed, 3,
+        "each stage's audit by prefill agreed: {events:#?}"
+    );
+    (job, events)
 }
 
 /// Each stage of a finished generation job was paid once, to the provider holding

@@ -158,6 +158,18 @@ fn past_commit_deadline(chain: &mut TestChain, job: JobId, stage: usize, extra: 
         .collect()
 }
 
+/// Every stage of the (three-stage) session has its reveal window open.
+fn assert_reveals_open(chain: &TestChain, job: JobId) {
+    for s in 0..3 {
+        assert!(matches!(
+            phase(chain, job, s),
+            StagePhase::Running {
+                reveal_deadline: Some(_)
+            }
+        ));
+    }
+}
+
 /// Every provider is free again: no active assignment, nothing open.
 fn all_released(chain: &TestChain) {
     for (seed, _) in PROVIDERS {
@@ -272,14 +284,7 @@ fn three_stage_session_commits_together_and_pays_for_tokens_generated() {
         commit(&mut chain, job, s, &results[s as usize]);
     }
     ok(&mut chain);
-    for s in 0..3 {
-        assert!(matches!(
-            phase(&chain, job, s),
-            StagePhase::Running {
-                reveal_deadline: Some(_)
-            }
-        ));
-    }
+    assert_reveals_open(&chain, job);
 
     // Stages 2 and 0 reveal: their results are held while stage 1 is out.
     reveal(&mut chain, job, 2, &results[2]);
@@ -747,14 +752,7 @@ fn missed_commit_after_the_session_requeues_the_stage() {
     assert!(chain.state.job(job).unwrap().excluded.contains(&late));
     commit(&mut chain, job, 1, &results[1]);
     ok(&mut chain);
-    for s in 0..3 {
-        assert!(matches!(
-            phase(&chain, job, s),
-            StagePhase::Running {
-                reveal_deadline: Some(_)
-            }
-        ));
-    }
+    assert_reveals_open(&chain, job);
     for s in 0..3 {
         reveal(&mut chain, job, s, &results[s as usize]);
     }

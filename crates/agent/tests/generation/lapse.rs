@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use agentic_agent::requester::{GenerationInput, JobInput, JobRequest, PlacementChoice, Requester};
 use agentic_compute::llm::Sampler;
 use agentic_protocol::event::Event;
-use agentic_protocol::state::JobStatus;
 use agentic_protocol::types::VerificationLevel;
 use agentic_protocol::{Address, Amount};
 use agentic_provider::local::{self, MarketSpec};
@@ -102,14 +101,15 @@ fn a_stage_that_lapses_after_the_session_is_rebuilt_and_every_stage_is_paid() {
         // It never commits; now it is gone, with its stream and its transcript.
         providers[2].take().unwrap().kill();
 
-        let job = super::settled(&c, sub.job, Duration::from_secs(400)).await;
+        let (job, events) = super::completed_and_audited(
+            &c,
+            &req,
+            sub.job,
+            &streamed.tokens,
+            Duration::from_secs(400),
+        )
+        .await;
         eprintln!("job {}: settled after {:?}", sub.job.0, t0.elapsed());
-        assert_eq!(job.status, JobStatus::Completed, "{job:#?}");
-        assert!(req
-            .check_transcript(sub.job, &streamed.tokens)
-            .await
-            .unwrap());
-        let events = req.job_events(sub.job).await.unwrap();
         let missed: Vec<(u32, Address, Amount)> = events
             .iter()
             .filter_map(|e| match e {
@@ -127,12 +127,6 @@ fn a_stage_that_lapses_after_the_session_is_rebuilt_and_every_stage_is_paid() {
         assert_eq!((stage, who), (2, lapsed));
         assert!(penalty > Amount::ZERO);
         assert!(!events.iter().any(|e| matches!(e, Event::JobFailed { .. })));
-        let agreed = events
-            .iter()
-            .filter(|e| matches!(e, Event::AuditAgreed { .. }))
-            .count();
-        assert_eq!(agreed, 3, "each stage's audit agreed: {events:#?}");
-
         for (s, st) in job.stages.iter().enumerate() {
             let a = st.slots[0].assignment.as_ref().unwrap();
             if s == 2 {

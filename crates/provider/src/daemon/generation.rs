@@ -324,15 +324,24 @@ impl Daemon {
     /// Starts the audit of stage `s` of generation job `id`: the transcript from the
     /// session's stages, then one teacher-forced prefill through the stage's layers.
     pub(super) async fn start_generation_audit(&mut self, id: JobId, job: &Job, s: u32) {
-        self.start_replay(id, job, s, Replay::Audit).await
+        let holders = self.transcript_sources(job).await;
+        self.start_replay(id, job, s, Replay::Audit, holders).await
     }
 
     /// Starts rebuilding stage `s` of generation job `id`, which this provider took
     /// over after the session ended (its holder missed a deadline, `jobs::deadlines`):
-    /// the same replay as an audit, whose result this provider then commits as the
-    /// stage's (an honest session's trace is a pure function of the transcript).
-    pub(super) async fn start_rebuild(&mut self, id: JobId, job: &Job, s: u32) {
-        self.start_replay(id, job, s, Replay::Rebuild).await
+    /// the same replay as an audit, from `holders` (`ended_transcript`), whose result
+    /// this provider then commits as the stage's (an honest session's trace is a pure
+    /// function of the transcript).
+    pub(super) async fn start_rebuild(
+        &mut self,
+        id: JobId,
+        job: &Job,
+        s: u32,
+        holders: Vec<Client>,
+    ) {
+        self.start_replay(id, job, s, Replay::Rebuild, holders)
+            .await
     }
 
     /// The transcript's sources: the last stage's provider (it sampled the tokens and
@@ -362,23 +371,30 @@ impl Daemon {
         out
     }
 
-    /// Whether a holder of the transcript (the last stage, stage 0) reports the session
-    /// of `id` ended, each asked once and briefly. A stage taken over while another has
-    /// committed is rebuilt only then; otherwise the session still runs (a stage may
-    /// commit before the end) and the new holder joins it.
-    pub(super) async fn transcript_ended(&mut self, id: JobId, job: &Job) -> bool {
-        for c in self.transcript_sources(job).await {
+    /// The transcript's holders if one of them (the last stage, stage 0) reports the
+    /// session of `id` ended, each asked once and briefly. A stage taken over while
+    /// another has committed is rebuilt only then; otherwise the session still runs (a
+    /// stage may commit before the end) and the new holder joins it.
+    pub(super) async fn ended_transcript(&mut self, id: JobId, job: &Job) -> Option<Vec<Client>> {
+        let holders = self.transcript_sources(job).await;
+        for c in &holders {
             let asked = tokio::time::timeout(Duration::from_secs(2), c.session_state(id)).await;
             if matches!(asked, Ok(Ok(st)) if st.end.is_some()) {
-                return true;
+                return Some(holders);
             }
         }
-        false
+        None
     }
 
-    async fn start_replay(&mut self, id: JobId, job: &Job, s: u32, why: Replay) {
+    async fn start_replay(
+        &mut self,
+        id: JobId,
+        job: &Job,
+        s: u32,
+        why: Replay,
+        holders: Vec<Client>,
+    ) {
         let sources = self.sources(job, s).await;
-        let holders = self.transcript_sources(job).await;
         if holders.is_empty() {
             self.report(&format!(
                 "job {} stage {s}: no stage serves the session's transcript",
@@ -471,7 +487,7 @@ enum Replay {
 
 /// Whether generation job `job`'s session may have ended: a stage other than `s` has
 /// committed (honest stages commit only once their session ran to its end). A provider
-/// that takes stage `s` then asks the transcript's holders (`transcript_ended`) and
+/// that takes stage `s` then asks the transcript's holders (`ended_transcript`) and
 /// rebuilds the stage from the transcript instead of joining a session.
 pub(crate) fn session_over(job: &Job, s: u32) -> bool {
     job.stages.iter().enumerate().any(|(i, st)| {

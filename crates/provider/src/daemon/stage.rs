@@ -336,8 +336,10 @@ impl Daemon {
                     .as_ref()
                     .is_some_and(|a| a.provider == self.me.address)
             });
-            if held && generation::session_over(job, s) && self.transcript_ended(id, job).await {
-                return self.start_rebuild(id, job, s).await;
+            if held && generation::session_over(job, s) {
+                if let Some(holders) = self.ended_transcript(id, job).await {
+                    return self.start_rebuild(id, job, s, holders).await;
+                }
             }
             if held {
                 return self.start_session(id, job, s).await;

@@ -95,9 +95,8 @@ impl State {
         let now = self.now();
         if let Some(jm) = self.job_mut(job) {
             for &s in &late {
-                let st = &mut jm.stages[s as usize];
-                st.phase = StagePhase::Matching { since: now };
-                st.result = None;
+                // (A late stage has no agreed result: that needs every reveal.)
+                jm.stages[s as usize].phase = StagePhase::Matching { since: now };
             }
         }
         self.enqueue_match(job);
