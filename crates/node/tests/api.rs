@@ -55,6 +55,10 @@ mod history;
 #[path = "api/explorer.rs"]
 mod explorer;
 
+/// The headless Chromium driver (shared with the provider crate's explorer test).
+#[path = "support/browser.rs"]
+mod browser;
+
 fn genesis() -> agentic_protocol::Genesis {
     GenesisBuilder::new(CHAIN)
         .account(address_of(&key(1)), 1_000_000, 0)
