@@ -1190,10 +1190,7 @@ impl State {
     /// Adds `who` to the providers a job may no longer use.
     fn exclude(&mut self, job: JobId, who: Address) {
         if let Some(jm) = self.job_mut(job) {
-            if !jm.excluded.contains(&who) && jm.excluded.len() < crate::types::limits::MAX_EXCLUDED
-            {
-                jm.excluded.push(who);
-            }
+            jm.exclude(who);
         }
     }
 

@@ -288,6 +288,14 @@ codec_struct!(Job {
 });
 
 impl Job {
+    /// Bars `who` from the job's slots: listed once, and the list stops growing at
+    /// [`limits::MAX_EXCLUDED`] (the codec's bound).
+    pub(crate) fn exclude(&mut self, who: Address) {
+        if !self.excluded.contains(&who) && self.excluded.len() < limits::MAX_EXCLUDED {
+            self.excluded.push(who);
+        }
+    }
+
     /// Whether the job is a generation session ([`JobSpec::generation`]).
     pub fn is_generation(&self) -> bool {
         self.spec.generation.is_some()

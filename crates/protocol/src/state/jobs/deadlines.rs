@@ -70,9 +70,7 @@ impl State {
                     }
                 }
                 for who in gone {
-                    if !jm.excluded.contains(&who) && jm.excluded.len() < limits::MAX_EXCLUDED {
-                        jm.excluded.push(who);
-                    }
+                    jm.exclude(who);
                 }
             }
         }
@@ -92,14 +90,8 @@ impl State {
             self.fail_job(job, ctx);
             return;
         }
-        let now = self.now();
-        if let Some(jm) = self.job_mut(job) {
-            for &s in &late {
-                // (A late stage has no agreed result: that needs every reveal.)
-                jm.stages[s as usize].phase = StagePhase::Matching { since: now };
-            }
-        }
-        self.enqueue_match(job);
+        // (A late stage has no agreed result: that needs every reveal.)
+        self.requeue_stages(job, &late);
     }
 
     /// Penalizes the replicas of a running stage that missed their commit or
@@ -220,9 +212,7 @@ impl State {
         self.penalize_miss(auditor, payer, value);
         self.release_auditor(job, stage, false);
         if let Some(jm) = self.job_mut(job) {
-            if !jm.excluded.contains(&auditor) && jm.excluded.len() < limits::MAX_EXCLUDED {
-                jm.excluded.push(auditor);
-            }
+            jm.exclude(auditor);
         }
         ctx.emit(Event::AuditMissed {
             job,

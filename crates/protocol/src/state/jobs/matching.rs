@@ -314,6 +314,21 @@ impl State {
         self.schedule(at, Timer::Match(job));
     }
 
+    /// Sends `stages` of `job` back to matching (their slots already emptied
+    /// and the providers who left them excluded): a stage taken over by
+    /// `ReplaceStage` or a generation stage that missed its deadline.
+    pub(crate) fn requeue_stages(&mut self, job: JobId, stages: &[u32]) {
+        let now = self.now();
+        if let Some(jm) = self.job_mut(job) {
+            for &s in stages {
+                if let Some(st) = jm.stages.get_mut(s as usize) {
+                    st.phase = StagePhase::Matching { since: now };
+                }
+            }
+        }
+        self.enqueue_match(job);
+    }
+
     /// Takes `job` out of matching (cancelled, failed or done).
     pub(crate) fn dequeue_match(&mut self, job: JobId) {
         self.matching.remove(&job);
@@ -566,9 +581,7 @@ impl State {
                 rematch = true;
             }
             for who in gone {
-                if !j.excluded.contains(&who) && j.excluded.len() < limits::MAX_EXCLUDED {
-                    j.excluded.push(who);
-                }
+                j.exclude(who);
             }
         }
         if release_audit {

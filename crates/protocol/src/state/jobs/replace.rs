@@ -86,16 +86,11 @@ impl State {
             p.active = p.active.saturating_sub(1);
             p.open = p.open.saturating_sub(1);
         }
-        let now = self.now();
         if let Some(jm) = self.job_mut(job) {
-            let st = &mut jm.stages[stage as usize];
-            st.slots[0].assignment = None;
-            st.phase = StagePhase::Matching { since: now };
-            if !jm.excluded.contains(&provider) {
-                jm.excluded.push(provider);
-            }
+            jm.stages[stage as usize].slots[0].assignment = None;
+            jm.exclude(provider);
         }
-        self.enqueue_match(job);
+        self.requeue_stages(job, &[stage]);
         ctx.emit(Event::StageReplaced {
             job,
             stage,
