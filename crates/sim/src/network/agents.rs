@@ -123,7 +123,7 @@ pub struct Driver<'w> {
     pub finality_ms: Samples,
     /// Job latency (ms from the requester's decision to its seeing the job paid).
     pub job_latency_ms: Samples,
-    /// Price paid / cheapest active offer at the assignment.
+    /// Price paid / the cheapest offer qualified for the job, at the assignment.
     pub price_ratio: Samples,
 }
 
@@ -345,29 +345,32 @@ impl<'w> Driver<'w> {
         }
     }
 
-    /// The price paid against the cheapest active offer, at every assignment (read at
-    /// validator 0, after the block).
+    /// The price paid against the cheapest offer that qualified for the same job, at
+    /// every assignment (read at validator 0, after the block): the providers the job's
+    /// requirements (price cap, reputation, stake, region, capability, free capacity,
+    /// exclusions) admit, plus the one assigned (whose capacity the assignment may have
+    /// used up). The ledger draws by stake among them, so the ratio says what the draw
+    /// costs a requester over the cheapest seller it would have accepted.
     fn cheapest_check(&mut self, state: &State, events: &[agentic_protocol::EventRecord]) {
-        let assigned: Vec<Amount> = events
+        let assigned: Vec<(JobId, Amount)> = events
             .iter()
             .filter_map(|e| match e.event {
-                Event::StageAssigned { price, .. } => Some(price),
+                Event::StageAssigned { job, price, .. } => Some((job, price)),
                 _ => None,
             })
             .collect();
-        if assigned.is_empty() {
-            return;
-        }
-        let min_stake = state.params().min_provider_stake;
-        let cheapest = state
-            .providers()
-            .filter(|(a, p)| !p.retired && state.slashable(a) >= min_stake)
-            .map(|(_, p)| p.offer.price.0)
-            .min()
-            .unwrap_or(1)
-            .max(1);
-        for p in assigned {
-            self.price_ratio.push(p.0 as f64 / cheapest as f64);
+        let mut cheapest: BTreeMap<JobId, u128> = BTreeMap::new();
+        for (job, price) in assigned {
+            let floor = *cheapest.entry(job).or_insert_with(|| {
+                state
+                    .providers()
+                    .filter(|(a, _)| state.qualifies_for(job, a))
+                    .map(|(_, p)| p.offer.price.0)
+                    .min()
+                    .unwrap_or(u128::MAX)
+            });
+            let floor = floor.min(price.0).max(1);
+            self.price_ratio.push(price.0 as f64 / floor as f64);
         }
     }
 

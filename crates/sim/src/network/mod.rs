@@ -229,7 +229,8 @@ pub struct NetworkReport {
     pub fraction_matched: f64,
     /// Jobs still open at the end.
     pub jobs_open_at_end: usize,
-    /// Price paid per assignment / the cheapest active offer at that block.
+    /// Price paid per assignment / the cheapest offer qualified for that job at that
+    /// block (the assigned one included).
     pub price_over_cheapest: Summary,
     /// Per-block apply time (µs, this machine) replaying validator 0's chain.
     pub apply_us: Summary,
