@@ -59,7 +59,7 @@ pub struct Args {
     pub seed: u64,
     /// Validators of the whole-network simulation (0 skips it). Its wall time grows
     /// with the square of the count (every validator checks every other's votes):
-    /// 100 validators simulate one virtual second in about 25 s on 2 cores.
+    /// 100 validators × 10,000 providers × 22 virtual s took 524 s on this 2-core machine.
     #[arg(long, default_value_t = 100)]
     pub sim_validators: usize,
     /// Providers of the whole-network simulation.
