@@ -940,7 +940,7 @@ fn generation_submissions_are_checked() {
 
 /// `ReplaceStage`: a stage whose provider dropped out of the session (reported
 /// by another stage's provider) is matched again; the reported provider pays
-/// the miss penalty, leaves the job and is paid nothing; every running stage
+/// the miss penalty (burned whole), leaves the job and is paid nothing; every running stage
 /// gets the replacement's deadline; the session then commits and each stage
 /// is paid once, to the provider holding it at the end.
 #[test]
@@ -1063,14 +1063,58 @@ fn a_replaced_stage_is_matched_again_and_the_session_pays_once() {
         .iter()
         .any(|e| matches!(e, Event::StagePaid { provider, .. } if *provider == holders[1])));
     assert_eq!(chain.state.job(job).unwrap().status, JobStatus::Completed);
-    let share = penalty.mul_ppm(chain.state.params().slash_requester_ppm);
+    // The penalty of a report is burned whole: nobody, the requester included,
+    // earns from reporting a stage.
     assert_eq!(
         chain.state.balance(&r).0,
-        before.0 - fee.0 - total.0 + share.0,
-        "the requester pays the bills, less its share of the penalty"
+        before.0 - fee.0 - total.0,
+        "the requester pays exactly the bills"
     );
     let _ = (escrow, rfee);
     all_released(&chain);
+}
+
+/// A false report earns nothing: a requester that reports an honest, running
+/// stage pays its fee and the reported provider's miss penalty is burned whole
+/// (supply falls by exactly the penalty and the fee's burned part), none of it
+/// credited to the requester.
+#[test]
+fn a_report_pays_nobody() {
+    let mut chain = network(4);
+    let r = address_of(&key(REQUESTER));
+    let job = submit(&mut chain, spec(3, VerificationLevel::Optimistic));
+    let honest = provider_of(&chain, job, 1).0;
+    advance(&mut chain, 2);
+    let before = chain.state.balance(&r);
+    let bonded = chain.state.account(&honest).bonded;
+    let replace = TxBody::ReplaceStage {
+        job,
+        stage: 1,
+        provider: honest,
+    };
+    let rfee = chain.state.params().required_fee(&replace);
+    chain.push(&key(REQUESTER), replace);
+    let events = ok(&mut chain);
+    let penalty = events
+        .iter()
+        .find_map(|e| match e {
+            Event::StageReplaced { penalty, by, .. } if *by == r => Some(*penalty),
+            _ => None,
+        })
+        .expect("StageReplaced");
+    assert!(penalty > Amount::ZERO);
+    assert_eq!(chain.state.account(&honest).bonded.0, bonded.0 - penalty.0);
+    assert_eq!(
+        chain.state.balance(&r).0,
+        before.0 - rfee.0,
+        "the reporter pays its fee and earns nothing"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Transferred { to, .. } if *to == r)),
+        "nothing credited to the requester"
+    );
 }
 
 /// `ReplaceStage` refusals leave the state untouched.

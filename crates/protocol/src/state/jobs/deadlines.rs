@@ -167,10 +167,28 @@ impl State {
         payer: Address,
         value: Amount,
     ) -> Amount {
-        let penalty = self.take_stake(provider, self.params.miss_penalty_ppm);
+        let penalty = self.take_miss_penalty(provider, value);
         let to_payer = penalty.mul_ppm(self.params.slash_requester_ppm);
         self.credit(payer, to_payer);
         self.burn(penalty.saturating_sub(to_payer));
+        penalty
+    }
+
+    /// The miss penalty of a provider reported out of a session
+    /// (`ReplaceStage`): the same amount and failure record, all of it burned.
+    /// The ledger cannot tell a dead provider from a false report, so no
+    /// report may pay anyone: a requester that reported an honest stage would
+    /// otherwise earn its share of that provider's stake.
+    pub(crate) fn penalize_reported(&mut self, provider: Address, value: Amount) -> Amount {
+        let penalty = self.take_miss_penalty(provider, value);
+        self.burn(penalty);
+        penalty
+    }
+
+    /// Takes `miss_penalty_ppm` of `provider`'s stake and records a failure
+    /// on `value`; the caller places the amount.
+    fn take_miss_penalty(&mut self, provider: Address, value: Amount) -> Amount {
+        let penalty = self.take_stake(provider, self.params.miss_penalty_ppm);
         let rp = self.reputation_params();
         let now = self.now().0;
         if let Some(p) = self.provider_mut(provider) {

@@ -4,8 +4,8 @@
 //!  stage k's link breaks, goes silent, or carries a malformed or out-of-order frame
 //!    ─▶ a neighbour (any provider of another stage, or the requester) sends
 //!       ReplaceStage { job, stage: k, provider }
-//!    ─▶ provider pays the miss penalty (as for a missed deadline), is released and
-//!       excluded from the job; stage k goes back to matching
+//!    ─▶ provider pays the miss penalty (as for a missed deadline, but all of it is
+//!       burned), is released and excluded from the job; stage k goes back to matching
 //!    ─▶ matching fills it (the job's other stages keep their providers); every
 //!       stage's deadline becomes now + the job's deadline
 //!    ─▶ the replacement rebuilds its cache by prefill of the tokens so far and the
@@ -17,7 +17,10 @@
 //! and gains nothing from a slower job) or a provider of another stage of the same
 //! running job may send one; only a stage that has not committed can be replaced
 //! (nobody loses delivered work); the reported provider pays the miss penalty, never a
-//! slash; and a job replaces at most [`limits::MAX_SESSION_REPLACEMENTS`] providers.
+//! slash, and the penalty is burned whole — unlike a missed deadline's, whose requester
+//! share goes to the payer — so a false report earns its sender nothing (it pays its
+//! fee, and the requester waits for the replacement); and a job replaces at most
+//! [`limits::MAX_SESSION_REPLACEMENTS`] providers.
 //! Nobody is paid twice: the replaced provider committed nothing and is paid nothing;
 //! its replacement commits the whole stage (every step, rebuilt or computed) and is
 //! paid the stage's bill as any stage provider.
@@ -79,9 +82,8 @@ impl State {
             holder.map_or(Amount::ZERO, |a| a.price),
         )
         .unwrap_or(Amount::ZERO);
-        let payer = j.payer;
         self.charge(who, fee);
-        let penalty = self.penalize_miss(provider, payer, value);
+        let penalty = self.penalize_reported(provider, value);
         if let Some(p) = self.provider_mut(provider) {
             p.active = p.active.saturating_sub(1);
             p.open = p.open.saturating_sub(1);
