@@ -170,6 +170,8 @@ impl GenesisFile {
                 .treasury
                 .parse::<Address>()
                 .map_err(|e| field("treasury", format!("not 64 hex digits ({e})")))?,
+            // Providers register on chain; the file format has no section for them.
+            providers: Vec::new(),
         };
         // Let the ledger check the rest (duplicates, overflow, parameter rules).
         agentic_protocol::State::new(&genesis)?;

@@ -167,7 +167,9 @@ pub use event::{Event, EventRecord, Resolution};
 pub use leaves::{Leaves, MoveError};
 pub use params::{ParamChange, ParamKey, Params};
 pub use referee::{Finding, Referee, RefereeError, Verdict, Verdicts};
-pub use state::{Block, BlockOutcome, Genesis, GenesisAccount, GenesisError, Receipt, State};
+pub use state::{
+    Block, BlockOutcome, Genesis, GenesisAccount, GenesisError, GenesisProvider, Receipt, State,
+};
 pub use tx::{verify_batch, SignedTx, Tx, TxBody};
 pub use types::{
     Address, Amount, ChainId, DisputeId, Endpoint, Hash, Height, JobId, MandateId, ProposalId,

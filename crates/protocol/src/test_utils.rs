@@ -171,6 +171,7 @@ impl GenesisBuilder {
                 params: Params::default(),
                 accounts: Vec::new(),
                 treasury: Address([0xee; 32]),
+                providers: Vec::new(),
             },
         }
     }
@@ -185,6 +186,15 @@ impl GenesisBuilder {
             address: who,
             balance: Amount(balance),
             bonded: Amount(bonded),
+        });
+        self
+    }
+    /// Registers `who` (an account given enough bond) as a provider offering
+    /// `offer` from genesis.
+    pub fn provider(mut self, who: Address, offer: crate::tx::Offer) -> Self {
+        self.genesis.providers.push(crate::state::GenesisProvider {
+            address: who,
+            offer,
         });
         self
     }

@@ -594,6 +594,9 @@ fn errors_round_trip() {
     round_trip(&BlockError::TooManyTxs(9));
     round_trip(&GenesisError::DuplicateAccount(a));
     round_trip(&GenesisError::Params(ParamError::AuditFloorAboveBase));
+    round_trip(&GenesisError::DuplicateProvider(a));
+    round_trip(&GenesisError::ProviderStake(a));
+    round_trip(&GenesisError::ProviderOffer(a));
     round_trip(&RefereeError::LayerOutOfRange(12));
     round_trip(&BisectionError::WrongLevel {
         expected: Level::Step,

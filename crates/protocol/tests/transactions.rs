@@ -416,6 +416,83 @@ fn register_update_retire() {
     assert!(!c.state.provider(&address_of(&key(A))).unwrap().retired);
 }
 
+/// Providers registered at genesis: in the state (and its root) from height 0,
+/// in the offer index, matched by the first job like providers registered by
+/// transaction; a genesis provider without the minimum bond, listed twice, or
+/// with an offer `RegisterProvider` refuses is refused with a typed error.
+#[test]
+fn genesis_providers() {
+    use agentic_protocol::{GenesisError, State};
+    let base = || {
+        GenesisBuilder::new(3)
+            .params(fast_params())
+            .account(address_of(&key(A)), 100_000, 0)
+            .account(address_of(&key(P1)), 50_000, 20_000)
+            .account(address_of(&key(P2)), 50_000, 0)
+    };
+    let g = base().provider(address_of(&key(P1)), offer(5, 2)).build();
+    let mut c = TestChain::new(&g);
+    let p = c.state.provider(&address_of(&key(P1))).expect("registered");
+    assert_eq!(
+        (p.offer.clone(), p.retired, p.open),
+        (offer(5, 2), false, 0)
+    );
+    assert_eq!(c.state.root(), c.state.full_root());
+    c.state.check_offer_index().unwrap();
+    assert_ne!(
+        c.state.root(),
+        TestChain::new(&base().build()).state.root(),
+        "the provider is in the genesis root"
+    );
+    // JSON: the section round-trips, and a genesis without providers has no key.
+    let json = serde_json::to_string(&g).unwrap();
+    assert_eq!(
+        serde_json::from_str::<agentic_protocol::Genesis>(&json).unwrap(),
+        g
+    );
+    assert!(!serde_json::to_string(&base().build())
+        .unwrap()
+        .contains("providers"));
+    // The first job is matched to it.
+    let spec = job_spec(
+        model(),
+        input(),
+        &[(2, 1_000_000)],
+        10,
+        VerificationLevel::Optimistic,
+    );
+    c.step(&key(A), TxBody::SubmitJob { spec }).unwrap();
+    let j = c.state.job(JobId(0)).unwrap();
+    assert_eq!(
+        j.stages[0].slots[0].assignment.as_ref().map(|a| a.provider),
+        Some(address_of(&key(P1)))
+    );
+    // Refusals.
+    let err = |g: agentic_protocol::Genesis| State::new(&g).err().expect("refused");
+    let p2 = address_of(&key(P2));
+    assert_eq!(
+        err(base().provider(p2, offer(5, 2)).build()),
+        GenesisError::ProviderStake(p2)
+    );
+    let stranger = address_of(&key(99));
+    assert_eq!(
+        err(base().provider(stranger, offer(5, 2)).build()),
+        GenesisError::ProviderStake(stranger)
+    );
+    let p1 = address_of(&key(P1));
+    assert_eq!(
+        err(base()
+            .provider(p1, offer(5, 2))
+            .provider(p1, offer(6, 2))
+            .build()),
+        GenesisError::DuplicateProvider(p1)
+    );
+    assert_eq!(
+        err(base().provider(p1, offer(0, 2)).build()),
+        GenesisError::ProviderOffer(p1)
+    );
+}
+
 #[test]
 fn grant_and_revoke_mandate() {
     let mut c = chain();

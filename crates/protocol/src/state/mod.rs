@@ -72,6 +72,17 @@ pub struct GenesisAccount {
     pub bonded: Amount,
 }
 
+/// A provider registered at genesis: its account (in [`Genesis::accounts`])
+/// must have at least `min_provider_stake` bonded. It starts as one registered
+/// by `RegisterProvider` in block 0 would: fresh reputation, nothing open.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GenesisProvider {
+    /// The provider's account.
+    pub address: Address,
+    /// Its offer.
+    pub offer: crate::tx::Offer,
+}
+
 /// The initial state.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Genesis {
@@ -83,6 +94,10 @@ pub struct Genesis {
     pub accounts: Vec<GenesisAccount>,
     /// Receives issuance (if governance turns it on).
     pub treasury: Address,
+    /// Providers registered from the start (a network launched with its sellers, a
+    /// simulation that starts in a steady state). Absent from the JSON when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<GenesisProvider>,
 }
 
 /// Why a genesis is refused.
@@ -97,6 +112,16 @@ pub enum GenesisError {
     /// The supply overflows u128.
     #[error("genesis supply overflows")]
     Overflow,
+    /// A provider appears twice.
+    #[error("duplicate genesis provider {0:?}")]
+    DuplicateProvider(Address),
+    /// A provider's account bonds less than `min_provider_stake` (or is absent).
+    #[error("genesis provider {0:?} bonds less than min_provider_stake")]
+    ProviderStake(Address),
+    /// A provider's offer breaks `RegisterProvider`'s rules (a positive price and
+    /// capacity, an endpoint of at most 128 printable ASCII bytes without spaces).
+    #[error("genesis provider {0:?}: invalid offer (a positive price and capacity and a valid endpoint are required)")]
+    ProviderOffer(Address),
 }
 
 /// A block as the ledger sees it.
@@ -291,6 +316,10 @@ impl State {
             unbonding_by: BTreeMap::new(),
             commit: commit::Commitment::default(),
         };
+        for gp in &genesis.providers {
+            state.register_at_genesis(gp)?;
+        }
+        state.flush_offers();
         state.rebuild_root();
         Ok(state)
     }

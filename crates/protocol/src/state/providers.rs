@@ -35,6 +35,34 @@ fn check_offer(offer: &Offer) -> Result<(), TxError> {
 }
 
 impl State {
+    /// Registers a [`GenesisProvider`] while the genesis state is built.
+    pub(crate) fn register_at_genesis(
+        &mut self,
+        gp: &super::GenesisProvider,
+    ) -> Result<(), super::GenesisError> {
+        let address = gp.address;
+        check_offer(&gp.offer).map_err(|_| super::GenesisError::ProviderOffer(address))?;
+        if self.providers.contains_key(&address) {
+            return Err(super::GenesisError::DuplicateProvider(address));
+        }
+        if self.account(&address).bonded < self.params.min_provider_stake {
+            return Err(super::GenesisError::ProviderStake(address));
+        }
+        self.providers.insert(
+            address,
+            Provider {
+                offer: gp.offer.clone(),
+                registered_at: self.now(),
+                active: 0,
+                open: 0,
+                retired: false,
+                reputation: Reputation::new(self.now().0),
+            },
+        );
+        self.offers.touch(address);
+        Ok(())
+    }
+
     pub(crate) fn register_provider(
         &mut self,
         who: Address,

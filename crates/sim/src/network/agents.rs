@@ -148,8 +148,12 @@ impl<'w> Driver<'w> {
         };
         for (i, p) in world.providers.iter().enumerate() {
             let a = Agent::Provider(i);
-            state.insert(a, AgentState::new());
-            at(p.join_at, a, Action::Register);
+            let mut s = AgentState::new();
+            match p.join_at {
+                Some(t) => at(t, a, Action::Register),
+                None => s.registered = true,
+            }
+            state.insert(a, s);
             if let Some(t) = p.crash_at {
                 at(t, a, Action::Crash);
             }

@@ -29,7 +29,9 @@ mod world;
 use std::time::{Duration, Instant};
 
 use agentic_protocol::test_utils::{address_of, key, TestReferee};
-use agentic_protocol::{Block, ChainId, Genesis, GenesisAccount, Height, Params, State};
+use agentic_protocol::{
+    Block, ChainId, Genesis, GenesisAccount, GenesisProvider, Height, Params, State,
+};
 use commonware_runtime::{deterministic, Clock, Runner as _};
 use serde::Serialize;
 
@@ -49,7 +51,8 @@ pub struct NetworkConfig {
     pub requesters: usize,
     /// Virtual time simulated.
     pub duration: Duration,
-    /// Time before the first job, while the providers register.
+    /// Time before the first job (the providers present from the start are registered at
+    /// genesis; this lets the network settle).
     pub warmup: Duration,
     /// Mean job arrivals per virtual second.
     pub jobs_per_second: f64,
@@ -178,7 +181,8 @@ pub struct Tally {
     pub refused: std::collections::BTreeMap<String, u64>,
     /// Transactions the ledger rejected, by action and reason.
     pub rejected: std::collections::BTreeMap<String, u64>,
-    /// Providers registered.
+    /// Providers registered by transaction (late joiners; see
+    /// [`NetworkReport::providers_at_genesis`]).
     pub registered: u64,
     /// Providers retired.
     pub retired: u64,
@@ -236,6 +240,8 @@ pub struct NetworkReport {
     pub apply_us: Summary,
     /// Jobs in the state at the end (finished ones leave after the retention window).
     pub jobs_in_state: usize,
+    /// Providers registered at genesis (the rest join by transaction during the run).
+    pub providers_at_genesis: usize,
     /// Providers in the state at the end.
     pub providers_in_state: usize,
     /// Encoded bytes of the jobs in the state at the end.
@@ -265,7 +271,8 @@ pub enum NetworkError {
 /// The chain id of simulated networks.
 pub const CHAIN_ID: ChainId = ChainId(77);
 
-/// The genesis of `world`: every provider funded and bonded, every requester funded.
+/// The genesis of `world`: every provider funded and bonded, those that do not join
+/// late registered with their offers, every requester funded.
 pub fn genesis(world: &World, config: &NetworkConfig) -> Genesis {
     let params = Params {
         retention: config.retention,
@@ -285,11 +292,21 @@ pub fn genesis(world: &World, config: &NetworkConfig) -> Genesis {
         balance: agentic_protocol::Amount(1_000_000_000_000_000),
         bonded: agentic_protocol::Amount(0),
     }));
+    let providers = world
+        .providers
+        .iter()
+        .filter(|p| p.join_at.is_none())
+        .map(|p| GenesisProvider {
+            address: p.addr,
+            offer: p.offer(&world.cities),
+        })
+        .collect();
     Genesis {
         chain_id: CHAIN_ID,
         params,
         accounts,
         treasury: address_of(&key(0xEE)),
+        providers,
     }
 }
 
@@ -336,7 +353,9 @@ pub fn run(
     let measured = outcome?;
     let wall_s = wall.elapsed().as_secs_f64();
     let replay = replay(&genesis, &measured)?;
-    Ok(measured.report(config, wall_s, replay))
+    let mut report = measured.report(config, wall_s, replay);
+    report.providers_at_genesis = genesis.providers.len();
+    Ok(report)
 }
 
 /// What the run left behind for the report.
@@ -460,6 +479,7 @@ impl Measured {
             price_over_cheapest: self.price_ratio.summary(),
             apply_us: replay.apply_us.summary(),
             jobs_in_state: self.jobs_in_state,
+            providers_at_genesis: 0,
             providers_in_state: self.providers_in_state,
             job_state_bytes: self.job_state_bytes,
             validators_agree: self.agree,

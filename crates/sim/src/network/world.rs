@@ -55,8 +55,10 @@ pub struct ProviderSpec {
     pub mops_per_s: u64,
     /// How it behaves.
     pub behaviour: Behaviour,
-    /// When it registers its offer.
-    pub join_at: Duration,
+    /// When it registers its offer by transaction; `None`: registered at genesis (the
+    /// network starts with its sellers in place; only late joiners send
+    /// `RegisterProvider`).
+    pub join_at: Option<Duration>,
     /// When it retires (a leave), if it does.
     pub leave_at: Option<Duration>,
     /// When it crashes (stops acting forever), if it does.
@@ -161,9 +163,12 @@ impl World {
             };
             let late: f64 = rng.gen();
             let join_at = if late < config.join_share {
-                at(&mut rng, run / 10, run / 2)
+                Some(at(&mut rng, run / 10, run / 2))
             } else {
-                at(&mut rng, Duration::ZERO, config.warmup)
+                // Registered at genesis. The draw is still taken (it was the start time
+                // of a warm-up registration) so that a seed keeps the same cast.
+                at(&mut rng, Duration::ZERO, config.warmup);
+                None
             };
             let leave_at =
                 (rng.gen::<f64>() < config.leave_share).then(|| at(&mut rng, run / 4, run));
