@@ -59,7 +59,7 @@ pub struct Args {
     pub seed: u64,
     /// Validators of the whole-network simulation (0 skips it). Its wall time grows
     /// with the square of the count (every validator checks every other's votes):
-    /// 100 validators × 10,000 providers × 22 virtual s took 524 s on this 2-core machine.
+    /// 100 validators × 10,000 providers × 22 virtual s took 428 s on this 2-core machine.
     #[arg(long, default_value_t = 100)]
     pub sim_validators: usize,
     /// Providers of the whole-network simulation.
@@ -68,7 +68,7 @@ pub struct Args {
     /// Virtual seconds of the whole-network simulation (the warm-up included).
     #[arg(long, default_value_t = 22)]
     pub sim_seconds: u64,
-    /// Virtual seconds of the simulation's warm-up, while the providers register (jobs
+    /// Virtual seconds of the simulation's warm-up, before the first job (jobs
     /// arrive in the next 40 % of the run and have the rest to finish).
     #[arg(long, default_value_t = 4)]
     pub sim_warmup: u64,
