@@ -28,6 +28,7 @@ use agentic_protocol::types::VerificationLevel;
 use agentic_protocol::{hex, Height, Resolution};
 use agentic_provider::Misbehaviour;
 use browser::{grouped, out_dir, Browser};
+
 use common::*;
 
 /// The honest provider's price (it runs the completed job and audits the cheater).
@@ -59,13 +60,7 @@ fn explorer_pages_on_a_live_market() {
         "explorer-live",
         3,
         &["alice", "honest", "wrong"],
-        &[
-            ("reveal_window", 20),
-            ("challenge_window", 10),
-            ("audit_window", 20),
-            ("dispute_timeout", 10),
-            ("match_timeout", 100),
-        ],
+        REFEREED,
         |net| async move {
             let c = net.client();
             let alice = net.key("alice");
@@ -232,31 +227,20 @@ fn explorer_pages_on_a_live_market() {
                 let mut b = Browser::start(dir)?;
                 let mut report = Vec::new();
                 for (i, (route, name, expect)) in pages.into_iter().enumerate() {
-                    let (text, ms) = b.open(&format!("{base}/?live={i}#{route}"), &route);
-                    for e in &expect {
-                        assert!(
-                            text.contains(e.as_str()),
-                            "{route}: expected {e:?} in the page:\n{text}"
-                        );
-                    }
-                    b.screenshot(&shots.join(format!("live-{name}.png")));
-                    let errors = b.take_errors();
-                    assert!(errors.is_empty(), "{route}: browser errors: {errors:#?}");
+                    let url = format!("{base}/?live={i}#{route}");
+                    let shot = shots.join(format!("live-{name}.png"));
+                    let (_, ms) = b.check_page(&url, &route, &expect, &shot);
                     report.push((route, ms));
                 }
                 Some(report)
             })
             .await
             .unwrap();
-            let Some(report) = report else {
-                eprintln!("SKIPPED: no chromium binary (apt-get install chromium); the explorer's pages were not checked in a browser");
-                return;
-            };
-            println!("explorer page load times on a live market (navigation start to rendered, loopback):");
-            for (route, ms) in &report {
-                println!("  {route:<80} {ms:>8.1} ms");
-            }
-            println!("screenshots in {}", out.display());
+            browser::report(
+                "explorer page load times on a live market",
+                report.as_deref(),
+                &out,
+            );
         },
     );
 }

@@ -104,13 +104,7 @@ fn cheats_caught_by_the_referee() {
             "alice", "aud", "cu", "cd", "wrong", "ulp", "smaller", "random", "twin", "honest",
             "mallory",
         ],
-        &[
-            ("reveal_window", 20),
-            ("challenge_window", 10),
-            ("audit_window", 20),
-            ("dispute_timeout", 10),
-            ("match_timeout", 100),
-        ],
+        REFEREED,
         |net| async move {
             let t = Instant::now();
             let c = net.client();

@@ -504,19 +504,11 @@ async fn explorer_pages_in_headless_chromium() {
         let mut report = Vec::new();
         for (i, (route, name, expect)) in pages.into_iter().enumerate() {
             let url = format!("{base}/?load={i}#{route}");
-            let (text, ms) = b.open(&url, &route);
+            let shot = out2.join(format!("{name}.png"));
+            let (text, ms) = b.check_page(&url, &route, &expect, &shot);
             if route.contains("status=") {
                 assert!(!text.contains(&format!("#{}\t", done.0)), "{route}: {text}");
             }
-            for e in &expect {
-                assert!(
-                    text.contains(e.as_str()),
-                    "{route}: expected {e:?} in the page:\n{text}"
-                );
-            }
-            b.screenshot(&out2.join(format!("{name}.png")));
-            let errors = b.take_errors();
-            assert!(errors.is_empty(), "{route}: browser errors: {errors:#?}");
             report.push((route, ms));
         }
         // The error check sees what a page logs: a search for what does not exist
@@ -570,15 +562,9 @@ async fn explorer_pages_in_headless_chromium() {
     })
     .await
     .unwrap();
-    let Some(report) = report else {
-        eprintln!("SKIPPED: no chromium binary (apt-get install chromium); the explorer's pages were not checked in a browser");
+    if !crate::browser::report("explorer page load times", report.as_deref(), &out) {
         return;
-    };
-    println!("explorer page load times (navigation start to rendered, loopback):");
-    for (route, ms) in &report {
-        println!("  {route:<80} {ms:>8.1} ms");
     }
-    println!("screenshots in {}", out.display());
     if let Some(secs) = std::env::var_os("EXPLORER_HOLD") {
         // Keep the node up to open it by hand: `EXPLORER_HOLD=300 cargo test ... explorer`.
         println!("explorer at {}/", n.base);

@@ -223,6 +223,44 @@ impl Browser {
         self.eval("0");
         std::mem::take(&mut self.errors)
     }
+
+    /// Opens `url`, waits for `route` to render, asserts that its text holds every
+    /// string of `expect`, saves a screenshot at `shot` and asserts that the browser
+    /// reported no error; returns the text and the load time (ms).
+    pub fn check_page(
+        &mut self,
+        url: &str,
+        route: &str,
+        expect: &[String],
+        shot: &std::path::Path,
+    ) -> (String, f64) {
+        let (text, ms) = self.open(url, route);
+        for e in expect {
+            assert!(
+                text.contains(e.as_str()),
+                "{route}: expected {e:?} in the page:\n{text}"
+            );
+        }
+        self.screenshot(shot);
+        let errors = self.take_errors();
+        assert!(errors.is_empty(), "{route}: browser errors: {errors:#?}");
+        (text, ms)
+    }
+}
+
+/// Prints the pages' load times and where the screenshots are, or that the browser part
+/// was skipped (`None`: no `chromium`); returns whether it ran.
+pub fn report(title: &str, pages: Option<&[(String, f64)]>, shots: &std::path::Path) -> bool {
+    let Some(pages) = pages else {
+        eprintln!("SKIPPED: no chromium binary (apt-get install chromium); the explorer's pages were not checked in a browser");
+        return false;
+    };
+    println!("{title} (navigation start to rendered, loopback):");
+    for (route, ms) in pages {
+        println!("  {route:<80} {ms:>8.1} ms");
+    }
+    println!("screenshots in {}", shots.display());
+    true
 }
 
 impl Drop for Browser {

@@ -62,6 +62,16 @@ pub fn with_market<F, Fut>(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Windows for markets whose disputes go to the validators' referee: room for an audit,
+/// a bisection and a verdict, with cheaters caught inside a test's patience.
+pub const REFEREED: &[(&str, u64)] = &[
+    ("reveal_window", 20),
+    ("challenge_window", 10),
+    ("audit_window", 20),
+    ("dispute_timeout", 10),
+    ("match_timeout", 100),
+];
+
 /// The chain's current parameters.
 pub async fn params(c: &Client) -> agentic_protocol::params::Params {
     c.params().await.unwrap()
