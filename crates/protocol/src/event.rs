@@ -282,6 +282,13 @@ pub enum Event {
         by: Address,
         penalty: Amount,
     },
+    /// A generation session could not be completed (a stage that lapsed after
+    /// the session ran found no replacement in time, or the job used up its
+    /// replacements): `stages`, whose providers committed, are kept — revealed,
+    /// verified and paid as in a completed session — the others are released,
+    /// and the job fails (`JobFailed`, the rest refunded; `JobSettled` when
+    /// the kept stages are done).
+    SessionSalvaged { job: JobId, stages: Vec<u32> },
 }
 
 impl Event {
@@ -313,7 +320,8 @@ impl Event {
             | Self::ClaimRejected { job, .. }
             | Self::DataUnavailable { job, .. }
             | Self::PayerCompensated { job, .. }
-            | Self::StageReplaced { job, .. } => Some(*job),
+            | Self::StageReplaced { job, .. }
+            | Self::SessionSalvaged { job, .. } => Some(*job),
             Self::Transferred { .. }
             | Self::Bonded { .. }
             | Self::UnbondStarted { .. }

@@ -4,7 +4,7 @@
 //! every block.
 
 use agentic_protocol::event::Event;
-use agentic_protocol::state::{session_break, JobStatus, StagePhase};
+use agentic_protocol::state::{session_break, session_break_among, JobStatus, StagePhase};
 use agentic_protocol::test_utils::{
     address_of, fast_params, generation_job, job_spec, key, offer, salt_for, session_results,
     GenesisBuilder, TestChain, Trace,
@@ -244,6 +244,26 @@ fn session_break_finds_the_first_bad_link() {
     let mut first = good;
     first[0].input = Hash([9; 32]);
     assert_eq!(session_break(&first), Some(2));
+    // Among the stages a salvage kept: links to a dropped stage are not checked.
+    let mut kept: Vec<Option<StageResult>> = session_results(transcript(), 3, 7)
+        .into_iter()
+        .map(Some)
+        .collect();
+    kept[1] = None;
+    assert_eq!(session_break_among(&kept), None);
+    kept[0] = kept[0].map(|r| StageResult {
+        output: Hash::ZERO,
+        ..r
+    });
+    assert_eq!(session_break_among(&kept), None);
+    kept[2] = kept[2].map(|r| StageResult {
+        output: Hash::ZERO,
+        ..r
+    });
+    assert_eq!(session_break_among(&kept), Some(2));
+    kept[2] = kept[2].map(|r| StageResult { steps: 6, ..r });
+    assert_eq!(session_break_among(&kept), Some(2));
+    assert_eq!(session_break_among(&[None, None]), None);
 }
 
 #[test]
@@ -758,6 +778,316 @@ fn missed_commit_after_the_session_requeues_the_stage() {
     }
     ok(&mut chain);
     settle_and_check_pay(&mut chain, job, steps);
+    all_released(&chain);
+}
+
+/// A session whose lapsed stage 1 nobody can take over (every provider that
+/// qualifies holds a stage or lapsed) is salvaged once the match timeout
+/// passes: `SessionSalvaged` keeps stages 0 and 2, the job fails with the
+/// escrow refunded but for what they may still bill. Returns the events
+/// from the lapse's requeue on.
+fn salvage_after_lapse(chain: &mut TestChain, job: JobId, late: Address) -> Vec<Event> {
+    let timeout = chain.state.params().match_timeout;
+    let events = advance(chain, timeout + 2);
+    assert!(
+        events.contains(&Event::SessionSalvaged {
+            job,
+            stages: vec![0, 2]
+        }),
+        "{events:?}"
+    );
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::JobCancelled { .. } | Event::StageAssigned { .. })));
+    let j = chain.state.job(job).unwrap();
+    assert_eq!(j.status, JobStatus::Failed);
+    assert!(matches!(j.stages[1].phase, StagePhase::Cancelled));
+    assert!(j.excluded.contains(&late));
+    // What is held back is exactly the two kept stages' bills: at the steps
+    // revealed, or `max_tokens` before the reveal.
+    let reserve: u128 = [0usize, 2]
+        .iter()
+        .map(|&s| {
+            let (_, price) = provider_of(chain, job, s as u32);
+            let ops = match j.stages[s].result {
+                Some(r) => j.spec.stages[s].generation_ops(PROMPT, r.steps).unwrap(),
+                None => j.spec.stage_max_ops(s).unwrap(),
+            };
+            Amount::cost(ops, price).unwrap().0
+        })
+        .sum();
+    assert_eq!(j.escrow.0, reserve);
+    events
+}
+
+/// Checks the end of a salvaged session whose stages 0 and 2 revealed
+/// `steps`: each is paid its ops × price once (stage 1 nothing), the job
+/// settles with the rest refunded, and the requester paid exactly the two
+/// bills and its fee, less its share of the lapsed provider's penalty.
+fn assert_salvage_pays(
+    chain: &mut TestChain,
+    job: JobId,
+    steps: u32,
+    before: Amount,
+    fee: Amount,
+    penalty: Amount,
+) {
+    let spec = chain.state.job(job).unwrap().spec.clone();
+    let holders: Vec<_> = [0u32, 2]
+        .iter()
+        .map(|&s| provider_of(chain, job, s))
+        .collect();
+    let balances: Vec<_> = holders
+        .iter()
+        .map(|(p, _)| chain.state.balance(p))
+        .collect();
+    let window = chain.state.params().challenge_window;
+    let events = advance(chain, window + 2);
+    let mut bills = 0u128;
+    for (i, (&s, (p, price))) in [0u32, 2].iter().zip(&holders).enumerate() {
+        let bill = Amount::cost(
+            spec.stages[s as usize]
+                .generation_ops(PROMPT, steps)
+                .unwrap(),
+            *price,
+        )
+        .unwrap();
+        let paid: Vec<_> = events
+            .iter()
+            .filter(
+                |e| matches!(e, Event::StagePaid { job: j, stage, .. } if *j == job && *stage == s),
+            )
+            .collect();
+        assert_eq!(
+            paid,
+            vec![&Event::StagePaid {
+                job,
+                stage: s,
+                provider: *p,
+                amount: bill
+            }]
+        );
+        assert_eq!(
+            chain.state.balance(p),
+            balances[i].checked_add(bill).unwrap()
+        );
+        bills += bill.0;
+    }
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::StagePaid { stage: 1, .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::JobSettled { job: j, .. } if *j == job)));
+    let j = chain.state.job(job).unwrap();
+    assert_eq!((j.status, j.escrow), (JobStatus::Failed, Amount::ZERO));
+    let r = address_of(&key(REQUESTER));
+    let share = penalty.mul_ppm(chain.state.params().slash_requester_ppm);
+    assert_eq!(
+        chain.state.balance(&r).0,
+        before.0 - fee.0 - bills + share.0
+    );
+    all_released(chain);
+}
+
+/// The penalty of `late`'s missed deadline, from `events`.
+fn penalty_of(events: &[Event], job: JobId, late: Address) -> Amount {
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::DeadlineMissed {
+                job: j,
+                provider,
+                penalty,
+                ..
+            } if *j == job && *provider == late => Some(*penalty),
+            _ => None,
+        })
+        .expect("the late stage missed its deadline")
+}
+
+/// The coalition exploit: a requester whose job only three providers can
+/// serve, one of them its own second identity, lets that stage lapse after
+/// the other two committed. Nobody can take the stage over, yet the job is
+/// not cancelled with the whole escrow back: the committed stages reveal and
+/// are paid for the steps they ran, the rest is refunded.
+#[test]
+fn a_lapsed_stage_nobody_can_take_over_still_pays_the_committed_stages() {
+    let mut chain = network(3);
+    let r = address_of(&key(REQUESTER));
+    let before = chain.state.balance(&r);
+    let spec = spec(3, VerificationLevel::Optimistic);
+    let fee = chain
+        .state
+        .params()
+        .required_fee(&TxBody::SubmitJob { spec: spec.clone() });
+    let job = submit(&mut chain, spec);
+    let steps = 6;
+    let results = session_results(transcript(), 3, steps);
+    commit(&mut chain, job, 0, &results[0]);
+    commit(&mut chain, job, 2, &results[2]);
+    ok(&mut chain);
+    let (late, _) = provider_of(&chain, job, 1);
+    let events = past_commit_deadline(&mut chain, job, 1, 2);
+    let penalty = penalty_of(&events, job, late);
+    // Back to matching first: a fourth provider could still take it.
+    assert!(matches!(phase(&chain, job, 1), StagePhase::Matching { .. }));
+    salvage_after_lapse(&mut chain, job, late);
+    // Reveals are open for the two kept stages; stage 1 takes no reveal.
+    for s in [0, 2] {
+        assert!(matches!(
+            phase(&chain, job, s),
+            StagePhase::Running {
+                reveal_deadline: Some(_)
+            }
+        ));
+    }
+    reveal(&mut chain, job, 0, &results[0]);
+    reveal(&mut chain, job, 2, &results[2]);
+    ok(&mut chain);
+    for s in [0, 2] {
+        assert!(matches!(
+            phase(&chain, job, s),
+            StagePhase::Challengeable { .. }
+        ));
+    }
+    assert_salvage_pays(&mut chain, job, steps, before, fee, penalty);
+}
+
+/// The same after a missed reveal: stages 0 and 2 already revealed, so the
+/// salvage judges them at once.
+#[test]
+fn a_missed_reveal_nobody_can_take_over_still_pays_the_revealed_stages() {
+    let mut chain = network(3);
+    let r = address_of(&key(REQUESTER));
+    let before = chain.state.balance(&r);
+    let spec = spec(3, VerificationLevel::Optimistic);
+    let fee = chain
+        .state
+        .params()
+        .required_fee(&TxBody::SubmitJob { spec: spec.clone() });
+    let job = submit(&mut chain, spec);
+    let steps = 9;
+    let results = session_results(transcript(), 3, steps);
+    for s in 0..3 {
+        commit(&mut chain, job, s, &results[s as usize]);
+    }
+    ok(&mut chain);
+    reveal(&mut chain, job, 0, &results[0]);
+    reveal(&mut chain, job, 2, &results[2]);
+    ok(&mut chain);
+    let (late, _) = provider_of(&chain, job, 1);
+    let window = chain.state.params().reveal_window;
+    let events = advance(&mut chain, window + 2);
+    let penalty = penalty_of(&events, job, late);
+    let events = salvage_after_lapse(&mut chain, job, late);
+    for s in [0u32, 2] {
+        assert!(events.iter().any(
+            |e| matches!(e, Event::ChallengeWindowOpened { job: j, stage, .. } if *j == job && *stage == s)
+        ));
+    }
+    assert_salvage_pays(&mut chain, job, steps, before, fee, penalty);
+}
+
+/// The kept stages of a salvaged session are still checked against each
+/// other: stage 2's transcript is not the one stage 0 was fed → broken, nobody
+/// paid, the whole escrow back (in two parts: at the salvage, and when the
+/// kept stages are dropped).
+#[test]
+fn a_salvaged_session_whose_kept_stages_disagree_pays_nobody() {
+    let mut chain = network(3);
+    let spec = spec(3, VerificationLevel::Optimistic);
+    let escrow = State::escrow_for(&spec).unwrap();
+    let job = submit(&mut chain, spec);
+    let mut results = session_results(transcript(), 3, 4);
+    results[2].output = Hash::digest("transcript", &[b"another"]);
+    commit(&mut chain, job, 0, &results[0]);
+    commit(&mut chain, job, 2, &results[2]);
+    ok(&mut chain);
+    let (late, _) = provider_of(&chain, job, 1);
+    past_commit_deadline(&mut chain, job, 1, 2);
+    let mut events = salvage_after_lapse(&mut chain, job, late);
+    reveal(&mut chain, job, 0, &results[0]);
+    reveal(&mut chain, job, 2, &results[2]);
+    events.extend(ok(&mut chain));
+    events.extend(advance(&mut chain, 10));
+    assert!(events.contains(&Event::SessionBroken { job, stage: 2 }));
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::StagePaid { .. } | Event::Slashed { .. })));
+    let refunded: u128 = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::JobFailed { job: j, refund } | Event::JobSettled { job: j, refund }
+                if *j == job =>
+            {
+                Some(refund.0)
+            }
+            _ => None,
+        })
+        .sum();
+    assert_eq!(refunded, escrow.0);
+    let j = chain.state.job(job).unwrap();
+    assert_eq!((j.status, j.escrow), (JobStatus::Failed, Amount::ZERO));
+    all_released(&chain);
+}
+
+/// A kept stage that then misses its reveal is dropped as well; the other is
+/// judged alone and paid.
+#[test]
+fn a_kept_stage_that_lapses_is_dropped_and_the_other_is_paid() {
+    let mut chain = network(3);
+    let spec = spec(3, VerificationLevel::Optimistic);
+    let escrow = State::escrow_for(&spec).unwrap();
+    let job = submit(&mut chain, spec.clone());
+    let steps = 3;
+    let results = session_results(transcript(), 3, steps);
+    commit(&mut chain, job, 0, &results[0]);
+    commit(&mut chain, job, 2, &results[2]);
+    ok(&mut chain);
+    let (late, _) = provider_of(&chain, job, 1);
+    past_commit_deadline(&mut chain, job, 1, 2);
+    let mut events = salvage_after_lapse(&mut chain, job, late);
+    let (p0, price0) = provider_of(&chain, job, 0);
+    reveal(&mut chain, job, 0, &results[0]);
+    let window = chain.state.params().reveal_window + chain.state.params().challenge_window;
+    events.extend(advance(&mut chain, window + 4));
+    let bill = Amount::cost(
+        spec.stages[0].generation_ops(PROMPT, steps).unwrap(),
+        price0,
+    )
+    .unwrap();
+    assert!(events.contains(&Event::StagePaid {
+        job,
+        stage: 0,
+        provider: p0,
+        amount: bill
+    }));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::StagePaid { .. }))
+            .count(),
+        1
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::JobSettled { .. }))
+            .count(),
+        1
+    );
+    let refunded: u128 = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::JobFailed { refund, .. } | Event::JobSettled { refund, .. } => Some(refund.0),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(refunded + bill.0, escrow.0);
+    let j = chain.state.job(job).unwrap();
+    assert!(matches!(j.stages[2].phase, StagePhase::Cancelled));
+    assert_eq!((j.status, j.escrow), (JobStatus::Failed, Amount::ZERO));
     all_released(&chain);
 }
 

@@ -58,7 +58,9 @@ pub use entity::{
     Account, Assignment, AuditSlot, Claim, Dispute, DisputeKind, DisputePhase, Job, JobStatus,
     Mandate, Meta, Party, Proposal, ProposalStatus, Provider, Slot, Stage, StagePhase, VoteRecord,
 };
-pub use jobs::{audit_draw, auditor_seed, replica_seed, session_break, DRAW_ATTEMPTS};
+pub use jobs::{
+    audit_draw, auditor_seed, replica_seed, session_break, session_break_among, DRAW_ATTEMPTS,
+};
 pub use prune::Pruned;
 
 /// An account at genesis.

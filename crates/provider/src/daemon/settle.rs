@@ -97,8 +97,10 @@ fn settle_stage(me: &Address, rec: &StageRecord, job: &Job, st: &Stage) -> Optio
     let chain_committed = !rec.committed && mine.is_some_and(|a| a.commitment.is_some());
     let chain_revealed = !rec.revealed && mine.is_some_and(|a| a.result.is_some());
     let finalized = st.phase == StagePhase::Finalized;
+    // A failed job's stage that is still live (delivered and being verified, or
+    // kept by a salvaged session and yet to reveal) goes on to its end.
     let failed = matches!(job.status, JobStatus::Failed | JobStatus::Cancelled)
-        && st.phase != StagePhase::Finalized;
+        && st.phase == StagePhase::Cancelled;
     let paid = (finalized || failed).then_some(rec.received);
     (chain_committed || chain_revealed || paid.is_some()).then_some(Settle {
         job: rec.job,
@@ -381,6 +383,24 @@ mod tests {
                 ..settled(&rec, 0)
             }]
         );
+    }
+
+    #[test]
+    fn a_failed_jobs_live_stage_is_not_settled_yet() {
+        // A salvaged session: the job failed, but this committed stage was kept and
+        // must still reveal (and be paid); so must a delivered stage under audit.
+        let mut rec = record(Role::Stage, 0);
+        rec.committed = true;
+        rec.revealed = false;
+        let open = StagePhase::Running {
+            reveal_deadline: Some(Height(120)),
+        };
+        let kept = job(JobStatus::Failed, open, assignment(me(), true, false));
+        assert_eq!(plan(&rec, kept, HEIGHT), vec![]);
+        rec.revealed = true;
+        let window = StagePhase::Challengeable { until: Height(130) };
+        let delivered = job(JobStatus::Failed, window, assignment(me(), true, true));
+        assert_eq!(plan(&rec, delivered, HEIGHT), vec![]);
     }
 
     #[test]

@@ -296,6 +296,16 @@ impl Job {
         }
     }
 
+    /// Whether any replica of any stage has posted its commitment.
+    pub fn any_committed(&self) -> bool {
+        self.stages.iter().any(|st| {
+            st.slots
+                .iter()
+                .filter_map(|x| x.assignment.as_ref())
+                .any(|a| a.commitment.is_some())
+        })
+    }
+
     /// Whether the job is a generation session ([`JobSpec::generation`]).
     pub fn is_generation(&self) -> bool {
         self.spec.generation.is_some()

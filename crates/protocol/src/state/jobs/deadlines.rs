@@ -8,14 +8,16 @@
 //! matching only once another stage has committed — the session ran to its
 //! end, and a replacement rebuilds the stage's trace from the transcript by
 //! one prefill, as an auditor does — and while replacements remain
-//! ([`limits::MAX_SESSION_REPLACEMENTS`]); otherwise the job fails, its
-//! escrow refunded (no stage delivered anything). An auditor that misses its deadline pays the miss
+//! ([`limits::MAX_SESSION_REPLACEMENTS`]). No stage committed: the job fails,
+//! its escrow refunded (no stage delivered anything); the replacements used
+//! up: the session is salvaged (`jobs::stop`), its committed stages verified
+//! and paid. An auditor that misses its deadline pays the miss
 //! penalty and is excluded too: one that missed its commitment is replaced
 //! by a fresh draw (reveals open unaudited if nobody qualifies); one that
 //! missed its report lets the stage go on to its challenge window.
 
 use crate::event::Event;
-use crate::state::{BlockCtx, StagePhase, State};
+use crate::state::{BlockCtx, JobStatus, StagePhase, State};
 use crate::types::{limits, Address, Amount, JobId};
 
 impl State {
@@ -31,9 +33,12 @@ impl State {
     /// `Sampled`, `jobs::audit`). Without the requeue a requester holding one
     /// stage through a second identity could let it lapse after the last
     /// token and get the generation for one miss penalty, the honest stages
-    /// unpaid. Nobody committed (the session never finished), or the job
-    /// used up its replacements: the job fails with its escrow refunded
-    /// (`fail_job`), the stages still running released unpaid.
+    /// unpaid. Nobody committed (the session never finished): the job fails
+    /// with its escrow refunded (`fail_job`), the stages still running
+    /// released unpaid. The job used up its replacements: the session is
+    /// salvaged (`salvage_session`): the stages that committed are revealed,
+    /// verified and paid, the rest refunded. A stage kept by a salvage that
+    /// then misses its reveal is dropped too.
     pub(crate) fn check_stage_deadlines(&mut self, job: JobId, stage: u32, ctx: &mut BlockCtx) {
         let Some((generation, stages)) = self
             .jobs
@@ -77,21 +82,30 @@ impl State {
         if late.is_empty() {
             return;
         }
-        let resumable = self.jobs.get(&job).is_some_and(|j| {
-            let delivered = j.stages.iter().any(|st| {
-                st.slots
-                    .iter()
-                    .filter_map(|x| x.assignment.as_ref())
-                    .any(|a| a.commitment.is_some())
-            });
-            delivered && j.excluded.len() <= limits::MAX_SESSION_REPLACEMENTS
-        });
-        if !resumable {
-            self.fail_job(job, ctx);
+        let Some((active, delivered, room)) = self.jobs.get(&job).map(|j| {
+            (
+                j.status == JobStatus::Active,
+                j.any_committed(),
+                j.excluded.len() <= limits::MAX_SESSION_REPLACEMENTS,
+            )
+        }) else {
+            return;
+        };
+        if !active {
+            // A kept stage of a salvaged session lapsed: it is dropped too, and
+            // the stages left are judged without it.
+            for s in late {
+                self.cancel_stage(job, s);
+            }
+            self.on_session_revealed(job, ctx);
             return;
         }
-        // (A late stage has no agreed result: that needs every reveal.)
-        self.requeue_stages(job, &late);
+        match (delivered, room) {
+            // (A late stage has no agreed result: that needs every reveal.)
+            (true, true) => self.requeue_stages(job, &late),
+            (true, false) => self.salvage_session(job, ctx),
+            (false, _) => self.fail_job(job, ctx),
+        }
     }
 
     /// Penalizes the replicas of a running stage that missed their commit or

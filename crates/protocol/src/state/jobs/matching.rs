@@ -458,8 +458,14 @@ impl State {
                 }
             }
             if cancel {
-                // Give back nothing assigned this round: the job is cancelled.
-                self.cancel_job(id, ctx);
+                // Give back nothing assigned this round: the job is cancelled —
+                // or, a session some of whose stages committed (a lapsed stage
+                // nobody could take over), salvaged: what committed is paid.
+                if job.is_generation() && job.any_committed() {
+                    self.salvage_session(id, ctx);
+                } else {
+                    self.cancel_job(id, ctx);
+                }
                 self.dequeue_match(id);
                 continue;
             }

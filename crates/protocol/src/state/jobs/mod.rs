@@ -51,4 +51,4 @@ mod submit;
 
 pub use audit::{audit_draw, auditor_seed};
 pub use matching::{replica_seed, DRAW_ATTEMPTS};
-pub use reveal::session_break;
+pub use reveal::{session_break, session_break_among};

@@ -24,7 +24,7 @@
 
 use crate::error::TxError;
 use crate::event::Event;
-use crate::state::{BlockCtx, DisputeKind, StagePhase, State, Timer};
+use crate::state::{BlockCtx, DisputeKind, JobStatus, StagePhase, State, Timer};
 use crate::tx::StageResult;
 use crate::types::{Address, Amount, Hash, JobId};
 
@@ -57,8 +57,11 @@ impl State {
                     }
                 )
             };
+            // A stage dropped from a salvaged session (`salvage_session`) holds
+            // nothing back.
             let ready = |st: &crate::state::Stage| {
-                opened(st)
+                matches!(st.phase, StagePhase::Cancelled)
+                    || opened(st)
                     || unopened(st)
                         && st.slots.iter().all(|s| {
                             s.assignment
@@ -306,15 +309,17 @@ impl State {
     }
 
     /// A generation stage's result is agreed. Once every stage of the session
-    /// has one, the chain is checked ([`session_break`]): it holds → every
-    /// stage goes on to its audit or challenge window, in stage order; it is
-    /// broken → `SessionBroken`, the job fails with its whole escrow refunded
-    /// and nobody is paid. Nobody is slashed either: the ledger cannot yet
-    /// tell which side of the broken link lied (the interim rule, until
-    /// generation disputes).
-    fn on_session_revealed(&mut self, job: JobId, ctx: &mut BlockCtx) {
+    /// has one (a salvaged session: every stage kept, `salvage_session`), the
+    /// chain is checked ([`session_break_among`]): it holds → every stage goes
+    /// on to its audit or challenge window, in stage order; it is broken →
+    /// `SessionBroken`, nobody is paid and the escrow goes back (an active job
+    /// fails; a salvaged one, already failed, settles). Nobody is slashed
+    /// either: the ledger cannot yet tell which side of the broken link lied
+    /// (the interim rule, until generation disputes).
+    pub(crate) fn on_session_revealed(&mut self, job: JobId, ctx: &mut BlockCtx) {
         let Some(j) = self.jobs.get(&job) else { return };
-        let held = j.stages.iter().all(|s| {
+        let kept = |s: &crate::state::Stage| !matches!(s.phase, StagePhase::Cancelled);
+        let held = j.stages.iter().filter(|s| kept(s)).all(|s| {
             matches!(
                 s.phase,
                 StagePhase::Running {
@@ -322,19 +327,45 @@ impl State {
                 }
             )
         });
-        let results: Option<Vec<StageResult>> = j.stages.iter().map(|s| s.result).collect();
+        let results: Option<Vec<Option<StageResult>>> = j
+            .stages
+            .iter()
+            .map(|s| {
+                if kept(s) {
+                    s.result.map(Some)
+                } else {
+                    Some(None)
+                }
+            })
+            .collect();
         let (true, Some(results)) = (held, results) else {
             // Some stage has not revealed yet: this one waits for it.
             return;
         };
-        let n = results.len() as u32;
-        if let Some(stage) = session_break(&results) {
-            ctx.emit(Event::SessionBroken { job, stage });
-            self.fail_job(job, ctx);
+        let active = j.status == JobStatus::Active;
+        if results.iter().all(Option::is_none) {
+            // A salvaged session whose every kept stage lapsed since.
+            if !active {
+                self.settle_if_done(job, ctx);
+            }
             return;
         }
-        for stage in 0..n {
-            self.verify_stage(job, stage, ctx);
+        if let Some(stage) = session_break_among(&results) {
+            ctx.emit(Event::SessionBroken { job, stage });
+            if active {
+                self.fail_job(job, ctx);
+            } else {
+                for s in 0..results.len() as u32 {
+                    self.cancel_stage(job, s);
+                }
+                self.settle_if_done(job, ctx);
+            }
+            return;
+        }
+        for (stage, r) in results.iter().enumerate() {
+            if r.is_some() {
+                self.verify_stage(job, stage as u32, ctx);
+            }
         }
     }
 
@@ -375,17 +406,32 @@ impl State {
 ///   differ from stage 0's;
 /// - stage `i`'s output is stage `i + 1`'s input (the activations it passed
 ///   on), and the last stage's output is stage 0's input (both hash the token
-///   transcript: the prompt and every sampled token): the first stage `i`
-///   whose output is not the next one's input (the last stage for the
-///   transcript link).
+///   transcript): the first stage `i` whose output is not the next one's input
+///   (the last stage for the transcript link).
 ///
 /// Also `None` for no results at all.
 pub fn session_break(results: &[StageResult]) -> Option<u32> {
-    let first = results.first()?;
-    if let Some(i) = results.iter().position(|r| r.steps != first.steps) {
+    let all: Vec<Option<StageResult>> = results.iter().copied().map(Some).collect();
+    session_break_among(&all)
+}
+
+/// [`session_break`] over the stages a salvaged session kept (`None` for a
+/// stage dropped): every kept stage ran the same steps as the first kept one,
+/// and every link whose two ends were kept holds; a link to a dropped stage is
+/// not checked. The same as [`session_break`] when every stage was kept.
+pub fn session_break_among(results: &[Option<StageResult>]) -> Option<u32> {
+    let first = results.iter().flatten().next()?;
+    if let Some(i) = results
+        .iter()
+        .position(|r| r.is_some_and(|r| r.steps != first.steps))
+    {
         return Some(i as u32);
     }
-    (0..results.len())
-        .find(|&i| results[i].output != results[(i + 1) % results.len()].input)
+    let n = results.len();
+    (0..n)
+        .find(|&i| match (results[i], results[(i + 1) % n]) {
+            (Some(a), Some(b)) => a.output != b.input,
+            _ => false,
+        })
         .map(|i| i as u32)
 }

@@ -12,7 +12,9 @@
 //! outcome.
 //!
 //! A job nobody qualified for within `match_timeout` is cancelled the same
-//! way. A job whose stage lost a dispute fails (`fail_job`): stages already
+//! way — except a generation session some of whose stages already committed
+//! (a stage that lapsed after the session ran could not be re-filled): it is
+//! salvaged (`salvage_session`), the committed stages verified and paid. A job whose stage lost a dispute fails (`fail_job`): stages already
 //! delivered run on to their end and pay their honest providers, the others
 //! are released; the escrow is refunded at once except what the live stages
 //! may still pay, which is refunded when the last of them settles.
@@ -138,6 +140,66 @@ impl State {
         for s in undelivered {
             self.cancel_stage(job, s);
         }
+        self.close_failed(job, ctx);
+    }
+
+    /// A generation session that cannot be completed: a stage that lapsed
+    /// after the session ran went back to matching and nobody qualified for
+    /// it within `match_timeout`, or the job used up its replacements.
+    ///
+    /// The stages whose provider committed did their work: they are kept,
+    /// their reveals open (at once, as a session's do, the stages dropped
+    /// left out), the links among them are checked ([`session_break_among`]),
+    /// and each goes on to its audit or challenge window and is paid `ops(steps)
+    /// × price` as in a completed session. Every other stage is released
+    /// unpaid, the job fails, and the escrow is refunded except what the kept
+    /// stages may still pay (the rest when the last of them settles,
+    /// `JobSettled`). Without this a requester whose requirements admit only
+    /// the providers it was matched to, one of them its own second identity,
+    /// could let that stage lapse once the others committed and get the text
+    /// for the burned part of one miss penalty.
+    ///
+    /// No stage committed: [`State::fail_job`] (nothing was delivered).
+    ///
+    /// [`session_break_among`]: crate::state::session_break_among
+    pub(crate) fn salvage_session(&mut self, job: JobId, ctx: &mut BlockCtx) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        if j.status != JobStatus::Active {
+            return;
+        }
+        let committed = |st: &crate::state::Stage| {
+            matches!(st.phase, StagePhase::Running { .. })
+                && !st.slots.is_empty()
+                && st.slots.iter().all(|s| {
+                    s.assignment
+                        .as_ref()
+                        .is_some_and(|a| a.commitment.is_some())
+                })
+        };
+        let (kept, dropped): (Vec<u32>, Vec<u32>) =
+            (0..j.stages.len() as u32).partition(|&s| committed(&j.stages[s as usize]));
+        if kept.is_empty() {
+            self.fail_job(job, ctx);
+            return;
+        }
+        for s in dropped {
+            self.cancel_stage(job, s);
+        }
+        ctx.emit(Event::SessionSalvaged {
+            job,
+            stages: kept.clone(),
+        });
+        self.close_failed(job, ctx);
+        // Reveals open for every kept stage whose auditor (if drawn) committed
+        // (the others open when theirs does); stages that revealed before are
+        // judged now.
+        self.open_reveals(job, kept[0]);
+        self.on_session_revealed(job, ctx);
+    }
+
+    /// The job fails: out of matching, refunded but for what its live stages
+    /// may still pay.
+    fn close_failed(&mut self, job: JobId, ctx: &mut BlockCtx) {
         self.dequeue_match(job);
         self.claims.remove(&job);
         let reserve = self.live_reserve(job);
