@@ -175,9 +175,20 @@ pub enum Event {
     /// one session: `stage` is the first whose `steps` differ from stage 0's,
     /// or else the first whose output is not the next stage's input (the last
     /// stage's output must be stage 0's input: both hash the token
-    /// transcript). The job fails with its escrow refunded; nobody is paid
-    /// and, for now, nobody is slashed.
+    /// transcript). A record only: every stage goes on to its own
+    /// verification and pay (the ledger cannot tell which side lied, and a
+    /// refund would pay a requester that broke its own session).
     SessionBroken { job: JobId, stage: u32 },
+    /// The stages of a generation session claimed different step counts,
+    /// between `steps` and `claimed`: every stage is billed at `steps`, and
+    /// what the bills at `claimed` would have been beyond that is `burned`
+    /// from the escrow (the payer is charged as at `claimed`).
+    SessionSteps {
+        job: JobId,
+        steps: u32,
+        claimed: u32,
+        burned: Amount,
+    },
     /// A provider was paid for a stage (ops × its price).
     StagePaid {
         job: JobId,
@@ -309,6 +320,7 @@ impl Event {
             | Self::DeadlineMissed { job, .. }
             | Self::ChainBroken { job, .. }
             | Self::SessionBroken { job, .. }
+            | Self::SessionSteps { job, .. }
             | Self::StagePaid { job, .. }
             | Self::ProviderCompensated { job, .. }
             | Self::StageFinalized { job, .. }

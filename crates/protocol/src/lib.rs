@@ -101,11 +101,13 @@
 //! `ops + (n−1)·step_ops + key_ops·((n−1)·p + (n−1)·n/2)`
 //! ([`tx::StageSpec::generation_ops`]); the escrow covers `n = max_tokens`
 //! and each provider is paid for the `steps` it revealed. The stages' results
-//! are held until all revealed, then must form one session
+//! are held until all revealed, then checked as one session
 //! ([`state::session_break`]): same steps, each stage's output the next one's
-//! input, the last stage's output stage 0's input (the token transcript).
-//! A broken session, or a stage that misses a deadline, fails the job with
-//! its escrow refunded (see the crate README).
+//! input, the last stage's output stage 0's input (the token transcript). A
+//! break is recorded and pays nobody less (stages disagreeing on the steps
+//! are billed at the fewest, the payer charged as at the most); a stage that
+//! misses a deadline after the session ended is re-filled, or the session
+//! salvaged: its committed stages paid (see the crate README).
 //!
 //! ## The dispute game
 //!

@@ -524,6 +524,16 @@ fn every_variant_of_the_small_enums_round_trips() {
         job: JobId(1),
         stage: 2,
     });
+    round_trip(&Event::SessionSteps {
+        job: JobId(1),
+        steps: 3,
+        claimed: 9,
+        burned: Amount(40),
+    });
+    round_trip(&Event::SessionSalvaged {
+        job: JobId(1),
+        stages: vec![0, 2],
+    });
     for key in ParamKey::ALL {
         round_trip(key);
         round_trip(&ParamChange {

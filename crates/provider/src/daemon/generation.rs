@@ -116,7 +116,10 @@ pub(crate) fn plan_replacements(view: &View<'_>, out: &mut Vec<Action>) {
             .first()
             .and_then(|x| x.assignment.as_ref())
             .is_some_and(|a| a.provider == provider && a.commitment.is_none());
-        if held && job.status == agentic_protocol::state::JobStatus::Active {
+        // Once a stage committed the session ended: the ledger takes no report
+        // (a stage that dropped out misses its deadline instead).
+        if held && job.status == agentic_protocol::state::JobStatus::Active && !job.any_committed()
+        {
             super::plan::send(
                 view,
                 out,

@@ -15,8 +15,10 @@
 //! The ledger cannot see a session's links, so it cannot tell a dead provider from a
 //! false report. The rules bound what a report can do: only the requester (who pays
 //! and gains nothing from a slower job) or a provider of another stage of the same
-//! running job may send one; only a stage that has not committed can be replaced
-//! (nobody loses delivered work); the reported provider pays the miss penalty, never a
+//! running job may send one; only a stage that has not committed can be replaced,
+//! and only while no stage has committed (a session whose stages commit has ended:
+//! a report then could evict a provider that did the whole stage and is about to
+//! commit; one that truly died misses its deadline, `jobs::deadlines`); the reported provider pays the miss penalty, never a
 //! slash, and the penalty is burned whole — unlike a missed deadline's, whose requester
 //! share goes to the payer — so a false report earns its sender nothing (it pays its
 //! fee, and the requester waits for the replacement); and a job replaces at most
@@ -59,7 +61,11 @@ impl State {
                 reveal_deadline: None
             }
         ) && holder
-            .is_some_and(|a| a.provider == provider && a.commitment.is_none());
+            .is_some_and(|a| a.provider == provider && a.commitment.is_none())
+            // Once any stage committed, the session has ended: a stage that
+            // really dropped out misses its deadline. A report then could only
+            // evict a provider that finished the work and has yet to commit.
+            && !j.any_committed();
         if !replaceable {
             return Err(TxError::NotReplaceable { stage });
         }

@@ -18,9 +18,11 @@
 //! the previous stage's output. Each stage's agreed result is held (the stage
 //! stays `Running`) until every stage has one; then [`session_break`] checks
 //! the chain (same steps everywhere, stage `i`'s output = stage `i + 1`'s
-//! input, the last stage's output = stage 0's input). It holds → every stage
-//! goes to its auditor or challenge window as above; it is broken → the job
-//! fails with its whole escrow refunded, nobody paid, nobody slashed.
+//! input, the last stage's output = stage 0's input) and records a break
+//! (`SessionBroken`), and every stage goes to its auditor or challenge window
+//! as above — a break changes nobody's pay (`on_session_revealed`); stages
+//! that disagree on the steps are billed at the fewest claimed, the payer
+//! charged as at the most.
 
 use crate::error::TxError;
 use crate::event::Event;
@@ -310,12 +312,19 @@ impl State {
 
     /// A generation stage's result is agreed. Once every stage of the session
     /// has one (a salvaged session: every stage kept, `salvage_session`), the
-    /// chain is checked ([`session_break_among`]): it holds → every stage goes
-    /// on to its audit or challenge window, in stage order; it is broken →
-    /// `SessionBroken`, nobody is paid and the escrow goes back (an active job
-    /// fails; a salvaged one, already failed, settles). Nobody is slashed
-    /// either: the ledger cannot yet tell which side of the broken link lied
-    /// (the interim rule, until generation disputes).
+    /// session is checked ([`session_break_among`]) and every stage goes on to
+    /// its audit or challenge window, in stage order, whatever the check finds.
+    ///
+    /// A broken link is recorded (`SessionBroken`) and changes nobody's pay:
+    /// the ledger cannot tell which side of it lied, and a rule that refunded
+    /// the requester on a broken session would hand a requester holding one
+    /// stage through a second identity the text for free (its stage reveals a
+    /// link that does not meet). Each stage stands on its own verification.
+    ///
+    /// Stages that disagree on the steps run are billed at the fewest any of
+    /// them claimed, and the payer is charged as at the most — the difference
+    /// burned (`SessionSteps`): a stage that overclaims earns nothing by it, one
+    /// that underclaims saves its requester nothing.
     pub(crate) fn on_session_revealed(&mut self, job: JobId, ctx: &mut BlockCtx) {
         let Some(j) = self.jobs.get(&job) else { return };
         let kept = |s: &crate::state::Stage| !matches!(s.phase, StagePhase::Cancelled);
@@ -342,31 +351,57 @@ impl State {
             // Some stage has not revealed yet: this one waits for it.
             return;
         };
-        let active = j.status == JobStatus::Active;
-        if results.iter().all(Option::is_none) {
+        let steps: Vec<u32> = results.iter().flatten().map(|r| r.steps).collect();
+        let (Some(&fewest), Some(&most)) = (steps.iter().min(), steps.iter().max()) else {
             // A salvaged session whose every kept stage lapsed since.
-            if !active {
+            if j.status != JobStatus::Active {
                 self.settle_if_done(job, ctx);
             }
             return;
-        }
+        };
         if let Some(stage) = session_break_among(&results) {
             ctx.emit(Event::SessionBroken { job, stage });
-            if active {
-                self.fail_job(job, ctx);
-            } else {
-                for s in 0..results.len() as u32 {
-                    self.cancel_stage(job, s);
-                }
-                self.settle_if_done(job, ctx);
-            }
-            return;
+        }
+        if fewest != most {
+            self.bill_session_at(job, fewest, most, ctx);
         }
         for (stage, r) in results.iter().enumerate() {
             if r.is_some() {
                 self.verify_stage(job, stage as u32, ctx);
             }
         }
+    }
+
+    /// Stages of one session claimed between `fewest` and `most` steps: every
+    /// kept stage's agreed result is set to `fewest` (what its providers and
+    /// auditor are billed, `Job::billed_ops`), and what the stages' bills at
+    /// `most` exceed their bills at `fewest` leaves the escrow, burned.
+    fn bill_session_at(&mut self, job: JobId, fewest: u32, most: u32, ctx: &mut BlockCtx) {
+        let Some(jm) = self.job_mut(job) else { return };
+        let mut excess: u128 = 0;
+        for (i, st) in jm.stages.iter_mut().enumerate() {
+            let Some(r) = st.result.as_mut() else {
+                continue;
+            };
+            r.steps = fewest;
+            let (lo, hi) = (
+                jm.spec.stage_ops_for(i, fewest).unwrap_or(0),
+                jm.spec.stage_ops_for(i, most).unwrap_or(0),
+            );
+            for a in st.slots.iter().filter_map(|s| s.assignment.as_ref()) {
+                let at = |ops| Amount::cost(ops, a.price).unwrap_or_default().0;
+                excess = excess.saturating_add(at(hi).saturating_sub(at(lo)));
+            }
+        }
+        let burned = Amount(excess.min(jm.escrow.0));
+        jm.escrow = jm.escrow.saturating_sub(burned);
+        self.burn(burned);
+        ctx.emit(Event::SessionSteps {
+            job,
+            steps: fewest,
+            claimed: most,
+            burned,
+        });
     }
 
     /// The stage before `stage` has an agreed result: its input exists from
