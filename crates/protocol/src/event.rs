@@ -175,18 +175,16 @@ pub enum Event {
     /// one session: `stage` is the first whose `steps` differ from stage 0's,
     /// or else the first whose output is not the next stage's input (the last
     /// stage's output must be stage 0's input: both hash the token
-    /// transcript). A record only: every stage goes on to its own
-    /// verification and pay (the ledger cannot tell which side lied, and a
-    /// refund would pay a requester that broke its own session).
+    /// transcript). The job fails; nobody is paid and, for now, nobody is
+    /// slashed; the session's bill is burned (`SessionCharged`), the rest of
+    /// the escrow refunded.
     SessionBroken { job: JobId, stage: u32 },
-    /// The stages of a generation session claimed different step counts,
-    /// between `steps` and `claimed`: every stage is billed at `steps`, and
-    /// what the bills at `claimed` would have been beyond that is `burned`
-    /// from the escrow (the payer is charged as at `claimed`).
-    SessionSteps {
+    /// A broken session's bill — every revealed stage's ops over `steps` (the
+    /// upper median of the steps the stages claimed) × its price — `burned`
+    /// from the escrow instead of refunded: breaking a session never pays.
+    SessionCharged {
         job: JobId,
         steps: u32,
-        claimed: u32,
         burned: Amount,
     },
     /// A provider was paid for a stage (ops × its price).
@@ -320,7 +318,7 @@ impl Event {
             | Self::DeadlineMissed { job, .. }
             | Self::ChainBroken { job, .. }
             | Self::SessionBroken { job, .. }
-            | Self::SessionSteps { job, .. }
+            | Self::SessionCharged { job, .. }
             | Self::StagePaid { job, .. }
             | Self::ProviderCompensated { job, .. }
             | Self::StageFinalized { job, .. }

@@ -104,10 +104,10 @@
 //! are held until all revealed, then checked as one session
 //! ([`state::session_break`]): same steps, each stage's output the next one's
 //! input, the last stage's output stage 0's input (the token transcript). A
-//! break is recorded and pays nobody less (stages disagreeing on the steps
-//! are billed at the fewest, the payer charged as at the most); a stage that
-//! misses a deadline after the session ended is re-filled, or the session
-//! salvaged: its committed stages paid (see the crate README).
+//! broken session fails the job, nobody paid, its bill burned (breaking a
+//! session never pays); a stage that misses a deadline after the session
+//! ended is re-filled, or the session salvaged: its committed stages paid
+//! (see the crate README).
 //!
 //! ## The dispute game
 //!

@@ -524,10 +524,9 @@ fn every_variant_of_the_small_enums_round_trips() {
         job: JobId(1),
         stage: 2,
     });
-    round_trip(&Event::SessionSteps {
+    round_trip(&Event::SessionCharged {
         job: JobId(1),
         steps: 3,
-        claimed: 9,
         burned: Amount(40),
     });
     round_trip(&Event::SessionSalvaged {

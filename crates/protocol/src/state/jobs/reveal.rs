@@ -18,11 +18,11 @@
 //! the previous stage's output. Each stage's agreed result is held (the stage
 //! stays `Running`) until every stage has one; then [`session_break`] checks
 //! the chain (same steps everywhere, stage `i`'s output = stage `i + 1`'s
-//! input, the last stage's output = stage 0's input) and records a break
-//! (`SessionBroken`), and every stage goes to its auditor or challenge window
-//! as above — a break changes nobody's pay (`on_session_revealed`); stages
-//! that disagree on the steps are billed at the fewest claimed, the payer
-//! charged as at the most.
+//! input, the last stage's output = stage 0's input). It holds → every stage
+//! goes to its auditor or challenge window as above; it is broken → the job
+//! fails, nobody paid, nobody slashed, and the session's bill at the steps
+//! claimed is burned from the escrow, the rest refunded
+//! (`on_session_revealed`).
 
 use crate::error::TxError;
 use crate::event::Event;
@@ -312,19 +312,18 @@ impl State {
 
     /// A generation stage's result is agreed. Once every stage of the session
     /// has one (a salvaged session: every stage kept, `salvage_session`), the
-    /// session is checked ([`session_break_among`]) and every stage goes on to
-    /// its audit or challenge window, in stage order, whatever the check finds.
+    /// chain is checked ([`session_break_among`]): it holds → every stage goes
+    /// on to its audit or challenge window, in stage order.
     ///
-    /// A broken link is recorded (`SessionBroken`) and changes nobody's pay:
-    /// the ledger cannot tell which side of it lied, and a rule that refunded
-    /// the requester on a broken session would hand a requester holding one
-    /// stage through a second identity the text for free (its stage reveals a
-    /// link that does not meet). Each stage stands on its own verification.
-    ///
-    /// Stages that disagree on the steps run are billed at the fewest any of
-    /// them claimed, and the payer is charged as at the most — the difference
-    /// burned (`SessionSteps`): a stage that overclaims earns nothing by it, one
-    /// that underclaims saves its requester nothing.
+    /// It is broken → `SessionBroken`: nobody is paid (committed auditors
+    /// included) and nobody is slashed — the ledger cannot tell which side of
+    /// the broken link lied — but the payer is not refunded the session's
+    /// bill: the stages' bills at the steps they claimed (the upper median of
+    /// their claims) are burned from the escrow (`SessionCharged`), the rest
+    /// refunded (an active job fails; a salvaged one, already failed,
+    /// settles). A requester holding one stage through a second identity could
+    /// otherwise reveal a link that does not meet and get the text for free; a
+    /// provider that breaks a session earns nothing either.
     pub(crate) fn on_session_revealed(&mut self, job: JobId, ctx: &mut BlockCtx) {
         let Some(j) = self.jobs.get(&job) else { return };
         let kept = |s: &crate::state::Stage| !matches!(s.phase, StagePhase::Cancelled);
@@ -351,19 +350,26 @@ impl State {
             // Some stage has not revealed yet: this one waits for it.
             return;
         };
-        let steps: Vec<u32> = results.iter().flatten().map(|r| r.steps).collect();
-        let (Some(&fewest), Some(&most)) = (steps.iter().min(), steps.iter().max()) else {
+        let active = j.status == JobStatus::Active;
+        if results.iter().all(Option::is_none) {
             // A salvaged session whose every kept stage lapsed since.
-            if j.status != JobStatus::Active {
+            if !active {
                 self.settle_if_done(job, ctx);
             }
             return;
-        };
+        }
         if let Some(stage) = session_break_among(&results) {
             ctx.emit(Event::SessionBroken { job, stage });
-        }
-        if fewest != most {
-            self.bill_session_at(job, fewest, most, ctx);
+            self.charge_broken_session(job, &results, ctx);
+            if active {
+                self.fail_job(job, ctx);
+            } else {
+                for s in 0..results.len() as u32 {
+                    self.cancel_stage(job, s);
+                }
+                self.settle_if_done(job, ctx);
+            }
+            return;
         }
         for (stage, r) in results.iter().enumerate() {
             if r.is_some() {
@@ -372,36 +378,36 @@ impl State {
         }
     }
 
-    /// Stages of one session claimed between `fewest` and `most` steps: every
-    /// kept stage's agreed result is set to `fewest` (what its providers and
-    /// auditor are billed, `Job::billed_ops`), and what the stages' bills at
-    /// `most` exceed their bills at `fewest` leaves the escrow, burned.
-    fn bill_session_at(&mut self, job: JobId, fewest: u32, most: u32, ctx: &mut BlockCtx) {
+    /// A broken session's charge: every revealed stage's bill at `steps`, the
+    /// upper median of the steps claimed (one stage that under- or overclaims
+    /// cannot move it past the others' in a session of three or more; of two,
+    /// the larger), burned from the escrow.
+    fn charge_broken_session(
+        &mut self,
+        job: JobId,
+        results: &[Option<StageResult>],
+        ctx: &mut BlockCtx,
+    ) {
+        let mut claims: Vec<u32> = results.iter().flatten().map(|r| r.steps).collect();
+        claims.sort_unstable();
+        let Some(&steps) = claims.get(claims.len() / 2) else {
+            return;
+        };
         let Some(jm) = self.job_mut(job) else { return };
-        let mut excess: u128 = 0;
-        for (i, st) in jm.stages.iter_mut().enumerate() {
-            let Some(r) = st.result.as_mut() else {
+        let mut bill: u128 = 0;
+        for (i, st) in jm.stages.iter().enumerate() {
+            if results.get(i).is_none_or(Option::is_none) {
                 continue;
-            };
-            r.steps = fewest;
-            let (lo, hi) = (
-                jm.spec.stage_ops_for(i, fewest).unwrap_or(0),
-                jm.spec.stage_ops_for(i, most).unwrap_or(0),
-            );
+            }
+            let ops = jm.spec.stage_ops_for(i, steps).unwrap_or(0);
             for a in st.slots.iter().filter_map(|s| s.assignment.as_ref()) {
-                let at = |ops| Amount::cost(ops, a.price).unwrap_or_default().0;
-                excess = excess.saturating_add(at(hi).saturating_sub(at(lo)));
+                bill = bill.saturating_add(Amount::cost(ops, a.price).unwrap_or_default().0);
             }
         }
-        let burned = Amount(excess.min(jm.escrow.0));
+        let burned = Amount(bill.min(jm.escrow.0));
         jm.escrow = jm.escrow.saturating_sub(burned);
         self.burn(burned);
-        ctx.emit(Event::SessionSteps {
-            job,
-            steps: fewest,
-            claimed: most,
-            burned,
-        });
+        ctx.emit(Event::SessionCharged { job, steps, burned });
     }
 
     /// The stage before `stage` has an agreed result: its input exists from
