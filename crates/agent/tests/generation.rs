@@ -220,13 +220,13 @@ async fn completed_and_audited(
     (job, events)
 }
 
-/// Each stage of a finished generation job was paid once, to the provider holding
-/// it at the end, exactly the stage's metered ops over the steps it revealed
-/// (`steps` each) × its price; returns the total paid.
-fn check_stage_pay(events: &[Event], job: &Job, spec: &JobSpec, steps: u32) -> u128 {
+/// Each of the first `stages` stages of a finished generation job was paid once, to
+/// the provider holding it at the end, exactly the stage's metered ops over the steps
+/// it revealed (`steps` each) × its price; returns the total paid.
+fn check_stage_pay(events: &[Event], job: &Job, spec: &JobSpec, steps: u32, stages: usize) -> u128 {
     let prompt = spec.generation.expect("a generation job").prompt_tokens;
     let mut total = 0;
-    for (s, st) in job.stages.iter().enumerate() {
+    for (s, st) in job.stages.iter().enumerate().take(stages) {
         let a = st.slots[0].assignment.as_ref().unwrap();
         let r = st.result.unwrap();
         assert_eq!(r.steps, steps);

@@ -639,6 +639,32 @@ fn plain_jobs_reveal_no_steps() {
     );
 }
 
+/// A three-stage Optimistic generation job submitted on `network(providers)`: the
+/// chain, the job, the requester's balance before it and the submission's fee.
+fn optimistic_session(providers: usize) -> (TestChain, JobId, Amount, Amount) {
+    let mut chain = network(providers);
+    let before = chain.state.balance(&address_of(&key(REQUESTER)));
+    let spec = spec(3, VerificationLevel::Optimistic);
+    let fee = chain
+        .state
+        .params()
+        .required_fee(&TxBody::SubmitJob { spec: spec.clone() });
+    let job = submit(&mut chain, spec);
+    (chain, job, before, fee)
+}
+
+/// Every stage commits `results`, then stages 0 and 2 reveal theirs; stage 1
+/// keeps its reveal back.
+fn all_but_stage_1_reveal(chain: &mut TestChain, job: JobId, results: &[StageResult]) {
+    for s in 0..3 {
+        commit(chain, job, s, &results[s as usize]);
+    }
+    ok(chain);
+    reveal(chain, job, 0, &results[0]);
+    reveal(chain, job, 2, &results[2]);
+    ok(chain);
+}
+
 /// Settles a session whose stages all revealed `results` (Optimistic): the
 /// challenge windows close and every stage's holder at the end is paid its
 /// ops over `steps` × its price, once; returns the total paid.
@@ -684,24 +710,10 @@ fn settle_and_check_pay(chain: &mut TestChain, job: JobId, steps: u32) -> Amount
 /// paid once; the requester pays exactly the bills.
 #[test]
 fn missed_reveal_requeues_the_stage_and_every_stage_is_paid() {
-    let mut chain = network(4);
-    let r = address_of(&key(REQUESTER));
-    let before = chain.state.balance(&r);
-    let spec = spec(3, VerificationLevel::Optimistic);
-    let fee = chain
-        .state
-        .params()
-        .required_fee(&TxBody::SubmitJob { spec: spec.clone() });
-    let job = submit(&mut chain, spec);
+    let (mut chain, job, before, fee) = optimistic_session(4);
     let steps = 7;
     let results = session_results(transcript(), 3, steps);
-    for s in 0..3 {
-        commit(&mut chain, job, s, &results[s as usize]);
-    }
-    ok(&mut chain);
-    reveal(&mut chain, job, 0, &results[0]);
-    reveal(&mut chain, job, 2, &results[2]);
-    ok(&mut chain);
+    all_but_stage_1_reveal(&mut chain, job, &results);
     let (late, _) = provider_of(&chain, job, 1);
     let late_stake = chain.state.account(&late).bonded;
     let late_balance = chain.state.balance(&late);
@@ -759,7 +771,7 @@ fn missed_reveal_requeues_the_stage_and_every_stage_is_paid() {
     assert_eq!(chain.state.balance(&late), late_balance);
     let share = penalty.mul_ppm(chain.state.params().slash_requester_ppm);
     assert_eq!(
-        chain.state.balance(&r).0,
+        chain.state.balance(&address_of(&key(REQUESTER))).0,
         before.0 - fee.0 - total.0 + share.0
     );
     all_released(&chain);
@@ -840,6 +852,37 @@ fn salvage_after_lapse(chain: &mut TestChain, job: JobId, late: Address) -> Vec<
         .sum();
     assert_eq!(j.escrow.0, reserve);
     events
+}
+
+/// What a job's `JobFailed` and `JobSettled` events refunded, together.
+fn refunds(events: &[Event], job: JobId) -> u128 {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::JobFailed { job: j, refund } | Event::JobSettled { job: j, refund }
+                if *j == job =>
+            {
+                Some(refund.0)
+            }
+            _ => None,
+        })
+        .sum()
+}
+
+/// Stages 0 and 2 commit `results`, stage 1 never does and nobody can take it
+/// over: the session is salvaged (`salvage_after_lapse`); the events since the
+/// lapse.
+fn stage_1_lapses_and_is_salvaged(
+    chain: &mut TestChain,
+    job: JobId,
+    results: &[StageResult],
+) -> Vec<Event> {
+    commit(chain, job, 0, &results[0]);
+    commit(chain, job, 2, &results[2]);
+    ok(chain);
+    let (late, _) = provider_of(chain, job, 1);
+    past_commit_deadline(chain, job, 1, 2);
+    salvage_after_lapse(chain, job, late)
 }
 
 /// Checks the end of a salvaged session whose stages 0 and 2 revealed
@@ -935,15 +978,7 @@ fn penalty_of(events: &[Event], job: JobId, late: Address) -> Amount {
 /// are paid for the steps they ran, the rest is refunded.
 #[test]
 fn a_lapsed_stage_nobody_can_take_over_still_pays_the_committed_stages() {
-    let mut chain = network(3);
-    let r = address_of(&key(REQUESTER));
-    let before = chain.state.balance(&r);
-    let spec = spec(3, VerificationLevel::Optimistic);
-    let fee = chain
-        .state
-        .params()
-        .required_fee(&TxBody::SubmitJob { spec: spec.clone() });
-    let job = submit(&mut chain, spec);
+    let (mut chain, job, before, fee) = optimistic_session(3);
     let steps = 6;
     let results = session_results(transcript(), 3, steps);
     commit(&mut chain, job, 0, &results[0]);
@@ -980,24 +1015,10 @@ fn a_lapsed_stage_nobody_can_take_over_still_pays_the_committed_stages() {
 /// salvage judges them at once.
 #[test]
 fn a_missed_reveal_nobody_can_take_over_still_pays_the_revealed_stages() {
-    let mut chain = network(3);
-    let r = address_of(&key(REQUESTER));
-    let before = chain.state.balance(&r);
-    let spec = spec(3, VerificationLevel::Optimistic);
-    let fee = chain
-        .state
-        .params()
-        .required_fee(&TxBody::SubmitJob { spec: spec.clone() });
-    let job = submit(&mut chain, spec);
+    let (mut chain, job, before, fee) = optimistic_session(3);
     let steps = 9;
     let results = session_results(transcript(), 3, steps);
-    for s in 0..3 {
-        commit(&mut chain, job, s, &results[s as usize]);
-    }
-    ok(&mut chain);
-    reveal(&mut chain, job, 0, &results[0]);
-    reveal(&mut chain, job, 2, &results[2]);
-    ok(&mut chain);
+    all_but_stage_1_reveal(&mut chain, job, &results);
     let (late, _) = provider_of(&chain, job, 1);
     let window = chain.state.params().reveal_window;
     let events = advance(&mut chain, window + 2);
@@ -1023,12 +1044,7 @@ fn a_salvaged_session_whose_kept_stages_disagree_pays_nobody() {
     let job = submit(&mut chain, spec.clone());
     let mut results = session_results(transcript(), 3, 4);
     results[2].output = Hash::digest("transcript", &[b"another"]);
-    commit(&mut chain, job, 0, &results[0]);
-    commit(&mut chain, job, 2, &results[2]);
-    ok(&mut chain);
-    let (late, _) = provider_of(&chain, job, 1);
-    past_commit_deadline(&mut chain, job, 1, 2);
-    let mut events = salvage_after_lapse(&mut chain, job, late);
+    let mut events = stage_1_lapses_and_is_salvaged(&mut chain, job, &results);
     let bill: u128 = [0u32, 2]
         .iter()
         .map(|&s| {
@@ -1050,17 +1066,7 @@ fn a_salvaged_session_whose_kept_stages_disagree_pays_nobody() {
     assert!(!events
         .iter()
         .any(|e| matches!(e, Event::StagePaid { .. } | Event::Slashed { .. })));
-    let refunded: u128 = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::JobFailed { job: j, refund } | Event::JobSettled { job: j, refund }
-                if *j == job =>
-            {
-                Some(refund.0)
-            }
-            _ => None,
-        })
-        .sum();
+    let refunded = refunds(&events, job);
     assert_eq!(refunded + bill, escrow.0);
     let j = chain.state.job(job).unwrap();
     assert_eq!((j.status, j.escrow), (JobStatus::Failed, Amount::ZERO));
@@ -1077,12 +1083,7 @@ fn a_kept_stage_that_lapses_is_dropped_and_the_other_is_paid() {
     let job = submit(&mut chain, spec.clone());
     let steps = 3;
     let results = session_results(transcript(), 3, steps);
-    commit(&mut chain, job, 0, &results[0]);
-    commit(&mut chain, job, 2, &results[2]);
-    ok(&mut chain);
-    let (late, _) = provider_of(&chain, job, 1);
-    past_commit_deadline(&mut chain, job, 1, 2);
-    let mut events = salvage_after_lapse(&mut chain, job, late);
+    let mut events = stage_1_lapses_and_is_salvaged(&mut chain, job, &results);
     let (p0, price0) = provider_of(&chain, job, 0);
     reveal(&mut chain, job, 0, &results[0]);
     let window = chain.state.params().reveal_window + chain.state.params().challenge_window;
@@ -1112,13 +1113,7 @@ fn a_kept_stage_that_lapses_is_dropped_and_the_other_is_paid() {
             .count(),
         1
     );
-    let refunded: u128 = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::JobFailed { refund, .. } | Event::JobSettled { refund, .. } => Some(refund.0),
-            _ => None,
-        })
-        .sum();
+    let refunded = refunds(&events, job);
     assert_eq!(refunded + bill.0, escrow.0);
     let j = chain.state.job(job).unwrap();
     assert!(matches!(j.stages[2].phase, StagePhase::Cancelled));

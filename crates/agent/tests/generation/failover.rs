@@ -178,7 +178,7 @@ fn each_stage_provider_killed_mid_generation_is_replaced_and_the_stream_goes_on(
                     assert_eq!(a.provider, addr(holders[s]), "stage {s} kept its provider");
                 }
             }
-            let paid_total = super::check_stage_pay(&events, &job, &prepared.spec, TOKENS);
+            let paid_total = super::check_stage_pay(&events, &job, &prepared.spec, TOKENS, 3);
             let audit_fees = super::audit_fees(&events);
 
             // The dead provider: nothing paid, exactly the miss penalty taken.
