@@ -7,6 +7,8 @@
 //!   recompute(job, stage) ── GET the model and input blobs (hash-checked by the client)
 //!       │                    run layers 0..first (the stage's input), then first..end with a trace
 //!       ▼
+//!   (a generation stage: replay_generation_stage, one prefill of the streamed
+//!    transcript, as an auditor replays it)
 //!   Recomputed::compare(agreed)
 //!       ├─ Agrees        ─▶ nothing to do (the ledger would refuse a challenge)
 //!       ├─ InputDiffers  ─▶ an earlier stage diverged: challenge that one instead
@@ -33,6 +35,7 @@ use std::time::Duration;
 use agentic_client::Client;
 use agentic_compute::activation::DecodeLimits;
 use agentic_compute::bundle::{Bundle, BundleLimits};
+use agentic_compute::llm::stage::{replay_stage, GenerationRequest, StageRange};
 use agentic_compute::Activation;
 use agentic_protocol::event::Event;
 use agentic_protocol::state::{Dispute, DisputePhase, Job};
@@ -152,6 +155,52 @@ pub async fn recompute(
     .await
     .map_err(|e| cannot(format!("the recomputation stopped: {e}")))?;
     run
+}
+
+/// Replays `stage` of generation job `job` here, as an auditor does: one
+/// teacher-forced prefill of `request`'s prompt and `tokens` (the transcript the
+/// requester streamed) through the model, the stage's layers recorded
+/// (`replay_stage`). Its result is what an honest holder of the stage commits for
+/// that transcript: the last stage claims the tokens the model samples, stage 0
+/// the tokens it was fed. Blocking (run it off the async threads).
+///
+/// Checked in stage order, the first stage whose output differs while its input
+/// agrees is the one that lied (every stage after it computed on what it passed
+/// on, so their inputs differ).
+pub fn replay_generation_stage(
+    model: &agentic_compute::llm::llama::Llama,
+    job: &Job,
+    stage: u32,
+    request: &GenerationRequest,
+    tokens: &[u32],
+) -> Result<Recomputed, CannotRecompute> {
+    let Some(spec) = job.spec.stages.get(stage as usize) else {
+        return Err(cannot(format!(
+            "the job has {} stage(s), no stage {stage}",
+            job.spec.stages.len()
+        )));
+    };
+    let range = StageRange {
+        first: spec.first_layer as usize,
+        count: spec.layers as usize,
+    };
+    let (trace, picks) = replay_stage(model, &range, &request.prompt, tokens, &request.sampler)
+        .map_err(|e| cannot(format!("replaying the session: {e}")))?;
+    let last = stage as usize + 1 == job.spec.stages.len();
+    let claimed = match picks {
+        Some(p) if last => p,
+        _ => tokens.to_vec(),
+    };
+    let (input, output) = trace.claim(&range, model.config().layers(), &claimed);
+    Ok(Recomputed {
+        result: StageResult {
+            input,
+            output,
+            trace_root: trace.root(),
+            steps: trace.steps() as u32,
+        },
+        leaves: Leaves::new(trace.flat()),
+    })
 }
 
 /// The chain's current `challenge_bond` (what a `Challenge` locks).

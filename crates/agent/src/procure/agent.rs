@@ -311,12 +311,21 @@ impl ProcurementAgent {
                 .saturating_sub(spent)
                 .saturating_sub(sub.escrow)
                 .saturating_sub(sub.fee);
+            // A generation that streamed to its end is checked stage by stage too:
+            // each stage replayed from the streamed transcript, a lying one challenged.
+            let replay = match (&prepared, &generated) {
+                (Some(p), Some(g)) if goal.verify_locally && g.stream_error.is_none() => {
+                    p.replay(&g.tokens)
+                }
+                _ => None,
+            };
             let followed = Watch {
                 requester: &self.requester,
                 goal,
                 job: sub.job,
                 until,
                 room,
+                replay,
             }
             .run(&mut on)
             .await?;

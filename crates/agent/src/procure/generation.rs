@@ -9,11 +9,13 @@
 //!            output (`check_transcript`) ── otherwise not accepted
 //! ```
 //!
-//! A generation session's stages cannot be recomputed one at a time here (a stage
-//! holds a KV cache across steps), so `verify_locally` compares the whole token
-//! sequence instead: the tokens are a pure function of the request and its seed.
-//! A mismatch cannot be pinned on one stage from the tokens alone, so every
-//! provider of the job is left out of the next attempt.
+//! `verify_locally` compares the whole token sequence with a local run (the tokens
+//! are a pure function of the request and its seed), and then checks each stage as
+//! an auditor would (`watch.rs`): one teacher-forced prefill of the streamed
+//! transcript through the stage's layers, in stage order; the first stage whose
+//! output differs while its input agrees lied, and is challenged (the descent, the
+//! referee and the slash follow as for an auditor's dispute). Every provider of a
+//! job whose tokens differ is left out of the next attempt.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,6 +187,17 @@ impl Prepared {
             transcript: TranscriptCheck::Unchecked,
             local: None,
         }
+    }
+
+    /// What replaying job stages from `tokens` (the streamed transcript) takes, or
+    /// `None` if the prepared request does not decode.
+    pub(crate) fn replay(&self, tokens: &[u32]) -> Option<super::watch::Replay> {
+        let request = GenerationRequest::decode(&self.base.input).ok()?;
+        Some(super::watch::Replay {
+            model: Arc::clone(&self.model),
+            request,
+            tokens: tokens.to_vec(),
+        })
     }
 
     /// This machine's run of the request (once per goal: the tokens are a pure

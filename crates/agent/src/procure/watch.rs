@@ -10,7 +10,8 @@
 //!    a stage Disputed { d } not seen before ─▶ record who opened it (an audit, a
 //!        replica, an outside challenger, or this agent) and both parties' stakes
 //!    verify_locally, a stage with an agreed result (challengeable or final), not yet checked:
-//!        recompute it here (crate::verify) and compare
+//!        recompute it here (crate::verify; a generation stage: replay the streamed
+//!        transcript by one prefill, as an auditor does, in stage order) and compare
 //!          agrees                       ─▶ recorded
 //!          differs, window open, the bond
 //!          fits the budget and balance  ─▶ Challenge (bond locked), then answer one
@@ -24,9 +25,9 @@
 //!
 //! The amounts a verdict moves are the ledger's rules applied to what the chain
 //! shows: the loser's bonded stake drop is the slash, `slash_requester_ppm` of it
-//! went to the payer; what came back to this agent (its bond and the winner's
-//! share) is read from its own balance, which only this loop spends from while
-//! a dispute of its own is open.
+//! went to the payer; what came back to this agent when it won its own dispute is
+//! its bond and `slash_winner_ppm` of the slash (the ledger's rule: its balance
+//! cannot tell, when the agent is also the payer of the job the dispute failed).
 
 use std::time::Instant;
 
@@ -207,12 +208,6 @@ pub struct DisputeRecord {
     /// Both parties' bonded stake when the agent first saw the dispute.
     #[serde(skip)]
     stakes: (Amount, Amount),
-    /// This agent's balance right after its challenge (its own disputes).
-    #[serde(skip)]
-    balance_after_open: Amount,
-    /// Fees of the bisection moves paid since then.
-    #[serde(skip)]
-    move_fees: Amount,
 }
 
 impl DisputeRecord {
@@ -240,6 +235,16 @@ pub(crate) struct Watch<'a> {
     pub(crate) until: Instant,
     /// The goal's budget left for a challenge bond and its fees.
     pub(crate) room: Amount,
+    /// A generation whose stream ended, to replay its stages from (`verify_locally`).
+    pub(crate) replay: Option<Replay>,
+}
+
+/// What replaying a generation's stages here takes: the model, the request, and
+/// the transcript the requester streamed.
+pub(crate) struct Replay {
+    pub(crate) model: std::sync::Arc<agentic_compute::llm::generate::LlmModel>,
+    pub(crate) request: agentic_compute::llm::stage::GenerationRequest,
+    pub(crate) tokens: Vec<u32>,
 }
 
 async fn account(r: &Requester, who: &Address) -> Result<Account, RequesterError> {
@@ -281,8 +286,9 @@ impl Watch<'_> {
                 }
             }
             // This machine's own check of each stage with an agreed result (a
-            // generation is checked whole instead: procure::generation).
-            if self.goal.verify_locally && self.goal.generate.is_none() {
+            // generation's stages by replaying the streamed transcript, in stage
+            // order, so the first that lied is the one challenged).
+            if self.goal.verify_locally && (self.goal.generate.is_none() || self.replay.is_some()) {
                 for (s, st) in job.stages.iter().enumerate() {
                     let s = s as u32;
                     let ready = matches!(
@@ -319,7 +325,6 @@ impl Watch<'_> {
                         tracing::info!(dispute = %id, mid, "bisection move posted");
                         if let Some(rec) = disputes.iter_mut().find(|d| d.dispute == id) {
                             rec.fees = plus(rec.fees, fee);
-                            rec.move_fees = plus(rec.move_fees, fee);
                             rec.moves += 1;
                         }
                     }
@@ -341,7 +346,7 @@ impl Watch<'_> {
                         }
                 });
                 if done || left {
-                    self.close_record(rec, &job, me).await?;
+                    self.close_record(rec, &job).await?;
                     on(Step::Dispute {
                         job: self.job,
                         record: rec,
@@ -408,18 +413,11 @@ impl Watch<'_> {
             to_payer: Amount::ZERO,
             to_agent: Amount::ZERO,
             stakes,
-            balance_after_open: Amount::ZERO,
-            move_fees: Amount::ZERO,
         }))
     }
 
     /// Fills in the verdict and the amounts once the stage left the dispute.
-    async fn close_record(
-        &self,
-        rec: &mut DisputeRecord,
-        job: &Job,
-        me: Address,
-    ) -> Result<(), RequesterError> {
+    async fn close_record(&self, rec: &mut DisputeRecord, job: &Job) -> Result<(), RequesterError> {
         let r = self.requester;
         let resolved = verify::dispute(r.client(), rec.dispute)
             .await?
@@ -445,10 +443,11 @@ impl Watch<'_> {
             rec.stakes.1.saturating_sub(after)
         };
         rec.to_payer = rec.slashed.mul_ppm(p.slash_requester_ppm);
-        if ours {
-            // Only this loop spends from our key while our dispute is open.
-            let now = account(r, &me).await?.balance;
-            rec.to_agent = plus(now, rec.move_fees).saturating_sub(rec.balance_after_open);
+        if ours && lost {
+            // The ledger's rule: the bond back and the winner's share of the slash.
+            // (Not read from our balance: when this agent is also the job's payer,
+            // the failed job's refund lands there in the same block.)
+            rec.to_agent = plus(rec.bond, rec.slashed.mul_ppm(p.slash_winner_ppm));
         }
         tracing::info!(dispute = %rec.dispute, verdict = ?rec.verdict, slashed = %rec.slashed, "dispute over");
         Ok(())
@@ -472,7 +471,27 @@ impl Watch<'_> {
                 None,
             ));
         };
-        let mine = match verify::recompute(r.client(), job, stage).await {
+        let mine = match &self.replay {
+            Some(rp) if job.is_generation() => {
+                let (m, req, tokens, j) = (
+                    std::sync::Arc::clone(&rp.model),
+                    rp.request.clone(),
+                    rp.tokens.clone(),
+                    job.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    verify::replay_generation_stage(&m.model, &j, stage, &req, &tokens)
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(verify::CannotRecompute {
+                        reason: format!("the replay stopped: {e}"),
+                    })
+                })
+            }
+            _ => verify::recompute(r.client(), job, stage).await,
+        };
+        let mine = match mine {
             Ok(m) => m,
             Err(e) => return Ok((Check::CannotVerify { reason: e.reason }, None)),
         };
@@ -561,14 +580,12 @@ impl Watch<'_> {
             return Ok((check, None));
         };
         tracing::info!(job = %self.job, stage, dispute = %id, "the agreed result differs from ours: challenged");
-        let balance_after_open = account(r, &me).await?.balance;
         let mut rec = match self.open_record(stage, id, me).await? {
             Some(rec) => rec,
             None => return Ok((check, None)),
         };
         rec.bond = posted.bond;
         rec.fees = posted.fee;
-        rec.balance_after_open = balance_after_open;
         Ok((check, Some((rec, mine.leaves))))
     }
 }

@@ -3,14 +3,18 @@
 //! for smollm2-135m over two stages is quoted, bought, streamed token by token,
 //! checked against the chain and against a local run of the same request, and
 //! reported with the exact bill — what the ledger paid the stages' providers. A
-//! cheap provider that perturbs one layer at one step (`perturb-step`) is paid under
-//! optimistic verification, but its tokens differ from the agent's own run: the
-//! agent does not accept them and buys the text again from other providers.
+//! cheap provider that perturbs one layer at one step (`perturb-step`) is not audited
+//! under optimistic verification, but its tokens differ from the agent's own run: the
+//! agent replays each stage from the streamed transcript as an auditor would, finds
+//! the stage that lied, challenges it (the descent, the referee, the slash), does not
+//! accept the text and buys it again from other providers.
 
 use std::time::Instant;
 
 use crate::common::balance;
-use agentic_agent::procure::{Goal, LocalCheck, Outcome, ProcurementAgent, Step, TranscriptCheck};
+use agentic_agent::procure::{
+    Check, Goal, LocalCheck, OpenedBy, Outcome, ProcurementAgent, Step, TranscriptCheck, Verdict,
+};
 use agentic_agent::requester::generate::load_llm;
 use agentic_agent::requester::{prepare, Requester};
 use agentic_compute::llm::stage::GenerationRequest;
@@ -181,11 +185,13 @@ fn tokens_that_differ_from_a_local_run_are_not_accepted_and_bought_again() {
     let dir =
         std::env::temp_dir().join(format!("agentic-procure-gen-cheat-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    // A challenge window the agent's replay (and its wake-up) fits in.
     let spec = MarketSpec::new(1, &["agent", "cheat", "p1", "p2", "p3"])
         .param("reveal_window", 500)
-        .param("challenge_window", 4)
+        .param("challenge_window", 40)
         .param("match_timeout", 40)
-        .param("audit_window", 100);
+        .param("audit_window", 100)
+        .param("dispute_timeout", 20);
     local::run(&dir, spec, |net| async move {
         let c = net.client();
         // The cheapest provider lies at one layer of one step and generates on from it.
@@ -223,37 +229,97 @@ fn tokens_that_differ_from_a_local_run_are_not_accepted_and_bought_again() {
         };
         assert_eq!(report.attempts.len(), 2, "{report:#?}");
         let (first, second) = (&report.attempts[0], &report.attempts[1]);
-        // Attempt 1: bought from the cheater, completed and paid (nobody audits an
-        // optimistic job), its transcript on chain — but not this machine's tokens.
+        // Attempt 1: bought from the cheater (nobody audits an optimistic job); not
+        // this machine's tokens; the agent replayed each stage from the streamed
+        // transcript, challenged the cheater's and won: the job failed.
         assert!(first.providers.contains(&cheat.address()), "{report:#?}");
-        assert_eq!(first.status, JobStatus::Completed);
+        assert_eq!(first.status, JobStatus::Failed, "{report:#?}");
         let g = first.generation.as_ref().unwrap();
-        assert!(matches!(g.transcript, TranscriptCheck::Matches { .. }));
         let Some(LocalCheck::Differs { at, ours }) = &g.local else {
             panic!("the cheater's tokens were accepted: {report:#?}");
         };
         assert!(*at >= 3, "the lie starts at step 3: {at}");
         assert_eq!(&g.tokens[..*at], &ours[..*at]);
-        assert!(first.lines().iter().any(|l| l.contains("not accepted")));
-        // Attempt 2: neither of the first job's providers; the honest tokens.
-        assert!(second
-            .providers
+        let job1 = c.job(first.job).await.unwrap();
+        let cheat_stage = job1
+            .spec
+            .placement
             .iter()
-            .all(|p| !first.providers.contains(p)));
+            .position(|a| *a == cheat.address())
+            .expect("the cheater was named") as u32;
+        let challenged: Vec<u32> = first
+            .checks
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.check,
+                    Check::Challenged {
+                        dispute: Some(_),
+                        ..
+                    }
+                )
+            })
+            .map(|c| c.stage)
+            .collect();
+        assert_eq!(challenged, vec![cheat_stage], "{:#?}", first.checks);
+        // A stage before the cheater's agrees; one after it computed on what the
+        // cheater passed on (its input differs): neither is challenged.
+        for c in first.checks.iter().filter(|c| c.stage != cheat_stage) {
+            let expected_ok = if c.stage < cheat_stage {
+                matches!(c.check, Check::Agrees { .. })
+            } else {
+                matches!(c.check, Check::InputDiffers { .. })
+            };
+            assert!(expected_ok, "{:#?}", first.checks);
+        }
+        let [d] = &first.disputes[..] else {
+            panic!("one dispute: {:#?}", first.disputes)
+        };
+        assert_eq!(d.opened_by, OpenedBy::ThisAgent);
+        assert_eq!(d.defendant, cheat.address());
+        assert_eq!(d.verdict, Verdict::ProviderLost, "{d:#?}");
+        assert!(d.moves >= 1, "it played the descent: {d:#?}");
+        let p = c.params().await.unwrap();
+        assert!(d.slashed.0 > 0);
+        assert_eq!(
+            d.to_agent.0,
+            p.challenge_bond.0 + d.slashed.mul_ppm(p.slash_winner_ppm).0,
+            "bond back + the winner's share"
+        );
+        assert!(job1.excluded.contains(&cheat.address()));
+        assert!(first.lines().iter().any(|l| l.contains("not accepted")));
+        // Attempt 2: not the cheater (the dispute pinned the lie on it, so the
+        // honest provider of the first job may serve again); the honest tokens.
+        assert!(!second.providers.contains(&cheat.address()));
         assert_eq!(token_ids, ours, "the text bought is the local run's");
         assert_eq!(
             second.generation.as_ref().unwrap().local,
             Some(LocalCheck::Agrees)
         );
-        // Both attempts count against the budget, exactly as the payer paid them.
+        // Both attempts count against the budget. The agent (payer and challenger)
+        // paid the bills, the submissions' fees and the dispute's fees, and got back
+        // its bond, the winner's share, the payer's share of the slash and the
+        // payer's compensation for the failed job.
         let after = balance(&c, &key.address()).await;
         let paid: u128 = report
             .attempts
             .iter()
             .map(|a| a.cost.paid.0 + a.fee.0)
             .sum();
-        assert_eq!(before.0 - after.0, paid);
-        assert_eq!(report.spent.0, paid);
+        let events = agent.requester().job_events(first.job).await.unwrap();
+        let compensated: u128 = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::PayerCompensated { amount, .. } => Some(amount.0),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(
+            after.0 as i128 - before.0 as i128,
+            (d.to_agent.0 + d.to_payer.0 + compensated) as i128
+                - (paid + d.fees.0 + d.bond.0) as i128
+        );
+        assert_eq!(report.spent.0, paid + d.agent_cost().0);
     })
     .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
