@@ -106,6 +106,11 @@ pub async fn recompute(
             job.spec.stages.len()
         )));
     };
+    if job.is_generation() {
+        return Err(cannot(
+            "a generation stage is checked by replaying the session's transcript (replay_generation_stage: the procurement agent's verify_locally does it), not from the job's input alone".into(),
+        ));
+    }
     let model = client.get_blob(&job.spec.model).await.map_err(|e| {
         cannot(format!(
             "the node does not serve the job's model blob {}: {e}",
