@@ -1304,7 +1304,16 @@ fn cost_text(c: &CostBreakdown, sub: Option<&Submitted>) -> String {
         out.push_str(&format!("  fee (SubmitJob)    {} (burned)\n", sub.fee));
     }
     out.push_str(&format!("  escrow locked      {}\n", c.locked));
+    if c.charged.0 > 0 {
+        out.push_str(&format!(
+            "  charged, burned    {} (the generation session broke: its bill, paid to nobody)\n",
+            c.charged
+        ));
+    }
     match c.refund {
+        Some(r) if c.charged.0 > 0 => out.push_str(&format!(
+            "  refund             {r} (locked − paid − charged)\n"
+        )),
         Some(r) => out.push_str(&format!("  refund             {r} (locked − paid)\n")),
         None => out.push_str(&format!(
             "  still in escrow    {} (the job is active)\n",
@@ -1314,7 +1323,12 @@ fn cost_text(c: &CostBreakdown, sub: Option<&Submitted>) -> String {
     if let Some(sub) = sub {
         out.push_str(&format!(
             "  total spent        {}\n",
-            Amount(c.paid.0.saturating_add(sub.fee.0))
+            Amount(
+                c.paid
+                    .0
+                    .saturating_add(c.charged.0)
+                    .saturating_add(sub.fee.0)
+            )
         ));
     }
     out

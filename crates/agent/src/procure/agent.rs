@@ -348,6 +348,7 @@ impl ProcurementAgent {
                     .0
                     .saturating_add(sub.fee.0)
                     .saturating_add(bill.still_locked.0)
+                    .saturating_add(bill.charged.0)
                     .saturating_add(dispute_costs),
             );
             spent = Amount(spent.0.saturating_add(this.0));

@@ -5,7 +5,8 @@
 //! dispute), `AuditAgreed` / `AuditPaid` for auditors' fees, `ProviderCompensated`
 //! when nobody could fetch the job's data, and the refunds (`JobCompleted`,
 //! `JobCancelled`, `JobFailed` then `JobSettled`, `DataUnavailable`, and
-//! `PayerCompensated` from a cheater's slash). [`cost`] adds those up; it never
+//! `PayerCompensated` from a cheater's slash), and what a broken generation session
+//! burned of it (`SessionCharged`). [`cost`] adds those up; it never
 //! recomputes a payment from prices. Beside each slot it shows the *bill* —
 //! `Amount::cost(stage ops, matched price)`, what the slot earns by delivering the
 //! agreed result — so a reader sees what was owed next to what was paid (the ledger
@@ -15,7 +16,8 @@
 //!   locked   = State::escrow_for(&spec)                          (at submission)
 //!   paid     = Σ StagePaid + Σ audit fees + Σ ProviderCompensated
 //!   refunded = Σ refunds of JobCompleted/JobCancelled/JobFailed/JobSettled/DataUnavailable
-//!   settled ⇔ not active and no escrow held; then locked = paid + refunded
+//!   charged  = Σ SessionCharged (a broken session's bill, burned)
+//!   settled ⇔ not active and no escrow held; then locked = paid + charged + refunded
 //! ```
 //!
 //! [`crate::requester::Requester::bill`] reads the events from the node
@@ -42,8 +44,11 @@ pub struct CostBreakdown {
     pub locked: Amount,
     /// Escrow the ledger still holds for the job.
     pub still_locked: Amount,
+    /// Burned from the escrow because the job's generation session broke
+    /// (`SessionCharged`: its bill at the steps claimed, paid to nobody).
+    pub charged: Amount,
     /// Returned to the payer from the escrow, once the job is settled (not active, no
-    /// escrow held): then `locked = paid + refund`.
+    /// escrow held): then `locked = paid + charged + refund`.
     pub refund: Option<Amount>,
     /// Paid to the payer out of a cheater's slash (`PayerCompensated`), beyond the
     /// escrow.
@@ -171,6 +176,10 @@ pub fn cost(job: &Job, job_id: agentic_protocol::JobId, events: &[Event]) -> Cos
         Event::PayerCompensated { amount, .. } => Some(*amount),
         _ => None,
     });
+    let charged = sum(|e| match e {
+        Event::SessionCharged { burned, .. } => Some(*burned),
+        _ => None,
+    });
     let locked = State::escrow_for(&job.spec).unwrap_or(Amount(u128::MAX));
     let settled = job.status != JobStatus::Active && job.escrow == Amount::ZERO;
     CostBreakdown {
@@ -185,6 +194,7 @@ pub fn cost(job: &Job, job_id: agentic_protocol::JobId, events: &[Event]) -> Cos
         compensation,
         locked,
         still_locked: job.escrow,
+        charged,
         refund: settled.then_some(refunded),
         from_slash,
     }
@@ -395,6 +405,33 @@ mod tests {
         assert_eq!(c.paid, Amount(390));
         assert_eq!(c.refund, Some(Amount(510)));
         assert_eq!(c.paid.0 + c.refund.unwrap().0, c.locked.0);
+        assert_eq!(c.charged, Amount::ZERO);
+    }
+
+    #[test]
+    fn a_broken_sessions_charge_is_neither_paid_nor_refunded() {
+        let mut j = job(JobStatus::Failed);
+        j.escrow = Amount::ZERO;
+        j.stages[0].phase = StagePhase::Cancelled;
+        j.stages[1].phase = StagePhase::Cancelled;
+        let locked = State::escrow_for(&j.spec).unwrap();
+        let events = vec![
+            Event::SessionBroken { job: ID, stage: 1 },
+            Event::SessionCharged {
+                job: ID,
+                steps: 4,
+                burned: Amount(300),
+            },
+            Event::JobFailed {
+                job: ID,
+                refund: Amount(locked.0 - 300),
+            },
+        ];
+        let c = cost(&j, ID, &events);
+        assert_eq!(c.paid, Amount::ZERO);
+        assert_eq!(c.charged, Amount(300));
+        assert_eq!(c.refund, Some(Amount(locked.0 - 300)));
+        assert_eq!(c.paid.0 + c.charged.0 + c.refund.unwrap().0, c.locked.0);
     }
 
     #[test]

@@ -389,6 +389,8 @@ async function job(id) {
   const bill = jobBill(id);
   const disputes = [...new Set(bill.events.filter((e) => e.kind === "DisputeOpened").map((e) => e.data.dispute))];
   const refund = bill.events.filter((e) => /Job(Completed|Failed|Cancelled|Settled)/.test(e.kind)).reduce((a, e) => a + big(e.data.refund), 0n);
+  // A broken generation session's bill, burned from the escrow (paid to nobody).
+  const charged = bill.events.filter((e) => e.kind === "SessionCharged").reduce((a, e) => a + big(e.data.burned), 0n);
   const stageRows = j.stages.map((st, i) => {
     const spec = j.spec.stages[i] ?? {};
     const phases = bill.events.filter((e) => e.data.stage === i).map((e) => `${e.kind}@${e.height}`);
@@ -415,6 +417,7 @@ async function job(id) {
       ["Escrow held", [amount(j.escrow), src(J)]],
       ["Bill (payments)", [h("span", { id: "bill-total" }, amount(bill.total.toString())), src(`/v1/events?from=${j.submitted_at}`)]],
       ["Refunded", [amount(refund.toString()), src(`/v1/events?from=${j.submitted_at}`)]],
+      ...(charged > 0n ? [["Charged (broken session, burned)", amount(charged.toString())]] : []),
       ["Submitted at", h("a", { href: `#/blocks/${j.submitted_at}` }, num(j.submitted_at))],
       ["Excluded providers", j.excluded.length ? j.excluded.map((a) => addr(a)) : "none"],
       ["Disputes", disputes.length ? disputes.map((d, i) => [i ? ", " : "", h("a", { href: `#/disputes/${d}` }, `#${d}`)]) : "none"],
