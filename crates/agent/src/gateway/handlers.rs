@@ -244,7 +244,9 @@ impl Gateway {
             r.bill(job).await
         };
         match settled.await {
-            Ok(b) => (b.paid, true),
+            // A broken session's charge is burned, not paid to anyone, but it is
+            // what the requester lost all the same.
+            Ok(b) => (b.paid.saturating_add(b.charged), true),
             Err(e) => {
                 tracing::warn!(job = job.0, error = %e, "gateway job not settled");
                 (escrow, false)
