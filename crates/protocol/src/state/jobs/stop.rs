@@ -14,7 +14,8 @@
 //! A job nobody qualified for within `match_timeout` is cancelled the same
 //! way — except a generation session some of whose stages already committed
 //! (a stage that lapsed after the session ran could not be re-filled): it is
-//! salvaged (`salvage_session`), the committed stages verified and paid. A job whose stage lost a dispute fails (`fail_job`): stages already
+//! salvaged (`salvage_session`), the committed stages verified and paid. A
+//! job whose stage lost a dispute fails (`fail_job`): stages already
 //! delivered run on to their end and pay their honest providers, the others
 //! are released; the escrow is refunded at once except what the live stages
 //! may still pay, which is refunded when the last of them settles.
