@@ -35,7 +35,7 @@ use std::time::Duration;
 use agentic_client::Client;
 use agentic_compute::activation::DecodeLimits;
 use agentic_compute::bundle::{Bundle, BundleLimits};
-use agentic_compute::llm::stage::{replay_stage, GenerationRequest, StageRange};
+use agentic_compute::llm::stage::{replay_claim, GenerationRequest, StageRange};
 use agentic_compute::Activation;
 use agentic_protocol::event::Event;
 use agentic_protocol::state::{Dispute, DisputePhase, Job};
@@ -165,9 +165,9 @@ pub async fn recompute(
 /// Replays `stage` of generation job `job` here, as an auditor does: one
 /// teacher-forced prefill of `request`'s prompt and `tokens` (the transcript the
 /// requester streamed) through the model, the stage's layers recorded
-/// (`replay_stage`). Its result is what an honest holder of the stage commits for
-/// that transcript: the last stage claims the tokens the model samples, stage 0
-/// the tokens it was fed. Blocking (run it off the async threads).
+/// (`replay_claim`, the provider daemon's audit replay). Its result is what an
+/// honest holder of the stage commits for that transcript. Blocking (run it off
+/// the async threads).
 ///
 /// Checked in stage order, the first stage whose output differs while its input
 /// agrees is the one that lied (every stage after it computed on what it passed
@@ -189,14 +189,9 @@ pub fn replay_generation_stage(
         first: spec.first_layer as usize,
         count: spec.layers as usize,
     };
-    let (trace, picks) = replay_stage(model, &range, &request.prompt, tokens, &request.sampler)
-        .map_err(|e| cannot(format!("replaying the session: {e}")))?;
-    let last = stage as usize + 1 == job.spec.stages.len();
-    let claimed = match picks {
-        Some(p) if last => p,
-        _ => tokens.to_vec(),
-    };
-    let (input, output) = trace.claim(&range, model.config().layers(), &claimed);
+    let (trace, input, output) =
+        replay_claim(model, &range, &request.prompt, tokens, &request.sampler)
+            .map_err(|e| cannot(format!("replaying the session: {e}")))?;
     Ok(Recomputed {
         result: StageResult {
             input,

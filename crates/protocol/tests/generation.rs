@@ -854,6 +854,13 @@ fn salvage_after_lapse(chain: &mut TestChain, job: JobId, late: Address) -> Vec<
     events
 }
 
+/// The job failed and is settled: no escrow left, every provider released.
+fn failed_and_settled(chain: &TestChain, job: JobId) {
+    let j = chain.state.job(job).unwrap();
+    assert_eq!((j.status, j.escrow), (JobStatus::Failed, Amount::ZERO));
+    all_released(chain);
+}
+
 /// What a job's `JobFailed` and `JobSettled` events refunded, together.
 fn refunds(events: &[Event], job: JobId) -> u128 {
     events
@@ -1038,10 +1045,9 @@ fn a_missed_reveal_nobody_can_take_over_still_pays_the_revealed_stages() {
 /// parts: at the salvage, and when the kept stages are dropped).
 #[test]
 fn a_salvaged_session_whose_kept_stages_disagree_pays_nobody() {
-    let mut chain = network(3);
+    let (mut chain, job, _, _) = optimistic_session(3);
     let spec = spec(3, VerificationLevel::Optimistic);
     let escrow = State::escrow_for(&spec).unwrap();
-    let job = submit(&mut chain, spec.clone());
     let mut results = session_results(transcript(), 3, 4);
     results[2].output = Hash::digest("transcript", &[b"another"]);
     let mut events = stage_1_lapses_and_is_salvaged(&mut chain, job, &results);
@@ -1068,19 +1074,16 @@ fn a_salvaged_session_whose_kept_stages_disagree_pays_nobody() {
         .any(|e| matches!(e, Event::StagePaid { .. } | Event::Slashed { .. })));
     let refunded = refunds(&events, job);
     assert_eq!(refunded + bill, escrow.0);
-    let j = chain.state.job(job).unwrap();
-    assert_eq!((j.status, j.escrow), (JobStatus::Failed, Amount::ZERO));
-    all_released(&chain);
+    failed_and_settled(&chain, job);
 }
 
 /// A kept stage that then misses its reveal is dropped as well; the other is
 /// judged alone and paid.
 #[test]
 fn a_kept_stage_that_lapses_is_dropped_and_the_other_is_paid() {
-    let mut chain = network(3);
+    let (mut chain, job, _, _) = optimistic_session(3);
     let spec = spec(3, VerificationLevel::Optimistic);
     let escrow = State::escrow_for(&spec).unwrap();
-    let job = submit(&mut chain, spec.clone());
     let steps = 3;
     let results = session_results(transcript(), 3, steps);
     let mut events = stage_1_lapses_and_is_salvaged(&mut chain, job, &results);
@@ -1115,10 +1118,11 @@ fn a_kept_stage_that_lapses_is_dropped_and_the_other_is_paid() {
     );
     let refunded = refunds(&events, job);
     assert_eq!(refunded + bill.0, escrow.0);
-    let j = chain.state.job(job).unwrap();
-    assert!(matches!(j.stages[2].phase, StagePhase::Cancelled));
-    assert_eq!((j.status, j.escrow), (JobStatus::Failed, Amount::ZERO));
-    all_released(&chain);
+    assert!(matches!(
+        chain.state.job(job).unwrap().stages[2].phase,
+        StagePhase::Cancelled
+    ));
+    failed_and_settled(&chain, job);
 }
 
 /// Nobody committed: the session never finished, so there is nothing to

@@ -566,6 +566,24 @@ pub fn replay_stage(
     ))
 }
 
+/// [`replay_stage`], and what an honest holder of `range` claims for that transcript
+/// ([`StageTrace::claim`]): a range that holds the head (the last stage) claims the
+/// tokens its logits sample, any other the transcript it was fed. Returns the trace and
+/// the claimed `(input, output)` — what an auditor commits to, what a stage rebuilt
+/// after its holder lapsed commits as its own, what a requester's local check compares.
+pub fn replay_claim(
+    model: &Llama,
+    range: &StageRange,
+    prompt: &[u32],
+    tokens: &[u32],
+    sampler: &Sampler,
+) -> Result<(StageTrace, Hash, Hash), ComputeError> {
+    let (trace, picks) = replay_stage(model, range, prompt, tokens, sampler)?;
+    let claimed = picks.unwrap_or_else(|| tokens.to_vec());
+    let (input, output) = trace.claim(range, model.config().layers(), &claimed);
+    Ok((trace, input, output))
+}
+
 /// What [`prefill`] computed for a range over `n` steps.
 struct Prefilled {
     /// `leaves[step]`, as a session's.

@@ -13,7 +13,6 @@
 use super::{BlockCtx, Provider, State, StateKey};
 use crate::error::TxError;
 use crate::event::Event;
-use crate::reputation::Reputation;
 use crate::tx::Offer;
 use crate::types::{Address, Amount};
 
@@ -48,17 +47,8 @@ impl State {
         if self.account(&address).bonded < self.params.min_provider_stake {
             return Err(super::GenesisError::ProviderStake(address));
         }
-        self.providers.insert(
-            address,
-            Provider {
-                offer: gp.offer.clone(),
-                registered_at: self.now(),
-                active: 0,
-                open: 0,
-                retired: false,
-                reputation: Reputation::new(self.now().0),
-            },
-        );
+        self.providers
+            .insert(address, Provider::new(gp.offer.clone(), self.now()));
         self.offers.touch(address);
         Ok(())
     }
@@ -97,23 +87,19 @@ impl State {
             ctx.emit(Event::Bonded { who, amount: stake });
         }
         let now = self.now();
-        let (reputation, open, active) = match self.providers.get(&who) {
-            Some(p) => (p.reputation, p.open, p.active),
-            None => (Reputation::new(now.0), 0, 0),
+        // A retired provider coming back keeps its record and what it still holds.
+        let record = match self.providers.get(&who) {
+            Some(p) => Provider {
+                offer: offer.clone(),
+                registered_at: now,
+                retired: false,
+                ..p.clone()
+            },
+            None => Provider::new(offer.clone(), now),
         };
         self.commit
             .touch(StateKey::Provider(who), self.providers.get(&who));
-        self.providers.insert(
-            who,
-            Provider {
-                offer: offer.clone(),
-                registered_at: now,
-                active,
-                open,
-                retired: false,
-                reputation,
-            },
-        );
+        self.providers.insert(who, record);
         self.offers.touch(who);
         ctx.emit(Event::ProviderRegistered { provider: who });
         Ok(())

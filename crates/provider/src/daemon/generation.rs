@@ -405,12 +405,10 @@ impl Daemon {
             ));
             return;
         }
-        let last = job.stages.len() - 1;
         let (fetcher, models) = (self.fetcher.clone(), self.models.clone());
         let (model, input, job_c) = (job.spec.model, job.spec.input, job.clone());
         let (status, sessions) = (self.status.clone(), self.sessions.clone());
         let range = range_of(job, s);
-        let is_last = s as usize == last;
         match why {
             Replay::Audit => {
                 tracing::info!(job = id.0, stage = s, "auditing a generation by prefill")
@@ -444,8 +442,10 @@ impl Daemon {
                 }
                 tokio::task::spawn_blocking(move || {
                     let clock = std::time::Instant::now();
-                    let (trace, picks) =
-                        stage::replay_stage(&m.model, &range, &req.prompt, &tokens, &req.sampler)
+                    // The last stage claims what the model samples; stage 0 what it was
+                    // fed (the transcript): an honest session makes them equal.
+                    let (trace, input, output) =
+                        stage::replay_claim(&m.model, &range, &req.prompt, &tokens, &req.sampler)
                             .map_err(|e| TaskError::Failed(format!("replay: {e}")))?;
                     let replay_ms = clock.elapsed().as_secs_f64() * 1e3;
                     if why == Replay::Audit {
@@ -457,13 +457,6 @@ impl Daemon {
                             })
                         });
                     }
-                    // The last stage claims what the model samples; stage 0 what it was
-                    // fed (the transcript): an honest session makes them equal.
-                    let claimed = match picks {
-                        Some(p) if is_last => p,
-                        _ => tokens,
-                    };
-                    let (input, output) = trace.claim(&range, m.model.config().layers(), &claimed);
                     let result = StageResult {
                         input,
                         output,

@@ -203,6 +203,17 @@ pub struct Stage {
 }
 codec_struct!(Stage { phase, slots [list limits::MAX_REPLICAS], result, audit });
 
+impl Stage {
+    /// Whether every replica slot holds a provider that posted its commitment.
+    pub fn all_committed(&self) -> bool {
+        self.slots.iter().all(|s| {
+            s.assignment
+                .as_ref()
+                .is_some_and(|a| a.commitment.is_some())
+        })
+    }
+}
+
 /// An assigned provider's claim that the job's model or input cannot be fetched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Claim {

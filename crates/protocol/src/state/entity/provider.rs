@@ -28,3 +28,17 @@ codec_struct!(Provider {
     retired,
     reputation
 });
+
+impl Provider {
+    /// A first registration at `now`: a fresh reputation, nothing open.
+    pub fn new(offer: Offer, now: Height) -> Self {
+        Provider {
+            offer,
+            registered_at: now,
+            active: 0,
+            open: 0,
+            retired: false,
+            reputation: Reputation::new(now.0),
+        }
+    }
+}

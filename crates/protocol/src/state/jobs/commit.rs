@@ -68,11 +68,7 @@ impl State {
             if let Some(a) = st.slots[r].assignment.as_mut() {
                 a.commitment = Some(commitment);
             }
-            all = st.slots.iter().all(|s| {
-                s.assignment
-                    .as_ref()
-                    .is_some_and(|a| a.commitment.is_some())
-            });
+            all = st.all_committed();
         }
         ctx.emit(Event::ResultCommitted {
             job,

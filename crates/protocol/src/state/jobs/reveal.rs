@@ -65,11 +65,7 @@ impl State {
                 matches!(st.phase, StagePhase::Cancelled)
                     || opened(st)
                     || unopened(st)
-                        && st.slots.iter().all(|s| {
-                            s.assignment
-                                .as_ref()
-                                .is_some_and(|a| a.commitment.is_some())
-                        })
+                        && st.all_committed()
                         && st.audit.as_ref().is_none_or(|a| a.commitment.is_some())
             };
             if j.stages.iter().all(ready) {

@@ -84,16 +84,13 @@ impl State {
         if j.status != JobStatus::Active {
             return Err(TxError::JobNotActive(job));
         }
-        let started = j.stages.iter().any(|st| {
-            !matches!(
-                st.phase,
-                StagePhase::Matching { .. } | StagePhase::Running { .. }
-            ) || st.slots.iter().any(|s| {
-                s.assignment
-                    .as_ref()
-                    .is_some_and(|a| a.commitment.is_some())
-            })
-        });
+        let started = j.any_committed()
+            || j.stages.iter().any(|st| {
+                !matches!(
+                    st.phase,
+                    StagePhase::Matching { .. } | StagePhase::Running { .. }
+                )
+            });
         if started {
             return Err(TxError::JobStarted);
         }
@@ -171,11 +168,7 @@ impl State {
         let committed = |st: &crate::state::Stage| {
             matches!(st.phase, StagePhase::Running { .. })
                 && !st.slots.is_empty()
-                && st.slots.iter().all(|s| {
-                    s.assignment
-                        .as_ref()
-                        .is_some_and(|a| a.commitment.is_some())
-                })
+                && st.all_committed()
         };
         let (kept, dropped): (Vec<u32>, Vec<u32>) =
             (0..j.stages.len() as u32).partition(|&s| committed(&j.stages[s as usize]));
