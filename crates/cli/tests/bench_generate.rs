@@ -1,6 +1,7 @@
 //! `agentic bench generate` through the built binary with 8 tokens: the JSON has the
 //! documented shape, and the 1-stage job, the 3-stage ring and the ring over delayed
-//! links generated the same tokens. No timing is asserted beyond being positive.
+//! links generated the same tokens, and every stage of the ring was audited (past stage 0
+//! from the input rows the stage received). No timing is asserted beyond being positive.
 
 use std::process::Command;
 
@@ -76,10 +77,29 @@ fn one_stage_and_three_stage_generations_stream_the_same_tokens() {
         "each token crosses 3 hops of 10 ms: {rtt}"
     );
 
+    // Every stage of the ring audited; past stage 0 from the rows the stage received.
     let audit = &v["audit"];
-    assert_eq!(audit["job"], v["one_stage"]["job"]);
-    for k in ["replay_ms", "generation_ms", "ratio"] {
+    assert_eq!(audit["job"], v["ring"]["job"]);
+    let stages = audit["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 3, "{audit}");
+    for (i, st) in stages.iter().enumerate() {
+        assert_eq!(st["stage"], i as u64, "{audit}");
+        assert_eq!(st["from_rows"], i > 0, "{audit}");
+        assert!(st["replay_ms"].as_f64().unwrap() > 0.0, "{audit}");
+    }
+    for k in [
+        "longest_replay_ms",
+        "all_replays_ms",
+        "generation_ms",
+        "ratio",
+    ] {
         assert!(audit[k].as_f64().unwrap() > 0.0, "audit {k}: {audit}");
+    }
+    assert!(audit["all_replays_ms"].as_f64() >= audit["longest_replay_ms"].as_f64());
+    let one = &v["audit_one_stage"];
+    assert_eq!(one["job"], v["one_stage"]["job"]);
+    for k in ["replay_ms", "generation_ms", "ratio"] {
+        assert!(one[k].as_f64().unwrap() > 0.0, "1-stage audit {k}: {one}");
     }
     let referee = &v["referee"];
     let (last, worst, job) = (

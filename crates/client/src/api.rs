@@ -598,6 +598,16 @@ impl SessionEvent {
     }
 }
 
+/// A provider data plane's answer to `GET /v1/sessions/{job}/inputs/{stage}`: the blob
+/// of the input rows the stage received in the session (fetch it with `GET
+/// /v1/blobs/{blob}`), what its auditor replays from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInputs {
+    pub job: agentic_protocol::JobId,
+    pub stage: u32,
+    pub blob: Hash,
+}
+
 /// A provider data plane's answer to `PUT /v1/activations/{job}/{stage}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivationStored {

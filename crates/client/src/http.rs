@@ -19,7 +19,8 @@ use serde::de::DeserializeOwned;
 use crate::api::{
     AccountView, ActivationStored, BlobStored, Block, BlockRange, Blocks, Disputes, ErrorBody,
     Event, Jobs, Offers, Page, ParamsView, Ping, Proposals, ProviderView, ProviderWork, Providers,
-    SessionEvent, SessionState, Status, SubmitTx, Submitted, TxReceipt, TxStatus, WithId,
+    SessionEvent, SessionInputs, SessionState, Status, SubmitTx, Submitted, TxReceipt, TxStatus,
+    WithId,
 };
 use agentic_protocol::hex;
 
@@ -475,6 +476,17 @@ impl Client {
     /// stream of a generation session it ends stands.
     pub async fn session_state(&self, job: JobId) -> Result<SessionState, ClientError> {
         self.get(&format!("/v1/sessions/{}/transcript", job.0))
+            .await
+    }
+
+    /// A provider data plane's `GET /v1/sessions/{job}/inputs/{stage}`: the blob of the
+    /// input rows that stage received in `job`'s session, if the provider ran it.
+    pub async fn session_inputs(
+        &self,
+        job: JobId,
+        stage: u32,
+    ) -> Result<SessionInputs, ClientError> {
+        self.get(&format!("/v1/sessions/{}/inputs/{stage}", job.0))
             .await
     }
 

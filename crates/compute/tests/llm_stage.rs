@@ -8,8 +8,10 @@ use std::sync::OnceLock;
 
 use agentic_compute::llm::generate::{GenerateParams, Generation};
 use agentic_compute::llm::stage::{
-    chain_hash, ends, replay_stage, stage_cost, tokens_hash, tokens_leaf, GenerationRequest,
-    StageInput, StageOutput, StageRange, StageSession, StageTrace, MAX_STOP_TOKENS,
+    chain_hash, ends, input_rows_bytes, input_rows_from_bytes, replay_claim,
+    replay_claim_from_rows, replay_stage, replay_stage_from_rows, rows_input_claim, stage_cost,
+    tokens_hash, tokens_leaf, GenerationRequest, StageInput, StageOutput, StageRange, StageSession,
+    StageTrace, MAX_STOP_TOKENS,
 };
 use agentic_compute::llm::{self, LlmModel, Sampler};
 use agentic_compute::registry;
@@ -57,6 +59,8 @@ struct Split {
     traces: Vec<StageTrace>,
     /// `step_ops[stage][step]`.
     step_ops: Vec<Vec<u64>>,
+    /// Each session's input rows at the end (`StageSession::input_rows`).
+    inputs: Vec<Vec<f32>>,
 }
 
 /// Drives one session per range: tokens into the first, rows from each to the next, the
@@ -73,6 +77,7 @@ fn run_split(m: &LlmModel, ranges: &[StageRange], req: &GenerationRequest) -> Sp
         tokens: Vec::new(),
         traces: vec![StageTrace::default(); ranges.len()],
         step_ops: vec![Vec::new(); ranges.len()],
+        inputs: Vec::new(),
     };
     let mut input = req.prompt.clone();
     loop {
@@ -96,6 +101,7 @@ fn run_split(m: &LlmModel, ranges: &[StageRange], req: &GenerationRequest) -> Sp
         }
         input = vec![tok];
     }
+    s.inputs = sessions.iter().map(|x| x.input_rows().to_vec()).collect();
     s
 }
 
@@ -709,4 +715,76 @@ fn a_stage_rebuilt_or_rolled_back_mid_session_goes_on_bit_for_bit() {
         cap
     )
     .is_err());
+}
+
+/// A stage past 0 replayed from the input rows it received — what its auditor fetches
+/// and checks against the stage's published input claim — gives its trace and claim bit
+/// for bit; a resumed or rolled-back session holds the same rows; rows of the wrong
+/// shape, or for stage 0, are typed errors.
+#[test]
+fn a_stage_replays_from_its_input_rows() {
+    let m = smollm2();
+    let model = &m.model;
+    let req = request(m, 10, SEEDED);
+    let ranges = three_stages();
+    let split = run_split(m, &ranges, &req);
+    let (n, p, d) = (split.tokens.len(), req.prompt.len(), model.config().dim);
+    let tokens = &split.tokens;
+    assert!(
+        split.inputs[0].is_empty(),
+        "stage 0's input is the transcript"
+    );
+    for (i, (r, rows)) in ranges.iter().zip(&split.inputs).enumerate().skip(1) {
+        assert_eq!(rows.len(), (p + n - 1) * d);
+        let (full, fi, fo) = replay_claim(model, r, &req.prompt, tokens, &req.sampler).unwrap();
+        let (fast, ri, ro) =
+            replay_claim_from_rows(model, r, &req.prompt, tokens, rows, &req.sampler).unwrap();
+        assert_eq!(fast, full, "stage {i}: leaves and ops");
+        assert_eq!(fast.leaves, split.traces[i].leaves);
+        assert_eq!((ri, ro), (fi, fo));
+        assert_eq!(rows_input_claim(model, r, p, n, rows).unwrap(), fi);
+
+        let bytes = input_rows_bytes(rows, d);
+        assert_eq!(input_rows_from_bytes(&bytes, d).as_deref(), Some(&rows[..]));
+        assert!(input_rows_from_bytes(&bytes, d + 1).is_none());
+        assert!(input_rows_from_bytes(&bytes[..bytes.len() - 1], d).is_none());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(input_rows_from_bytes(&longer, d).is_none());
+
+        // One changed value (step 1's row) changes the claim the auditor checks.
+        let mut bad = rows.clone();
+        bad[p * d] += 1.0;
+        assert_ne!(rows_input_claim(model, r, p, n, &bad).unwrap(), fi);
+        // Rows that do not fit the prompt and the steps are refused.
+        let short = &rows[..rows.len() - d];
+        assert!(
+            replay_stage_from_rows(model, r, &req.prompt, tokens, short, &req.sampler).is_err()
+        );
+        assert!(rows_input_claim(model, r, p, n + 1, rows).is_err());
+        assert!(rows_input_claim(model, r, p, 0, &[]).is_err());
+    }
+    let rows = &split.inputs[1];
+    assert!(
+        replay_stage_from_rows(model, &ranges[0], &req.prompt, tokens, rows, &req.sampler).is_err()
+    );
+    assert!(rows_input_claim(model, &ranges[0], p, n, rows).is_err());
+
+    // A replacement rebuilt from the first t tokens, and a session rolled back to step t,
+    // hold the rows of those t steps.
+    let cap = p + req.max_tokens as usize;
+    let t = 4;
+    let mut rolled: Vec<StageSession<'_>> = ranges
+        .iter()
+        .map(|&r| StageSession::with_capacity(model, r, cap).unwrap())
+        .collect();
+    continue_split(&mut rolled, &req, &split, (0, t + 3));
+    for (i, &r) in ranges.iter().enumerate().skip(1) {
+        let prefix = &split.inputs[i][..(p + t - 1) * d];
+        let (sess, _) =
+            StageSession::resume(model, r, &req.prompt, &tokens[..t], &req.sampler, cap).unwrap();
+        assert_eq!(sess.input_rows(), prefix, "resumed stage {i}");
+        rolled[i].truncate(t);
+        assert_eq!(rolled[i].input_rows(), prefix, "rolled-back stage {i}");
+    }
 }

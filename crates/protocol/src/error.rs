@@ -175,6 +175,14 @@ pub enum TxError {
     /// The signer already committed.
     #[error("already committed")]
     AlreadyCommitted,
+    /// `CommitResult` on a generation stage: its commitment must come with
+    /// the stage's input claim in the clear (`CommitSession`), which the drawn
+    /// auditor checks before it commits.
+    #[error("a generation stage commits with CommitSession (its input claim in the clear)")]
+    SessionCommitNeeded,
+    /// `CommitSession` on a stage of a job that is not a generation job.
+    #[error("CommitSession is for generation stages")]
+    NotASession,
     /// Some replica has not committed yet, so nobody may reveal.
     #[error("waiting for other replicas to commit")]
     RevealTooEarly,

@@ -44,6 +44,7 @@
 //! | SubmitJob | lock escrow (own balance, or the principal's under a mandate) |
 //! | CancelJob | the requester withdraws a job before any commit: providers released, full refund |
 //! | CommitResult / RevealResult | commit-then-reveal a stage result |
+//! | CommitSession | a generation stage's commitment, with its input claim in the clear for the drawn auditor; its reveal must claim the same input |
 //! | AuditCommit | the auditor drawn at the stage's last commitment commits to its own result; replicas reveal only after it |
 //! | AuditReport | the auditor opens that commitment once replicas revealed: agree → paid, disagree → dispute |
 //! | ClaimUnavailable | an assigned provider claims the job's model or input unavailable; the referee checks |
@@ -96,7 +97,10 @@
 //! one session across its stages: their providers generate token by token
 //! off-chain and the chain sees only the end. Such a job has one replica per
 //! stage and no training stage, is matched whole, and every stage may commit
-//! as soon as it is assigned. A stage's ops over a generation of `n` steps
+//! as soon as it is assigned, with `CommitSession`: the commitment plus the
+//! stage's input claim in the clear, which the drawn auditor checks the input
+//! rows it fetches against before it commits (it replays only the stage's own
+//! layers) and the reveal must repeat. A stage's ops over a generation of `n` steps
 //! after a prompt of `p` tokens are
 //! `ops + (n−1)·step_ops + key_ops·((n−1)·p + (n−1)·n/2)`
 //! ([`tx::StageSpec::generation_ops`]); the escrow covers `n = max_tokens`

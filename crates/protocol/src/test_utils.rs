@@ -518,7 +518,8 @@ impl TestChain {
         self.audit_commit(job, stage, &honest)
     }
 
-    /// Commits `trace` for a stage from `key`; lets a drawn auditor commit
+    /// Commits `trace` for a stage from `key` (`CommitSession`, with the
+    /// trace's input, for a generation stage); lets a drawn auditor commit
     /// (see [`TestChain::auto_audit`]); then reveals (two or three blocks).
     pub fn deliver(
         &mut self,
@@ -530,14 +531,23 @@ impl TestChain {
         let who = address_of(key);
         let result = trace.result();
         let salt = salt_for(&who, job, stage);
-        self.step(
-            key,
+        let commitment = result.commitment(job, stage, &salt, &who);
+        let generation = self.state.job(job).is_some_and(|j| j.is_generation());
+        let body = if generation {
+            TxBody::CommitSession {
+                job,
+                stage,
+                commitment,
+                input: result.input,
+            }
+        } else {
             TxBody::CommitResult {
                 job,
                 stage,
-                commitment: result.commitment(job, stage, &salt, &who),
-            },
-        )?;
+                commitment,
+            }
+        };
+        self.step(key, body)?;
         self.commit_pending_audit(job, stage)?;
         self.step(
             key,

@@ -388,7 +388,8 @@ pub enum TxBody {
         /// The job.
         spec: JobSpec,
     },
-    /// Phase 1 of commit-then-reveal: an assigned provider commits to its result.
+    /// Phase 1 of commit-then-reveal: an assigned provider commits to its
+    /// result (a generation stage commits with [`TxBody::CommitSession`]).
     CommitResult {
         /// The job.
         job: JobId,
@@ -504,6 +505,21 @@ pub enum TxBody {
         /// The provider the signer saw drop out (the stage's current one).
         provider: Address,
     },
+    /// Phase 1 for a generation stage: the hidden commitment plus the stage's
+    /// input claim in the clear ([`StageResult::input`]), so that the drawn
+    /// auditor can check the input rows it fetches before it commits. Its
+    /// reveal must claim that same input (`state::jobs::reveal`).
+    CommitSession {
+        /// The job.
+        job: JobId,
+        /// The stage.
+        stage: u32,
+        /// [`StageResult::commitment`].
+        commitment: Hash,
+        /// The result's input claim ([`StageResult::input`]): past stage 0,
+        /// the chain hash of the stage's per-step input leaves.
+        input: Hash,
+    },
 }
 
 impl TxBody {
@@ -546,6 +562,7 @@ impl TxBody {
             TxBody::ClaimUnavailable { .. } => 19,
             TxBody::StepRoot { .. } => 20,
             TxBody::ReplaceStage { .. } => 21,
+            TxBody::CommitSession { .. } => 22,
         }
     }
 
@@ -574,6 +591,7 @@ impl TxBody {
             TxBody::ClaimUnavailable { .. } => "claim_unavailable",
             TxBody::StepRoot { .. } => "step_root",
             TxBody::ReplaceStage { .. } => "replace_stage",
+            TxBody::CommitSession { .. } => "commit_session",
         }
     }
 }
@@ -678,6 +696,17 @@ impl Write for TxBody {
                 stage.write(buf);
                 provider.write(buf);
             }
+            TxBody::CommitSession {
+                job,
+                stage,
+                commitment,
+                input,
+            } => {
+                job.write(buf);
+                stage.write(buf);
+                commitment.write(buf);
+                input.write(buf);
+            }
         }
     }
 }
@@ -719,6 +748,7 @@ impl EncodeSize for TxBody {
                     + crate::types::list_size(last_proof)
             }
             TxBody::ReplaceStage { .. } => JobId::SIZE + 4 + Address::SIZE,
+            TxBody::CommitSession { .. } => JobId::SIZE + 4 + Hash::SIZE + Hash::SIZE,
         }
     }
 }
@@ -813,6 +843,12 @@ impl Read for TxBody {
                 job: JobId::read(buf)?,
                 stage: u32::read(buf)?,
                 provider: Address::read(buf)?,
+            },
+            22 => TxBody::CommitSession {
+                job: JobId::read(buf)?,
+                stage: u32::read(buf)?,
+                commitment: Hash::read(buf)?,
+                input: Hash::read(buf)?,
             },
             t => return Err(CodecError::InvalidEnum(t)),
         })

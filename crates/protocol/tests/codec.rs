@@ -63,6 +63,12 @@ fn samples() -> Vec<TxBody> {
             stage: 2,
             commitment: Hash([7; 32]),
         },
+        TxBody::CommitSession {
+            job: JobId(1),
+            stage: 1,
+            commitment: Hash([7; 32]),
+            input: Hash([16; 32]),
+        },
         TxBody::RevealResult {
             job: JobId(1),
             stage: 0,

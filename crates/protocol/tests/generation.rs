@@ -110,17 +110,32 @@ fn key_of(addr: Address) -> PrivateKey {
         .expect("a provider")
 }
 
-fn commit(chain: &mut TestChain, job: JobId, stage: u32, result: &StageResult) {
+/// The stage holder's commitment to `result`: `CommitSession` with the result's
+/// input claim for a generation stage, `CommitResult` for any other.
+fn commit_body(chain: &TestChain, job: JobId, stage: u32, result: &StageResult) -> TxBody {
     let (p, _) = provider_of(chain, job, stage);
     let salt = salt_for(&p, job, stage);
-    chain.push(
-        &key_of(p),
+    let commitment = result.commitment(job, stage, &salt, &p);
+    if chain.state.job(job).unwrap().is_generation() {
+        TxBody::CommitSession {
+            job,
+            stage,
+            commitment,
+            input: result.input,
+        }
+    } else {
         TxBody::CommitResult {
             job,
             stage,
-            commitment: result.commitment(job, stage, &salt, &p),
-        },
-    );
+            commitment,
+        }
+    }
+}
+
+fn commit(chain: &mut TestChain, job: JobId, stage: u32, result: &StageResult) {
+    let (p, _) = provider_of(chain, job, stage);
+    let body = commit_body(chain, job, stage, result);
+    chain.push(&key_of(p), body);
 }
 
 fn reveal_body(chain: &TestChain, job: JobId, stage: u32, result: &StageResult) -> TxBody {
@@ -1573,4 +1588,262 @@ fn replace_stage_refuses_what_it_must() {
             },
         )
         .expect("the requester reports");
+}
+
+/// A generation stage's assignment: the provider's published input claim and
+/// whether it committed.
+fn published(chain: &TestChain, job: JobId, stage: u32) -> (Option<Hash>, bool) {
+    let a = chain.state.job(job).unwrap().stages[stage as usize].slots[0]
+        .assignment
+        .clone()
+        .expect("assigned");
+    (a.input, a.commitment.is_some())
+}
+
+/// A generation stage commits with `CommitSession`: `CommitResult` (no input
+/// claim in the clear) is refused and changes nothing — no fee, no nonce, the
+/// stage still uncommitted; `CommitSession` then stores the claim with the
+/// commitment.
+#[test]
+fn a_generation_stage_cannot_commit_without_its_input_claim() {
+    let mut chain = network(3);
+    let job = submit(&mut chain, spec(3, VerificationLevel::Optimistic));
+    let results = session_results(transcript(), 3, 5);
+    let (p, _) = provider_of(&chain, job, 1);
+    let balance = chain.state.balance(&p);
+    let nonce = chain.state.account(&p).nonce;
+    let salt = salt_for(&p, job, 1);
+    let plain = TxBody::CommitResult {
+        job,
+        stage: 1,
+        commitment: results[1].commitment(job, 1, &salt, &p),
+    };
+    // (`reject` checks the state root is that of an empty block.)
+    assert_eq!(
+        chain.reject(&key_of(p), plain),
+        TxError::SessionCommitNeeded
+    );
+    assert_eq!(chain.state.balance(&p), balance);
+    assert_eq!(chain.state.account(&p).nonce, nonce);
+    assert_eq!(published(&chain, job, 1), (None, false));
+    assert!(matches!(
+        phase(&chain, job, 1),
+        StagePhase::Running {
+            reveal_deadline: None
+        }
+    ));
+    // The session commitment is accepted and publishes the claim.
+    commit(&mut chain, job, 1, &results[1]);
+    ok(&mut chain);
+    assert_eq!(published(&chain, job, 1), (Some(results[1].input), true));
+}
+
+/// `CommitSession` is for generation stages: a plain job's stage refuses it
+/// (nothing changes) and commits with `CommitResult`, publishing no input.
+#[test]
+fn a_plain_stage_refuses_a_session_commitment() {
+    let mut chain = network(1);
+    let job = submit(
+        &mut chain,
+        job_spec(
+            model(),
+            input(),
+            &[(4, PREFILL)],
+            10,
+            VerificationLevel::Optimistic,
+        ),
+    );
+    let result = Trace::honest(&model(), 0, 4, input()).result();
+    let (p, _) = provider_of(&chain, job, 0);
+    let salt = salt_for(&p, job, 0);
+    let session = TxBody::CommitSession {
+        job,
+        stage: 0,
+        commitment: result.commitment(job, 0, &salt, &p),
+        input: result.input,
+    };
+    assert_eq!(chain.reject(&key_of(p), session), TxError::NotASession);
+    assert_eq!(published(&chain, job, 0), (None, false));
+    commit(&mut chain, job, 0, &result);
+    ok(&mut chain);
+    assert_eq!(published(&chain, job, 0), (None, true));
+}
+
+/// A reveal must claim the input its stage published with the commitment: one
+/// that opens the commitment but claims another input is refused
+/// (`CommitmentMismatch`, nothing changes), so the provider cannot reveal and
+/// misses its reveal deadline — penalized, excluded, the stage re-filled.
+#[test]
+fn a_reveal_must_claim_the_published_input() {
+    let mut chain = network(4);
+    let job = submit(&mut chain, spec(3, VerificationLevel::Optimistic));
+    let results = session_results(transcript(), 3, 5);
+    // Stage 1 publishes the honest input claim but commits to a result built
+    // on another input.
+    let forged = StageResult {
+        input: Hash::digest("forged", &[b"input rows"]),
+        ..results[1]
+    };
+    let (p, _) = provider_of(&chain, job, 1);
+    let salt = salt_for(&p, job, 1);
+    commit(&mut chain, job, 0, &results[0]);
+    commit(&mut chain, job, 2, &results[2]);
+    chain.push(
+        &key_of(p),
+        TxBody::CommitSession {
+            job,
+            stage: 1,
+            commitment: forged.commitment(job, 1, &salt, &p),
+            input: results[1].input,
+        },
+    );
+    ok(&mut chain);
+    assert_reveals_open(&chain, job);
+    assert_eq!(published(&chain, job, 1), (Some(results[1].input), true));
+    // The forged result opens the commitment but not the published claim; the
+    // honest one does not open the commitment.
+    for r in [forged, results[1]] {
+        let body = reveal_body(&chain, job, 1, &r);
+        assert_eq!(chain.reject(&key_of(p), body), TxError::CommitmentMismatch);
+    }
+    reveal(&mut chain, job, 0, &results[0]);
+    reveal(&mut chain, job, 2, &results[2]);
+    ok(&mut chain);
+    assert_eq!(
+        chain.state.job(job).unwrap().stages[1].slots[0]
+            .assignment
+            .as_ref()
+            .unwrap()
+            .result,
+        None
+    );
+    let window = chain.state.params().reveal_window;
+    let events = advance(&mut chain, window + 2);
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::DeadlineMissed { job: j, stage: 1, provider, .. } if *j == job && *provider == p
+        )),
+        "{events:?}"
+    );
+    let j = chain.state.job(job).unwrap();
+    assert!(j.excluded.contains(&p));
+    assert_ne!(
+        j.stages[1].slots[0].assignment.as_ref().map(|a| a.provider),
+        Some(p)
+    );
+}
+
+/// An auditor of a generation stage must replay it: one that reports the
+/// provider's (public) output over another trace root does not agree — the
+/// audit opens a dispute, as a differing output does — while the stages whose
+/// auditors report the same output, root and steps are agreed.
+#[test]
+fn an_audit_with_the_output_but_another_root_opens_a_dispute() {
+    let mut chain = network(6);
+    let job = submit(&mut chain, spec(3, VerificationLevel::Audited));
+    let results = session_results(transcript(), 3, 8);
+    for s in 0..3 {
+        commit(&mut chain, job, s, &results[s as usize]);
+    }
+    ok(&mut chain);
+    let auditors: Vec<Address> = (0..3)
+        .map(|s| chain.auditor_of(job, s).expect("audited"))
+        .collect();
+    // Stage 1's auditor copies the output (stage 2's published input) without
+    // replaying: its trace root is its own.
+    assert_eq!(published(&chain, job, 2).0, Some(results[1].output));
+    let copied = StageResult {
+        trace_root: Hash::digest("lazy", &[b"root"]),
+        ..results[1]
+    };
+    let claimed = |s: usize| if s == 1 { copied } else { results[s] };
+    for (s, a) in auditors.iter().enumerate() {
+        let salt = salt_for(a, job, s as u32);
+        chain.push(
+            &key_of(*a),
+            TxBody::AuditCommit {
+                job,
+                stage: s as u32,
+                commitment: claimed(s).commitment(job, s as u32, &salt, a),
+            },
+        );
+    }
+    ok(&mut chain);
+    for s in 0..3 {
+        reveal(&mut chain, job, s, &results[s as usize]);
+    }
+    ok(&mut chain);
+    for (s, a) in auditors.iter().enumerate() {
+        chain.push(
+            &key_of(*a),
+            TxBody::AuditReport {
+                job,
+                stage: s as u32,
+                result: claimed(s),
+                salt: salt_for(a, job, s as u32),
+            },
+        );
+    }
+    let events = ok(&mut chain);
+    let agreed: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AuditAgreed { job: j, stage, .. } if *j == job => Some(*stage),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(agreed, vec![0, 2]);
+    let (p1, _) = provider_of(&chain, job, 1);
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::DisputeOpened { job: j, stage: 1, defendant, challenger, .. }
+                if *j == job && *defendant == p1 && *challenger == auditors[1]
+        )),
+        "{events:?}"
+    );
+    assert!(matches!(phase(&chain, job, 1), StagePhase::Disputed { .. }));
+}
+
+/// An outside challenge of a generation stage must differ somewhere: the same
+/// output, root and steps agree (`ChallengeAgrees`); the same output over
+/// another root is a challenge.
+#[test]
+fn a_challenge_of_a_generation_stage_may_keep_the_output() {
+    let mut chain = network(3);
+    let job = submit(&mut chain, spec(3, VerificationLevel::Optimistic));
+    let results = session_results(transcript(), 3, 6);
+    run_session(&mut chain, job, &results);
+    assert!(matches!(
+        phase(&chain, job, 1),
+        StagePhase::Challengeable { .. }
+    ));
+    let challenger = key(PROVIDERS[3].0);
+    assert_eq!(
+        chain.reject(
+            &challenger,
+            TxBody::Challenge {
+                job,
+                stage: 1,
+                result: results[1],
+            }
+        ),
+        TxError::ChallengeAgrees
+    );
+    let other_root = StageResult {
+        trace_root: Hash::digest("challenger", &[b"root"]),
+        ..results[1]
+    };
+    chain
+        .step(
+            &challenger,
+            TxBody::Challenge {
+                job,
+                stage: 1,
+                result: other_root,
+            },
+        )
+        .expect("the challenge is accepted");
+    assert!(matches!(phase(&chain, job, 1), StagePhase::Disputed { .. }));
 }

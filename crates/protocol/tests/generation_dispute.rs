@@ -164,6 +164,12 @@ fn disputed_at(first_bad: u32) -> Disputed {
 /// A disputed generation on `stage`: its session provider (defendant) against
 /// the stage's auditor, whose trace first differs at `first_bad`.
 fn disputed_on(stage: usize, first_bad: u32) -> Disputed {
+    disputed_with(stage, first_bad, false)
+}
+
+/// [`disputed_on`]; with `same_output` the auditor claims the defendant's output
+/// (public before the audit) over its own trace root.
+fn disputed_with(stage: usize, first_bad: u32, same_output: bool) -> Disputed {
     let mut chain = network();
     let spec = spec();
     let job = chain.state.meta().next_job;
@@ -174,7 +180,11 @@ fn disputed_on(stage: usize, first_bad: u32) -> Disputed {
     let mut results = session_results(Hash::digest("transcript", &[b"t"]), 3, STEPS);
     results[stage].trace_root = root_of(&cheat);
     let audit2 = StageResult {
-        output: Hash::digest("other tokens", &[b"t"]),
+        output: if same_output {
+            results[stage].output
+        } else {
+            Hash::digest("other tokens", &[b"t"])
+        },
         trace_root: root_of(&honest),
         ..results[stage]
     };
@@ -190,10 +200,11 @@ fn disputed_on(stage: usize, first_bad: u32) -> Disputed {
         let c = results[s as usize].commitment(job, s, &salt_for(&p, job, s), &p);
         chain.push(
             &key_of(p),
-            TxBody::CommitResult {
+            TxBody::CommitSession {
                 job,
                 stage: s,
                 commitment: c,
+                input: results[s as usize].input,
             },
         );
     }
@@ -610,4 +621,45 @@ fn a_stage0_input_leaf_is_derived_from_the_request_and_the_transcript() {
         .iter()
         .any(|e| matches!(e, Event::Slashed { who, .. } if *who == t.defendant)));
     assert_eq!(t.chain.state.root(), t.chain.state.full_root());
+}
+
+/// An auditor that claims the session's output over its own trace disputes the
+/// stage like one with another output (`state::disputes`, "Generation stages"):
+/// the descent finds the first differing leaf, the referee upholds the auditor,
+/// and the defendant is slashed and paid nothing although its output equals the
+/// winner's.
+#[test]
+fn an_audit_with_the_same_output_but_its_own_root_wins_the_descent() {
+    let mut t = disputed_with(2, FIRST_BAD, true);
+    let d = t.chain.state.dispute(t.id).unwrap();
+    assert_eq!(d.defendant_output, d.challenger_output);
+    assert_ne!(d.defendant_root, d.challenger_root);
+    let narrowed = t.descend();
+    assert_eq!(narrowed.last(), Some(&(FIRST_BAD, FIRST_BAD + 1)));
+    let blob = Hash::digest("prefix rows", &[b"same output"]);
+    t.name_rows(blob);
+    let referee = Answer {
+        blob,
+        answer: Ok(t.finding_for(t.auditor)),
+    };
+    let events = produce_with(&mut t.chain, &referee);
+    assert_eq!(
+        resolution(&events, t.id),
+        Some((Some(t.auditor), Resolution::Refereed { layer: 10 }))
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Slashed { who, .. } if *who == t.defendant)));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::AuditPaid { auditor, .. } if *auditor == t.auditor)));
+    let mut later = events;
+    later.extend((0..10).flat_map(|_| ok(&mut t.chain)));
+    assert!(
+        !later
+            .iter()
+            .any(|e| matches!(e, Event::StagePaid { provider, .. } if *provider == t.defendant)),
+        "{later:?}"
+    );
+    assert_eq!(t.chain.state.job(t.job).unwrap().status, JobStatus::Failed);
 }

@@ -352,6 +352,12 @@ fn every_transaction_kind_and_genesis_round_trip() {
             stage: 2,
             commitment: Hash([7; 32]),
         },
+        TxBody::CommitSession {
+            job: JobId(1),
+            stage: 1,
+            commitment: Hash([7; 32]),
+            input: Hash([16; 32]),
+        },
         TxBody::RevealResult {
             job: JobId(1),
             stage: 0,
@@ -591,6 +597,8 @@ fn errors_round_trip() {
         TxError::JobStarted,
         TxError::GenerationReplicas(3),
         TxError::InvalidSteps { steps: 0, max: 20 },
+        TxError::SessionCommitNeeded,
+        TxError::NotASession,
     ];
     for e in &errors {
         round_trip(e);
@@ -804,6 +812,28 @@ fn generation_fields_are_optional_in_json() {
         serde_json::from_value::<agentic_protocol::tx::StageResult>(v).unwrap(),
         r
     );
+    // An assignment written before `CommitSession` (no `input`) reads with none.
+    let a = agentic_protocol::state::Assignment {
+        provider: address_of(&key(1)),
+        price: Amount(3),
+        deadline: Height(9),
+        commitment: Some(Hash([4; 32])),
+        result: None,
+        input: None,
+    };
+    let mut v = serde_json::to_value(&a).unwrap();
+    assert_eq!(
+        v.as_object_mut().unwrap().remove("input"),
+        Some(Value::Null)
+    );
+    assert_eq!(
+        serde_json::from_value::<agentic_protocol::state::Assignment>(v).unwrap(),
+        a
+    );
+    round_trip(&agentic_protocol::state::Assignment {
+        input: Some(Hash([5; 32])),
+        ..a
+    });
     let generation = agentic_protocol::test_utils::generation_job(plain, 3, 4, 5, 6);
     round_trip(&generation);
     assert_eq!(

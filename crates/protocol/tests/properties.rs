@@ -282,10 +282,20 @@ impl Driver {
                                 trace.result()
                             };
                             if asg.commitment.is_none() {
-                                body = Some(TxBody::CommitResult {
-                                    job: *id,
-                                    stage: 0,
-                                    commitment: result.commitment(*id, 0, &salt, &me),
+                                let commitment = result.commitment(*id, 0, &salt, &me);
+                                body = Some(if j.spec.generation.is_some() {
+                                    TxBody::CommitSession {
+                                        job: *id,
+                                        stage: 0,
+                                        commitment,
+                                        input: result.input,
+                                    }
+                                } else {
+                                    TxBody::CommitResult {
+                                        job: *id,
+                                        stage: 0,
+                                        commitment,
+                                    }
                                 });
                             } else if reveal_deadline.is_some() && asg.result.is_none() {
                                 // Reveal whichever trace was committed.

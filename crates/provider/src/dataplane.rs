@@ -26,6 +26,10 @@
 //!   subscription to another such job is refused (`503 too_many_feeds`).
 //! * `GET /v1/sessions/{job}/transcript` — where the same stands now, as one JSON object
 //!   ([`crate::session::FeedState`]); auditors follow the token stream to its end.
+//! * `GET /v1/sessions/{job}/inputs/{stage}` — the blob holding the input rows a stage
+//!   past 0 received in the session (`{"job", "stage", "blob"}`, then `GET
+//!   /v1/blobs/{blob}`): its auditor checks them against the input claim the stage
+//!   published with its commitment and replays only the stage's layers from them.
 //!
 //! No byte on this plane is trusted: a blob is accepted only if it hashes to its
 //! name, and names come from the chain. That is why the plane needs no
@@ -43,7 +47,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentic_client::api::{ActivationStored, ApiError, Ping};
+use agentic_client::api::{ActivationStored, ApiError, Ping, SessionInputs};
 use agentic_client::blobs::{BlobError, BlobStore};
 use agentic_client::{blob_routes, Client, ClientError};
 use agentic_protocol::coord::VivaldiNode;
@@ -91,6 +95,7 @@ pub fn router(state: PlaneState) -> Router {
         .route("/v1/sessions/{job}/link", get(session_link))
         .route("/v1/sessions/{job}/tokens", get(session_tokens))
         .route("/v1/sessions/{job}/transcript", get(session_transcript))
+        .route("/v1/sessions/{job}/inputs/{stage}", get(session_inputs))
         .route(
             "/v1/activations/{job}/{stage}",
             put(push_activation).layer(DefaultBodyLimit::max(limit)),
@@ -263,6 +268,24 @@ async fn session_transcript(
         .existing_feed(job)
         .map(|f| Json(f.snapshot()))
         .ok_or_else(|| ApiError::not_found("session"))
+}
+
+/// `GET /v1/sessions/{job}/inputs/{stage}`: the blob of a stage's input rows.
+async fn session_inputs(
+    State(s): State<PlaneState>,
+    Path((job, stage)): Path<(String, String)>,
+) -> Result<Json<SessionInputs>, ApiError> {
+    let (Ok(job), Ok(stage)) = (job.parse::<u64>(), stage.parse::<u32>()) else {
+        return Err(ApiError::bad(
+            "bad_path",
+            "expected /v1/sessions/{job id}/inputs/{stage index}",
+        ));
+    };
+    let job = JobId(job);
+    s.sessions
+        .inputs(job, stage)
+        .map(|blob| Json(SessionInputs { job, stage, blob }))
+        .ok_or_else(|| ApiError::not_found("session inputs"))
 }
 
 async fn push_activation(

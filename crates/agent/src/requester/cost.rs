@@ -226,6 +226,7 @@ mod tests {
                 deadline: Height(50),
                 commitment: revealed.map(|_| Hash([9; 32])),
                 result: revealed.map(result),
+                input: None,
             }),
         }
     }

@@ -34,7 +34,10 @@
 //! 5. The audit ([`replay_stage`]) is one teacher-forced prefill over
 //!    `prompt ++ tokens[..n−1]` through layers `0..first+count`, cut into the same `n`
 //!    steps: the range's leaves and (with the head) the sampled tokens, at the cost of a
-//!    prefill.
+//!    prefill. Past stage 0 it can start from the range's input rows instead
+//!    ([`replay_stage_from_rows`], the rows a session keeps: [`StageSession::input_rows`],
+//!    checked against the input claim by [`rows_input_claim`]) and cost only the range's
+//!    layers.
 //! 6. Metering is the whole model's (`Llama::layer_ops`) summed over the range; in closed
 //!    form for the ledger by [`stage_cost`].
 //! 7. A job's input blob is a [`GenerationRequest`] (canonical bytes, bounded decoding);
@@ -150,6 +153,9 @@ pub struct StageSession<'m> {
     positions: usize,
     /// Steps run so far.
     steps: usize,
+    /// Past stage 0: every input row so far (`positions × dim`), what the stage serves
+    /// its auditor ([`StageSession::input_rows`]).
+    inputs: Vec<f32>,
     /// A misbehaviour under test ([`StageSession::set_fault`]): `(step, layer)`.
     fault: Option<(usize, usize)>,
 }
@@ -183,6 +189,7 @@ impl<'m> StageSession<'m> {
             cache: KvCache::for_blocks(c, range.blocks(c.n_layer), positions),
             positions: 0,
             steps: 0,
+            inputs: Vec::new(),
             fault: None,
         })
     }
@@ -199,6 +206,14 @@ impl<'m> StageSession<'m> {
     /// Bytes held by the KV cache.
     pub fn cache_bytes(&self) -> usize {
         self.cache.bytes()
+    }
+
+    /// Past stage 0, the input rows of every position so far (`positions × dim`, the
+    /// rows of layer `first − 1` in order: the prompt's, then one per decoded token):
+    /// what the stage's auditor replays from ([`replay_claim_from_rows`]). Empty for
+    /// stage 0, whose input is the transcript.
+    pub fn input_rows(&self) -> &[f32] {
+        &self.inputs
     }
 
     /// A session that already ran the `tokens.len()` steps whose sampled tokens are
@@ -222,7 +237,8 @@ impl<'m> StageSession<'m> {
             return Ok((sess, Vec::new()));
         }
         let c = model.config();
-        let p = prefill(model, &range, prompt, tokens, &mut sess.cache)?;
+        let p = prefill(model, &range, prompt, tokens, None, &mut sess.cache)?;
+        sess.inputs = p.inputs;
         if let Some(logits) = &p.logits {
             for (t, row) in logits.chunks_exact(c.vocab).enumerate() {
                 let pick = sampler.pick(row, t as u64);
@@ -263,6 +279,7 @@ impl<'m> StageSession<'m> {
         let prompt = self.positions + 1 - self.steps;
         let positions = if steps == 0 { 0 } else { prompt + steps - 1 };
         self.cache.truncate(positions);
+        self.inputs.truncate(positions * self.model.config().dim);
         self.positions = positions;
         self.steps = steps;
     }
@@ -321,6 +338,9 @@ impl<'m> StageSession<'m> {
             }
         };
         let n = x.len() / d;
+        if first > 0 {
+            self.inputs.extend_from_slice(&x);
+        }
         let mut leaves = Vec::with_capacity(self.range.count + 1);
         leaves.push(input_leaf);
         let mut ops = 0u64;
@@ -544,11 +564,40 @@ pub fn replay_stage(
     tokens: &[u32],
     sampler: &Sampler,
 ) -> Result<(StageTrace, Option<Vec<u32>>), ComputeError> {
+    replay(model, range, prompt, tokens, None, sampler)
+}
+
+/// [`replay_stage`] from the range's input rows instead of the layers before it: `rows`
+/// are layer `first − 1`'s rows at positions `0..p+n−1` (the prompt's `p`, then one per
+/// decoded token but the last), as the stage received them ([`StageSession::input_rows`]).
+/// Costs the range's layers only — what an auditor of a stage past 0 pays once it has
+/// checked the rows against the stage's published input claim ([`rows_input_claim`]).
+/// Stage 0 takes tokens, not rows (a typed error), as does a row count that does not
+/// fit the prompt and the tokens.
+pub fn replay_stage_from_rows(
+    model: &Llama,
+    range: &StageRange,
+    prompt: &[u32],
+    tokens: &[u32],
+    rows: &[f32],
+    sampler: &Sampler,
+) -> Result<(StageTrace, Option<Vec<u32>>), ComputeError> {
+    replay(model, range, prompt, tokens, Some(rows), sampler)
+}
+
+fn replay(
+    model: &Llama,
+    range: &StageRange,
+    prompt: &[u32],
+    tokens: &[u32],
+    rows: Option<&[f32]>,
+    sampler: &Sampler,
+) -> Result<(StageTrace, Option<Vec<u32>>), ComputeError> {
     sampler.validate()?;
     let c = model.config();
     range.validate(c.layers())?;
     let mut cache = KvCache::for_blocks(c, range.blocks(c.n_layer), 0);
-    let p = prefill(model, range, prompt, tokens, &mut cache)?;
+    let p = prefill(model, range, prompt, tokens, rows, &mut cache)?;
     let picks = p.logits.map(|logits| {
         logits
             .chunks_exact(c.vocab)
@@ -579,10 +628,127 @@ pub fn replay_claim(
     sampler: &Sampler,
 ) -> Result<(StageTrace, Hash, Hash), ComputeError> {
     let (trace, picks) = replay_stage(model, range, prompt, tokens, sampler)?;
+    Ok(claimed(model, range, trace, picks, tokens))
+}
+
+/// [`replay_claim`] from the range's input rows ([`replay_stage_from_rows`]).
+pub fn replay_claim_from_rows(
+    model: &Llama,
+    range: &StageRange,
+    prompt: &[u32],
+    tokens: &[u32],
+    rows: &[f32],
+    sampler: &Sampler,
+) -> Result<(StageTrace, Hash, Hash), ComputeError> {
+    let (trace, picks) = replay_stage_from_rows(model, range, prompt, tokens, rows, sampler)?;
+    Ok(claimed(model, range, trace, picks, tokens))
+}
+
+fn claimed(
+    model: &Llama,
+    range: &StageRange,
+    trace: StageTrace,
+    picks: Option<Vec<u32>>,
+    tokens: &[u32],
+) -> (StageTrace, Hash, Hash) {
     let claimed = picks.unwrap_or_else(|| tokens.to_vec());
     let (input, output) = trace.claim(range, model.config().layers(), &claimed);
-    Ok((trace, input, output))
+    (trace, input, output)
 }
+
+/// The input claim ([`StageTrace::claim`]) of a stage past 0 whose input rows over a
+/// session of `steps` steps after a `prompt_len`-token prompt are `rows`
+/// ([`StageSession::input_rows`]): the [`chain_hash`] of each step's
+/// `rows_hash(first − 1, …)`. An auditor checks fetched rows with it before it replays
+/// from them. A typed error when the rows do not have that shape or the range is
+/// stage 0's.
+pub fn rows_input_claim(
+    model: &Llama,
+    range: &StageRange,
+    prompt_len: usize,
+    steps: usize,
+    rows: &[f32],
+) -> Result<Hash, ComputeError> {
+    let d = model.config().dim;
+    let spans = input_spans(range, prompt_len, steps, rows.len(), d)?;
+    let leaves: Vec<Hash> = spans
+        .iter()
+        .map(|s| rows_hash(range.first - 1, &rows[s.start * d..s.end * d], d))
+        .collect();
+    Ok(chain_hash(&leaves))
+}
+
+/// The rows of each step (step 0: the prompt's `p`, then one each) for `steps` steps,
+/// checking that `values` values are exactly those rows of width `d` and that the range
+/// takes rows.
+fn input_spans(
+    range: &StageRange,
+    p: usize,
+    steps: usize,
+    values: usize,
+    d: usize,
+) -> Result<Vec<Range<usize>>, ComputeError> {
+    if range.takes_tokens() {
+        return Err(ComputeError::BadActivation {
+            layer: 0,
+            detail: "the stage holding the embedding replays from tokens, not rows".into(),
+        });
+    }
+    if p == 0 || steps == 0 {
+        return Err(ComputeError::EmptyInput("no steps to replay".into()));
+    }
+    let positions = p.checked_add(steps - 1);
+    if positions.and_then(|n| n.checked_mul(d)) != Some(values) {
+        return Err(ComputeError::BadActivation {
+            layer: range.first,
+            detail: format!(
+                "{values} input values are not the rows of a {p}-token prompt and {steps} \
+                 steps of width {d}"
+            ),
+        });
+    }
+    Ok(step_spans(p, steps))
+}
+
+/// Rows of each step: the prompt, then one row per decoded token.
+fn step_spans(p: usize, n: usize) -> Vec<Range<usize>> {
+    (0..n)
+        .map(|t| if t == 0 { 0..p } else { p + t - 1..p + t })
+        .collect()
+}
+
+/// Bytes of a stage's input rows as it serves them to its auditor:
+/// `"AGLLMIR1" ‖ width u32 ‖ row count u32 ‖ f32 LE…`.
+pub fn input_rows_bytes(rows: &[f32], width: usize) -> Vec<u8> {
+    let mut b = Vec::with_capacity(16 + 4 * rows.len());
+    b.extend_from_slice(INPUT_ROWS_MAGIC);
+    b.extend_from_slice(&(width as u32).to_le_bytes());
+    b.extend_from_slice(&((rows.len() / width.max(1)) as u32).to_le_bytes());
+    for v in rows {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b
+}
+
+/// Decodes [`input_rows_bytes`] of rows `width` wide (`None`: not such rows — another
+/// width, a count that disagrees with the bytes, anything after them).
+pub fn input_rows_from_bytes(b: &[u8], width: usize) -> Option<Vec<f32>> {
+    let rest = b.strip_prefix(INPUT_ROWS_MAGIC)?;
+    let w = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let n = u32::from_le_bytes(rest.get(4..8)?.try_into().ok()?) as usize;
+    let body = rest.get(8..)?;
+    if w != width || body.len() != n.checked_mul(w)?.checked_mul(4)? {
+        return None;
+    }
+    Some(
+        body.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
+}
+
+/// Magic of [`input_rows_bytes`].
+pub const INPUT_ROWS_MAGIC: &[u8; 8] = b"AGLLMIR1";
 
 /// What [`prefill`] computed for a range over `n` steps.
 struct Prefilled {
@@ -592,16 +758,20 @@ struct Prefilled {
     step_ops: Vec<u64>,
     /// With the head: the logits of each step's last row, `n × vocab`.
     logits: Option<Vec<f32>>,
+    /// Past stage 0: the range's input rows (as [`StageSession::input_rows`]).
+    inputs: Vec<f32>,
 }
 
 /// One teacher-forced prefill over `prompt ++ tokens[..n−1]` through layers
-/// `0..first+count`, cut into `n` steps; the range's blocks fill `cache` (which holds
-/// exactly them), the blocks before the range a scratch cache.
+/// `0..first+count`, cut into `n` steps — or, given the range's input `rows`, through the
+/// range's layers only; the range's blocks fill `cache` (which holds exactly them), the
+/// blocks before the range a scratch cache.
 fn prefill(
     model: &Llama,
     range: &StageRange,
     prompt: &[u32],
     tokens: &[u32],
+    rows: Option<&[f32]>,
     cache: &mut KvCache,
 ) -> Result<Prefilled, ComputeError> {
     let c = model.config();
@@ -624,12 +794,12 @@ fn prefill(
     }
     check_vocab(prompt, c.vocab)?;
     check_vocab(tokens, c.vocab)?;
+    if let Some(rows) = rows {
+        input_spans(range, p, n, rows.len(), d)?;
+    }
     let mut seq = prompt.to_vec();
     seq.extend_from_slice(&tokens[..n - 1]);
-    // Rows of each step: the prompt, then one row per decoded token.
-    let spans: Vec<Range<usize>> = (0..n)
-        .map(|t| if t == 0 { 0..p } else { p + t - 1..p + t })
-        .collect();
+    let spans = step_spans(p, n);
     let first = range.first;
     let mut leaves = vec![Vec::with_capacity(range.count + 1); n];
     let mut step_ops = vec![0u64; n];
@@ -643,43 +813,59 @@ fn prefill(
             *o = o.saturating_add(model.layer_ops(layer, s.start, s.len(), 1));
         }
     };
-    let mut x = vec![0.0f32; seq.len() * d];
-    model.embed_rows(&seq, &mut x);
-    if first == 0 {
-        for (t, s) in spans.iter().enumerate() {
-            leaves[t].push(tokens_leaf(&seq[s.clone()]));
-        }
-        record(&mut leaves, 0, &x);
-        meter(&mut step_ops, 0);
-    } else if first == 1 {
-        record(&mut leaves, 0, &x);
-    }
     let blocks = range.blocks(c.n_layer);
-    let mut before = KvCache::for_blocks(c, 0..blocks.start, seq.len());
-    let mut after = |l: usize, x: &[f32]| {
+    let after = |leaves: &mut Vec<Vec<Hash>>, step_ops: &mut Vec<u64>, l: usize, x: &[f32]| {
         // The range's input (layer first − 1) and its layers.
         if l + 1 >= first {
-            record(&mut leaves, l, x);
+            record(leaves, l, x);
         }
         if l >= first {
-            meter(&mut step_ops, l);
+            meter(step_ops, l);
         }
     };
-    run_blocks(
-        model,
-        1..blocks.start + 1,
-        &mut x,
-        0,
-        &mut before,
-        &mut after,
-    );
+    let mut x = match rows {
+        Some(rows) => {
+            // The range's input as given: its leaves, then the range's own layers.
+            let x = rows.to_vec();
+            record(&mut leaves, first - 1, &x);
+            x
+        }
+        None => {
+            let mut x = vec![0.0f32; seq.len() * d];
+            model.embed_rows(&seq, &mut x);
+            if first == 0 {
+                for (t, s) in spans.iter().enumerate() {
+                    leaves[t].push(tokens_leaf(&seq[s.clone()]));
+                }
+                record(&mut leaves, 0, &x);
+                meter(&mut step_ops, 0);
+            } else if first == 1 {
+                record(&mut leaves, 0, &x);
+            }
+            let mut before = KvCache::for_blocks(c, 0..blocks.start, seq.len());
+            run_blocks(
+                model,
+                1..blocks.start + 1,
+                &mut x,
+                0,
+                &mut before,
+                |l, x| after(&mut leaves, &mut step_ops, l, x),
+            );
+            x
+        }
+    };
+    let inputs = if first > 0 && rows.is_none() {
+        x.clone()
+    } else {
+        Vec::new()
+    };
     run_blocks(
         model,
         blocks.start + 1..range.end(),
         &mut x,
         0,
         cache,
-        &mut after,
+        |l, x| after(&mut leaves, &mut step_ops, l, x),
     );
     let logits = if range.has_head(c.layers()) {
         let mut last = Vec::with_capacity(n * d);
@@ -700,6 +886,7 @@ fn prefill(
         leaves,
         step_ops,
         logits,
+        inputs,
     })
 }
 

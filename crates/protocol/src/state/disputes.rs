@@ -55,6 +55,12 @@
 //! The descent is over the defendant's `steps × (layers + 1)` leaves: a challenger whose
 //! trace has another step count cannot open the root at the top, and loses by timeout.
 //!
+//! An auditor or challenger of a generation stage agrees only with the same output,
+//! trace root and steps: the stage's output claim is public before the audit (for an
+//! honest session it is the next stage's input claim, published with its
+//! `CommitSession`), so output alone could be copied. The same output over another
+//! trace root opens the descent like a different output.
+//!
 //! A slash takes `slash_ppm` of the loser's bonded stake and splits it:
 //! `slash_winner_ppm` to the winner, `slash_requester_ppm` to the job's
 //! payer, the rest burned. A forfeited challenge bond is split the same way.
@@ -287,6 +293,7 @@ impl State {
             return Err(TxError::InputMismatch);
         }
         let ops = j.billed_ops(stage as usize);
+        let agrees = agrees_with(j.is_generation(), result, &agreed);
         let defendant = self
             .defendant_of(job, stage)
             .ok_or(TxError::WrongPhase("auditing".into()))?;
@@ -299,7 +306,7 @@ impl State {
         if let Some(jm) = self.job_mut(job) {
             jm.stages[stage as usize].audit = None;
         }
-        if result.output == agreed.output {
+        if agrees {
             let fee_due = Amount::cost(ops, price).unwrap_or_default();
             let paid = self.pay_from_escrow(job, who, fee_due);
             let rp = self.reputation_params();
@@ -364,7 +371,7 @@ impl State {
         if result.input != agreed.input {
             return Err(TxError::InputMismatch);
         }
-        if result.output == agreed.output {
+        if agrees_with(j.is_generation(), result, &agreed) {
             return Err(TxError::ChallengeAgrees);
         }
         let bond = self.params.challenge_bond;
@@ -1115,9 +1122,11 @@ impl State {
         }
         // The challenger was right: every replica that revealed its output did
         // honest work and is paid (the challenger itself when it is a replica).
+        // Not the defendant: a generation stage's defendant may have claimed
+        // the challenger's output over another trace, and lost on that trace.
         if outcome == Outcome::ChallengerWins {
             for &(p, output, price) in &replicas {
-                if output != d.challenger_output {
+                if p == d.defendant || output != d.challenger_output {
                     continue;
                 }
                 let bill = Amount::cost(stage_ops, price).unwrap_or_default();
@@ -1218,4 +1227,15 @@ impl State {
         }
         total
     }
+}
+
+/// Whether an auditor's or challenger's `result` agrees with a stage's `agreed`
+/// one: the same output — and for a generation stage the same trace root and
+/// steps too. A session stage's output claim is public before its audit (for
+/// an honest session it is the next stage's input claim, published with that
+/// stage's `CommitSession`), so an auditor that copied it without replaying
+/// would otherwise agree; the trace root it cannot know before the reveal.
+fn agrees_with(generation: bool, result: &StageResult, agreed: &StageResult) -> bool {
+    result.output == agreed.output
+        && (!generation || (result.trace_root == agreed.trace_root && result.steps == agreed.steps))
 }

@@ -20,7 +20,7 @@
 //! | `accounts` | Transfer, Bond, Unbond, Withdraw | release unbonded stake, issuance |
 //! | `providers` | RegisterProvider, UpdateProvider, Retire | |
 //! | `mandates` | GrantMandate, RevokeMandate | |
-//! | `jobs` | SubmitJob, CommitResult, RevealResult, CancelJob | matching, deadlines, audits, challenge windows, payout |
+//! | `jobs` | SubmitJob, CommitResult, CommitSession, RevealResult, CancelJob, ReplaceStage | matching, deadlines, audits, challenge windows, payout |
 //! | `disputes` | AuditCommit, AuditReport, Challenge, Bisect, StepRoot | dispute timeouts, referee, slashing |
 //! | `availability` | ClaimUnavailable | the referee's availability probe |
 //! | `governance` | Propose, Vote | tallies, activation |
@@ -477,7 +477,13 @@ impl State {
                 job,
                 stage,
                 commitment,
-            } => self.commit_result(sender, fee, *job, *stage, *commitment, ctx),
+            } => self.commit_result(sender, fee, *job, *stage, *commitment, None, ctx),
+            TxBody::CommitSession {
+                job,
+                stage,
+                commitment,
+                input,
+            } => self.commit_result(sender, fee, *job, *stage, *commitment, Some(*input), ctx),
             TxBody::RevealResult {
                 job,
                 stage,

@@ -84,7 +84,7 @@ pub(crate) fn plan_work(
             role: Role::Stage,
             misbehaviour: actor.mode(),
         });
-        return super::stage::plan_commit(view, me, id, s, &c.result, out);
+        return super::stage::plan_commit(view, me, (id, job), s, &c.result, out);
     }
     // The session needs every stage's provider.
     let assigned = job
@@ -398,6 +398,23 @@ impl Daemon {
         holders: Vec<Client>,
     ) {
         let sources = self.sources(job, s).await;
+        // An auditor of a stage past 0 replays only the stage's layers, from the input
+        // rows the stage received, once they match the input claim the stage published
+        // with its commitment (`CommitSession`); else it replays the prefix too.
+        let rows_from = match why {
+            Replay::Audit if s > 0 => {
+                let st = &job.stages[s as usize];
+                let held = st.slots.iter().filter_map(|x| x.assignment.as_ref());
+                let claimed = held.clone().find_map(|a| a.input);
+                let provider = held.map(|a| a.provider).next();
+                let client = match provider {
+                    Some(p) => self.endpoint(&p).await.map(Client::new),
+                    None => None,
+                };
+                claimed.zip(client)
+            }
+            _ => None,
+        };
         if holders.is_empty() {
             self.report(&format!(
                 "job {} stage {s}: no stage serves the session's transcript",
@@ -408,6 +425,7 @@ impl Daemon {
         let (fetcher, models) = (self.fetcher.clone(), self.models.clone());
         let (model, input, job_c) = (job.spec.model, job.spec.input, job.clone());
         let (status, sessions) = (self.status.clone(), self.sessions.clone());
+        let turns = self.config.replay_turns.clone();
         let range = range_of(job, s);
         match why {
             Replay::Audit => {
@@ -426,6 +444,24 @@ impl Daemon {
                 let req = request(&fetcher, input, &sources).await?;
                 check_request(&job_c, &req, &m)?;
                 let tokens = transcript(&holders, id).await?;
+                let rows = match &rows_from {
+                    Some((claim, client)) => {
+                        let shape = (&range, req.prompt.len(), tokens.len());
+                        match input_rows(client, id, s, &m, shape, claim).await {
+                            Ok(rows) => Some(rows),
+                            Err(why) => {
+                                tracing::info!(
+                                    job = id.0,
+                                    stage = s,
+                                    %why,
+                                    "no usable input rows: replaying the prefix too"
+                                );
+                                None
+                            }
+                        }
+                    }
+                    None => None,
+                };
                 if why == Replay::Rebuild {
                     // Serve it onwards, as stage 0 does, for later auditors.
                     let hash = crate::session::run::store_transcript(fetcher.store(), &tokens)
@@ -441,12 +477,26 @@ impl Daemon {
                     );
                 }
                 tokio::task::spawn_blocking(move || {
+                    let _turn = turns
+                        .as_ref()
+                        .map(|t| t.lock().unwrap_or_else(|e| e.into_inner()));
                     let clock = std::time::Instant::now();
                     // The last stage claims what the model samples; stage 0 what it was
                     // fed (the transcript): an honest session makes them equal.
+                    let (p, t) = (&req.prompt, &tokens);
+                    let replayed = match &rows {
+                        Some(rows) => stage::replay_claim_from_rows(
+                            &m.model,
+                            &range,
+                            p,
+                            t,
+                            rows,
+                            &req.sampler,
+                        ),
+                        None => stage::replay_claim(&m.model, &range, p, t, &req.sampler),
+                    };
                     let (trace, input, output) =
-                        stage::replay_claim(&m.model, &range, &req.prompt, &tokens, &req.sampler)
-                            .map_err(|e| TaskError::Failed(format!("replay: {e}")))?;
+                        replayed.map_err(|e| TaskError::Failed(format!("replay: {e}")))?;
                     let replay_ms = clock.elapsed().as_secs_f64() * 1e3;
                     if why == Replay::Audit {
                         record(&status, |st| {
@@ -454,6 +504,7 @@ impl Daemon {
                                 job: id,
                                 stage: s,
                                 replay_ms,
+                                from_rows: rows.is_some(),
                             })
                         });
                     }
@@ -494,6 +545,43 @@ pub(crate) fn session_over(job: &Job, s: u32) -> bool {
                 .filter_map(|x| x.assignment.as_ref())
                 .any(|a| a.commitment.is_some())
     })
+}
+
+/// The input rows stage `s` of `id` received, from its provider's data plane, checked
+/// against the input claim it published with its commitment (`claim`) for a session of
+/// `(range, prompt length, steps)`: a typed reason when they are missing or not those.
+async fn input_rows(
+    client: &Client,
+    id: JobId,
+    s: u32,
+    m: &Arc<LlmModel>,
+    (range, prompt_len, steps): (&StageRange, usize, usize),
+    claim: &Hash,
+) -> Result<Vec<f32>, String> {
+    let fetch = async {
+        let named = client.session_inputs(id, s).await?;
+        client.get_blob(&named.blob).await
+    };
+    let bytes = tokio::time::timeout(SESSION_PATIENCE / 6, fetch)
+        .await
+        .map_err(|_| "the stage's provider did not serve them in time".to_string())?
+        .map_err(|e| e.to_string())?;
+    let d = m.model.config().dim;
+    let model = m.clone();
+    let range = *range;
+    let claim = *claim;
+    tokio::task::spawn_blocking(move || {
+        let rows = stage::input_rows_from_bytes(&bytes, d)
+            .ok_or_else(|| "the blob is not input rows of the model's width".to_string())?;
+        let ours = stage::rows_input_claim(&model.model, &range, prompt_len, steps, &rows)
+            .map_err(|e| e.to_string())?;
+        if ours != claim {
+            return Err("they are not the rows of the stage's published input claim".into());
+        }
+        Ok(rows)
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// The finished session's transcript from the stages that serve it (the last stage,

@@ -167,6 +167,10 @@ pub struct Config {
     /// generation session's link (zero: none), so a hop between two stages costs
     /// `link_delay` more one way. For benches on one machine (`agentic bench generate`).
     pub link_delay: Duration,
+    /// Shared by daemons in one process so that their generation replays (audits,
+    /// rebuilds) take turns, each timed alone as on a machine of its own (`None`: no
+    /// turns). For benches on one machine (`agentic bench generate`).
+    pub replay_turns: Option<Arc<Mutex<()>>>,
     /// How long to wait for a transaction's receipt.
     pub tx_timeout: Duration,
     /// Vivaldi probe rounds at start (0: keep the origin).
@@ -203,6 +207,7 @@ impl Config {
             slowdown: 1,
             extra_rtt: Duration::ZERO,
             link_delay: Duration::ZERO,
+            replay_turns: None,
             tx_timeout: Duration::from_secs(60),
             probe_rounds: 3,
             refresh: Duration::from_secs(60),
@@ -378,6 +383,9 @@ pub struct AuditTiming {
     /// The replay alone (one prefill through the stage's layers), the model loaded and
     /// the transcript fetched.
     pub replay_ms: f64,
+    /// Whether it replayed from the stage's input rows (the stage's layers only) rather
+    /// than from the prompt (every layer up to the stage's last).
+    pub from_rows: bool,
 }
 
 /// A running provider.

@@ -511,6 +511,7 @@ mod tests {
             deadline: Height(50),
             commitment: None,
             result: None,
+            input: None,
         }
     }
 

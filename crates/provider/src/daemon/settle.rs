@@ -227,6 +227,7 @@ mod tests {
             deadline: Height(50),
             commitment: committed.then_some(Hash([9; 32])),
             result: revealed.then_some(result(1)),
+            input: None,
         }
     }
 

@@ -131,7 +131,7 @@ fn plan_started(
 ) -> bool {
     let key = (id, s);
     if let Some(rec) = view.journal.get(id, s).filter(|r| r.role == Role::Stage) {
-        plan_commit(view, me, id, s, &rec.result, out);
+        plan_commit(view, me, (id, job), s, &rec.result, out);
         return true;
     }
     if view.local.running.contains(&key) {
@@ -171,7 +171,7 @@ fn plan_work(
                 role: Role::Stage,
                 misbehaviour: mode,
             });
-            return plan_commit(view, me, id, s, &c.result, out);
+            return plan_commit(view, me, (id, job), s, &c.result, out);
         }
         let Some(h) = expected else {
             return; // wait for the previous stage's reveal
@@ -202,26 +202,37 @@ fn plan_work(
     }
 }
 
-/// `CommitResult` for our result of stage `s`.
+/// `CommitResult` for our result of stage `s` — `CommitSession` for a generation stage,
+/// whose input claim goes in the clear for its auditor to check the rows it fetches.
 pub(super) fn plan_commit(
     view: &View<'_>,
     me: &Me,
-    id: JobId,
+    (id, job): (JobId, &Job),
     s: u32,
     result: &StageResult,
     out: &mut Vec<Action>,
 ) {
     let salt = salt_for(&me.salt_secret, id, s);
     let commitment = result.commitment(id, s, &salt, &me.address);
-    send(
-        view,
-        out,
-        TxKey::Commit(id, s),
+    let body = if job.is_generation() {
+        TxBody::CommitSession {
+            job: id,
+            stage: s,
+            commitment,
+            input: result.input,
+        }
+    } else {
         TxBody::CommitResult {
             job: id,
             stage: s,
             commitment,
-        },
+        }
+    };
+    send(
+        view,
+        out,
+        TxKey::Commit(id, s),
+        body,
         Landed::Committed(id, s),
     );
 }

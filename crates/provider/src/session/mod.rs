@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentic_protocol::{Address, JobId};
+use agentic_protocol::{Address, Hash, JobId};
 use commonware_cryptography::ed25519::PrivateKey;
 use tokio::io::AsyncRead;
 use tokio::sync::{watch, Notify};
@@ -226,8 +226,15 @@ pub struct Sessions {
     feeds: Mutex<Feeds>,
     lineups: Mutex<BTreeMap<JobId, watch::Sender<Lineup>>>,
     faults: Mutex<BTreeSet<(JobId, u32, Address)>>,
+    /// The blob of each finished stage's input rows (`(job, stage) → hash`), for its
+    /// auditor ([`Sessions::publish_inputs`]); the newest [`MAX_INPUT_BLOBS`] kept.
+    inputs: Mutex<BTreeMap<(JobId, u32), Hash>>,
     closed: AtomicBool,
 }
+
+/// Most stages' input-row blobs a provider names at once (the oldest jobs' dropped first;
+/// the blobs stay in the store).
+pub const MAX_INPUT_BLOBS: usize = 4096;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -243,6 +250,7 @@ impl Sessions {
             feeds: Mutex::default(),
             lineups: Mutex::default(),
             faults: Mutex::default(),
+            inputs: Mutex::default(),
             closed: AtomicBool::new(false),
         }
     }
@@ -377,6 +385,23 @@ impl Sessions {
         feed.extend_to(tokens);
         feed.end(end);
         feeds.evict();
+    }
+
+    /// Names the stored blob of stage `stage`'s input rows for `job`
+    /// (`agentic_compute::llm::stage::input_rows_bytes`): the stage's auditor fetches it
+    /// (`GET /v1/sessions/{job}/inputs/{stage}`) and checks it against the input claim
+    /// the stage published with its commitment before it replays from it.
+    pub fn publish_inputs(&self, job: JobId, stage: u32, blob: Hash) {
+        let mut inputs = lock(&self.inputs);
+        inputs.insert((job, stage), blob);
+        while inputs.len() > MAX_INPUT_BLOBS {
+            inputs.pop_first();
+        }
+    }
+
+    /// The blob of `job`'s stage `stage` input rows, if this provider ran that stage.
+    pub fn inputs(&self, job: JobId, stage: u32) -> Option<Hash> {
+        lock(&self.inputs).get(&(job, stage)).copied()
     }
 
     /// The token feed of `job` for the session that writes it (created if no

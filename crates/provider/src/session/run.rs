@@ -190,6 +190,10 @@ pub struct Outcome {
     pub result: StageResult,
     /// Epochs the session ran (1: no stage was replaced).
     pub epochs: u32,
+    /// Past stage 0, the bytes of the input rows of every step
+    /// (`stage::input_rows_bytes`): what the stage's auditor replays from. Empty for
+    /// stage 0.
+    pub inputs: Vec<u8>,
 }
 
 /// The id of a line-up: `blake3("agentic session epoch v1" ‖ job ‖ each provider)`.
@@ -601,6 +605,19 @@ async fn run_epochs(
                     None => sessions.publish_transcript(plan.job, &o.transcript, end),
                 }
             }
+            // The input rows for the stage's auditor; without them it replays the
+            // layers before the stage too (slower, as sure).
+            if !o.inputs.is_empty() {
+                match store_blob(&store, o.inputs.clone()).await {
+                    Ok(blob) => sessions.publish_inputs(plan.job, s, blob),
+                    Err(e) => tracing::warn!(
+                        job = plan.job.0,
+                        stage = s,
+                        error = %e,
+                        "the stage's input rows were not stored: its auditor replays the prefix"
+                    ),
+                }
+            }
             Ok(o)
         }
         Err(e) => {
@@ -615,7 +632,11 @@ async fn run_epochs(
 /// Stores a session's transcript blob (`transcript_bytes`) under its hash, the name
 /// the last stage commits to; returns the hash.
 pub async fn store_transcript(store: &Arc<BlobStore>, tokens: &[u32]) -> Result<Hash, String> {
-    let bytes = transcript_bytes(tokens);
+    store_blob(store, transcript_bytes(tokens)).await
+}
+
+/// Stores `bytes` under their blake3 hash; returns the hash.
+async fn store_blob(store: &Arc<BlobStore>, bytes: Vec<u8>) -> Result<Hash, String> {
     let hash = Hash(*blake3::hash(&bytes).as_bytes());
     let store = store.clone();
     tokio::task::spawn_blocking(move || store.put(&hash, &bytes))
@@ -697,11 +718,21 @@ fn drive(
                     trace_root: trace.root(),
                     steps,
                 };
+                let inputs = if range.takes_tokens() {
+                    Vec::new()
+                } else {
+                    let d = llama.config().dim;
+                    let rows = st.sess.input_rows();
+                    let positions = (req.prompt.len() + trace.steps()).saturating_sub(1);
+                    let rows = &rows[..(positions * d).min(rows.len())];
+                    stage::input_rows_bytes(rows, d)
+                };
                 return Ok(Outcome {
                     trace,
                     transcript: st.transcript,
                     result,
                     epochs: count,
+                    inputs,
                 });
             }
             Err(Stop::Fault(f)) => {

@@ -1,7 +1,8 @@
 //! A cheating stage in a generation session, on a local market (one validator with real
 //! consensus, provider daemons with their data planes): smollm2-135m over three
 //! providers, the last one started with `perturb-step` (its middle block's rows negated
-//! at step 3, generated on from there). The prefill audit of its stage disagrees, the
+//! at step 3, generated on from there). The prefill audit of its stage (from the input
+//! rows the cheater received, checked against the input claim it published) disagrees, the
 //! descent over the two (step, layer) trace trees lands on exactly that step and layer,
 //! the cheater names the layer's input rows for the prefix, the validators re-run that
 //! one block at that step, and the cheater is slashed by exactly `slash_ppm` of its stake,
@@ -283,6 +284,21 @@ fn a_perturbed_layer_at_one_step_is_bisected_to_that_step_and_layer_and_slashed(
                 cheat.status().activations_provided >= 1,
                 "the rows were named"
             );
+            // The auditors past stage 0 replayed only their stage's layers, from the
+            // input rows the stage received (checked against its published input claim).
+            let audits: Vec<_> = providers
+                .iter()
+                .chain([&cheat])
+                .filter_map(|x| x.status().last_audit)
+                .filter(|a| a.job == id)
+                .collect();
+            assert!(
+                audits.iter().any(|a| a.stage == 2),
+                "the cheater's stage audit is recorded: {audits:?}"
+            );
+            for a in &audits {
+                assert_eq!(a.from_rows, a.stage > 0, "stage {}'s audit", a.stage);
+            }
         },
     );
 }

@@ -19,13 +19,20 @@ pub struct Assignment {
     pub commitment: Option<Hash>,
     /// Phase-2 revealed result.
     pub result: Option<StageResult>,
+    /// The input claim a generation stage's provider published with its
+    /// commitment (`CommitSession`): its reveal must claim the same
+    /// ([`StageResult::input`]). `None` before the commitment and for other
+    /// stages.
+    #[serde(default)]
+    pub input: Option<Hash>,
 }
 codec_struct!(Assignment {
     provider,
     price,
     deadline,
     commitment,
-    result
+    result,
+    input
 });
 
 /// Where a stage is in its life.

@@ -1,12 +1,23 @@
-//! `CommitResult`: phase one of a stage's commit-then-reveal.
+//! `CommitResult` and `CommitSession`: phase one of a stage's
+//! commit-then-reveal.
 //!
 //! A replica posts [`crate::tx::StageResult::commitment`] (binding the job, the stage,
 //! its result, a secret salt and its own address) before its deadline, and
 //! only once the stage's input is agreed (the job input, or the previous
 //! stage's agreed output) — except in a generation job, whose stages ran
-//! together as one session and may all commit as soon as they are assigned. The block that completes a stage's
-//! commitments hands it to the audit decision (`jobs::audit`); reveals open
-//! right away, or once the drawn auditor committed too (`jobs::reveal`).
+//! together as one session and may all commit as soon as they are assigned.
+//! The block that completes a stage's commitments hands it to the audit
+//! decision (`jobs::audit`); reveals open right away, or once the drawn
+//! auditor committed too (`jobs::reveal`).
+//!
+//! A generation stage commits with `CommitSession`: the commitment plus its
+//! input claim ([`crate::tx::StageResult::input`]) in the clear, stored on the
+//! assignment. The auditor drawn at the commitment replays only the stage's
+//! own layers from the stage's input rows, fetched off-chain, and checks them
+//! against that public claim before it commits; the reveal must claim the
+//! same input (`jobs::reveal`). `CommitResult` is refused on a generation
+//! stage (`SessionCommitNeeded`), `CommitSession` on any other
+//! (`NotASession`).
 //!
 //! Not to be confused with `state::commit`, the state root's bookkeeping.
 
@@ -25,6 +36,9 @@ impl State {
         Ok((j, s))
     }
 
+    /// `CommitResult` (`input` = `None`) or `CommitSession` (`input` = the
+    /// stage's input claim, published with the commitment).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn commit_result(
         &mut self,
         who: Address,
@@ -32,10 +46,18 @@ impl State {
         job: JobId,
         stage: u32,
         commitment: Hash,
+        input: Option<Hash>,
         ctx: &mut BlockCtx,
     ) -> Result<(), TxError> {
         let now = self.now();
         let (j, st) = self.stage_ref(job, stage)?;
+        // A generation stage's auditor checks the input rows it fetches
+        // against the claim published here, before it commits.
+        match (j.is_generation(), input.is_some()) {
+            (true, false) => return Err(TxError::SessionCommitNeeded),
+            (false, true) => return Err(TxError::NotASession),
+            _ => {}
+        }
         if !matches!(st.phase, StagePhase::Running { .. }) {
             return Err(TxError::WrongPhase("running".into()));
         }
@@ -67,6 +89,7 @@ impl State {
             let st = &mut j.stages[stage as usize];
             if let Some(a) = st.slots[r].assignment.as_mut() {
                 a.commitment = Some(commitment);
+                a.input = input;
             }
             all = st.all_committed();
         }

@@ -490,6 +490,7 @@ impl State {
                             deadline,
                             commitment: None,
                             result: None,
+                            input: None,
                         });
                     }
                 }

@@ -27,7 +27,7 @@
 //! | --- | --- | --- |
 //! | `submit` | SubmitJob (spec checks, escrow, payer) | |
 //! | `matching` | | fill empty replica slots; vacated slots go back here |
-//! | `commit` | CommitResult | |
+//! | `commit` | CommitResult, CommitSession (a generation stage: its input claim in the clear) | |
 //! | `audit` | | the beacon's audit decision at the last commitment, the auditor's draw |
 //! | `reveal` | RevealResult | open the reveal window; compare the replicas' results |
 //! | `deadlines` | | missed commit, reveal and audit deadlines |

@@ -13,10 +13,12 @@
 //! A generation job's stages ran as one session: reveals open for every
 //! stage at once, when the last stage's commitments (and auditor's) are
 //! final, so no stage can read another's links before committing to its
-//! own. A reveal claims the steps
-//! run (`1..=max_tokens`; other stages claim 0) and is not checked against
-//! the previous stage's output. Each stage's agreed result is held (the stage
-//! stays `Running`) until every stage has one; then [`session_break`] checks
+//! own. A reveal claims the steps run (`1..=max_tokens`; other stages claim
+//! 0) and is not checked against the previous stage's output, but its input
+//! must be the claim the stage published with its commitment
+//! (`CommitSession`), or it does not open (`CommitmentMismatch`: the provider
+//! then misses its reveal deadline). Each stage's agreed result is held (the
+//! stage stays `Running`) until every stage has one; then [`session_break`] checks
 //! the chain (same steps everywhere, stage `i`'s output = stage `i + 1`'s
 //! input, the last stage's output = stage 0's input). It holds → every stage
 //! goes to its auditor or challenge window as above; it is broken → the job
@@ -130,6 +132,12 @@ impl State {
         }
         let c = a.commitment.ok_or(TxError::RevealTooEarly)?;
         if result.commitment(job, stage, salt, &who) != c {
+            return Err(TxError::CommitmentMismatch);
+        }
+        // A generation stage published its input claim with its commitment
+        // (`CommitSession`) and its auditor checked its input rows against it:
+        // a reveal claiming another input does not open that commitment.
+        if j.is_generation() && a.input.is_some_and(|i| i != result.input) {
             return Err(TxError::CommitmentMismatch);
         }
         // A generation stage reveals how many steps the session ran; its
