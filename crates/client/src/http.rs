@@ -427,6 +427,40 @@ impl Client {
         Ok(bytes.to_vec())
     }
 
+    /// [`Client::get_blob`] of a blob expected to be at most `max` bytes: the body is read
+    /// chunk by chunk and refused (`Decode`) past `max`, so a server cannot make the
+    /// caller hold more.
+    pub async fn get_blob_at_most(&self, hash: &Hash, max: u64) -> Result<Vec<u8>, ClientError> {
+        let url = self.url(&format!("/v1/blobs/{}", hash.to_hex()));
+        let mut r = Self::send_req(&url, self.http.get(&url)).await?;
+        let status = r.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(ClientError::Api {
+                status,
+                code: "unknown".into(),
+                message: format!("GET {url}"),
+            });
+        }
+        let transport = |source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        };
+        let mut out = Vec::new();
+        while let Some(chunk) = r.chunk().await.map_err(transport)? {
+            if (out.len() + chunk.len()) as u64 > max {
+                return Err(ClientError::Decode {
+                    url: url.clone(),
+                    detail: format!("the blob is over the {max} bytes expected"),
+                });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        if blake3::hash(&out).as_bytes() != &hash.0 {
+            return Err(ClientError::BlobMismatch(*hash));
+        }
+        Ok(out)
+    }
+
     /// The blob's size if the server holds it (`HEAD`), `None` if not.
     pub async fn blob_size(&self, hash: &Hash) -> Result<Option<u64>, ClientError> {
         let url = self.url(&format!("/v1/blobs/{}", hash.to_hex()));

@@ -83,6 +83,10 @@ fn three_stage_job_matches_a_local_run_and_pays_exactly() {
             let out = j.stages[2].result.unwrap().output;
             let bytes = c.get_blob(&out).await.expect("the output is on the node");
             assert_eq!(bytes, whole.output.canonical_bytes());
+            // A capped read takes a blob of its size and refuses a smaller cap.
+            let n = bytes.len() as u64;
+            assert_eq!(c.get_blob_at_most(&out, n).await.unwrap(), bytes);
+            assert!(c.get_blob_at_most(&out, n - 1).await.is_err());
 
             // Three different providers, each paid ops × its price, to the base unit;
             // the requester paid exactly that plus its fee, the rest came back.

@@ -558,15 +558,18 @@ async fn input_rows(
     (range, prompt_len, steps): (&StageRange, usize, usize),
     claim: &Hash,
 ) -> Result<Vec<f32>, String> {
+    // Exactly the rows of the prompt and the steps (`input_rows_bytes`), no more.
+    let d = m.model.config().dim;
+    let values = (prompt_len + steps).saturating_sub(1).saturating_mul(d);
+    let expected = 16u64.saturating_add(4u64.saturating_mul(values as u64));
     let fetch = async {
         let named = client.session_inputs(id, s).await?;
-        client.get_blob(&named.blob).await
+        client.get_blob_at_most(&named.blob, expected).await
     };
     let bytes = tokio::time::timeout(SESSION_PATIENCE / 6, fetch)
         .await
         .map_err(|_| "the stage's provider did not serve them in time".to_string())?
         .map_err(|e| e.to_string())?;
-    let d = m.model.config().dim;
     let model = m.clone();
     let range = *range;
     let claim = *claim;
