@@ -465,6 +465,84 @@ fn staking_provider_mandate_job_and_governance_encode_as_the_ledger_expects() {
         err.contains("rejected") && err.contains("only an assigned provider"),
         "{err}"
     );
+    // The generation kinds reach the ledger too, which refuses them on this plain job;
+    // a commit-session without all the parts of its commitment never leaves the CLI.
+    let h = |b: u8| hex::encode(&[b; 32]);
+    let (_, err) = fails(&n.tx(
+        &n.dave,
+        &[
+            "commit-session",
+            "--job",
+            &job_id,
+            "--stage",
+            "0",
+            "--input",
+            &h(1),
+            "--output",
+            &h(2),
+            "--trace-root",
+            &h(3),
+            "--steps",
+            "4",
+            "--salt",
+            &h(5),
+        ],
+    ));
+    assert!(
+        err.contains("rejected") && err.contains("CommitSession is for generation stages"),
+        "{err}"
+    );
+    let (_, err) = fails(&n.tx(
+        &n.dave,
+        &[
+            "commit-session",
+            "--job",
+            &job_id,
+            "--stage",
+            "0",
+            "--input",
+            &h(1),
+            "--output",
+            &h(2),
+        ],
+    ));
+    assert!(
+        !err.contains("rejected") && err.contains("--steps"),
+        "{err}"
+    );
+    let (_, err) = fails(&n.tx(
+        &n.dave,
+        &[
+            "replace-stage",
+            "--job",
+            &job_id,
+            "--stage",
+            "0",
+            "--provider",
+            &alice,
+        ],
+    ));
+    assert!(
+        err.contains("rejected") && err.contains("is not a generation job"),
+        "{err}"
+    );
+    let (_, err) = fails(&n.tx(
+        &n.dave,
+        &[
+            "step-root",
+            "--dispute",
+            "99",
+            "--root",
+            &h(6),
+            "--first-proof",
+            &h(7),
+            "--last-proof",
+        ],
+    ));
+    assert!(
+        err.contains("rejected") && err.contains("unknown dispute 99"),
+        "{err}"
+    );
 
     // Bob withdraws the job before anyone committed work: only he may, and only once.
     let (_, err) = fails(&n.tx(&n.dave, &["cancel-job", "--job", &job_id]));

@@ -1,4 +1,4 @@
-//! `agentic tx`: build one transaction of any of the ledger's 20 kinds from flags,
+//! `agentic tx`: build one transaction of any of the ledger's 23 kinds from flags,
 //! sign it with a key file, submit it to a node and (by default) wait for its
 //! receipt.
 //!
@@ -122,6 +122,9 @@ struct ResultArgs {
     /// Merkle root of the trace.
     #[arg(long, value_parser = super::hash)]
     trace_root: Hash,
+    /// Steps a generation stage's session ran (0 for any other stage).
+    #[arg(long, default_value_t = 0)]
+    steps: u32,
 }
 
 impl ResultArgs {
@@ -130,7 +133,7 @@ impl ResultArgs {
             input: self.input,
             output: self.output,
             trace_root: self.trace_root,
-            steps: 0,
+            steps: self.steps,
         }
     }
 }
@@ -239,6 +242,48 @@ enum Kind {
         #[arg(long, value_parser = super::hash)]
         salt: Option<Hash>,
     },
+    /// A generation stage's commitment, with its input claim in the clear (which its
+    /// reveal must claim too): --commitment, or --output/--trace-root/--steps and --salt
+    /// to compute it; --input always.
+    CommitSession {
+        /// The job id.
+        #[arg(long)]
+        job: u64,
+        /// The stage index.
+        #[arg(long)]
+        stage: u32,
+        /// The stage's input claim (published).
+        #[arg(long, value_parser = super::hash)]
+        input: Hash,
+        /// The commitment, if computed elsewhere.
+        #[arg(long, value_parser = super::hash)]
+        commitment: Option<Hash>,
+        /// Stage output claim (to compute the commitment).
+        #[arg(long, value_parser = super::hash)]
+        output: Option<Hash>,
+        /// Trace root (to compute the commitment).
+        #[arg(long, value_parser = super::hash)]
+        trace_root: Option<Hash>,
+        /// Steps the session ran (to compute the commitment).
+        #[arg(long)]
+        steps: Option<u32>,
+        /// Secret salt, 64 hex digits; keep it for reveal-result.
+        #[arg(long, value_parser = super::hash)]
+        salt: Option<Hash>,
+    },
+    /// Report that a generation stage's provider dropped out of the session (a stage
+    /// provider of the job, or its payer): it is penalized and the stage matched again.
+    ReplaceStage {
+        /// The job id.
+        #[arg(long)]
+        job: u64,
+        /// The stage index.
+        #[arg(long)]
+        stage: u32,
+        /// The stage's current provider (64 hex digits or a key file).
+        #[arg(long, value_parser = super::address)]
+        provider: Address,
+    },
     /// Reveal the committed result.
     RevealResult {
         /// The job id.
@@ -321,6 +366,22 @@ enum Kind {
         /// The Merkle proof, comma-separated hashes (empty for none).
         #[arg(long, value_delimiter = ',', value_parser = super::hash, num_args = 0..)]
         proof: Vec<Hash>,
+    },
+    /// A training dispute's step-level move: the signer's root over the disputed step's
+    /// unit leaves, with proofs of its first and last leaf.
+    StepRoot {
+        /// The dispute id.
+        #[arg(long)]
+        dispute: u64,
+        /// Merkle root of the signer's unit leaves of the step.
+        #[arg(long, value_parser = super::hash)]
+        root: Hash,
+        /// Proof of leaf 0 against the root, comma-separated hashes (empty for none).
+        #[arg(long, value_delimiter = ',', value_parser = super::hash, num_args = 0..)]
+        first_proof: Vec<Hash>,
+        /// Proof of the last leaf, comma-separated hashes (empty for none).
+        #[arg(long, value_delimiter = ',', value_parser = super::hash, num_args = 0..)]
+        last_proof: Vec<Hash>,
     },
     /// Propose a parameter change (bonded stakers).
     Propose {
@@ -492,6 +553,62 @@ impl Kind {
                     *commitment,
                     (*input, *output, *trace_root, *salt),
                 )?,
+            },
+            Kind::CommitSession {
+                job,
+                stage,
+                input,
+                commitment,
+                output,
+                trace_root,
+                steps,
+                salt,
+            } => {
+                let commitment = match (commitment, output, trace_root, steps, salt) {
+                    (Some(c), None, None, None, None) => *c,
+                    (Some(_), ..) => bail!(
+                        "give either --commitment or --output/--trace-root/--steps/--salt, not both"
+                    ),
+                    (None, Some(output), Some(trace_root), Some(steps), Some(salt)) => {
+                        StageResult {
+                            input: *input,
+                            output: *output,
+                            trace_root: *trace_root,
+                            steps: *steps,
+                        }
+                        .commitment(JobId(*job), *stage, salt, signer)
+                    }
+                    (None, ..) => bail!(
+                        "commit-session needs --commitment HASH, or all of --output, \
+                         --trace-root, --steps and --salt"
+                    ),
+                };
+                TxBody::CommitSession {
+                    job: JobId(*job),
+                    stage: *stage,
+                    commitment,
+                    input: *input,
+                }
+            }
+            Kind::ReplaceStage {
+                job,
+                stage,
+                provider,
+            } => TxBody::ReplaceStage {
+                job: JobId(*job),
+                stage: *stage,
+                provider: *provider,
+            },
+            Kind::StepRoot {
+                dispute,
+                root,
+                first_proof,
+                last_proof,
+            } => TxBody::StepRoot {
+                dispute: DisputeId(*dispute),
+                root: *root,
+                first_proof: first_proof.clone(),
+                last_proof: last_proof.clone(),
             },
             Kind::ClaimUnavailable { job } => TxBody::ClaimUnavailable { job: JobId(*job) },
             Kind::RevealResult {
