@@ -319,6 +319,10 @@ enum Kind {
         /// Trace root (to compute the commitment).
         #[arg(long, value_parser = super::hash)]
         trace_root: Option<Hash>,
+        /// Steps of a generation stage's session (to compute the commitment; 0 if not
+        /// given).
+        #[arg(long)]
+        steps: Option<u32>,
         /// Secret salt, 64 hex digits; keep it for audit-report.
         #[arg(long, value_parser = super::hash)]
         salt: Option<Hash>,
@@ -534,6 +538,7 @@ impl Kind {
                     (*job, *stage, signer),
                     *commitment,
                     (*input, *output, *trace_root, *salt),
+                    0,
                 )?,
             },
             Kind::AuditCommit {
@@ -543,17 +548,24 @@ impl Kind {
                 input,
                 output,
                 trace_root,
+                steps,
                 salt,
-            } => TxBody::AuditCommit {
-                job: JobId(*job),
-                stage: *stage,
-                commitment: commitment_of(
-                    "audit-commit",
-                    (*job, *stage, signer),
-                    *commitment,
-                    (*input, *output, *trace_root, *salt),
-                )?,
-            },
+            } => {
+                if commitment.is_some() && steps.is_some() {
+                    bail!("give either --commitment or the result's parts, not both");
+                }
+                TxBody::AuditCommit {
+                    job: JobId(*job),
+                    stage: *stage,
+                    commitment: commitment_of(
+                        "audit-commit",
+                        (*job, *stage, signer),
+                        *commitment,
+                        (*input, *output, *trace_root, *salt),
+                        steps.unwrap_or(0),
+                    )?,
+                }
+            }
             Kind::CommitSession {
                 job,
                 stage,
@@ -669,6 +681,7 @@ fn commitment_of(
     (job, stage, signer): (u64, u32, &Address),
     commitment: Option<Hash>,
     parts: (Option<Hash>, Option<Hash>, Option<Hash>, Option<Hash>),
+    steps: u32,
 ) -> anyhow::Result<Hash> {
     Ok(match (commitment, parts) {
         (Some(c), (None, None, None, None)) => c,
@@ -679,7 +692,7 @@ fn commitment_of(
             input,
             output,
             trace_root,
-            steps: 0,
+            steps,
         }
         .commitment(JobId(job), stage, &salt, signer),
         (None, _) => bail!(
