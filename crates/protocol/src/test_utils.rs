@@ -533,20 +533,7 @@ impl TestChain {
         let salt = salt_for(&who, job, stage);
         let commitment = result.commitment(job, stage, &salt, &who);
         let generation = self.state.job(job).is_some_and(|j| j.is_generation());
-        let body = if generation {
-            TxBody::CommitSession {
-                job,
-                stage,
-                commitment,
-                input: result.input,
-            }
-        } else {
-            TxBody::CommitResult {
-                job,
-                stage,
-                commitment,
-            }
-        };
+        let body = TxBody::commit(job, stage, commitment, generation.then_some(result.input));
         self.step(key, body)?;
         self.commit_pending_audit(job, stage)?;
         self.step(

@@ -523,6 +523,24 @@ pub enum TxBody {
 }
 
 impl TxBody {
+    /// Phase 1 of `stage` of `job`: `CommitSession` publishing `session_input` (a
+    /// generation stage's input claim, [`StageResult::input`]), else `CommitResult`.
+    pub fn commit(job: JobId, stage: u32, commitment: Hash, session_input: Option<Hash>) -> Self {
+        match session_input {
+            Some(input) => TxBody::CommitSession {
+                job,
+                stage,
+                commitment,
+                input,
+            },
+            None => TxBody::CommitResult {
+                job,
+                stage,
+                commitment,
+            },
+        }
+    }
+
     /// The replica and auditor slots this transaction asks the ledger to
     /// match: `stages × (replicas + 1 auditor when audits can be drawn)` for a
     /// `SubmitJob`, zero otherwise. Priced by `Params::fee_per_slot`.

@@ -116,20 +116,8 @@ fn commit_body(chain: &TestChain, job: JobId, stage: u32, result: &StageResult) 
     let (p, _) = provider_of(chain, job, stage);
     let salt = salt_for(&p, job, stage);
     let commitment = result.commitment(job, stage, &salt, &p);
-    if chain.state.job(job).unwrap().is_generation() {
-        TxBody::CommitSession {
-            job,
-            stage,
-            commitment,
-            input: result.input,
-        }
-    } else {
-        TxBody::CommitResult {
-            job,
-            stage,
-            commitment,
-        }
-    }
+    let generation = chain.state.job(job).unwrap().is_generation();
+    TxBody::commit(job, stage, commitment, generation.then_some(result.input))
 }
 
 fn commit(chain: &mut TestChain, job: JobId, stage: u32, result: &StageResult) {

@@ -214,20 +214,12 @@ pub(super) fn plan_commit(
 ) {
     let salt = salt_for(&me.salt_secret, id, s);
     let commitment = result.commitment(id, s, &salt, &me.address);
-    let body = if job.is_generation() {
-        TxBody::CommitSession {
-            job: id,
-            stage: s,
-            commitment,
-            input: result.input,
-        }
-    } else {
-        TxBody::CommitResult {
-            job: id,
-            stage: s,
-            commitment,
-        }
-    };
+    let body = TxBody::commit(
+        id,
+        s,
+        commitment,
+        job.is_generation().then_some(result.input),
+    );
     send(
         view,
         out,

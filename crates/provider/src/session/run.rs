@@ -192,7 +192,7 @@ pub struct Outcome {
     pub epochs: u32,
     /// Past stage 0, the bytes of the input rows of every step
     /// (`stage::input_rows_bytes`): what the stage's auditor replays from. Empty for
-    /// stage 0.
+    /// stage 0, and once `run` has stored them (they are served from the store).
     pub inputs: Vec<u8>,
 }
 
@@ -589,7 +589,7 @@ async fn run_epochs(
         thread.abort();
     }
     match outcome {
-        Ok(o) => {
+        Ok(mut o) => {
             // The last stage ends the requester's stream; stage 0 keeps a copy for
             // when the last stage is gone (`Sessions::publish_transcript`).
             if feed.is_some() || s == 0 {
@@ -608,7 +608,7 @@ async fn run_epochs(
             // The input rows for the stage's auditor; without them it replays the
             // layers before the stage too (slower, as sure).
             if !o.inputs.is_empty() {
-                match store_blob(&store, o.inputs.clone()).await {
+                match store_blob(&store, std::mem::take(&mut o.inputs)).await {
                     Ok(blob) => sessions.publish_inputs(plan.job, s, blob),
                     Err(e) => tracing::warn!(
                         job = plan.job.0,
