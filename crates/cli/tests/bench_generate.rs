@@ -1,7 +1,8 @@
-//! `agentic bench generate` through the built binary with 8 tokens: the JSON has the
-//! documented shape, and the 1-stage job, the 3-stage ring and the ring over delayed
-//! links generated the same tokens, and every stage of the ring was audited (past stage 0
-//! from the input rows the stage received). No timing is asserted beyond being positive.
+//! `agentic bench generate` through the built binary with 8 tokens and 2 rounds: the JSON
+//! has the documented shape (the figures are one round's, every round is listed); the
+//! 1-stage jobs, the 3-stage rings and the ring over delayed links generated the same
+//! tokens; and every stage of each ring was audited (past stage 0 from the input rows the
+//! stage received). No timing is asserted beyond being positive.
 
 use std::process::Command;
 
@@ -10,7 +11,9 @@ use serde_json::Value;
 #[test]
 fn one_stage_and_three_stage_generations_stream_the_same_tokens() {
     let out = Command::new(env!("CARGO_BIN_EXE_agentic"))
-        .args(["bench", "generate", "--json", "--tokens", "8"])
+        .args([
+            "bench", "generate", "--json", "--tokens", "8", "--runs", "2",
+        ])
         .args(["--timeout", "240"])
         .output()
         .expect("run agentic");
@@ -101,6 +104,32 @@ fn one_stage_and_three_stage_generations_stream_the_same_tokens() {
     for k in ["replay_ms", "generation_ms", "ratio"] {
         assert!(one[k].as_f64().unwrap() > 0.0, "1-stage audit {k}: {one}");
     }
+    // Two rounds, each with both jobs and the ring's three audits; the figures above are
+    // one of them (the median round, the lower of two).
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{v}");
+    for r in runs {
+        assert_eq!(r["stage_replays_ms"].as_array().unwrap().len(), 3, "{r}");
+        for k in [
+            "ratio",
+            "audit_ratio",
+            "generation_ms",
+            "one_stage_audit_ratio",
+        ] {
+            assert!(r[k].as_f64().unwrap() > 0.0, "run {k}: {r}");
+        }
+    }
+    assert!(
+        runs.iter().any(|r| r["ring_job"] == v["ring"]["job"]
+            && r["one_stage_job"] == v["one_stage"]["job"]
+            && r["ratio"] == v["ratio"]),
+        "the speed figures are one round's: {v}"
+    );
+    assert!(
+        runs.iter()
+            .any(|r| r["ring_job"] == audit["job"] && r["audit_ratio"] == audit["ratio"]),
+        "the audit figures are one round's: {v}"
+    );
     let referee = &v["referee"];
     let (last, worst, job) = (
         referee["ops_last_step"].as_u64().unwrap(),

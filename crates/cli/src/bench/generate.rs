@@ -17,13 +17,20 @@
 //!
 //! 1. **Warm-up.** A 4-token k-stage job on p0…p(k−1) and one on q0…q(k−1): each
 //!    provider loads the model (untimed).
-//! 2. **1 stage.** The job on p0 alone, at the audited verification level; the bench
-//!    waits for an auditor's prefill replay of it before going on.
-//! 3. **k stages.** The job on p0…p(k−1), audited: the bench waits for each stage's
-//!    auditor (drawn among the q's, the only providers with no role in the job) to
-//!    replay it — past stage 0 from the input rows the stage received, checked against
-//!    the input claim it published with its commitment.
-//! 4. **k stages, RTT.** The job on q0…q(k−1), whose daemons run with
+//! 2. **Rounds** (`--runs`, 3 by default), each:
+//!    * **1 stage.** The job on p0 alone, at the audited verification level; the bench
+//!      waits for an auditor's prefill replay of it before going on.
+//!    * **k stages.** The job on p0…p(k−1), audited: the bench waits for each stage's
+//!      auditor (drawn among the q's, the only providers with no role in the job) to
+//!      replay it — past stage 0 from the input rows the stage received, checked
+//!      against the input claim it published with its commitment.
+//!
+//!    Two processes sharing two cores make any single timing noisy (one round's speed
+//!    ratio has ranged 0.82–0.99 on the same code): the speed figures (`ratio`, `hops`,
+//!    `one_stage`, `ring`, the RTT bound's compute) are the round with the median speed
+//!    ratio's, the audit figures (`audit`, `audit_one_stage`) the round with the median
+//!    audit ratio's, and `runs` lists every round's.
+//! 3. **k stages, RTT.** The job on q0…q(k−1), whose daemons run with
 //!    `Config::link_delay` = RTT/2: every frame a session link sends is written one
 //!    way-delay late (latency, not bandwidth: frames in flight overlap).
 //!
@@ -99,6 +106,10 @@ pub struct Args {
     /// Give up on a job after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// Rounds of (the 1-stage job, the ring on loopback), each audited: the figures are
+    /// the median round's, every round's are listed under `runs`.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
 }
 
 const MODEL: &str = "smollm2-135m";
@@ -118,7 +129,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     );
     ensure!(args.stages >= 2, "--stages must be at least 2");
     ensure!(args.validators > 0, "--validators must be positive");
-    let progress = ProgressBar::new(6).with_style(
+    ensure!(args.runs > 0, "--runs must be positive");
+    let progress = ProgressBar::new(4 + 2 * args.runs as u64).with_style(
         ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg}")
             .context("progress template")?,
     );
@@ -148,6 +160,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         stages: args.stages,
         one_way: Duration::from_micros(args.rtt_ms * 500),
         timeout: Duration::from_secs(args.timeout),
+        runs: args.runs,
     };
     progress.set_message(format!(
         "starting {} validator(s) and {} providers",
@@ -175,6 +188,7 @@ struct Settings {
     stages: usize,
     one_way: Duration,
     timeout: Duration,
+    runs: usize,
 }
 
 /// One generation job as the requester saw it.
@@ -239,13 +253,67 @@ impl Run {
     }
 }
 
-struct Figures {
+/// One round: the 1-stage job and the ring on loopback, each with its audits.
+struct Round {
     one: Run,
-    ring: Run,
-    ring_rtt: Run,
+    /// The 1-stage job's audit (a whole-model replay).
     audit: AuditTiming,
+    ring: Run,
     /// The ring's audits, one per stage, in stage order.
     ring_audits: Vec<AuditTiming>,
+}
+
+impl Round {
+    /// Ring tokens/s / 1-stage tokens/s.
+    fn speed_ratio(&self) -> f64 {
+        ratio(self.ring.tokens_per_s(), self.one.tokens_per_s())
+    }
+
+    /// The ring's longest stage replay.
+    fn longest_replay_ms(&self) -> f64 {
+        self.ring_audits
+            .iter()
+            .map(|a| a.replay_ms)
+            .fold(0.0, f64::max)
+    }
+
+    /// The ring's longest stage replay / its session's wall time.
+    fn audit_ratio(&self) -> f64 {
+        ratio(self.longest_replay_ms(), wall(&self.ring))
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "one_stage_job": self.one.job.0,
+            "ring_job": self.ring.job.0,
+            "one_stage_tokens_per_s": self.one.tokens_per_s(),
+            "ring_tokens_per_s": self.ring.tokens_per_s(),
+            "ratio": self.speed_ratio(),
+            "per_hop_ms": (self.ring.per_token_ms() - self.one.per_token_ms())
+                / self.ring.stages as f64,
+            "stage_replays_ms": self.ring_audits.iter().map(|a| a.replay_ms).collect::<Vec<_>>(),
+            "generation_ms": wall(&self.ring),
+            "audit_ratio": self.audit_ratio(),
+            "one_stage_audit_ratio": ratio(self.audit.replay_ms, wall(&self.one)),
+        })
+    }
+}
+
+/// A session's wall time: its stages' longest (`Status::last_session`).
+fn wall(r: &Run) -> f64 {
+    r.sessions.iter().map(|s| s.wall_ms).fold(0.0, f64::max)
+}
+
+/// The index of the median of `v` (the lower middle of an even count).
+fn median_index(v: &[f64]) -> usize {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    order[(v.len() - 1) / 2]
+}
+
+struct Figures {
+    rounds: Vec<Round>,
+    ring_rtt: Run,
     prompt_tokens: u32,
     /// The 1-stage job's metered ops (what the ledger bills for its stages).
     job_ops: u64,
@@ -305,31 +373,48 @@ async fn measure(
         .context("warm-up with link delay")?;
     bench.progress.inc(1);
 
-    bench.say("1 stage (audited)");
-    let (one, prepared) = bench
-        .generate(
-            &p[..1],
-            s.tokens,
-            VerificationLevel::Audited,
-            &loopback[..1],
-        )
-        .await
-        .context("the 1-stage job")?;
-    bench.say("1 stage: waiting for its audit");
-    let audit = bench.audit_of(one.job, 0, &everyone).await?;
-    bench.progress.inc(1);
-
-    bench.say(&format!("{} stages on loopback (audited)", s.stages));
-    let (ring, _) = bench
-        .generate(&p, s.tokens, VerificationLevel::Audited, &loopback)
-        .await
-        .context("the ring on loopback")?;
-    bench.say(&format!("{} stages: waiting for their audits", s.stages));
-    let mut ring_audits = Vec::with_capacity(s.stages);
-    for stage in 0..s.stages as u32 {
-        ring_audits.push(bench.audit_of(ring.job, stage, &everyone).await?);
+    let mut rounds = Vec::with_capacity(s.runs);
+    let mut prepared = None;
+    for round in 1..=s.runs {
+        bench.say(&format!("round {round}/{}: 1 stage (audited)", s.runs));
+        let (one, p1) = bench
+            .generate(
+                &p[..1],
+                s.tokens,
+                VerificationLevel::Audited,
+                &loopback[..1],
+            )
+            .await
+            .context("the 1-stage job")?;
+        bench.say(&format!("round {round}/{}: 1 stage: its audit", s.runs));
+        let audit = bench.audit_of(one.job, 0, &everyone).await?;
+        bench.progress.inc(1);
+        bench.say(&format!(
+            "round {round}/{}: {} stages on loopback (audited)",
+            s.runs, s.stages
+        ));
+        let (ring, _) = bench
+            .generate(&p, s.tokens, VerificationLevel::Audited, &loopback)
+            .await
+            .context("the ring on loopback")?;
+        bench.say(&format!(
+            "round {round}/{}: {} stages: their audits",
+            s.runs, s.stages
+        ));
+        let mut ring_audits = Vec::with_capacity(s.stages);
+        for stage in 0..s.stages as u32 {
+            ring_audits.push(bench.audit_of(ring.job, stage, &everyone).await?);
+        }
+        bench.progress.inc(1);
+        rounds.push(Round {
+            one,
+            audit,
+            ring,
+            ring_audits,
+        });
+        prepared = Some(p1);
     }
-    bench.progress.inc(1);
+    let prepared = prepared.context("no round ran")?;
     bench.say(&format!(
         "{} stages, {:?} RTT per hop",
         s.stages,
@@ -346,7 +431,7 @@ async fn measure(
         .spec
         .generation
         .context("the job has no generation spec")?;
-    let steps = one.tokens.len() as u32;
+    let steps = s.tokens;
     let job_ops = prepared
         .spec
         .stages
@@ -361,11 +446,8 @@ async fn measure(
     drop(loopback);
     drop(delayed);
     Ok(Figures {
-        one,
-        ring,
+        rounds,
         ring_rtt,
-        audit,
-        ring_audits,
         prompt_tokens: g.prompt_tokens,
         job_ops,
         referee_last_step,
@@ -531,6 +613,14 @@ impl Bench {
     }
 }
 
+/// `v` as "0.912 / 0.954 / …".
+fn list(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.3}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -553,27 +643,33 @@ fn ratio(a: f64, b: f64) -> f64 {
 fn report(args: &Args, f: &Figures, market_s: f64) -> anyhow::Result<()> {
     let k = args.stages as f64;
     let one_way_ms = args.rtt_ms as f64 / 2.0;
-    let speed = ratio(f.ring.tokens_per_s(), f.one.tokens_per_s());
-    let added = f.ring.per_token_ms() - f.one.per_token_ms();
+    // The speed figures are the round with the median speed ratio's, the audit figures
+    // the round with the median audit ratio's.
+    let speeds: Vec<f64> = f.rounds.iter().map(Round::speed_ratio).collect();
+    let audits: Vec<f64> = f.rounds.iter().map(Round::audit_ratio).collect();
+    let (sp, au) = (
+        &f.rounds[median_index(&speeds)],
+        &f.rounds[median_index(&audits)],
+    );
+    let added = sp.ring.per_token_ms() - sp.one.per_token_ms();
     let per_hop = added / k;
-    let bound = f.one.per_token_ms() + k * one_way_ms;
-    let wall = |r: &Run| r.sessions.iter().map(|s| s.wall_ms).fold(0.0, f64::max);
-    let one_generation_ms = wall(&f.one);
-    let generation_ms = wall(&f.ring);
-    let longest = f
-        .ring_audits
-        .iter()
-        .map(|a| a.replay_ms)
-        .fold(0.0, f64::max);
-    let all: f64 = f.ring_audits.iter().map(|a| a.replay_ms).sum();
-    let audit_ratio = ratio(longest, generation_ms);
+    let bound = sp.one.per_token_ms() + k * one_way_ms;
+    let one_generation_ms = wall(&au.one);
+    let generation_ms = wall(&au.ring);
+    let longest = au.longest_replay_ms();
+    let all: f64 = au.ring_audits.iter().map(|a| a.replay_ms).sum();
     // The same against the generation a network makes: the session over links with the
     // emulated RTT (what a requester waits for on the internet).
     let rtt_generation_ms = wall(&f.ring_rtt);
-    let identical = f.one.tokens == f.ring.tokens && f.one.tokens == f.ring_rtt.tokens;
+    let first = &f.rounds[0].one.tokens;
+    let identical = f
+        .rounds
+        .iter()
+        .all(|r| &r.one.tokens == first && &r.ring.tokens == first)
+        && &f.ring_rtt.tokens == first;
     let report = json!({
         "bench": "generate",
-        "ratio": speed,
+        "ratio": sp.speed_ratio(),
         "tokens_identical": identical,
         "model": MODEL,
         "prompt": PROMPT,
@@ -582,9 +678,10 @@ fn report(args: &Args, f: &Figures, market_s: f64) -> anyhow::Result<()> {
         "stages": args.stages,
         "stage_layers": f.stage_layers,
         "layers": f.layers,
-        "one_stage": f.one.json(),
-        "ring": f.ring.json(),
+        "one_stage": sp.one.json(),
+        "ring": sp.ring.json(),
         "ring_rtt": f.ring_rtt.json(),
+        "runs": f.rounds.iter().map(Round::json).collect::<Vec<_>>(),
         "hops": {
             "hops_per_token": args.stages,
             "added_per_token_ms": added,
@@ -600,8 +697,8 @@ fn report(args: &Args, f: &Figures, market_s: f64) -> anyhow::Result<()> {
             "over_bound_ms": f.ring_rtt.per_token_ms() - bound,
         },
         "audit": {
-            "job": f.ring.job.0,
-            "stages": f.ring_audits.iter().map(|a| json!({
+            "job": au.ring.job.0,
+            "stages": au.ring_audits.iter().map(|a| json!({
                 "stage": a.stage,
                 "replay_ms": a.replay_ms,
                 "from_rows": a.from_rows,
@@ -609,16 +706,16 @@ fn report(args: &Args, f: &Figures, market_s: f64) -> anyhow::Result<()> {
             "longest_replay_ms": longest,
             "all_replays_ms": all,
             "generation_ms": generation_ms,
-            "ratio": audit_ratio,
+            "ratio": au.audit_ratio(),
             "all_ratio": ratio(all, generation_ms),
             "rtt_generation_ms": rtt_generation_ms,
             "ratio_at_rtt": ratio(longest, rtt_generation_ms),
         },
         "audit_one_stage": {
-            "job": f.one.job.0,
-            "replay_ms": f.audit.replay_ms,
+            "job": au.one.job.0,
+            "replay_ms": au.audit.replay_ms,
             "generation_ms": one_generation_ms,
-            "ratio": ratio(f.audit.replay_ms, one_generation_ms),
+            "ratio": ratio(au.audit.replay_ms, one_generation_ms),
         },
         "referee": {
             "ops_last_step": f.referee_last_step,
@@ -647,6 +744,7 @@ fn report(args: &Args, f: &Figures, market_s: f64) -> anyhow::Result<()> {
             "audit.ratio": "the longest of the k-stage job's stage audits (each stage's auditor replays it by one prefill: stage 0 from the transcript, later stages from the input rows they received, checked against the input claim published with the commitment; timed alone, as on a machine of its own) / the session's wall time (loopback)",
             "audit.all_ratio": "the sum of those replays / the same wall time: all the verification compute",
             "audit.ratio_at_rtt": "the longest replay / the wall time of the k-stage session with the emulated RTT per hop (the generation a requester waits for over a network)",
+            "runs": "each round's 1-stage job and ring on loopback: the figures above are the median round's (by speed ratio for the speed figures, by audit ratio for the audit figures)",
             "audit_one_stage.ratio": "the 1-stage job's audit (one prefill of the prompt and the transcript through every layer) / that job's session wall time",
             "referee": "ops of the one (step, layer) leaf a referee re-executes (the costliest layer at the last step; the costliest leaf of the session, a block at the prefill) vs the job's metered ops",
         },
@@ -676,9 +774,21 @@ fn print_readable(args: &Args, f: &Figures, r: &Value) {
     );
     let rtt = format!("{} stages, {} ms RTT", args.stages, args.rtt_ms);
     let loop_label = format!("{} stages, loopback", args.stages);
+    let speeds: Vec<f64> = f.rounds.iter().map(Round::speed_ratio).collect();
+    let audits: Vec<f64> = f.rounds.iter().map(Round::audit_ratio).collect();
+    let (sp, au) = (
+        &f.rounds[median_index(&speeds)],
+        &f.rounds[median_index(&audits)],
+    );
+    println!(
+        "  (the median of {} rounds; each round's ratio: {}; audit ratio: {})",
+        f.rounds.len(),
+        list(&speeds),
+        list(&audits)
+    );
     for (name, run) in [
-        ("1 stage", &f.one),
-        (loop_label.as_str(), &f.ring),
+        ("1 stage", &sp.one),
+        (loop_label.as_str(), &sp.ring),
         (rtt.as_str(), &f.ring_rtt),
     ] {
         println!(
@@ -706,7 +816,7 @@ fn print_readable(args: &Args, f: &Figures, r: &Value) {
         args.stages,
         num(&r["rtt"]["one_way_ms"])
     );
-    let replays: Vec<String> = f
+    let replays: Vec<String> = au
         .ring_audits
         .iter()
         .map(|a| {
@@ -729,7 +839,7 @@ fn print_readable(args: &Args, f: &Figures, r: &Value) {
     );
     println!(
         "  1-stage audit: replay {:.0} ms / generation {:.0} ms = {:.3}",
-        f.audit.replay_ms,
+        au.audit.replay_ms,
         num(&r["audit_one_stage"]["generation_ms"]),
         num(&r["audit_one_stage"]["ratio"])
     );

@@ -322,6 +322,28 @@ struct Block {
     down: QMatrix,
 }
 
+/// The buffers of a block's intermediate rows, kept by whoever runs blocks one after
+/// another so that each block reuses them instead of allocating and zeroing its own
+/// (every value is written before it is read; at a prefill's size the zeroing was a
+/// measurable, single-threaded part of each block).
+#[derive(Default)]
+pub(crate) struct BlockScratch {
+    h: Vec<f32>,
+    qkv: Vec<f32>,
+    att: Vec<f32>,
+    o: Vec<f32>,
+    gu: Vec<f32>,
+    a: Vec<f32>,
+}
+
+/// The first `n` values of `buf`, grown (never shrunk) to hold them.
+fn grow(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if buf.len() < n {
+        buf.resize(n, 0.0);
+    }
+    &mut buf[..n]
+}
+
 /// Matrices applied to the same input whose outputs are concatenated: one product when
 /// they share a format (same bits as separate products — outputs are independent).
 #[derive(Debug)]
@@ -332,14 +354,13 @@ impl Stack {
         self.0.iter().map(QMatrix::n).sum()
     }
 
-    fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+    /// `out[m × n] = x · Wᵀ` over the stacked outputs (every value of `out` written).
+    fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
         let n = self.n();
         if let [w] = self.0.as_slice() {
-            let mut out = vec![0.0; m * n];
-            quant::matmul(x, w, &mut out, m);
-            return out;
+            quant::matmul(x, w, out, m);
+            return;
         }
-        let mut out = vec![0.0; m * n];
         let mut col = 0;
         for w in &self.0 {
             let mut part = vec![0.0; m * w.n()];
@@ -349,7 +370,6 @@ impl Stack {
             }
             col += w.n();
         }
-        out
     }
 
     fn bytes(&self) -> usize {
@@ -856,8 +876,17 @@ impl Llama {
         record(&mut out, 0, &x);
         let rope = RopeTable::new(c, &positions);
         let mut caches: Vec<&mut KvCache> = seqs.iter_mut().map(|s| &mut *s.cache).collect();
+        let mut scratch = BlockScratch::default();
         for l in 0..c.n_layer {
-            self.block(l, &mut x, &positions, &rope, &mut caches, &spans);
+            self.block(
+                l,
+                &mut x,
+                &positions,
+                &rope,
+                &mut caches,
+                &spans,
+                &mut scratch,
+            );
             record(&mut out, l + 1, &x);
         }
         // Head on the last row of every step.
@@ -913,15 +942,26 @@ impl Llama {
         rope: &RopeTable,
         caches: &mut [&mut KvCache],
         spans: &[(usize, usize, usize)],
+        scratch: &mut BlockScratch,
     ) {
         let c = &self.cfg;
         let b = &self.blocks[l];
         let (d, qd, kvd, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim);
         let m = positions.len();
-        let mut h = vec![0.0; m * d];
-        rms_norm(x, &b.attn_norm, c.rms_eps, &mut h);
-        let mut qkv = b.qkv.matmul(&h, m);
         let n_qkv = qd + 2 * kvd;
+        let f = c.ffn_dim;
+        let BlockScratch {
+            h,
+            qkv,
+            att,
+            o,
+            gu,
+            a,
+        } = scratch;
+        let (h, qkv, att) = (grow(h, m * d), grow(qkv, m * n_qkv), grow(att, m * qd));
+        let (o, gu, a) = (grow(o, m * d), grow(gu, m * 2 * f), grow(a, m * f));
+        rms_norm(x, &b.attn_norm, c.rms_eps, h);
+        b.qkv.matmul(h, m, qkv);
         if let Some(bias) = &b.qkv_bias {
             for row in qkv.chunks_exact_mut(n_qkv) {
                 for (o, &bv) in row.iter_mut().zip(bias) {
@@ -943,7 +983,6 @@ impl Llama {
                 cache.push(l, &row[qd..qd + kvd], &row[qd + kvd..]);
             }
         }
-        let mut att = vec![0.0f32; m * qd];
         let scale = 1.0 / libm::sqrtf(hd as f32);
         let group = c.n_head / c.n_kv_head;
         // Which sequence each row belongs to.
@@ -976,15 +1015,12 @@ impl Llama {
         } else {
             att.chunks_mut(group * hd).enumerate().for_each(one_group);
         }
-        let mut o = vec![0.0; m * d];
-        quant::matmul(&att, &b.wo, &mut o, m);
-        for (xv, ov) in x.iter_mut().zip(&o) {
+        quant::matmul(att, &b.wo, o, m);
+        for (xv, ov) in x.iter_mut().zip(&*o) {
             *xv += *ov;
         }
-        rms_norm(x, &b.ffn_norm, c.rms_eps, &mut h);
-        let f = c.ffn_dim;
-        let gu = b.gate_up.matmul(&h, m);
-        let mut a = vec![0.0; m * f];
+        rms_norm(x, &b.ffn_norm, c.rms_eps, h);
+        b.gate_up.matmul(h, m, gu);
         let silu = |(arow, gurow): (&mut [f32], &[f32])| {
             let (g, u) = gurow.split_at(f);
             for (e, &g) in arow.iter_mut().zip(g) {
@@ -1004,8 +1040,8 @@ impl Llama {
                 .zip(gu.chunks_exact(2 * f))
                 .for_each(silu);
         }
-        quant::matmul(&a, &b.down, &mut o, m);
-        for (xv, ov) in x.iter_mut().zip(&o) {
+        quant::matmul(a, &b.down, o, m);
+        for (xv, ov) in x.iter_mut().zip(&*o) {
             *xv += *ov;
         }
     }
@@ -1040,6 +1076,7 @@ impl Llama {
         let positions: Vec<usize> = (0..n).collect();
         let rope = RopeTable::new(c, &positions);
         let mut cache = KvCache::new(c);
+        let mut scratch = BlockScratch::default();
         for l in 0..layer {
             self.block(
                 l,
@@ -1048,6 +1085,7 @@ impl Llama {
                 &rope,
                 &mut [&mut cache],
                 &[(0, n, 0)],
+                &mut scratch,
             );
         }
         Ok(x)
@@ -1102,6 +1140,7 @@ impl Llama {
             &rope,
             &mut [&mut cache],
             &[(0, prefix, 0)],
+            &mut BlockScratch::default(),
         );
         Ok(x[rows.start * d..rows.end * d].to_vec())
     }

@@ -46,7 +46,9 @@
 
 use std::ops::Range;
 
-use crate::llm::llama::{rows_hash, KvCache, Llama, RopeTable};
+use rayon::prelude::*;
+
+use crate::llm::llama::{rows_hash, BlockScratch, KvCache, Llama, RopeTable};
 use crate::llm::sample::Sampler;
 use crate::trace::Hash;
 use crate::ComputeError;
@@ -418,6 +420,7 @@ fn run_blocks_mut(
     let n = x.len() / c.dim;
     let positions: Vec<usize> = (start..start + n).collect();
     let rope = RopeTable::new(c, &positions);
+    let mut scratch = BlockScratch::default();
     for l in lo..hi {
         m.block(
             l - 1,
@@ -426,6 +429,7 @@ fn run_blocks_mut(
             &rope,
             &mut [&mut *cache],
             &[(0, n, start)],
+            &mut scratch,
         );
         after(l, x);
     }
@@ -598,9 +602,11 @@ fn replay(
     range.validate(c.layers())?;
     let mut cache = KvCache::for_blocks(c, range.blocks(c.n_layer), 0);
     let p = prefill(model, range, prompt, tokens, rows, &mut cache)?;
+    // Each step's pick is independent of the others' (its seed is the step's): in
+    // parallel, in step order.
     let picks = p.logits.map(|logits| {
         logits
-            .chunks_exact(c.vocab)
+            .par_chunks_exact(c.vocab)
             .enumerate()
             .map(|(t, row)| sampler.pick(row, t as u64))
             .collect()
@@ -803,9 +809,14 @@ fn prefill(
     let first = range.first;
     let mut leaves = vec![Vec::with_capacity(range.count + 1); n];
     let mut step_ops = vec![0u64; n];
+    // Leaves are hashed in parallel over the steps (each its own hash), pushed in order.
     let record = |leaves: &mut Vec<Vec<Hash>>, layer: usize, x: &[f32]| {
-        for (t, s) in spans.iter().enumerate() {
-            leaves[t].push(rows_hash(layer, &x[s.start * d..s.end * d], d));
+        let hashes: Vec<Hash> = spans
+            .par_iter()
+            .map(|s| rows_hash(layer, &x[s.start * d..s.end * d], d))
+            .collect();
+        for (step, h) in leaves.iter_mut().zip(hashes) {
+            step.push(h);
         }
     };
     let meter = |step_ops: &mut Vec<u64>, layer: usize| {
@@ -874,8 +885,12 @@ fn prefill(
         }
         let logits = model.head_rows(&last);
         let head = c.n_layer + 1;
-        for (t, row) in logits.chunks_exact(c.vocab).enumerate() {
-            leaves[t].push(rows_hash(head, row, c.vocab));
+        let hashes: Vec<Hash> = logits
+            .par_chunks_exact(c.vocab)
+            .map(|row| rows_hash(head, row, c.vocab))
+            .collect();
+        for (step, h) in leaves.iter_mut().zip(hashes) {
+            step.push(h);
         }
         meter(&mut step_ops, head);
         Some(logits)
