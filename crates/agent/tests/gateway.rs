@@ -285,10 +285,28 @@ fn an_openai_client_buys_chat_streams_and_embeddings_through_the_gateway() {
             assert_eq!(v["error"]["type"], "invalid_request_error", "{text}");
             assert_eq!(v["error"]["param"].as_str(), param, "{text}");
         }
-        // A client that disconnects mid-stream: the job still settles on chain, every
-        // stage is paid for the tokens generated and the unspent escrow comes back.
+        // A client that disconnects mid-stream: the gateway stops the generation (the
+        // requester's signed stop to the last stage), the job still settles on chain,
+        // every stage is paid for the tokens generated and the unspent escrow comes
+        // back. Greedy, the whole generation would be `long` tokens.
+        const LONG_ASK: &str = "Write a long story about a dragon and a knight.";
+        const LONG_MAX: u32 = 160;
+        let long = {
+            let rendered = ChatTemplate::detect(m.chat_template.as_deref())
+                .unwrap()
+                .render(&[("user", LONG_ASK)]);
+            let prompt = m.encode_prompt(&rendered, false).unwrap();
+            let params = GenerateParams {
+                max_tokens: LONG_MAX as usize,
+                sampler: Sampler::Greedy,
+            };
+            m.generate(&prompt, &params, |_| {}).unwrap().tokens.len() as u32
+        };
+        assert!(long >= 100, "the ask generates {long} tokens: too few to stop early");
         let job = {
-            let body = r#"{"model":"smollm2-135m","messages":[{"role":"user","content":"Count to twenty."}],"max_tokens":24,"stream":true}"#;
+            let body = format!(
+                r#"{{"model":"smollm2-135m","messages":[{{"role":"user","content":"{LONG_ASK}"}}],"max_tokens":{LONG_MAX},"temperature":0,"stream":true}}"#
+            );
             let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
             let req = format!(
                 "POST /v1/chat/completions HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
@@ -327,6 +345,17 @@ fn an_openai_client_buys_chat_streams_and_embeddings_through_the_gateway() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         assert_eq!(settled.status, agentic_protocol::state::JobStatus::Completed);
+        let steps = settled
+            .stages
+            .last()
+            .and_then(|st| st.result)
+            .map(|r| r.steps)
+            .expect("the last stage's result");
+        assert!(
+            0 < steps && steps < long,
+            "the generation stopped when the client left: {steps} of {long} tokens"
+        );
+        eprintln!("disconnect: the session stopped after {steps} of {long} tokens");
         let bill = Requester::new(c.clone(), alice.key.clone())
             .bill(job)
             .await

@@ -544,15 +544,36 @@ async fn stream_generation(
     if !json {
         println!("streaming  job {} from its last stage:", sub.job);
     }
-    let streamed = req
-        .stream(sub.job, timeout, |_, tok| {
-            if !json {
-                print!("{}", text.push(&m.tokenizer, tok));
-                let _ = std::io::stdout().flush();
+    let stream = req.stream(sub.job, timeout, |_, tok| {
+        if !json {
+            print!("{}", text.push(&m.tokenizer, tok));
+            let _ = std::io::stdout().flush();
+        }
+    });
+    tokio::pin!(stream);
+    // Ctrl-C stops the generation (the requester's signed stop to the last stage): the
+    // stream ends at the next token, the job settles and the bill is the tokens
+    // generated. A second Ctrl-C leaves the job to settle without us.
+    let streamed = tokio::select! {
+        r = &mut stream => r,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!(
+                "\nCtrl-C: stopping job {}'s generation (the stages bill the tokens generated; \
+                 Ctrl-C again to quit)",
+                sub.job
+            );
+            if let Err(e) = req.stop(sub.job).await {
+                eprintln!("could not stop the generation: {e}");
             }
-        })
-        .await
-        .with_context(|| format!("streaming job {}'s tokens", sub.job))?;
+            tokio::select! {
+                r = &mut stream => r,
+                _ = tokio::signal::ctrl_c() => {
+                    bail!("interrupted: job {} settles without us (`agentic job wait {}`)", sub.job, sub.job)
+                }
+            }
+        }
+    }
+    .with_context(|| format!("streaming job {}'s tokens", sub.job))?;
     if !json {
         println!();
         println!(

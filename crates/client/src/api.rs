@@ -11,7 +11,7 @@ use agentic_protocol::event::EventRecord;
 use agentic_protocol::params::Params;
 use agentic_protocol::state::{Account, Dispute, Job, Proposal, Provider};
 use agentic_protocol::tx::Offer;
-use agentic_protocol::{Address, Amount, ChainId, Hash, Height, TxError};
+use agentic_protocol::{Address, Amount, ChainId, Hash, Height, JobId, TxError};
 use serde::{Deserialize, Serialize};
 
 /// A ledger entity with the id it is stored under (`/v1/jobs/{id}` and the lists).
@@ -536,6 +536,35 @@ pub struct SessionState {
     pub end: Option<SessionEnd>,
     /// Set when the session was aborted: why.
     pub aborted: Option<String>,
+}
+
+/// The namespace of a requester's signature that stops its generation session early
+/// ([`session_stop_message`]).
+pub const SESSION_STOP_NAMESPACE: &[u8] = b"_AGENTIC_SESSION_STOP";
+
+/// What a job's requester signs (under [`SESSION_STOP_NAMESPACE`]) to stop its
+/// generation session after the token being sampled: the job id, big-endian. A
+/// signature stops that job's session only; sending it again changes nothing.
+pub fn session_stop_message(job: JobId) -> Vec<u8> {
+    job.0.to_be_bytes().to_vec()
+}
+
+/// `POST /v1/sessions/{job}/stop`: the requester's signature over
+/// [`session_stop_message`], hex.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopSession {
+    /// Ed25519 signature, hex.
+    pub signature: String,
+}
+
+/// The answer to [`StopSession`]: the session stops after its next token (its last
+/// stage marks that token the last); `tokens` had been sampled when the stop arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStopping {
+    /// The job.
+    pub job: JobId,
+    /// Tokens sampled when the stop arrived.
+    pub tokens: u32,
 }
 
 /// How a generation session ended.

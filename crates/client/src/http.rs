@@ -19,8 +19,8 @@ use serde::de::DeserializeOwned;
 use crate::api::{
     AccountView, ActivationStored, BlobStored, Block, BlockRange, Blocks, Disputes, ErrorBody,
     Event, Jobs, Offers, Page, ParamsView, Ping, Proposals, ProviderView, ProviderWork, Providers,
-    SessionEvent, SessionInputs, SessionState, Status, SubmitTx, Submitted, TxReceipt, TxStatus,
-    WithId,
+    SessionEvent, SessionInputs, SessionState, SessionStopping, Status, StopSession, SubmitTx,
+    Submitted, TxReceipt, TxStatus, WithId,
 };
 use agentic_protocol::hex;
 
@@ -522,6 +522,27 @@ impl Client {
     ) -> Result<SessionInputs, ClientError> {
         self.get(&format!("/v1/sessions/{}/inputs/{stage}", job.0))
             .await
+    }
+
+    /// A provider data plane's `POST /v1/sessions/{job}/stop`, signed with `key` (the
+    /// job's requester's): the session, whose last stage this provider holds, stops
+    /// after the token being sampled, and every stage bills the steps it ran.
+    pub async fn stop_session(
+        &self,
+        job: JobId,
+        key: &PrivateKey,
+    ) -> Result<SessionStopping, ClientError> {
+        use commonware_codec::Encode as _;
+        let sig = key.sign(
+            crate::api::SESSION_STOP_NAMESPACE,
+            &crate::api::session_stop_message(job),
+        );
+        let url = self.url(&format!("/v1/sessions/{}/stop", job.0));
+        let body = StopSession {
+            signature: hex::encode(&sig.encode()),
+        };
+        let r = Self::send_req(&url, self.http.post(&url).json(&body)).await?;
+        Self::decode::<SessionStopping>(&url, r).await
     }
 
     /// A provider data plane's `GET /v1/sessions/{job}/tokens?from=K`: the tokens of a

@@ -47,7 +47,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentic_client::api::{ActivationStored, ApiError, Ping, SessionInputs};
+use agentic_client::api::{
+    ActivationStored, ApiError, Ping, SessionInputs, SessionStopping, StopSession,
+};
 use agentic_client::blobs::{BlobError, BlobStore};
 use agentic_client::{blob_routes, Client, ClientError};
 use agentic_protocol::coord::VivaldiNode;
@@ -57,11 +59,11 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 
-use crate::session::{link, FeedState, Sessions};
+use crate::session::{link, FeedState, Sessions, StopError};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 
 /// Pushed activations not yet consumed: `(job, stage) → blob hash`.
@@ -96,6 +98,10 @@ pub fn router(state: PlaneState) -> Router {
         .route("/v1/sessions/{job}/tokens", get(session_tokens))
         .route("/v1/sessions/{job}/transcript", get(session_transcript))
         .route("/v1/sessions/{job}/inputs/{stage}", get(session_inputs))
+        .route(
+            "/v1/sessions/{job}/stop",
+            post(session_stop).layer(DefaultBodyLimit::max(STOP_BODY_LIMIT)),
+        )
         .route(
             "/v1/activations/{job}/{stage}",
             put(push_activation).layer(DefaultBodyLimit::max(limit)),
@@ -286,6 +292,42 @@ async fn session_inputs(
         .inputs(job, stage)
         .map(|blob| Json(SessionInputs { job, stage, blob }))
         .ok_or_else(|| ApiError::not_found("session inputs"))
+}
+
+/// Bytes a stop request may have (a signature in hex and its JSON).
+const STOP_BODY_LIMIT: usize = 1024;
+
+/// `POST /v1/sessions/{job}/stop` (`StopSession`): the job's requester stops its
+/// session after the token being sampled (the last stage marks it the last, as a stop
+/// token; every stage commits the steps run and is paid for them). 404 where no
+/// session of the job runs its last stage, 403 for a signature that is not the
+/// requester's over the job, 400 for a body that is not a `StopSession`.
+async fn session_stop(
+    State(s): State<PlaneState>,
+    Path(job): Path<String>,
+    body: Bytes,
+) -> Result<Json<SessionStopping>, ApiError> {
+    let job = job_of(&job)?;
+    let req: StopSession = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad("bad_request", format!("not a stop request: {e}")))?;
+    let signature = agentic_protocol::hex::decode(req.signature.trim())
+        .map_err(|_| ApiError::bad("bad_request", "the signature is not hex"))?;
+    let feed = s
+        .sessions
+        .existing_feed(job)
+        .ok_or_else(|| ApiError::not_found("session here"))?;
+    match feed.request_stop(job, &signature) {
+        Ok(tokens) => {
+            tracing::info!(job = job.0, tokens, "the requester stops its session");
+            Ok(Json(SessionStopping { job, tokens }))
+        }
+        Err(StopError::NoSession) => Err(ApiError::not_found("session here")),
+        Err(e @ StopError::BadSignature) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_signature",
+            e.to_string(),
+        )),
+    }
 }
 
 async fn push_activation(

@@ -328,8 +328,10 @@ impl Gateway {
     }
 
     /// Streams the job's tokens as server-sent chunks, as they arrive from the market.
-    /// The job is followed by a task of its own: a client that disconnects only stops
-    /// the chunks, never the job.
+    /// The job is followed by a task of its own: a client that disconnects stops the
+    /// generation (`Requester::stop`, at the first token it no longer reads), and the
+    /// job still settles — every stage paid for the tokens generated, the rest of the
+    /// escrow refunded.
     fn stream(&self, m: Arc<LlmModel>, head: Head, plan: Planned, sub: Submitted) -> Response {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
         if head.kind == Kind::Chat {
@@ -344,8 +346,29 @@ impl Gateway {
                 Kind::Chat => head.chunk(Some(json!({"content": s})), None),
                 Kind::Text => head.text_chunk(&s, None),
             };
+            let mut stopping = false;
+            let stopper = requester.clone();
             let result = requester
                 .stream(job, timeout, |_, tok| {
+                    // The client hung up: stop paying for tokens nobody reads.
+                    if tx.is_closed() && !stopping {
+                        stopping = true;
+                        let stopper = stopper.clone();
+                        tokio::spawn(async move {
+                            match stopper.stop(job).await {
+                                Ok(at) => tracing::info!(
+                                    job = job.0,
+                                    tokens = at,
+                                    "the client left: generation stopped"
+                                ),
+                                Err(e) => tracing::warn!(
+                                    job = job.0,
+                                    error = %e,
+                                    "the client left; stopping the generation failed"
+                                ),
+                            }
+                        });
+                    }
                     if plan.stops.contains(&tok) {
                         return; // the stop token's text is not part of the reply
                     }

@@ -69,7 +69,7 @@ pub enum TransportError {
         addr: SocketAddr,
     },
     /// The token is unusable.
-    #[error("MCP bearer token: {0}")]
+    #[error("bearer token: {0}")]
     BadToken(String),
 }
 

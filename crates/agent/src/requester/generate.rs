@@ -270,7 +270,7 @@ impl Requester {
             {
                 return Err(RequesterError::SessionFailed {
                     job: id,
-                    reason: aborted.map_or_else(|| format!("the job is {:?}", job.status), |a| a.2),
+                    reason: aborted.map_or_else(|| ended_why(&job), |a| a.2),
                 });
             }
             let last_provider = job
@@ -296,7 +296,7 @@ impl Requester {
                 if job.status != JobStatus::Active {
                     return Err(RequesterError::SessionFailed {
                         job: id,
-                        reason: format!("the job is {:?} and no session ran", job.status),
+                        reason: format!("{} and no session ran", ended_why(&job)),
                     });
                 }
                 tokio::time::sleep(self.poll_interval).await;
@@ -360,6 +360,29 @@ impl Requester {
     }
 
     /// The data-plane endpoint of the job's last stage, once it has a provider.
+    /// Stops job `id`'s generation session early: the last stage, asked with this
+    /// requester's signature, marks the token it samples next the last one, as a stop
+    /// token would; every stage then commits the steps it ran and bills them, and the
+    /// rest of the escrow comes back. Returns the tokens sampled when the stop arrived.
+    /// A client that no longer wants the text (a closed stream) calls it so as not to
+    /// pay for tokens nobody reads. Refused by the provider (an `Api` error) when the
+    /// session already ended there or the key is not the job's requester's.
+    pub async fn stop(&self, id: JobId) -> Result<u32, RequesterError> {
+        let job = self.job(id).await?;
+        if job.spec.generation.is_none() {
+            return Err(RequesterError::NotGeneration(id));
+        }
+        let endpoint =
+            self.last_stage_endpoint(&job)
+                .await?
+                .ok_or_else(|| RequesterError::SessionFailed {
+                    job: id,
+                    reason: "no provider holds its last stage to stop".into(),
+                })?;
+        let stopping = Client::new(endpoint).stop_session(id, self.key()).await?;
+        Ok(stopping.tokens)
+    }
+
     async fn last_stage_endpoint(&self, job: &Job) -> Result<Option<String>, RequesterError> {
         let Some(a) = job
             .stages
@@ -395,4 +418,28 @@ impl Requester {
         }
         Ok(true)
     }
+}
+
+/// Why a generation job that is no longer active produced no session result: its
+/// status, and — when some stage never got a provider — that the ledger found none
+/// within the match timeout at the job's price (the usual cause of a cancelled job: no
+/// registered provider free at or below `max_price`).
+fn ended_why(job: &Job) -> String {
+    let unmatched: Vec<String> = job
+        .stages
+        .iter()
+        .enumerate()
+        .filter(|(_, st)| st.slots.iter().all(|x| x.assignment.is_none()))
+        .map(|(i, _)| i.to_string())
+        .collect();
+    if job.status == JobStatus::Cancelled && !unmatched.is_empty() {
+        return format!(
+            "the job is Cancelled: no provider took stage(s) {} within the match timeout at \
+             max price {} per mega-op (`agentic query offers` lists the providers' prices; \
+             raise --max-price or wait for capacity)",
+            unmatched.join(", "),
+            job.spec.max_price
+        );
+    }
+    format!("the job is {:?}", job.status)
 }

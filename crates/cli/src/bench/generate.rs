@@ -17,7 +17,7 @@
 //!
 //! 1. **Warm-up.** A 4-token k-stage job on p0…p(k−1) and one on q0…q(k−1): each
 //!    provider loads the model (untimed).
-//! 2. **Rounds** (`--runs`, 3 by default), each:
+//! 2. **Rounds** (`--runs`, 5 by default), each:
 //!    * **1 stage.** The job on p0 alone, at the audited verification level; the bench
 //!      waits for an auditor's prefill replay of it before going on.
 //!    * **k stages.** The job on p0…p(k−1), audited: the bench waits for each stage's
@@ -108,7 +108,7 @@ pub struct Args {
     pub timeout: u64,
     /// Rounds of (the 1-stage job, the ring on loopback), each audited: the figures are
     /// the median round's, every round's are listed under `runs`.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub runs: usize,
 }
 

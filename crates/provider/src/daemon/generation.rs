@@ -300,6 +300,7 @@ impl Daemon {
                     patience: SESSION_PATIENCE,
                     replace_patience: REPLACE_PATIENCE,
                     link_delay,
+                    requester: job_c.requester,
                     fault: crate::misbehave::perturb_step::session_fault(
                         mode,
                         range,

@@ -54,17 +54,62 @@ pub use agentic_client::api::{SessionEnd as FeedEnd, SessionState as FeedState};
 #[derive(Debug)]
 pub struct TokenFeed {
     state: watch::Sender<FeedState>,
+    /// The job's requester, once a session writes the feed: who may stop it.
+    requester: Mutex<Option<Address>>,
+    /// Set by the requester's signed stop: the next token sampled is the last.
+    stop: AtomicBool,
 }
 
 impl Default for TokenFeed {
     fn default() -> Self {
         TokenFeed {
             state: watch::Sender::new(FeedState::default()),
+            requester: Mutex::new(None),
+            stop: AtomicBool::new(false),
         }
     }
 }
 
+/// Why a request to stop a session early was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StopError {
+    /// No session writes this feed here (yet): nobody to stop.
+    #[error("no session of this job runs its last stage here")]
+    NoSession,
+    /// Not an ed25519 signature by the job's requester over the job.
+    #[error("the signature is not the job's requester's over the job")]
+    BadSignature,
+}
+
 impl TokenFeed {
+    /// The session writing the feed belongs to `requester`'s job.
+    pub fn set_requester(&self, requester: Address) {
+        *lock(&self.requester) = Some(requester);
+    }
+
+    /// Stops the session after the token being sampled, if `signature` is the job's
+    /// requester's over [`agentic_client::api::session_stop_message`]`(job)`. Returns the
+    /// tokens sampled so far.
+    pub fn request_stop(&self, job: JobId, signature: &[u8]) -> Result<u32, StopError> {
+        use commonware_codec::DecodeExt as _;
+        use commonware_cryptography::ed25519::{PublicKey, Signature};
+        use commonware_cryptography::Verifier as _;
+        let requester = lock(&self.requester).ok_or(StopError::NoSession)?;
+        let key = PublicKey::decode(requester.0.to_vec()).map_err(|_| StopError::BadSignature)?;
+        let sig = Signature::decode(signature.to_vec()).map_err(|_| StopError::BadSignature)?;
+        let msg = agentic_client::api::session_stop_message(job);
+        if !key.verify(agentic_client::api::SESSION_STOP_NAMESPACE, &msg, &sig) {
+            return Err(StopError::BadSignature);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        Ok(self.state.borrow().tokens.len() as u32)
+    }
+
+    /// Whether the requester asked the session to stop.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
     /// Appends a token.
     pub fn push(&self, token: u32) {
         self.state.send_modify(|s| s.tokens.push(token));
@@ -442,6 +487,44 @@ mod tests {
             steps: 1,
             transcript: agentic_protocol::Hash([0; 32]),
         }
+    }
+
+    #[test]
+    fn only_the_requesters_signature_over_the_job_stops_its_session() {
+        use agentic_client::api::{session_stop_message, SESSION_STOP_NAMESPACE};
+        use commonware_codec::Encode as _;
+        let s = sessions();
+        let job = JobId(4);
+        let (requester, other) = (PrivateKey::from_seed(11), PrivateKey::from_seed(12));
+        let sign = |k: &PrivateKey, j: JobId| {
+            k.sign(SESSION_STOP_NAMESPACE, &session_stop_message(j))
+                .encode()
+                .to_vec()
+        };
+        let f = s.feed(job);
+        assert_eq!(
+            f.request_stop(job, &sign(&requester, job)),
+            Err(StopError::NoSession),
+            "no session writes the feed yet"
+        );
+        f.set_requester(Address::from(&requester.public_key()));
+        f.push(5);
+        for (why, sig) in [
+            ("another key", sign(&other, job)),
+            ("another job", sign(&requester, JobId(5))),
+            ("not a signature", b"junk".to_vec()),
+            ("empty", Vec::new()),
+        ] {
+            assert_eq!(
+                f.request_stop(job, &sig),
+                Err(StopError::BadSignature),
+                "{why}"
+            );
+            assert!(!f.stop_requested(), "{why}");
+        }
+        assert_eq!(f.request_stop(job, &sign(&requester, job)), Ok(1));
+        assert!(f.stop_requested());
+        assert_eq!(f.request_stop(job, &sign(&requester, job)), Ok(1), "again");
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub struct SessionPlan {
     /// Emulated one-way delay before each frame sent downstream (zero: none;
     /// `Config::link_delay`). Frames keep their order: the writer sleeps, then writes.
     pub link_delay: Duration,
+    /// The job's requester: the one whose signed stop ends the session early
+    /// (`TokenFeed::request_stop`).
+    pub requester: Address,
     /// A misbehaviour under test: perturb `(step, trace layer)`
     /// (`StageSession::set_fault`, `crate::misbehave::perturb_step`).
     pub fault: Option<(usize, usize)>,
@@ -459,6 +462,7 @@ async fn run_epochs(
     let feed = (s + 1 == n).then(|| sessions.feed(plan.job));
     if let Some(f) = &feed {
         f.reopen();
+        f.set_requester(plan.requester);
     }
     let (epoch_tx, epoch_rx) = mpsc::channel::<EpochLinks>(1);
     let (fault_tx, mut fault_rx) = mpsc::unbounded_channel::<(u32, Fault)>();
@@ -859,7 +863,10 @@ fn epoch<'m>(
         if let Some(feed) = feed {
             feed.push(token);
         }
-        (token, stage::ends(req, context, t as usize, token))
+        // The requester's signed stop ends the session at this token, as a stop
+        // token would (the bill is the tokens generated).
+        let stop = feed.is_some_and(TokenFeed::stop_requested);
+        (token, stop || stage::ends(req, context, t as usize, token))
     };
 
     // Sync: agree on the transcript every stage resumes from.

@@ -100,6 +100,7 @@ fn plan(job: JobId, stage: u32, peers: Vec<Peer>, m: &LlmModel) -> SessionPlan {
         patience: Duration::from_secs(10),
         replace_patience: Duration::from_secs(1),
         link_delay: Duration::ZERO,
+        requester: agentic_protocol::Address([9; 32]),
         fault: None,
     }
 }
