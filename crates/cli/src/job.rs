@@ -17,6 +17,8 @@
 //!                                    for a training job, F is a directory: model.safetensors,
 //!                                    config.json, trace.json (every step's loss and root), state.bin
 //!   agentic job cancel ID --key F    withdraw a job no provider committed to; full refund
+//!   agentic job stop ID --key F      end a generation job's session at its next token
+//!                                    (signed by the requester; the bill is what ran)
 //! ```
 //!
 //! A training job (`--train`) trains the model's architecture — from its weights, or
@@ -95,6 +97,15 @@ enum JobCmd {
         /// The job id.
         id: u64,
         /// The requester's key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// Stop a generation job's session at its next token: the stages bill the tokens
+    /// generated, the rest of the escrow comes back when the job settles.
+    Stop {
+        /// The job id.
+        id: u64,
+        /// The requester's key file (the stop is signed with it).
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
     },
@@ -277,6 +288,7 @@ pub fn run(args: JobArgs) -> anyhow::Result<()> {
         }),
         JobCmd::Result { id, out } => rt.block_on(result(&node, JobId(id), &out, json)),
         JobCmd::Cancel { id, key } => rt.block_on(cancel(&node, JobId(id), &key, json)),
+        JobCmd::Stop { id, key } => rt.block_on(stop(&node, JobId(id), &key, json)),
     }
 }
 
@@ -829,6 +841,26 @@ fn shown_steps(n: usize) -> Vec<usize> {
     let mut v: Vec<usize> = (0..MAX).map(|i| i * (n - 1) / (MAX - 1)).collect();
     v.dedup();
     v
+}
+
+async fn stop(node: &NodeArgs, id: JobId, key: &Path, json: bool) -> anyhow::Result<()> {
+    let req = signer(node, key)?;
+    let tokens = req
+        .stop(id)
+        .await
+        .with_context(|| format!("stopping job {id}'s generation"))?;
+    if json {
+        println!(
+            "{}",
+            json!({"job": id.0, "stopping": true, "tokens": tokens})
+        );
+    } else {
+        println!(
+            "job {id} stops after its next token ({tokens} sampled so far); \
+             `agentic job wait {id}` follows it to the bill"
+        );
+    }
+    Ok(())
 }
 
 async fn cancel(node: &NodeArgs, id: JobId, key: &Path, json: bool) -> anyhow::Result<()> {

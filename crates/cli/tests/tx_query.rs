@@ -673,6 +673,12 @@ fn refusals_and_rejections_exit_nonzero_with_the_reason() {
     // Queries of unknown things show the API's code.
     let (_, err) = fails(&["query", "--node", &n.url, "job", "42"]);
     assert!(err.contains("not_found"), "{err}");
+    // Stopping the generation of a job that does not exist.
+    let (_, err) = fails(&["job", "--node", &n.url, "stop", "42", "--key", p(&n.alice)]);
+    assert!(
+        err.contains("stopping job 42") && err.contains("not_found"),
+        "{err}"
+    );
     // Of all these, only alice's one good transfer reached the ledger.
     assert_eq!(n.account(&n.alice)["nonce"], 1);
     assert_eq!(n.account(&n.bob)["balance"], (BOB_FUNDS + 1).to_string());
