@@ -558,6 +558,89 @@ async fn generate_streams_progress_and_bills_the_tokens(net: &LocalMarket, key: 
     c.cancel().await.unwrap();
 }
 
+/// A caller that cancels `generate` mid-stream (rmcp sends `notifications/cancelled`
+/// when the call's future is dropped) stops the generation: the job settles with fewer
+/// tokens than the greedy answer has, billed for those, the rest of the escrow back.
+async fn a_cancelled_generate_stops_its_generation(net: &LocalMarket, key: &PrivateKey) {
+    const ASK: &str = "Write a long story about a dragon and a knight.";
+    const MAX: u32 = 160;
+    let long = {
+        let (m, _, _) = agentic_agent::requester::generate::load_llm("smollm2-135m").unwrap();
+        let prompt = m.encode_prompt(ASK, true).unwrap();
+        let params = agentic_compute::llm::generate::GenerateParams {
+            max_tokens: MAX as usize,
+            sampler: agentic_compute::llm::Sampler::Greedy,
+        };
+        m.generate(&prompt, &params, |_| {}).unwrap().tokens.len() as u32
+    };
+    assert!(
+        long >= 100,
+        "the ask generates {long} tokens: too few to stop early"
+    );
+    let server = McpServer::new(Config::new(net.api.clone(), key.clone()));
+    let http = transport::serve_http(server, "127.0.0.1:0", None)
+        .await
+        .unwrap();
+    let rec = Recorder::default();
+    let c = rec
+        .clone()
+        .serve(StreamableHttpClientTransport::from_uri(http.url()))
+        .await
+        .expect("MCP initialize");
+    let client = net.client();
+    let newest = |jobs: agentic_client::api::Jobs| jobs.jobs.last().map_or(0, |j| j.id);
+    let before = newest(client.jobs(Default::default()).await.unwrap());
+    let mut meta = rmcp::model::RequestMetaObject::default();
+    meta.set_progress_token(rmcp::model::ProgressToken(
+        rmcp::model::NumberOrString::Number(8),
+    ));
+    let Value::Object(args) = json!({
+        "prompt": ASK, "max_tokens": MAX, "greedy": true, "stages": 2,
+        "max_price": "2000", "timeout_secs": 120
+    }) else {
+        unreachable!()
+    };
+    let mut params = CallToolRequestParams::new("generate").with_arguments(args);
+    params.meta = Some(meta);
+    {
+        let call = c.call_tool(params);
+        tokio::pin!(call);
+        let until = Instant::now() + Duration::from_secs(120);
+        while rec.0.lock().unwrap().len() < 2 {
+            assert!(Instant::now() < until, "no tokens came");
+            tokio::select! {
+                r = &mut call => panic!("generate ended before the cancel: {r:?}"),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+        }
+    } // dropped: the client sends notifications/cancelled
+    let until = Instant::now() + Duration::from_secs(120);
+    let (id, job) = loop {
+        let id = newest(client.jobs(Default::default()).await.unwrap());
+        if id > before {
+            let j = client.job(JobId(id)).await.unwrap();
+            if j.status != agentic_protocol::state::JobStatus::Active && j.escrow == Amount::ZERO {
+                break (id, j);
+            }
+        }
+        assert!(Instant::now() < until, "the cancelled job did not settle");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(job.status, agentic_protocol::state::JobStatus::Completed);
+    let steps = job
+        .stages
+        .last()
+        .and_then(|st| st.result)
+        .map(|r| r.steps)
+        .expect("the last stage's result");
+    assert!(
+        0 < steps && steps < long,
+        "job {id}: the generation stopped when the call was cancelled: {steps} of {long}"
+    );
+    eprintln!("  cancelled generate: job {id} stopped after {steps} of {long} tokens");
+    c.cancel().await.unwrap();
+}
+
 #[test]
 fn an_llm_client_buys_verified_compute_and_every_bad_call_is_a_tool_error() {
     let dir = std::env::temp_dir().join(format!("agentic-agent-mcp-{}", std::process::id()));
@@ -582,6 +665,7 @@ fn an_llm_client_buys_verified_compute_and_every_bad_call_is_a_tool_error() {
         let (job, escrow) = buy_a_verified_job(&c, me).await;
         bad_calls_are_tool_errors(&c, &agent, job).await;
         generate_streams_progress_and_bills_the_tokens(&net, &agent.key).await;
+        a_cancelled_generate_stops_its_generation(&net, &agent.key).await;
         a_mandate_caps_what_the_agent_spends(&net, &agent, escrow).await;
         a_lie_is_challenged_and_the_job_refunded(&net, &c).await;
         c.cancel().await.unwrap();

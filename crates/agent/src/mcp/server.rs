@@ -163,16 +163,18 @@ impl McpServer {
     /// its result (a failure is a result with `is_error`). The tool runs in its
     /// own task, so even a bug that panics comes back as a tool error.
     pub async fn call(&self, name: &str, args: JsonObject) -> Option<CallToolResult> {
-        self.call_with_progress(name, args, None).await
+        self.call_with_progress(name, args, None, None).await
     }
 
     /// [`McpServer::call`], with a sink for the progress of a long tool (`generate`:
-    /// one report per token).
+    /// one report per token) and the caller's cancellation (`generate` stops its
+    /// generation).
     pub(crate) async fn call_with_progress(
         &self,
         name: &str,
         args: JsonObject,
         progress: Option<super::tools::Progress>,
+        cancelled: Option<super::tools::Cancelled>,
     ) -> Option<CallToolResult> {
         let m = self.market.clone();
         let outcome = match name {
@@ -198,7 +200,7 @@ impl McpServer {
             }
             "generate" => {
                 run(parse("generate", args), |a: GenerateArgs| async move {
-                    m.generate(a, progress).await
+                    m.generate(a, progress, cancelled).await
                 })
                 .await
             }
@@ -299,7 +301,12 @@ impl ServerHandler for McpServer {
             tx
         });
         match self
-            .call_with_progress(&name, request.arguments.unwrap_or_default(), progress)
+            .call_with_progress(
+                &name,
+                request.arguments.unwrap_or_default(),
+                progress,
+                Some(Box::pin(context.ct.clone().cancelled_owned())),
+            )
             .await
         {
             Some(r) => Ok(r.into()),

@@ -26,6 +26,9 @@ use crate::requester::{
 /// Where a long tool reports its progress: `(done, total, message)`, in order.
 pub(crate) type Progress = tokio::sync::mpsc::UnboundedSender<(u32, u32, String)>;
 
+/// Resolves when the caller cancelled its call (MCP `notifications/cancelled`).
+pub(crate) type Cancelled = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// The server's hold on the market: one key, one node, maybe one mandate.
 pub(crate) struct Market {
     pub(crate) cfg: Config,
@@ -281,11 +284,14 @@ impl Market {
     }
 
     /// Generate: submit a generation job, stream its tokens (as progress), follow it
-    /// to settlement, return the text, the token count, the bill and the job id.
+    /// to settlement, return the text, the token count, the bill and the job id. A
+    /// caller that cancels the call stops the generation (`Requester::stop`): the job
+    /// settles, billed for the tokens generated.
     pub(crate) async fn generate(
         &self,
         a: GenerateArgs,
         progress: Option<Progress>,
+        cancelled: Option<Cancelled>,
     ) -> Result<Value, ToolError> {
         let tool = "generate";
         let invalid = |reason: String| ToolError::InvalidArguments { tool, reason };
@@ -341,15 +347,25 @@ impl Market {
             .map_err(|e| ToolError::Stopped(format!("loading the tokenizer: {e}")))??
             .0;
         let mut text = agentic_compute::llm::generate::TextStream::default();
-        let streamed = self
-            .requester
-            .stream(sub.job, timeout, |i, tok| {
-                let piece = text.push(&m.tokenizer, tok);
-                if let Some(p) = &progress {
-                    let _ = p.send((i + 1, max_tokens, piece));
+        let stream = self.requester.stream(sub.job, timeout, |i, tok| {
+            let piece = text.push(&m.tokenizer, tok);
+            if let Some(p) = &progress {
+                let _ = p.send((i + 1, max_tokens, piece));
+            }
+        });
+        tokio::pin!(stream);
+        let cancelled = cancelled.unwrap_or_else(|| Box::pin(std::future::pending()));
+        let streamed = tokio::select! {
+            r = &mut stream => r?,
+            () = cancelled => {
+                // Nobody will read the rest: stop paying for it.
+                match self.requester.stop(sub.job).await {
+                    Ok(at) => tracing::info!(job = sub.job.0, tokens = at, "generate cancelled: stopped"),
+                    Err(e) => tracing::warn!(job = sub.job.0, error = %e, "generate cancelled; stopping failed"),
                 }
-            })
-            .await?;
+                stream.await?
+            }
+        };
         let settled = self.requester.wait(sub.job, timeout, |_| {}).await.ok();
         let on_chain = self
             .requester
