@@ -366,6 +366,61 @@ fn an_openai_client_buys_chat_streams_and_embeddings_through_the_gateway() {
             "the unspent escrow came back: {bill:?}"
         );
 
+        // A non-streaming client that hangs up while its text is generated: hyper drops
+        // the handler, whose guard stops the generation; the job settles short of the
+        // greedy answer.
+        let newest = |jobs: agentic_client::api::Jobs| jobs.jobs.last().map_or(0, |j| j.id);
+        let before = newest(c.jobs(Default::default()).await.unwrap());
+        {
+            let body = format!(
+                r#"{{"model":"smollm2-135m","messages":[{{"role":"user","content":"{LONG_ASK}"}}],"max_tokens":{LONG_MAX},"temperature":0}}"#
+            );
+            let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+            let req = format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+                server.addr,
+                body.len()
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            // Hang up soon after the job's session started (its stage assigned).
+            let until = Instant::now() + Duration::from_secs(60);
+            loop {
+                let id = newest(c.jobs(Default::default()).await.unwrap());
+                if id > before {
+                    let j = c.job(JobId(id)).await.unwrap();
+                    if j.stages.iter().all(|st| st.slots.iter().all(|x| x.assignment.is_some())) {
+                        break;
+                    }
+                }
+                assert!(Instant::now() < until, "the non-streaming job never started");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop(s);
+        }
+        let until = Instant::now() + Duration::from_secs(120);
+        let (id, quiet) = loop {
+            let id = newest(c.jobs(Default::default()).await.unwrap());
+            let j = c.job(JobId(id)).await.unwrap();
+            if j.status != agentic_protocol::state::JobStatus::Active && j.escrow == Amount::ZERO {
+                break (id, j);
+            }
+            assert!(Instant::now() < until, "not settled: {j:#?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(id > before);
+        let steps = quiet
+            .stages
+            .last()
+            .and_then(|st| st.result)
+            .map(|r| r.steps)
+            .expect("the last stage's result");
+        assert!(
+            0 < steps && steps < long,
+            "job {id}: the generation stopped when the client hung up: {steps} of {long}"
+        );
+        eprintln!("non-streaming hang-up: job {id} stopped after {steps} of {long} tokens");
+
         server.shutdown().await;
         eprintln!("gateway test: {:?} on the market", t0.elapsed());
     })

@@ -26,6 +26,7 @@ use super::types::{
 };
 use super::{Gateway, CHAT_MODEL, DEFAULT_MAX_TOKENS, EMBEDDING_ALIAS, EMBEDDING_MODEL};
 use crate::requester::generate::load_llm;
+use crate::requester::Requester;
 use crate::requester::{
     prepare, GenerationInput, JobInput, JobRequest, PreparedJob, RequesterError, Submitted,
 };
@@ -280,12 +281,16 @@ impl Gateway {
             return Ok(self.stream(m, head, plan, sub));
         }
         let timeout = self.inner.config.job_timeout;
+        // A client that hangs up makes hyper drop this future: the guard then stops
+        // the generation, so nobody pays for tokens no one will read.
+        let guard = StopOnDrop::new(self.inner.requester.clone(), sub.job);
         let streamed = self
             .inner
             .requester
             .stream(sub.job, timeout, |_, _| {})
             .await
             .map_err(market_error)?;
+        guard.disarm();
         let tokens = streamed.tokens;
         let ended_by_stop = tokens.last().is_some_and(|t| plan.stops.contains(t));
         let shown = if ended_by_stop {
@@ -407,6 +412,43 @@ impl Gateway {
         });
         let sse = Sse::new(events).keep_alive(KeepAlive::default());
         job_headers(sse.into_response(), job, sub.escrow, false)
+    }
+}
+
+/// Stops job `job`'s generation when dropped before [`StopOnDrop::disarm`]: the
+/// handler of a non-streaming request is dropped when its client hangs up.
+struct StopOnDrop {
+    requester: Option<Requester>,
+    job: JobId,
+}
+
+impl StopOnDrop {
+    fn new(requester: Requester, job: JobId) -> StopOnDrop {
+        StopOnDrop {
+            requester: Some(requester),
+            job,
+        }
+    }
+
+    /// The request ran to its end: nothing to stop.
+    fn disarm(mut self) {
+        self.requester = None;
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let (Some(r), Ok(rt)) = (self.requester.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let job = self.job;
+        rt.spawn(async move {
+            match r.stop(job).await {
+                Ok(at) => tracing::info!(job = job.0, tokens = at, "the client left: generation stopped"),
+                Err(e) => tracing::warn!(job = job.0, error = %e, "the client left; stopping the generation failed"),
+            }
+        });
     }
 }
 
