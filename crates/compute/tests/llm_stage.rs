@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use agentic_compute::llm::generate::{GenerateParams, Generation};
 use agentic_compute::llm::stage::{
-    chain_hash, ends, input_rows_bytes, input_rows_from_bytes, replay_claim,
+    chain_hash, ends, input_rows_bytes, input_rows_from_bytes, input_rows_len, replay_claim,
     replay_claim_from_rows, replay_stage, replay_stage_from_rows, rows_input_claim, stage_cost,
     tokens_hash, tokens_leaf, GenerationRequest, StageInput, StageOutput, StageRange, StageSession,
     StageTrace, MAX_STOP_TOKENS,
@@ -745,6 +745,11 @@ fn a_stage_replays_from_its_input_rows() {
         assert_eq!(rows_input_claim(model, r, p, n, rows).unwrap(), fi);
 
         let bytes = input_rows_bytes(rows, d);
+        assert_eq!(
+            bytes.len() as u64,
+            input_rows_len(p + n - 1, d),
+            "the auditor's cap"
+        );
         assert_eq!(input_rows_from_bytes(&bytes, d).as_deref(), Some(&rows[..]));
         assert!(input_rows_from_bytes(&bytes, d + 1).is_none());
         assert!(input_rows_from_bytes(&bytes[..bytes.len() - 1], d).is_none());

@@ -726,7 +726,7 @@ fn step_spans(p: usize, n: usize) -> Vec<Range<usize>> {
 /// Bytes of a stage's input rows as it serves them to its auditor:
 /// `"AGLLMIR1" ‖ width u32 ‖ row count u32 ‖ f32 LE…`.
 pub fn input_rows_bytes(rows: &[f32], width: usize) -> Vec<u8> {
-    let mut b = Vec::with_capacity(16 + 4 * rows.len());
+    let mut b = Vec::with_capacity(INPUT_ROWS_HEADER + 4 * rows.len());
     b.extend_from_slice(INPUT_ROWS_MAGIC);
     b.extend_from_slice(&(width as u32).to_le_bytes());
     b.extend_from_slice(&((rows.len() / width.max(1)) as u32).to_le_bytes());
@@ -735,6 +735,16 @@ pub fn input_rows_bytes(rows: &[f32], width: usize) -> Vec<u8> {
     }
     b
 }
+
+/// The length of [`input_rows_bytes`] for `rows` rows `width` wide (saturating): what
+/// an auditor fetches at most.
+pub fn input_rows_len(rows: usize, width: usize) -> u64 {
+    let values = (rows as u64).saturating_mul(width as u64);
+    (INPUT_ROWS_HEADER as u64).saturating_add(values.saturating_mul(4))
+}
+
+/// Bytes before the values in [`input_rows_bytes`]: the magic, the width, the count.
+const INPUT_ROWS_HEADER: usize = 16;
 
 /// Decodes [`input_rows_bytes`] of rows `width` wide (`None`: not such rows — another
 /// width, a count that disagrees with the bytes, anything after them).

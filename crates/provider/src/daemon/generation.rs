@@ -548,9 +548,26 @@ pub(crate) fn session_over(job: &Job, s: u32) -> bool {
     })
 }
 
+/// Why an auditor replays a stage's prefix instead of its input rows.
+#[derive(Debug, thiserror::Error)]
+enum RowsUnusable {
+    #[error("the stage's provider did not serve them in time")]
+    Late,
+    #[error("fetching them: {0}")]
+    Fetch(#[from] agentic_client::ClientError),
+    #[error("the blob is not input rows of the model's width")]
+    NotRows,
+    #[error("they do not fit the session: {0}")]
+    Shape(#[from] agentic_compute::ComputeError),
+    #[error("they are not the rows of the stage's published input claim")]
+    NotTheClaim,
+    #[error("checking them: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// The input rows stage `s` of `id` received, from its provider's data plane, checked
 /// against the input claim it published with its commitment (`claim`) for a session of
-/// `(range, prompt length, steps)`: a typed reason when they are missing or not those.
+/// `(range, prompt length, steps)`: why not, when they are missing or not those.
 async fn input_rows(
     client: &Client,
     id: JobId,
@@ -558,34 +575,29 @@ async fn input_rows(
     m: &Arc<LlmModel>,
     (range, prompt_len, steps): (&StageRange, usize, usize),
     claim: &Hash,
-) -> Result<Vec<f32>, String> {
+) -> Result<Vec<f32>, RowsUnusable> {
     // Exactly the rows of the prompt and the steps (`input_rows_bytes`), no more.
     let d = m.model.config().dim;
-    let values = (prompt_len + steps).saturating_sub(1).saturating_mul(d);
-    let expected = 16u64.saturating_add(4u64.saturating_mul(values as u64));
+    let expected = stage::input_rows_len((prompt_len + steps).saturating_sub(1), d);
     let fetch = async {
         let named = client.session_inputs(id, s).await?;
         client.get_blob_at_most(&named.blob, expected).await
     };
     let bytes = tokio::time::timeout(SESSION_PATIENCE / 6, fetch)
         .await
-        .map_err(|_| "the stage's provider did not serve them in time".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| RowsUnusable::Late)??;
     let model = m.clone();
     let range = *range;
     let claim = *claim;
     tokio::task::spawn_blocking(move || {
-        let rows = stage::input_rows_from_bytes(&bytes, d)
-            .ok_or_else(|| "the blob is not input rows of the model's width".to_string())?;
-        let ours = stage::rows_input_claim(&model.model, &range, prompt_len, steps, &rows)
-            .map_err(|e| e.to_string())?;
+        let rows = stage::input_rows_from_bytes(&bytes, d).ok_or(RowsUnusable::NotRows)?;
+        let ours = stage::rows_input_claim(&model.model, &range, prompt_len, steps, &rows)?;
         if ours != claim {
-            return Err("they are not the rows of the stage's published input claim".into());
+            return Err(RowsUnusable::NotTheClaim);
         }
         Ok(rows)
     })
-    .await
-    .map_err(|e| e.to_string())?
+    .await?
 }
 
 /// The finished session's transcript from the stages that serve it (the last stage,
