@@ -1441,10 +1441,12 @@ fn a_replaced_stage_is_matched_again_and_the_session_pays_once() {
     all_released(&chain);
 }
 
-/// A false report earns nothing: a requester that reports an honest, running
-/// stage pays its fee and the reported provider's miss penalty is burned whole
-/// (supply falls by exactly the penalty and the fee's burned part), none of it
-/// credited to the requester.
+/// A false report earns nothing and the requester's costs nobody stake: a
+/// requester that reports an honest, running stage pays its fee and evicts it, but
+/// the reported provider keeps its stake and its record (a requester sees no link;
+/// a penalty would let any buyer burn a competitor's stake for a fee). A neighbour's
+/// report costs the miss penalty (`a_replaced_stage_is_matched_again_…`), burned
+/// whole, none of it credited to the reporter.
 #[test]
 fn a_report_pays_nobody() {
     let mut chain = network(4);
@@ -1454,6 +1456,7 @@ fn a_report_pays_nobody() {
     advance(&mut chain, 2);
     let before = chain.state.balance(&r);
     let bonded = chain.state.account(&honest).bonded;
+    let record = chain.state.provider(&honest).unwrap().reputation;
     let replace = TxBody::ReplaceStage {
         job,
         stage: 1,
@@ -1469,8 +1472,21 @@ fn a_report_pays_nobody() {
             _ => None,
         })
         .expect("StageReplaced");
-    assert!(penalty > Amount::ZERO);
-    assert_eq!(chain.state.account(&honest).bonded.0, bonded.0 - penalty.0);
+    assert_eq!(
+        penalty,
+        Amount::ZERO,
+        "the requester's report costs no stake"
+    );
+    assert_eq!(chain.state.account(&honest).bonded, bonded);
+    assert_eq!(
+        chain.state.provider(&honest).unwrap().reputation,
+        record,
+        "nor a failure on the record"
+    );
+    let j = chain.state.job(job).unwrap();
+    assert!(j.excluded.contains(&honest), "but it is evicted");
+    let p = chain.state.provider(&honest).unwrap();
+    assert_eq!((p.active, p.open), (0, 0), "and released");
     assert_eq!(
         chain.state.balance(&r).0,
         before.0 - rfee.0,

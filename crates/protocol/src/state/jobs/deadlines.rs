@@ -188,7 +188,7 @@ impl State {
         penalty
     }
 
-    /// The miss penalty of a provider reported out of a session
+    /// The miss penalty of a provider a neighbour reported out of a session
     /// (`ReplaceStage`): the same amount and failure record, all of it burned.
     /// The ledger cannot tell a dead provider from a false report, so no
     /// report may pay anyone: a requester that reported an honest stage would

@@ -18,11 +18,16 @@
 //! running job may send one; only a stage that has not committed can be replaced,
 //! and only while no stage has committed (a session whose stages commit has ended:
 //! a report then could evict a provider that did the whole stage and is about to
-//! commit; one that truly died misses its deadline, `jobs::deadlines`); the reported provider pays the miss penalty, never a
-//! slash, and the penalty is burned whole — unlike a missed deadline's, whose requester
-//! share goes to the payer — so a false report earns its sender nothing (it pays its
-//! fee, and the requester waits for the replacement); and a job replaces at most
-//! [`limits::MAX_SESSION_REPLACEMENTS`] providers.
+//! commit; one that truly died misses its deadline, `jobs::deadlines`); a job replaces
+//! at most [`limits::MAX_SESSION_REPLACEMENTS`] providers. A neighbour's report (a
+//! provider of another stage, the one that saw the link fail) costs the reported
+//! provider the miss penalty, never a slash, burned whole — unlike a missed
+//! deadline's, whose requester share goes to the payer — so a false report earns its
+//! sender nothing (it pays its fee). The requester's report only evicts: no penalty
+//! and no failure on the provider's record. The requester sees no link, so its report
+//! proves even less than a neighbour's, and a penalty there would let anyone who
+//! buys a job burn a competitor's stake for a fee; what an eviction costs its victim
+//! is that job's unpaid work, and the requester its own job's time.
 //! Nobody is paid twice: the replaced provider committed nothing and is paid nothing;
 //! its replacement commits the whole stage (every step, rebuilt or computed) and is
 //! paid the stage's bill as any stage provider.
@@ -69,6 +74,7 @@ impl State {
         if !replaceable {
             return Err(TxError::NotReplaceable { stage });
         }
+        let j_requester = j.requester;
         let member = who == j.requester
             || j.stages.iter().enumerate().any(|(i, s)| {
                 i != stage as usize
@@ -89,7 +95,13 @@ impl State {
         )
         .unwrap_or(Amount::ZERO);
         self.charge(who, fee);
-        let penalty = self.penalize_reported(provider, value);
+        // Only a neighbour's report costs the reported provider (module docs): the
+        // requester's evicts without a penalty or a failure on its record.
+        let penalty = if who == j_requester {
+            Amount::ZERO
+        } else {
+            self.penalize_reported(provider, value)
+        };
         if let Some(p) = self.provider_mut(provider) {
             p.active = p.active.saturating_sub(1);
             p.open = p.open.saturating_sub(1);
