@@ -81,8 +81,9 @@ fn one_stage_and_three_stage_generations_stream_the_same_tokens() {
     );
 
     // Every stage of the ring audited; past stage 0 from the rows the stage received.
+    // (The audit figures are the median audit round's, which need not be the median
+    // speed round's: checked against `runs` below.)
     let audit = &v["audit"];
-    assert_eq!(audit["job"], v["ring"]["job"]);
     let stages = audit["stages"].as_array().unwrap();
     assert_eq!(stages.len(), 3, "{audit}");
     for (i, st) in stages.iter().enumerate() {
@@ -100,7 +101,6 @@ fn one_stage_and_three_stage_generations_stream_the_same_tokens() {
     }
     assert!(audit["all_replays_ms"].as_f64() >= audit["longest_replay_ms"].as_f64());
     let one = &v["audit_one_stage"];
-    assert_eq!(one["job"], v["one_stage"]["job"]);
     for k in ["replay_ms", "generation_ms", "ratio"] {
         assert!(one[k].as_f64().unwrap() > 0.0, "1-stage audit {k}: {one}");
     }
@@ -126,8 +126,9 @@ fn one_stage_and_three_stage_generations_stream_the_same_tokens() {
         "the speed figures are one round's: {v}"
     );
     assert!(
-        runs.iter()
-            .any(|r| r["ring_job"] == audit["job"] && r["audit_ratio"] == audit["ratio"]),
+        runs.iter().any(|r| r["ring_job"] == audit["job"]
+            && r["one_stage_job"] == one["job"]
+            && r["audit_ratio"] == audit["ratio"]),
         "the audit figures are one round's: {v}"
     );
     let referee = &v["referee"];
