@@ -4,6 +4,8 @@
 //! text, embeddings are a local MiniLM run's, every answer names its job and cost,
 //! and errors come back as OpenAI errors.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use agentic_agent::gateway::{self, Gateway};
@@ -335,22 +337,8 @@ fn an_openai_client_buys_chat_streams_and_embeddings_through_the_gateway() {
             JobId(id.parse().unwrap())
         };
         let c = net.client();
-        let until = Instant::now() + Duration::from_secs(120);
-        let settled = loop {
-            let j = c.job(job).await.unwrap();
-            if j.status != agentic_protocol::state::JobStatus::Active && j.escrow == Amount::ZERO {
-                break j;
-            }
-            assert!(Instant::now() < until, "not settled: {j:#?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let (settled, steps) = common::settled_generation(&c, job).await;
         assert_eq!(settled.status, agentic_protocol::state::JobStatus::Completed);
-        let steps = settled
-            .stages
-            .last()
-            .and_then(|st| st.result)
-            .map(|r| r.steps)
-            .expect("the last stage's result");
         assert!(
             0 < steps && steps < long,
             "the generation stopped when the client left: {steps} of {long} tokens"
@@ -369,8 +357,7 @@ fn an_openai_client_buys_chat_streams_and_embeddings_through_the_gateway() {
         // A non-streaming client that hangs up while its text is generated: hyper drops
         // the handler, whose guard stops the generation; the job settles short of the
         // greedy answer.
-        let newest = |jobs: agentic_client::api::Jobs| jobs.jobs.last().map_or(0, |j| j.id);
-        let before = newest(c.jobs(Default::default()).await.unwrap());
+        let before = common::newest_job(&c).await;
         {
             let body = format!(
                 r#"{{"model":"smollm2-135m","messages":[{{"role":"user","content":"{LONG_ASK}"}}],"max_tokens":{LONG_MAX},"temperature":0}}"#
@@ -385,7 +372,7 @@ fn an_openai_client_buys_chat_streams_and_embeddings_through_the_gateway() {
             // Hang up soon after the job's session started (its stage assigned).
             let until = Instant::now() + Duration::from_secs(60);
             loop {
-                let id = newest(c.jobs(Default::default()).await.unwrap());
+                let id = common::newest_job(&c).await;
                 if id > before {
                     let j = c.job(JobId(id)).await.unwrap();
                     if j.stages.iter().all(|st| st.slots.iter().all(|x| x.assignment.is_some())) {
@@ -398,23 +385,9 @@ fn an_openai_client_buys_chat_streams_and_embeddings_through_the_gateway() {
             tokio::time::sleep(Duration::from_millis(200)).await;
             drop(s);
         }
-        let until = Instant::now() + Duration::from_secs(120);
-        let (id, quiet) = loop {
-            let id = newest(c.jobs(Default::default()).await.unwrap());
-            let j = c.job(JobId(id)).await.unwrap();
-            if j.status != agentic_protocol::state::JobStatus::Active && j.escrow == Amount::ZERO {
-                break (id, j);
-            }
-            assert!(Instant::now() < until, "not settled: {j:#?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let id = common::newest_job(&c).await;
         assert!(id > before);
-        let steps = quiet
-            .stages
-            .last()
-            .and_then(|st| st.result)
-            .map(|r| r.steps)
-            .expect("the last stage's result");
+        let (_, steps) = common::settled_generation(&c, JobId(id)).await;
         assert!(
             0 < steps && steps < long,
             "job {id}: the generation stopped when the client hung up: {steps} of {long}"

@@ -487,10 +487,16 @@ impl rmcp::ClientHandler for Recorder {
     }
 }
 
-/// `generate`: smollm2-135m over two providers; the tokens arrive as progress
-/// notifications (one per token, in order, their texts adding up to the answer's),
-/// then the text, the count, the job and its settled bill.
-async fn generate_streams_progress_and_bills_the_tokens(net: &LocalMarket, key: &PrivateKey) {
+/// An MCP server acting with `key` over HTTP, and a client that records its progress
+/// notifications.
+async fn recording_client(
+    net: &LocalMarket,
+    key: &PrivateKey,
+) -> (
+    transport::HttpServer,
+    Recorder,
+    RunningService<RoleClient, Recorder>,
+) {
     let server = McpServer::new(Config::new(net.api.clone(), key.clone()));
     let http = transport::serve_http(server, "127.0.0.1:0", None)
         .await
@@ -501,6 +507,14 @@ async fn generate_streams_progress_and_bills_the_tokens(net: &LocalMarket, key: 
         .serve(StreamableHttpClientTransport::from_uri(http.url()))
         .await
         .expect("MCP initialize");
+    (http, rec, c)
+}
+
+/// `generate`: smollm2-135m over two providers; the tokens arrive as progress
+/// notifications (one per token, in order, their texts adding up to the answer's),
+/// then the text, the count, the job and its settled bill.
+async fn generate_streams_progress_and_bills_the_tokens(net: &LocalMarket, key: &PrivateKey) {
+    let (_http, rec, c) = recording_client(net, key).await;
     let mut meta = rmcp::model::RequestMetaObject::default();
     meta.set_progress_token(rmcp::model::ProgressToken(
         rmcp::model::NumberOrString::Number(7),
@@ -577,19 +591,9 @@ async fn a_cancelled_generate_stops_its_generation(net: &LocalMarket, key: &Priv
         long >= 100,
         "the ask generates {long} tokens: too few to stop early"
     );
-    let server = McpServer::new(Config::new(net.api.clone(), key.clone()));
-    let http = transport::serve_http(server, "127.0.0.1:0", None)
-        .await
-        .unwrap();
-    let rec = Recorder::default();
-    let c = rec
-        .clone()
-        .serve(StreamableHttpClientTransport::from_uri(http.url()))
-        .await
-        .expect("MCP initialize");
+    let (_http, rec, c) = recording_client(net, key).await;
     let client = net.client();
-    let newest = |jobs: agentic_client::api::Jobs| jobs.jobs.last().map_or(0, |j| j.id);
-    let before = newest(client.jobs(Default::default()).await.unwrap());
+    let before = common::newest_job(&client).await;
     let mut meta = rmcp::model::RequestMetaObject::default();
     meta.set_progress_token(rmcp::model::ProgressToken(
         rmcp::model::NumberOrString::Number(8),
@@ -614,25 +618,10 @@ async fn a_cancelled_generate_stops_its_generation(net: &LocalMarket, key: &Priv
             }
         }
     } // dropped: the client sends notifications/cancelled
-    let until = Instant::now() + Duration::from_secs(120);
-    let (id, job) = loop {
-        let id = newest(client.jobs(Default::default()).await.unwrap());
-        if id > before {
-            let j = client.job(JobId(id)).await.unwrap();
-            if j.status != agentic_protocol::state::JobStatus::Active && j.escrow == Amount::ZERO {
-                break (id, j);
-            }
-        }
-        assert!(Instant::now() < until, "the cancelled job did not settle");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let id = common::newest_job(&client).await;
+    assert!(id > before, "the cancelled call's job");
+    let (job, steps) = common::settled_generation(&client, JobId(id)).await;
     assert_eq!(job.status, agentic_protocol::state::JobStatus::Completed);
-    let steps = job
-        .stages
-        .last()
-        .and_then(|st| st.result)
-        .map(|r| r.steps)
-        .expect("the last stage's result");
     assert!(
         0 < steps && steps < long,
         "job {id}: the generation stopped when the call was cancelled: {steps} of {long}"

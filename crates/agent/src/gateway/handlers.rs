@@ -26,9 +26,9 @@ use super::types::{
 };
 use super::{Gateway, CHAT_MODEL, DEFAULT_MAX_TOKENS, EMBEDDING_ALIAS, EMBEDDING_MODEL};
 use crate::requester::generate::load_llm;
-use crate::requester::Requester;
 use crate::requester::{
-    prepare, GenerationInput, JobInput, JobRequest, PreparedJob, RequesterError, Submitted,
+    prepare, GenerationInput, JobInput, JobRequest, PreparedJob, Requester, RequesterError,
+    Submitted,
 };
 
 /// `GET /v1/models`.
@@ -351,28 +351,13 @@ impl Gateway {
                 Kind::Chat => head.chunk(Some(json!({"content": s})), None),
                 Kind::Text => head.text_chunk(&s, None),
             };
-            let mut stopping = false;
-            let stopper = requester.clone();
+            let mut guard = Some(StopOnDrop::new(requester.clone(), job));
             let result = requester
                 .stream(job, timeout, |_, tok| {
-                    // The client hung up: stop paying for tokens nobody reads.
-                    if tx.is_closed() && !stopping {
-                        stopping = true;
-                        let stopper = stopper.clone();
-                        tokio::spawn(async move {
-                            match stopper.stop(job).await {
-                                Ok(at) => tracing::info!(
-                                    job = job.0,
-                                    tokens = at,
-                                    "the client left: generation stopped"
-                                ),
-                                Err(e) => tracing::warn!(
-                                    job = job.0,
-                                    error = %e,
-                                    "the client left; stopping the generation failed"
-                                ),
-                            }
-                        });
+                    // The client hung up: dropping the guard stops paying for tokens
+                    // nobody reads.
+                    if tx.is_closed() {
+                        guard.take();
                     }
                     if plan.stops.contains(&tok) {
                         return; // the stop token's text is not part of the reply
@@ -383,6 +368,9 @@ impl Gateway {
                     }
                 })
                 .await;
+            if let Some(g) = guard {
+                g.disarm();
+            }
             match result {
                 Ok(streamed) => {
                     let stopped = streamed
@@ -416,7 +404,8 @@ impl Gateway {
 }
 
 /// Stops job `job`'s generation when dropped before [`StopOnDrop::disarm`]: the
-/// handler of a non-streaming request is dropped when its client hangs up.
+/// handler of a non-streaming request is dropped when its client hangs up; a stream's
+/// task drops it when its client's chunks have no reader.
 struct StopOnDrop {
     requester: Option<Requester>,
     job: JobId,

@@ -46,6 +46,31 @@ pub async fn job(c: &Client, id: JobId) -> Job {
     c.job(id).await.unwrap()
 }
 
+/// The newest job's id (0 when there is none).
+pub async fn newest_job(c: &Client) -> u64 {
+    let jobs = c.jobs(Default::default()).await.unwrap().jobs;
+    jobs.last().map_or(0, |j| j.id)
+}
+
+/// Job `id` once it settled (no longer active, its escrow paid out or refunded), within
+/// 120 s, and the steps its last stage's result claims (a generation's tokens).
+pub async fn settled_generation(c: &Client, id: JobId) -> (Job, u32) {
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let j = job(c, id).await;
+        if j.status != agentic_protocol::state::JobStatus::Active && j.escrow == Amount::ZERO {
+            let steps = j
+                .stages
+                .last()
+                .and_then(|st| st.result)
+                .map_or(0, |r| r.steps);
+            return (j, steps);
+        }
+        assert!(Instant::now() < until, "job {} not settled: {j:#?}", id.0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// `principal` grants `terms`; returns the mandate's id.
 pub async fn grant_mandate(c: &Client, principal: &PrivateKey, terms: MandateTerms) -> MandateId {
     let receipt = c

@@ -304,11 +304,22 @@ fn wall(r: &Run) -> f64 {
     r.sessions.iter().map(|s| s.wall_ms).fold(0.0, f64::max)
 }
 
-/// The index of the median of `v` (the lower middle of an even count).
-fn median_index(v: &[f64]) -> usize {
-    let mut order: Vec<usize> = (0..v.len()).collect();
-    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    order[(v.len() - 1) / 2]
+/// The round with the median `ratio` (the lower middle of an even count).
+fn median_round(rounds: &[Round], ratio: fn(&Round) -> f64) -> &Round {
+    let mut order: Vec<&Round> = rounds.iter().collect();
+    order.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+    order[(order.len() - 1) / 2]
+}
+
+impl Figures {
+    /// The speed figures' round (the median speed ratio's) and the audit figures' (the
+    /// median audit ratio's).
+    fn median_rounds(&self) -> (&Round, &Round) {
+        (
+            median_round(&self.rounds, Round::speed_ratio),
+            median_round(&self.rounds, Round::audit_ratio),
+        )
+    }
 }
 
 struct Figures {
@@ -643,14 +654,7 @@ fn ratio(a: f64, b: f64) -> f64 {
 fn report(args: &Args, f: &Figures, market_s: f64) -> anyhow::Result<()> {
     let k = args.stages as f64;
     let one_way_ms = args.rtt_ms as f64 / 2.0;
-    // The speed figures are the round with the median speed ratio's, the audit figures
-    // the round with the median audit ratio's.
-    let speeds: Vec<f64> = f.rounds.iter().map(Round::speed_ratio).collect();
-    let audits: Vec<f64> = f.rounds.iter().map(Round::audit_ratio).collect();
-    let (sp, au) = (
-        &f.rounds[median_index(&speeds)],
-        &f.rounds[median_index(&audits)],
-    );
+    let (sp, au) = f.median_rounds();
     let added = sp.ring.per_token_ms() - sp.one.per_token_ms();
     let per_hop = added / k;
     let bound = sp.one.per_token_ms() + k * one_way_ms;
@@ -774,17 +778,13 @@ fn print_readable(args: &Args, f: &Figures, r: &Value) {
     );
     let rtt = format!("{} stages, {} ms RTT", args.stages, args.rtt_ms);
     let loop_label = format!("{} stages, loopback", args.stages);
-    let speeds: Vec<f64> = f.rounds.iter().map(Round::speed_ratio).collect();
-    let audits: Vec<f64> = f.rounds.iter().map(Round::audit_ratio).collect();
-    let (sp, au) = (
-        &f.rounds[median_index(&speeds)],
-        &f.rounds[median_index(&audits)],
-    );
+    let (sp, au) = f.median_rounds();
+    let each = |ratio: fn(&Round) -> f64| list(&f.rounds.iter().map(ratio).collect::<Vec<_>>());
     println!(
         "  (the median of {} rounds; each round's ratio: {}; audit ratio: {})",
         f.rounds.len(),
-        list(&speeds),
-        list(&audits)
+        each(Round::speed_ratio),
+        each(Round::audit_ratio)
     );
     for (name, run) in [
         ("1 stage", &sp.one),
