@@ -272,7 +272,8 @@ enum Kind {
         salt: Option<Hash>,
     },
     /// Report that a generation stage's provider dropped out of the session (a stage
-    /// provider of the job, or its payer): it is penalized and the stage matched again.
+    /// provider of the job, or its requester): it is evicted and the stage matched
+    /// again; a stage provider's report also costs it the miss penalty.
     ReplaceStage {
         /// The job id.
         #[arg(long)]
